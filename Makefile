@@ -1,0 +1,96 @@
+# Makefile - builds raft-kv: server/raft_server, client/raft_client and the Check tests.
+#   make            build the two programs
+#   make check      build and run every test (unit, integration, stress)
+#   make run        start a five-server cluster (see run_servers.sh)
+#   make SAN=address|undefined|thread check   the same under a sanitizer (own build dir)
+
+CC      ?= cc
+SAN     ?=
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread
+LDFLAGS += -pthread
+
+ifneq ($(SAN),)
+CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SAN)
+BUILD   := build/$(SAN)
+else
+BUILD   := build/default
+endif
+
+COMMON_SRC := $(sort $(wildcard common/*.c))
+SERVER_SRC := $(sort $(wildcard server/core/*.c server/storage/*.c server/kv/*.c \
+                                server/net/*.c server/node/*.c))
+CLIENT_SRC := $(filter-out client/main.c,$(sort $(wildcard client/*.c)))
+HARNESS_SRC := $(sort $(wildcard tests/harness*.c))
+TEST_SRC   := $(sort $(wildcard tests/unit_*.c tests/integ_*.c tests/stress_*.c))
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+COMMON_OBJ  := $(call obj,$(COMMON_SRC))
+SERVER_OBJ  := $(call obj,$(SERVER_SRC))
+CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
+HARNESS_OBJ := $(call obj,$(HARNESS_SRC))
+
+ifneq ($(SAN),)
+SERVER_BIN := $(BUILD)/raft_server
+CLIENT_BIN := $(BUILD)/raft_client
+else
+SERVER_BIN := server/raft_server
+CLIENT_BIN := client/raft_client
+endif
+TEST_BINS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+
+.PHONY: all check check-deps tests unit integ stress run clean
+all: $(SERVER_BIN) $(CLIENT_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(SERVER_BIN): $(call obj,server/main.c) $(SERVER_OBJ) $(COMMON_OBJ)
+	$(CC) $^ -o $@ $(LDFLAGS)
+
+$(CLIENT_BIN): $(call obj,client/main.c) $(CLIENT_OBJ) $(COMMON_OBJ)
+	$(CC) $^ -o $@ $(LDFLAGS)
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS_OBJ) $(SERVER_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
+	$(CC) $^ -o $@ $(LDFLAGS) $(CHECK_LIBS)
+
+# Check is the one test dependency; install it if missing (or say how).
+check-deps:
+	@tests/ensure_check.sh
+
+tests: check-deps
+	@$(MAKE) --no-print-directory $(SERVER_BIN) $(CLIENT_BIN) $(TEST_BINS)
+
+# Every test program runs even if an earlier one failed; the target fails if any did.
+RUN_TESTS = fail=0; for t in $(1); do echo "== $$t"; \
+	RK_SERVER_BIN=$(SERVER_BIN) RK_CLIENT_BIN=$(CLIENT_BIN) $$t || fail=1; done; exit $$fail
+
+check: tests
+	@$(call RUN_TESTS,$(TEST_BINS))
+
+unit: tests
+	@$(call RUN_TESTS,$(filter $(BUILD)/tests/unit_%,$(TEST_BINS)))
+
+integ: tests
+	@$(call RUN_TESTS,$(filter $(BUILD)/tests/integ_%,$(TEST_BINS)))
+
+stress: tests
+	@$(call RUN_TESTS,$(filter $(BUILD)/tests/stress_%,$(TEST_BINS)))
+
+run: all
+	./run_servers.sh
+
+clean:
+	rm -rf build server/raft_server client/raft_client
+
+-include $(shell find build -name '*.d' 2>/dev/null)

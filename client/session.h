@@ -1,0 +1,37 @@
+/* client/session.h - a leader-following client connection: sends one command, follows
+ * redirects to the leader, and retries other servers with backoff until a timeout.
+ * Used by the raft_client program and by the integration and stress tests. */
+#ifndef RK_SESSION_H
+#define RK_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct client_session;
+
+/* host/port: the server to try first (host NULL = none). registry_path: servers to fall
+ * back on (NULL = none). timeout_ms: how long one command may retry in total.
+ * verbose: note redirects and retries on stderr. Returns NULL with err set on failure
+ * (e.g. neither a host nor a readable registry). */
+struct client_session *client_session_new(const char *host, uint16_t port,
+                                          const char *registry_path, int timeout_ms,
+                                          bool verbose, char *err, size_t errlen);
+void client_session_free(struct client_session *s);
+
+struct client_reply {
+    uint8_t status;   /* enum proto_status: OK, VALUE, NIL or ERR (never REDIRECT) */
+    char *body;       /* malloc'ed, NUL-terminated, body_len bytes before the NUL */
+    uint32_t body_len;
+};
+
+/* Runs one command (enum proto_op). GET/SET/DELETE go to the leader, following
+ * redirects; STATUS is answered by the server currently connected to.
+ * Returns RK_OK with *out filled (free with client_reply_free), or RK_ERR_TIMEOUT when no
+ * leader answered before the timeout (err: "no leader reachable"), or another RK_ERR_*. */
+int client_session_call(struct client_session *s, uint8_t op, const char *key,
+                        uint32_t key_len, const char *val, uint32_t val_len,
+                        struct client_reply *out, char *err, size_t errlen);
+void client_reply_free(struct client_reply *r);
+
+#endif

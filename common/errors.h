@@ -1,0 +1,25 @@
+/* common/errors.h - error codes shared by every module, and their messages.
+ * Functions return RK_OK (0) or a negative RK_ERR_* code; rk_strerror() names it. */
+#ifndef RK_ERRORS_H
+#define RK_ERRORS_H
+
+enum rk_err {
+    RK_OK = 0,
+    RK_ERR_NOMEM = -1,      /* out of memory */
+    RK_ERR_IO = -2,         /* a read, write, fsync or socket call failed */
+    RK_ERR_CORRUPT = -3,    /* a file holds data that fails its checksum or format */
+    RK_ERR_PROTO = -4,      /* a malformed frame or message */
+    RK_ERR_TOOBIG = -5,     /* a length over the allowed maximum */
+    RK_ERR_CLOSED = -6,     /* the peer closed the connection */
+    RK_ERR_TIMEOUT = -7,    /* a deadline passed */
+    RK_ERR_NOTLEADER = -8,  /* this node is not the leader */
+    RK_ERR_INVAL = -9,      /* a bad argument or configuration */
+    RK_ERR_NOTFOUND = -10,  /* a name or key that does not exist */
+    RK_ERR_SHUTDOWN = -11,  /* the node is stopping */
+    RK_ERR_LOST = -12,      /* leadership was lost; the outcome is unknown */
+};
+
+/* A short, static, human-readable message for an RK_ERR_* code. */
+const char *rk_strerror(int err);
+
+#endif

@@ -1,0 +1,91 @@
+/* common/proto.h - the wire protocol: length-prefixed binary frames shared by client
+ * and server. Documented in docs/protocol.md.
+ *
+ * Frame:   u32 length (big-endian, 1..PROTO_MAX_FRAME) | payload
+ * Payload: u8 frame type | body (integers big-endian; byte strings as u32 length | bytes)
+ *
+ * The first frame on every connection is a HELLO that says what the connection is:
+ * a client (then CLIENT_REQ / CLIENT_RESP follow) or a peer server (then RAFT frames follow,
+ * one way, from the connecting server to the accepting one). */
+#ifndef RK_PROTO_H
+#define RK_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft_msg.h"
+
+#define PROTO_MAX_FRAME (16u * 1024 * 1024)
+#define PROTO_MAX_KEY (64u * 1024)
+#define PROTO_MAX_VALUE (4u * 1024 * 1024)
+#define PROTO_VERSION 1
+
+enum proto_frame_type {
+    PROTO_HELLO_CLIENT = 1, /* u8 version */
+    PROTO_HELLO_PEER = 2,   /* u8 version | bytes sender name */
+    PROTO_CLIENT_REQ = 3,
+    PROTO_CLIENT_RESP = 4,
+    PROTO_RAFT = 5,         /* a struct raft_msg */
+};
+
+enum proto_op {
+    PROTO_OP_GET = 1,
+    PROTO_OP_SET = 2,
+    PROTO_OP_DELETE = 3,
+    PROTO_OP_STATUS = 4,
+};
+
+enum proto_status {
+    PROTO_ST_OK = 0,       /* set done; delete removed a key */
+    PROTO_ST_VALUE = 1,    /* body = the value (get) or the status line (status) */
+    PROTO_ST_NIL = 2,      /* get: no such key; delete: there was none */
+    PROTO_ST_REDIRECT = 3, /* not the leader; leader_* say where it is (empty if unknown) */
+    PROTO_ST_ERR = 4,      /* body = a human-readable reason */
+};
+
+/* CLIENT_REQ: u8 op | bytes key | bytes value */
+struct proto_client_req {
+    uint8_t op;
+    const char *key; /* decode: points into the payload */
+    uint32_t key_len;
+    const char *val;
+    uint32_t val_len;
+};
+
+/* CLIENT_RESP: u8 status | bytes body | bytes leader_name | bytes leader_host | u16 port */
+struct proto_client_resp {
+    uint8_t status;
+    const char *body; /* decode: points into the payload */
+    uint32_t body_len;
+    char leader_name[64]; /* "" if unknown */
+    char leader_host[256];
+    uint16_t leader_port;
+};
+
+/* A growable output buffer; each proto_encode_* appends one whole frame. */
+struct proto_buf {
+    uint8_t *data;
+    size_t len, cap;
+};
+void proto_buf_free(struct proto_buf *b);
+
+int proto_encode_hello_client(struct proto_buf *b);
+int proto_encode_hello_peer(struct proto_buf *b, const char *name);
+int proto_encode_client_req(struct proto_buf *b, const struct proto_client_req *req);
+int proto_encode_client_resp(struct proto_buf *b, const struct proto_client_resp *resp);
+int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m);
+
+/* Decoders take one frame's payload (without the length prefix). They check every
+ * length against the payload and the limits above and return RK_OK, or RK_ERR_PROTO /
+ * RK_ERR_TOOBIG; on error nothing needs freeing. */
+/* The frame type (payload[0]), or RK_ERR_PROTO for an empty payload. */
+int proto_frame_type(const uint8_t *payload, size_t len);
+/* HELLO_CLIENT or HELLO_PEER: sets *type; for a peer copies the name (NUL-terminated). */
+int proto_decode_hello(const uint8_t *payload, size_t len, int *type, char name[64]);
+int proto_decode_client_req(const uint8_t *payload, size_t len, struct proto_client_req *out);
+int proto_decode_client_resp(const uint8_t *payload, size_t len, struct proto_client_resp *out);
+/* Allocates out->entries (free with raft_msg_free_entries). Rejects unknown types and
+ * entry counts the payload cannot hold. */
+int proto_decode_raft_msg(const uint8_t *payload, size_t len, struct raft_msg *out);
+
+#endif

@@ -1,0 +1,92 @@
+/* common/raft_msg.c - allocation helpers for Raft entries and messages (see raft_msg.h). */
+#include "raft_msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+
+int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
+                    const char *key, uint32_t key_len, const char *val, uint32_t val_len)
+{
+    char *buf = malloc((size_t)key_len + val_len + 2);
+    if (buf == NULL)
+        return RK_ERR_NOMEM;
+    if (key_len > 0)
+        memcpy(buf, key, key_len);
+    buf[key_len] = '\0';
+    if (val_len > 0)
+        memcpy(buf + key_len + 1, val, val_len);
+    buf[key_len + 1 + val_len] = '\0';
+    e->term = term;
+    e->type = type;
+    e->key_len = key_len;
+    e->val_len = val_len;
+    e->key = buf;
+    e->val = buf + key_len + 1;
+    return RK_OK;
+}
+
+int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src)
+{
+    return raft_entry_init(dst, src->term, src->type, src->key, src->key_len,
+                           src->val, src->val_len);
+}
+
+void raft_entry_free(struct raft_entry *e)
+{
+    free(e->key);
+    e->key = NULL;
+    e->val = NULL;
+    e->key_len = e->val_len = 0;
+}
+
+const char *raft_entry_type_name(uint8_t type)
+{
+    switch (type) {
+    case RAFT_ENTRY_NOOP: return "noop";
+    case RAFT_ENTRY_SET: return "set";
+    case RAFT_ENTRY_DELETE: return "delete";
+    }
+    return NULL;
+}
+
+void raft_msg_free_entries(struct raft_msg *m)
+{
+    for (uint32_t i = 0; i < m->n_entries; i++)
+        raft_entry_free(&m->entries[i]);
+    free(m->entries);
+    m->entries = NULL;
+    m->n_entries = 0;
+}
+
+int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src)
+{
+    *dst = *src;
+    dst->entries = NULL;
+    dst->n_entries = 0;
+    if (src->n_entries == 0)
+        return RK_OK;
+    dst->entries = calloc(src->n_entries, sizeof(*dst->entries));
+    if (dst->entries == NULL)
+        return RK_ERR_NOMEM;
+    for (uint32_t i = 0; i < src->n_entries; i++) {
+        if (raft_entry_copy(&dst->entries[i], &src->entries[i]) != RK_OK) {
+            raft_msg_free_entries(dst);
+            return RK_ERR_NOMEM;
+        }
+        dst->n_entries = i + 1;
+    }
+    return RK_OK;
+}
+
+const char *raft_msg_type_name(uint8_t type)
+{
+    switch (type) {
+    case RAFT_MSG_VOTE: return "vote";
+    case RAFT_MSG_VOTE_RESP: return "vote_resp";
+    case RAFT_MSG_APPEND: return "append";
+    case RAFT_MSG_APPEND_RESP: return "append_resp";
+    }
+    return "unknown";
+}

@@ -1,0 +1,86 @@
+/* common/raft_msg.h - Raft log entries and peer messages as plain data.
+ * The Raft core (server/core) produces and consumes these; common/proto.c puts them on the wire. */
+#ifndef RK_RAFT_MSG_H
+#define RK_RAFT_MSG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef uint64_t raft_index_t;
+typedef uint64_t raft_term_t;
+
+#define RAFT_NO_NODE (-1)
+
+enum raft_entry_type {
+    RAFT_ENTRY_NOOP = 0,   /* appended by a new leader (Raft paper §5.4.2, §8) */
+    RAFT_ENTRY_SET = 1,    /* key := value */
+    RAFT_ENTRY_DELETE = 2, /* remove key */
+};
+
+/* One log entry. key and val point into one allocation owned by the entry;
+ * each is followed by a NUL byte for convenience, but may itself hold any bytes. */
+struct raft_entry {
+    raft_term_t term;
+    uint8_t type;
+    uint32_t key_len;
+    uint32_t val_len;
+    char *key;
+    char *val;
+};
+
+/* Fills *e with a copy of key and val. Returns RK_OK or RK_ERR_NOMEM. */
+int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
+                    const char *key, uint32_t key_len, const char *val, uint32_t val_len);
+int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src);
+void raft_entry_free(struct raft_entry *e);
+/* "noop", "set", "delete", or NULL for an unknown type. */
+const char *raft_entry_type_name(uint8_t type);
+
+enum raft_msg_type {
+    RAFT_MSG_VOTE = 1,        /* RequestVote RPC, Figure 2 */
+    RAFT_MSG_VOTE_RESP = 2,
+    RAFT_MSG_APPEND = 3,      /* AppendEntries RPC, Figure 2; empty = heartbeat */
+    RAFT_MSG_APPEND_RESP = 4,
+};
+
+/* A peer message. Fields not used by a type are zero. */
+struct raft_msg {
+    uint8_t type;
+    int32_t from, to;          /* node ids (registry positions); the receiver sets
+                                  from from the connection's handshake */
+    raft_term_t term;
+
+    /* RAFT_MSG_VOTE */
+    raft_index_t last_log_index;
+    raft_term_t last_log_term;
+
+    /* RAFT_MSG_VOTE_RESP */
+    bool vote_granted;
+
+    /* RAFT_MSG_APPEND */
+    raft_index_t prev_log_index;
+    raft_term_t prev_log_term;
+    raft_index_t leader_commit;
+    uint32_t n_entries;
+    struct raft_entry *entries;
+
+    /* RAFT_MSG_APPEND_RESP */
+    bool success;
+    raft_index_t match_index;    /* success: the follower's log matches up to here */
+    raft_index_t reject_index;   /* failure: the prev_log_index that was rejected */
+    raft_index_t conflict_index; /* failure hint: first index of conflict_term, or
+                                    the follower's last index + 1 if its log is short */
+    raft_term_t conflict_term;   /* failure hint: term at reject_index, or 0 */
+
+    /* RAFT_MSG_APPEND and RAFT_MSG_APPEND_RESP: heartbeat round, echoed (ReadIndex) */
+    uint64_t read_ctx;
+};
+
+/* Frees m->entries and each entry in it (for messages that own their entries). */
+void raft_msg_free_entries(struct raft_msg *m);
+/* Deep copy, entries included. Returns RK_OK or RK_ERR_NOMEM. */
+int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src);
+/* "vote", "vote_resp", "append", "append_resp" or "unknown". */
+const char *raft_msg_type_name(uint8_t type);
+
+#endif

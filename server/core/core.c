@@ -1,0 +1,372 @@
+/* server/core/core.c - the core's life cycle and event entry points: raft_new, raft_tick,
+ * raft_step, raft_propose, the Ready hand-off, and the role changes of Raft §5.2
+ * (follower, candidate, leader). The rules of each RPC live in election.c,
+ * replication.c and read_index.c. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/errors.h"
+#include "raft_internal.h"
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+int raft_majority(const struct raft *r)
+{
+    return r->cfg.n_nodes / 2 + 1;
+}
+
+void raft_notice(struct raft *r, const char *fmt, ...)
+{
+    if (r->cfg.log_fn == NULL)
+        return;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    r->cfg.log_fn(r->cfg.log_ctx, msg);
+}
+
+/* xorshift64*: the core's own PRNG, so a seed fixes every timeout it draws. */
+static uint64_t core_random(struct raft *r)
+{
+    r->rng ^= r->rng >> 12;
+    r->rng ^= r->rng << 25;
+    r->rng ^= r->rng >> 27;
+    return r->rng * 2685821657736338717ULL;
+}
+
+/* Queues m for the next Ready. On allocation failure the message is dropped, which
+ * Raft tolerates as a lost message. */
+void raft_send(struct raft *r, struct raft_msg *m)
+{
+    m->from = r->cfg.self;
+    if (r->n_out == r->cap_out) {
+        uint32_t cap = r->cap_out ? r->cap_out * 2 : 16;
+        struct raft_msg *grown = realloc(r->outbox, cap * sizeof(*grown));
+        if (grown == NULL) {
+            raft_msg_free_entries(m);
+            return;
+        }
+        r->outbox = grown;
+        r->cap_out = cap;
+    }
+    r->outbox[r->n_out++] = *m;
+}
+
+/* §5.2: a randomized election timeout, uniform in [min, max). */
+void raft_reset_election_timer(struct raft *r)
+{
+    uint32_t span = r->cfg.election_timeout_max_ms - r->cfg.election_timeout_min_ms;
+    uint64_t jitter = span ? core_random(r) % span : 0;
+    r->election_deadline = r->now + r->cfg.election_timeout_min_ms + jitter;
+}
+
+static void set_term(struct raft *r, raft_term_t term)
+{
+    if (term > r->term) {
+        r->term = term;
+        r->voted_for = RAFT_NO_NODE;
+        r->hard_state_dirty = true;
+    }
+}
+
+/* ---- role changes (§5.2) ----------------------------------------------------------- */
+
+void raft_become_follower(struct raft *r, raft_term_t term, int leader)
+{
+    bool was_leader = r->role == RAFT_LEADER;
+    set_term(r, term);
+    r->role = RAFT_FOLLOWER;
+    r->leader = leader;
+    raft_reset_election_timer(r);
+    if (was_leader)
+        read_index_fail_all(r);
+}
+
+void raft_become_candidate(struct raft *r)
+{
+    set_term(r, r->term + 1);
+    r->voted_for = r->cfg.self;
+    r->hard_state_dirty = true;
+    r->role = RAFT_CANDIDATE;
+    r->leader = RAFT_NO_NODE;
+    memset(r->granted, 0, sizeof(r->granted));
+    raft_reset_election_timer(r);
+}
+
+/* §5.3: reinitialize nextIndex and matchIndex; §8: commit a no-op of the new term at
+ * once, so entries of earlier terms get committed and ReadIndex can start. */
+void raft_become_leader(struct raft *r)
+{
+    r->role = RAFT_LEADER;
+    r->leader = r->cfg.self;
+    for (int i = 0; i < r->cfg.n_nodes; i++) {
+        struct raft_progress *pr = &r->progress[i];
+        memset(pr, 0, sizeof(*pr));
+        pr->next = r->log.n + 1;
+        pr->state = RAFT_PROBE;
+    }
+    raft_notice(r, "won the election with a log of %llu entries",
+                (unsigned long long)r->log.n);
+    struct raft_entry noop = { .term = r->term, .type = RAFT_ENTRY_NOOP };
+    if (raft_log_append_copy(&r->log, &noop) != RK_OK)
+        raft_notice(r, "out of memory appending the leader's no-op");
+    r->heartbeat_deadline = r->now + r->cfg.heartbeat_ms;
+    replication_broadcast(r);
+    replication_maybe_commit(r);
+}
+
+/* ---- life cycle ------------------------------------------------------------------ */
+
+static bool config_valid(const struct raft_config *cfg)
+{
+    return cfg->n_nodes >= 1 && cfg->n_nodes <= RAFT_MAX_NODES && cfg->self >= 0 &&
+           cfg->self < cfg->n_nodes && cfg->election_timeout_min_ms > 0 &&
+           cfg->election_timeout_max_ms >= cfg->election_timeout_min_ms &&
+           cfg->heartbeat_ms > 0;
+}
+
+struct raft *raft_new(const struct raft_config *cfg, raft_term_t term, int voted_for,
+                      struct raft_entry *entries, raft_index_t n_entries, uint64_t now_ms)
+{
+    if (!config_valid(cfg) || voted_for < RAFT_NO_NODE || voted_for >= cfg->n_nodes)
+        return NULL;
+    struct raft *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->cfg = *cfg;
+    if (r->cfg.max_append_entries == 0)
+        r->cfg.max_append_entries = 1024;
+    if (r->cfg.max_append_bytes == 0)
+        r->cfg.max_append_bytes = 1024 * 1024;
+    r->term = term;
+    r->voted_for = voted_for;
+    r->durable_term = term;
+    r->durable_vote = voted_for;
+    raft_log_init(&r->log, entries, n_entries);
+    r->role = RAFT_FOLLOWER;
+    r->leader = RAFT_NO_NODE;
+    r->now = now_ms;
+    r->rng = cfg->seed ? cfg->seed : 0x9E3779B97F4A7C15ULL;
+    raft_reset_election_timer(r);
+    return r;
+}
+
+static void outbox_clear(struct raft *r)
+{
+    for (uint32_t i = 0; i < r->n_out; i++)
+        raft_msg_free_entries(&r->outbox[i]);
+    r->n_out = 0;
+}
+
+void raft_free(struct raft *r)
+{
+    if (r == NULL)
+        return;
+    outbox_clear(r);
+    free(r->outbox);
+    free(r->reads);
+    free(r->done_reads);
+    raft_log_free(&r->log);
+    free(r);
+}
+
+/* ---- events ------------------------------------------------------------------------ */
+
+void raft_tick(struct raft *r, uint64_t now_ms)
+{
+    if (now_ms > r->now)
+        r->now = now_ms;
+    if (r->role == RAFT_LEADER) {
+        if (r->now >= r->heartbeat_deadline) {
+            r->heartbeat_deadline = r->now + r->cfg.heartbeat_ms;
+            replication_heartbeat(r);
+        }
+        return;
+    }
+    if (r->now >= r->election_deadline)
+        election_start(r);
+}
+
+void raft_campaign(struct raft *r, uint64_t now_ms)
+{
+    if (now_ms > r->now)
+        r->now = now_ms;
+    if (r->role != RAFT_LEADER)
+        election_start(r);
+}
+
+void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
+{
+    if (now_ms > r->now)
+        r->now = now_ms;
+    if (m->from < 0 || m->from >= r->cfg.n_nodes || m->from == r->cfg.self)
+        return;
+    /* Figure 2, all servers: a higher term makes us a follower of that term. */
+    if (m->term > r->term) {
+        int leader = m->type == RAFT_MSG_APPEND ? m->from : RAFT_NO_NODE;
+        raft_become_follower(r, m->term, leader);
+    }
+    switch (m->type) {
+    case RAFT_MSG_VOTE: election_recv_vote(r, m); break;
+    case RAFT_MSG_VOTE_RESP: election_recv_vote_resp(r, m); break;
+    case RAFT_MSG_APPEND: replication_recv_append(r, m); break;
+    case RAFT_MSG_APPEND_RESP: replication_recv_append_resp(r, m); break;
+    default: break;
+    }
+}
+
+int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len,
+                 const char *val, uint32_t val_len, raft_index_t *index, raft_term_t *term)
+{
+    if (r->role != RAFT_LEADER)
+        return RK_ERR_NOTLEADER;
+    if (type != RAFT_ENTRY_SET && type != RAFT_ENTRY_DELETE && type != RAFT_ENTRY_NOOP)
+        return RK_ERR_INVAL;
+    struct raft_entry e;
+    int rc = raft_entry_init(&e, r->term, type, key, key_len, val, val_len);
+    if (rc != RK_OK)
+        return rc;
+    rc = raft_log_append_owned(&r->log, &e);
+    if (rc != RK_OK) {
+        raft_entry_free(&e);
+        return rc;
+    }
+    *index = r->log.n;
+    *term = r->term;
+    replication_broadcast(r);
+    replication_maybe_commit(r);
+    return RK_OK;
+}
+
+/* ---- the Ready hand-off ------------------------------------------------------------ */
+
+bool raft_has_ready(const struct raft *r)
+{
+    return r->hard_state_dirty || r->log.truncate_from != 0 ||
+           r->log.unstable_from <= r->log.n || r->n_out > 0;
+}
+
+static int ready_copy_entries(struct raft *r, struct raft_ready *rd)
+{
+    raft_index_t from = r->log.unstable_from;
+    if (from > r->log.n)
+        return RK_OK;
+    raft_index_t n = r->log.n - from + 1;
+    rd->entries = calloc(n, sizeof(*rd->entries));
+    if (rd->entries == NULL)
+        return RK_ERR_NOMEM;
+    rd->first_index = from;
+    for (raft_index_t i = 0; i < n; i++) {
+        if (raft_entry_copy(&rd->entries[i], raft_log_get(&r->log, from + i)) != RK_OK)
+            return RK_ERR_NOMEM;
+        rd->n_entries = (uint32_t)(i + 1);
+    }
+    return RK_OK;
+}
+
+int raft_ready_take(struct raft *r, struct raft_ready *rd)
+{
+    memset(rd, 0, sizeof(*rd));
+    if (ready_copy_entries(r, rd) != RK_OK) {
+        raft_ready_free(rd);
+        return RK_ERR_NOMEM;
+    }
+    rd->hard_state_changed = r->hard_state_dirty;
+    rd->term = r->term;
+    rd->voted_for = r->voted_for;
+    rd->truncate_from = r->log.truncate_from;
+    rd->msgs = r->outbox;
+    rd->n_msgs = r->n_out;
+    r->outbox = NULL;
+    r->n_out = r->cap_out = 0;
+    r->hard_state_dirty = false;
+    r->log.truncate_from = 0;
+    r->log.unstable_from = r->log.n + 1;
+    return RK_OK;
+}
+
+void raft_ready_done(struct raft *r, uint64_t now_ms, const struct raft_ready *rd)
+{
+    if (now_ms > r->now)
+        r->now = now_ms;
+    if (rd->hard_state_changed) {
+        r->durable_term = rd->term;
+        r->durable_vote = rd->voted_for;
+    }
+    if (rd->n_entries > 0) {
+        raft_index_t last = rd->first_index + rd->n_entries - 1;
+        raft_term_t term = rd->entries[rd->n_entries - 1].term;
+        /* Log Matching (§5.3): same index and term means the same entry, so the
+         * entry is still ours unless a later truncation dropped it. */
+        if (raft_log_term_at(&r->log, last) == term && last > r->log.stable &&
+            (r->log.truncate_from == 0 || r->log.truncate_from > last))
+            r->log.stable = last;
+    }
+    if (r->role == RAFT_CANDIDATE)
+        election_check_quorum(r);
+    else if (r->role == RAFT_LEADER)
+        replication_maybe_commit(r);
+}
+
+void raft_ready_free(struct raft_ready *rd)
+{
+    for (uint32_t i = 0; i < rd->n_entries; i++)
+        raft_entry_free(&rd->entries[i]);
+    free(rd->entries);
+    for (uint32_t i = 0; i < rd->n_msgs; i++)
+        raft_msg_free_entries(&rd->msgs[i]);
+    free(rd->msgs);
+    memset(rd, 0, sizeof(*rd));
+}
+
+uint32_t raft_take_reads(struct raft *r, struct raft_read *out, uint32_t max)
+{
+    uint32_t n = r->n_done_reads < max ? r->n_done_reads : max;
+    memcpy(out, r->done_reads, n * sizeof(*out));
+    memmove(r->done_reads, r->done_reads + n, (r->n_done_reads - n) * sizeof(*out));
+    r->n_done_reads -= n;
+    return n;
+}
+
+/* ---- queries ----------------------------------------------------------------------- */
+
+uint64_t raft_next_deadline(const struct raft *r)
+{
+    return r->role == RAFT_LEADER ? r->heartbeat_deadline : r->election_deadline;
+}
+
+enum raft_role raft_role(const struct raft *r) { return r->role; }
+raft_term_t raft_term(const struct raft *r) { return r->term; }
+int raft_voted_for(const struct raft *r) { return r->voted_for; }
+int raft_leader(const struct raft *r) { return r->leader; }
+int raft_self(const struct raft *r) { return r->cfg.self; }
+raft_index_t raft_commit_index(const struct raft *r) { return r->commit; }
+raft_index_t raft_last_index(const struct raft *r) { return r->log.n; }
+raft_term_t raft_last_term(const struct raft *r) { return raft_log_term_at(&r->log, r->log.n); }
+raft_index_t raft_stable_index(const struct raft *r) { return r->log.stable; }
+
+const struct raft_entry *raft_entry_at(const struct raft *r, raft_index_t index)
+{
+    return raft_log_get(&r->log, index);
+}
+
+raft_index_t raft_peer_match(const struct raft *r, int peer)
+{
+    if (r->role != RAFT_LEADER || peer < 0 || peer >= r->cfg.n_nodes)
+        return 0;
+    return peer == r->cfg.self ? r->log.stable : r->progress[peer].match;
+}
+
+const char *raft_role_name(enum raft_role role)
+{
+    switch (role) {
+    case RAFT_FOLLOWER: return "follower";
+    case RAFT_CANDIDATE: return "candidate";
+    case RAFT_LEADER: return "leader";
+    }
+    return "unknown";
+}

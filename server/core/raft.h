@@ -1,0 +1,109 @@
+/* server/core/raft.h - the Raft core: every rule of the Raft paper's Figure 2, with no I/O.
+ *
+ * The core never reads a clock, sends a message or touches a disk. It takes events
+ * (a message, a tick with the current time, a client proposal, "this batch is durable")
+ * and accumulates what the caller must do, which the caller takes with raft_ready_take():
+ *   1. persist the hard state (term, vote) if it changed,
+ *   2. drop log entries from truncate_from on, then append the new entries,
+ *   3. fdatasync, and only then
+ *   4. send the messages, and call raft_ready_done().
+ * The commit index (raft_commit_index) says what may be applied; ReadIndex answers come
+ * from raft_take_reads(). The threaded server and the tests drive the same core. */
+#ifndef RK_RAFT_H
+#define RK_RAFT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../common/raft_msg.h"
+
+struct raft;
+
+enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE = 1, RAFT_LEADER = 2 };
+
+struct raft_config {
+    int self;                        /* this node's id, 0 .. n_nodes-1 */
+    int n_nodes;                     /* cluster size, 1 .. 64 */
+    uint32_t election_timeout_min_ms;/* election timeout is uniform in [min, max) */
+    uint32_t election_timeout_max_ms;
+    uint32_t heartbeat_ms;
+    uint32_t max_append_entries;     /* entries per AppendEntries (0 = 1024) */
+    uint32_t max_append_bytes;       /* approximate bytes per AppendEntries (0 = 1 MiB) */
+    uint64_t seed;                   /* seeds the core's own PRNG (timeouts) */
+    /* Optional: human-readable notices (role changes, catching up a follower). */
+    void (*log_fn)(void *ctx, const char *msg);
+    void *log_ctx;
+};
+
+/* Work for the caller, in order: hard state, truncation, entries, sync, then messages.
+ * All pointers are deep copies owned by the ready; free with raft_ready_free(). */
+struct raft_ready {
+    bool hard_state_changed;
+    raft_term_t term;
+    int voted_for;                /* node id or RAFT_NO_NODE */
+
+    raft_index_t truncate_from;   /* 0 = none; else drop stored entries with index >= this */
+    raft_index_t first_index;     /* index of entries[0] */
+    uint32_t n_entries;
+    struct raft_entry *entries;
+
+    uint32_t n_msgs;
+    struct raft_msg *msgs;        /* msgs[i].to is the destination */
+};
+
+/* A ReadIndex answer (Raft thesis §6.4): once applied >= index, a read for id may be
+ * served. ok = false means leadership was lost and the read must fail. */
+struct raft_read {
+    uint64_t id;
+    raft_index_t index;
+    bool ok;
+};
+
+/* Creates a core from what storage loaded. Takes ownership of entries (entries[0] is
+ * index 1; they are all durable). Returns NULL on bad config or out of memory. */
+struct raft *raft_new(const struct raft_config *cfg, raft_term_t term, int voted_for,
+                      struct raft_entry *entries, raft_index_t n_entries, uint64_t now_ms);
+void raft_free(struct raft *r);
+
+/* Time passes: election timeout (§5.2), heartbeats (§5.2). */
+void raft_tick(struct raft *r, uint64_t now_ms);
+/* A message from a peer. The core copies what it keeps. */
+void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m);
+/* Start an election now (the server's "True" start flag). */
+void raft_campaign(struct raft *r, uint64_t now_ms);
+/* Leader only: append a command. Sets *index and *term of the new entry.
+ * RK_ERR_NOTLEADER when not leader. */
+int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len,
+                 const char *val, uint32_t val_len, raft_index_t *index, raft_term_t *term);
+/* Leader only: ask to serve a linearizable read (ReadIndex). The answer comes from
+ * raft_take_reads(). RK_ERR_NOTLEADER when not leader. */
+int raft_read_index(struct raft *r, uint64_t read_id);
+/* Takes up to max ReadIndex answers (ok or failed). Returns how many. */
+uint32_t raft_take_reads(struct raft *r, struct raft_read *out, uint32_t max);
+
+bool raft_has_ready(const struct raft *r);
+/* Moves the pending work into *rd (zeroed first). RK_OK or RK_ERR_NOMEM. */
+int raft_ready_take(struct raft *r, struct raft_ready *rd);
+/* The caller made rd durable and sent its messages. */
+void raft_ready_done(struct raft *r, uint64_t now_ms, const struct raft_ready *rd);
+void raft_ready_free(struct raft_ready *rd);
+
+/* When raft_tick next has something to do. */
+uint64_t raft_next_deadline(const struct raft *r);
+
+enum raft_role raft_role(const struct raft *r);
+const char *raft_role_name(enum raft_role role);
+raft_term_t raft_term(const struct raft *r);
+int raft_voted_for(const struct raft *r);
+int raft_leader(const struct raft *r);          /* known leader id, or RAFT_NO_NODE */
+int raft_self(const struct raft *r);
+raft_index_t raft_commit_index(const struct raft *r);
+raft_index_t raft_last_index(const struct raft *r);
+raft_term_t raft_last_term(const struct raft *r);
+raft_index_t raft_stable_index(const struct raft *r); /* durable up to here */
+/* The entry at index (1 .. last), or NULL. Valid until the next call that changes the core. */
+const struct raft_entry *raft_entry_at(const struct raft *r, raft_index_t index);
+/* Leader's view of a peer: match index (0 if unknown or not leader). */
+raft_index_t raft_peer_match(const struct raft *r, int peer);
+
+#endif

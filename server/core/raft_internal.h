@@ -1,0 +1,113 @@
+/* server/core/raft_internal.h - the Raft core's private state, shared by the core's files:
+ * core.c (life cycle, Ready, role changes), log.c (the in-memory log), election.c,
+ * replication.c and read_index.c. Nothing outside server/core includes this. */
+#ifndef RK_RAFT_INTERNAL_H
+#define RK_RAFT_INTERNAL_H
+
+#include "raft.h"
+
+#define RAFT_MAX_NODES 64
+
+/* The in-memory log. entries[i] holds index i + 1. Indexes up to stable are durable;
+ * those from unstable_from on have not yet been handed to the caller in a Ready. */
+struct raft_log {
+    struct raft_entry *entries;
+    raft_index_t n, cap;
+    raft_index_t stable;
+    raft_index_t unstable_from;
+    raft_index_t truncate_from; /* 0, or the lowest index dropped that storage may hold */
+};
+
+/* A leader's view of one follower (the PROBE/REPLICATE states of etcd-io/raft). */
+enum raft_progress_state { RAFT_PROBE = 0, RAFT_REPLICATE = 1 };
+
+struct raft_progress {
+    raft_index_t next;   /* Figure 2, nextIndex */
+    raft_index_t match;  /* Figure 2, matchIndex */
+    enum raft_progress_state state;
+    bool paused;         /* PROBE: one AppendEntries outstanding, wait for its reply */
+    uint64_t acked_ctx;  /* highest heartbeat round (read_ctx) it answered this term */
+};
+
+struct raft_pending_read {
+    uint64_t id;
+    uint64_t ctx;        /* heartbeat round that must reach a majority */
+    raft_index_t index;  /* commit index to wait for; 0 until known */
+};
+
+struct raft {
+    struct raft_config cfg;
+
+    /* Persistent state (Figure 2) and what of it is known durable. */
+    raft_term_t term;
+    int voted_for;
+    bool hard_state_dirty;
+    raft_term_t durable_term;
+    int durable_vote;
+    struct raft_log log;
+
+    /* Volatile state. */
+    enum raft_role role;
+    int leader;
+    raft_index_t commit;
+    uint64_t now;
+    uint64_t election_deadline;
+    uint64_t heartbeat_deadline;
+    uint64_t rng;
+
+    /* Candidate: votes granted this term, by node. */
+    bool granted[RAFT_MAX_NODES];
+
+    /* Leader. */
+    struct raft_progress progress[RAFT_MAX_NODES];
+    uint64_t read_ctx;
+    struct raft_pending_read *reads;
+    uint32_t n_reads, cap_reads;
+
+    /* Outputs waiting for the caller. */
+    struct raft_msg *outbox;
+    uint32_t n_out, cap_out;
+    struct raft_read *done_reads;
+    uint32_t n_done_reads, cap_done_reads;
+};
+
+/* log.c */
+void raft_log_init(struct raft_log *log, struct raft_entry *entries, raft_index_t n);
+void raft_log_free(struct raft_log *log);
+raft_term_t raft_log_term_at(const struct raft_log *log, raft_index_t index); /* 0 if none */
+const struct raft_entry *raft_log_get(const struct raft_log *log, raft_index_t index);
+int raft_log_append_copy(struct raft_log *log, const struct raft_entry *e);
+int raft_log_append_owned(struct raft_log *log, struct raft_entry *e);
+void raft_log_truncate(struct raft_log *log, raft_index_t from);
+raft_index_t raft_log_first_of_term(const struct raft_log *log, raft_index_t index);
+raft_index_t raft_log_last_of_term(const struct raft_log *log, raft_term_t term,
+                                   raft_index_t at_most);
+
+/* core.c */
+int raft_majority(const struct raft *r);
+void raft_notice(struct raft *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void raft_send(struct raft *r, struct raft_msg *m);  /* takes ownership of m->entries */
+void raft_reset_election_timer(struct raft *r);
+void raft_become_follower(struct raft *r, raft_term_t term, int leader);
+void raft_become_candidate(struct raft *r);
+void raft_become_leader(struct raft *r);
+
+/* election.c */
+void election_start(struct raft *r);
+void election_check_quorum(struct raft *r);
+void election_recv_vote(struct raft *r, const struct raft_msg *m);
+void election_recv_vote_resp(struct raft *r, const struct raft_msg *m);
+
+/* replication.c */
+void replication_send_append(struct raft *r, int peer);
+void replication_broadcast(struct raft *r);
+void replication_heartbeat(struct raft *r);
+void replication_maybe_commit(struct raft *r);
+void replication_recv_append(struct raft *r, const struct raft_msg *m);
+void replication_recv_append_resp(struct raft *r, const struct raft_msg *m);
+
+/* read_index.c */
+void read_index_on_ack(struct raft *r);
+void read_index_fail_all(struct raft *r);
+
+#endif

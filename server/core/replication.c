@@ -1,0 +1,285 @@
+/* server/core/replication.c - log replication (Raft §5.3, §5.4): the leader's
+ * AppendEntries with batching, pipelining and fast backtracking, the follower's
+ * consistency check and truncation, and the commit rule of §5.4.2 (Figure 8). */
+#include <stdlib.h>
+
+#include "../../common/errors.h"
+#include "raft_internal.h"
+
+/* How far a REPLICATE follower may run ahead of its acknowledged match index. */
+#define REPLICATION_MAX_INFLIGHT_BATCHES 8
+
+/* Copies entries next.. into m, up to the count and byte caps; returns how many. */
+static uint32_t append_fill_entries(struct raft *r, struct raft_msg *m, raft_index_t next)
+{
+    if (next > r->log.n)
+        return 0;
+    raft_index_t avail = r->log.n - next + 1;
+    uint32_t max = r->cfg.max_append_entries;
+    uint32_t n = avail < max ? (uint32_t)avail : max;
+    m->entries = calloc(n, sizeof(*m->entries));
+    if (m->entries == NULL)
+        return 0;
+    uint64_t bytes = 0;
+    uint32_t i = 0;
+    for (; i < n; i++) {
+        const struct raft_entry *e = raft_log_get(&r->log, next + i);
+        if (i > 0 && bytes + e->key_len + e->val_len > r->cfg.max_append_bytes)
+            break;
+        if (raft_entry_copy(&m->entries[i], e) != RK_OK)
+            break;
+        bytes += e->key_len + e->val_len + 32;
+    }
+    m->n_entries = i;
+    return i;
+}
+
+/* Sends one AppendEntries to peer starting at its nextIndex (Figure 2, leader rules). */
+static void append_send_one(struct raft *r, int peer)
+{
+    struct raft_progress *pr = &r->progress[peer];
+    struct raft_msg m = {
+        .type = RAFT_MSG_APPEND,
+        .to = peer,
+        .term = r->term,
+        .prev_log_index = pr->next - 1,
+        .prev_log_term = raft_log_term_at(&r->log, pr->next - 1),
+        .leader_commit = r->commit,
+        .read_ctx = r->read_ctx,
+    };
+    uint32_t n = append_fill_entries(r, &m, pr->next);
+    if (pr->state == RAFT_REPLICATE)
+        pr->next += n; /* pipelining: assume it arrives; a rejection resets next */
+    else
+        pr->paused = true; /* probing: one at a time until the follower answers */
+    raft_send(r, &m);
+}
+
+/* Sends what peer is missing: one probe, or in REPLICATE as many batches as the
+ * in-flight window allows. Sends nothing to a paused probe. */
+void replication_send_append(struct raft *r, int peer)
+{
+    struct raft_progress *pr = &r->progress[peer];
+    if (pr->state == RAFT_PROBE) {
+        if (!pr->paused)
+            append_send_one(r, peer);
+        return;
+    }
+    raft_index_t window = (raft_index_t)r->cfg.max_append_entries *
+                          REPLICATION_MAX_INFLIGHT_BATCHES;
+    for (int batches = 0; batches < REPLICATION_MAX_INFLIGHT_BATCHES; batches++) {
+        if (pr->next > r->log.n || pr->next - 1 - pr->match >= window)
+            break;
+        append_send_one(r, peer);
+    }
+}
+
+void replication_broadcast(struct raft *r)
+{
+    for (int peer = 0; peer < r->cfg.n_nodes; peer++)
+        if (peer != r->cfg.self)
+            replication_send_append(r, peer);
+}
+
+/* §5.2: heartbeats keep followers from starting elections. A follower that is
+ * caught up gets an empty AppendEntries; a paused probe is retried. */
+void replication_heartbeat(struct raft *r)
+{
+    for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
+        if (peer == r->cfg.self)
+            continue;
+        struct raft_progress *pr = &r->progress[peer];
+        pr->paused = false;
+        if (pr->state == RAFT_REPLICATE && pr->next <= r->log.n)
+            replication_send_append(r, peer);
+        else
+            append_send_one(r, peer);
+    }
+}
+
+static int cmp_index_desc(const void *a, const void *b)
+{
+    raft_index_t x = *(const raft_index_t *)a, y = *(const raft_index_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* §5.3, §5.4.2 (Figure 8): commit the highest index stored on a majority, but only if
+ * it holds an entry of the current term. The leader counts only its durable log. */
+void replication_maybe_commit(struct raft *r)
+{
+    if (r->role != RAFT_LEADER)
+        return;
+    raft_index_t match[RAFT_MAX_NODES];
+    for (int i = 0; i < r->cfg.n_nodes; i++)
+        match[i] = i == r->cfg.self ? r->log.stable : r->progress[i].match;
+    qsort(match, (size_t)r->cfg.n_nodes, sizeof(match[0]), cmp_index_desc);
+    raft_index_t n = match[raft_majority(r) - 1];
+    if (n > r->commit && raft_log_term_at(&r->log, n) == r->term) {
+        r->commit = n;
+        read_index_on_ack(r);
+    }
+}
+
+/* ---- follower side --------------------------------------------------------------- */
+
+static void append_reply(struct raft *r, const struct raft_msg *m, struct raft_msg *resp)
+{
+    resp->type = RAFT_MSG_APPEND_RESP;
+    resp->to = m->from;
+    resp->term = r->term;
+    resp->reject_index = m->prev_log_index;
+    resp->read_ctx = m->read_ctx;
+    raft_send(r, resp);
+}
+
+/* The rejection hint that lets the leader skip a whole term at a time: the term we
+ * hold at prev_log_index and the first index of that term, or our log's end. */
+static void append_reject_hint(const struct raft *r, const struct raft_msg *m,
+                               struct raft_msg *resp)
+{
+    if (m->prev_log_index > r->log.n) {
+        resp->conflict_index = r->log.n + 1;
+        resp->conflict_term = 0;
+        return;
+    }
+    resp->conflict_term = raft_log_term_at(&r->log, m->prev_log_index);
+    resp->conflict_index = raft_log_first_of_term(&r->log, m->prev_log_index);
+    if (resp->conflict_index <= r->commit)
+        resp->conflict_index = r->commit + 1; /* committed entries always match */
+}
+
+/* Figure 2, AppendEntries receiver steps 3-4: skip entries we already hold, truncate at
+ * the first conflict, append the rest. Never truncates on a stale, shorter message. */
+static int append_merge(struct raft *r, const struct raft_msg *m)
+{
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        raft_index_t index = m->prev_log_index + 1 + i;
+        const struct raft_entry *e = &m->entries[i];
+        if (index <= r->log.n) {
+            if (raft_log_term_at(&r->log, index) == e->term)
+                continue;
+            if (index <= r->commit) {
+                raft_notice(r, "BUG: leader %d conflicts with committed index %llu; ignored",
+                            m->from, (unsigned long long)index);
+                return RK_ERR_INVAL;
+            }
+            raft_log_truncate(&r->log, index);
+        }
+        int rc = raft_log_append_copy(&r->log, e);
+        if (rc != RK_OK)
+            return rc;
+    }
+    return RK_OK;
+}
+
+/* Figure 2, AppendEntries receiver. (A higher term was already adopted by raft_step.) */
+void replication_recv_append(struct raft *r, const struct raft_msg *m)
+{
+    struct raft_msg resp = { 0 };
+    if (m->term < r->term) { /* step 1: a stale leader; our term tells it to step down */
+        append_reply(r, m, &resp);
+        return;
+    }
+    if (r->role == RAFT_LEADER) {
+        raft_notice(r, "BUG: two leaders in term %llu (node %d)",
+                    (unsigned long long)r->term, m->from);
+        return;
+    }
+    if (r->role != RAFT_FOLLOWER || r->leader != m->from)
+        raft_become_follower(r, m->term, m->from);
+    raft_reset_election_timer(r);
+
+    bool prev_ok = m->prev_log_index == 0 ||
+                   (m->prev_log_index <= r->log.n &&
+                    raft_log_term_at(&r->log, m->prev_log_index) == m->prev_log_term);
+    if (!prev_ok) { /* step 2 */
+        append_reject_hint(r, m, &resp);
+        append_reply(r, m, &resp);
+        return;
+    }
+    if (append_merge(r, m) != RK_OK) {
+        append_reply(r, m, &resp);
+        return;
+    }
+    raft_index_t match = m->prev_log_index + m->n_entries;
+    /* step 5: commit up to what the leader committed and we hold from it */
+    raft_index_t can_commit = m->leader_commit < match ? m->leader_commit : match;
+    if (can_commit > r->commit)
+        r->commit = can_commit;
+    resp.success = true;
+    resp.match_index = match;
+    append_reply(r, m, &resp);
+}
+
+/* ---- leader side: replies -------------------------------------------------------- */
+
+/* Where to probe next after a rejection, from the follower's hint (§5.3, the
+ * "optimization" paragraph): skip the whole conflicting term at once. */
+static raft_index_t append_next_from_hint(const struct raft *r, const struct raft_msg *m)
+{
+    raft_index_t next = m->conflict_index;
+    if (m->conflict_term != 0) {
+        raft_index_t ours = raft_log_last_of_term(&r->log, m->conflict_term, m->reject_index);
+        if (ours != 0)
+            next = ours + 1;
+    }
+    if (next > m->reject_index)
+        next = m->reject_index; /* the rejected prev index itself must be retried */
+    return next;
+}
+
+static void append_rejected(struct raft *r, int peer, const struct raft_msg *m)
+{
+    struct raft_progress *pr = &r->progress[peer];
+    if (m->reject_index <= pr->match)
+        return; /* stale: we already know it matches there */
+    if (pr->state == RAFT_PROBE && m->reject_index != pr->next - 1)
+        return; /* stale: an answer to an older probe */
+    raft_index_t next = append_next_from_hint(r, m);
+    if (next < pr->match + 1)
+        next = pr->match + 1;
+    if (next < 1)
+        next = 1;
+    if (r->log.n + 1 - next > r->cfg.max_append_entries)
+        raft_notice(r, "catching up follower %d: probing from index %llu (leader last %llu)",
+                    peer, (unsigned long long)next, (unsigned long long)r->log.n);
+    pr->next = next;
+    pr->state = RAFT_PROBE;
+    pr->paused = false;
+    replication_send_append(r, peer);
+}
+
+static void append_accepted(struct raft *r, int peer, const struct raft_msg *m)
+{
+    struct raft_progress *pr = &r->progress[peer];
+    if (m->match_index > r->log.n)
+        return; /* cannot be: it matches entries we do not have */
+    if (m->match_index > pr->match)
+        pr->match = m->match_index;
+    if (pr->next < pr->match + 1)
+        pr->next = pr->match + 1;
+    if (pr->state == RAFT_PROBE && m->match_index + 1 >= pr->next) {
+        pr->state = RAFT_REPLICATE; /* the probe found where our logs agree */
+        pr->next = pr->match + 1;
+        if (r->log.n - pr->match > r->cfg.max_append_entries)
+            raft_notice(r, "catching up follower %d: %llu entries behind",
+                        peer, (unsigned long long)(r->log.n - pr->match));
+    }
+    pr->paused = false;
+    replication_maybe_commit(r);
+    replication_send_append(r, peer);
+}
+
+void replication_recv_append_resp(struct raft *r, const struct raft_msg *m)
+{
+    if (r->role != RAFT_LEADER || m->term != r->term)
+        return;
+    struct raft_progress *pr = &r->progress[m->from];
+    if (m->read_ctx > pr->acked_ctx)
+        pr->acked_ctx = m->read_ctx;
+    if (m->success)
+        append_accepted(r, m->from, m);
+    else
+        append_rejected(r, m->from, m);
+    read_index_on_ack(r);
+}
