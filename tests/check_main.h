@@ -1,5 +1,5 @@
 /* tests/check_main.h - the main() every Check test program shares: run one suite,
- * exit non-zero on any failure. Each tests/*.c file is its own program. */
+ * exit non-zero on any failure. Each tests/NAME.c file is its own program. */
 #ifndef RK_CHECK_MAIN_H
 #define RK_CHECK_MAIN_H
 

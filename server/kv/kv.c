@@ -1,0 +1,203 @@
+/* server/kv/kv.c - the key-value state machine (Raft paper §2, §5.3: every server applies
+ * the same committed entries in the same order): a chained hash map, FNV-1a hashed,
+ * doubling its bucket count whenever it holds more keys than buckets. */
+#include "kv.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/errors.h"
+
+#define KV_INITIAL_BUCKETS 16
+
+struct kv_node {
+    struct kv_node *next;
+    uint64_t hash;
+    char *val;          /* val_len bytes + a NUL, its own allocation */
+    uint32_t val_len;
+    uint32_t key_len;
+    char key[];         /* key_len bytes + a NUL */
+};
+
+struct kv {
+    struct kv_node **buckets;
+    size_t n_buckets;   /* a power of two */
+    size_t count;
+};
+
+/* 64-bit FNV-1a. */
+static uint64_t hash_key(const char *key, uint32_t len)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (uint32_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static bool key_equals(const struct kv_node *n, uint64_t hash, const char *key,
+                       uint32_t key_len)
+{
+    return n->hash == hash && n->key_len == key_len &&
+           (key_len == 0 || memcmp(n->key, key, key_len) == 0);
+}
+
+/* The link that points at key's node (or the NULL link ending its chain). */
+static struct kv_node **find_link(const struct kv *kv, uint64_t hash, const char *key,
+                                  uint32_t key_len)
+{
+    struct kv_node **link = &kv->buckets[hash & (kv->n_buckets - 1)];
+    while (*link != NULL && !key_equals(*link, hash, key, key_len))
+        link = &(*link)->next;
+    return link;
+}
+
+static char *copy_bytes(const char *bytes, uint32_t len)
+{
+    char *copy = malloc((size_t)len + 1);
+    if (copy == NULL)
+        return NULL;
+    if (len > 0)
+        memcpy(copy, bytes, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+struct kv *kv_new(void)
+{
+    struct kv *kv = calloc(1, sizeof(*kv));
+    if (kv == NULL)
+        return NULL;
+    kv->buckets = calloc(KV_INITIAL_BUCKETS, sizeof(*kv->buckets));
+    if (kv->buckets == NULL) {
+        free(kv);
+        return NULL;
+    }
+    kv->n_buckets = KV_INITIAL_BUCKETS;
+    return kv;
+}
+
+void kv_free(struct kv *kv)
+{
+    if (kv == NULL)
+        return;
+    for (size_t i = 0; i < kv->n_buckets; i++) {
+        struct kv_node *n = kv->buckets[i];
+        while (n != NULL) {
+            struct kv_node *next = n->next;
+            free(n->val);
+            free(n);
+            n = next;
+        }
+    }
+    free(kv->buckets);
+    free(kv);
+}
+
+/* Doubles the bucket array; on allocation failure keeps the old one (longer chains). */
+static void grow(struct kv *kv)
+{
+    size_t n_buckets = kv->n_buckets * 2;
+    struct kv_node **buckets = calloc(n_buckets, sizeof(*buckets));
+    if (buckets == NULL)
+        return;
+    for (size_t i = 0; i < kv->n_buckets; i++) {
+        struct kv_node *n = kv->buckets[i];
+        while (n != NULL) {
+            struct kv_node *next = n->next;
+            struct kv_node **head = &buckets[n->hash & (n_buckets - 1)];
+            n->next = *head;
+            *head = n;
+            n = next;
+        }
+    }
+    free(kv->buckets);
+    kv->buckets = buckets;
+    kv->n_buckets = n_buckets;
+}
+
+static struct kv_node *new_node(uint64_t hash, const char *key, uint32_t key_len,
+                                char *val, uint32_t val_len)
+{
+    struct kv_node *n = malloc(sizeof(*n) + (size_t)key_len + 1);
+    if (n == NULL)
+        return NULL;
+    n->next = NULL;
+    n->hash = hash;
+    n->val = val;
+    n->val_len = val_len;
+    n->key_len = key_len;
+    if (key_len > 0)
+        memcpy(n->key, key, key_len);
+    n->key[key_len] = '\0';
+    return n;
+}
+
+int kv_set(struct kv *kv, const char *key, uint32_t key_len, const char *val, uint32_t val_len)
+{
+    uint64_t hash = hash_key(key, key_len);
+    struct kv_node **link = find_link(kv, hash, key, key_len);
+    char *copy = copy_bytes(val, val_len);
+    if (copy == NULL)
+        return RK_ERR_NOMEM;
+    if (*link != NULL) {
+        free((*link)->val);
+        (*link)->val = copy;
+        (*link)->val_len = val_len;
+        return RK_OK;
+    }
+    struct kv_node *n = new_node(hash, key, key_len, copy, val_len);
+    if (n == NULL) {
+        free(copy);
+        return RK_ERR_NOMEM;
+    }
+    *link = n;
+    if (++kv->count > kv->n_buckets && kv->n_buckets <= SIZE_MAX / 2 / sizeof(*link))
+        grow(kv);
+    return RK_OK;
+}
+
+bool kv_delete(struct kv *kv, const char *key, uint32_t key_len)
+{
+    struct kv_node **link = find_link(kv, hash_key(key, key_len), key, key_len);
+    struct kv_node *n = *link;
+    if (n == NULL)
+        return false;
+    *link = n->next;
+    free(n->val);
+    free(n);
+    kv->count--;
+    return true;
+}
+
+const char *kv_get(const struct kv *kv, const char *key, uint32_t key_len, uint32_t *val_len)
+{
+    struct kv_node *n = *find_link(kv, hash_key(key, key_len), key, key_len);
+    if (n == NULL)
+        return NULL;
+    if (val_len != NULL)
+        *val_len = n->val_len;
+    return n->val;
+}
+
+size_t kv_count(const struct kv *kv)
+{
+    return kv->count;
+}
+
+/* Applies one committed entry (Raft paper §5.3: in log order, once per index). */
+int kv_apply(struct kv *kv, const struct raft_entry *e)
+{
+    switch (e->type) {
+    case RAFT_ENTRY_NOOP:
+        return KV_APPLIED;
+    case RAFT_ENTRY_SET: {
+        int rc = kv_set(kv, e->key, e->key_len, e->val, e->val_len);
+        return rc == RK_OK ? KV_APPLIED : rc;
+    }
+    case RAFT_ENTRY_DELETE:
+        return kv_delete(kv, e->key, e->key_len) ? KV_APPLIED : KV_ABSENT;
+    }
+    return RK_ERR_INVAL;
+}

@@ -1,0 +1,905 @@
+/* server/storage/storage.c - the durable Raft state of one server (Raft paper Figure 2,
+ * "Persistent state on all servers"): the log as a checksummed text file NAME_log.txt
+ * and currentTerm/votedFor in NAME_state, replaced atomically. See storage.h. */
+#include "storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../common/crc32.h"
+#include "../../common/errors.h"
+
+#define CRC_FIELD_LEN 9       /* " " + 8 hex digits, before the newline */
+#define STATE_MAX_LEN 256     /* a state file longer than this is corrupt */
+#define VOTE_MAX_LEN 63       /* sizeof(storage_loaded.voted_for) - 1 */
+
+struct storage {
+    char *log_path;
+    char *state_path;
+    char *tmp_path;
+    char *dir_path;
+    int log_fd;
+    int dir_fd;
+    off_t *line_start;        /* line_start[i]: byte offset of the line of index i + 1 */
+    raft_term_t *line_term;   /* line_term[i]: term of index i + 1 */
+    raft_index_t n_lines;     /* = last index */
+    size_t cap;
+    off_t size;               /* bytes of the log file that hold whole lines */
+    int broken;               /* an fdatasync or a rollback failed: refuse further use */
+};
+
+/* A growable byte buffer. */
+struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+/* ---------- errors ---------- */
+
+__attribute__((format(printf, 4, 5)))
+static int set_err(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* "path: operation: strerror(errno)" as RK_ERR_IO. */
+static int io_err(char *err, size_t errlen, const char *path, const char *op)
+{
+    int saved = errno;
+    return set_err(err, errlen, RK_ERR_IO, "%s: %s: %s", path, op, strerror(saved));
+}
+
+static int check_usable(const struct storage *s, char *err, size_t errlen)
+{
+    if (s->broken)
+        return set_err(err, errlen, RK_ERR_IO,
+                       "%s: unusable after an earlier failed fdatasync or rollback",
+                       s->log_path);
+    return RK_OK;
+}
+
+/* ---------- small I/O helpers ---------- */
+
+/* Writes all len bytes at offset off, retrying short writes and EINTR. */
+static int pwrite_all(int fd, const char *data, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, data, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            errno = EIO;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
+/* Reads a whole file from fd into a malloc'd buffer (*out, NUL-terminated). */
+static int read_whole_fd(int fd, char **out, size_t *out_len)
+{
+    size_t cap = 4096, len = 0;
+    char *data = malloc(cap + 1);
+    if (data == NULL)
+        return RK_ERR_NOMEM;
+    for (;;) {
+        if (len == cap) {
+            char *bigger = realloc(data, cap * 2 + 1);
+            if (bigger == NULL) {
+                free(data);
+                return RK_ERR_NOMEM;
+            }
+            data = bigger;
+            cap *= 2;
+        }
+        ssize_t n = pread(fd, data + len, cap - len, (off_t)len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int saved = errno;
+            free(data);
+            errno = saved;
+            return RK_ERR_IO;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    data[len] = '\0';
+    *out = data;
+    *out_len = len;
+    return RK_OK;
+}
+
+static char *join_path(const char *dir, const char *name, const char *suffix)
+{
+    size_t len = strlen(dir) + 1 + strlen(name) + strlen(suffix) + 1;
+    char *path = malloc(len);
+    if (path != NULL)
+        snprintf(path, len, "%s/%s%s", dir, name, suffix);
+    return path;
+}
+
+/* ---------- growable buffer ---------- */
+
+static int buf_reserve(struct buf *b, size_t extra)
+{
+    if (extra > SIZE_MAX / 2 - b->len)
+        return RK_ERR_NOMEM;
+    size_t need = b->len + extra;
+    if (need <= b->cap)
+        return RK_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    char *data = realloc(b->data, cap);
+    if (data == NULL)
+        return RK_ERR_NOMEM;
+    b->data = data;
+    b->cap = cap;
+    return RK_OK;
+}
+
+/* Appends printf output; the caller has reserved enough room. */
+__attribute__((format(printf, 2, 3)))
+static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < b->cap - b->len)
+        b->len += (size_t)n;
+}
+
+/* ---------- writing a log line ---------- */
+
+/* Appends "\"...\"" with the escapes of storage.h; needs 2 + 4 * len reserved bytes. */
+static void put_quoted(struct buf *b, const char *bytes, uint32_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *out = b->data + b->len;
+    *out++ = '"';
+    for (uint32_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)bytes[i];
+        switch (c) {
+        case '\\': *out++ = '\\'; *out++ = '\\'; break;
+        case '"':  *out++ = '\\'; *out++ = '"'; break;
+        case '\n': *out++ = '\\'; *out++ = 'n'; break;
+        case '\r': *out++ = '\\'; *out++ = 'r'; break;
+        case '\t': *out++ = '\\'; *out++ = 't'; break;
+        default:
+            if (c < 0x20 || c >= 0x7f) {
+                *out++ = '\\';
+                *out++ = 'x';
+                *out++ = hex[c >> 4];
+                *out++ = hex[c & 0xf];
+            } else {
+                *out++ = (char)c;
+            }
+        }
+    }
+    *out++ = '"';
+    b->len = (size_t)(out - b->data);
+}
+
+/* Appends one whole line "INDEX TERM CMD [\"key\" [\"value\"]] CRC\n". */
+static int encode_line(struct buf *b, raft_index_t index, const struct raft_entry *e)
+{
+    size_t key_len = e->type == RAFT_ENTRY_NOOP ? 0 : e->key_len;
+    size_t val_len = e->type == RAFT_ENTRY_SET ? e->val_len : 0;
+    if (buf_reserve(b, 80 + 4 * key_len + 4 * val_len) != RK_OK)
+        return RK_ERR_NOMEM;
+    size_t start = b->len;
+    buf_printf(b, "%" PRIu64 " %" PRIu64 " %s", index, e->term,
+               raft_entry_type_name(e->type));
+    if (e->type != RAFT_ENTRY_NOOP) {
+        b->data[b->len++] = ' ';
+        put_quoted(b, e->key, e->key_len);
+    }
+    if (e->type == RAFT_ENTRY_SET) {
+        b->data[b->len++] = ' ';
+        put_quoted(b, e->val, e->val_len);
+    }
+    uint32_t crc = crc32_update(0, b->data + start, b->len - start);
+    buf_printf(b, " %08" PRIx32 "\n", crc);
+    return RK_OK;
+}
+
+/* ---------- the in-memory line index ---------- */
+
+static int reserve_lines(struct storage *s, raft_index_t need)
+{
+    if (need <= s->cap)
+        return RK_OK;
+    size_t cap = s->cap ? s->cap : 1024;
+    while (cap < need)
+        cap *= 2;
+    off_t *starts = realloc(s->line_start, cap * sizeof(*starts));
+    if (starts == NULL)
+        return RK_ERR_NOMEM;
+    s->line_start = starts;
+    raft_term_t *terms = realloc(s->line_term, cap * sizeof(*terms));
+    if (terms == NULL)
+        return RK_ERR_NOMEM;
+    s->line_term = terms;
+    s->cap = cap;
+    return RK_OK;
+}
+
+static raft_term_t last_term(const struct storage *s)
+{
+    return s->n_lines ? s->line_term[s->n_lines - 1] : 0;
+}
+
+/* ---------- parsing a log line ---------- */
+
+enum line_status {
+    LINE_OK,
+    LINE_TORN,  /* no valid checksum: an incomplete write (fine only as the last line) */
+    LINE_BAD,   /* checksum fine but content wrong: never a torn write */
+    LINE_NOMEM,
+};
+
+struct line_ctx {
+    raft_index_t expect_index;
+    raft_term_t min_term;
+    char why[160];
+};
+
+static int parse_u64(const char **pp, const char *end, uint64_t *out)
+{
+    const char *p = *pp;
+    uint64_t v = 0;
+    if (p >= end || *p < '0' || *p > '9' || (*p == '0' && p + 1 < end && p[1] >= '0' &&
+                                             p[1] <= '9'))
+        return -1;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *pp = p;
+    *out = v;
+    return 0;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes one escape after a backslash at *pp; returns the byte or -1. */
+static int unescape_one(const char **pp, const char *end)
+{
+    const char *p = *pp;
+    if (p >= end)
+        return -1;
+    char c = *p++;
+    int byte;
+    switch (c) {
+    case '\\': byte = '\\'; break;
+    case '"':  byte = '"'; break;
+    case 'n':  byte = '\n'; break;
+    case 'r':  byte = '\r'; break;
+    case 't':  byte = '\t'; break;
+    case 'x': {
+        int hi = p < end ? hex_value(p[0]) : -1;
+        int lo = p + 1 < end ? hex_value(p[1]) : -1;
+        if (hi < 0 || lo < 0)
+            return -1;
+        byte = hi * 16 + lo;
+        p += 2;
+        break;
+    }
+    default: return -1;
+    }
+    *pp = p;
+    return byte;
+}
+
+/* Decodes "\"...\"" at *pp into out; out has room for end - *pp bytes. */
+static int unquote(const char **pp, const char *end, char *out, uint32_t *out_len,
+                   const char **why)
+{
+    const char *p = *pp;
+    size_t n = 0;
+    if (p >= end || *p != '"') {
+        *why = "expected a '\"'";
+        return -1;
+    }
+    for (p++; p < end && *p != '"'; n++) {
+        unsigned char c = (unsigned char)*p++;
+        int byte = c;
+        if (c == '\\')
+            byte = unescape_one(&p, end);
+        if (byte < 0 || c < 0x20 || c >= 0x7f) {
+            *why = byte < 0 ? "bad escape inside quotes" : "raw control or non-ASCII byte "
+                                                           "inside quotes";
+            return -1;
+        }
+        out[n] = (char)byte;
+    }
+    if (p >= end || n > UINT32_MAX) {
+        *why = p >= end ? "unterminated quote" : "string longer than 4 GiB";
+        return -1;
+    }
+    *pp = p + 1;
+    *out_len = (uint32_t)n;
+    return 0;
+}
+
+static int parse_command(const char **pp, const char *end, uint8_t *type)
+{
+    static const uint8_t types[] = { RAFT_ENTRY_NOOP, RAFT_ENTRY_SET, RAFT_ENTRY_DELETE };
+    const char *word_end = memchr(*pp, ' ', (size_t)(end - *pp));
+    if (word_end == NULL)
+        word_end = end;
+    size_t len = (size_t)(word_end - *pp);
+    for (size_t i = 0; i < sizeof(types); i++) {
+        const char *name = raft_entry_type_name(types[i]);
+        if (strlen(name) == len && memcmp(*pp, name, len) == 0) {
+            *type = types[i];
+            *pp = word_end;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Checks the " crc" field at the end of a line of len bytes (newline excluded). */
+static enum line_status check_crc(const char *line, size_t len, struct line_ctx *ctx)
+{
+    uint32_t stored = 0;
+    if (len < CRC_FIELD_LEN + 1 || line[len - CRC_FIELD_LEN] != ' ') {
+        snprintf(ctx->why, sizeof(ctx->why), "missing checksum field");
+        return LINE_TORN;
+    }
+    for (size_t i = len - CRC_FIELD_LEN + 1; i < len; i++) {
+        int v = hex_value(line[i]);
+        if (v < 0 || (line[i] >= 'A' && line[i] <= 'F')) {
+            snprintf(ctx->why, sizeof(ctx->why), "checksum is not 8 lowercase hex digits");
+            return LINE_TORN;
+        }
+        stored = stored << 4 | (uint32_t)v;
+    }
+    uint32_t computed = crc32_update(0, line, len - CRC_FIELD_LEN);
+    if (stored != computed) {
+        snprintf(ctx->why, sizeof(ctx->why),
+                 "checksum mismatch (stored %08" PRIx32 ", computed %08" PRIx32 ")",
+                 stored, computed);
+        return LINE_TORN;
+    }
+    return LINE_OK;
+}
+
+static enum line_status bad_line(struct line_ctx *ctx, const char *why)
+{
+    snprintf(ctx->why, sizeof(ctx->why), "%s", why);
+    return LINE_BAD;
+}
+
+/* Parses "INDEX TERM " and checks them against the previous line (Figure 2: the log's
+ * indexes are consecutive and its terms never decrease). */
+static enum line_status parse_index_term(const char **pp, const char *end,
+                                         struct line_ctx *ctx, raft_term_t *term)
+{
+    uint64_t index;
+    if (parse_u64(pp, end, &index) != 0 || *pp >= end || *(*pp)++ != ' ')
+        return bad_line(ctx, "bad index field");
+    if (parse_u64(pp, end, term) != 0 || *pp >= end || *(*pp)++ != ' ')
+        return bad_line(ctx, "bad term field");
+    if (index != ctx->expect_index) {
+        snprintf(ctx->why, sizeof(ctx->why), "index %" PRIu64 " where %" PRIu64
+                 " was expected", index, ctx->expect_index);
+        return LINE_BAD;
+    }
+    if (*term < ctx->min_term) {
+        snprintf(ctx->why, sizeof(ctx->why), "term %" PRIu64 " is lower than the previous "
+                 "entry's term %" PRIu64, *term, ctx->min_term);
+        return LINE_BAD;
+    }
+    return LINE_OK;
+}
+
+/* Parses the key and value that follow the command, decoding into buf. */
+static enum line_status parse_args(const char **pp, const char *end, uint8_t type,
+                                   char *buf, struct raft_entry *e, struct line_ctx *ctx)
+{
+    const char *why = NULL;
+    uint32_t key_len = 0, val_len = 0;
+    char *val = buf + 1;
+    if (type != RAFT_ENTRY_NOOP) {
+        if (*pp >= end || *(*pp)++ != ' ' || unquote(pp, end, buf, &key_len, &why) != 0)
+            return bad_line(ctx, why ? why : "expected a key after the command");
+        val = buf + key_len + 1;
+    }
+    if (type == RAFT_ENTRY_SET) {
+        if (*pp >= end || *(*pp)++ != ' ' || unquote(pp, end, val, &val_len, &why) != 0)
+            return bad_line(ctx, why ? why : "expected a value after the key");
+    }
+    if (*pp != end)
+        return bad_line(ctx, "unexpected text after the last field");
+    buf[key_len] = '\0';
+    val[val_len] = '\0';
+    e->type = type;
+    e->key = buf;
+    e->key_len = key_len;
+    e->val = val;
+    e->val_len = val_len;
+    return LINE_OK;
+}
+
+/* Parses one line (without its newline) into *e, which then owns a new allocation. */
+static enum line_status parse_line(const char *line, size_t len, struct raft_entry *e,
+                                   struct line_ctx *ctx)
+{
+    enum line_status st = check_crc(line, len, ctx);
+    if (st != LINE_OK)
+        return st;
+    const char *p = line, *end = line + len - CRC_FIELD_LEN;
+    raft_term_t term;
+    uint8_t type;
+    st = parse_index_term(&p, end, ctx, &term);
+    if (st != LINE_OK)
+        return st;
+    if (parse_command(&p, end, &type) != 0)
+        return bad_line(ctx, "unknown command (expected noop, set or delete)");
+    char *buf = malloc((size_t)(end - p) + 2);
+    if (buf == NULL)
+        return LINE_NOMEM;
+    st = parse_args(&p, end, type, buf, e, ctx);
+    if (st != LINE_OK) {
+        free(buf);
+        return st;
+    }
+    e->term = term;
+    return LINE_OK;
+}
+
+/* ---------- loading the log ---------- */
+
+struct loader {
+    struct storage *s;
+    struct storage_loaded *ld;
+    size_t entries_cap;
+};
+
+static int keep_entry(struct loader *l, const struct raft_entry *e, off_t start)
+{
+    struct storage_loaded *ld = l->ld;
+    if (ld->n_entries == l->entries_cap) {
+        size_t cap = l->entries_cap ? l->entries_cap * 2 : 1024;
+        struct raft_entry *bigger = realloc(ld->entries, cap * sizeof(*bigger));
+        if (bigger == NULL)
+            return RK_ERR_NOMEM;
+        ld->entries = bigger;
+        l->entries_cap = cap;
+    }
+    if (reserve_lines(l->s, ld->n_entries + 1) != RK_OK)
+        return RK_ERR_NOMEM;
+    ld->entries[ld->n_entries++] = *e;
+    l->s->line_start[l->s->n_lines] = start;
+    l->s->line_term[l->s->n_lines++] = e->term;
+    return RK_OK;
+}
+
+/* Cuts a torn last line (a write interrupted by a crash) off the file. */
+static int drop_torn_tail(struct storage *s, struct storage_loaded *ld, off_t start,
+                          const char *why, char *err, size_t errlen)
+{
+    if (ftruncate(s->log_fd, start) != 0)
+        return io_err(err, errlen, s->log_path, "ftruncate");
+    if (fdatasync(s->log_fd) != 0)
+        return io_err(err, errlen, s->log_path, "fdatasync");
+    ld->dropped_torn_tail = 1;
+    return set_err(err, errlen, RK_OK, "%s:%" PRIu64 ": dropped torn last line (crash "
+                   "during write): %s at byte offset %jd", s->log_path, s->n_lines + 1,
+                   why, (intmax_t)start);
+}
+
+static int corrupt_line(const struct storage *s, const struct line_ctx *ctx, off_t start,
+                        char *err, size_t errlen)
+{
+    return set_err(err, errlen, RK_ERR_CORRUPT, "%s:%" PRIu64 ": %s (byte offset %jd)",
+                   s->log_path, s->n_lines + 1, ctx->why, (intmax_t)start);
+}
+
+/* Parses every line of data; a bad last line is torn, a bad earlier line corrupt. */
+static int parse_log(struct loader *l, const char *data, size_t size, char *err,
+                     size_t errlen)
+{
+    struct storage *s = l->s;
+    size_t pos = 0;
+    while (pos < size) {
+        struct line_ctx ctx = { .expect_index = s->n_lines + 1, .min_term = last_term(s) };
+        const char *nl = memchr(data + pos, '\n', size - pos);
+        if (nl == NULL)
+            return drop_torn_tail(s, l->ld, (off_t)pos, "no newline at the end", err,
+                                  errlen);
+        struct raft_entry e;
+        size_t len = (size_t)(nl - (data + pos));
+        enum line_status st = parse_line(data + pos, len, &e, &ctx);
+        if (st == LINE_TORN && pos + len + 1 == size)
+            return drop_torn_tail(s, l->ld, (off_t)pos, ctx.why, err, errlen);
+        if (st == LINE_TORN || st == LINE_BAD)
+            return corrupt_line(s, &ctx, (off_t)pos, err, errlen);
+        if (st == LINE_NOMEM || keep_entry(l, &e, (off_t)pos) != RK_OK) {
+            if (st == LINE_OK)
+                raft_entry_free(&e);
+            return set_err(err, errlen, RK_ERR_NOMEM, "%s: out of memory", s->log_path);
+        }
+        pos += len + 1;
+        s->size = (off_t)pos;
+    }
+    return RK_OK;
+}
+
+static int load_log(struct storage *s, struct storage_loaded *ld, char *err, size_t errlen)
+{
+    char *data;
+    size_t size;
+    int rc = read_whole_fd(s->log_fd, &data, &size);
+    if (rc == RK_ERR_IO)
+        return io_err(err, errlen, s->log_path, "read");
+    if (rc != RK_OK)
+        return set_err(err, errlen, rc, "%s: out of memory", s->log_path);
+    struct loader l = { .s = s, .ld = ld };
+    rc = parse_log(&l, data, size, err, errlen);
+    free(data);
+    return rc;
+}
+
+/* ---------- the hard state file ---------- */
+
+static bool valid_vote_name(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > VOTE_MAX_LEN || strcmp(name, "-") == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c <= 0x20 || c >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Parses "term=N vote=NAME|- crc=XXXXXXXX\n" (exactly that, nothing more). */
+static const char *parse_state(const char *text, size_t len, raft_term_t *term, char *vote)
+{
+    const char *crc_at = len > 14 ? text + len - 14 : NULL;
+    if (crc_at == NULL || memcmp(crc_at, " crc=", 5) != 0 || text[len - 1] != '\n')
+        return "missing \" crc=XXXXXXXX\" and newline at the end";
+    uint32_t stored = 0;
+    for (int i = 5; i < 13; i++) {
+        int v = hex_value(crc_at[i]);
+        if (v < 0 || (crc_at[i] >= 'A' && crc_at[i] <= 'F'))
+            return "checksum is not 8 lowercase hex digits";
+        stored = stored << 4 | (uint32_t)v;
+    }
+    if (stored != crc32_update(0, text, (size_t)(crc_at - text)))
+        return "checksum mismatch";
+    const char *p = text + 5;
+    if (strncmp(text, "term=", 5) != 0 || parse_u64(&p, crc_at, term) != 0 ||
+        crc_at - p < 7 || strncmp(p, " vote=", 6) != 0)
+        return "expected \"term=N vote=NAME\"";
+    size_t vote_len = (size_t)(crc_at - (p + 6));
+    memcpy(vote, p + 6, vote_len);
+    vote[vote_len] = '\0';
+    if (strlen(vote) != vote_len)
+        return "NUL byte in the vote name";
+    if (strcmp(vote, "-") == 0)
+        vote[0] = '\0';
+    else if (vote_len > VOTE_MAX_LEN || !valid_vote_name(vote))
+        return "bad vote name";
+    return NULL;
+}
+
+static int load_state(struct storage *s, struct storage_loaded *ld, char *err, size_t errlen)
+{
+    int fd = open(s->state_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return RK_OK; /* a fresh server: term 0, no vote */
+    if (fd < 0)
+        return io_err(err, errlen, s->state_path, "open");
+    char *text;
+    size_t len;
+    int rc = read_whole_fd(fd, &text, &len);
+    if (rc == RK_ERR_IO)
+        rc = io_err(err, errlen, s->state_path, "read");
+    close(fd);
+    if (rc != RK_OK)
+        return rc == RK_ERR_NOMEM ? set_err(err, errlen, rc, "out of memory") : rc;
+    char vote[STATE_MAX_LEN + 1];
+    const char *why = len > STATE_MAX_LEN ? "file too long"
+                                          : parse_state(text, len, &ld->term, vote);
+    free(text);
+    if (why != NULL)
+        return set_err(err, errlen, RK_ERR_CORRUPT, "%s: %s", s->state_path, why);
+    snprintf(ld->voted_for, sizeof(ld->voted_for), "%s", vote);
+    return RK_OK;
+}
+
+/* Writes text to the temp file and makes it durable. */
+static int write_tmp_file(const struct storage *s, const char *text, size_t len, char *err,
+                          size_t errlen)
+{
+    int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return io_err(err, errlen, s->tmp_path, "open");
+    int rc = RK_OK;
+    if (pwrite_all(fd, text, len, 0) != 0)
+        rc = io_err(err, errlen, s->tmp_path, "write");
+    else if (fdatasync(fd) != 0)
+        rc = io_err(err, errlen, s->tmp_path, "fdatasync");
+    if (close(fd) != 0 && rc == RK_OK)
+        rc = io_err(err, errlen, s->tmp_path, "close");
+    return rc;
+}
+
+/* Raft paper Figure 2: currentTerm and votedFor are persisted before responding to RPCs.
+ * Write a temp file, fdatasync it, rename it over the old one, fsync the directory. */
+int storage_save_hard_state(struct storage *s, raft_term_t term, const char *voted_for,
+                            char *err, size_t errlen)
+{
+    if (voted_for == NULL || voted_for[0] == '\0')
+        voted_for = "-";
+    else if (!valid_vote_name(voted_for))
+        return set_err(err, errlen, RK_ERR_INVAL, "bad vote name (1..%d printable "
+                       "characters, no spaces, not \"-\")", VOTE_MAX_LEN);
+    char text[STATE_MAX_LEN];
+    int len = snprintf(text, sizeof(text), "term=%" PRIu64 " vote=%s", term, voted_for);
+    uint32_t crc = crc32_update(0, text, (size_t)len);
+    len += snprintf(text + len, sizeof(text) - (size_t)len, " crc=%08" PRIx32 "\n", crc);
+    int rc = write_tmp_file(s, text, (size_t)len, err, errlen);
+    if (rc == RK_OK && rename(s->tmp_path, s->state_path) != 0)
+        rc = io_err(err, errlen, s->state_path, "rename");
+    if (rc != RK_OK) {
+        unlink(s->tmp_path);
+        return rc;
+    }
+    if (fsync(s->dir_fd) != 0)
+        return io_err(err, errlen, s->dir_path, "fsync");
+    return RK_OK;
+}
+
+/* ---------- open and close ---------- */
+
+static int make_paths(struct storage *s, const char *dir, const char *name)
+{
+    s->dir_path = strdup(dir);
+    s->log_path = join_path(dir, name, "_log.txt");
+    s->state_path = join_path(dir, name, "_state");
+    s->tmp_path = join_path(dir, name, "_state.tmp");
+    if (!s->dir_path || !s->log_path || !s->state_path || !s->tmp_path)
+        return RK_ERR_NOMEM;
+    return RK_OK;
+}
+
+static int open_log_file(struct storage *s, char *err, size_t errlen)
+{
+    s->log_fd = open(s->log_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->log_fd < 0)
+        return io_err(err, errlen, s->log_path, "open");
+    if (flock(s->log_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            return set_err(err, errlen, RK_ERR_IO, "%s: in use by another process (is "
+                           "this server already running?)", s->log_path);
+        return io_err(err, errlen, s->log_path, "flock");
+    }
+    return RK_OK;
+}
+
+static int open_files(struct storage *s, struct storage_loaded *ld, char *err,
+                      size_t errlen)
+{
+    s->dir_fd = open(s->dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dir_fd < 0)
+        return io_err(err, errlen, s->dir_path, "open");
+    int rc = open_log_file(s, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    unlink(s->tmp_path); /* a state write interrupted by a crash; the old state stands */
+    rc = load_state(s, ld, err, errlen);
+    if (rc == RK_OK)
+        rc = load_log(s, ld, err, errlen);
+    if (rc == RK_OK && fsync(s->dir_fd) != 0) /* a newly created log file's name */
+        rc = io_err(err, errlen, s->dir_path, "fsync");
+    return rc;
+}
+
+int storage_open(struct storage **out, const char *dir, const char *name,
+                 struct storage_loaded *loaded, char *err, size_t errlen)
+{
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    if (out == NULL || dir == NULL || name == NULL || loaded == NULL || name[0] == '\0' ||
+        strchr(name, '/') != NULL)
+        return set_err(err, errlen, RK_ERR_INVAL, "storage_open: bad arguments");
+    *out = NULL;
+    memset(loaded, 0, sizeof(*loaded));
+    struct storage *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return set_err(err, errlen, RK_ERR_NOMEM, "out of memory");
+    s->log_fd = s->dir_fd = -1;
+    int rc = make_paths(s, dir, name);
+    if (rc != RK_OK)
+        set_err(err, errlen, rc, "out of memory");
+    else
+        rc = open_files(s, loaded, err, errlen);
+    if (rc != RK_OK) {
+        storage_close(s);
+        storage_loaded_free(loaded);
+        return rc;
+    }
+    *out = s;
+    return RK_OK;
+}
+
+void storage_close(struct storage *s)
+{
+    if (s == NULL)
+        return;
+    if (s->log_fd >= 0)
+        close(s->log_fd);
+    if (s->dir_fd >= 0)
+        close(s->dir_fd);
+    free(s->line_start);
+    free(s->line_term);
+    free(s->log_path);
+    free(s->state_path);
+    free(s->tmp_path);
+    free(s->dir_path);
+    free(s);
+}
+
+void storage_loaded_free(struct storage_loaded *loaded)
+{
+    if (loaded == NULL)
+        return;
+    for (raft_index_t i = 0; i < loaded->n_entries; i++)
+        raft_entry_free(&loaded->entries[i]);
+    free(loaded->entries);
+    loaded->entries = NULL;
+    loaded->n_entries = 0;
+}
+
+/* ---------- changing the log ---------- */
+
+/* Raft paper §5.3: a follower deletes a conflicting entry and all that follow it. */
+int storage_truncate(struct storage *s, raft_index_t from, char *err, size_t errlen)
+{
+    int rc = check_usable(s, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    if (from < 1)
+        return set_err(err, errlen, RK_ERR_INVAL, "storage_truncate: index 0");
+    if (from > s->n_lines)
+        return RK_OK;
+    off_t cut = s->line_start[from - 1];
+    if (ftruncate(s->log_fd, cut) != 0)
+        return io_err(err, errlen, s->log_path, "ftruncate");
+    s->n_lines = from - 1;
+    s->size = cut;
+    return RK_OK;
+}
+
+/* Refuses entries that could not be loaded back: a gap, an unknown type, a lower term. */
+static int check_batch(const struct storage *s, raft_index_t first_index,
+                       const struct raft_entry *entries, uint32_t n, char *err,
+                       size_t errlen)
+{
+    if (first_index != s->n_lines + 1)
+        return set_err(err, errlen, RK_ERR_INVAL, "storage_append: first index %" PRIu64
+                       " but the log ends at %" PRIu64, first_index, s->n_lines);
+    if (n > 0 && entries == NULL)
+        return set_err(err, errlen, RK_ERR_INVAL, "storage_append: no entries");
+    raft_term_t prev = last_term(s);
+    for (uint32_t i = 0; i < n; i++) {
+        if (raft_entry_type_name(entries[i].type) == NULL)
+            return set_err(err, errlen, RK_ERR_INVAL, "storage_append: entry %" PRIu64
+                           " has unknown type %u", first_index + i,
+                           (unsigned)entries[i].type);
+        if (entries[i].term < prev)
+            return set_err(err, errlen, RK_ERR_INVAL, "storage_append: entry %" PRIu64
+                           " has term %" PRIu64 " below the previous %" PRIu64,
+                           first_index + i, entries[i].term, prev);
+        prev = entries[i].term;
+    }
+    return RK_OK;
+}
+
+/* Encodes the batch into b, noting each line's offset (relative to the batch start). */
+static int encode_batch(struct storage *s, const struct raft_entry *entries, uint32_t n,
+                        struct buf *b)
+{
+    if (reserve_lines(s, s->n_lines + n) != RK_OK)
+        return RK_ERR_NOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        s->line_start[s->n_lines + i] = s->size + (off_t)b->len;
+        s->line_term[s->n_lines + i] = entries[i].term;
+        if (encode_line(b, s->n_lines + i + 1, &entries[i]) != RK_OK)
+            return RK_ERR_NOMEM;
+    }
+    return RK_OK;
+}
+
+/* Writes b at the end of the file; on failure cuts the file back to its old size. */
+static int write_batch(struct storage *s, const struct buf *b, char *err, size_t errlen)
+{
+    if (pwrite_all(s->log_fd, b->data, b->len, s->size) == 0)
+        return RK_OK;
+    int rc = io_err(err, errlen, s->log_path, "write");
+    if (ftruncate(s->log_fd, s->size) != 0)
+        s->broken = 1; /* the file may now hold a partial line we cannot remove */
+    return rc;
+}
+
+int storage_append(struct storage *s, raft_index_t first_index,
+                   const struct raft_entry *entries, uint32_t n, char *err, size_t errlen)
+{
+    int rc = check_usable(s, err, errlen);
+    if (rc == RK_OK)
+        rc = check_batch(s, first_index, entries, n, err, errlen);
+    if (rc != RK_OK || n == 0)
+        return rc;
+    struct buf b = { 0 };
+    rc = encode_batch(s, entries, n, &b);
+    if (rc != RK_OK)
+        set_err(err, errlen, rc, "%s: out of memory", s->log_path);
+    else
+        rc = write_batch(s, &b, err, errlen);
+    if (rc == RK_OK) {
+        s->n_lines += n;
+        s->size += (off_t)b.len;
+    }
+    free(b.data);
+    return rc;
+}
+
+/* After a failed fdatasync the kernel may have dropped the dirty pages, so a later
+ * success would lie: the storage refuses all further writes. */
+int storage_sync(struct storage *s, char *err, size_t errlen)
+{
+    int rc = check_usable(s, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    if (fdatasync(s->log_fd) != 0) {
+        s->broken = 1;
+        return io_err(err, errlen, s->log_path, "fdatasync");
+    }
+    return RK_OK;
+}
+
+raft_index_t storage_last_index(const struct storage *s)
+{
+    return s->n_lines;
+}
