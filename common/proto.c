@@ -1,0 +1,544 @@
+/* common/proto.c - encoders and strict decoders for the wire protocol of proto.h
+ * (layouts in docs/protocol.md). Integers are big-endian; byte strings are u32 length | bytes. */
+#include "proto.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+
+/* The smallest encoded log entry: u64 term | u8 type | u32 key_len | u32 val_len. */
+#define ENTRY_MIN_BYTES 17u
+#define NAME_MAX_BYTES 63u   /* proto_client_resp.leader_name and HELLO_PEER name */
+#define HOST_MAX_BYTES 255u  /* proto_client_resp.leader_host */
+
+/* ---- writer: appends one frame to a proto_buf; the first error sticks ---- */
+
+struct writer {
+    struct proto_buf *b;
+    size_t start; /* offset of the frame's length prefix in b */
+    int err;
+};
+
+static int buf_reserve(struct proto_buf *b, size_t more)
+{
+    if (b->cap - b->len >= more)
+        return RK_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < more) {
+        if (cap > SIZE_MAX / 2)
+            return RK_ERR_NOMEM;
+        cap *= 2;
+    }
+    uint8_t *data = realloc(b->data, cap);
+    if (data == NULL)
+        return RK_ERR_NOMEM;
+    b->data = data;
+    b->cap = cap;
+    return RK_OK;
+}
+
+/* Makes room for n more bytes of this frame, or sets err (TOOBIG before allocating). */
+static uint8_t *w_space(struct writer *w, size_t n)
+{
+    if (w->err != RK_OK)
+        return NULL;
+    size_t payload = w->b->len - w->start - 4;
+    if (n > PROTO_MAX_FRAME || payload + n > PROTO_MAX_FRAME) {
+        w->err = RK_ERR_TOOBIG;
+        return NULL;
+    }
+    w->err = buf_reserve(w->b, n);
+    if (w->err != RK_OK)
+        return NULL;
+    uint8_t *p = w->b->data + w->b->len;
+    w->b->len += n;
+    return p;
+}
+
+static void put_be(uint8_t *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--) {
+        p[i] = (uint8_t)(v & 0xFFu);
+        v >>= 8;
+    }
+}
+
+static void w_uint(struct writer *w, uint64_t v, int bytes)
+{
+    uint8_t *p = w_space(w, (size_t)bytes);
+    if (p != NULL)
+        put_be(p, v, bytes);
+}
+
+static void w_u8(struct writer *w, uint8_t v) { w_uint(w, v, 1); }
+static void w_u16(struct writer *w, uint16_t v) { w_uint(w, v, 2); }
+static void w_u32(struct writer *w, uint32_t v) { w_uint(w, v, 4); }
+static void w_u64(struct writer *w, uint64_t v) { w_uint(w, v, 8); }
+
+static void w_bytes(struct writer *w, const void *s, uint32_t len)
+{
+    w_u32(w, len);
+    if (len == 0)
+        return;
+    uint8_t *p = w_space(w, len);
+    if (p != NULL)
+        memcpy(p, s, len);
+}
+
+/* Starts a frame: a length placeholder and the frame type. */
+static void w_begin(struct writer *w, struct proto_buf *b, uint8_t frame_type)
+{
+    w->b = b;
+    w->start = b->len;
+    w->err = buf_reserve(b, 4);
+    if (w->err != RK_OK)
+        return;
+    b->len += 4;
+    w_u8(w, frame_type);
+}
+
+/* Fills in the length, or on error drops the partial frame so b is as before. */
+static int w_end(struct writer *w)
+{
+    if (w->err != RK_OK) {
+        w->b->len = w->start;
+        return w->err;
+    }
+    put_be(w->b->data + w->start, w->b->len - w->start - 4, 4);
+    return RK_OK;
+}
+
+/* ---- reader: walks one payload; the first error sticks ---- */
+
+struct reader {
+    const uint8_t *p;
+    size_t len, pos;
+    int err;
+};
+
+static const uint8_t *r_take(struct reader *r, size_t n)
+{
+    if (r->err != RK_OK)
+        return NULL;
+    if (r->len - r->pos < n) {
+        r->err = RK_ERR_PROTO;
+        return NULL;
+    }
+    const uint8_t *p = r->p + r->pos;
+    r->pos += n;
+    return p;
+}
+
+static uint64_t r_uint(struct reader *r, int bytes)
+{
+    const uint8_t *p = r_take(r, (size_t)bytes);
+    uint64_t v = 0;
+    for (int i = 0; p != NULL && i < bytes; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint8_t r_u8(struct reader *r) { return (uint8_t)r_uint(r, 1); }
+static uint16_t r_u16(struct reader *r) { return (uint16_t)r_uint(r, 2); }
+static uint32_t r_u32(struct reader *r) { return (uint32_t)r_uint(r, 4); }
+static uint64_t r_u64(struct reader *r) { return r_uint(r, 8); }
+
+/* A u8 that must be 0 or 1. */
+static bool r_bool(struct reader *r)
+{
+    uint8_t v = r_u8(r);
+    if (v > 1 && r->err == RK_OK)
+        r->err = RK_ERR_PROTO;
+    return v == 1;
+}
+
+/* A byte string of at most max bytes, pointing into the payload ("" when empty). */
+static const char *r_bytes(struct reader *r, uint32_t max, uint32_t *len)
+{
+    uint32_t n = r_u32(r);
+    *len = 0;
+    if (r->err == RK_OK && n > max)
+        r->err = RK_ERR_TOOBIG;
+    const uint8_t *p = r_take(r, n);
+    if (p == NULL)
+        return "";
+    *len = n;
+    return n == 0 ? "" : (const char *)p;
+}
+
+/* A byte string of 0..max bytes without NUL, copied NUL-terminated into out. */
+static void r_cstr(struct reader *r, uint32_t max, char *out)
+{
+    uint32_t n;
+    const char *s = r_bytes(r, max, &n);
+    out[0] = '\0';
+    if (r->err != RK_OK)
+        return;
+    if (memchr(s, '\0', n) != NULL) {
+        r->err = RK_ERR_PROTO;
+        return;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+/* Starts reading a payload that must be of the given frame type. */
+static void r_begin(struct reader *r, const uint8_t *payload, size_t len, uint8_t frame_type)
+{
+    r->p = payload;
+    r->len = payload ? len : 0;
+    r->pos = 0;
+    r->err = RK_OK;
+    if (r_u8(r) != frame_type && r->err == RK_OK)
+        r->err = RK_ERR_PROTO;
+}
+
+/* The result of a decode: the first error, or RK_ERR_PROTO for trailing bytes. */
+static int r_end(struct reader *r)
+{
+    if (r->err == RK_OK && r->pos != r->len)
+        r->err = RK_ERR_PROTO;
+    return r->err;
+}
+
+/* ---- shared checks ---- */
+
+static bool op_valid(uint8_t op)
+{
+    return op >= PROTO_OP_GET && op <= PROTO_OP_STATUS;
+}
+
+static bool status_valid(uint8_t st)
+{
+    return st <= PROTO_ST_ERR;
+}
+
+static bool msg_type_valid(uint8_t t)
+{
+    return t >= RAFT_MSG_VOTE && t <= RAFT_MSG_APPEND_RESP;
+}
+
+static bool entry_type_valid(uint8_t t)
+{
+    return t == RAFT_ENTRY_NOOP || t == RAFT_ENTRY_SET || t == RAFT_ENTRY_DELETE;
+}
+
+/* A string field of an encoder: NULL is only allowed when empty. */
+static int check_field(const void *s, uint32_t len, uint32_t max)
+{
+    if (s == NULL && len > 0)
+        return RK_ERR_INVAL;
+    return len > max ? RK_ERR_TOOBIG : RK_OK;
+}
+
+/* A NUL-terminated string inside a char array of size cap: its length, or -1. */
+static long array_strlen(const char *s, size_t cap)
+{
+    size_t n = strnlen(s, cap);
+    return n == cap ? -1 : (long)n;
+}
+
+/* ---- proto_buf ---- */
+
+void proto_buf_free(struct proto_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- HELLO ---- */
+
+int proto_encode_hello_client(struct proto_buf *b)
+{
+    struct writer w;
+    w_begin(&w, b, PROTO_HELLO_CLIENT);
+    w_u8(&w, PROTO_VERSION);
+    return w_end(&w);
+}
+
+int proto_encode_hello_peer(struct proto_buf *b, const char *name)
+{
+    size_t n = name ? strnlen(name, NAME_MAX_BYTES + 1) : 0;
+    if (n == 0 || n > NAME_MAX_BYTES)
+        return RK_ERR_INVAL;
+    struct writer w;
+    w_begin(&w, b, PROTO_HELLO_PEER);
+    w_u8(&w, PROTO_VERSION);
+    w_bytes(&w, name, (uint32_t)n);
+    return w_end(&w);
+}
+
+int proto_frame_type(const uint8_t *payload, size_t len)
+{
+    if (payload == NULL || len == 0)
+        return RK_ERR_PROTO;
+    if (payload[0] < PROTO_HELLO_CLIENT || payload[0] > PROTO_RAFT)
+        return RK_ERR_PROTO;
+    return payload[0];
+}
+
+int proto_decode_hello(const uint8_t *payload, size_t len, int *type, char name[64])
+{
+    struct reader r = { .p = payload, .len = payload ? len : 0 };
+    int t = r_u8(&r);
+    name[0] = '\0';
+    if (r.err == RK_OK && t != PROTO_HELLO_CLIENT && t != PROTO_HELLO_PEER)
+        r.err = RK_ERR_PROTO;
+    if (r_u8(&r) != PROTO_VERSION && r.err == RK_OK)
+        r.err = RK_ERR_PROTO;
+    if (t == PROTO_HELLO_PEER) {
+        r_cstr(&r, NAME_MAX_BYTES, name);
+        if (r.err == RK_OK && name[0] == '\0')
+            r.err = RK_ERR_PROTO;
+    }
+    int rc = r_end(&r);
+    if (rc != RK_OK) {
+        name[0] = '\0';
+        return rc;
+    }
+    *type = t;
+    return RK_OK;
+}
+
+/* ---- CLIENT_REQ / CLIENT_RESP ---- */
+
+int proto_encode_client_req(struct proto_buf *b, const struct proto_client_req *req)
+{
+    if (!op_valid(req->op))
+        return RK_ERR_INVAL;
+    int rc = check_field(req->key, req->key_len, PROTO_MAX_KEY);
+    if (rc == RK_OK)
+        rc = check_field(req->val, req->val_len, PROTO_MAX_VALUE);
+    if (rc != RK_OK)
+        return rc;
+    struct writer w;
+    w_begin(&w, b, PROTO_CLIENT_REQ);
+    w_u8(&w, req->op);
+    w_bytes(&w, req->key, req->key_len);
+    w_bytes(&w, req->val, req->val_len);
+    return w_end(&w);
+}
+
+int proto_decode_client_req(const uint8_t *payload, size_t len, struct proto_client_req *out)
+{
+    struct reader r;
+    r_begin(&r, payload, len, PROTO_CLIENT_REQ);
+    memset(out, 0, sizeof(*out));
+    out->op = r_u8(&r);
+    if (r.err == RK_OK && !op_valid(out->op))
+        r.err = RK_ERR_PROTO;
+    out->key = r_bytes(&r, PROTO_MAX_KEY, &out->key_len);
+    out->val = r_bytes(&r, PROTO_MAX_VALUE, &out->val_len);
+    int rc = r_end(&r);
+    if (rc != RK_OK)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+int proto_encode_client_resp(struct proto_buf *b, const struct proto_client_resp *resp)
+{
+    if (!status_valid(resp->status))
+        return RK_ERR_INVAL;
+    int rc = check_field(resp->body, resp->body_len, PROTO_MAX_VALUE);
+    if (rc != RK_OK)
+        return rc;
+    long name_len = array_strlen(resp->leader_name, sizeof(resp->leader_name));
+    long host_len = array_strlen(resp->leader_host, sizeof(resp->leader_host));
+    if (name_len < 0 || host_len < 0)
+        return RK_ERR_INVAL;
+    struct writer w;
+    w_begin(&w, b, PROTO_CLIENT_RESP);
+    w_u8(&w, resp->status);
+    w_bytes(&w, resp->body, resp->body_len);
+    w_bytes(&w, resp->leader_name, (uint32_t)name_len);
+    w_bytes(&w, resp->leader_host, (uint32_t)host_len);
+    w_u16(&w, resp->leader_port);
+    return w_end(&w);
+}
+
+int proto_decode_client_resp(const uint8_t *payload, size_t len, struct proto_client_resp *out)
+{
+    struct reader r;
+    r_begin(&r, payload, len, PROTO_CLIENT_RESP);
+    memset(out, 0, sizeof(*out));
+    out->status = r_u8(&r);
+    if (r.err == RK_OK && !status_valid(out->status))
+        r.err = RK_ERR_PROTO;
+    out->body = r_bytes(&r, PROTO_MAX_VALUE, &out->body_len);
+    r_cstr(&r, NAME_MAX_BYTES, out->leader_name);
+    r_cstr(&r, HOST_MAX_BYTES, out->leader_host);
+    out->leader_port = r_u16(&r);
+    int rc = r_end(&r);
+    if (rc != RK_OK)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+/* ---- RAFT ---- */
+
+static int check_entries(const struct raft_msg *m)
+{
+    if (m->n_entries > 0 && m->entries == NULL)
+        return RK_ERR_INVAL;
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        if (!entry_type_valid(e->type))
+            return RK_ERR_INVAL;
+        int rc = check_field(e->key, e->key_len, PROTO_MAX_KEY);
+        if (rc == RK_OK)
+            rc = check_field(e->val, e->val_len, PROTO_MAX_VALUE);
+        if (rc != RK_OK)
+            return rc;
+    }
+    return RK_OK;
+}
+
+/* AppendEntries arguments (Raft paper Figure 2) plus the ReadIndex round. */
+static void w_append(struct writer *w, const struct raft_msg *m)
+{
+    w_u64(w, m->prev_log_index);
+    w_u64(w, m->prev_log_term);
+    w_u64(w, m->leader_commit);
+    w_u64(w, m->read_ctx);
+    w_u32(w, m->n_entries);
+    for (uint32_t i = 0; i < m->n_entries && w->err == RK_OK; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        w_u64(w, e->term);
+        w_u8(w, e->type);
+        w_bytes(w, e->key, e->key_len);
+        w_bytes(w, e->val, e->val_len);
+    }
+}
+
+static void w_append_resp(struct writer *w, const struct raft_msg *m)
+{
+    w_u8(w, m->success ? 1 : 0);
+    w_u64(w, m->match_index);
+    w_u64(w, m->reject_index);
+    w_u64(w, m->conflict_index);
+    w_u64(w, m->conflict_term);
+    w_u64(w, m->read_ctx);
+}
+
+int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m)
+{
+    if (!msg_type_valid(m->type))
+        return RK_ERR_INVAL;
+    if (m->type == RAFT_MSG_APPEND) {
+        int rc = check_entries(m);
+        if (rc != RK_OK)
+            return rc;
+    }
+    struct writer w;
+    w_begin(&w, b, PROTO_RAFT);
+    w_u8(&w, m->type);
+    w_u32(&w, (uint32_t)m->from);
+    w_u32(&w, (uint32_t)m->to);
+    w_u64(&w, m->term);
+    switch (m->type) {
+    case RAFT_MSG_VOTE: /* RequestVote arguments, Figure 2 */
+        w_u64(&w, m->last_log_index);
+        w_u64(&w, m->last_log_term);
+        break;
+    case RAFT_MSG_VOTE_RESP:
+        w_u8(&w, m->vote_granted ? 1 : 0);
+        break;
+    case RAFT_MSG_APPEND:
+        w_append(&w, m);
+        break;
+    case RAFT_MSG_APPEND_RESP:
+        w_append_resp(&w, m);
+        break;
+    }
+    return w_end(&w);
+}
+
+/* Reads n_entries and the entries, deep-copied. The count is checked against what the
+ * rest of the payload could hold before anything is allocated. */
+static void r_entries(struct reader *r, struct raft_msg *out)
+{
+    uint32_t n = r_u32(r);
+    if (r->err != RK_OK || n == 0)
+        return;
+    if (n > (r->len - r->pos) / ENTRY_MIN_BYTES) {
+        r->err = RK_ERR_PROTO;
+        return;
+    }
+    out->entries = calloc(n, sizeof(*out->entries));
+    if (out->entries == NULL) {
+        r->err = RK_ERR_NOMEM;
+        return;
+    }
+    for (uint32_t i = 0; i < n && r->err == RK_OK; i++) {
+        uint32_t key_len, val_len;
+        raft_term_t term = r_u64(r);
+        uint8_t type = r_u8(r);
+        if (r->err == RK_OK && !entry_type_valid(type))
+            r->err = RK_ERR_PROTO;
+        const char *key = r_bytes(r, PROTO_MAX_KEY, &key_len);
+        const char *val = r_bytes(r, PROTO_MAX_VALUE, &val_len);
+        if (r->err != RK_OK)
+            break;
+        r->err = raft_entry_init(&out->entries[i], term, type, key, key_len, val, val_len);
+        if (r->err == RK_OK)
+            out->n_entries = i + 1;
+    }
+}
+
+static void r_append(struct reader *r, struct raft_msg *out)
+{
+    out->prev_log_index = r_u64(r);
+    out->prev_log_term = r_u64(r);
+    out->leader_commit = r_u64(r);
+    out->read_ctx = r_u64(r);
+    r_entries(r, out);
+}
+
+static void r_append_resp(struct reader *r, struct raft_msg *out)
+{
+    out->success = r_bool(r);
+    out->match_index = r_u64(r);
+    out->reject_index = r_u64(r);
+    out->conflict_index = r_u64(r);
+    out->conflict_term = r_u64(r);
+    out->read_ctx = r_u64(r);
+}
+
+int proto_decode_raft_msg(const uint8_t *payload, size_t len, struct raft_msg *out)
+{
+    struct reader r;
+    r_begin(&r, payload, len, PROTO_RAFT);
+    memset(out, 0, sizeof(*out));
+    out->type = r_u8(&r);
+    if (r.err == RK_OK && !msg_type_valid(out->type))
+        r.err = RK_ERR_PROTO;
+    out->from = (int32_t)r_u32(&r);
+    out->to = (int32_t)r_u32(&r);
+    out->term = r_u64(&r);
+    if (r.err == RK_OK) {
+        switch (out->type) {
+        case RAFT_MSG_VOTE:
+            out->last_log_index = r_u64(&r);
+            out->last_log_term = r_u64(&r);
+            break;
+        case RAFT_MSG_VOTE_RESP:
+            out->vote_granted = r_bool(&r);
+            break;
+        case RAFT_MSG_APPEND:
+            r_append(&r, out);
+            break;
+        case RAFT_MSG_APPEND_RESP:
+            r_append_resp(&r, out);
+            break;
+        }
+    }
+    int rc = r_end(&r);
+    if (rc != RK_OK) {
+        raft_msg_free_entries(out);
+        memset(out, 0, sizeof(*out));
+    }
+    return rc;
+}

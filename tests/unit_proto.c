@@ -1,0 +1,889 @@
+/* tests/unit_proto.c - common/proto.c and common/net.c: round trips of every frame and
+ * Raft message, rejection of truncated, oversize and garbage payloads, frame I/O on sockets. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "../common/net.h"
+#include "../common/proto.h"
+#include "check_main.h"
+
+/* ---- helpers ---- */
+
+/* The payload of the only frame in b, after checking its length prefix. */
+static const uint8_t *only_payload(const struct proto_buf *b, size_t *len)
+{
+    ck_assert_uint_ge(b->len, 5);
+    const uint8_t *p = b->data;
+    uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    ck_assert_uint_eq(n, b->len - 4);
+    *len = n;
+    return p + 4;
+}
+
+/* Deterministic xorshift PRNG, so fuzz runs are repeatable. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+/* Runs every decoder on payload; none may crash, leak or claim success on garbage
+ * except by producing a consistent result. Returns how many accepted it. */
+static int decode_all(const uint8_t *payload, size_t len)
+{
+    int accepted = 0, type;
+    char name[64];
+    struct proto_client_req req;
+    struct proto_client_resp resp;
+    struct raft_msg m;
+
+    if (proto_decode_hello(payload, len, &type, name) == RK_OK) {
+        ck_assert(type == PROTO_HELLO_CLIENT || type == PROTO_HELLO_PEER);
+        accepted++;
+    }
+    if (proto_decode_client_req(payload, len, &req) == RK_OK) {
+        ck_assert_uint_le(req.key_len, PROTO_MAX_KEY);
+        ck_assert_uint_le(req.val_len, PROTO_MAX_VALUE);
+        accepted++;
+    }
+    if (proto_decode_client_resp(payload, len, &resp) == RK_OK) {
+        ck_assert_uint_lt(strlen(resp.leader_name), sizeof(resp.leader_name));
+        accepted++;
+    }
+    if (proto_decode_raft_msg(payload, len, &m) == RK_OK) {
+        ck_assert(m.n_entries == 0 || m.entries != NULL);
+        raft_msg_free_entries(&m);
+        accepted++;
+    }
+    return accepted;
+}
+
+static struct raft_entry make_entry(raft_term_t term, uint8_t type, const char *key,
+                                    uint32_t key_len, const char *val, uint32_t val_len)
+{
+    struct raft_entry e;
+    ck_assert_int_eq(raft_entry_init(&e, term, type, key, key_len, val, val_len), RK_OK);
+    return e;
+}
+
+static void assert_entry_eq(const struct raft_entry *a, const struct raft_entry *b)
+{
+    ck_assert_uint_eq(a->term, b->term);
+    ck_assert_uint_eq(a->type, b->type);
+    ck_assert_uint_eq(a->key_len, b->key_len);
+    ck_assert_uint_eq(a->val_len, b->val_len);
+    ck_assert_mem_eq(a->key, b->key, a->key_len);
+    ck_assert_mem_eq(a->val, b->val, a->val_len);
+    ck_assert_int_eq(a->key[a->key_len], '\0');
+    ck_assert_int_eq(a->val[a->val_len], '\0');
+}
+
+static void assert_msg_eq(const struct raft_msg *a, const struct raft_msg *b)
+{
+    ck_assert_uint_eq(a->type, b->type);
+    ck_assert_int_eq(a->from, b->from);
+    ck_assert_int_eq(a->to, b->to);
+    ck_assert_uint_eq(a->term, b->term);
+    ck_assert_uint_eq(a->last_log_index, b->last_log_index);
+    ck_assert_uint_eq(a->last_log_term, b->last_log_term);
+    ck_assert_int_eq(a->vote_granted, b->vote_granted);
+    ck_assert_uint_eq(a->prev_log_index, b->prev_log_index);
+    ck_assert_uint_eq(a->prev_log_term, b->prev_log_term);
+    ck_assert_uint_eq(a->leader_commit, b->leader_commit);
+    ck_assert_uint_eq(a->n_entries, b->n_entries);
+    for (uint32_t i = 0; i < a->n_entries; i++)
+        assert_entry_eq(&a->entries[i], &b->entries[i]);
+    ck_assert_int_eq(a->success, b->success);
+    ck_assert_uint_eq(a->match_index, b->match_index);
+    ck_assert_uint_eq(a->reject_index, b->reject_index);
+    ck_assert_uint_eq(a->conflict_index, b->conflict_index);
+    ck_assert_uint_eq(a->conflict_term, b->conflict_term);
+    ck_assert_uint_eq(a->read_ctx, b->read_ctx);
+}
+
+/* Sample messages of every type; APPEND carries entries with binary and empty fields. */
+static const char bin_key[] = { 'k', '\0', '\xff', '\n' };
+static const char bin_val[] = { '\0', '\x01', 'v', '\0', '\x80' };
+#define N_SAMPLE_MSGS 6
+
+static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS], struct raft_entry entries[4])
+{
+    memset(out, 0, sizeof(struct raft_msg) * N_SAMPLE_MSGS);
+    entries[0] = make_entry(7, RAFT_ENTRY_NOOP, NULL, 0, NULL, 0);
+    entries[1] = make_entry(7, RAFT_ENTRY_SET, bin_key, sizeof(bin_key), bin_val,
+                            sizeof(bin_val));
+    entries[2] = make_entry(UINT64_MAX, RAFT_ENTRY_SET, "", 0, "", 0);
+    entries[3] = make_entry(8, RAFT_ENTRY_DELETE, "key", 3, NULL, 0);
+
+    out[0] = (struct raft_msg){ .type = RAFT_MSG_VOTE, .from = 1, .to = 4, .term = 9,
+                                .last_log_index = 1234567890123ull, .last_log_term = 8 };
+    out[1] = (struct raft_msg){ .type = RAFT_MSG_VOTE_RESP, .from = 4, .to = 1, .term = 9,
+                                .vote_granted = true };
+    out[2] = (struct raft_msg){ .type = RAFT_MSG_APPEND, .from = 0, .to = 2, .term = 9,
+                                .prev_log_index = 41, .prev_log_term = 6, .leader_commit = 40,
+                                .read_ctx = 77, .n_entries = 4, .entries = entries };
+    out[3] = (struct raft_msg){ .type = RAFT_MSG_APPEND, .from = 0, .to = 3, .term = 9,
+                                .prev_log_index = 45, .prev_log_term = 8, .leader_commit = 45,
+                                .read_ctx = UINT64_MAX }; /* a heartbeat */
+    out[4] = (struct raft_msg){ .type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 0, .term = 9,
+                                .success = true, .match_index = 45, .read_ctx = 77 };
+    out[5] = (struct raft_msg){ .type = RAFT_MSG_APPEND_RESP, .from = INT32_MAX,
+                                .to = RAFT_NO_NODE, .term = UINT64_MAX, .success = false,
+                                .reject_index = 41, .conflict_index = 30,
+                                .conflict_term = 5, .read_ctx = 3 };
+}
+
+static void free_entries(struct raft_entry entries[4])
+{
+    for (int i = 0; i < 4; i++)
+        raft_entry_free(&entries[i]);
+}
+
+/* Encodes one sample frame of every kind into b (one frame each, appended). */
+static void encode_samples(struct proto_buf *b)
+{
+    struct raft_msg msgs[N_SAMPLE_MSGS];
+    struct raft_entry entries[4];
+    sample_msgs(msgs, entries);
+    ck_assert_int_eq(proto_encode_hello_client(b), RK_OK);
+    ck_assert_int_eq(proto_encode_hello_peer(b, "server2"), RK_OK);
+    struct proto_client_req req = { .op = PROTO_OP_SET, .key = bin_key,
+                                    .key_len = sizeof(bin_key), .val = bin_val,
+                                    .val_len = sizeof(bin_val) };
+    ck_assert_int_eq(proto_encode_client_req(b, &req), RK_OK);
+    struct proto_client_resp resp = { .status = PROTO_ST_REDIRECT, .body = "x", .body_len = 1,
+                                      .leader_name = "server3", .leader_host = "localhost",
+                                      .leader_port = 3000 };
+    ck_assert_int_eq(proto_encode_client_resp(b, &resp), RK_OK);
+    for (int i = 0; i < N_SAMPLE_MSGS; i++)
+        ck_assert_int_eq(proto_encode_raft_msg(b, &msgs[i]), RK_OK);
+    free_entries(entries);
+}
+
+/* Calls fn(payload, len) for each frame in b. */
+static void each_frame(const struct proto_buf *b, void (*fn)(const uint8_t *, size_t))
+{
+    size_t pos = 0;
+    int frames = 0;
+    while (pos < b->len) {
+        ck_assert_uint_ge(b->len - pos, 4);
+        const uint8_t *p = b->data + pos;
+        size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+        ck_assert_uint_le(n, b->len - pos - 4);
+        fn(p + 4, n);
+        pos += 4 + n;
+        frames++;
+    }
+    ck_assert_int_gt(frames, 0);
+}
+
+/* ---- round trips ---- */
+
+START_TEST(test_hello_round_trip)
+{
+    struct proto_buf b = { 0 };
+    size_t len;
+    int type = 0;
+    char name[64];
+
+    ck_assert_int_eq(proto_encode_hello_client(&b), RK_OK);
+    const uint8_t *p = only_payload(&b, &len);
+    ck_assert_uint_eq(len, 2);
+    ck_assert_int_eq(p[0], PROTO_HELLO_CLIENT);
+    ck_assert_int_eq(p[1], PROTO_VERSION);
+    ck_assert_int_eq(proto_frame_type(p, len), PROTO_HELLO_CLIENT);
+    ck_assert_int_eq(proto_decode_hello(p, len, &type, name), RK_OK);
+    ck_assert_int_eq(type, PROTO_HELLO_CLIENT);
+    ck_assert_str_eq(name, "");
+
+    b.len = 0;
+    char longest[64];
+    memset(longest, 'n', 63);
+    longest[63] = '\0';
+    ck_assert_int_eq(proto_encode_hello_peer(&b, longest), RK_OK);
+    p = only_payload(&b, &len);
+    ck_assert_uint_eq(len, 2 + 4 + 63);
+    ck_assert_int_eq(proto_frame_type(p, len), PROTO_HELLO_PEER);
+    ck_assert_int_eq(proto_decode_hello(p, len, &type, name), RK_OK);
+    ck_assert_int_eq(type, PROTO_HELLO_PEER);
+    ck_assert_str_eq(name, longest);
+    proto_buf_free(&b);
+    ck_assert_ptr_null(b.data);
+}
+END_TEST
+
+START_TEST(test_hello_rejects)
+{
+    struct proto_buf b = { 0 };
+    char name[64];
+    int type = -1;
+    char too_long[65];
+    memset(too_long, 'n', 64);
+    too_long[64] = '\0';
+    ck_assert_int_eq(proto_encode_hello_peer(&b, ""), RK_ERR_INVAL);
+    ck_assert_int_eq(proto_encode_hello_peer(&b, NULL), RK_ERR_INVAL);
+    ck_assert_int_eq(proto_encode_hello_peer(&b, too_long), RK_ERR_INVAL);
+    ck_assert_uint_eq(b.len, 0);
+
+    const uint8_t bad_version[] = { PROTO_HELLO_CLIENT, PROTO_VERSION + 1 };
+    const uint8_t zero_version[] = { PROTO_HELLO_CLIENT, 0 };
+    const uint8_t not_hello[] = { PROTO_CLIENT_REQ, PROTO_VERSION };
+    const uint8_t client_trailing[] = { PROTO_HELLO_CLIENT, PROTO_VERSION, 0 };
+    const uint8_t peer_empty[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0, 0, 0, 0 };
+    const uint8_t peer_nul[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0, 0, 0, 2, 'a', 0 };
+    const uint8_t peer_short[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0, 0, 0, 3, 'a', 'b' };
+    const uint8_t peer_huge[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0xff, 0xff, 0xff, 0xff };
+    const uint8_t peer_64[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0, 0, 0, 64 };
+    ck_assert_int_eq(proto_decode_hello(bad_version, 2, &type, name), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_hello(zero_version, 2, &type, name), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_hello(not_hello, 2, &type, name), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_hello(client_trailing, 3, &type, name), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_hello(peer_empty, sizeof(peer_empty), &type, name),
+                     RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_hello(peer_nul, sizeof(peer_nul), &type, name),
+                     RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_hello(peer_short, sizeof(peer_short), &type, name),
+                     RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_hello(peer_huge, sizeof(peer_huge), &type, name),
+                     RK_ERR_TOOBIG);
+    ck_assert_int_eq(proto_decode_hello(peer_64, sizeof(peer_64), &type, name),
+                     RK_ERR_TOOBIG);
+    ck_assert_int_eq(type, -1); /* never set on failure */
+    ck_assert_int_eq(proto_decode_hello(NULL, 0, &type, name), RK_ERR_PROTO);
+}
+END_TEST
+
+START_TEST(test_frame_type)
+{
+    const uint8_t bytes[] = { 0, 1, 2, 3, 4, 5, 6, 255 };
+    ck_assert_int_eq(proto_frame_type(bytes, 0), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_frame_type(NULL, 0), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_frame_type(&bytes[0], 1), RK_ERR_PROTO);
+    for (int i = 1; i <= 5; i++)
+        ck_assert_int_eq(proto_frame_type(&bytes[i], 1), i);
+    ck_assert_int_eq(proto_frame_type(&bytes[6], 2), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_frame_type(&bytes[7], 1), RK_ERR_PROTO);
+}
+END_TEST
+
+static void round_trip_req(const struct proto_client_req *in)
+{
+    struct proto_buf b = { 0 };
+    struct proto_client_req out;
+    size_t len;
+    ck_assert_int_eq(proto_encode_client_req(&b, in), RK_OK);
+    const uint8_t *p = only_payload(&b, &len);
+    ck_assert_uint_eq(len, 1 + 1 + 4 + in->key_len + 4 + in->val_len);
+    ck_assert_int_eq(proto_frame_type(p, len), PROTO_CLIENT_REQ);
+    ck_assert_int_eq(proto_decode_client_req(p, len, &out), RK_OK);
+    ck_assert_uint_eq(out.op, in->op);
+    ck_assert_uint_eq(out.key_len, in->key_len);
+    ck_assert_uint_eq(out.val_len, in->val_len);
+    ck_assert_mem_eq(out.key, in->key ? in->key : "", in->key_len);
+    ck_assert_mem_eq(out.val, in->val ? in->val : "", in->val_len);
+    ck_assert_ptr_nonnull(out.key);
+    ck_assert_ptr_nonnull(out.val);
+    if (in->key_len > 0) /* zero copy: the key points into the payload */
+        ck_assert(out.key >= (const char *)p && out.key < (const char *)p + len);
+    proto_buf_free(&b);
+}
+
+START_TEST(test_client_req_round_trip)
+{
+    struct proto_client_req reqs[] = {
+        { .op = PROTO_OP_GET, .key = "alpha", .key_len = 5 },
+        { .op = PROTO_OP_SET, .key = bin_key, .key_len = sizeof(bin_key), .val = bin_val,
+          .val_len = sizeof(bin_val) },
+        { .op = PROTO_OP_SET, .key = "", .key_len = 0, .val = "", .val_len = 0 },
+        { .op = PROTO_OP_DELETE, .key = "k", .key_len = 1 },
+        { .op = PROTO_OP_STATUS },
+    };
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++)
+        round_trip_req(&reqs[i]);
+}
+END_TEST
+
+START_TEST(test_client_resp_round_trip)
+{
+    struct proto_client_resp resps[] = {
+        { .status = PROTO_ST_OK },
+        { .status = PROTO_ST_VALUE, .body = bin_val, .body_len = sizeof(bin_val) },
+        { .status = PROTO_ST_NIL },
+        { .status = PROTO_ST_REDIRECT, .leader_name = "server3", .leader_host = "localhost",
+          .leader_port = 65535 },
+        { .status = PROTO_ST_REDIRECT }, /* leader unknown */
+        { .status = PROTO_ST_ERR, .body = "key too long", .body_len = 12 },
+    };
+    memset(resps[3].leader_host, 'h', 255); /* the longest host that fits */
+    for (size_t i = 0; i < sizeof(resps) / sizeof(resps[0]); i++) {
+        struct proto_buf b = { 0 };
+        struct proto_client_resp out;
+        size_t len;
+        ck_assert_int_eq(proto_encode_client_resp(&b, &resps[i]), RK_OK);
+        const uint8_t *p = only_payload(&b, &len);
+        ck_assert_uint_eq(len, 16 + resps[i].body_len + strlen(resps[i].leader_name) +
+                                   strlen(resps[i].leader_host));
+        ck_assert_int_eq(proto_decode_client_resp(p, len, &out), RK_OK);
+        ck_assert_uint_eq(out.status, resps[i].status);
+        ck_assert_uint_eq(out.body_len, resps[i].body_len);
+        ck_assert_mem_eq(out.body, resps[i].body ? resps[i].body : "", out.body_len);
+        ck_assert_str_eq(out.leader_name, resps[i].leader_name);
+        ck_assert_str_eq(out.leader_host, resps[i].leader_host);
+        ck_assert_uint_eq(out.leader_port, resps[i].leader_port);
+        proto_buf_free(&b);
+    }
+}
+END_TEST
+
+START_TEST(test_raft_round_trip)
+{
+    struct raft_msg msgs[N_SAMPLE_MSGS];
+    struct raft_entry entries[4];
+    /* payload sizes as documented in docs/protocol.md; the entries take 17+0, 17+4+5,
+     * 17+0 and 17+3 bytes */
+    const size_t want_len[N_SAMPLE_MSGS] = { 34, 19, 54 + 80, 54, 59, 59 };
+    sample_msgs(msgs, entries);
+    for (int i = 0; i < N_SAMPLE_MSGS; i++) {
+        struct proto_buf b = { 0 };
+        struct raft_msg out;
+        size_t len;
+        ck_assert_int_eq(proto_encode_raft_msg(&b, &msgs[i]), RK_OK);
+        const uint8_t *p = only_payload(&b, &len);
+        ck_assert_uint_eq(len, want_len[i]);
+        ck_assert_int_eq(proto_frame_type(p, len), PROTO_RAFT);
+        ck_assert_int_eq(proto_decode_raft_msg(p, len, &out), RK_OK);
+        assert_msg_eq(&out, &msgs[i]);
+        if (out.n_entries > 0) /* deep copy, not pointers into the payload */
+            ck_assert(out.entries[1].key < (char *)p || out.entries[1].key >= (char *)p + len);
+        raft_msg_free_entries(&out);
+        proto_buf_free(&b);
+    }
+    free_entries(entries);
+}
+END_TEST
+
+/* Exact bytes of a VOTE frame, so the layout in docs/protocol.md is pinned down. */
+START_TEST(test_raft_vote_layout)
+{
+    struct raft_msg m = { .type = RAFT_MSG_VOTE, .from = 1, .to = -1, .term = 0x0102,
+                          .last_log_index = 3, .last_log_term = 4 };
+    const uint8_t want[] = {
+        0, 0, 0, 34,                  /* frame length */
+        PROTO_RAFT, RAFT_MSG_VOTE,    /* frame type, message type */
+        0, 0, 0, 1,                   /* from */
+        0xff, 0xff, 0xff, 0xff,       /* to = -1 */
+        0, 0, 0, 0, 0, 0, 1, 2,       /* term */
+        0, 0, 0, 0, 0, 0, 0, 3,       /* last_log_index */
+        0, 0, 0, 0, 0, 0, 0, 4,       /* last_log_term */
+    };
+    struct proto_buf b = { 0 };
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_OK);
+    ck_assert_uint_eq(b.len, sizeof(want));
+    ck_assert_mem_eq(b.data, want, sizeof(want));
+    proto_buf_free(&b);
+}
+END_TEST
+
+/* Several frames append to one buffer, each with its own length prefix. */
+START_TEST(test_frames_append)
+{
+    struct proto_buf b = { 0 };
+    encode_samples(&b);
+    int count = 0;
+    size_t pos = 0;
+    while (pos < b.len) {
+        size_t n = (size_t)b.data[pos] << 24 | (size_t)b.data[pos + 1] << 16 |
+                   (size_t)b.data[pos + 2] << 8 | b.data[pos + 3];
+        ck_assert_int_eq(decode_all(b.data + pos + 4, n), 1);
+        pos += 4 + n;
+        count++;
+    }
+    ck_assert_uint_eq(pos, b.len);
+    ck_assert_int_eq(count, 4 + N_SAMPLE_MSGS);
+    proto_buf_free(&b);
+}
+END_TEST
+
+/* ---- rejection ---- */
+
+static void check_truncations(const uint8_t *payload, size_t len)
+{
+    ck_assert_int_eq(decode_all(payload, len), 1);
+    uint8_t *copy = malloc(len + 1);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, payload, len);
+    for (size_t cut = 0; cut < len; cut++)
+        ck_assert_int_eq(decode_all(copy, cut), 0);
+    copy[len] = 0; /* one trailing byte */
+    ck_assert_int_eq(decode_all(copy, len + 1), 0);
+    free(copy);
+}
+
+START_TEST(test_truncated_rejected)
+{
+    struct proto_buf b = { 0 };
+    encode_samples(&b);
+    each_frame(&b, check_truncations);
+    proto_buf_free(&b);
+}
+END_TEST
+
+/* Builds a CLIENT_REQ payload with the given lengths but no bytes behind them. */
+static size_t req_header(uint8_t *p, uint8_t op, uint32_t key_len)
+{
+    p[0] = PROTO_CLIENT_REQ;
+    p[1] = op;
+    p[2] = (uint8_t)(key_len >> 24);
+    p[3] = (uint8_t)(key_len >> 16);
+    p[4] = (uint8_t)(key_len >> 8);
+    p[5] = (uint8_t)key_len;
+    return 6;
+}
+
+START_TEST(test_oversize_rejected)
+{
+    struct proto_buf b = { 0 };
+    uint8_t p[64];
+    struct proto_client_req req;
+
+    size_t n = req_header(p, PROTO_OP_GET, PROTO_MAX_KEY + 1);
+    ck_assert_int_eq(proto_decode_client_req(p, n, &req), RK_ERR_TOOBIG);
+    n = req_header(p, PROTO_OP_GET, UINT32_MAX);
+    ck_assert_int_eq(proto_decode_client_req(p, n, &req), RK_ERR_TOOBIG);
+    n = req_header(p, PROTO_OP_GET, PROTO_MAX_KEY); /* allowed but missing */
+    ck_assert_int_eq(proto_decode_client_req(p, n, &req), RK_ERR_PROTO);
+
+    /* value over PROTO_MAX_VALUE after an empty key */
+    n = req_header(p, PROTO_OP_SET, 0);
+    uint32_t v = PROTO_MAX_VALUE + 1;
+    p[n++] = (uint8_t)(v >> 24), p[n++] = (uint8_t)(v >> 16);
+    p[n++] = (uint8_t)(v >> 8), p[n++] = (uint8_t)v;
+    ck_assert_int_eq(proto_decode_client_req(p, n, &req), RK_ERR_TOOBIG);
+
+    /* encoders refuse what decoders would reject, leaving the buffer untouched */
+    char *big = calloc(1, PROTO_MAX_VALUE + 1);
+    ck_assert_ptr_nonnull(big);
+    req = (struct proto_client_req){ .op = PROTO_OP_GET, .key = big,
+                                     .key_len = PROTO_MAX_KEY + 1 };
+    ck_assert_int_eq(proto_encode_client_req(&b, &req), RK_ERR_TOOBIG);
+    req = (struct proto_client_req){ .op = PROTO_OP_SET, .key = "k", .key_len = 1,
+                                     .val = big, .val_len = PROTO_MAX_VALUE + 1 };
+    ck_assert_int_eq(proto_encode_client_req(&b, &req), RK_ERR_TOOBIG);
+    ck_assert_uint_eq(b.len, 0);
+
+    /* the largest value is fine */
+    req.val_len = PROTO_MAX_VALUE;
+    ck_assert_int_eq(proto_encode_client_req(&b, &req), RK_OK);
+    size_t len;
+    const uint8_t *pl = only_payload(&b, &len);
+    ck_assert_int_eq(proto_decode_client_req(pl, len, &req), RK_OK);
+    ck_assert_uint_eq(req.val_len, PROTO_MAX_VALUE);
+
+    /* an APPEND whose entries add up to more than PROTO_MAX_FRAME */
+    size_t before = b.len;
+    struct raft_entry e[5];
+    for (int i = 0; i < 5; i++)
+        e[i] = (struct raft_entry){ .term = 1, .type = RAFT_ENTRY_SET, .key = "k",
+                                    .key_len = 1, .val = big, .val_len = PROTO_MAX_VALUE };
+    struct raft_msg m = { .type = RAFT_MSG_APPEND, .n_entries = 5, .entries = e };
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_ERR_TOOBIG);
+    ck_assert_uint_eq(b.len, before);
+    m.n_entries = 3; /* about 12 MiB fits */
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_OK);
+    ck_assert_uint_gt(b.len, before + 3 * (size_t)PROTO_MAX_VALUE);
+    free(big);
+    proto_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_resp_leader_too_long)
+{
+    uint8_t p[32] = { PROTO_CLIENT_RESP, PROTO_ST_REDIRECT, 0, 0, 0, 0, /* empty body */
+                      0, 0, 0, 64 };                                  /* name: 64 bytes */
+    struct proto_client_resp resp;
+    ck_assert_int_eq(proto_decode_client_resp(p, 10, &resp), RK_ERR_TOOBIG);
+    p[9] = 0; /* empty name, then a 256-byte host */
+    p[10] = 0, p[11] = 0, p[12] = 1, p[13] = 0;
+    ck_assert_int_eq(proto_decode_client_resp(p, 14, &resp), RK_ERR_TOOBIG);
+    /* the encoder refuses a leader_name without a NUL in its array */
+    struct proto_client_resp bad = { .status = PROTO_ST_REDIRECT };
+    memset(bad.leader_name, 'x', sizeof(bad.leader_name));
+    struct proto_buf b = { 0 };
+    ck_assert_int_eq(proto_encode_client_resp(&b, &bad), RK_ERR_INVAL);
+    ck_assert_uint_eq(b.len, 0);
+    proto_buf_free(&b);
+}
+END_TEST
+
+/* The APPEND payload prefix up to and including n_entries. */
+static size_t append_header(uint8_t *p, uint32_t n_entries)
+{
+    struct raft_msg m = { .type = RAFT_MSG_APPEND, .term = 1 };
+    struct proto_buf b = { 0 };
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_OK);
+    size_t len = b.len - 4;
+    memcpy(p, b.data + 4, len);
+    proto_buf_free(&b);
+    p[len - 4] = (uint8_t)(n_entries >> 24);
+    p[len - 3] = (uint8_t)(n_entries >> 16);
+    p[len - 2] = (uint8_t)(n_entries >> 8);
+    p[len - 1] = (uint8_t)n_entries;
+    return len;
+}
+
+START_TEST(test_entry_count_rejected)
+{
+    uint8_t p[256];
+    struct raft_msg m;
+    /* 4 billion entries in a few bytes: rejected before any allocation */
+    size_t n = append_header(p, UINT32_MAX);
+    ck_assert_int_eq(proto_decode_raft_msg(p, n, &m), RK_ERR_PROTO);
+    ck_assert_ptr_null(m.entries);
+    /* 2 entries claimed, room for only one minimal (17-byte) entry */
+    n = append_header(p, 2);
+    memset(p + n, 0, 17 + 16);
+    p[n + 8] = RAFT_ENTRY_NOOP;
+    ck_assert_int_eq(proto_decode_raft_msg(p, n + 17 + 16, &m), RK_ERR_PROTO);
+    /* one minimal entry: accepted */
+    n = append_header(p, 1);
+    memset(p + n, 0, 17);
+    ck_assert_int_eq(proto_decode_raft_msg(p, n + 17, &m), RK_OK);
+    ck_assert_uint_eq(m.n_entries, 1);
+    ck_assert_uint_eq(m.entries[0].type, RAFT_ENTRY_NOOP);
+    raft_msg_free_entries(&m);
+    /* an entry key over PROTO_MAX_KEY */
+    p[n + 9] = 0, p[n + 10] = 1, p[n + 11] = 0, p[n + 12] = 1; /* 65537 */
+    ck_assert_int_eq(proto_decode_raft_msg(p, n + 17, &m), RK_ERR_TOOBIG);
+    ck_assert_ptr_null(m.entries);
+}
+END_TEST
+
+START_TEST(test_unknown_types_rejected)
+{
+    struct proto_buf b = { 0 };
+    encode_samples(&b);
+    /* payload offsets: frames 0..3 are hello client, hello peer, req, resp */
+    size_t off[4 + N_SAMPLE_MSGS], len[4 + N_SAMPLE_MSGS], pos = 0;
+    for (int i = 0; i < 4 + N_SAMPLE_MSGS; i++) {
+        len[i] = (size_t)b.data[pos] << 24 | (size_t)b.data[pos + 1] << 16 |
+                 (size_t)b.data[pos + 2] << 8 | b.data[pos + 3];
+        off[i] = pos + 4;
+        pos += 4 + len[i];
+    }
+    struct proto_client_req req;
+    struct proto_client_resp resp;
+    struct raft_msg m;
+    uint8_t *d = b.data;
+    const uint8_t bad_ops[] = { 0, 5, 255 };
+    for (size_t i = 0; i < sizeof(bad_ops); i++) {
+        d[off[2] + 1] = bad_ops[i];
+        ck_assert_int_eq(proto_decode_client_req(d + off[2], len[2], &req), RK_ERR_PROTO);
+    }
+    d[off[3] + 1] = PROTO_ST_ERR + 1;
+    ck_assert_int_eq(proto_decode_client_resp(d + off[3], len[3], &resp), RK_ERR_PROTO);
+    const uint8_t bad_msgs[] = { 0, RAFT_MSG_APPEND_RESP + 1, 255 };
+    for (size_t i = 0; i < sizeof(bad_msgs); i++) {
+        d[off[4] + 1] = bad_msgs[i];
+        ck_assert_int_eq(proto_decode_raft_msg(d + off[4], len[4], &m), RK_ERR_PROTO);
+    }
+    /* VOTE_RESP granted must be 0 or 1 */
+    d[off[5] + len[5] - 1] = 2;
+    ck_assert_int_eq(proto_decode_raft_msg(d + off[5], len[5], &m), RK_ERR_PROTO);
+    /* APPEND: entry 0's type byte follows the 54-byte header and the entry's term */
+    d[off[6] + 54 + 8] = RAFT_ENTRY_DELETE + 1;
+    ck_assert_int_eq(proto_decode_raft_msg(d + off[6], len[6], &m), RK_ERR_PROTO);
+    ck_assert_ptr_null(m.entries);
+    /* APPEND_RESP success must be 0 or 1 */
+    d[off[8] + 18] = 7;
+    ck_assert_int_eq(proto_decode_raft_msg(d + off[8], len[8], &m), RK_ERR_PROTO);
+    /* a frame of another type given to each decoder */
+    ck_assert_int_eq(proto_decode_raft_msg(d + off[0], len[0], &m), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_client_req(d + off[9], len[9], &req), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_client_resp(d + off[1], len[1], &resp), RK_ERR_PROTO);
+    proto_buf_free(&b);
+
+    struct raft_msg bad = { .type = 9 };
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
+    struct raft_entry e = { .type = 3 };
+    bad = (struct raft_msg){ .type = RAFT_MSG_APPEND, .n_entries = 1, .entries = &e };
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
+    struct proto_client_req bad_req = { .op = 0 };
+    ck_assert_int_eq(proto_encode_client_req(&b, &bad_req), RK_ERR_INVAL);
+    ck_assert_uint_eq(b.len, 0);
+    proto_buf_free(&b);
+}
+END_TEST
+
+/* Random bytes and randomly mutated valid frames never crash a decoder. */
+START_TEST(test_garbage_never_crashes)
+{
+    uint8_t buf[96];
+    int accepted = 0;
+    for (int i = 0; i < 20000; i++) {
+        size_t len = rng() % sizeof(buf);
+        for (size_t j = 0; j < len; j++)
+            buf[j] = (uint8_t)rng();
+        if (len > 0 && (i & 1)) /* half start with a valid frame type */
+            buf[0] = (uint8_t)(1 + rng() % 5);
+        accepted += decode_all(buf, len);
+    }
+
+    struct proto_buf b = { 0 };
+    encode_samples(&b);
+    uint8_t *copy = malloc(b.len);
+    ck_assert_ptr_nonnull(copy);
+    for (int i = 0; i < 20000; i++) {
+        memcpy(copy, b.data, b.len);
+        size_t pos = 0, frame = rng() % (4 + N_SAMPLE_MSGS), n = 0;
+        for (size_t f = 0; f <= frame; f++) {
+            n = (size_t)copy[pos] << 24 | (size_t)copy[pos + 1] << 16 |
+                (size_t)copy[pos + 2] << 8 | copy[pos + 3];
+            if (f < frame)
+                pos += 4 + n;
+        }
+        uint8_t *p = copy + pos + 4;
+        for (int flips = 1 + (int)(rng() % 3); flips > 0; flips--)
+            p[rng() % n] = (uint8_t)rng();
+        accepted += decode_all(p, n);
+    }
+    free(copy);
+    proto_buf_free(&b);
+    ck_assert_int_gt(accepted, 0); /* some mutations stay valid (e.g. a changed term) */
+}
+END_TEST
+
+/* ---- frame I/O over sockets ---- */
+
+static void make_pair(int sv[2])
+{
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+}
+
+START_TEST(test_read_frame_good)
+{
+    int sv[2];
+    make_pair(sv);
+    struct proto_buf b = { 0 };
+    ck_assert_int_eq(proto_encode_hello_peer(&b, "server4"), RK_OK);
+    ck_assert_int_eq(proto_encode_hello_client(&b), RK_OK);
+    ck_assert_int_eq(net_write_full(sv[0], b.data, b.len), RK_OK);
+    uint8_t *payload = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(net_read_frame(sv[1], PROTO_MAX_FRAME, &payload, &len), RK_OK);
+    ck_assert_uint_eq(len, b.len - 4 - 6);
+    ck_assert_mem_eq(payload, b.data + 4, len);
+    int type;
+    char name[64];
+    ck_assert_int_eq(proto_decode_hello(payload, len, &type, name), RK_OK);
+    ck_assert_str_eq(name, "server4");
+    free(payload);
+    ck_assert_int_eq(net_read_frame(sv[1], PROTO_MAX_FRAME, &payload, &len), RK_OK);
+    ck_assert_uint_eq(len, 2);
+    free(payload);
+    close(sv[0]);
+    ck_assert_int_eq(net_read_frame(sv[1], PROTO_MAX_FRAME, &payload, &len), RK_ERR_CLOSED);
+    ck_assert_ptr_null(payload);
+    close(sv[1]);
+    proto_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_read_frame_bad_length)
+{
+    int sv[2];
+    make_pair(sv);
+    uint8_t *payload = (uint8_t *)"x";
+    size_t len = 99;
+    const uint8_t zero[] = { 0, 0, 0, 0, 'A' };
+    ck_assert_int_eq(net_write_full(sv[0], zero, sizeof(zero)), RK_OK);
+    ck_assert_int_eq(net_read_frame(sv[1], 1024, &payload, &len), RK_ERR_TOOBIG);
+    ck_assert_ptr_null(payload);
+    ck_assert_uint_eq(len, 0);
+    uint8_t next;
+    ck_assert_int_eq(net_read_full(sv[1], &next, 1), RK_OK);
+    ck_assert_int_eq(next, 'A'); /* nothing past the length was read */
+
+    const uint8_t big[] = { 0, 0, 4, 1, 'B' }; /* 1025 > 1024 */
+    ck_assert_int_eq(net_write_full(sv[0], big, sizeof(big)), RK_OK);
+    ck_assert_int_eq(net_read_frame(sv[1], 1024, &payload, &len), RK_ERR_TOOBIG);
+    ck_assert_int_eq(net_read_full(sv[1], &next, 1), RK_OK);
+    ck_assert_int_eq(next, 'B');
+
+    const uint8_t huge[] = { 0xff, 0xff, 0xff, 0xff, 'C' };
+    ck_assert_int_eq(net_write_full(sv[0], huge, sizeof(huge)), RK_OK);
+    ck_assert_int_eq(net_read_frame(sv[1], PROTO_MAX_FRAME, &payload, &len), RK_ERR_TOOBIG);
+    ck_assert_int_eq(net_read_full(sv[1], &next, 1), RK_OK);
+    ck_assert_int_eq(next, 'C');
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+START_TEST(test_read_frame_eof)
+{
+    int sv[2];
+    uint8_t *payload;
+    size_t len;
+    /* EOF inside the length prefix */
+    make_pair(sv);
+    ck_assert_int_eq(net_write_full(sv[0], "\0\0", 2), RK_OK);
+    close(sv[0]);
+    ck_assert_int_eq(net_read_frame(sv[1], 1024, &payload, &len), RK_ERR_IO);
+    close(sv[1]);
+    /* EOF inside the payload */
+    make_pair(sv);
+    ck_assert_int_eq(net_write_full(sv[0], "\0\0\0\5abc", 7), RK_OK);
+    close(sv[0]);
+    ck_assert_int_eq(net_read_frame(sv[1], 1024, &payload, &len), RK_ERR_IO);
+    ck_assert_ptr_null(payload);
+    close(sv[1]);
+    /* EOF right after the length prefix */
+    make_pair(sv);
+    ck_assert_int_eq(net_write_full(sv[0], "\0\0\0\5", 4), RK_OK);
+    close(sv[0]);
+    ck_assert_int_eq(net_read_frame(sv[1], 1024, &payload, &len), RK_ERR_IO);
+    close(sv[1]);
+}
+END_TEST
+
+START_TEST(test_timeouts)
+{
+    int sv[2];
+    make_pair(sv);
+    ck_assert_int_eq(net_set_timeouts(sv[1], 100), RK_OK);
+    uint8_t *payload;
+    size_t len;
+    ck_assert_int_eq(net_read_frame(sv[1], 1024, &payload, &len), RK_ERR_TIMEOUT);
+    ck_assert_int_eq(net_set_timeouts(sv[1], -1), RK_ERR_INVAL);
+    /* a writer whose reader never reads times out instead of blocking forever */
+    ck_assert_int_eq(net_set_timeouts(sv[0], 100), RK_OK);
+    size_t big_len = 8u * 1024 * 1024;
+    uint8_t *big = calloc(1, big_len);
+    ck_assert_ptr_nonnull(big);
+    ck_assert_int_eq(net_write_full(sv[0], big, big_len), RK_ERR_TIMEOUT);
+    free(big);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+START_TEST(test_write_to_closed_peer)
+{
+    int sv[2];
+    make_pair(sv);
+    close(sv[1]);
+    /* MSG_NOSIGNAL: an error, not a SIGPIPE that kills the test */
+    ck_assert_int_eq(net_write_full(sv[0], "abcd", 4), RK_ERR_IO);
+    close(sv[0]);
+}
+END_TEST
+
+static uint16_t local_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    ck_assert_int_eq(sa.sin_family, AF_INET);
+    return ntohs(sa.sin_port);
+}
+
+START_TEST(test_listen_connect)
+{
+    char err[256] = "";
+    int lfd = net_listen("127.0.0.1", 0, 8, err, sizeof(err));
+    ck_assert_msg(lfd >= 0, "%s", err);
+    uint16_t port = local_port(lfd);
+    const char *hosts[] = { "localhost", "127.0.0.1" };
+    for (int i = 0; i < 2; i++) {
+        int cfd = net_connect(hosts[i], port, 2000, err, sizeof(err));
+        ck_assert_msg(cfd >= 0, "%s", err);
+        int one = 0;
+        socklen_t sl = sizeof(one);
+        ck_assert_int_eq(getsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, &sl), 0);
+        ck_assert_int_ne(one, 0);
+        ck_assert_int_eq(fcntl(cfd, F_GETFL) & O_NONBLOCK, 0);
+        int afd = accept(lfd, NULL, NULL);
+        ck_assert_int_ge(afd, 0);
+        struct proto_buf b = { 0 };
+        ck_assert_int_eq(proto_encode_hello_client(&b), RK_OK);
+        ck_assert_int_eq(net_write_full(cfd, b.data, b.len), RK_OK);
+        uint8_t *payload;
+        size_t len;
+        ck_assert_int_eq(net_read_frame(afd, PROTO_MAX_FRAME, &payload, &len), RK_OK);
+        ck_assert_int_eq(proto_frame_type(payload, len), PROTO_HELLO_CLIENT);
+        free(payload);
+        proto_buf_free(&b);
+        close(cfd);
+        ck_assert_int_eq(net_read_frame(afd, PROTO_MAX_FRAME, &payload, &len),
+                         RK_ERR_CLOSED);
+        close(afd);
+    }
+    /* a port nobody listens on: refused with a message */
+    close(lfd);
+    err[0] = '\0';
+    ck_assert_int_eq(net_connect("127.0.0.1", port, 1000, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, "127.0.0.1"));
+    ck_assert_int_eq(net_connect("", port, 1000, err, sizeof(err)), -1);
+}
+END_TEST
+
+START_TEST(test_listen_in_use)
+{
+    char err[256] = "";
+    int a = net_listen("127.0.0.1", 0, 8, err, sizeof(err));
+    ck_assert_msg(a >= 0, "%s", err);
+    uint16_t port = local_port(a);
+    err[0] = '\0';
+    ck_assert_int_eq(net_listen("127.0.0.1", port, 8, err, sizeof(err)), -1);
+    ck_assert_ptr_nonnull(strstr(err, strerror(EADDRINUSE)));
+    close(a);
+}
+END_TEST
+
+static Suite *proto_suite(void)
+{
+    Suite *s = suite_create("proto");
+    TCase *tc = tcase_create("encode_decode");
+    tcase_add_test(tc, test_hello_round_trip);
+    tcase_add_test(tc, test_hello_rejects);
+    tcase_add_test(tc, test_frame_type);
+    tcase_add_test(tc, test_client_req_round_trip);
+    tcase_add_test(tc, test_client_resp_round_trip);
+    tcase_add_test(tc, test_raft_round_trip);
+    tcase_add_test(tc, test_raft_vote_layout);
+    tcase_add_test(tc, test_frames_append);
+    suite_add_tcase(s, tc);
+    TCase *tr = tcase_create("reject");
+    tcase_set_timeout(tr, 30);
+    tcase_add_test(tr, test_truncated_rejected);
+    tcase_add_test(tr, test_oversize_rejected);
+    tcase_add_test(tr, test_resp_leader_too_long);
+    tcase_add_test(tr, test_entry_count_rejected);
+    tcase_add_test(tr, test_unknown_types_rejected);
+    tcase_add_test(tr, test_garbage_never_crashes);
+    suite_add_tcase(s, tr);
+    TCase *tn = tcase_create("net");
+    tcase_set_timeout(tn, 10);
+    tcase_add_test(tn, test_read_frame_good);
+    tcase_add_test(tn, test_read_frame_bad_length);
+    tcase_add_test(tn, test_read_frame_eof);
+    tcase_add_test(tn, test_timeouts);
+    tcase_add_test(tn, test_write_to_closed_peer);
+    tcase_add_test(tn, test_listen_connect);
+    tcase_add_test(tn, test_listen_in_use);
+    suite_add_tcase(s, tn);
+    return s;
+}
+
+RK_CHECK_MAIN(proto_suite)
