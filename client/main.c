@@ -1,0 +1,488 @@
+/* client/main.c - the raft_client program: runs set/get/delete/status against the cluster,
+ * from the command line, from a script on stdin (one output line per command) or at a prompt. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "../common/proto.h"
+#include "session.h"
+
+#define CLIENT_DEFAULT_DIR "logs"
+#define CLIENT_DEFAULT_TIMEOUT_MS 5000
+#define CLIENT_MAX_TIMEOUT_SEC 86400.0
+#define CLIENT_EXIT_USAGE 2
+
+struct client_opts {
+    const char *host;    /* NULL: the registry only */
+    uint16_t port;
+    const char *dir;
+    int timeout_ms;
+    bool verbose;        /* note redirects and retries on stderr (-q turns it off) */
+    char **cmd;          /* the command words given on the command line (n_cmd of them) */
+    int n_cmd;
+};
+
+/* What the program needs to run commands; the session is opened at the first command
+ * that needs a server (and retried at the next one if that failed). */
+struct client_ctx {
+    const struct client_opts *opts;
+    char registry_path[4096];
+    struct client_session *session;
+    bool verbose;
+};
+
+/* One parsed command: the word, then its key and the value (the rest). n_args counts the
+ * words after the command word (2 means "a value is present"). */
+struct client_cmd {
+    const char *word;
+    const char *key;
+    size_t key_len;
+    const char *val;
+    size_t val_len;
+    int n_args;
+};
+
+enum cmd_result { CMD_OK, CMD_ERR, CMD_QUIT };
+
+static const char *const USAGE_LINES[] = {
+    "usage: raft_client [HOST PORT] [--dir DIR] [--timeout SEC] [-v|-q] [COMMAND ARGS...]",
+    "  HOST PORT      the server to ask first; DIR/server_registry.txt gives the others",
+    "  --dir DIR      where server_registry.txt is (default logs)",
+    "  --timeout SEC  how long one command may retry, decimals allowed (default 5)",
+    "  -v, -q         note redirects and retries on stderr (the default), or not",
+    "commands:",
+    "  set KEY VALUE  store VALUE (the rest of the line) under KEY; prints OK",
+    "  get KEY        prints the value, or (nil)",
+    "  delete KEY     prints OK if a key was removed, (nil) if there was none",
+    "  status         prints the status line of the server connected to",
+    "  help           this text",
+    "  quit, exit     leave",
+    "Without a command, commands are read from stdin: one output line per command line.",
+};
+
+/* The commands sent to a server; n_args bounds (set takes every word after KEY). */
+static const struct server_command {
+    const char *word, *usage;
+    uint8_t op;
+    int min_args, max_args;
+} SERVER_COMMANDS[] = {
+    { "set", "set KEY VALUE", PROTO_OP_SET, 2, INT_MAX },
+    { "get", "get KEY", PROTO_OP_GET, 1, 1 },
+    { "delete", "delete KEY", PROTO_OP_DELETE, 1, 1 },
+    { "status", "status", PROTO_OP_STATUS, 0, 0 },
+};
+
+static const char HELP_ONE_LINE[] =
+    "commands: set KEY VALUE | get KEY | delete KEY | status | help | quit";
+
+static void print_usage(FILE *f)
+{
+    for (size_t i = 0; i < sizeof(USAGE_LINES) / sizeof(USAGE_LINES[0]); i++)
+        fprintf(f, "%s\n", USAGE_LINES[i]);
+    fflush(f);
+}
+
+/* Writes len raw bytes and a newline to stdout, flushed (scripts read through pipes). */
+static void print_line(const char *text, size_t len)
+{
+    if (len > 0)
+        fwrite(text, 1, len, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+/* "ERR reason" on one line: newlines in the reason become spaces. */
+static void print_err(const char *reason, size_t len)
+{
+    fputs("ERR ", stdout);
+    for (size_t i = 0; i < len; i++)
+        fputc(reason[i] == '\n' || reason[i] == '\r' ? ' ' : reason[i], stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+static void print_errf(const char *reason)
+{
+    print_err(reason, strlen(reason));
+}
+
+static bool is_command_word(const char *w)
+{
+    static const char *const words[] = { "set", "get", "delete", "status", "help", "quit",
+                                         "exit" };
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcasecmp(w, words[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A port number 1..65535 made of digits only. */
+static bool parse_port(const char *s, uint16_t *port)
+{
+    if (s[0] == '\0' || strlen(s) > 5)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    long v = strtol(s, NULL, 10);
+    if (v < 1 || v > 65535)
+        return false;
+    *port = (uint16_t)v;
+    return true;
+}
+
+static bool is_number(const char *s)
+{
+    if (s[0] == '\0')
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    return true;
+}
+
+/* Seconds, decimals allowed, > 0. */
+static bool parse_timeout(const char *s, int *ms)
+{
+    char *end = NULL;
+    errno = 0;
+    double sec = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !isfinite(sec) || sec <= 0 ||
+        sec > CLIENT_MAX_TIMEOUT_SEC)
+        return false;
+    double v = sec * 1000.0 + 0.5;
+    *ms = v < 1.0 ? 1 : (int)v;
+    return true;
+}
+
+/* The value of an option given as "--opt VALUE" or "--opt=VALUE"; NULL if arg is not it.
+ * *i moves past a separate VALUE. *missing is set when VALUE is absent. */
+static const char *option_value(const char *name, int argc, char **argv, int *i, bool *missing)
+{
+    size_t n = strlen(name);
+    const char *arg = argv[*i];
+    if (strncmp(arg, name, n) != 0)
+        return NULL;
+    if (arg[n] == '=')
+        return arg + n + 1;
+    if (arg[n] != '\0')
+        return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "raft_client: %s%s%s\n", what, arg ? " " : "", arg ? arg : "");
+    print_usage(stderr);
+    return CLIENT_EXIT_USAGE;
+}
+
+/* Handles the option at argv[*i]. Returns 0 if it was one, 1 if argv[*i] is not an
+ * option, or an exit code (2 for a bad option, -1 after --help). */
+static int parse_option(int argc, char **argv, int *i, struct client_opts *o)
+{
+    const char *arg = argv[*i];
+    bool missing = false;
+    const char *v;
+    if (arg[0] != '-' || arg[1] == '\0' || is_number(arg + 1))
+        return 1;
+    if ((v = option_value("--dir", argc, argv, i, &missing)) != NULL) {
+        if (v[0] == '\0')
+            return usage_error("empty --dir", NULL);
+        o->dir = v;
+    } else if ((v = option_value("--timeout", argc, argv, i, &missing)) != NULL) {
+        if (!parse_timeout(v, &o->timeout_ms))
+            return usage_error("bad --timeout (seconds > 0):", v);
+    } else if (missing) {
+        return usage_error("missing the value of", arg);
+    } else if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
+        o->verbose = true;
+    } else if (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0) {
+        o->verbose = false;
+    } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+        print_usage(stdout);
+        return -1;
+    } else {
+        return usage_error("unknown option", arg);
+    }
+    return 0;
+}
+
+/* Parses argv into o. HOST PORT are taken when the first non-option word is not a
+ * command word and the second is a number. Options stop at the command word: what
+ * follows belongs to the command. Returns 0 to go on, -1 after --help, or an exit code. */
+static int parse_args(int argc, char **argv, struct client_opts *o)
+{
+    const char *first = NULL;
+    o->cmd = calloc((size_t)argc + 1, sizeof(*o->cmd));
+    if (o->cmd == NULL) {
+        fprintf(stderr, "raft_client: out of memory\n");
+        return 1;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (o->n_cmd > 0) {
+            o->cmd[o->n_cmd++] = argv[i];
+            continue;
+        }
+        int r = parse_option(argc, argv, &i, o);
+        if (r != 1) {
+            if (r != 0)
+                return r; /* -1 after --help, or the exit code of a bad option */
+            continue;
+        }
+        if (first == NULL && o->host == NULL && !is_command_word(argv[i])) {
+            first = argv[i];
+        } else if (first != NULL && is_number(argv[i])) {
+            if (!parse_port(argv[i], &o->port))
+                return usage_error("bad port (1..65535):", argv[i]);
+            o->host = first;
+            first = NULL;
+        } else {
+            if (first != NULL)
+                o->cmd[o->n_cmd++] = (char *)first;
+            first = NULL;
+            o->cmd[o->n_cmd++] = argv[i];
+        }
+    }
+    if (first != NULL)
+        o->cmd[o->n_cmd++] = (char *)first;
+    return 0;
+}
+
+/* The session, opened now if it is not yet; prints ERR and returns NULL on failure. */
+static struct client_session *ctx_session(struct client_ctx *c)
+{
+    if (c->session != NULL)
+        return c->session;
+    char err[1024];
+    const struct client_opts *o = c->opts;
+    c->session = client_session_new(o->host, o->port, c->registry_path, o->timeout_ms,
+                                    c->verbose, err, sizeof(err));
+    if (c->session == NULL)
+        print_errf(err);
+    return c->session;
+}
+
+/* Sends the request and prints the one result line. */
+static enum cmd_result run_request(struct client_ctx *c, uint8_t op, const struct client_cmd *cmd)
+{
+    struct client_session *s = ctx_session(c);
+    if (s == NULL)
+        return CMD_ERR;
+    struct client_reply r;
+    char err[512];
+    int rc = client_session_call(s, op, cmd->key, (uint32_t)cmd->key_len, cmd->val,
+                                 (uint32_t)cmd->val_len, &r, err, sizeof(err));
+    if (rc != RK_OK) {
+        print_errf(err);
+        return CMD_ERR;
+    }
+    enum cmd_result res = CMD_OK;
+    switch (r.status) {
+    case PROTO_ST_OK:
+        if (op == PROTO_OP_STATUS && r.body_len > 0)
+            print_line(r.body, r.body_len); /* a status line sent as OK */
+        else
+            print_line("OK", 2);
+        break;
+    case PROTO_ST_VALUE:
+        print_line(r.body, r.body_len);
+        break;
+    case PROTO_ST_NIL:
+        print_line("(nil)", 5);
+        break;
+    default:
+        if (r.body_len > 0)
+            print_err(r.body, r.body_len);
+        else
+            print_errf("server error");
+        res = CMD_ERR;
+        break;
+    }
+    client_reply_free(&r);
+    return res;
+}
+
+static enum cmd_result usage_result(const char *usage)
+{
+    char msg[64];
+    snprintf(msg, sizeof(msg), "usage: %s", usage);
+    print_errf(msg);
+    return CMD_ERR;
+}
+
+/* Keys must be non-empty and fit the protocol's limits, like values. */
+static enum cmd_result check_sizes(const struct client_cmd *cmd, const char *usage)
+{
+    if (cmd->key != NULL && cmd->key_len == 0)
+        return usage_result(usage);
+    if (cmd->key_len > PROTO_MAX_KEY || cmd->val_len > PROTO_MAX_VALUE) {
+        print_errf(cmd->key_len > PROTO_MAX_KEY ? "key too long" : "value too long");
+        return CMD_ERR;
+    }
+    return CMD_OK;
+}
+
+/* Runs one command and prints its one line (help at a prompt or on the command line
+ * prints the full usage instead). */
+static enum cmd_result run_command(struct client_ctx *c, const struct client_cmd *cmd,
+                                   bool full_help)
+{
+    const char *w = cmd->word;
+    if (strcasecmp(w, "quit") == 0 || strcasecmp(w, "exit") == 0)
+        return CMD_QUIT;
+    if (strcasecmp(w, "help") == 0) {
+        if (full_help)
+            print_usage(stdout);
+        else
+            print_line(HELP_ONE_LINE, strlen(HELP_ONE_LINE));
+        return CMD_OK;
+    }
+    for (size_t i = 0; i < sizeof(SERVER_COMMANDS) / sizeof(SERVER_COMMANDS[0]); i++) {
+        const struct server_command *sc = &SERVER_COMMANDS[i];
+        if (strcasecmp(w, sc->word) != 0)
+            continue;
+        if (cmd->n_args < sc->min_args || cmd->n_args > sc->max_args)
+            return usage_result(sc->usage);
+        if (check_sizes(cmd, sc->usage) != CMD_OK)
+            return CMD_ERR;
+        return run_request(c, sc->op, cmd);
+    }
+    char msg[128];
+    snprintf(msg, sizeof(msg), "unknown command '%.64s' (try help)", w);
+    print_errf(msg);
+    return CMD_ERR;
+}
+
+static bool is_blank(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
+}
+
+/* Splits line (NUL-terminated, newline removed) in place: the command word, the key, and
+ * the value = the rest after the key and one run of blanks. Returns false for a blank line. */
+static bool parse_line(char *line, struct client_cmd *cmd)
+{
+    memset(cmd, 0, sizeof(*cmd));
+    char *p = line;
+    while (is_blank(*p))
+        p++;
+    if (*p == '\0')
+        return false;
+    cmd->word = p;
+    while (*p != '\0' && !is_blank(*p))
+        p++;
+    if (*p != '\0')
+        *p++ = '\0';
+    while (is_blank(*p))
+        p++;
+    if (*p == '\0')
+        return true;
+    cmd->key = p;
+    while (*p != '\0' && !is_blank(*p))
+        p++;
+    cmd->key_len = (size_t)(p - cmd->key);
+    cmd->n_args = 1;
+    while (is_blank(*p))
+        p++;
+    if (*p != '\0') {
+        cmd->val = p;
+        cmd->val_len = strlen(p);
+        cmd->n_args = 2;
+    }
+    return true;
+}
+
+/* Reads commands from stdin until EOF or quit. At a terminal it prompts "raft> ". */
+static int run_stdin(struct client_ctx *c, bool interactive)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    for (;;) {
+        if (interactive) {
+            fputs("raft> ", stdout);
+            fflush(stdout);
+        }
+        ssize_t n = getline(&line, &cap, stdin);
+        if (n < 0)
+            break;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        struct client_cmd cmd;
+        if (!parse_line(line, &cmd))
+            continue;
+        if (run_command(c, &cmd, interactive) == CMD_QUIT)
+            break;
+    }
+    if (interactive && feof(stdin))
+        print_line("", 0);
+    free(line);
+    return 0;
+}
+
+/* Runs the command given on the command line; its value is the remaining words joined
+ * by single spaces. Exit 0 on success, 1 on ERR. */
+static int run_argv(struct client_ctx *c, char **words, int n)
+{
+    struct client_cmd cmd = { .word = words[0], .n_args = n - 1 };
+    char *joined = NULL;
+    if (n >= 2) {
+        cmd.key = words[1];
+        cmd.key_len = strlen(words[1]);
+    }
+    if (n >= 3) {
+        size_t len = 0;
+        for (int i = 2; i < n; i++)
+            len += strlen(words[i]) + 1;
+        joined = malloc(len);
+        if (joined == NULL) {
+            print_errf("out of memory");
+            return 1;
+        }
+        joined[0] = '\0';
+        for (int i = 2; i < n; i++) {
+            if (i > 2)
+                strcat(joined, " ");
+            strcat(joined, words[i]);
+        }
+        cmd.val = joined;
+        cmd.val_len = strlen(joined);
+    }
+    enum cmd_result r = run_command(c, &cmd, true);
+    free(joined);
+    return r == CMD_ERR ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct client_opts o = {
+        .dir = CLIENT_DEFAULT_DIR, .timeout_ms = CLIENT_DEFAULT_TIMEOUT_MS, .verbose = true,
+    };
+    int rc = parse_args(argc, argv, &o);
+    if (rc != 0) {
+        free(o.cmd);
+        return rc < 0 ? 0 : rc;
+    }
+    bool interactive = o.n_cmd == 0 && isatty(STDIN_FILENO);
+    struct client_ctx c = { .opts = &o, .verbose = o.verbose };
+    snprintf(c.registry_path, sizeof(c.registry_path), "%s/server_registry.txt", o.dir);
+    if (o.n_cmd > 0)
+        rc = run_argv(&c, o.cmd, o.n_cmd);
+    else
+        rc = run_stdin(&c, interactive);
+    client_session_free(c.session);
+    free(o.cmd);
+    return rc;
+}

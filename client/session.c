@@ -1,0 +1,446 @@
+/* client/session.c - the leader-following client session of session.h: one kept-open
+ * connection, redirects followed to the leader, failover to the other servers with backoff. */
+#include "session.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "../common/net.h"
+#include "../common/proto.h"
+#include "../common/registry.h"
+
+#define SESSION_CONNECT_TIMEOUT_MS 500
+#define SESSION_BACKOFF_START_MS 50
+#define SESSION_BACKOFF_MAX_MS 500
+/* Redirects followed in a row before the attempt counts as failed (stops A->B->A loops). */
+#define SESSION_MAX_HOPS 4
+/* One server may hold a request at most this long (or timeout/3 if longer) before the
+ * session tries another: a stopped or cut-off leader accepts connections but never answers. */
+#define SESSION_ATTEMPT_MIN_MS 1000
+
+struct session_target {
+    char name[REGISTRY_NAME_MAX + 1];
+    char host[REGISTRY_HOST_MAX + 1];
+    uint16_t port;
+};
+
+struct client_session {
+    struct session_target *targets; /* the first host (if any), then the registry */
+    int n_targets;
+    int current;                    /* the target last connected to; failover starts after it */
+    int fd;                         /* the kept-open connection, or -1 */
+    struct session_target conn;     /* where fd goes */
+    int timeout_ms;
+    bool verbose;
+};
+
+/* The retry state of one client_session_call. */
+struct call_state {
+    int64_t deadline;
+    int backoff_ms;
+    int tried;                      /* failed attempts since the last pause */
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void note(const struct client_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note(const struct client_session *s, const char *fmt, ...)
+{
+    if (!s->verbose)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0)
+        ; /* EINTR: sleep the rest */
+}
+
+static void target_set(struct session_target *t, const char *name, const char *host,
+                       uint16_t port)
+{
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    snprintf(t->host, sizeof(t->host), "%s", host);
+    t->port = port;
+}
+
+/* Index of the target with this host:port (or, if name is non-empty, this name), or -1. */
+static int find_target(const struct client_session *s, const char *name, const char *host,
+                       uint16_t port)
+{
+    for (int i = 0; i < s->n_targets; i++) {
+        const struct session_target *t = &s->targets[i];
+        if (t->port == port && strcmp(t->host, host) == 0)
+            return i;
+        if (name[0] != '\0' && strcmp(t->name, name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* Fills s->targets: host:port first (named after its registry entry if it has one),
+ * then every other registry server. */
+static int build_targets(struct client_session *s, const char *host, uint16_t port,
+                         const struct registry *reg)
+{
+    int cap = (host != NULL ? 1 : 0) + (reg != NULL ? reg->n : 0);
+    s->targets = calloc((size_t)cap, sizeof(*s->targets));
+    if (s->targets == NULL)
+        return RK_ERR_NOMEM;
+    if (host != NULL) {
+        char name[REGISTRY_NAME_MAX + 1];
+        snprintf(name, sizeof(name), "%.50s:%u", host, (unsigned)port);
+        for (int i = 0; reg != NULL && i < reg->n; i++)
+            if (reg->servers[i].port == port && strcmp(reg->servers[i].host, host) == 0)
+                snprintf(name, sizeof(name), "%s", reg->servers[i].name);
+        target_set(&s->targets[s->n_targets++], name, host, port);
+    }
+    for (int i = 0; reg != NULL && i < reg->n; i++) {
+        const struct registry_server *r = &reg->servers[i];
+        if (find_target(s, "", r->host, r->port) < 0)
+            target_set(&s->targets[s->n_targets++], r->name, r->host, r->port);
+    }
+    return RK_OK;
+}
+
+struct client_session *client_session_new(const char *host, uint16_t port,
+                                          const char *registry_path, int timeout_ms,
+                                          bool verbose, char *err, size_t errlen)
+{
+    if (host != NULL && (host[0] == '\0' || strlen(host) > REGISTRY_HOST_MAX || port == 0)) {
+        set_err(err, errlen, "bad server address '%s' port %u", host, (unsigned)port);
+        return NULL;
+    }
+    if (timeout_ms <= 0) {
+        set_err(err, errlen, "timeout must be positive");
+        return NULL;
+    }
+    struct registry reg = { 0 };
+    char rerr[512] = "no registry given";
+    int reg_rc = registry_path != NULL ? registry_load(registry_path, &reg, rerr, sizeof(rerr))
+                                       : RK_ERR_NOTFOUND;
+    bool have_reg = reg_rc == RK_OK;
+    if (!have_reg && host == NULL) {
+        set_err(err, errlen, "no server to contact: %s", rerr);
+        return NULL;
+    }
+    struct client_session *s = calloc(1, sizeof(*s));
+    if (s == NULL || build_targets(s, host, port, have_reg ? &reg : NULL) != RK_OK) {
+        if (have_reg)
+            registry_free(&reg);
+        client_session_free(s);
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (have_reg)
+        registry_free(&reg);
+    else if (reg_rc != RK_ERR_NOTFOUND && verbose) /* a missing one is fine; a bad one is noted */
+        fprintf(stderr, "note: no registry fallback: %s\n", rerr);
+    s->fd = -1;
+    s->timeout_ms = timeout_ms;
+    s->verbose = verbose;
+    return s;
+}
+
+static void session_close(struct client_session *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}
+
+void client_session_free(struct client_session *s)
+{
+    if (s == NULL)
+        return;
+    if (s->targets != NULL)
+        session_close(s);
+    free(s->targets);
+    free(s);
+}
+
+void client_reply_free(struct client_reply *r)
+{
+    if (r == NULL)
+        return;
+    free(r->body);
+    r->body = NULL;
+    r->body_len = 0;
+}
+
+/* Milliseconds a single read or write may block: what is left of the command, capped so
+ * that one silent server does not use up the whole timeout. At least 1 (0 means none). */
+static int io_budget_ms(const struct client_session *s, int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+    int64_t cap = s->timeout_ms / 3 > SESSION_ATTEMPT_MIN_MS ? s->timeout_ms / 3
+                                                             : SESSION_ATTEMPT_MIN_MS;
+    if (left > cap)
+        left = cap;
+    return left < 1 ? 1 : (int)left;
+}
+
+/* Opens the connection to t and says HELLO_CLIENT. RK_OK, or an error noted on stderr. */
+static int session_connect(struct client_session *s, const struct session_target *t,
+                           int64_t deadline)
+{
+    char cerr[512];
+    int64_t left = deadline - now_ms();
+    if (left <= 0)
+        return RK_ERR_TIMEOUT;
+    int fd = net_connect(t->host, t->port,
+                         left < SESSION_CONNECT_TIMEOUT_MS ? (int)left : SESSION_CONNECT_TIMEOUT_MS,
+                         cerr, sizeof(cerr));
+    if (fd < 0) {
+        note(s, "cannot reach %s: %s", t->name, cerr);
+        return RK_ERR_IO;
+    }
+    struct proto_buf hello = { 0 };
+    int rc = proto_encode_hello_client(&hello);
+    if (rc == RK_OK)
+        rc = net_set_timeouts(fd, io_budget_ms(s, deadline));
+    if (rc == RK_OK)
+        rc = net_write_full(fd, hello.data, hello.len);
+    proto_buf_free(&hello);
+    if (rc != RK_OK) {
+        note(s, "%s (%s:%u): hello failed: %s", t->name, t->host, (unsigned)t->port,
+             rk_strerror(rc));
+        close(fd);
+        return rc;
+    }
+    s->fd = fd;
+    s->conn = *t;
+    int idx = find_target(s, t->name, t->host, t->port);
+    if (idx >= 0)
+        s->current = idx;
+    return RK_OK;
+}
+
+/* Sends one encoded CLIENT_REQ frame and reads the CLIENT_RESP. On RK_OK *payload holds
+ * the frame (free it) and resp points into it. */
+static int session_exchange(struct client_session *s, const struct proto_buf *req,
+                            int64_t deadline, uint8_t **payload,
+                            struct proto_client_resp *resp)
+{
+    size_t len = 0;
+    *payload = NULL;
+    int rc = net_set_timeouts(s->fd, io_budget_ms(s, deadline));
+    if (rc == RK_OK)
+        rc = net_write_full(s->fd, req->data, req->len);
+    if (rc == RK_OK)
+        rc = net_read_frame(s->fd, PROTO_MAX_FRAME, payload, &len);
+    if (rc == RK_OK && proto_frame_type(*payload, len) != PROTO_CLIENT_RESP)
+        rc = RK_ERR_PROTO;
+    if (rc == RK_OK)
+        rc = proto_decode_client_resp(*payload, len, resp);
+    if (rc == RK_OK && resp->status > PROTO_ST_ERR)
+        rc = RK_ERR_PROTO;
+    if (rc != RK_OK) {
+        free(*payload);
+        *payload = NULL;
+    }
+    return rc;
+}
+
+/* After a failed attempt: move on to the next server and, once every server was tried
+ * (or one said no leader is known yet, e.g. during an election), pause with a doubling
+ * backoff, never past the deadline. */
+static void session_failover(struct client_session *s, struct call_state *st, bool pause_now)
+{
+    session_close(s);
+    s->current = (s->current + 1) % s->n_targets;
+    st->tried++;
+    if (!pause_now && st->tried < s->n_targets)
+        return;
+    int64_t left = st->deadline - now_ms();
+    int64_t wait = st->backoff_ms < left ? st->backoff_ms : left;
+    if (wait > 0)
+        note(s, "no leader reachable yet; retrying in %lld ms", (long long)wait);
+    sleep_ms(wait);
+    st->tried = 0;
+    st->backoff_ms = st->backoff_ms * 2 > SESSION_BACKOFF_MAX_MS ? SESSION_BACKOFF_MAX_MS
+                                                                 : st->backoff_ms * 2;
+}
+
+/* Where a REDIRECT points: its host:port, or the registry entry of its leader name.
+ * Returns false when the server does not know the leader. */
+static bool redirect_target(const struct client_session *s, const struct proto_client_resp *r,
+                            struct session_target *out)
+{
+    if (r->leader_host[0] != '\0' && r->leader_port != 0) {
+        char name[REGISTRY_NAME_MAX + 1];
+        if (r->leader_name[0] != '\0')
+            snprintf(name, sizeof(name), "%s", r->leader_name);
+        else
+            snprintf(name, sizeof(name), "%.50s:%u", r->leader_host, (unsigned)r->leader_port);
+        target_set(out, name, r->leader_host, r->leader_port);
+        return true;
+    }
+    int idx = r->leader_name[0] != '\0' ? find_target(s, r->leader_name, "", 0) : -1;
+    if (idx < 0)
+        return false;
+    *out = s->targets[idx];
+    return true;
+}
+
+static int copy_reply(const struct proto_client_resp *resp, struct client_reply *out)
+{
+    out->body = malloc((size_t)resp->body_len + 1);
+    if (out->body == NULL)
+        return RK_ERR_NOMEM;
+    if (resp->body_len > 0)
+        memcpy(out->body, resp->body, resp->body_len);
+    out->body[resp->body_len] = '\0';
+    out->body_len = resp->body_len;
+    out->status = resp->status;
+    return RK_OK;
+}
+
+static int check_request(uint8_t op, const char *key, uint32_t key_len, const char *val,
+                         uint32_t val_len, char *err, size_t errlen)
+{
+    if (op < PROTO_OP_GET || op > PROTO_OP_STATUS) {
+        set_err(err, errlen, "unknown operation %u", (unsigned)op);
+        return RK_ERR_INVAL;
+    }
+    if ((key == NULL && key_len > 0) || (val == NULL && val_len > 0)) {
+        set_err(err, errlen, "missing key or value bytes");
+        return RK_ERR_INVAL;
+    }
+    if (key_len > PROTO_MAX_KEY) {
+        set_err(err, errlen, "key longer than %u bytes", PROTO_MAX_KEY);
+        return RK_ERR_TOOBIG;
+    }
+    if (val_len > PROTO_MAX_VALUE) {
+        set_err(err, errlen, "value longer than %u bytes", PROTO_MAX_VALUE);
+        return RK_ERR_TOOBIG;
+    }
+    return RK_OK;
+}
+
+/* The retry loop: connect (to the current server or where a redirect pointed), send,
+ * read; follow a REDIRECT up to SESSION_MAX_HOPS times; otherwise fail over. A kept-open
+ * connection that turns out broken is reopened once before failing over (the server may
+ * have restarted since the last command). */
+static int session_run(struct client_session *s, const struct proto_buf *req,
+                       struct call_state *st, struct client_reply *out)
+{
+    struct session_target next;
+    bool have_next = false, reopened = false;
+    int hops = 0;
+    while (now_ms() < st->deadline) {
+        bool fresh = s->fd < 0;
+        if (fresh) {
+            const struct session_target *t = have_next ? &next : &s->targets[s->current];
+            have_next = false;
+            if (session_connect(s, t, st->deadline) != RK_OK) {
+                hops = 0;
+                session_failover(s, st, false);
+                continue;
+            }
+        }
+        uint8_t *payload;
+        struct proto_client_resp resp;
+        int rc = session_exchange(s, req, st->deadline, &payload, &resp);
+        if (rc != RK_OK) {
+            note(s, "%s (%s:%u): %s", s->conn.name, s->conn.host, (unsigned)s->conn.port,
+                 rk_strerror(rc));
+            session_close(s);
+            if (!fresh && !reopened && rc != RK_ERR_TIMEOUT) {
+                reopened = true;
+                next = s->conn;
+                have_next = true;
+                continue;
+            }
+            hops = 0;
+            session_failover(s, st, false);
+            continue;
+        }
+        if (resp.status != PROTO_ST_REDIRECT) {
+            rc = copy_reply(&resp, out);
+            free(payload);
+            return rc;
+        }
+        bool known = redirect_target(s, &resp, &next);
+        free(payload);
+        if (known && hops < SESSION_MAX_HOPS) {
+            hops++;
+            note(s, "redirected to leader %s (%s:%u)", next.name, next.host, (unsigned)next.port);
+            session_close(s);
+            have_next = true;
+            continue;
+        }
+        note(s, "%s (%s:%u): %s", s->conn.name, s->conn.host, (unsigned)s->conn.port,
+             known ? "too many redirects" : "no leader known");
+        hops = 0;
+        session_failover(s, st, true);
+    }
+    return RK_ERR_TIMEOUT;
+}
+
+int client_session_call(struct client_session *s, uint8_t op, const char *key,
+                        uint32_t key_len, const char *val, uint32_t val_len,
+                        struct client_reply *out, char *err, size_t errlen)
+{
+    if (s == NULL || out == NULL) {
+        set_err(err, errlen, "no session or reply");
+        return RK_ERR_INVAL;
+    }
+    memset(out, 0, sizeof(*out));
+    int rc = check_request(op, key, key_len, val, val_len, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    struct proto_client_req r = {
+        .op = op, .key = key, .key_len = key_len, .val = val, .val_len = val_len,
+    };
+    struct proto_buf req = { 0 };
+    rc = proto_encode_client_req(&req, &r);
+    if (rc != RK_OK) {
+        proto_buf_free(&req);
+        set_err(err, errlen, "cannot encode the request: %s", rk_strerror(rc));
+        return rc;
+    }
+    struct call_state st = {
+        .deadline = now_ms() + s->timeout_ms, .backoff_ms = SESSION_BACKOFF_START_MS,
+    };
+    rc = session_run(s, &req, &st, out);
+    proto_buf_free(&req);
+    if (rc == RK_ERR_TIMEOUT)
+        set_err(err, errlen, "no leader reachable");
+    else if (rc != RK_OK)
+        set_err(err, errlen, "%s", rk_strerror(rc));
+    return rc;
+}

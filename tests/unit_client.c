@@ -1,0 +1,720 @@
+/* tests/unit_client.c - the client session (client/session.c) and the raft_client program
+ * against fake servers: threads in this process that speak the client protocol. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../client/session.h"
+#include "../common/errors.h"
+#include "../common/net.h"
+#include "../common/proto.h"
+#include "check_main.h"
+
+/* ---- a fake server ------------------------------------------------------------------ */
+
+enum fake_mode {
+    FAKE_LEADER,            /* answers everything from a small key-value table */
+    FAKE_REDIRECT,          /* REDIRECT to redirect_port for GET/SET/DELETE */
+    FAKE_NO_LEADER,         /* REDIRECT with no leader known */
+    FAKE_CLOSE_AFTER_REPLY, /* a leader that closes the connection after each reply */
+    FAKE_SILENT,            /* reads requests, never answers */
+};
+
+#define FAKE_MAX_CONNS 8
+#define FAKE_MAX_KEYS 16
+#define FAKE_STR 128
+
+struct fake_conn {
+    int fd;
+    bool hello_seen;
+};
+
+struct fake_server {
+    char name[32];
+    enum fake_mode mode;
+    uint16_t port;
+    uint16_t redirect_port;
+    int listen_fd;
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards everything below */
+    bool stop;
+    int accepts, requests, bad_frames;
+    uint8_t last_op;
+    char last_key[FAKE_STR], last_val[FAKE_STR];
+    char keys[FAKE_MAX_KEYS][FAKE_STR], vals[FAKE_MAX_KEYS][FAKE_STR];
+    bool used[FAKE_MAX_KEYS];
+    struct fake_conn conns[FAKE_MAX_CONNS];
+    int n_conns;
+};
+
+static void copy_str(char *dst, const char *src, uint32_t len)
+{
+    uint32_t n = len < FAKE_STR - 1 ? len : FAKE_STR - 1;
+    if (n > 0)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static int fake_find(struct fake_server *f, const char *key)
+{
+    for (int i = 0; i < FAKE_MAX_KEYS; i++)
+        if (f->used[i] && strcmp(f->keys[i], key) == 0)
+            return i;
+    return -1;
+}
+
+/* The leader's answer to req (called with f->mu held). */
+static void fake_leader_answer(struct fake_server *f, const struct proto_client_req *req,
+                               struct proto_client_resp *resp, char *body)
+{
+    char key[FAKE_STR];
+    copy_str(key, req->key, req->key_len);
+    int i = fake_find(f, key);
+    resp->status = PROTO_ST_OK;
+    if (req->op == PROTO_OP_GET && i >= 0) {
+        resp->status = PROTO_ST_VALUE;
+        strcpy(body, f->vals[i]);
+    } else if (req->op == PROTO_OP_GET || (req->op == PROTO_OP_DELETE && i < 0)) {
+        resp->status = PROTO_ST_NIL;
+    } else if (req->op == PROTO_OP_DELETE) {
+        f->used[i] = false;
+    } else if (req->op == PROTO_OP_SET) {
+        for (int j = 0; i < 0 && j < FAKE_MAX_KEYS; j++)
+            if (!f->used[j])
+                i = j;
+        if (i < 0) {
+            resp->status = PROTO_ST_ERR;
+            strcpy(body, "fake server full");
+            return;
+        }
+        f->used[i] = true;
+        strcpy(f->keys[i], key);
+        copy_str(f->vals[i], req->val, req->val_len);
+    }
+}
+
+/* Builds the answer to one request (called with f->mu held). */
+static void fake_answer(struct fake_server *f, const struct proto_client_req *req,
+                        struct proto_client_resp *resp, char *body)
+{
+    memset(resp, 0, sizeof(*resp));
+    body[0] = '\0';
+    bool leader = f->mode == FAKE_LEADER || f->mode == FAKE_CLOSE_AFTER_REPLY;
+    if (req->op == PROTO_OP_STATUS) {
+        resp->status = PROTO_ST_VALUE;
+        snprintf(body, FAKE_STR, "name=%s role=%s term=1 leader=%s commit=0 applied=0 last=0",
+                 f->name, leader ? "leader" : "follower", leader ? f->name : "none");
+    } else if (leader) {
+        fake_leader_answer(f, req, resp, body);
+    } else {
+        resp->status = PROTO_ST_REDIRECT;
+        if (f->mode == FAKE_REDIRECT) {
+            strcpy(resp->leader_name, "fakeleader");
+            strcpy(resp->leader_host, "127.0.0.1");
+            resp->leader_port = f->redirect_port;
+        }
+    }
+    resp->body = body;
+    resp->body_len = (uint32_t)strlen(body);
+}
+
+/* Handles one frame from connection c. Returns false when the connection is to close. */
+static bool fake_handle_frame(struct fake_server *f, struct fake_conn *c)
+{
+    uint8_t *payload = NULL;
+    size_t len = 0;
+    if (net_read_frame(c->fd, PROTO_MAX_FRAME, &payload, &len) != RK_OK)
+        return false;
+    int type = 0;
+    char name[64];
+    struct proto_client_req req;
+    bool keep = true;
+    pthread_mutex_lock(&f->mu);
+    if (!c->hello_seen) {
+        c->hello_seen = proto_decode_hello(payload, len, &type, name) == RK_OK &&
+                        type == PROTO_HELLO_CLIENT;
+        f->bad_frames += c->hello_seen ? 0 : 1;
+        keep = c->hello_seen;
+    } else if (proto_decode_client_req(payload, len, &req) != RK_OK) {
+        f->bad_frames++;
+        keep = false;
+    } else {
+        f->requests++;
+        f->last_op = req.op;
+        copy_str(f->last_key, req.key, req.key_len);
+        copy_str(f->last_val, req.val, req.val_len);
+        if (f->mode != FAKE_SILENT) {
+            struct proto_client_resp resp;
+            char body[FAKE_STR];
+            struct proto_buf out = { 0 };
+            fake_answer(f, &req, &resp, body);
+            keep = proto_encode_client_resp(&out, &resp) == RK_OK &&
+                   net_write_full(c->fd, out.data, out.len) == RK_OK &&
+                   f->mode != FAKE_CLOSE_AFTER_REPLY;
+            proto_buf_free(&out);
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    free(payload);
+    return keep;
+}
+
+static void fake_accept(struct fake_server *f)
+{
+    int fd = accept(f->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return;
+    pthread_mutex_lock(&f->mu);
+    f->accepts++;
+    if (f->n_conns < FAKE_MAX_CONNS) {
+        f->conns[f->n_conns++] = (struct fake_conn){ .fd = fd, .hello_seen = false };
+        fd = -1;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* The server thread: polls the listener and every connection, 20 ms at a time, until stop. */
+static void *fake_main(void *arg)
+{
+    struct fake_server *f = arg;
+    for (;;) {
+        struct pollfd pfd[FAKE_MAX_CONNS + 1];
+        pthread_mutex_lock(&f->mu);
+        bool stop = f->stop;
+        int n = f->n_conns;
+        for (int i = 0; i < n; i++)
+            pfd[i + 1] = (struct pollfd){ .fd = f->conns[i].fd, .events = POLLIN };
+        pthread_mutex_unlock(&f->mu);
+        if (stop)
+            break;
+        pfd[0] = (struct pollfd){ .fd = f->listen_fd, .events = POLLIN };
+        if (poll(pfd, (nfds_t)n + 1, 20) <= 0)
+            continue;
+        for (int i = n - 1; i >= 0; i--) { /* backwards: removal moves the last one in */
+            if (pfd[i + 1].revents == 0 || fake_handle_frame(f, &f->conns[i]))
+                continue;
+            pthread_mutex_lock(&f->mu);
+            close(f->conns[i].fd);
+            f->conns[i] = f->conns[--f->n_conns];
+            pthread_mutex_unlock(&f->mu);
+        }
+        if (pfd[0].revents != 0)
+            fake_accept(f);
+    }
+    return NULL;
+}
+
+static struct fake_server *fake_start(const char *name, enum fake_mode mode,
+                                      uint16_t redirect_port)
+{
+    struct fake_server *f = calloc(1, sizeof(*f));
+    ck_assert_ptr_nonnull(f);
+    char err[256];
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->mode = mode;
+    f->redirect_port = redirect_port;
+    f->listen_fd = net_listen("127.0.0.1", 0, 16, err, sizeof(err));
+    ck_assert_msg(f->listen_fd >= 0, "listen: %s", err);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    ck_assert_int_eq(getsockname(f->listen_fd, (struct sockaddr *)&sa, &sl), 0);
+    f->port = ntohs(sa.sin_port);
+    pthread_mutex_init(&f->mu, NULL);
+    ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
+    return f;
+}
+
+static void fake_stop(struct fake_server *f)
+{
+    pthread_mutex_lock(&f->mu);
+    f->stop = true;
+    pthread_mutex_unlock(&f->mu);
+    pthread_join(f->thread, NULL);
+    for (int i = 0; i < f->n_conns; i++)
+        close(f->conns[i].fd);
+    close(f->listen_fd);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
+
+/* A counter of f, read under its mutex. */
+static int fake_count(struct fake_server *f, const int *counter)
+{
+    pthread_mutex_lock(&f->mu);
+    int v = *counter;
+    pthread_mutex_unlock(&f->mu);
+    return v;
+}
+
+#define FAKE_COUNT(f, field) fake_count((f), &(f)->field)
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+/* The scratch directory of the running test case (made and removed by the parent). */
+static char scratch_dir[64];
+
+static void scratch_setup(void)
+{
+    snprintf(scratch_dir, sizeof(scratch_dir), "/tmp/rk_unit_client_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(scratch_dir));
+}
+
+static void scratch_teardown(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/server_registry.txt", scratch_dir);
+    unlink(path);
+    rmdir(scratch_dir);
+}
+
+static void write_registry(const struct fake_server *const *servers, int n)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/server_registry.txt", scratch_dir);
+    FILE *fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    for (int i = 0; i < n; i++)
+        fprintf(fp, "%s 127.0.0.1 %u\n", servers[i]->name, (unsigned)servers[i]->port);
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+static const char *registry_path(void)
+{
+    static char path[128];
+    snprintf(path, sizeof(path), "%s/server_registry.txt", scratch_dir);
+    return path;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A port nothing listens on: bound, then closed. */
+static uint16_t closed_port(void)
+{
+    char err[256];
+    int fd = net_listen("127.0.0.1", 0, 1, err, sizeof(err));
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static struct client_session *session_to(uint16_t port, const char *reg, int timeout_ms)
+{
+    char err[256] = "";
+    struct client_session *s = client_session_new(port ? "127.0.0.1" : NULL, port, reg,
+                                                  timeout_ms, false, err, sizeof(err));
+    ck_assert_msg(s != NULL, "client_session_new: %s", err);
+    return s;
+}
+
+/* Runs one call; checks it returns RK_OK with this status and body (NULL: any body). */
+static void call_expect(struct client_session *s, uint8_t op, const char *key, const char *val,
+                        uint8_t status, const char *body)
+{
+    struct client_reply r;
+    char err[256] = "";
+    int rc = client_session_call(s, op, key, key ? (uint32_t)strlen(key) : 0, val,
+                                 val ? (uint32_t)strlen(val) : 0, &r, err, sizeof(err));
+    ck_assert_msg(rc == RK_OK, "call op %u: %s (%s)", (unsigned)op, rk_strerror(rc), err);
+    ck_assert_uint_eq(r.status, status);
+    ck_assert_uint_eq(r.body_len, strlen(r.body));
+    if (body != NULL)
+        ck_assert_str_eq(r.body, body);
+    client_reply_free(&r);
+}
+
+/* ---- session tests ------------------------------------------------------------------ */
+
+START_TEST(test_redirect_followed_and_connection_kept)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    struct fake_server *follower = fake_start("follower", FAKE_REDIRECT, leader->port);
+    struct client_session *s = session_to(follower->port, NULL, 2000);
+    call_expect(s, PROTO_OP_SET, "k", "v 1", PROTO_ST_OK, "");
+    call_expect(s, PROTO_OP_GET, "k", NULL, PROTO_ST_VALUE, "v 1");
+    call_expect(s, PROTO_OP_DELETE, "k", NULL, PROTO_ST_OK, NULL);
+    call_expect(s, PROTO_OP_DELETE, "k", NULL, PROTO_ST_NIL, NULL);
+    ck_assert_int_eq(FAKE_COUNT(follower, requests), 1);
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 4);
+    ck_assert_int_eq(FAKE_COUNT(leader, accepts), 1); /* one kept-open connection */
+    ck_assert_int_eq(FAKE_COUNT(leader, bad_frames), 0);
+    ck_assert_int_eq(FAKE_COUNT(follower, bad_frames), 0);
+    client_session_free(s);
+    fake_stop(follower);
+    fake_stop(leader);
+}
+END_TEST
+
+START_TEST(test_request_bytes_reach_the_server)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    struct client_session *s = session_to(leader->port, NULL, 2000);
+    call_expect(s, PROTO_OP_SET, "some key", "a value", PROTO_ST_OK, NULL);
+    pthread_mutex_lock(&leader->mu);
+    ck_assert_uint_eq(leader->last_op, PROTO_OP_SET);
+    ck_assert_str_eq(leader->last_key, "some key");
+    ck_assert_str_eq(leader->last_val, "a value");
+    pthread_mutex_unlock(&leader->mu);
+    client_session_free(s);
+    fake_stop(leader);
+}
+END_TEST
+
+START_TEST(test_status_is_not_redirected)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    struct fake_server *follower = fake_start("follower", FAKE_REDIRECT, leader->port);
+    struct client_session *s = session_to(follower->port, NULL, 2000);
+    call_expect(s, PROTO_OP_STATUS, NULL, NULL, PROTO_ST_VALUE,
+                "name=follower role=follower term=1 leader=none commit=0 applied=0 last=0");
+    ck_assert_int_eq(FAKE_COUNT(leader, accepts), 0);
+    client_session_free(s);
+    fake_stop(follower);
+    fake_stop(leader);
+}
+END_TEST
+
+START_TEST(test_no_leader_known_tries_next_server)
+{
+    struct fake_server *none = fake_start("none", FAKE_NO_LEADER, 0);
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    const struct fake_server *list[] = { none, leader };
+    write_registry(list, 2);
+    struct client_session *s = session_to(0, registry_path(), 2000);
+    call_expect(s, PROTO_OP_GET, "missing", NULL, PROTO_ST_NIL, "");
+    ck_assert_int_eq(FAKE_COUNT(none, requests), 1);
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 1);
+    client_session_free(s);
+    fake_stop(leader);
+    fake_stop(none);
+}
+END_TEST
+
+START_TEST(test_dead_first_server_falls_back_on_registry)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    const struct fake_server *list[] = { leader };
+    write_registry(list, 1);
+    struct client_session *s = session_to(closed_port(), registry_path(), 2000);
+    int64_t t0 = mono_ms();
+    call_expect(s, PROTO_OP_SET, "k", "v", PROTO_ST_OK, NULL);
+    ck_assert_int_lt(mono_ms() - t0, 1000); /* a refused connect moves on at once */
+    client_session_free(s);
+    fake_stop(leader);
+}
+END_TEST
+
+START_TEST(test_closed_port_times_out)
+{
+    struct client_session *s = session_to(closed_port(), NULL, 300);
+    struct client_reply r;
+    char err[256] = "";
+    int64_t t0 = mono_ms();
+    int rc = client_session_call(s, PROTO_OP_GET, "k", 1, NULL, 0, &r, err, sizeof(err));
+    int64_t took = mono_ms() - t0;
+    ck_assert_int_eq(rc, RK_ERR_TIMEOUT);
+    ck_assert_str_eq(err, "no leader reachable");
+    ck_assert_int_ge(took, 290);
+    ck_assert_int_lt(took, 1500);
+    client_session_free(s);
+}
+END_TEST
+
+START_TEST(test_redirect_loop_is_bounded)
+{
+    struct fake_server *a = fake_start("a", FAKE_REDIRECT, 0);
+    struct fake_server *b = fake_start("b", FAKE_REDIRECT, a->port);
+    pthread_mutex_lock(&a->mu);
+    a->redirect_port = b->port;
+    pthread_mutex_unlock(&a->mu);
+    struct client_session *s = session_to(a->port, NULL, 400);
+    struct client_reply r;
+    char err[256] = "";
+    int64_t t0 = mono_ms();
+    int rc = client_session_call(s, PROTO_OP_SET, "k", 1, "v", 1, &r, err, sizeof(err));
+    ck_assert_int_eq(rc, RK_ERR_TIMEOUT);
+    ck_assert_str_eq(err, "no leader reachable");
+    ck_assert_int_lt(mono_ms() - t0, 1500);
+    /* hops are capped per attempt and attempts back off: few requests, not thousands */
+    int total = FAKE_COUNT(a, requests) + FAKE_COUNT(b, requests);
+    ck_assert_int_ge(total, 2);
+    ck_assert_int_le(total, 40);
+    client_session_free(s);
+    fake_stop(b);
+    fake_stop(a);
+}
+END_TEST
+
+START_TEST(test_reconnects_after_server_closes)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_CLOSE_AFTER_REPLY, 0);
+    struct client_session *s = session_to(leader->port, NULL, 2000);
+    call_expect(s, PROTO_OP_SET, "k", "v", PROTO_ST_OK, NULL);
+    call_expect(s, PROTO_OP_GET, "k", NULL, PROTO_ST_VALUE, "v");
+    call_expect(s, PROTO_OP_GET, "k", NULL, PROTO_ST_VALUE, "v");
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 3);
+    ck_assert_int_eq(FAKE_COUNT(leader, accepts), 3);
+    client_session_free(s);
+    fake_stop(leader);
+}
+END_TEST
+
+START_TEST(test_silent_server_does_not_use_the_whole_timeout)
+{
+    struct fake_server *silent = fake_start("silent", FAKE_SILENT, 0);
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    const struct fake_server *list[] = { silent, leader };
+    write_registry(list, 2);
+    struct client_session *s = session_to(0, registry_path(), 3000);
+    int64_t t0 = mono_ms();
+    call_expect(s, PROTO_OP_SET, "k", "v", PROTO_ST_OK, NULL);
+    int64_t took = mono_ms() - t0;
+    ck_assert_int_ge(took, 900);  /* waited on the silent one ... */
+    ck_assert_int_lt(took, 2500); /* ... but not for the whole 3 s */
+    ck_assert_int_eq(FAKE_COUNT(silent, requests), 1);
+    client_session_free(s);
+    fake_stop(leader);
+    fake_stop(silent);
+}
+END_TEST
+
+START_TEST(test_new_needs_a_server)
+{
+    char err[256] = "";
+    struct client_session *s =
+        client_session_new(NULL, 0, "/nonexistent/server_registry.txt", 1000, false, err,
+                           sizeof(err));
+    ck_assert_ptr_null(s);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/server_registry.txt"));
+    s = client_session_new(NULL, 0, NULL, 1000, false, err, sizeof(err));
+    ck_assert_ptr_null(s);
+    /* with a host, a missing registry is no error */
+    s = client_session_new("127.0.0.1", 1234, "/nonexistent/server_registry.txt", 1000, false,
+                           err, sizeof(err));
+    ck_assert_ptr_nonnull(s);
+    client_session_free(s);
+}
+END_TEST
+
+START_TEST(test_rejects_oversized_requests_locally)
+{
+    struct client_session *s = session_to(closed_port(), NULL, 1000);
+    size_t big = PROTO_MAX_VALUE + 1;
+    char *buf = calloc(1, big);
+    ck_assert_ptr_nonnull(buf);
+    struct client_reply r;
+    char err[256] = "";
+    int64_t t0 = mono_ms();
+    int rc = client_session_call(s, PROTO_OP_GET, buf, PROTO_MAX_KEY + 1, NULL, 0, &r, err,
+                                 sizeof(err));
+    ck_assert_int_eq(rc, RK_ERR_TOOBIG);
+    rc = client_session_call(s, PROTO_OP_SET, "k", 1, buf, (uint32_t)big, &r, err, sizeof(err));
+    ck_assert_int_eq(rc, RK_ERR_TOOBIG);
+    rc = client_session_call(s, 99, "k", 1, NULL, 0, &r, err, sizeof(err));
+    ck_assert_int_eq(rc, RK_ERR_INVAL);
+    ck_assert_int_lt(mono_ms() - t0, 200); /* no network retries for any of these */
+    free(buf);
+    client_session_free(s);
+}
+END_TEST
+
+/* ---- raft_client program tests ------------------------------------------------------ */
+
+static const char *client_bin(void)
+{
+    const char *bin = getenv("RK_CLIENT_BIN");
+    if (bin == NULL || bin[0] == '\0')
+        bin = "./client/raft_client";
+    ck_assert_msg(access(bin, X_OK) == 0, "%s is not built (make, or set RK_CLIENT_BIN)", bin);
+    return bin;
+}
+
+/* Runs "sh -c cmd" and returns its stdout (malloc'ed) and exit code. */
+static char *run_shell(const char *cmd, int *exit_code)
+{
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    ck_assert_ptr_nonnull(out);
+    size_t n;
+    while ((n = fread(out + len, 1, cap - 1 - len, p)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+            ck_assert_ptr_nonnull(out);
+        }
+    }
+    out[len] = '\0';
+    int st = pclose(p);
+    *exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return out;
+}
+
+/* Runs raft_client with args (stderr dropped), stdin from the shell text input (NULL:
+ * /dev/null); checks the exact stdout and the exit code. */
+static void client_expect(const char *input, const char *args, const char *want_out,
+                          int want_exit)
+{
+    char cmd[2048];
+    if (input != NULL)
+        snprintf(cmd, sizeof(cmd), "printf '%s' | %s %s 2>/dev/null", input, client_bin(), args);
+    else
+        snprintf(cmd, sizeof(cmd), "%s %s </dev/null 2>/dev/null", client_bin(), args);
+    int code = -1;
+    char *out = run_shell(cmd, &code);
+    ck_assert_msg(strcmp(out, want_out) == 0, "'%s': stdout '%s', want '%s'", cmd, out,
+                  want_out);
+    ck_assert_msg(code == want_exit, "'%s': exit %d, want %d", cmd, code, want_exit);
+    free(out);
+}
+
+/* "127.0.0.1 PORT --dir SCRATCH --timeout 2 " + rest */
+static const char *args_for(uint16_t port, const char *rest)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof(buf), "127.0.0.1 %u --dir %s --timeout 2 %s", (unsigned)port,
+             scratch_dir, rest);
+    return buf;
+}
+
+START_TEST(test_program_set_get_delete)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    client_expect(NULL, args_for(leader->port, "set k hello world"), "OK\n", 0);
+    client_expect(NULL, args_for(leader->port, "get k"), "hello world\n", 0);
+    client_expect(NULL, args_for(leader->port, "delete k"), "OK\n", 0);
+    client_expect(NULL, args_for(leader->port, "delete k"), "(nil)\n", 0);
+    client_expect(NULL, args_for(leader->port, "get k"), "(nil)\n", 0);
+    fake_stop(leader);
+}
+END_TEST
+
+START_TEST(test_program_stdin_one_line_per_command)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    struct fake_server *follower = fake_start("follower", FAKE_REDIRECT, leader->port);
+    client_expect("set a one two  three\\n\\n   \\nget a\\nget nope\\n",
+                  args_for(follower->port, ""), "OK\none two  three\n(nil)\n", 0);
+    client_expect("help\\nfoo\\nset k\\nget\\n", args_for(follower->port, ""),
+                  "commands: set KEY VALUE | get KEY | delete KEY | status | help | quit\n"
+                  "ERR unknown command 'foo' (try help)\n"
+                  "ERR usage: set KEY VALUE\n"
+                  "ERR usage: get KEY\n",
+                  0);
+    client_expect("get a\\nquit\\nget a\\n", args_for(follower->port, ""), "one two  three\n",
+                  0);
+    /* the fake leader holds 16 keys: the 17th set gets its ERR body */
+    char input[512] = "delete a\\n", want[256] = "OK\n";
+    for (int i = 0; i < 16; i++) {
+        snprintf(input + strlen(input), sizeof(input) - strlen(input), "set k%d v\\n", i);
+        strcat(want, "OK\n");
+    }
+    strcat(input, "set k16 v\\n");
+    strcat(want, "ERR fake server full\n");
+    client_expect(input, args_for(follower->port, ""), want, 0);
+    ck_assert_int_eq(FAKE_COUNT(leader, bad_frames), 0);
+    fake_stop(follower);
+    fake_stop(leader);
+}
+END_TEST
+
+START_TEST(test_program_no_leader_reachable)
+{
+    char args[256];
+    snprintf(args, sizeof(args), "127.0.0.1 %u --dir %s --timeout 0.5 get k",
+             (unsigned)closed_port(), scratch_dir);
+    int64_t t0 = mono_ms();
+    client_expect(NULL, args, "ERR no leader reachable\n", 1);
+    ck_assert_int_lt(mono_ms() - t0, 3000);
+}
+END_TEST
+
+START_TEST(test_program_errors_and_usage)
+{
+    client_expect(NULL, args_for(1, "foo"), "ERR unknown command 'foo' (try help)\n", 1);
+    client_expect(NULL, args_for(1, "set k"), "ERR usage: set KEY VALUE\n", 1);
+    client_expect(NULL, args_for(1, "get a b"), "ERR usage: get KEY\n", 1);
+    client_expect(NULL, "--bogus get k", "", 2);
+    client_expect(NULL, "--timeout -1 get k", "", 2);
+    client_expect(NULL, "127.0.0.1 70000 get k", "", 2);
+    client_expect(NULL, "--dir /nonexistent/dir --timeout 0.2 get k",
+                  "ERR no server to contact: /nonexistent/dir/server_registry.txt: "
+                  "No such file or directory\n",
+                  1);
+}
+END_TEST
+
+START_TEST(test_program_status_and_registry)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    struct fake_server *follower = fake_start("follower", FAKE_REDIRECT, leader->port);
+    client_expect(NULL, args_for(follower->port, "status"),
+                  "name=follower role=follower term=1 leader=none commit=0 applied=0 last=0\n",
+                  0);
+    /* no HOST PORT: the servers of the registry in --dir */
+    const struct fake_server *list[] = { leader };
+    write_registry(list, 1);
+    char args[256];
+    snprintf(args, sizeof(args), "--dir %s --timeout 2 status", scratch_dir);
+    client_expect(NULL, args,
+                  "name=fakeleader role=leader term=1 leader=fakeleader commit=0 applied=0 "
+                  "last=0\n",
+                  0);
+    fake_stop(follower);
+    fake_stop(leader);
+}
+END_TEST
+
+static Suite *client_suite(void)
+{
+    Suite *s = suite_create("client");
+    TCase *ts = tcase_create("session");
+    tcase_add_unchecked_fixture(ts, scratch_setup, scratch_teardown);
+    tcase_set_timeout(ts, 10);
+    tcase_add_test(ts, test_redirect_followed_and_connection_kept);
+    tcase_add_test(ts, test_request_bytes_reach_the_server);
+    tcase_add_test(ts, test_status_is_not_redirected);
+    tcase_add_test(ts, test_no_leader_known_tries_next_server);
+    tcase_add_test(ts, test_dead_first_server_falls_back_on_registry);
+    tcase_add_test(ts, test_closed_port_times_out);
+    tcase_add_test(ts, test_redirect_loop_is_bounded);
+    tcase_add_test(ts, test_reconnects_after_server_closes);
+    tcase_add_test(ts, test_silent_server_does_not_use_the_whole_timeout);
+    tcase_add_test(ts, test_new_needs_a_server);
+    tcase_add_test(ts, test_rejects_oversized_requests_locally);
+    suite_add_tcase(s, ts);
+
+    TCase *tp = tcase_create("program");
+    tcase_add_unchecked_fixture(tp, scratch_setup, scratch_teardown);
+    tcase_set_timeout(tp, 30);
+    tcase_add_test(tp, test_program_set_get_delete);
+    tcase_add_test(tp, test_program_stdin_one_line_per_command);
+    tcase_add_test(tp, test_program_no_leader_reachable);
+    tcase_add_test(tp, test_program_errors_and_usage);
+    tcase_add_test(tp, test_program_status_and_registry);
+    suite_add_tcase(s, tp);
+    return s;
+}
+
+RK_CHECK_MAIN(client_suite)
