@@ -12,6 +12,13 @@
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
+const char *raft_node_name(const struct raft *r, int id)
+{
+    if (id < 0 || id >= r->cfg.n_nodes)
+        return "?";
+    return r->names[id];
+}
+
 int raft_majority(const struct raft *r)
 {
     return r->cfg.n_nodes / 2 + 1;
@@ -151,6 +158,13 @@ struct raft *raft_new(const struct raft_config *cfg, raft_term_t term, int voted
     r->leader = RAFT_NO_NODE;
     r->now = now_ms;
     r->rng = cfg->seed ? cfg->seed : 0x9E3779B97F4A7C15ULL;
+    for (int i = 0; i < cfg->n_nodes; i++) {
+        if (cfg->node_names != NULL && cfg->node_names[i] != NULL)
+            snprintf(r->names[i], sizeof(r->names[i]), "%s", cfg->node_names[i]);
+        else
+            snprintf(r->names[i], sizeof(r->names[i]), "node%d", i);
+    }
+    r->cfg.node_names = NULL; /* copied; the caller's array need not outlive raft_new */
     raft_reset_election_timer(r);
     return r;
 }
@@ -326,6 +340,8 @@ void raft_ready_free(struct raft_ready *rd)
 uint32_t raft_take_reads(struct raft *r, struct raft_read *out, uint32_t max)
 {
     uint32_t n = r->n_done_reads < max ? r->n_done_reads : max;
+    if (n == 0)
+        return 0;
     memcpy(out, r->done_reads, n * sizeof(*out));
     memmove(r->done_reads, r->done_reads + n, (r->n_done_reads - n) * sizeof(*out));
     r->n_done_reads -= n;

@@ -7,7 +7,7 @@
 void election_start(struct raft *r)
 {
     raft_become_candidate(r);
-    raft_notice(r, "election timeout: campaigning (last index %llu, last term %llu)",
+    raft_notice(r, "starting an election (last index %llu, last term %llu)",
                 (unsigned long long)r->log.n,
                 (unsigned long long)raft_log_term_at(&r->log, r->log.n));
     for (int peer = 0; peer < r->cfg.n_nodes; peer++) {

@@ -30,6 +30,8 @@ struct raft_config {
     uint32_t max_append_entries;     /* entries per AppendEntries (0 = 1024) */
     uint32_t max_append_bytes;       /* approximate bytes per AppendEntries (0 = 1 MiB) */
     uint64_t seed;                   /* seeds the core's own PRNG (timeouts) */
+    /* Optional: node names by id, used only in notices (copied by raft_new). */
+    const char *const *node_names;
     /* Optional: human-readable notices (role changes, catching up a follower). */
     void (*log_fn)(void *ctx, const char *msg);
     void *log_ctx;

@@ -37,6 +37,7 @@ struct raft_pending_read {
 
 struct raft {
     struct raft_config cfg;
+    char names[RAFT_MAX_NODES][64]; /* for notices: cfg.node_names, or "node3" */
 
     /* Persistent state (Figure 2) and what of it is known durable. */
     raft_term_t term;
@@ -85,6 +86,7 @@ raft_index_t raft_log_last_of_term(const struct raft_log *log, raft_term_t term,
 
 /* core.c */
 int raft_majority(const struct raft *r);
+const char *raft_node_name(const struct raft *r, int id);
 void raft_notice(struct raft *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void raft_send(struct raft *r, struct raft_msg *m);  /* takes ownership of m->entries */
 void raft_reset_election_timer(struct raft *r);

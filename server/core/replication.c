@@ -159,8 +159,8 @@ static int append_merge(struct raft *r, const struct raft_msg *m)
             if (raft_log_term_at(&r->log, index) == e->term)
                 continue;
             if (index <= r->commit) {
-                raft_notice(r, "BUG: leader %d conflicts with committed index %llu; ignored",
-                            m->from, (unsigned long long)index);
+                raft_notice(r, "BUG: leader %s conflicts with committed index %llu; ignored",
+                            raft_node_name(r, m->from), (unsigned long long)index);
                 return RK_ERR_INVAL;
             }
             raft_log_truncate(&r->log, index);
@@ -181,8 +181,8 @@ void replication_recv_append(struct raft *r, const struct raft_msg *m)
         return;
     }
     if (r->role == RAFT_LEADER) {
-        raft_notice(r, "BUG: two leaders in term %llu (node %d)",
-                    (unsigned long long)r->term, m->from);
+        raft_notice(r, "BUG: two leaders in term %llu (%s)",
+                    (unsigned long long)r->term, raft_node_name(r, m->from));
         return;
     }
     if (r->role != RAFT_FOLLOWER || r->leader != m->from)
@@ -231,8 +231,15 @@ static raft_index_t append_next_from_hint(const struct raft *r, const struct raf
 static void append_rejected(struct raft *r, int peer, const struct raft_msg *m)
 {
     struct raft_progress *pr = &r->progress[peer];
-    if (m->reject_index <= pr->match)
+    if (m->conflict_term == 0 && m->conflict_index <= pr->match) {
+        /* Its log ends before what it confirmed: it restarted with its files lost.
+         * Forget the old match and bring it up to date from where its log ends. */
+        raft_notice(r, "follower %s lost its log after index %llu; resending from there",
+                    raft_node_name(r, peer), (unsigned long long)(m->conflict_index - 1));
+        pr->match = m->conflict_index - 1;
+    } else if (m->reject_index <= pr->match) {
         return; /* stale: we already know it matches there */
+    }
     if (pr->state == RAFT_PROBE && m->reject_index != pr->next - 1)
         return; /* stale: an answer to an older probe */
     raft_index_t next = append_next_from_hint(r, m);
@@ -241,8 +248,8 @@ static void append_rejected(struct raft *r, int peer, const struct raft_msg *m)
     if (next < 1)
         next = 1;
     if (r->log.n + 1 - next > r->cfg.max_append_entries)
-        raft_notice(r, "catching up follower %d: probing from index %llu (leader last %llu)",
-                    peer, (unsigned long long)next, (unsigned long long)r->log.n);
+        raft_notice(r, "catching up follower %s: probing from index %llu (leader last %llu)",
+                    raft_node_name(r, peer), (unsigned long long)next, (unsigned long long)r->log.n);
     pr->next = next;
     pr->state = RAFT_PROBE;
     pr->paused = false;
@@ -262,8 +269,8 @@ static void append_accepted(struct raft *r, int peer, const struct raft_msg *m)
         pr->state = RAFT_REPLICATE; /* the probe found where our logs agree */
         pr->next = pr->match + 1;
         if (r->log.n - pr->match > r->cfg.max_append_entries)
-            raft_notice(r, "catching up follower %d: %llu entries behind",
-                        peer, (unsigned long long)(r->log.n - pr->match));
+            raft_notice(r, "catching up follower %s: %llu entries behind",
+                        raft_node_name(r, peer), (unsigned long long)(r->log.n - pr->match));
     }
     pr->paused = false;
     replication_maybe_commit(r);

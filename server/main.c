@@ -1,0 +1,308 @@
+/* server/main.c - raft_server: parses the command line, loads the registry and this
+ * server's files, starts the threads, and shuts down cleanly on SIGINT / SIGTERM. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "../common/net.h"
+#include "../common/registry.h"
+#include "core/raft.h"
+#include "net/listener.h"
+#include "node/node.h"
+#include "storage/storage.h"
+
+#define ERR_LEN 512
+#define LISTEN_BACKLOG 128
+
+struct options {
+    const char *name;
+    const char *host;
+    uint16_t port;
+    bool campaign;
+    const char *dir;
+    uint32_t election_min_ms, election_max_ms, heartbeat_ms;
+};
+
+/* Prints the problem (if any) and the usage, and exits 2. */
+static void usage(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+static void usage(const char *prog, const char *fmt, ...)
+{
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, "%s: ", prog);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+    }
+    fprintf(stderr,
+            "usage: %s NAME HOST PORT [True|False] [--dir DIR] [--election-min-ms N]\n"
+            "          [--election-max-ms N] [--heartbeat-ms N]\n"
+            "  NAME must be listed in DIR/server_registry.txt (DIR defaults to logs).\n"
+            "  True: start an election at once; False (default): wait for the timeout.\n"
+            "  Election timeout defaults to 150..300 ms, heartbeat to 50 ms.\n",
+            prog);
+    exit(2);
+}
+
+static bool parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < min || v > max)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool parse_flag(const char *s, bool *out)
+{
+    if (!strcmp(s, "True") || !strcmp(s, "true") || !strcmp(s, "1"))
+        *out = true;
+    else if (!strcmp(s, "False") || !strcmp(s, "false") || !strcmp(s, "0"))
+        *out = false;
+    else
+        return false;
+    return true;
+}
+
+/* One --option VALUE; returns false if unknown or bad. */
+static bool parse_option(struct options *o, const char *opt, const char *val)
+{
+    if (!strcmp(opt, "--dir")) {
+        o->dir = val;
+        return val[0] != '\0';
+    }
+    if (!strcmp(opt, "--election-min-ms"))
+        return parse_u32(val, 1, 3600000, &o->election_min_ms);
+    if (!strcmp(opt, "--election-max-ms"))
+        return parse_u32(val, 1, 3600000, &o->election_max_ms);
+    if (!strcmp(opt, "--heartbeat-ms"))
+        return parse_u32(val, 1, 3600000, &o->heartbeat_ms);
+    return false;
+}
+
+static bool parse_positional(struct options *o, int pos, const char *arg)
+{
+    uint32_t port;
+    switch (pos) {
+    case 0: o->name = arg; return arg[0] != '\0';
+    case 1: o->host = arg; return arg[0] != '\0';
+    case 2:
+        if (!parse_u32(arg, 1, 65535, &port))
+            return false;
+        o->port = (uint16_t)port;
+        return true;
+    case 3: return parse_flag(arg, &o->campaign);
+    }
+    return false;
+}
+
+static const char *positional_problem(int pos)
+{
+    switch (pos) {
+    case 0: return "empty NAME";
+    case 1: return "empty HOST";
+    case 2: return "PORT must be a number 1..65535, not";
+    case 3: return "the start flag must be True or False, not";
+    }
+    return "unexpected argument";
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+    *o = (struct options){ .dir = "logs", .election_min_ms = 150, .election_max_ms = 300,
+                           .heartbeat_ms = 50 };
+    int pos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strncmp(argv[i], "--", 2)) {
+            if (i + 1 >= argc)
+                usage(argv[0], "missing value for %s", argv[i]);
+            if (!parse_option(o, argv[i], argv[i + 1]))
+                usage(argv[0], "bad option or value: %s %s", argv[i], argv[i + 1]);
+            i++;
+        } else if (!parse_positional(o, pos++, argv[i])) {
+            usage(argv[0], "%s '%s'", positional_problem(pos - 1), argv[i]);
+        }
+    }
+    if (pos < 3)
+        usage(argv[0], pos == 0 ? NULL : "NAME, HOST and PORT are required");
+    if (o->election_min_ms >= o->election_max_ms)
+        usage(argv[0], "--election-min-ms (%u) must be below --election-max-ms (%u)",
+              (unsigned)o->election_min_ms, (unsigned)o->election_max_ms);
+}
+
+/* Loads the registry and finds this server in it (exits 1 on error). */
+static int load_registry(const struct options *o, struct registry *reg)
+{
+    char path[4096], err[ERR_LEN];
+    snprintf(path, sizeof(path), "%s/server_registry.txt", o->dir);
+    if (registry_load(path, reg, err, sizeof(err)) != RK_OK) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    int self = registry_find(reg, o->name);
+    if (self < 0) {
+        fprintf(stderr, "%s: not in %s\n", o->name, path);
+        exit(1);
+    }
+    const struct registry_server *s = &reg->servers[self];
+    if (strcmp(s->host, o->host) != 0 || s->port != o->port)
+        node_log_as(o->name, 0, "warning: %s is %s:%u in %s, but was started on %s:%u; "
+                    "listening on %s:%u", o->name, s->host, (unsigned)s->port, path, o->host,
+                    (unsigned)o->port, o->host, (unsigned)o->port);
+    return self;
+}
+
+static struct storage *open_storage(const struct options *o, struct storage_loaded *loaded)
+{
+    struct storage *st = NULL;
+    char err[ERR_LEN] = "";
+    if (storage_open(&st, o->dir, o->name, loaded, err, sizeof(err)) != RK_OK) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    if (loaded->dropped_torn_tail)
+        node_log_as(o->name, loaded->term, "warning: %s", err);
+    return st;
+}
+
+/* The stored vote as a node id (RAFT_NO_NODE if none); an unknown name exits 1. */
+static int vote_id(const struct options *o, const struct registry *reg, const char *vote)
+{
+    if (vote[0] == '\0')
+        return RAFT_NO_NODE;
+    int id = registry_find(reg, vote);
+    if (id < 0) {
+        fprintf(stderr, "%s/%s_state: voted for '%s', which is not in the registry\n", o->dir,
+                o->name, vote);
+        exit(1);
+    }
+    return id;
+}
+
+static struct raft *create_core(struct node *n, const struct options *o,
+                                struct storage_loaded *loaded, int voted_for)
+{
+    const char *names[REGISTRY_MAX_SERVERS];
+    for (int i = 0; i < n->reg.n && i < REGISTRY_MAX_SERVERS; i++)
+        names[i] = n->reg.servers[i].name;
+    struct raft_config cfg = {
+        .node_names = names,
+        .self = n->self,
+        .n_nodes = n->reg.n,
+        .election_timeout_min_ms = o->election_min_ms,
+        .election_timeout_max_ms = o->election_max_ms,
+        .heartbeat_ms = o->heartbeat_ms,
+        .seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16),
+        .log_fn = node_log_core,
+        .log_ctx = n,
+    };
+    struct raft *r = raft_new(&cfg, loaded->term, voted_for, loaded->entries,
+                              loaded->n_entries, node_now_ms());
+    if (r == NULL) {
+        fprintf(stderr, "cannot create the Raft core (bad configuration or out of memory)\n");
+        exit(1);
+    }
+    loaded->entries = NULL; /* owned by the core now */
+    loaded->n_entries = 0;
+    return r;
+}
+
+/* Sets up the node from the registry and the stored state (exits 1 on any error). */
+static void setup_node(struct node *n, const struct options *o)
+{
+    struct registry reg;
+    int self = load_registry(o, &reg);
+    struct storage_loaded loaded;
+    memset(&loaded, 0, sizeof(loaded));
+    struct storage *st = open_storage(o, &loaded);
+    int voted_for = vote_id(o, &reg, loaded.voted_for);
+    if (node_init(n, &reg, self, st) != RK_OK) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    atomic_store(&n->log_term, loaded.term);
+    raft_index_t n_entries = loaded.n_entries;
+    n->raft = create_core(n, o, &loaded, voted_for);
+    storage_loaded_free(&loaded);
+    n->seen_term = raft_term(n->raft);
+    node_log(n, "starting: %d servers in the registry, loaded %" PRIu64 " entries, term %" PRIu64,
+             n->reg.n, n_entries, raft_term(n->raft));
+}
+
+static int open_listener(struct node *n, const struct options *o)
+{
+    char err[ERR_LEN];
+    int fd = net_listen(o->host, o->port, LISTEN_BACKLOG, err, sizeof(err));
+    if (fd < 0) {
+        node_log(n, "cannot listen on %s:%u: %s", o->host, (unsigned)o->port, err);
+        exit(1);
+    }
+    node_log(n, "listening on %s:%u", o->host, (unsigned)o->port);
+    return fd;
+}
+
+/* SIGINT/SIGTERM are taken by sigwait in main. SIGPIPE is blocked in every thread (a
+ * closed socket is an error return), and so is SIGXFSZ (a file size limit makes the log
+ * write fail with EFBIG, which the io thread reports, instead of killing the process). */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigset_t all = *set;
+    sigaddset(&all, SIGPIPE);
+    sigaddset(&all, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+static void wait_for_stop_signal(const sigset_t *set)
+{
+    int sig = 0;
+    while (sigwait(set, &sig) != 0)
+        ;
+}
+
+static void start_threads(struct node *n, struct listener *l, int listen_fd, bool campaign)
+{
+    if (node_start(n) != RK_OK || listener_start(l, n, listen_fd) != RK_OK)
+        node_fatal(n, "cannot start the server threads");
+    if (!campaign)
+        return;
+    pthread_mutex_lock(&n->mu);
+    node_log(n, "starting an election at once (start flag True)");
+    raft_campaign(n->raft, node_now_ms());
+    node_after_step(n);
+    pthread_mutex_unlock(&n->mu);
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    parse_args(argc, argv, &o);
+    sigset_t stop_signals;
+    block_signals(&stop_signals); /* before any thread or file write */
+    static struct node node;
+    setup_node(&node, &o);
+    int listen_fd = open_listener(&node, &o);
+    struct listener listener;
+    start_threads(&node, &listener, listen_fd, o.campaign);
+
+    wait_for_stop_signal(&stop_signals);
+    node_log(&node, "shutting down");
+    listener_stop(&listener);
+    node_stop(&node);
+    storage_close(node.storage);
+    node_log(&node, "stopped");
+    return 0;
+}

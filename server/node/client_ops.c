@@ -1,0 +1,184 @@
+/* server/node/client_ops.c - client commands: SET/DELETE go through the log and answer once
+ * applied; GET uses ReadIndex (Raft thesis §6.4); STATUS answers from any role; a follower
+ * redirects to the leader (Raft paper §8). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../common/errors.h"
+#include "../kv/kv.h"
+#include "node.h"
+
+#define CLIENT_WAIT_MS 3000
+#define STATUS_LEN 512
+
+static int reply(struct proto_buf *out, uint8_t status, const char *body, uint32_t body_len)
+{
+    struct proto_client_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    resp.status = status;
+    resp.body = body;
+    resp.body_len = body_len;
+    return proto_encode_client_resp(out, &resp);
+}
+
+int node_client_error(struct proto_buf *out, const char *msg)
+{
+    return reply(out, PROTO_ST_ERR, msg, (uint32_t)strlen(msg));
+}
+
+/* Under mu: where the leader is, or empty fields if unknown. */
+static int reply_redirect(struct node *n, struct proto_buf *out)
+{
+    struct proto_client_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    resp.status = PROTO_ST_REDIRECT;
+    int leader = raft_leader(n->raft);
+    if (leader >= 0 && leader < n->reg.n && leader != n->self) {
+        const struct registry_server *s = &n->reg.servers[leader];
+        snprintf(resp.leader_name, sizeof(resp.leader_name), "%s", s->name);
+        snprintf(resp.leader_host, sizeof(resp.leader_host), "%s", s->host);
+        resp.leader_port = s->port;
+    }
+    return proto_encode_client_resp(out, &resp);
+}
+
+static const char *role_word(enum raft_role role)
+{
+    switch (role) {
+    case RAFT_LEADER: return "leader";
+    case RAFT_CANDIDATE: return "candidate";
+    case RAFT_FOLLOWER: break;
+    }
+    return "follower";
+}
+
+/* Under mu: "name=S role=R term=N leader=S|none commit=N applied=N last=N". */
+static int reply_status(struct node *n, struct proto_buf *out)
+{
+    int leader = raft_leader(n->raft);
+    char line[STATUS_LEN];
+    int len = snprintf(line, sizeof(line),
+                       "name=%s role=%s term=%" PRIu64 " leader=%s commit=%" PRIu64
+                       " applied=%" PRIu64 " last=%" PRIu64,
+                       n->name, role_word(raft_role(n->raft)), raft_term(n->raft),
+                       leader == RAFT_NO_NODE ? "none" : node_name_of(n, leader),
+                       raft_commit_index(n->raft), n->applied, raft_last_index(n->raft));
+    if (len < 0 || (size_t)len >= sizeof(line))
+        return node_client_error(out, "status line too long");
+    return reply(out, PROTO_ST_VALUE, line, (uint32_t)len);
+}
+
+/* Under mu: waits until the waiter is done, the deadline passes or the node stops. */
+static int wait_for(struct node *n, struct node_waiter *w)
+{
+    uint64_t deadline = node_now_ms() + CLIENT_WAIT_MS;
+    while (!w->done && !n->shutdown && node_now_ms() < deadline)
+        node_cond_wait_until(&n->state_changed, &n->mu, deadline);
+    if (w->done)
+        return RK_OK;
+    return n->shutdown ? RK_ERR_SHUTDOWN : RK_ERR_TIMEOUT;
+}
+
+static int write_result(struct proto_buf *out, uint8_t op, int wait_rc,
+                        const struct node_waiter *w)
+{
+    if (wait_rc == RK_ERR_TIMEOUT)
+        return node_client_error(out, "timed out waiting for commit, outcome unknown");
+    if (wait_rc == RK_ERR_SHUTDOWN)
+        return node_client_error(out, "server shutting down, outcome unknown");
+    if (w->result != RK_OK)
+        return node_client_error(out, rk_strerror(w->result));
+    if (op == PROTO_OP_DELETE && w->kv_result == KV_ABSENT)
+        return reply(out, PROTO_ST_NIL, NULL, 0);
+    return reply(out, PROTO_ST_OK, NULL, 0);
+}
+
+/* Under mu, as leader: append the command, answer once it is applied (Raft paper §8). */
+static int do_write(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
+{
+    bool is_set = req->op == PROTO_OP_SET;
+    raft_index_t index = 0;
+    raft_term_t term = 0;
+    int rc = raft_propose(n->raft, is_set ? RAFT_ENTRY_SET : RAFT_ENTRY_DELETE, req->key,
+                          req->key_len, is_set ? req->val : NULL, is_set ? req->val_len : 0,
+                          &index, &term);
+    struct node_waiter w = { .kind = NODE_WAIT_WRITE, .index = index, .term = term };
+    if (rc == RK_OK)
+        node_waiter_add(n, &w); /* before after_step, so no completion is missed */
+    node_after_step(n);
+    if (rc == RK_ERR_NOTLEADER)
+        return reply_redirect(n, out);
+    if (rc != RK_OK)
+        return node_client_error(out, rk_strerror(rc));
+    int wait_rc = wait_for(n, &w);
+    node_waiter_remove(n, &w);
+    return write_result(out, req->op, wait_rc, &w);
+}
+
+/* Under mu: the value as of the read index (copied into out before the lock goes). */
+static int reply_value(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
+{
+    uint32_t len = 0;
+    const char *val = kv_get(n->kv, req->key, req->key_len, &len);
+    if (val == NULL)
+        return reply(out, PROTO_ST_NIL, NULL, 0);
+    return reply(out, PROTO_ST_VALUE, val, len);
+}
+
+/* Under mu, as leader: a linearizable read through ReadIndex (Raft thesis §6.4). */
+static int do_get(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
+{
+    struct node_waiter w = { .kind = NODE_WAIT_READ, .read_id = n->next_read_id++ };
+    node_waiter_add(n, &w); /* the answer may come inside raft_read_index */
+    int rc = raft_read_index(n->raft, w.read_id);
+    node_after_step(n);
+    int wait_rc = rc == RK_OK ? wait_for(n, &w) : rc;
+    node_waiter_remove(n, &w);
+    if (wait_rc == RK_OK && w.result == RK_OK)
+        return reply_value(n, req, out);
+    if (rc == RK_ERR_NOTLEADER || (wait_rc == RK_OK && w.result == RK_ERR_NOTLEADER))
+        return reply_redirect(n, out);
+    if (wait_rc == RK_ERR_TIMEOUT)
+        return node_client_error(out, "timed out confirming leadership for the read");
+    if (wait_rc == RK_ERR_SHUTDOWN)
+        return node_client_error(out, "server shutting down");
+    return node_client_error(out, rk_strerror(wait_rc != RK_OK ? wait_rc : w.result));
+}
+
+/* A reason the request is invalid, or NULL. */
+static const char *invalid_reason(const struct proto_client_req *req)
+{
+    if (req->op < PROTO_OP_GET || req->op > PROTO_OP_STATUS)
+        return "unknown command";
+    if (req->op == PROTO_OP_STATUS)
+        return NULL;
+    if (req->key_len == 0)
+        return "empty key";
+    if (req->key_len > PROTO_MAX_KEY)
+        return "key too long";
+    if (req->val_len > PROTO_MAX_VALUE)
+        return "value too long";
+    return NULL;
+}
+
+int node_client_handle(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
+{
+    const char *bad = invalid_reason(req);
+    if (bad != NULL)
+        return node_client_error(out, bad);
+    pthread_mutex_lock(&n->mu);
+    int rc;
+    if (n->shutdown)
+        rc = node_client_error(out, "server shutting down");
+    else if (req->op == PROTO_OP_STATUS)
+        rc = reply_status(n, out);
+    else if (raft_role(n->raft) != RAFT_LEADER)
+        rc = reply_redirect(n, out);
+    else if (req->op == PROTO_OP_GET)
+        rc = do_get(n, req, out);
+    else
+        rc = do_write(n, req, out);
+    pthread_mutex_unlock(&n->mu);
+    return rc;
+}

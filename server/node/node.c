@@ -1,0 +1,263 @@
+/* server/node/node.c - the node's shared state and node_after_step(), the one place that
+ * applies committed entries, answers client waiters and reacts to role changes. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../../common/errors.h"
+#include "../kv/kv.h"
+#include "node.h"
+
+#define READS_PER_TAKE 64
+
+uint64_t node_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int node_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return RK_ERR_NOMEM;
+    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc == 0 ? RK_OK : RK_ERR_NOMEM;
+}
+
+int node_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, uint64_t deadline_ms)
+{
+    struct timespec ts = {
+        .tv_sec = (time_t)(deadline_ms / 1000u),
+        .tv_nsec = (long)(deadline_ms % 1000u) * 1000000L,
+    };
+    return pthread_cond_timedwait(cond, mu, &ts);
+}
+
+const char *node_name_of(const struct node *n, int id)
+{
+    if (id < 0 || id >= n->reg.n)
+        return "";
+    return n->reg.servers[id].name;
+}
+
+static int init_peers(struct node *n)
+{
+    n->peers = calloc((size_t)n->reg.n, sizeof(*n->peers));
+    if (n->peers == NULL)
+        return RK_ERR_NOMEM;
+    for (int i = 0; i < n->reg.n; i++) {
+        n->peers[i].node = n;
+        n->peers[i].id = i;
+        if (node_cond_init(&n->peers[i].cond) != RK_OK)
+            return RK_ERR_NOMEM;
+    }
+    return RK_OK;
+}
+
+int node_init(struct node *n, struct registry *reg, int self, struct storage *st)
+{
+    memset(n, 0, sizeof(*n));
+    n->reg = *reg;
+    n->self = self;
+    n->name = n->reg.servers[self].name;
+    n->storage = st;
+    n->seen_role = RAFT_FOLLOWER;
+    n->seen_leader = RAFT_NO_NODE;
+    n->next_read_id = 1;
+    if (pthread_mutex_init(&n->mu, NULL) != 0)
+        return RK_ERR_NOMEM;
+    if (node_cond_init(&n->state_changed) != RK_OK || node_cond_init(&n->io_cond) != RK_OK ||
+        node_cond_init(&n->timer_cond) != RK_OK)
+        return RK_ERR_NOMEM;
+    n->kv = kv_new();
+    if (n->kv == NULL)
+        return RK_ERR_NOMEM;
+    return init_peers(n);
+}
+
+void node_waiter_add(struct node *n, struct node_waiter *w)
+{
+    w->prev = NULL;
+    w->next = n->waiters;
+    if (n->waiters != NULL)
+        n->waiters->prev = w;
+    n->waiters = w;
+}
+
+void node_waiter_remove(struct node *n, struct node_waiter *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        n->waiters = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+}
+
+static void finish(struct node_waiter *w, int result)
+{
+    w->done = true;
+    w->result = result;
+}
+
+/* The write waiters for the entry just applied: theirs if the term matches, else their
+ * entry was overwritten by another leader's (Raft paper §5.3). */
+static void complete_writes(struct node *n, raft_index_t index, raft_term_t term, int kv_rc)
+{
+    for (struct node_waiter *w = n->waiters; w != NULL; w = w->next) {
+        if (w->done || w->kind != NODE_WAIT_WRITE || w->index != index)
+            continue;
+        if (w->term == term) {
+            finish(w, RK_OK);
+            w->kv_result = kv_rc;
+        } else {
+            finish(w, RK_ERR_LOST);
+        }
+    }
+}
+
+/* Applies committed entries in log order, each exactly once (Figure 2, "All Servers":
+ * if commitIndex > lastApplied, apply log[lastApplied+1]). */
+static void apply_committed(struct node *n)
+{
+    raft_index_t commit = raft_commit_index(n->raft);
+    while (n->applied < commit) {
+        const struct raft_entry *e = raft_entry_at(n->raft, n->applied + 1);
+        if (e == NULL)
+            node_fatal(n, "committed entry %" PRIu64 " missing from the log", n->applied + 1);
+        int rc = kv_apply(n->kv, e);
+        if (rc < 0)
+            node_fatal(n, "cannot apply entry %" PRIu64 ": %s", n->applied + 1, rk_strerror(rc));
+        n->applied++;
+        complete_writes(n, n->applied, e->term, rc);
+    }
+}
+
+static struct node_waiter *find_read(struct node *n, uint64_t id)
+{
+    for (struct node_waiter *w = n->waiters; w != NULL; w = w->next)
+        if (w->kind == NODE_WAIT_READ && w->read_id == id)
+            return w;
+    return NULL;
+}
+
+/* ReadIndex answers (Raft thesis §6.4): ok ones wait for applied >= index. */
+static void take_reads(struct node *n)
+{
+    struct raft_read reads[READS_PER_TAKE];
+    uint32_t got;
+    do {
+        got = raft_take_reads(n->raft, reads, READS_PER_TAKE);
+        for (uint32_t i = 0; i < got; i++) {
+            struct node_waiter *w = find_read(n, reads[i].id);
+            if (w == NULL || w->done)
+                continue;
+            if (!reads[i].ok) {
+                finish(w, RK_ERR_NOTLEADER);
+                continue;
+            }
+            w->answered = true;
+            w->index = reads[i].index;
+        }
+    } while (got == READS_PER_TAKE);
+}
+
+static void finish_ready_reads(struct node *n)
+{
+    for (struct node_waiter *w = n->waiters; w != NULL; w = w->next)
+        if (w->kind == NODE_WAIT_READ && !w->done && w->answered && n->applied >= w->index)
+            finish(w, RK_OK);
+}
+
+static void fail_all_waiters(struct node *n)
+{
+    for (struct node_waiter *w = n->waiters; w != NULL; w = w->next) {
+        if (w->done)
+            continue;
+        finish(w, w->kind == NODE_WAIT_WRITE ? RK_ERR_LOST : RK_ERR_NOTLEADER);
+    }
+}
+
+static void log_role(struct node *n, enum raft_role role, int leader)
+{
+    if (role == RAFT_LEADER)
+        node_log(n, "became leader");
+    else if (role == RAFT_CANDIDATE)
+        node_log(n, "became candidate");
+    else if (leader != RAFT_NO_NODE)
+        node_log(n, "became follower, leader is %s", node_name_of(n, leader));
+    else
+        node_log(n, "became follower, leader unknown");
+}
+
+/* Logs role / leader changes; a leader that stepped down or moved to a new term can no
+ * longer promise anything about its pending requests (Raft paper §8). */
+static void notice_role_change(struct node *n)
+{
+    enum raft_role role = raft_role(n->raft);
+    raft_term_t term = raft_term(n->raft);
+    int leader = raft_leader(n->raft);
+    atomic_store_explicit(&n->log_term, term, memory_order_relaxed);
+    if (role == n->seen_role && term == n->seen_term && leader == n->seen_leader)
+        return;
+    bool was_leader = n->seen_role == RAFT_LEADER;
+    if (role != n->seen_role || (role == RAFT_FOLLOWER && leader != n->seen_leader &&
+                                 leader != RAFT_NO_NODE))
+        log_role(n, role, leader);
+    if (was_leader && (role != RAFT_LEADER || term != n->seen_term))
+        fail_all_waiters(n);
+    n->seen_role = role;
+    n->seen_term = term;
+    n->seen_leader = leader;
+}
+
+void node_after_step(struct node *n)
+{
+    apply_committed(n);
+    take_reads(n);
+    finish_ready_reads(n);
+    notice_role_change(n);
+    if (raft_has_ready(n->raft))
+        pthread_cond_signal(&n->io_cond);
+    if (raft_next_deadline(n->raft) < n->timer_wake_ms)
+        pthread_cond_signal(&n->timer_cond);
+    pthread_cond_broadcast(&n->state_changed);
+}
+
+int node_start(struct node *n)
+{
+    int rc = node_io_start(n);
+    if (rc == RK_OK)
+        rc = node_timer_start(n);
+    for (int i = 0; rc == RK_OK && i < n->reg.n; i++)
+        if (i != n->self)
+            rc = node_replicator_start(&n->peers[i]);
+    return rc;
+}
+
+void node_stop(struct node *n)
+{
+    pthread_mutex_lock(&n->mu);
+    n->shutdown = true;
+    pthread_cond_broadcast(&n->io_cond);
+    pthread_cond_broadcast(&n->timer_cond);
+    pthread_cond_broadcast(&n->state_changed);
+    for (int i = 0; i < n->reg.n; i++)
+        pthread_cond_broadcast(&n->peers[i].cond);
+    pthread_mutex_unlock(&n->mu);
+    if (n->io_started)
+        pthread_join(n->io_thread, NULL);
+    if (n->timer_started)
+        pthread_join(n->timer_thread, NULL);
+    for (int i = 0; i < n->reg.n; i++)
+        if (n->peers[i].started)
+            pthread_join(n->peers[i].thread, NULL);
+}

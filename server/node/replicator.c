@@ -1,0 +1,209 @@
+/* server/node/replicator.c - one thread per peer that owns the outgoing TCP connection:
+ * takes the whole frame queue under the lock, sends it without the lock, reconnects
+ * lazily with a short backoff. Lost frames are fine: Raft retries (Raft paper §5.3). */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../../common/errors.h"
+#include "../../common/net.h"
+#include "node.h"
+
+#define CONNECT_TIMEOUT_MS 200
+#define SEND_TIMEOUT_MS 1000
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_SPREAD_MS 50
+#define NET_ERR_LEN 256
+
+enum link_state { LINK_NEW, LINK_UP, LINK_DOWN };
+
+/* The connection, touched only by the replicator thread. */
+struct link {
+    int fd;
+    enum link_state state;
+    unsigned seed;
+};
+
+static void free_frames(struct node_frame *f)
+{
+    while (f != NULL) {
+        struct node_frame *next = f->next;
+        free(f->data);
+        free(f);
+        f = next;
+    }
+}
+
+void node_replicator_push(struct node_peer *p, uint8_t *data, size_t len)
+{
+    struct node_frame *f = malloc(sizeof(*f));
+    if (f == NULL) {
+        free(data); /* dropped like a lost packet */
+        return;
+    }
+    f->next = NULL;
+    f->data = data;
+    f->len = len;
+    if (p->tail != NULL)
+        p->tail->next = f;
+    else
+        p->head = f;
+    p->tail = f;
+    p->queued_bytes += len;
+    /* Bounded: past the limit drop the oldest frames (newer ones supersede them). */
+    while (p->queued_bytes > NODE_PEER_QUEUE_MAX && p->head != f) {
+        struct node_frame *old = p->head;
+        p->head = old->next;
+        p->queued_bytes -= old->len;
+        p->dropped_frames++;
+        old->next = NULL;
+        free_frames(old);
+    }
+    pthread_cond_signal(&p->cond);
+}
+
+static const struct registry_server *peer_addr(const struct node_peer *p)
+{
+    return &p->node->reg.servers[p->id];
+}
+
+/* Logs only when the link changes state, not on every retry. */
+static void link_down(struct node_peer *p, struct link *l, const char *why)
+{
+    if (l->fd >= 0) {
+        close(l->fd);
+        l->fd = -1;
+    }
+    const struct registry_server *s = peer_addr(p);
+    if (l->state == LINK_UP)
+        node_log(p->node, "lost connection to %s: %s", s->name, why);
+    else if (l->state == LINK_NEW)
+        node_log(p->node, "cannot reach %s at %s:%u: %s (will keep retrying)", s->name, s->host,
+                 (unsigned)s->port, why);
+    l->state = LINK_DOWN;
+}
+
+static void link_up(struct node_peer *p, struct link *l)
+{
+    const struct registry_server *s = peer_addr(p);
+    if (l->state != LINK_UP)
+        node_log(p->node, "connected to %s at %s:%u", s->name, s->host, (unsigned)s->port);
+    l->state = LINK_UP;
+}
+
+/* Connects and sends HELLO_PEER with our name. */
+static int link_connect(struct node_peer *p, struct link *l)
+{
+    const struct registry_server *s = peer_addr(p);
+    char err[NET_ERR_LEN];
+    l->fd = net_connect(s->host, s->port, CONNECT_TIMEOUT_MS, err, sizeof(err));
+    if (l->fd < 0) {
+        link_down(p, l, err);
+        return RK_ERR_IO;
+    }
+    struct proto_buf hello = { 0 };
+    int rc = net_set_timeouts(l->fd, SEND_TIMEOUT_MS);
+    if (rc == RK_OK)
+        rc = proto_encode_hello_peer(&hello, p->node->name);
+    if (rc == RK_OK)
+        rc = net_write_full(l->fd, hello.data, hello.len);
+    proto_buf_free(&hello);
+    if (rc != RK_OK) {
+        link_down(p, l, rk_strerror(rc));
+        return rc;
+    }
+    link_up(p, l);
+    return RK_OK;
+}
+
+/* The peer never writes on this connection, so readable means it closed (or reset):
+ * reconnect before sending instead of losing the batch. */
+static bool link_stale(const struct link *l)
+{
+    struct pollfd pfd = { .fd = l->fd, .events = POLLIN };
+    if (poll(&pfd, 1, 0) <= 0)
+        return false;
+    char c;
+    ssize_t r = recv(l->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Sends a batch, connecting first if needed. Without the lock. false on failure. */
+static bool send_batch(struct node_peer *p, struct link *l, const struct node_frame *batch)
+{
+    if (l->fd >= 0 && link_stale(l)) {
+        close(l->fd);
+        l->fd = -1;
+    }
+    if (l->fd < 0 && link_connect(p, l) != RK_OK)
+        return false;
+    for (const struct node_frame *f = batch; f != NULL; f = f->next) {
+        int rc = net_write_full(l->fd, f->data, f->len);
+        if (rc != RK_OK) {
+            char buf[NET_ERR_LEN];
+            int e = errno;
+            link_down(p, l,
+                      rc == RK_ERR_TIMEOUT ? "send timed out" : strerror_r(e, buf, sizeof(buf)));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Waits 50..100 ms under the lock (cond wait releases it), or until shutdown. */
+static void backoff(struct node_peer *p, struct link *l)
+{
+    struct node *n = p->node;
+    uint64_t until = node_now_ms() + BACKOFF_MIN_MS +
+                     (uint64_t)(rand_r(&l->seed) % BACKOFF_SPREAD_MS);
+    while (!n->shutdown && node_now_ms() < until)
+        node_cond_wait_until(&p->cond, &n->mu, until);
+}
+
+static void *replicator_main(void *arg)
+{
+    struct node_peer *p = arg;
+    struct node *n = p->node;
+    struct link l = { .fd = -1, .state = LINK_NEW,
+                      .seed = (unsigned)(node_now_ms() + (uint64_t)p->id) };
+    uint64_t reported_drops = 0;
+    pthread_mutex_lock(&n->mu);
+    while (!n->shutdown) {
+        if (p->head == NULL) {
+            pthread_cond_wait(&p->cond, &n->mu);
+            continue;
+        }
+        struct node_frame *batch = p->head;
+        p->head = p->tail = NULL;
+        p->queued_bytes = 0;
+        uint64_t dropped = p->dropped_frames - reported_drops;
+        reported_drops = p->dropped_frames;
+        pthread_mutex_unlock(&n->mu);
+        if (dropped > 0)
+            node_log(n, "dropped %llu batches for %s: queue over %u MiB",
+                     (unsigned long long)dropped,
+                     peer_addr(p)->name, NODE_PEER_QUEUE_MAX >> 20);
+        bool ok = send_batch(p, &l, batch);
+        free_frames(batch);
+        pthread_mutex_lock(&n->mu);
+        if (!ok)
+            backoff(p, &l);
+    }
+    free_frames(p->head);
+    p->head = p->tail = NULL;
+    pthread_mutex_unlock(&n->mu);
+    if (l.fd >= 0)
+        close(l.fd);
+    return NULL;
+}
+
+int node_replicator_start(struct node_peer *p)
+{
+    if (pthread_create(&p->thread, NULL, replicator_main, p) != 0)
+        return RK_ERR_NOMEM;
+    p->started = true;
+    return RK_OK;
+}
