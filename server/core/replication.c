@@ -34,10 +34,10 @@ static uint32_t append_fill_entries(struct raft *r, struct raft_msg *m, raft_ind
     return i;
 }
 
-/* Sends one AppendEntries to peer starting at its nextIndex (Figure 2, leader rules). */
-static void append_send_one(struct raft *r, int peer)
+/* An AppendEntries to peer with prev_log_index = its nextIndex - 1 and no entries. */
+static struct raft_msg append_header(const struct raft *r, int peer)
 {
-    struct raft_progress *pr = &r->progress[peer];
+    const struct raft_progress *pr = &r->progress[peer];
     struct raft_msg m = {
         .type = RAFT_MSG_APPEND,
         .to = peer,
@@ -47,12 +47,34 @@ static void append_send_one(struct raft *r, int peer)
         .leader_commit = r->commit,
         .read_ctx = r->read_ctx,
     };
+    return m;
+}
+
+static void append_send_empty(struct raft *r, int peer)
+{
+    struct raft_msg m = append_header(r, peer);
+    raft_send(r, &m);
+}
+
+/* Sends one AppendEntries to peer starting at its nextIndex (Figure 2, leader rules). */
+static void append_send_one(struct raft *r, int peer)
+{
+    struct raft_progress *pr = &r->progress[peer];
+    struct raft_msg m = append_header(r, peer);
     uint32_t n = append_fill_entries(r, &m, pr->next);
     if (pr->state == RAFT_REPLICATE)
         pr->next += n; /* pipelining: assume it arrives; a rejection resets next */
     else
         pr->paused = true; /* probing: one at a time until the follower answers */
     raft_send(r, &m);
+}
+
+/* REPLICATE: may more entries be sent before the follower acknowledges? */
+static bool append_window_open(const struct raft *r, const struct raft_progress *pr)
+{
+    raft_index_t window = (raft_index_t)r->cfg.max_append_entries *
+                          REPLICATION_MAX_INFLIGHT_BATCHES;
+    return pr->next - 1 - pr->match < window;
 }
 
 /* Sends what peer is missing: one probe, or in REPLICATE as many batches as the
@@ -65,10 +87,8 @@ void replication_send_append(struct raft *r, int peer)
             append_send_one(r, peer);
         return;
     }
-    raft_index_t window = (raft_index_t)r->cfg.max_append_entries *
-                          REPLICATION_MAX_INFLIGHT_BATCHES;
     for (int batches = 0; batches < REPLICATION_MAX_INFLIGHT_BATCHES; batches++) {
-        if (pr->next > r->log.n || pr->next - 1 - pr->match >= window)
+        if (pr->next > r->log.n || !append_window_open(r, pr))
             break;
         append_send_one(r, peer);
     }
@@ -90,8 +110,14 @@ void replication_heartbeat(struct raft *r)
             continue;
         struct raft_progress *pr = &r->progress[peer];
         pr->paused = false;
-        if (pr->state == RAFT_REPLICATE && pr->next <= r->log.n)
+        if (pr->state == RAFT_REPLICATE && pr->next <= r->log.n && append_window_open(r, pr)) {
             replication_send_append(r, peer);
+            continue;
+        }
+        /* Exactly one message per beat, even with a full pipeline: if batches were lost
+         * the follower rejects prev = next - 1, and we fall back to probing. */
+        if (pr->state == RAFT_REPLICATE)
+            append_send_empty(r, peer);
         else
             append_send_one(r, peer);
     }
