@@ -1,0 +1,186 @@
+/* tests/integ_client_cli.c - runs the raft_client program against a real 3-server cluster
+ * and checks its exact output and exit codes: one-shot commands, stdin mode, status,
+ * no reachable server, and a follower's address (redirect followed). */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "check_main.h"
+#include "harness.h"
+
+#define CLI_SERVERS 3
+#define RUN_TIMEOUT_MS 15000
+#define OUT_MAX 8192
+
+struct cli_result {
+    char out[OUT_MAX];
+    char err[OUT_MAX];
+    int exit_status;
+};
+
+static struct harness_cluster *start_cluster(void)
+{
+    char err[256];
+    struct harness_cluster *c = harness_cluster_new(CLI_SERVERS, err, sizeof(err));
+    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
+    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "cannot start the servers");
+    HARNESS_ASSERT(c, harness_wait_leader(c, 10000, NULL) >= 0, "no leader within 10 s");
+    return c;
+}
+
+/* Runs raft_client with the given arguments (NULL-terminated) and stdin text. */
+static void run_client(struct harness_cluster *c, struct cli_result *r, const char *stdin_text,
+                       const char *const args[])
+{
+    char *argv[32];
+    int a = 0;
+    argv[a++] = (char *)harness_client_bin();
+    for (int k = 0; args[k] != NULL && a < 31; k++)
+        argv[a++] = (char *)args[k];
+    argv[a] = NULL;
+    int rc = harness_run(argv, stdin_text, r->out, sizeof(r->out), r->err, sizeof(r->err),
+                         RUN_TIMEOUT_MS, &r->exit_status);
+    HARNESS_ASSERT(c, rc == RK_OK, "running %s %s ...: %s", argv[0], args[0], rk_strerror(rc));
+    bool clean = strstr(r->err, "Sanitizer") == NULL && strstr(r->err, "runtime error:") == NULL;
+    HARNESS_ASSERT(c, clean, "the client printed a sanitizer report: %s", r->err);
+}
+
+/* The servers must not have printed sanitizer reports; then the cluster goes. */
+static void finish(struct harness_cluster *c)
+{
+    char first[512];
+    int reports = harness_sanitizer_reports(c, first, sizeof(first));
+    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
+                   reports, first);
+    harness_cluster_destroy(c);
+}
+
+/* One-shot: raft_client --dir DIR --timeout 5 ARGS... must print want and exit 0. */
+static void expect_oneshot(struct harness_cluster *c, const char *want, const char *cmd,
+                           const char *a1, const char *a2, const char *a3)
+{
+    const char *args[] = {"--dir", c->dir, "--timeout", "5", cmd, a1, a2, a3, NULL};
+    struct cli_result r;
+    run_client(c, &r, NULL, args);
+    HARNESS_ASSERT(c, strcmp(r.out, want) == 0 && r.exit_status == 0,
+                   "%s %s: want stdout '%s' exit 0, got '%s' exit %d (stderr: %s)", cmd,
+                   a1 != NULL ? a1 : "", want, r.out, r.exit_status, r.err);
+}
+
+START_TEST(test_oneshot_commands)
+{
+    struct harness_cluster *c = start_cluster();
+    expect_oneshot(c, "OK\n", "set", "k", "hello", "world");
+    expect_oneshot(c, "hello world\n", "get", "k", NULL, NULL);
+    expect_oneshot(c, "(nil)\n", "get", "nokey", NULL, NULL);
+    expect_oneshot(c, "OK\n", "delete", "k", NULL, NULL);
+    expect_oneshot(c, "(nil)\n", "delete", "k", NULL, NULL);
+    expect_oneshot(c, "(nil)\n", "get", "k", NULL, NULL);
+    finish(c);
+}
+END_TEST
+
+START_TEST(test_stdin_mode_and_status)
+{
+    struct harness_cluster *c = start_cluster();
+    const char *args[] = {"--dir", c->dir, "--timeout", "5", NULL};
+    struct cli_result r;
+    run_client(c, &r, "set a 1\nget a\n\ndelete a\nget a\n", args);
+    HARNESS_ASSERT(c, strcmp(r.out, "OK\n1\nOK\n(nil)\n") == 0 && r.exit_status == 0,
+                   "stdin mode: got '%s' exit %d (stderr: %s)", r.out, r.exit_status, r.err);
+
+    const char *status_args[] = {"--dir", c->dir, "--timeout", "5", "status", NULL};
+    run_client(c, &r, NULL, status_args);
+    regex_t re;
+    int rc = regcomp(&re,
+                     "^name=s[0-9]+ role=(leader|follower|candidate) term=[0-9]+ "
+                     "leader=(s[0-9]+|none) commit=[0-9]+ applied=[0-9]+ last=[0-9]+\n$",
+                     REG_EXTENDED | REG_NOSUB);
+    HARNESS_ASSERT(c, rc == 0, "regcomp");
+    bool match = regexec(&re, r.out, 0, NULL, 0) == 0;
+    regfree(&re);
+    HARNESS_ASSERT(c, match && r.exit_status == 0, "status: got '%s' exit %d", r.out,
+                   r.exit_status);
+    finish(c);
+}
+END_TEST
+
+/* A port on 127.0.0.1 where nothing listens (bound once, then closed). */
+static uint16_t dead_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert(s >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert(bind(s, (struct sockaddr *)&a, sizeof(a)) == 0);
+    socklen_t alen = sizeof(a);
+    ck_assert(getsockname(s, (struct sockaddr *)&a, &alen) == 0);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+START_TEST(test_no_server_reachable)
+{
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)dead_port());
+    const char *args[] = {"127.0.0.1", port, "--timeout", "0.5", "get", "k", NULL};
+    struct cli_result r;
+    int64_t t0 = harness_now_ms();
+    run_client(NULL, &r, NULL, args);
+    int64_t took = harness_now_ms() - t0;
+    ck_assert_msg(strcmp(r.out, "ERR no leader reachable\n") == 0,
+                  "want 'ERR no leader reachable', got '%s' (stderr: %s)", r.out, r.err);
+    ck_assert_msg(r.exit_status != 0, "exit status 0 after an error");
+    ck_assert_msg(took < 5000, "--timeout 0.5 took %lld ms", (long long)took);
+}
+END_TEST
+
+START_TEST(test_follower_address)
+{
+    struct harness_cluster *c = start_cluster();
+    int leader = harness_wait_leader(c, 10000, NULL);
+    HARNESS_ASSERT(c, leader >= 0, "no leader");
+    int follower = (leader + 1) % c->n;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)c->servers[follower].port);
+    const char *args[] = {"127.0.0.1", port, "--timeout", "5", "set", "f", "via", "follower",
+                          NULL};
+    struct cli_result r;
+    run_client(c, &r, NULL, args);
+    HARNESS_ASSERT(c, strcmp(r.out, "OK\n") == 0 && r.exit_status == 0,
+                   "set through follower %s: got '%s' exit %d (stderr: %s)",
+                   c->servers[follower].name, r.out, r.exit_status, r.err);
+    fprintf(stderr, "integ_client_cli: stderr of the redirected set: %s", r.err);
+
+    const char *get_args[] = {"127.0.0.1", port, "--timeout", "5", "get", "f", NULL};
+    run_client(c, &r, NULL, get_args);
+    HARNESS_ASSERT(c, strcmp(r.out, "via follower\n") == 0 && r.exit_status == 0,
+                   "get through follower: got '%s' exit %d (stderr: %s)", r.out,
+                   r.exit_status, r.err);
+    finish(c);
+}
+END_TEST
+
+static Suite *integ_client_cli_suite(void)
+{
+    Suite *s = suite_create("integ_client_cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_oneshot_commands);
+    tcase_add_test(tc, test_stdin_mode_and_status);
+    tcase_add_test(tc, test_no_server_reachable);
+    tcase_add_test(tc, test_follower_address);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+RK_CHECK_MAIN(integ_client_cli_suite)
