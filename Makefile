@@ -24,7 +24,9 @@ SERVER_SRC := $(sort $(wildcard server/core/*.c server/storage/*.c server/kv/*.c
                                 server/net/*.c server/node/*.c))
 CLIENT_SRC := $(filter-out client/main.c,$(sort $(wildcard client/*.c)))
 HARNESS_SRC := $(sort $(wildcard tests/harness*.c))
-TEST_SRC   := $(sort $(wildcard tests/unit_*.c tests/integ_*.c tests/stress_*.c))
+# Unit tests first (fast), then integration, then stress.
+TEST_SRC   := $(sort $(wildcard tests/unit_*.c)) $(sort $(wildcard tests/integ_*.c)) \
+              $(sort $(wildcard tests/stress_*.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
@@ -72,8 +74,7 @@ tests: check-deps
 	@$(MAKE) --no-print-directory $(SERVER_BIN) $(CLIENT_BIN) $(TEST_BINS)
 
 # Every test program runs even if an earlier one failed; the target fails if any did.
-RUN_TESTS = fail=0; for t in $(1); do echo "== $$t"; \
-	RK_SERVER_BIN=$(SERVER_BIN) RK_CLIENT_BIN=$(CLIENT_BIN) $$t || fail=1; done; exit $$fail
+RUN_TESTS = RK_SERVER_BIN=$(SERVER_BIN) RK_CLIENT_BIN=$(CLIENT_BIN) tests/run_tests.sh $(1)
 
 check: tests
 	@$(call RUN_TESTS,$(TEST_BINS))
