@@ -20,6 +20,8 @@ int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
     buf[key_len + 1 + val_len] = '\0';
     e->term = term;
     e->type = type;
+    e->client_id = 0;
+    e->seq = 0;
     e->key_len = key_len;
     e->val_len = val_len;
     e->key = buf;
@@ -29,8 +31,11 @@ int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
 
 int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src)
 {
-    return raft_entry_init(dst, src->term, src->type, src->key, src->key_len,
-                           src->val, src->val_len);
+    int rc = raft_entry_init(dst, src->term, src->type, src->key, src->key_len,
+                             src->val, src->val_len);
+    dst->client_id = src->client_id;
+    dst->seq = src->seq;
+    return rc;
 }
 
 void raft_entry_free(struct raft_entry *e)
@@ -47,6 +52,7 @@ const char *raft_entry_type_name(uint8_t type)
     case RAFT_ENTRY_NOOP: return "noop";
     case RAFT_ENTRY_SET: return "set";
     case RAFT_ENTRY_DELETE: return "delete";
+    case RAFT_ENTRY_REGISTER: return "register";
     }
     return NULL;
 }

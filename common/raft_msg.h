@@ -15,6 +15,8 @@ enum raft_entry_type {
     RAFT_ENTRY_NOOP = 0,   /* appended by a new leader (Raft paper §5.4.2, §8) */
     RAFT_ENTRY_SET = 1,    /* key := value */
     RAFT_ENTRY_DELETE = 2, /* remove key */
+    RAFT_ENTRY_REGISTER = 3, /* open a client session; its index is the client id
+                                (Raft thesis §6.3) */
 };
 
 /* One log entry. key and val point into one allocation owned by the entry;
@@ -22,13 +24,15 @@ enum raft_entry_type {
 struct raft_entry {
     raft_term_t term;
     uint8_t type;
+    uint64_t client_id;  /* SET/DELETE: the client session (0 = none), thesis §6.3 */
+    uint64_t seq;        /* SET/DELETE: the client's command number in that session */
     uint32_t key_len;
     uint32_t val_len;
     char *key;
     char *val;
 };
 
-/* Fills *e with a copy of key and val. Returns RK_OK or RK_ERR_NOMEM. */
+/* Fills *e with a copy of key and val (client_id and seq zero). RK_OK or RK_ERR_NOMEM. */
 int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
                     const char *key, uint32_t key_len, const char *val, uint32_t val_len);
 int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src);

@@ -233,17 +233,18 @@ void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
     }
 }
 
-int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len,
-                 const char *val, uint32_t val_len, raft_index_t *index, raft_term_t *term)
+int raft_propose_entry(struct raft *r, const struct raft_entry *cmd, raft_index_t *index,
+                       raft_term_t *term)
 {
     if (r->role != RAFT_LEADER)
         return RK_ERR_NOTLEADER;
-    if (type != RAFT_ENTRY_SET && type != RAFT_ENTRY_DELETE && type != RAFT_ENTRY_NOOP)
+    if (raft_entry_type_name(cmd->type) == NULL)
         return RK_ERR_INVAL;
     struct raft_entry e;
-    int rc = raft_entry_init(&e, r->term, type, key, key_len, val, val_len);
+    int rc = raft_entry_copy(&e, cmd);
     if (rc != RK_OK)
         return rc;
+    e.term = r->term;
     rc = raft_log_append_owned(&r->log, &e);
     if (rc != RK_OK) {
         raft_entry_free(&e);
@@ -254,6 +255,19 @@ int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len
     replication_broadcast(r);
     replication_maybe_commit(r);
     return RK_OK;
+}
+
+int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len,
+                 const char *val, uint32_t val_len, raft_index_t *index, raft_term_t *term)
+{
+    struct raft_entry cmd = {
+        .type = type,
+        .key = (char *)key,
+        .key_len = key_len,
+        .val = (char *)val,
+        .val_len = val_len,
+    };
+    return raft_propose_entry(r, &cmd, index, term);
 }
 
 /* ---- the Ready hand-off ------------------------------------------------------------ */

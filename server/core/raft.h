@@ -77,6 +77,10 @@ void raft_campaign(struct raft *r, uint64_t now_ms);
  * RK_ERR_NOTLEADER when not leader. */
 int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len,
                  const char *val, uint32_t val_len, raft_index_t *index, raft_term_t *term);
+/* The same for a whole command: type, key, value, client_id and seq are copied from cmd
+ * (its term is ignored). */
+int raft_propose_entry(struct raft *r, const struct raft_entry *cmd, raft_index_t *index,
+                       raft_term_t *term);
 /* Leader only: ask to serve a linearizable read (ReadIndex). The answer comes from
  * raft_take_reads(). RK_ERR_NOTLEADER when not leader. */
 int raft_read_index(struct raft *r, uint64_t read_id);
