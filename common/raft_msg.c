@@ -93,6 +93,8 @@ const char *raft_msg_type_name(uint8_t type)
     case RAFT_MSG_VOTE_RESP: return "vote_resp";
     case RAFT_MSG_APPEND: return "append";
     case RAFT_MSG_APPEND_RESP: return "append_resp";
+    case RAFT_MSG_PREVOTE: return "prevote";
+    case RAFT_MSG_PREVOTE_RESP: return "prevote_resp";
     }
     return "unknown";
 }

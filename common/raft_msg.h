@@ -45,6 +45,9 @@ enum raft_msg_type {
     RAFT_MSG_VOTE_RESP = 2,
     RAFT_MSG_APPEND = 3,      /* AppendEntries RPC, Figure 2; empty = heartbeat */
     RAFT_MSG_APPEND_RESP = 4,
+    RAFT_MSG_PREVOTE = 5,      /* Raft thesis §9.6: "would you vote for me in term T?";
+                                  same fields as VOTE, term = the proposed term */
+    RAFT_MSG_PREVOTE_RESP = 6, /* same fields as VOTE_RESP */
 };
 
 /* A peer message. Fields not used by a type are zero. */
@@ -54,11 +57,11 @@ struct raft_msg {
                                   from from the connection's handshake */
     raft_term_t term;
 
-    /* RAFT_MSG_VOTE */
+    /* RAFT_MSG_VOTE, RAFT_MSG_PREVOTE */
     raft_index_t last_log_index;
     raft_term_t last_log_term;
 
-    /* RAFT_MSG_VOTE_RESP */
+    /* RAFT_MSG_VOTE_RESP, RAFT_MSG_PREVOTE_RESP */
     bool vote_granted;
 
     /* RAFT_MSG_APPEND */
@@ -84,7 +87,7 @@ struct raft_msg {
 void raft_msg_free_entries(struct raft_msg *m);
 /* Deep copy, entries included. Returns RK_OK or RK_ERR_NOMEM. */
 int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src);
-/* "vote", "vote_resp", "append", "append_resp" or "unknown". */
+/* "vote", "vote_resp", "append", "append_resp", "prevote", "prevote_resp" or "unknown". */
 const char *raft_msg_type_name(uint8_t type);
 
 #endif

@@ -315,15 +315,23 @@ struct cluster {
     raft_index_t min_truncate[MAX_NODES];    /* lowest truncate_from in i's readies */
 };
 
-static void cluster_init(struct cluster *c, int n, uint64_t seed_base)
+static void cluster_init_opts(struct cluster *c, int n, uint64_t seed_base, bool pre_vote,
+                              bool check_quorum)
 {
     memset(c, 0, sizeof(*c));
     c->n = n;
     for (int i = 0; i < n; i++) {
         struct raft_config cfg = test_cfg(i, n);
         cfg.seed = seed_base + (uint64_t)i;
+        cfg.pre_vote = pre_vote;
+        cfg.check_quorum = check_quorum;
         c->node[i] = new_core(&cfg, 0, RAFT_NO_NODE, NULL, 0, 0);
     }
+}
+
+static void cluster_init(struct cluster *c, int n, uint64_t seed_base)
+{
+    cluster_init_opts(c, n, seed_base, false, false);
 }
 
 static void cluster_free(struct cluster *c)
@@ -1931,6 +1939,164 @@ START_TEST(test_determinism_same_seed)
 }
 END_TEST
 
+/* ================= pre-vote (thesis §9.6) and check-quorum (thesis §6.2) ================= */
+
+START_TEST(test_prevote_keeps_term)
+{
+    struct raft_config cfg = test_cfg(0, 3);
+    cfg.pre_vote = true;
+    struct raft *r = new_core(&cfg, 4, RAFT_NO_NODE, NULL, 0, 0);
+    drain(r, 0);
+    raft_tick(r, EL_MAX);
+    struct raft_ready rd;
+    take(r, &rd);
+    ck_assert(!rd.hard_state_changed);         /* nothing to persist: no term, no vote */
+    ck_assert_uint_eq(raft_term(r), 4);
+    ck_assert_role(r, RAFT_FOLLOWER);
+    for (int peer = 1; peer <= 2; peer++) {
+        const struct raft_msg *m = must_find(&rd, RAFT_MSG_PREVOTE, peer);
+        ck_assert_uint_eq(m->term, 5);         /* the term it would campaign in */
+    }
+    ck_assert_int_eq(count_msgs(&rd, RAFT_MSG_VOTE), 0);
+    done_free(r, EL_MAX, &rd);
+    raft_free(r);
+}
+END_TEST
+
+START_TEST(test_prevote_then_election)
+{
+    struct cluster c;
+    cluster_init_opts(&c, 3, 77, true, true);
+    c.now += EL_MAX;
+    raft_tick(c.node[0], c.now);
+    ck_assert_role(c.node[0], RAFT_FOLLOWER);  /* pre-voting */
+    cluster_settle(&c);
+    ck_assert_role(c.node[0], RAFT_LEADER);
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(raft_term(c.node[i]), 1);
+    cluster_free(&c);
+}
+END_TEST
+
+/* Node 2 is cut off for 2 s, so it times out again and again, then comes back. */
+static raft_term_t rejoin_after_isolation(bool pre_vote)
+{
+    struct cluster c;
+    cluster_init_opts(&c, 3, 91, pre_vote, pre_vote);
+    c.now += EL_MAX;
+    raft_tick(c.node[0], c.now);
+    cluster_settle(&c);
+    ck_assert_role(c.node[0], RAFT_LEADER);
+    cluster_isolate(&c, 2, true);
+    cluster_run(&c, 2000, -1);
+    cluster_isolate(&c, 2, false);
+    cluster_run(&c, 1000, -1);
+    raft_term_t term = raft_term(c.node[0]);
+    if (pre_vote) {
+        ck_assert_role(c.node[0], RAFT_LEADER);
+        for (int i = 0; i < 3; i++) {
+            ck_assert_uint_eq(raft_term(c.node[i]), 1);
+            ck_assert_int_eq(raft_leader(c.node[i]), 0);
+        }
+    }
+    cluster_free(&c);
+    return term;
+}
+
+START_TEST(test_prevote_rejoining_node_does_not_disrupt)
+{
+    /* Without pre-vote the returning node's higher term forces a new election: the
+     * scenario does exercise the disruption that pre-vote prevents. */
+    ck_assert_uint_gt(rejoin_after_isolation(false), 1);
+    ck_assert_uint_eq(rejoin_after_isolation(true), 1);
+}
+END_TEST
+
+START_TEST(test_prevote_denied_in_lease)
+{
+    struct raft_config cfg = test_cfg(1, 3);
+    cfg.pre_vote = true;
+    struct raft *r = new_core(&cfg, 1, RAFT_NO_NODE, NULL, 0, 0);
+    struct raft_msg hb = mk_append(0, 1, 1, 0, 0, 0, NULL, 0);
+    raft_step(r, 100, &hb);
+    drain(r, 100);
+    ck_assert_int_eq(raft_leader(r), 0);
+
+    struct raft_msg pv = mk_vote(2, 1, 2, 0, 0);
+    pv.type = RAFT_MSG_PREVOTE;
+    struct raft_ready rd;
+    step_take(r, 100 + EL_MIN - 1, &pv, &rd);  /* heard from leader 0 just now */
+    const struct raft_msg *resp = must_find(&rd, RAFT_MSG_PREVOTE_RESP, 2);
+    ck_assert(!resp->vote_granted);
+    ck_assert(!rd.hard_state_changed);
+    done_free(r, 100 + EL_MIN - 1, &rd);
+
+    step_take(r, 100 + EL_MIN, &pv, &rd);      /* the lease has run out */
+    resp = must_find(&rd, RAFT_MSG_PREVOTE_RESP, 2);
+    ck_assert(resp->vote_granted);
+    ck_assert(!rd.hard_state_changed);         /* a pre-vote changes neither term nor vote */
+    ck_assert_uint_eq(raft_term(r), 1);
+    ck_assert_int_eq(raft_voted_for(r), RAFT_NO_NODE);
+    done_free(r, 100 + EL_MIN, &rd);
+    raft_free(r);
+}
+END_TEST
+
+START_TEST(test_check_quorum_leader_steps_down)
+{
+    struct cluster c;
+    cluster_init_opts(&c, 3, 5, true, true);
+    c.now += EL_MAX;
+    raft_tick(c.node[0], c.now);
+    cluster_settle(&c);
+    ck_assert_role(c.node[0], RAFT_LEADER);
+    cluster_isolate(&c, 0, true);
+    cluster_run(&c, 2 * EL_MAX + STEP_MS, 1); /* node 1 does not tick: 2 stays follower */
+    ck_assert_role(c.node[0], RAFT_FOLLOWER);
+    ck_assert_int_eq(raft_leader(c.node[0]), RAFT_NO_NODE);
+    ck_assert_uint_eq(raft_term(c.node[0]), 1); /* stepping down does not raise the term */
+    cluster_free(&c);
+}
+END_TEST
+
+START_TEST(test_check_quorum_leader_stays_with_majority)
+{
+    struct cluster c;
+    cluster_init_opts(&c, 3, 5, true, true);
+    c.now += EL_MAX;
+    raft_tick(c.node[0], c.now);
+    cluster_settle(&c);
+    cluster_isolate(&c, 2, true);
+    cluster_run(&c, 5 * EL_MAX, 2);
+    ck_assert_role(c.node[0], RAFT_LEADER);
+    ck_assert_uint_eq(raft_term(c.node[0]), 1);
+    cluster_free(&c);
+}
+END_TEST
+
+START_TEST(test_check_quorum_ignores_vote_in_lease)
+{
+    struct raft_config cfg = test_cfg(1, 3);
+    cfg.check_quorum = true;
+    struct raft *r = new_core(&cfg, 1, RAFT_NO_NODE, NULL, 0, 0);
+    struct raft_msg hb = mk_append(0, 1, 1, 0, 0, 0, NULL, 0);
+    raft_step(r, 100, &hb);
+    drain(r, 100);
+
+    struct raft_msg v = mk_vote(2, 1, 2, 0, 0);
+    raft_step(r, 120, &v);
+    ck_assert_uint_eq(raft_term(r), 1);        /* ignored: we hear from leader 0 */
+    ck_assert(!raft_has_ready(r));
+
+    struct raft_ready rd;
+    step_take(r, 100 + EL_MIN, &v, &rd);       /* lease over: an ordinary vote */
+    ck_assert_uint_eq(raft_term(r), 2);
+    ck_assert(must_find(&rd, RAFT_MSG_VOTE_RESP, 2)->vote_granted);
+    done_free(r, 100 + EL_MIN, &rd);
+    raft_free(r);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
     Suite *s = suite_create("core");
@@ -1987,6 +2153,17 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_read_index_waits_for_own_term_commit);
     tcase_add_test(tc, test_read_index_lost_leadership);
     tcase_add_test(tc, test_read_index_single_node);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("prevote");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_prevote_keeps_term);
+    tcase_add_test(tc, test_prevote_then_election);
+    tcase_add_test(tc, test_prevote_rejoining_node_does_not_disrupt);
+    tcase_add_test(tc, test_prevote_denied_in_lease);
+    tcase_add_test(tc, test_check_quorum_leader_steps_down);
+    tcase_add_test(tc, test_check_quorum_leader_stays_with_majority);
+    tcase_add_test(tc, test_check_quorum_ignores_vote_in_lease);
     suite_add_tcase(s, tc);
     return s;
 }

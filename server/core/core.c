@@ -87,7 +87,10 @@ void raft_become_follower(struct raft *r, raft_term_t term, int leader)
     bool was_leader = r->role == RAFT_LEADER;
     set_term(r, term);
     r->role = RAFT_FOLLOWER;
+    r->pre_voting = false;
     r->leader = leader;
+    if (leader != RAFT_NO_NODE)
+        r->leader_contact = r->now;
     raft_reset_election_timer(r);
     if (was_leader)
         read_index_fail_all(r);
@@ -99,6 +102,7 @@ void raft_become_candidate(struct raft *r)
     r->voted_for = r->cfg.self;
     r->hard_state_dirty = true;
     r->role = RAFT_CANDIDATE;
+    r->pre_voting = false;
     r->leader = RAFT_NO_NODE;
     memset(r->granted, 0, sizeof(r->granted));
     raft_reset_election_timer(r);
@@ -122,6 +126,8 @@ void raft_become_leader(struct raft *r)
     if (raft_log_append_copy(&r->log, &noop) != RK_OK)
         raft_notice(r, "out of memory appending the leader's no-op");
     r->heartbeat_deadline = r->now + r->cfg.heartbeat_ms;
+    r->quorum_deadline = r->now + r->cfg.election_timeout_max_ms;
+    memset(r->active, 0, sizeof(r->active));
     replication_broadcast(r);
     replication_maybe_commit(r);
 }
@@ -195,6 +201,11 @@ void raft_tick(struct raft *r, uint64_t now_ms)
     if (now_ms > r->now)
         r->now = now_ms;
     if (r->role == RAFT_LEADER) {
+        if (r->cfg.check_quorum && r->now >= r->quorum_deadline) {
+            election_check_leader_quorum(r);
+            if (r->role != RAFT_LEADER)
+                return;
+        }
         if (r->now >= r->heartbeat_deadline) {
             r->heartbeat_deadline = r->now + r->cfg.heartbeat_ms;
             replication_heartbeat(r);
@@ -202,7 +213,7 @@ void raft_tick(struct raft *r, uint64_t now_ms)
         return;
     }
     if (r->now >= r->election_deadline)
-        election_start(r);
+        election_timeout(r);
 }
 
 void raft_campaign(struct raft *r, uint64_t now_ms)
@@ -210,7 +221,20 @@ void raft_campaign(struct raft *r, uint64_t now_ms)
     if (now_ms > r->now)
         r->now = now_ms;
     if (r->role != RAFT_LEADER)
-        election_start(r);
+        election_timeout(r);
+}
+
+/* Whether a message with a higher term should make us adopt that term (Figure 2, all
+ * servers), with the exceptions of thesis §9.6 (pre-votes do not change terms) and §6.2
+ * (a follower that hears from its leader ignores disruptive vote requests). */
+static bool step_adopts_term(const struct raft *r, const struct raft_msg *m)
+{
+    switch (m->type) {
+    case RAFT_MSG_PREVOTE: return false;
+    case RAFT_MSG_PREVOTE_RESP: return !m->vote_granted;
+    case RAFT_MSG_VOTE: return !(r->cfg.check_quorum && election_in_lease(r));
+    default: return true;
+    }
 }
 
 void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
@@ -221,14 +245,26 @@ void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
         return;
     /* Figure 2, all servers: a higher term makes us a follower of that term. */
     if (m->term > r->term) {
-        int leader = m->type == RAFT_MSG_APPEND ? m->from : RAFT_NO_NODE;
-        raft_become_follower(r, m->term, leader);
+        if (m->type == RAFT_MSG_VOTE && !step_adopts_term(r, m)) {
+            raft_notice(r, "ignoring a vote request from %s for term %llu: we hear from "
+                        "leader %s", raft_node_name(r, m->from),
+                        (unsigned long long)m->term, raft_node_name(r, r->leader));
+            return;
+        }
+        if (step_adopts_term(r, m)) {
+            int leader = m->type == RAFT_MSG_APPEND ? m->from : RAFT_NO_NODE;
+            raft_become_follower(r, m->term, leader);
+        }
     }
+    if (r->cfg.check_quorum && r->role == RAFT_LEADER && m->term == r->term)
+        r->active[m->from] = true;
     switch (m->type) {
     case RAFT_MSG_VOTE: election_recv_vote(r, m); break;
     case RAFT_MSG_VOTE_RESP: election_recv_vote_resp(r, m); break;
     case RAFT_MSG_APPEND: replication_recv_append(r, m); break;
     case RAFT_MSG_APPEND_RESP: replication_recv_append_resp(r, m); break;
+    case RAFT_MSG_PREVOTE: election_recv_prevote(r, m); break;
+    case RAFT_MSG_PREVOTE_RESP: election_recv_prevote_resp(r, m); break;
     default: break;
     }
 }

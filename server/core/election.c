@@ -1,9 +1,113 @@
 /* server/core/election.c - leader election (Raft §5.2, §5.4.1): starting an election on
- * timeout, both sides of RequestVote, and counting votes. */
+ * timeout, both sides of RequestVote, and counting votes; pre-vote (thesis §9.6) and
+ * check-quorum (thesis §6.2), which keep a returning server from deposing a healthy
+ * leader and a cut-off leader from lingering. */
+#include <string.h>
+
 #include "../../common/errors.h"
 #include "raft_internal.h"
 
-/* §5.2: on election timeout a follower or candidate starts a new election. */
+static bool candidate_log_ok(const struct raft *r, const struct raft_msg *m);
+
+/* A RequestVote (or pre-vote) to peer for term, with our last log index and term. */
+static void vote_request(const struct raft *r, struct raft_msg *m, uint8_t type,
+                         raft_term_t term, int peer)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = type;
+    m->to = peer;
+    m->term = term;
+    m->last_log_index = r->log.n;
+    m->last_log_term = raft_log_term_at(&r->log, r->log.n);
+}
+
+/* Thesis §9.6: before raising its term, a server asks whether it could win. It changes
+ * no state other nodes see, so a server that was cut off and comes back cannot force
+ * a healthy leader out by its higher term. */
+static void election_start_prevote(struct raft *r)
+{
+    r->pre_voting = true;
+    r->leader = RAFT_NO_NODE;
+    memset(r->granted, 0, sizeof(r->granted));
+    r->granted[r->cfg.self] = true;
+    raft_reset_election_timer(r);
+    raft_notice(r, "starting a pre-vote for term %llu", (unsigned long long)(r->term + 1));
+    for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
+        if (peer == r->cfg.self)
+            continue;
+        struct raft_msg m;
+        vote_request(r, &m, RAFT_MSG_PREVOTE, r->term + 1, peer);
+        raft_send(r, &m);
+    }
+    if (r->cfg.n_nodes == 1)
+        election_start(r);
+}
+
+/* §5.2: on election timeout a follower or candidate starts a new election (after a
+ * pre-vote, if configured). */
+void election_timeout(struct raft *r)
+{
+    if (r->cfg.pre_vote)
+        election_start_prevote(r);
+    else
+        election_start(r);
+}
+
+/* Whether we heard from a leader within the minimum election timeout (a leader is
+ * always in its own lease). Thesis §9.6: such a server denies pre-votes; with
+ * check-quorum it also ignores vote requests. */
+bool election_in_lease(const struct raft *r)
+{
+    if (r->role == RAFT_LEADER)
+        return true;
+    return r->leader != RAFT_NO_NODE &&
+           r->now - r->leader_contact < r->cfg.election_timeout_min_ms;
+}
+
+/* Thesis §6.2: a leader that has not heard from a majority within an election timeout
+ * steps down, so its clients go looking for the real leader. */
+void election_check_leader_quorum(struct raft *r)
+{
+    int active = 1;
+    for (int i = 0; i < r->cfg.n_nodes; i++)
+        if (i != r->cfg.self && r->active[i])
+            active++;
+    memset(r->active, 0, sizeof(r->active));
+    r->quorum_deadline = r->now + r->cfg.election_timeout_max_ms;
+    if (active >= raft_majority(r))
+        return;
+    raft_notice(r, "stepping down: heard from %d of %d servers in the last %u ms", active,
+                r->cfg.n_nodes, r->cfg.election_timeout_max_ms);
+    raft_become_follower(r, r->term, RAFT_NO_NODE);
+}
+
+void election_recv_prevote(struct raft *r, const struct raft_msg *m)
+{
+    bool grant = m->term > r->term && !election_in_lease(r) && candidate_log_ok(r, m);
+    struct raft_msg resp = {
+        .type = RAFT_MSG_PREVOTE_RESP,
+        .to = m->from,
+        .term = grant ? m->term : r->term,
+        .vote_granted = grant,
+    };
+    raft_send(r, &resp);
+}
+
+void election_recv_prevote_resp(struct raft *r, const struct raft_msg *m)
+{
+    if (!r->pre_voting || r->role != RAFT_FOLLOWER || !m->vote_granted ||
+        m->term != r->term + 1)
+        return;
+    r->granted[m->from] = true;
+    int votes = 0;
+    for (int i = 0; i < r->cfg.n_nodes; i++)
+        if (r->granted[i])
+            votes++;
+    if (votes >= raft_majority(r))
+        election_start(r);
+}
+
+/* §5.2: become a candidate in a new term and ask every server for its vote. */
 void election_start(struct raft *r)
 {
     raft_become_candidate(r);
@@ -13,13 +117,8 @@ void election_start(struct raft *r)
     for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
         if (peer == r->cfg.self)
             continue;
-        struct raft_msg m = {
-            .type = RAFT_MSG_VOTE,
-            .to = peer,
-            .term = r->term,
-            .last_log_index = r->log.n,
-            .last_log_term = raft_log_term_at(&r->log, r->log.n),
-        };
+        struct raft_msg m;
+        vote_request(r, &m, RAFT_MSG_VOTE, r->term, peer);
         raft_send(r, &m);
     }
     /* A one-node cluster wins once its vote for itself is durable (raft_ready_done). */

@@ -30,6 +30,10 @@ struct raft_config {
     uint32_t max_append_entries;     /* entries per AppendEntries (0 = 1024) */
     uint32_t max_append_bytes;       /* approximate bytes per AppendEntries (0 = 1 MiB) */
     uint64_t seed;                   /* seeds the core's own PRNG (timeouts) */
+    bool pre_vote;                   /* thesis §9.6: win a pre-vote before raising the term */
+    bool check_quorum;               /* thesis §6.2: a leader that has not heard from a
+                                        majority for an election timeout steps down, and
+                                        followers that hear from a leader ignore votes */
     /* Optional: node names by id, used only in notices (copied by raft_new). */
     const char *const *node_names;
     /* Optional: human-readable notices (role changes, catching up a follower). */

@@ -56,8 +56,14 @@ struct raft {
     uint64_t heartbeat_deadline;
     uint64_t rng;
 
-    /* Candidate: votes granted this term, by node. */
+    /* Candidate (and pre-candidate): votes granted, by node. */
     bool granted[RAFT_MAX_NODES];
+    bool pre_voting;             /* a follower running a pre-vote for term + 1 */
+    uint64_t leader_contact;     /* when we last heard from the current leader */
+
+    /* Leader, check-quorum: who answered since the last check, and when it is due. */
+    bool active[RAFT_MAX_NODES];
+    uint64_t quorum_deadline;
 
     /* Leader. */
     struct raft_progress progress[RAFT_MAX_NODES];
@@ -95,7 +101,12 @@ void raft_become_candidate(struct raft *r);
 void raft_become_leader(struct raft *r);
 
 /* election.c */
+void election_timeout(struct raft *r);
 void election_start(struct raft *r);
+bool election_in_lease(const struct raft *r);
+void election_check_leader_quorum(struct raft *r);
+void election_recv_prevote(struct raft *r, const struct raft_msg *m);
+void election_recv_prevote_resp(struct raft *r, const struct raft_msg *m);
 void election_check_quorum(struct raft *r);
 void election_recv_vote(struct raft *r, const struct raft_msg *m);
 void election_recv_vote_resp(struct raft *r, const struct raft_msg *m);

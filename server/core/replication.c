@@ -213,6 +213,8 @@ void replication_recv_append(struct raft *r, const struct raft_msg *m)
     }
     if (r->role != RAFT_FOLLOWER || r->leader != m->from)
         raft_become_follower(r, m->term, m->from);
+    r->pre_voting = false;
+    r->leader_contact = r->now;
     raft_reset_election_timer(r);
 
     bool prev_ok = m->prev_log_index == 0 ||
