@@ -2097,6 +2097,51 @@ START_TEST(test_check_quorum_ignores_vote_in_lease)
 }
 END_TEST
 
+START_TEST(test_early_msgs_leader_appends_only)
+{
+    struct cluster c;
+    cluster_init(&c, 3, 11);
+    cluster_elect(&c, 0);
+    cluster_settle(&c);
+    struct raft *l = c.node[0];
+    raft_index_t idx = 0;
+    raft_term_t term = 0;
+    ck_assert_int_eq(raft_propose(l, RAFT_ENTRY_SET, "k", 1, "v", 1, &idx, &term), RK_OK);
+
+    struct raft_msg *early = NULL;
+    uint32_t n = raft_take_early_msgs(l, &early);
+    ck_assert_uint_eq(n, 2); /* the new entry, to each follower, before it is durable */
+    for (uint32_t i = 0; i < n; i++) {
+        ck_assert_int_eq(early[i].type, RAFT_MSG_APPEND);
+        ck_assert_uint_eq(early[i].n_entries, 1);
+    }
+    ck_assert_uint_eq(raft_stable_index(l), idx - 1);
+    struct raft_ready rd;
+    take(l, &rd);
+    ck_assert_uint_eq(rd.n_entries, 1);        /* still to persist */
+    ck_assert_int_eq(count_msgs(&rd, RAFT_MSG_APPEND), 0);
+
+    /* The follower's reply depends on its persisting the entry: never early. */
+    struct raft_msg m = early[0];
+    m.from = 0;
+    raft_step(c.node[m.to], c.now, &m);
+    struct raft_msg *f_early = NULL;
+    ck_assert_uint_eq(raft_take_early_msgs(c.node[m.to], &f_early), 0);
+    ck_assert_ptr_null(f_early);
+    struct raft_ready frd;
+    take(c.node[m.to], &frd);
+    must_find(&frd, RAFT_MSG_APPEND_RESP, 0);
+    ck_assert_uint_eq(frd.n_entries, 1);
+    done_free(c.node[m.to], c.now, &frd);
+
+    for (uint32_t i = 0; i < n; i++)
+        raft_msg_free_entries(&early[i]);
+    free(early);
+    done_free(l, c.now, &rd);
+    cluster_free(&c);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
     Suite *s = suite_create("core");
@@ -2135,6 +2180,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_catch_up_missing_10000);
     tcase_add_test(tc, test_catch_up_conflicting_10000);
     tcase_add_test(tc, test_ready_orders_resp_after_persist);
+    tcase_add_test(tc, test_early_msgs_leader_appends_only);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("timing");

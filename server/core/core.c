@@ -308,6 +308,38 @@ int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len
 
 /* ---- the Ready hand-off ------------------------------------------------------------ */
 
+/* A leader's term is durable before it sends anything (it won with a durable vote), and
+ * its AppendEntries carry log entries, not promises; pre-votes change no state. Votes
+ * and every reply depend on what this node must persist first. */
+static bool msg_is_early(const struct raft_msg *m)
+{
+    return m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_PREVOTE ||
+           m->type == RAFT_MSG_PREVOTE_RESP;
+}
+
+uint32_t raft_take_early_msgs(struct raft *r, struct raft_msg **msgs)
+{
+    *msgs = NULL;
+    uint32_t n_early = 0;
+    for (uint32_t i = 0; i < r->n_out; i++)
+        n_early += msg_is_early(&r->outbox[i]);
+    if (n_early == 0)
+        return 0;
+    struct raft_msg *early = malloc(n_early * sizeof(*early));
+    if (early == NULL)
+        return 0; /* they go out with the next Ready instead */
+    uint32_t e = 0, kept = 0;
+    for (uint32_t i = 0; i < r->n_out; i++) {
+        if (msg_is_early(&r->outbox[i]))
+            early[e++] = r->outbox[i];
+        else
+            r->outbox[kept++] = r->outbox[i];
+    }
+    r->n_out = kept;
+    *msgs = early;
+    return n_early;
+}
+
 bool raft_has_ready(const struct raft *r)
 {
     return r->hard_state_dirty || r->log.truncate_from != 0 ||

@@ -91,6 +91,14 @@ int raft_read_index(struct raft *r, uint64_t read_id);
 /* Takes up to max ReadIndex answers (ok or failed). Returns how many. */
 uint32_t raft_take_reads(struct raft *r, struct raft_read *out, uint32_t max);
 
+/* Moves out the queued messages that depend on nothing still to be persisted, so they
+ * may be sent at once: a leader's AppendEntries (thesis §10.2.1: the leader writes its
+ * own log in parallel with replicating it) and pre-votes. Sets *msgs to a malloc'ed
+ * array (free each with raft_msg_free_entries, then free) and returns the count; the
+ * rest stay for the next Ready. A caller that never calls this sends everything after
+ * persisting, which is also correct. */
+uint32_t raft_take_early_msgs(struct raft *r, struct raft_msg **msgs);
+
 bool raft_has_ready(const struct raft *r);
 /* Moves the pending work into *rd (zeroed first). RK_OK or RK_ERR_NOMEM. */
 int raft_ready_take(struct raft *r, struct raft_ready *rd);
