@@ -2142,6 +2142,76 @@ START_TEST(test_early_msgs_leader_appends_only)
 }
 END_TEST
 
+START_TEST(test_leader_disconnect_elects_sooner)
+{
+    struct cluster c;
+    cluster_init_opts(&c, 3, 21, true, true);
+    c.now += EL_MAX;
+    raft_tick(c.node[0], c.now);
+    cluster_settle(&c);
+    ck_assert_role(c.node[0], RAFT_LEADER);
+    cluster_run(&c, HB, -1);
+    /* A disconnect from a non-leader changes nothing. */
+    uint64_t before = raft_next_deadline(c.node[2]);
+    raft_peer_disconnected(c.node[2], c.now, 1);
+    ck_assert_uint_eq(raft_next_deadline(c.node[2]), before);
+    ck_assert_int_eq(raft_leader(c.node[2]), 0);
+    /* The leader dies: both followers see its connection close. */
+    cluster_isolate(&c, 0, true);
+    uint64_t died = c.now;
+    for (int i = 1; i <= 2; i++) {
+        raft_peer_disconnected(c.node[i], c.now, 0);
+        ck_assert_int_eq(raft_leader(c.node[i]), RAFT_NO_NODE);
+        ck_assert_uint_le(raft_next_deadline(c.node[i]), died + HB);
+    }
+    /* A new leader within about a heartbeat, not an election timeout (EL_MIN..EL_MAX). */
+    for (int i = 0; i < 100 && raft_leader(c.node[1]) == RAFT_NO_NODE; i++)
+        cluster_run(&c, STEP_MS, 0);
+    ck_assert_int_ne(raft_leader(c.node[1]), RAFT_NO_NODE);
+    ck_assert_uint_lt(c.now - died, EL_MIN);
+    cluster_free(&c);
+}
+END_TEST
+
+/* A candidate whose election failed pre-votes again, and a granted pre-vote must make it
+ * campaign again (it was once ignored because the pre-voter was still a candidate). */
+START_TEST(test_failed_candidate_prevotes_again)
+{
+    struct cluster c;
+    cluster_init_opts(&c, 3, 31, true, true);
+    c.now += EL_MAX;
+    raft_tick(c.node[0], c.now);
+    cluster_settle(&c);
+    ck_assert_role(c.node[0], RAFT_LEADER);
+    /* The leader dies; nodes 1 and 2 both campaign in the same term: a split vote. */
+    cluster_isolate(&c, 0, true);
+    c.now += EL_MAX;
+    raft_peer_disconnected(c.node[1], c.now, 0);
+    raft_peer_disconnected(c.node[2], c.now, 0);
+    struct raft_msg pv1 = { .type = RAFT_MSG_PREVOTE_RESP, .from = 2, .to = 1, .term = 2,
+                            .vote_granted = true };
+    struct raft_msg pv2 = pv1;
+    pv2.from = 1;
+    pv2.to = 2;
+    raft_tick(c.node[1], c.now);
+    raft_tick(c.node[2], c.now);
+    raft_step(c.node[1], c.now, &pv1);
+    raft_step(c.node[2], c.now, &pv2);
+    ck_assert_role(c.node[1], RAFT_CANDIDATE);
+    ck_assert_role(c.node[2], RAFT_CANDIDATE);
+    cluster_settle(&c); /* each denies the other: both voted for themselves in term 2 */
+    ck_assert_role(c.node[1], RAFT_CANDIDATE);
+    ck_assert_role(c.node[2], RAFT_CANDIDATE);
+    /* Only node 1 times out next: its pre-vote is granted and it wins term 3. */
+    c.now += EL_MAX;
+    raft_tick(c.node[1], c.now);
+    cluster_settle(&c);
+    ck_assert_role(c.node[1], RAFT_LEADER);
+    ck_assert_uint_eq(raft_term(c.node[1]), 3);
+    cluster_free(&c);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
     Suite *s = suite_create("core");
@@ -2210,6 +2280,8 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_check_quorum_leader_steps_down);
     tcase_add_test(tc, test_check_quorum_leader_stays_with_majority);
     tcase_add_test(tc, test_check_quorum_ignores_vote_in_lease);
+    tcase_add_test(tc, test_leader_disconnect_elects_sooner);
+    tcase_add_test(tc, test_failed_candidate_prevotes_again);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -71,6 +71,15 @@ void raft_reset_election_timer(struct raft *r)
     r->election_deadline = r->now + r->cfg.election_timeout_min_ms + jitter;
 }
 
+/* An election within a random fraction of a heartbeat interval (randomized, so the
+ * followers that noticed the same thing do not all campaign at once). */
+void raft_election_soon(struct raft *r)
+{
+    uint64_t deadline = r->now + core_random(r) % (r->cfg.heartbeat_ms + 1);
+    if (deadline < r->election_deadline)
+        r->election_deadline = deadline;
+}
+
 static void set_term(struct raft *r, raft_term_t term)
 {
     if (term > r->term) {

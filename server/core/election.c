@@ -26,6 +26,9 @@ static void vote_request(const struct raft *r, struct raft_msg *m, uint8_t type,
  * a healthy leader out by its higher term. */
 static void election_start_prevote(struct raft *r)
 {
+    /* A pre-candidate is a follower: a candidate whose election failed returns to
+     * follower (keeping its vote for itself in this term) while it pre-votes again. */
+    r->role = RAFT_FOLLOWER;
     r->pre_voting = true;
     r->leader = RAFT_NO_NODE;
     memset(r->granted, 0, sizeof(r->granted));
@@ -51,6 +54,18 @@ void election_timeout(struct raft *r)
         election_start_prevote(r);
     else
         election_start(r);
+}
+
+void raft_peer_disconnected(struct raft *r, uint64_t now_ms, int peer)
+{
+    if (now_ms > r->now)
+        r->now = now_ms;
+    if (r->role != RAFT_FOLLOWER || peer != r->leader || peer == RAFT_NO_NODE)
+        return;
+    raft_notice(r, "lost the connection from leader %s; electing sooner",
+                raft_node_name(r, peer));
+    r->leader = RAFT_NO_NODE;
+    raft_election_soon(r);
 }
 
 /* Whether we heard from a leader within the minimum election timeout (a leader is

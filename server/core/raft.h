@@ -77,6 +77,11 @@ void raft_tick(struct raft *r, uint64_t now_ms);
 void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m);
 /* Start an election now (the server's "True" start flag). */
 void raft_campaign(struct raft *r, uint64_t now_ms);
+/* The connection from peer closed (EOF or reset: its process most likely died). If it
+ * was our leader, we stop counting on its lease and start a (pre-)vote after a short
+ * random delay instead of a full election timeout. Pre-vote keeps a false alarm from
+ * disturbing a healthy leader: servers that still hear from it deny the pre-vote. */
+void raft_peer_disconnected(struct raft *r, uint64_t now_ms, int peer);
 /* Leader only: append a command. Sets *index and *term of the new entry.
  * RK_ERR_NOTLEADER when not leader. */
 int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len,
