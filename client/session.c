@@ -1,5 +1,6 @@
 /* client/session.c - the leader-following client session of session.h: one kept-open
- * connection, redirects followed to the leader, failover to the other servers with backoff. */
+ * connection, redirects followed to the leader, failover to the other servers with backoff,
+ * and a server-side client session (Raft thesis §6.3) that makes retried writes safe. */
 #include "session.h"
 
 #include <stdarg.h>
@@ -37,6 +38,8 @@ struct client_session {
     struct session_target conn;     /* where fd goes */
     int timeout_ms;
     bool verbose;
+    uint64_t client_id;             /* the server-side session (thesis §6.3), 0 = none yet */
+    uint64_t last_seq;              /* the seq of the last SET/DELETE sent in it */
 };
 
 /* The retry state of one client_session_call. */
@@ -411,6 +414,87 @@ static int session_run(struct client_session *s, const struct proto_buf *req,
     return RK_ERR_TIMEOUT;
 }
 
+/* Sends one encoded request through session_run; on failure says why in err. */
+static int run_request(struct client_session *s, const struct proto_client_req *r,
+                       struct call_state *st, struct client_reply *out, char *err,
+                       size_t errlen)
+{
+    struct proto_buf req = { 0 };
+    int rc = proto_encode_client_req(&req, r);
+    if (rc != RK_OK) {
+        proto_buf_free(&req);
+        set_err(err, errlen, "cannot encode the request: %s", rk_strerror(rc));
+        return rc;
+    }
+    rc = session_run(s, &req, st, out);
+    proto_buf_free(&req);
+    if (rc == RK_ERR_TIMEOUT)
+        set_err(err, errlen, "no leader reachable");
+    else if (rc != RK_OK)
+        set_err(err, errlen, "%s", rk_strerror(rc));
+    return rc;
+}
+
+/* Takes the client id from a REGISTER reply (VALUE "<id>"). */
+static int take_client_id(struct client_session *s, struct client_reply *reply, char *err,
+                          size_t errlen)
+{
+    uint64_t id = 0;
+    bool ok = reply->status == PROTO_ST_VALUE &&
+              proto_parse_client_id(reply->body, reply->body_len, &id) == RK_OK;
+    client_reply_free(reply);
+    if (!ok) {
+        set_err(err, errlen, "bad reply to REGISTER (expected a client id)");
+        return RK_ERR_PROTO;
+    }
+    s->client_id = id;
+    s->last_seq = 0;
+    note(s, "opened client session %llu", (unsigned long long)id);
+    return RK_OK;
+}
+
+/* Opens a server-side session (thesis §6.3) with a REGISTER, retried like any command and
+ * also after an ERR reply (e.g. a commit timeout): registering twice is harmless, the
+ * extra session is never used and expires. RK_OK with s->client_id set, or an error. */
+static int session_register(struct client_session *s, struct call_state *st, char *err,
+                            size_t errlen)
+{
+    struct proto_client_req r = { .op = PROTO_OP_REGISTER };
+    char reason[256] = "";
+    for (;;) { /* bounded by st->deadline: run_request then fails with RK_ERR_TIMEOUT */
+        struct client_reply reply;
+        int rc = run_request(s, &r, st, &reply, err, errlen);
+        if (rc == RK_ERR_TIMEOUT && reason[0] != '\0')
+            set_err(err, errlen, "no leader reachable (cannot open a client session: %s)",
+                    reason);
+        if (rc != RK_OK)
+            return rc;
+        if (reply.status != PROTO_ST_ERR)
+            return take_client_id(s, &reply, err, errlen);
+        snprintf(reason, sizeof(reason), "%s", reply.body);
+        client_reply_free(&reply);
+        note(s, "%s (%s:%u): cannot open a client session: %s", s->conn.name, s->conn.host,
+             (unsigned)s->conn.port, reason);
+        session_failover(s, st, true);
+    }
+}
+
+/* An ERR "session expired": the command was not applied, and the server has forgotten
+ * this session; the next write registers a new one. */
+static void forget_expired_session(struct client_session *s, const struct client_reply *r)
+{
+    if (r->status == PROTO_ST_ERR && strcmp(r->body, PROTO_ERR_SESSION_EXPIRED) == 0) {
+        note(s, "client session %llu expired", (unsigned long long)s->client_id);
+        s->client_id = 0;
+        s->last_seq = 0;
+    }
+}
+
+uint64_t client_session_id(const struct client_session *s)
+{
+    return s->client_id;
+}
+
 int client_session_call(struct client_session *s, uint8_t op, const char *key,
                         uint32_t key_len, const char *val, uint32_t val_len,
                         struct client_reply *out, char *err, size_t errlen)
@@ -423,24 +507,24 @@ int client_session_call(struct client_session *s, uint8_t op, const char *key,
     int rc = check_request(op, key, key_len, val, val_len, err, errlen);
     if (rc != RK_OK)
         return rc;
-    struct proto_client_req r = {
-        .op = op, .key = key, .key_len = key_len, .val = val, .val_len = val_len,
-    };
-    struct proto_buf req = { 0 };
-    rc = proto_encode_client_req(&req, &r);
-    if (rc != RK_OK) {
-        proto_buf_free(&req);
-        set_err(err, errlen, "cannot encode the request: %s", rk_strerror(rc));
-        return rc;
-    }
     struct call_state st = {
         .deadline = now_ms() + s->timeout_ms, .backoff_ms = SESSION_BACKOFF_START_MS,
     };
-    rc = session_run(s, &req, &st, out);
-    proto_buf_free(&req);
-    if (rc == RK_ERR_TIMEOUT)
-        set_err(err, errlen, "no leader reachable");
-    else if (rc != RK_OK)
-        set_err(err, errlen, "%s", rk_strerror(rc));
+    struct proto_client_req r = {
+        .op = op, .key = key, .key_len = key_len, .val = val, .val_len = val_len,
+    };
+    bool is_write = op == PROTO_OP_SET || op == PROTO_OP_DELETE;
+    if (is_write && s->client_id == 0) { /* lazily, before the first write */
+        rc = session_register(s, &st, err, errlen);
+        if (rc != RK_OK)
+            return rc;
+    }
+    if (is_write) { /* numbered in the session; every retry below resends this seq */
+        r.client_id = s->client_id;
+        r.seq = ++s->last_seq;
+    }
+    rc = run_request(s, &r, &st, out, err, errlen);
+    if (rc == RK_OK && is_write)
+        forget_expired_session(s, out);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* client/session.h - a leader-following client connection: sends one command, follows
  * redirects to the leader, and retries other servers with backoff until a timeout.
- * Used by the raft_client program and by the integration and stress tests. */
+ * Writes go through a server-side client session (Raft thesis §6.3), so a retried write
+ * is applied at most once. Used by the raft_client program and by the tests. */
 #ifndef RK_SESSION_H
 #define RK_SESSION_H
 
@@ -25,13 +26,22 @@ struct client_reply {
     uint32_t body_len;
 };
 
-/* Runs one command (enum proto_op). GET/SET/DELETE go to the leader, following
- * redirects; STATUS is answered by the server currently connected to.
+/* Runs one command (enum proto_op: GET, SET, DELETE or STATUS). GET/SET/DELETE go to the
+ * leader, following redirects; STATUS is answered by the server currently connected to.
+ * SET and DELETE run in a client session: before the first one the session registers
+ * (a REGISTER request, within the same timeout); each gets the next sequence number,
+ * and every retry of it (after a lost reply, a timeout, a failover) resends that number,
+ * so the cluster applies it at most once. A reply ERR "session expired"
+ * (PROTO_ERR_SESSION_EXPIRED) means the command was not applied; the next write then
+ * registers a new session.
  * Returns RK_OK with *out filled (free with client_reply_free), or RK_ERR_TIMEOUT when no
  * leader answered before the timeout (err: "no leader reachable"), or another RK_ERR_*. */
 int client_session_call(struct client_session *s, uint8_t op, const char *key,
                         uint32_t key_len, const char *val, uint32_t val_len,
                         struct client_reply *out, char *err, size_t errlen);
 void client_reply_free(struct client_reply *r);
+/* The current server-side session's client id, or 0 before the first write (or after
+ * "session expired"). */
+uint64_t client_session_id(const struct client_session *s);
 
 #endif

@@ -2,14 +2,17 @@
  * (layouts in docs/protocol.md). Integers are big-endian; byte strings are u32 length | bytes. */
 #include "proto.h"
 
+#include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
 
-/* The smallest encoded log entry: u64 term | u8 type | u32 key_len | u32 val_len. */
-#define ENTRY_MIN_BYTES 17u
+/* The smallest encoded log entry:
+ * u64 term | u8 type | u32 key_len | u32 val_len | u64 client_id | u64 seq. */
+#define ENTRY_MIN_BYTES 33u
 #define NAME_MAX_BYTES 63u   /* proto_client_resp.leader_name and HELLO_PEER name */
 #define HOST_MAX_BYTES 255u  /* proto_client_resp.leader_host */
 
@@ -207,7 +210,7 @@ static int r_end(struct reader *r)
 
 static bool op_valid(uint8_t op)
 {
-    return op >= PROTO_OP_GET && op <= PROTO_OP_STATUS;
+    return op >= PROTO_OP_GET && op <= PROTO_OP_REGISTER;
 }
 
 static bool status_valid(uint8_t st)
@@ -217,12 +220,13 @@ static bool status_valid(uint8_t st)
 
 static bool msg_type_valid(uint8_t t)
 {
-    return t >= RAFT_MSG_VOTE && t <= RAFT_MSG_APPEND_RESP;
+    return t >= RAFT_MSG_VOTE && t <= RAFT_MSG_PREVOTE_RESP;
 }
 
 static bool entry_type_valid(uint8_t t)
 {
-    return t == RAFT_ENTRY_NOOP || t == RAFT_ENTRY_SET || t == RAFT_ENTRY_DELETE;
+    return t == RAFT_ENTRY_NOOP || t == RAFT_ENTRY_SET || t == RAFT_ENTRY_DELETE ||
+           t == RAFT_ENTRY_REGISTER;
 }
 
 /* A string field of an encoder: NULL is only allowed when empty. */
@@ -319,6 +323,8 @@ int proto_encode_client_req(struct proto_buf *b, const struct proto_client_req *
     w_u8(&w, req->op);
     w_bytes(&w, req->key, req->key_len);
     w_bytes(&w, req->val, req->val_len);
+    w_u64(&w, req->client_id);
+    w_u64(&w, req->seq);
     return w_end(&w);
 }
 
@@ -332,6 +338,8 @@ int proto_decode_client_req(const uint8_t *payload, size_t len, struct proto_cli
         r.err = RK_ERR_PROTO;
     out->key = r_bytes(&r, PROTO_MAX_KEY, &out->key_len);
     out->val = r_bytes(&r, PROTO_MAX_VALUE, &out->val_len);
+    out->client_id = r_u64(&r);
+    out->seq = r_u64(&r);
     int rc = r_end(&r);
     if (rc != RK_OK)
         memset(out, 0, sizeof(*out));
@@ -377,6 +385,30 @@ int proto_decode_client_resp(const uint8_t *payload, size_t len, struct proto_cl
     return rc;
 }
 
+/* ---- the REGISTER reply ---- */
+
+int proto_format_client_id(uint64_t id, char out[PROTO_CLIENT_ID_MAX_DIGITS + 1])
+{
+    return snprintf(out, PROTO_CLIENT_ID_MAX_DIGITS + 1, "%" PRIu64, id);
+}
+
+int proto_parse_client_id(const char *body, uint32_t len, uint64_t *id)
+{
+    if (body == NULL || len == 0 || len > PROTO_CLIENT_ID_MAX_DIGITS || body[0] == '0')
+        return RK_ERR_PROTO;
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < len; i++) {
+        if (body[i] < '0' || body[i] > '9')
+            return RK_ERR_PROTO;
+        uint64_t d = (uint64_t)(body[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return RK_ERR_PROTO;
+        v = v * 10 + d;
+    }
+    *id = v;
+    return RK_OK;
+}
+
 /* ---- RAFT ---- */
 
 static int check_entries(const struct raft_msg *m)
@@ -410,6 +442,8 @@ static void w_append(struct writer *w, const struct raft_msg *m)
         w_u8(w, e->type);
         w_bytes(w, e->key, e->key_len);
         w_bytes(w, e->val, e->val_len);
+        w_u64(w, e->client_id); /* client session, Raft thesis §6.3 */
+        w_u64(w, e->seq);
     }
 }
 
@@ -440,10 +474,12 @@ int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m)
     w_u64(&w, m->term);
     switch (m->type) {
     case RAFT_MSG_VOTE: /* RequestVote arguments, Figure 2 */
+    case RAFT_MSG_PREVOTE:
         w_u64(&w, m->last_log_index);
         w_u64(&w, m->last_log_term);
         break;
     case RAFT_MSG_VOTE_RESP:
+    case RAFT_MSG_PREVOTE_RESP:
         w_u8(&w, m->vote_granted ? 1 : 0);
         break;
     case RAFT_MSG_APPEND:
@@ -480,11 +516,16 @@ static void r_entries(struct reader *r, struct raft_msg *out)
             r->err = RK_ERR_PROTO;
         const char *key = r_bytes(r, PROTO_MAX_KEY, &key_len);
         const char *val = r_bytes(r, PROTO_MAX_VALUE, &val_len);
+        uint64_t client_id = r_u64(r);
+        uint64_t seq = r_u64(r);
         if (r->err != RK_OK)
             break;
         r->err = raft_entry_init(&out->entries[i], term, type, key, key_len, val, val_len);
-        if (r->err == RK_OK)
-            out->n_entries = i + 1;
+        if (r->err != RK_OK)
+            break;
+        out->entries[i].client_id = client_id;
+        out->entries[i].seq = seq;
+        out->n_entries = i + 1;
     }
 }
 
@@ -521,10 +562,12 @@ int proto_decode_raft_msg(const uint8_t *payload, size_t len, struct raft_msg *o
     if (r.err == RK_OK) {
         switch (out->type) {
         case RAFT_MSG_VOTE:
+        case RAFT_MSG_PREVOTE:
             out->last_log_index = r_u64(&r);
             out->last_log_term = r_u64(&r);
             break;
         case RAFT_MSG_VOTE_RESP:
+        case RAFT_MSG_PREVOTE_RESP:
             out->vote_granted = r_bool(&r);
             break;
         case RAFT_MSG_APPEND:

@@ -18,7 +18,7 @@
 #define PROTO_MAX_FRAME (16u * 1024 * 1024)
 #define PROTO_MAX_KEY (64u * 1024)
 #define PROTO_MAX_VALUE (4u * 1024 * 1024)
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2 /* 2: client sessions (CLIENT_REQ and entries carry client_id, seq) */
 
 enum proto_frame_type {
     PROTO_HELLO_CLIENT = 1, /* u8 version */
@@ -33,7 +33,11 @@ enum proto_op {
     PROTO_OP_SET = 2,
     PROTO_OP_DELETE = 3,
     PROTO_OP_STATUS = 4,
+    PROTO_OP_REGISTER = 5, /* open a client session (Raft thesis §6.3); reply VALUE "<id>" */
 };
+
+/* The ERR body for a SET/DELETE whose client session is unknown or was expired. */
+#define PROTO_ERR_SESSION_EXPIRED "session expired"
 
 enum proto_status {
     PROTO_ST_OK = 0,       /* set done; delete removed a key */
@@ -43,13 +47,15 @@ enum proto_status {
     PROTO_ST_ERR = 4,      /* body = a human-readable reason */
 };
 
-/* CLIENT_REQ: u8 op | bytes key | bytes value */
+/* CLIENT_REQ: u8 op | bytes key | bytes value | u64 client_id | u64 seq */
 struct proto_client_req {
     uint8_t op;
     const char *key; /* decode: points into the payload */
     uint32_t key_len;
     const char *val;
     uint32_t val_len;
+    uint64_t client_id; /* SET/DELETE: the session from REGISTER (0 = none), thesis §6.3 */
+    uint64_t seq;       /* SET/DELETE: 1, 2, 3... per session; a retry repeats its seq */
 };
 
 /* CLIENT_RESP: u8 status | bytes body | bytes leader_name | bytes leader_host | u16 port */
@@ -84,6 +90,12 @@ int proto_frame_type(const uint8_t *payload, size_t len);
 int proto_decode_hello(const uint8_t *payload, size_t len, int *type, char name[64]);
 int proto_decode_client_req(const uint8_t *payload, size_t len, struct proto_client_req *out);
 int proto_decode_client_resp(const uint8_t *payload, size_t len, struct proto_client_resp *out);
+/* The REGISTER reply body: the client id in decimal, 1..20 digits, no sign or leading
+ * zero. proto_format_client_id writes it NUL-terminated and returns its length;
+ * proto_parse_client_id accepts exactly that form (id >= 1) or returns RK_ERR_PROTO. */
+#define PROTO_CLIENT_ID_MAX_DIGITS 20
+int proto_format_client_id(uint64_t id, char out[PROTO_CLIENT_ID_MAX_DIGITS + 1]);
+int proto_parse_client_id(const char *body, uint32_t len, uint64_t *id);
 /* Allocates out->entries (free with raft_msg_free_entries). Rejects unknown types and
  * entry counts the payload cannot hold. */
 int proto_decode_raft_msg(const uint8_t *payload, size_t len, struct raft_msg *out);

@@ -1,5 +1,7 @@
 /* tests/unit_client.c - the client session (client/session.c) and the raft_client program
- * against fake servers: threads in this process that speak the client protocol. */
+ * against fake servers: threads in this process that speak the client protocol. Includes
+ * the client side of sessions (Raft thesis §6.3): lazy REGISTER, numbered writes, a retry
+ * that resends the same seq, and registering anew after "session expired". */
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
@@ -33,6 +35,14 @@ enum fake_mode {
 #define FAKE_MAX_CONNS 8
 #define FAKE_MAX_KEYS 16
 #define FAKE_STR 128
+#define FAKE_LOG 64
+#define FAKE_FIRST_CLIENT_ID 100
+
+/* One request as the fake server received it. */
+struct fake_req {
+    uint8_t op;
+    uint64_t client_id, seq;
+};
 
 struct fake_conn {
     int fd;
@@ -55,6 +65,11 @@ struct fake_server {
     bool used[FAKE_MAX_KEYS];
     struct fake_conn conns[FAKE_MAX_CONNS];
     int n_conns;
+    struct fake_req log[FAKE_LOG];  /* the first FAKE_LOG requests */
+    uint64_t next_client_id;        /* REGISTER answers this, then counts up */
+    int drop_writes;                /* close without replying to this many SET/DELETEs */
+    int expire_writes;              /* answer this many SET/DELETEs "session expired" */
+    int fail_registers;             /* answer this many REGISTERs with an ERR */
 };
 
 static void copy_str(char *dst, const char *src, uint32_t len)
@@ -103,6 +118,35 @@ static void fake_leader_answer(struct fake_server *f, const struct proto_client_
     }
 }
 
+static bool is_write(uint8_t op)
+{
+    return op == PROTO_OP_SET || op == PROTO_OP_DELETE;
+}
+
+/* The leader's session answers (called with f->mu held): true if it answered. */
+static bool fake_session_answer(struct fake_server *f, const struct proto_client_req *req,
+                                struct proto_client_resp *resp, char *body)
+{
+    if (req->op == PROTO_OP_REGISTER && f->fail_registers > 0) {
+        f->fail_registers--;
+        resp->status = PROTO_ST_ERR;
+        strcpy(body, "timed out waiting for commit, outcome unknown");
+        return true;
+    }
+    if (req->op == PROTO_OP_REGISTER) {
+        resp->status = PROTO_ST_VALUE;
+        snprintf(body, FAKE_STR, "%llu", (unsigned long long)f->next_client_id++);
+        return true;
+    }
+    if (is_write(req->op) && f->expire_writes > 0) {
+        f->expire_writes--;
+        resp->status = PROTO_ST_ERR;
+        strcpy(body, PROTO_ERR_SESSION_EXPIRED);
+        return true;
+    }
+    return false;
+}
+
 /* Builds the answer to one request (called with f->mu held). */
 static void fake_answer(struct fake_server *f, const struct proto_client_req *req,
                         struct proto_client_resp *resp, char *body)
@@ -115,7 +159,8 @@ static void fake_answer(struct fake_server *f, const struct proto_client_req *re
         snprintf(body, FAKE_STR, "name=%s role=%s term=1 leader=%s commit=0 applied=0 last=0",
                  f->name, leader ? "leader" : "follower", leader ? f->name : "none");
     } else if (leader) {
-        fake_leader_answer(f, req, resp, body);
+        if (!fake_session_answer(f, req, resp, body))
+            fake_leader_answer(f, req, resp, body);
     } else {
         resp->status = PROTO_ST_REDIRECT;
         if (f->mode == FAKE_REDIRECT) {
@@ -149,11 +194,16 @@ static bool fake_handle_frame(struct fake_server *f, struct fake_conn *c)
         f->bad_frames++;
         keep = false;
     } else {
+        if (f->requests < FAKE_LOG)
+            f->log[f->requests] = (struct fake_req){ req.op, req.client_id, req.seq };
         f->requests++;
         f->last_op = req.op;
         copy_str(f->last_key, req.key, req.key_len);
         copy_str(f->last_val, req.val, req.val_len);
-        if (f->mode != FAKE_SILENT) {
+        if (is_write(req.op) && f->drop_writes > 0) { /* a lost reply */
+            f->drop_writes--;
+            keep = false;
+        } else if (f->mode != FAKE_SILENT) {
             struct proto_client_resp resp;
             char body[FAKE_STR];
             struct proto_buf out = { 0 };
@@ -225,6 +275,7 @@ static struct fake_server *fake_start(const char *name, enum fake_mode mode,
     snprintf(f->name, sizeof(f->name), "%s", name);
     f->mode = mode;
     f->redirect_port = redirect_port;
+    f->next_client_id = FAKE_FIRST_CLIENT_ID;
     f->listen_fd = net_listen("127.0.0.1", 0, 16, err, sizeof(err));
     ck_assert_msg(f->listen_fd >= 0, "listen: %s", err);
     struct sockaddr_in sa;
@@ -353,8 +404,8 @@ START_TEST(test_redirect_followed_and_connection_kept)
     call_expect(s, PROTO_OP_GET, "k", NULL, PROTO_ST_VALUE, "v 1");
     call_expect(s, PROTO_OP_DELETE, "k", NULL, PROTO_ST_OK, NULL);
     call_expect(s, PROTO_OP_DELETE, "k", NULL, PROTO_ST_NIL, NULL);
-    ck_assert_int_eq(FAKE_COUNT(follower, requests), 1);
-    ck_assert_int_eq(FAKE_COUNT(leader, requests), 4);
+    ck_assert_int_eq(FAKE_COUNT(follower, requests), 1); /* the REGISTER, redirected */
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 5);   /* REGISTER + 4 */
     ck_assert_int_eq(FAKE_COUNT(leader, accepts), 1); /* one kept-open connection */
     ck_assert_int_eq(FAKE_COUNT(leader, bad_frames), 0);
     ck_assert_int_eq(FAKE_COUNT(follower, bad_frames), 0);
@@ -471,8 +522,8 @@ START_TEST(test_reconnects_after_server_closes)
     call_expect(s, PROTO_OP_SET, "k", "v", PROTO_ST_OK, NULL);
     call_expect(s, PROTO_OP_GET, "k", NULL, PROTO_ST_VALUE, "v");
     call_expect(s, PROTO_OP_GET, "k", NULL, PROTO_ST_VALUE, "v");
-    ck_assert_int_eq(FAKE_COUNT(leader, requests), 3);
-    ck_assert_int_eq(FAKE_COUNT(leader, accepts), 3);
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 4); /* REGISTER, SET, GET, GET */
+    ck_assert_int_eq(FAKE_COUNT(leader, accepts), 4);
     client_session_free(s);
     fake_stop(leader);
 }
@@ -490,7 +541,7 @@ START_TEST(test_silent_server_does_not_use_the_whole_timeout)
     int64_t took = mono_ms() - t0;
     ck_assert_int_ge(took, 900);  /* waited on the silent one ... */
     ck_assert_int_lt(took, 2500); /* ... but not for the whole 3 s */
-    ck_assert_int_eq(FAKE_COUNT(silent, requests), 1);
+    ck_assert_int_eq(FAKE_COUNT(silent, requests), 1); /* the REGISTER */
     client_session_free(s);
     fake_stop(leader);
     fake_stop(silent);
@@ -534,6 +585,142 @@ START_TEST(test_rejects_oversized_requests_locally)
     ck_assert_int_lt(mono_ms() - t0, 200); /* no network retries for any of these */
     free(buf);
     client_session_free(s);
+}
+END_TEST
+
+/* ---- client sessions (Raft thesis §6.3) ------------------------------------------ */
+
+/* Request number i as the fake server logged it. */
+static struct fake_req fake_logged(struct fake_server *f, int i)
+{
+    pthread_mutex_lock(&f->mu);
+    ck_assert_int_lt(i, f->requests);
+    struct fake_req r = f->log[i];
+    pthread_mutex_unlock(&f->mu);
+    return r;
+}
+
+static void assert_logged(struct fake_server *f, int i, uint8_t op, uint64_t client_id,
+                          uint64_t seq)
+{
+    struct fake_req r = fake_logged(f, i);
+    ck_assert_msg(r.op == op && r.client_id == client_id && r.seq == seq,
+                  "request %d: op %u client %llu seq %llu, want op %u client %llu seq %llu", i,
+                  (unsigned)r.op, (unsigned long long)r.client_id, (unsigned long long)r.seq,
+                  (unsigned)op, (unsigned long long)client_id, (unsigned long long)seq);
+}
+
+START_TEST(test_session_registers_lazily_and_numbers_writes)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    struct client_session *s = session_to(leader->port, NULL, 2000);
+    call_expect(s, PROTO_OP_GET, "k", NULL, PROTO_ST_NIL, NULL); /* reads need no session */
+    call_expect(s, PROTO_OP_STATUS, NULL, NULL, PROTO_ST_VALUE, NULL);
+    ck_assert_uint_eq(client_session_id(s), 0);
+    call_expect(s, PROTO_OP_SET, "k", "v", PROTO_ST_OK, NULL);
+    ck_assert_uint_eq(client_session_id(s), FAKE_FIRST_CLIENT_ID);
+    call_expect(s, PROTO_OP_GET, "k", NULL, PROTO_ST_VALUE, "v");
+    call_expect(s, PROTO_OP_DELETE, "k", NULL, PROTO_ST_OK, NULL);
+    call_expect(s, PROTO_OP_SET, "k", "w", PROTO_ST_OK, NULL);
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 7);
+    uint64_t id = FAKE_FIRST_CLIENT_ID;
+    assert_logged(leader, 0, PROTO_OP_GET, 0, 0);
+    assert_logged(leader, 1, PROTO_OP_STATUS, 0, 0);
+    assert_logged(leader, 2, PROTO_OP_REGISTER, 0, 0);
+    assert_logged(leader, 3, PROTO_OP_SET, id, 1);
+    assert_logged(leader, 4, PROTO_OP_GET, 0, 0);
+    assert_logged(leader, 5, PROTO_OP_DELETE, id, 2);
+    assert_logged(leader, 6, PROTO_OP_SET, id, 3);
+    client_session_free(s);
+    fake_stop(leader);
+}
+END_TEST
+
+/* The leader closes the connection instead of replying to a write (its reply was lost):
+ * the session retries with the same seq, so the cluster can tell it is a duplicate. */
+START_TEST(test_retry_after_lost_reply_reuses_seq)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    struct client_session *s = session_to(leader->port, NULL, 2000);
+    call_expect(s, PROTO_OP_SET, "k", "v1", PROTO_ST_OK, NULL);
+    pthread_mutex_lock(&leader->mu);
+    leader->drop_writes = 1;
+    pthread_mutex_unlock(&leader->mu);
+    call_expect(s, PROTO_OP_DELETE, "k", NULL, PROTO_ST_OK, NULL);
+    pthread_mutex_lock(&leader->mu);
+    leader->drop_writes = 2; /* twice in a row, the second time after a reconnect */
+    pthread_mutex_unlock(&leader->mu);
+    call_expect(s, PROTO_OP_SET, "k", "v2", PROTO_ST_OK, NULL);
+    call_expect(s, PROTO_OP_SET, "k", "v3", PROTO_ST_OK, NULL);
+    uint64_t id = FAKE_FIRST_CLIENT_ID;
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 8);
+    assert_logged(leader, 0, PROTO_OP_REGISTER, 0, 0);
+    assert_logged(leader, 1, PROTO_OP_SET, id, 1);
+    assert_logged(leader, 2, PROTO_OP_DELETE, id, 2); /* dropped */
+    assert_logged(leader, 3, PROTO_OP_DELETE, id, 2); /* the retry: same seq */
+    assert_logged(leader, 4, PROTO_OP_SET, id, 3);
+    assert_logged(leader, 5, PROTO_OP_SET, id, 3);
+    assert_logged(leader, 6, PROTO_OP_SET, id, 3);
+    assert_logged(leader, 7, PROTO_OP_SET, id, 4);    /* the next command moves on */
+    client_session_free(s);
+    fake_stop(leader);
+}
+END_TEST
+
+START_TEST(test_session_expired_then_registers_anew)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    struct client_session *s = session_to(leader->port, NULL, 2000);
+    call_expect(s, PROTO_OP_SET, "k", "v1", PROTO_ST_OK, NULL);
+    pthread_mutex_lock(&leader->mu);
+    leader->expire_writes = 1;
+    pthread_mutex_unlock(&leader->mu);
+    call_expect(s, PROTO_OP_SET, "k", "v2", PROTO_ST_ERR, PROTO_ERR_SESSION_EXPIRED);
+    ck_assert_uint_eq(client_session_id(s), 0);
+    call_expect(s, PROTO_OP_DELETE, "k", NULL, PROTO_ST_OK, NULL);
+    ck_assert_uint_eq(client_session_id(s), FAKE_FIRST_CLIENT_ID + 1);
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 5);
+    assert_logged(leader, 0, PROTO_OP_REGISTER, 0, 0);
+    assert_logged(leader, 1, PROTO_OP_SET, FAKE_FIRST_CLIENT_ID, 1);
+    assert_logged(leader, 2, PROTO_OP_SET, FAKE_FIRST_CLIENT_ID, 2); /* expired */
+    assert_logged(leader, 3, PROTO_OP_REGISTER, 0, 0);
+    assert_logged(leader, 4, PROTO_OP_DELETE, FAKE_FIRST_CLIENT_ID + 1, 1);
+    client_session_free(s);
+    fake_stop(leader);
+}
+END_TEST
+
+/* A REGISTER that gets an ERR (e.g. a commit timeout) is tried again, within the same
+ * timeout; one that never succeeds ends in a timeout that says why. */
+START_TEST(test_register_error_is_retried)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    pthread_mutex_lock(&leader->mu);
+    leader->fail_registers = 2;
+    pthread_mutex_unlock(&leader->mu);
+    struct client_session *s = session_to(leader->port, NULL, 2000);
+    call_expect(s, PROTO_OP_SET, "k", "v", PROTO_ST_OK, NULL);
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 4);
+    assert_logged(leader, 2, PROTO_OP_REGISTER, 0, 0);
+    assert_logged(leader, 3, PROTO_OP_SET, FAKE_FIRST_CLIENT_ID, 1);
+    client_session_free(s);
+
+    pthread_mutex_lock(&leader->mu);
+    leader->fail_registers = 1000;
+    pthread_mutex_unlock(&leader->mu);
+    s = session_to(leader->port, NULL, 400);
+    struct client_reply r;
+    char err[256] = "";
+    int64_t t0 = mono_ms();
+    int rc = client_session_call(s, PROTO_OP_SET, "k", 1, "v", 1, &r, err, sizeof(err));
+    ck_assert_int_eq(rc, RK_ERR_TIMEOUT);
+    ck_assert_str_eq(err, "no leader reachable (cannot open a client session: timed out "
+                          "waiting for commit, outcome unknown)");
+    ck_assert_int_lt(mono_ms() - t0, 1500);
+    ck_assert_int_le(FAKE_COUNT(leader, requests), 4 + 20); /* with backoff, not a spin */
+    ck_assert_uint_eq(client_session_id(s), 0);
+    client_session_free(s);
+    fake_stop(leader);
 }
 END_TEST
 
@@ -665,6 +852,24 @@ START_TEST(test_program_errors_and_usage)
 }
 END_TEST
 
+START_TEST(test_program_session_expired)
+{
+    struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
+    pthread_mutex_lock(&leader->mu);
+    leader->expire_writes = 1;
+    pthread_mutex_unlock(&leader->mu);
+    client_expect(NULL, args_for(leader->port, "set k v"), "ERR session expired\n", 1);
+    /* in one script: the next write opens a new session and succeeds */
+    pthread_mutex_lock(&leader->mu);
+    leader->expire_writes = 1;
+    pthread_mutex_unlock(&leader->mu);
+    client_expect("set k v\nset k w\nget k\n", args_for(leader->port, ""),
+                  "ERR session expired\nOK\nw\n", 0);
+    ck_assert_int_eq(FAKE_COUNT(leader, requests), 2 + 5);
+    fake_stop(leader);
+}
+END_TEST
+
 START_TEST(test_program_status_and_registry)
 {
     struct fake_server *leader = fake_start("fakeleader", FAKE_LEADER, 0);
@@ -703,6 +908,10 @@ static Suite *client_suite(void)
     tcase_add_test(ts, test_silent_server_does_not_use_the_whole_timeout);
     tcase_add_test(ts, test_new_needs_a_server);
     tcase_add_test(ts, test_rejects_oversized_requests_locally);
+    tcase_add_test(ts, test_session_registers_lazily_and_numbers_writes);
+    tcase_add_test(ts, test_retry_after_lost_reply_reuses_seq);
+    tcase_add_test(ts, test_session_expired_then_registers_anew);
+    tcase_add_test(ts, test_register_error_is_retried);
     suite_add_tcase(s, ts);
 
     TCase *tp = tcase_create("program");
@@ -712,6 +921,7 @@ static Suite *client_suite(void)
     tcase_add_test(tp, test_program_stdin_one_line_per_command);
     tcase_add_test(tp, test_program_no_leader_reachable);
     tcase_add_test(tp, test_program_errors_and_usage);
+    tcase_add_test(tp, test_program_session_expired);
     tcase_add_test(tp, test_program_status_and_registry);
     suite_add_tcase(s, tp);
     return s;

@@ -1,7 +1,10 @@
 /* tests/unit_kv.c - Check tests for server/kv: set/get/overwrite/delete, binary keys,
- * growth to 100000 keys, and kv_apply on each entry type. */
+ * growth to 100000 keys, kv_apply on each entry type, and client sessions (Raft thesis
+ * §6.3): duplicates, stale and unknown sessions, LRU expiry at the bound, determinism
+ * against a simple model. */
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/errors.h"
@@ -125,26 +128,456 @@ START_TEST(test_apply_each_type)
     struct kv *kv = kv_new();
     ck_assert_ptr_nonnull(kv);
 
-    ck_assert_int_eq(kv_apply(kv, &noop), KV_APPLIED);
+    ck_assert_int_eq(kv_apply(kv, 1, &noop), KV_APPLIED);
     ck_assert_uint_eq(kv_count(kv), 0);
-    ck_assert_int_eq(kv_apply(kv, &del), KV_ABSENT); /* delete of an absent key */
-    ck_assert_int_eq(kv_apply(kv, &set), KV_APPLIED);
+    ck_assert_int_eq(kv_apply(kv, 2, &del), KV_ABSENT); /* delete of an absent key */
+    ck_assert_int_eq(kv_apply(kv, 3, &set), KV_APPLIED);
     assert_value(kv, "k\0", 2, "v1", 2);
-    ck_assert_int_eq(kv_apply(kv, &set2), KV_APPLIED);
+    ck_assert_int_eq(kv_apply(kv, 4, &set2), KV_APPLIED);
     assert_value(kv, "k\0", 2, "v22", 3);
-    ck_assert_int_eq(kv_apply(kv, &del), KV_APPLIED);
+    ck_assert_int_eq(kv_apply(kv, 5, &del), KV_APPLIED);
     assert_absent(kv, "k\0", 2);
-    ck_assert_int_eq(kv_apply(kv, &del), KV_ABSENT);
+    ck_assert_int_eq(kv_apply(kv, 6, &del), KV_ABSENT);
     ck_assert_uint_eq(kv_count(kv), 0);
+    ck_assert_uint_eq(kv_last_applied(kv), 6);
     set.type = 99;
-    ck_assert_int_eq(kv_apply(kv, &set), RK_ERR_INVAL);
+    ck_assert_int_eq(kv_apply(kv, 7, &set), RK_ERR_INVAL);
     ck_assert_uint_eq(kv_count(kv), 0);
+    ck_assert_uint_eq(kv_last_applied(kv), 6);
+    /* out of order: an index applied already, or a gap */
+    set.type = RAFT_ENTRY_SET;
+    ck_assert_int_eq(kv_apply(kv, 6, &set), RK_ERR_INVAL);
+    ck_assert_int_eq(kv_apply(kv, 8, &set), RK_ERR_INVAL);
+    ck_assert_int_eq(kv_apply(kv, 0, &set), RK_ERR_INVAL);
+    ck_assert_uint_eq(kv_count(kv), 0);
+    ck_assert_int_eq(kv_apply(kv, 7, &set), KV_APPLIED);
 
     kv_free(kv);
     raft_entry_free(&noop);
     raft_entry_free(&set);
     raft_entry_free(&set2);
     raft_entry_free(&del);
+}
+END_TEST
+
+/* ---- client sessions (Raft thesis §6.3) ---- */
+
+/* A kv with its own next index, so each test reads like a log. */
+struct log_kv {
+    struct kv *kv;
+    raft_index_t next;
+};
+
+static struct log_kv log_kv_new(uint32_t max_sessions)
+{
+    struct log_kv l = { .kv = kv_new_with_max_sessions(max_sessions), .next = 1 };
+    ck_assert_ptr_nonnull(l.kv);
+    return l;
+}
+
+/* Applies one entry at the next index; returns kv_apply's result. */
+static int apply_at_next(struct log_kv *l, uint8_t type, uint64_t client_id, uint64_t seq,
+                         const char *key, const char *val)
+{
+    struct raft_entry e;
+    uint32_t key_len = key ? (uint32_t)strlen(key) : 0;
+    uint32_t val_len = val ? (uint32_t)strlen(val) : 0;
+    ck_assert_int_eq(raft_entry_init(&e, 1, type, key, key_len, val, val_len), RK_OK);
+    e.client_id = client_id;
+    e.seq = seq;
+    int rc = kv_apply(l->kv, l->next++, &e);
+    raft_entry_free(&e);
+    return rc;
+}
+
+/* Registers a session; its client id is the REGISTER entry's index. */
+static uint64_t do_register(struct log_kv *l)
+{
+    uint64_t id = l->next;
+    ck_assert_int_eq(apply_at_next(l, RAFT_ENTRY_REGISTER, 0, 0, NULL, NULL), KV_APPLIED);
+    return id;
+}
+
+static int do_set(struct log_kv *l, uint64_t client, uint64_t seq, const char *key,
+                  const char *val)
+{
+    return apply_at_next(l, RAFT_ENTRY_SET, client, seq, key, val);
+}
+
+static int do_delete(struct log_kv *l, uint64_t client, uint64_t seq, const char *key)
+{
+    return apply_at_next(l, RAFT_ENTRY_DELETE, client, seq, key, NULL);
+}
+
+static void assert_str(const struct kv *kv, const char *key, const char *want)
+{
+    if (want == NULL)
+        assert_absent(kv, key, (uint32_t)strlen(key));
+    else
+        assert_value(kv, key, (uint32_t)strlen(key), want, (uint32_t)strlen(want));
+}
+
+START_TEST(test_register_gives_index_as_id)
+{
+    struct log_kv l = log_kv_new(8);
+    ck_assert_int_eq(apply_at_next(&l, RAFT_ENTRY_NOOP, 0, 0, NULL, NULL), KV_APPLIED);
+    uint64_t a = do_register(&l), b = do_register(&l);
+    ck_assert_uint_eq(a, 2);
+    ck_assert_uint_eq(b, 3);
+    ck_assert_uint_eq(kv_session_count(l.kv), 2);
+    struct kv_session_info info;
+    ck_assert(kv_session_get(l.kv, a, &info));
+    ck_assert_uint_eq(info.last_seq, 0);
+    ck_assert_int_eq(info.last_result, 0);
+    ck_assert_uint_eq(info.last_use, 2);
+    ck_assert(!kv_session_get(l.kv, 1, &info)); /* the noop opened nothing */
+    ck_assert(!kv_session_get(l.kv, 4, &info));
+    kv_free(l.kv);
+}
+END_TEST
+
+/* Client A sets k=v1, client B sets k=v2, then A's set is applied again (its reply was
+ * lost and it retried): the retry must not undo B's write. */
+START_TEST(test_duplicate_set_applied_once)
+{
+    struct log_kv l = log_kv_new(8);
+    uint64_t a = do_register(&l), b = do_register(&l);
+    ck_assert_int_eq(do_set(&l, a, 1, "k", "v1"), KV_APPLIED);
+    ck_assert_int_eq(do_set(&l, b, 1, "k", "v2"), KV_APPLIED);
+    ck_assert_int_eq(do_set(&l, a, 1, "k", "v1"), KV_APPLIED); /* the recorded result */
+    assert_str(l.kv, "k", "v2");
+    struct kv_session_info info;
+    ck_assert(kv_session_get(l.kv, a, &info));
+    ck_assert_uint_eq(info.last_seq, 1);
+    ck_assert_uint_eq(info.last_use, 5); /* the duplicate counts as a use */
+    ck_assert_int_eq(do_set(&l, a, 2, "k", "v3"), KV_APPLIED); /* the next command is new */
+    assert_str(l.kv, "k", "v3");
+    kv_free(l.kv);
+}
+END_TEST
+
+/* A delete applied once answers OK; its duplicate answers OK too (not NIL, which a second
+ * application would give) and does not delete what was set in between. */
+START_TEST(test_duplicate_delete_returns_recorded_result)
+{
+    struct log_kv l = log_kv_new(8);
+    uint64_t a = do_register(&l), b = do_register(&l);
+    ck_assert_int_eq(do_set(&l, 0, 0, "k", "v0"), KV_APPLIED); /* no session: plain */
+    ck_assert_int_eq(do_delete(&l, a, 1, "k"), KV_APPLIED);
+    ck_assert_int_eq(do_delete(&l, a, 1, "k"), KV_APPLIED);
+    assert_str(l.kv, "k", NULL);
+    ck_assert_int_eq(do_set(&l, b, 1, "k", "v2"), KV_APPLIED);
+    ck_assert_int_eq(do_delete(&l, a, 1, "k"), KV_APPLIED);
+    assert_str(l.kv, "k", "v2");
+    /* a delete of a missing key records NIL, and its duplicate says NIL again */
+    ck_assert_int_eq(do_delete(&l, a, 2, "nope"), KV_ABSENT);
+    ck_assert_int_eq(do_set(&l, b, 2, "nope", "now here"), KV_APPLIED);
+    ck_assert_int_eq(do_delete(&l, a, 2, "nope"), KV_ABSENT);
+    assert_str(l.kv, "nope", "now here");
+    kv_free(l.kv);
+}
+END_TEST
+
+START_TEST(test_stale_and_zero_seq)
+{
+    struct log_kv l = log_kv_new(8);
+    uint64_t a = do_register(&l);
+    ck_assert_int_eq(do_set(&l, a, 0, "k", "zero"), KV_STALE); /* seqs start at 1 */
+    assert_str(l.kv, "k", NULL);
+    ck_assert_int_eq(do_set(&l, a, 5, "k", "v5"), KV_APPLIED); /* gaps are fine */
+    ck_assert_int_eq(do_set(&l, a, 3, "k", "v3"), KV_STALE);
+    ck_assert_int_eq(do_delete(&l, a, 4, "k"), KV_STALE);
+    assert_str(l.kv, "k", "v5");
+    struct kv_session_info info;
+    ck_assert(kv_session_get(l.kv, a, &info));
+    ck_assert_uint_eq(info.last_seq, 5);
+    ck_assert_int_eq(info.last_result, KV_APPLIED);
+    ck_assert_int_eq(do_set(&l, a, 5, "k", "other"), KV_APPLIED); /* duplicate of 5 */
+    assert_str(l.kv, "k", "v5");
+    kv_free(l.kv);
+}
+END_TEST
+
+START_TEST(test_unknown_session_expired)
+{
+    struct log_kv l = log_kv_new(8);
+    ck_assert_int_eq(do_set(&l, 42, 1, "k", "v"), KV_SESSION_EXPIRED);
+    ck_assert_int_eq(do_delete(&l, 42, 1, "k"), KV_SESSION_EXPIRED);
+    assert_str(l.kv, "k", NULL);
+    uint64_t a = do_register(&l);
+    ck_assert_int_eq(do_set(&l, a + 1, 1, "k", "v"), KV_SESSION_EXPIRED);
+    ck_assert_uint_eq(kv_count(l.kv), 0);
+    ck_assert_uint_eq(kv_session_count(l.kv), 1);
+    ck_assert_uint_eq(kv_last_applied(l.kv), 4); /* still applied, with no effect */
+    kv_free(l.kv);
+}
+END_TEST
+
+/* With a bound of 3: a 4th REGISTER drops the session used least recently, where a use
+ * is any entry of the session (applied, duplicate or stale). */
+START_TEST(test_lru_eviction_at_bound)
+{
+    struct log_kv l = log_kv_new(3);
+    uint64_t a = do_register(&l), b = do_register(&l), c = do_register(&l);
+    ck_assert_int_eq(do_set(&l, a, 1, "ka", "1"), KV_APPLIED); /* order of use: b c a */
+    ck_assert_int_eq(do_set(&l, b, 1, "kb", "1"), KV_APPLIED); /* c a b */
+    ck_assert_int_eq(do_set(&l, b, 1, "kb", "1"), KV_APPLIED); /* duplicate: c a b */
+    uint64_t d = do_register(&l);                               /* drops c: a b d */
+    struct kv_session_info info;
+    ck_assert_uint_eq(kv_session_count(l.kv), 3);
+    ck_assert(!kv_session_get(l.kv, c, &info));
+    ck_assert(kv_session_get(l.kv, a, &info));
+    ck_assert(kv_session_get(l.kv, b, &info));
+    ck_assert(kv_session_get(l.kv, d, &info));
+    ck_assert_int_eq(do_set(&l, c, 1, "kc", "1"), KV_SESSION_EXPIRED);
+    assert_str(l.kv, "kc", NULL);
+    ck_assert_int_eq(do_set(&l, a, 0, "ka", "x"), KV_STALE); /* a stale entry is a use too */
+    uint64_t e = do_register(&l);                               /* order b d a: drops b */
+    ck_assert(!kv_session_get(l.kv, b, &info));
+    ck_assert_int_eq(do_set(&l, b, 2, "kb", "2"), KV_SESSION_EXPIRED);
+    assert_str(l.kv, "kb", "1");
+    uint64_t f = do_register(&l);                               /* d a e: drops d */
+    ck_assert(!kv_session_get(l.kv, d, &info));
+    ck_assert(kv_session_get(l.kv, a, &info));
+    ck_assert(kv_session_get(l.kv, e, &info));
+    ck_assert(kv_session_get(l.kv, f, &info));
+    ck_assert_int_eq(do_set(&l, a, 2, "ka", "2"), KV_APPLIED); /* a's record survived */
+    assert_str(l.kv, "ka", "2");
+    ck_assert_uint_eq(kv_session_count(l.kv), 3);
+    kv_free(l.kv);
+}
+END_TEST
+
+START_TEST(test_default_bound)
+{
+    struct kv *kv = kv_new();
+    ck_assert_ptr_nonnull(kv);
+    struct raft_entry reg;
+    ck_assert_int_eq(raft_entry_init(&reg, 1, RAFT_ENTRY_REGISTER, NULL, 0, NULL, 0), RK_OK);
+    for (raft_index_t i = 1; i <= KV_MAX_SESSIONS + 1; i++)
+        ck_assert_int_eq(kv_apply(kv, i, &reg), KV_APPLIED);
+    struct kv_session_info info;
+    ck_assert_uint_eq(kv_session_count(kv), KV_MAX_SESSIONS);
+    ck_assert(!kv_session_get(kv, 1, &info));
+    ck_assert(kv_session_get(kv, 2, &info));
+    ck_assert(kv_session_get(kv, KV_MAX_SESSIONS + 1, &info));
+    raft_entry_free(&reg);
+    kv_free(kv);
+}
+END_TEST
+
+/* ---- determinism: the real state machine against a plain model ---- */
+
+#define MODEL_MAX_SESSIONS 5
+#define MODEL_KEYS 4
+#define MODEL_MAX_IDS 512
+
+/* The rules of kv.h written the slow, obvious way: an array of sessions, the LRU one
+ * found by scanning for the smallest last use. */
+struct model {
+    struct { uint64_t id, last_seq, last_use; int result; bool open; } s[MODEL_MAX_SESSIONS];
+    char val[MODEL_KEYS][16]; /* "" = absent */
+    int duplicates;           /* commands answered from a session's record */
+};
+
+static int model_find(const struct model *m, uint64_t id)
+{
+    for (int i = 0; i < MODEL_MAX_SESSIONS; i++)
+        if (m->s[i].open && m->s[i].id == id)
+            return i;
+    return -1;
+}
+
+static void model_register(struct model *m, uint64_t index)
+{
+    int slot = -1;
+    for (int i = 0; i < MODEL_MAX_SESSIONS && slot < 0; i++)
+        if (!m->s[i].open)
+            slot = i;
+    if (slot < 0) { /* full: replace the least recently used */
+        slot = 0;
+        for (int i = 1; i < MODEL_MAX_SESSIONS; i++)
+            if (m->s[i].last_use < m->s[slot].last_use)
+                slot = i;
+    }
+    m->s[slot].open = true;
+    m->s[slot].id = index;
+    m->s[slot].last_seq = 0;
+    m->s[slot].last_use = index;
+    m->s[slot].result = 0;
+}
+
+static int model_command(struct model *m, int key, const char *val)
+{
+    bool present = m->val[key][0] != '\0';
+    snprintf(m->val[key], sizeof(m->val[key]), "%s", val ? val : "");
+    return val != NULL || present ? KV_APPLIED : KV_ABSENT;
+}
+
+static int model_apply(struct model *m, uint64_t index, uint64_t client, uint64_t seq,
+                       int key, const char *val)
+{
+    if (client == 0)
+        return model_command(m, key, val);
+    int i = model_find(m, client);
+    if (i < 0)
+        return KV_SESSION_EXPIRED;
+    m->s[i].last_use = index;
+    if (seq != 0 && seq == m->s[i].last_seq) {
+        m->duplicates++;
+        return m->s[i].result;
+    }
+    if (seq <= m->s[i].last_seq)
+        return KV_STALE;
+    m->s[i].last_seq = seq;
+    m->s[i].result = model_command(m, key, val);
+    return m->s[i].result;
+}
+
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* One random log: registers, sets and deletes by live, expired, unknown and no
+ * sessions, with new, duplicate and stale seqs. */
+struct step {
+    uint8_t type;
+    uint64_t client, seq;
+    int key;
+    char val[16];
+};
+
+static void random_log(struct step *steps, int n, uint64_t seed)
+{
+    uint64_t ids[MODEL_MAX_IDS], next_seq[MODEL_MAX_IDS];
+    int n_ids = 0;
+    rng_state = seed;
+    for (int i = 0; i < n; i++) {
+        struct step *st = &steps[i];
+        memset(st, 0, sizeof(*st));
+        uint64_t r = rng() % 100;
+        st->key = (int)(rng() % MODEL_KEYS);
+        if (r < 12 || n_ids == 0) {
+            st->type = RAFT_ENTRY_REGISTER;
+            if (n_ids < MODEL_MAX_IDS) {
+                ids[n_ids] = (uint64_t)i + 1;
+                next_seq[n_ids++] = 1;
+            }
+            continue;
+        }
+        st->type = r < 60 ? RAFT_ENTRY_SET : RAFT_ENTRY_DELETE;
+        if (st->type == RAFT_ENTRY_SET)
+            snprintf(st->val, sizeof(st->val), "v%d", i);
+        int who = (int)(rng() % (uint64_t)n_ids);
+        uint64_t how = rng() % 10;
+        st->client = how == 0 ? 0 : how == 1 ? 100000 + rng() % 5 : ids[who];
+        if (how < 7)
+            st->seq = next_seq[who]++;             /* a new command */
+        else if (how < 9)
+            st->seq = next_seq[who] - 1;           /* a retry of the last one (or 0) */
+        else
+            st->seq = rng() % next_seq[who];       /* a stale one, a retry, or 0 */
+    }
+}
+
+static int apply_step(struct kv *kv, raft_index_t index, const struct step *st)
+{
+    char key[8];
+    snprintf(key, sizeof(key), "k%d", st->key);
+    struct raft_entry e;
+    bool set = st->type == RAFT_ENTRY_SET;
+    bool has_key = st->type != RAFT_ENTRY_REGISTER;
+    ck_assert_int_eq(raft_entry_init(&e, 1, st->type, has_key ? key : NULL,
+                                     has_key ? (uint32_t)strlen(key) : 0, set ? st->val : NULL,
+                                     set ? (uint32_t)strlen(st->val) : 0), RK_OK);
+    e.client_id = st->client;
+    e.seq = st->seq;
+    int rc = kv_apply(kv, index, &e);
+    raft_entry_free(&e);
+    return rc;
+}
+
+static void assert_matches_model(const struct kv *kv, const struct model *m)
+{
+    size_t open = 0;
+    for (int i = 0; i < MODEL_MAX_SESSIONS; i++) {
+        if (!m->s[i].open)
+            continue;
+        open++;
+        struct kv_session_info info;
+        ck_assert_msg(kv_session_get(kv, m->s[i].id, &info), "session %llu missing",
+                      (unsigned long long)m->s[i].id);
+        ck_assert_uint_eq(info.last_seq, m->s[i].last_seq);
+        ck_assert_uint_eq(info.last_use, m->s[i].last_use);
+        ck_assert_int_eq(info.last_result, m->s[i].result);
+    }
+    ck_assert_uint_eq(kv_session_count(kv), open);
+    for (int k = 0; k < MODEL_KEYS; k++) {
+        char key[8];
+        snprintf(key, sizeof(key), "k%d", k);
+        assert_str(kv, key, m->val[k][0] != '\0' ? m->val[k] : NULL);
+    }
+}
+
+/* Every result and the final state match the model; a second kv that applies the same
+ * log (here: after "restarting" half way, i.e. from index 1 again) ends with the same
+ * digest; a different log ends with a different one. */
+START_TEST(test_deterministic_against_model)
+{
+    enum { N = 3000 };
+    struct step *steps = calloc(N, sizeof(*steps));
+    ck_assert_ptr_nonnull(steps);
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        random_log(steps, N, seed * 0x9E3779B97F4A7C15ULL);
+        struct model m;
+        memset(&m, 0, sizeof(m));
+        struct kv *a = kv_new_with_max_sessions(MODEL_MAX_SESSIONS);
+        struct kv *b = kv_new_with_max_sessions(MODEL_MAX_SESSIONS);
+        ck_assert_ptr_nonnull(a);
+        ck_assert_ptr_nonnull(b);
+        int expired = 0, stale = 0;
+        for (int i = 0; i < N; i++) {
+            uint64_t index = (uint64_t)i + 1;
+            int want;
+            if (steps[i].type == RAFT_ENTRY_REGISTER) {
+                model_register(&m, index);
+                want = KV_APPLIED;
+            } else {
+                want = model_apply(&m, index, steps[i].client, steps[i].seq, steps[i].key,
+                                   steps[i].type == RAFT_ENTRY_SET ? steps[i].val : NULL);
+            }
+            int got = apply_step(a, index, &steps[i]);
+            ck_assert_msg(got == want, "seed %llu entry %d: got %d, model says %d",
+                          (unsigned long long)seed, i + 1, got, want);
+            expired += got == KV_SESSION_EXPIRED;
+            stale += got == KV_STALE;
+            if (i < N / 2)
+                ck_assert_int_eq(apply_step(b, index, &steps[i]), got);
+        }
+        assert_matches_model(a, &m);
+        ck_assert_int_gt(expired, 10);      /* the log did exercise expiry, */
+        ck_assert_int_gt(stale, 10);        /* stale commands */
+        ck_assert_int_gt(m.duplicates, 10); /* and duplicates */
+        kv_free(b);                          /* restart: rebuild from index 1 */
+        b = kv_new_with_max_sessions(MODEL_MAX_SESSIONS);
+        ck_assert_ptr_nonnull(b);
+        for (int i = 0; i < N; i++)
+            apply_step(b, (uint64_t)i + 1, &steps[i]);
+        ck_assert_uint_eq(kv_digest(a), kv_digest(b));
+        assert_matches_model(b, &m);
+        struct step change = { .type = RAFT_ENTRY_SET, .key = 0, .val = "changed" };
+        ck_assert_int_eq(apply_step(a, N + 1, &change), KV_APPLIED);
+        ck_assert_uint_ne(kv_digest(a), kv_digest(b));
+        kv_free(a);
+        kv_free(b);
+    }
+    free(steps);
 }
 END_TEST
 
@@ -158,6 +591,17 @@ static Suite *kv_suite(void)
     tcase_add_test(tc, test_many_keys_with_growth);
     tcase_add_test(tc, test_apply_each_type);
     suite_add_tcase(suite, tc);
+    TCase *ts = tcase_create("sessions");
+    tcase_set_timeout(ts, 20);
+    tcase_add_test(ts, test_register_gives_index_as_id);
+    tcase_add_test(ts, test_duplicate_set_applied_once);
+    tcase_add_test(ts, test_duplicate_delete_returns_recorded_result);
+    tcase_add_test(ts, test_stale_and_zero_seq);
+    tcase_add_test(ts, test_unknown_session_expired);
+    tcase_add_test(ts, test_lru_eviction_at_bound);
+    tcase_add_test(ts, test_default_bound);
+    tcase_add_test(ts, test_deterministic_against_model);
+    suite_add_tcase(suite, ts);
     return suite;
 }
 

@@ -1,5 +1,6 @@
 /* tests/unit_proto.c - common/proto.c and common/net.c: round trips of every frame and
- * Raft message, rejection of truncated, oversize and garbage payloads, frame I/O on sockets. */
+ * Raft message (client session fields included), the REGISTER reply's client id, rejection
+ * of truncated, oversize and garbage payloads, frame I/O on sockets. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -81,6 +82,8 @@ static void assert_entry_eq(const struct raft_entry *a, const struct raft_entry 
 {
     ck_assert_uint_eq(a->term, b->term);
     ck_assert_uint_eq(a->type, b->type);
+    ck_assert_uint_eq(a->client_id, b->client_id);
+    ck_assert_uint_eq(a->seq, b->seq);
     ck_assert_uint_eq(a->key_len, b->key_len);
     ck_assert_uint_eq(a->val_len, b->val_len);
     ck_assert_mem_eq(a->key, b->key, a->key_len);
@@ -116,15 +119,22 @@ static void assert_msg_eq(const struct raft_msg *a, const struct raft_msg *b)
 static const char bin_key[] = { 'k', '\0', '\xff', '\n' };
 static const char bin_val[] = { '\0', '\x01', 'v', '\0', '\x80' };
 #define N_SAMPLE_MSGS 6
+#define N_SAMPLE_ENTRIES 5
 
-static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS], struct raft_entry entries[4])
+static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS],
+                        struct raft_entry entries[N_SAMPLE_ENTRIES])
 {
     memset(out, 0, sizeof(struct raft_msg) * N_SAMPLE_MSGS);
     entries[0] = make_entry(7, RAFT_ENTRY_NOOP, NULL, 0, NULL, 0);
     entries[1] = make_entry(7, RAFT_ENTRY_SET, bin_key, sizeof(bin_key), bin_val,
                             sizeof(bin_val));
+    entries[1].client_id = 12345678901234ull; /* a client session (thesis §6.3) */
+    entries[1].seq = 7;
     entries[2] = make_entry(UINT64_MAX, RAFT_ENTRY_SET, "", 0, "", 0);
     entries[3] = make_entry(8, RAFT_ENTRY_DELETE, "key", 3, NULL, 0);
+    entries[3].client_id = UINT64_MAX;
+    entries[3].seq = UINT64_MAX;
+    entries[4] = make_entry(8, RAFT_ENTRY_REGISTER, NULL, 0, NULL, 0);
 
     out[0] = (struct raft_msg){ .type = RAFT_MSG_VOTE, .from = 1, .to = 4, .term = 9,
                                 .last_log_index = 1234567890123ull, .last_log_term = 8 };
@@ -132,7 +142,8 @@ static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS], struct raft_entry en
                                 .vote_granted = true };
     out[2] = (struct raft_msg){ .type = RAFT_MSG_APPEND, .from = 0, .to = 2, .term = 9,
                                 .prev_log_index = 41, .prev_log_term = 6, .leader_commit = 40,
-                                .read_ctx = 77, .n_entries = 4, .entries = entries };
+                                .read_ctx = 77, .n_entries = N_SAMPLE_ENTRIES,
+                                .entries = entries };
     out[3] = (struct raft_msg){ .type = RAFT_MSG_APPEND, .from = 0, .to = 3, .term = 9,
                                 .prev_log_index = 45, .prev_log_term = 8, .leader_commit = 45,
                                 .read_ctx = UINT64_MAX }; /* a heartbeat */
@@ -144,9 +155,9 @@ static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS], struct raft_entry en
                                 .conflict_term = 5, .read_ctx = 3 };
 }
 
-static void free_entries(struct raft_entry entries[4])
+static void free_entries(struct raft_entry entries[N_SAMPLE_ENTRIES])
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_SAMPLE_ENTRIES; i++)
         raft_entry_free(&entries[i]);
 }
 
@@ -154,13 +165,13 @@ static void free_entries(struct raft_entry entries[4])
 static void encode_samples(struct proto_buf *b)
 {
     struct raft_msg msgs[N_SAMPLE_MSGS];
-    struct raft_entry entries[4];
+    struct raft_entry entries[N_SAMPLE_ENTRIES];
     sample_msgs(msgs, entries);
     ck_assert_int_eq(proto_encode_hello_client(b), RK_OK);
     ck_assert_int_eq(proto_encode_hello_peer(b, "server2"), RK_OK);
     struct proto_client_req req = { .op = PROTO_OP_SET, .key = bin_key,
                                     .key_len = sizeof(bin_key), .val = bin_val,
-                                    .val_len = sizeof(bin_val) };
+                                    .val_len = sizeof(bin_val), .client_id = 3, .seq = 4 };
     ck_assert_int_eq(proto_encode_client_req(b, &req), RK_OK);
     struct proto_client_resp resp = { .status = PROTO_ST_REDIRECT, .body = "x", .body_len = 1,
                                       .leader_name = "server3", .leader_host = "localhost",
@@ -284,10 +295,12 @@ static void round_trip_req(const struct proto_client_req *in)
     size_t len;
     ck_assert_int_eq(proto_encode_client_req(&b, in), RK_OK);
     const uint8_t *p = only_payload(&b, &len);
-    ck_assert_uint_eq(len, 1 + 1 + 4 + in->key_len + 4 + in->val_len);
+    ck_assert_uint_eq(len, 1 + 1 + 4 + in->key_len + 4 + in->val_len + 8 + 8);
     ck_assert_int_eq(proto_frame_type(p, len), PROTO_CLIENT_REQ);
     ck_assert_int_eq(proto_decode_client_req(p, len, &out), RK_OK);
     ck_assert_uint_eq(out.op, in->op);
+    ck_assert_uint_eq(out.client_id, in->client_id);
+    ck_assert_uint_eq(out.seq, in->seq);
     ck_assert_uint_eq(out.key_len, in->key_len);
     ck_assert_uint_eq(out.val_len, in->val_len);
     ck_assert_mem_eq(out.key, in->key ? in->key : "", in->key_len);
@@ -308,9 +321,61 @@ START_TEST(test_client_req_round_trip)
         { .op = PROTO_OP_SET, .key = "", .key_len = 0, .val = "", .val_len = 0 },
         { .op = PROTO_OP_DELETE, .key = "k", .key_len = 1 },
         { .op = PROTO_OP_STATUS },
+        { .op = PROTO_OP_REGISTER },
+        { .op = PROTO_OP_SET, .key = "k", .key_len = 1, .val = "v", .val_len = 1,
+          .client_id = 17, .seq = 3 },
+        { .op = PROTO_OP_DELETE, .key = "k", .key_len = 1, .client_id = UINT64_MAX,
+          .seq = UINT64_MAX },
     };
     for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++)
         round_trip_req(&reqs[i]);
+}
+END_TEST
+
+/* Exact bytes of a CLIENT_REQ with session fields (docs/protocol.md). */
+START_TEST(test_client_req_layout)
+{
+    struct proto_client_req req = { .op = PROTO_OP_DELETE, .key = "ab", .key_len = 2,
+                                    .client_id = 0x0102030405060708ull, .seq = 9 };
+    const uint8_t want[] = {
+        0, 0, 0, 28,                     /* frame length: 26 + 2 */
+        PROTO_CLIENT_REQ, PROTO_OP_DELETE,
+        0, 0, 0, 2, 'a', 'b',            /* key */
+        0, 0, 0, 0,                      /* empty value */
+        1, 2, 3, 4, 5, 6, 7, 8,          /* client_id */
+        0, 0, 0, 0, 0, 0, 0, 9,          /* seq */
+    };
+    struct proto_buf b = { 0 };
+    ck_assert_int_eq(proto_encode_client_req(&b, &req), RK_OK);
+    ck_assert_uint_eq(b.len, sizeof(want));
+    ck_assert_mem_eq(b.data, want, sizeof(want));
+    proto_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_client_id_text)
+{
+    char buf[PROTO_CLIENT_ID_MAX_DIGITS + 1];
+    uint64_t id = 0;
+    const uint64_t ids[] = { 1, 9, 10, 4097, 1234567890123456789ull, UINT64_MAX };
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        int len = proto_format_client_id(ids[i], buf);
+        ck_assert_int_eq(len, (int)strlen(buf));
+        ck_assert_int_eq(proto_parse_client_id(buf, (uint32_t)len, &id), RK_OK);
+        ck_assert_uint_eq(id, ids[i]);
+    }
+    ck_assert_str_eq(buf, "18446744073709551615");
+    const char *bad[] = { "", "0", "007", "-1", "+1", "1 ", " 1", "12a", "0x10",
+                          "18446744073709551616", "99999999999999999999",
+                          "100000000000000000000" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        id = 42;
+        ck_assert_msg(proto_parse_client_id(bad[i], (uint32_t)strlen(bad[i]), &id) ==
+                          RK_ERR_PROTO, "accepted '%s'", bad[i]);
+        ck_assert_uint_eq(id, 42);
+    }
+    ck_assert_int_eq(proto_parse_client_id(NULL, 0, &id), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_parse_client_id("12\0", 3, &id), RK_ERR_PROTO);
 }
 END_TEST
 
@@ -349,10 +414,10 @@ END_TEST
 START_TEST(test_raft_round_trip)
 {
     struct raft_msg msgs[N_SAMPLE_MSGS];
-    struct raft_entry entries[4];
-    /* payload sizes as documented in docs/protocol.md; the entries take 17+0, 17+4+5,
-     * 17+0 and 17+3 bytes */
-    const size_t want_len[N_SAMPLE_MSGS] = { 34, 19, 54 + 80, 54, 59, 59 };
+    struct raft_entry entries[N_SAMPLE_ENTRIES];
+    /* payload sizes as documented in docs/protocol.md; the entries take 33+0, 33+4+5,
+     * 33+0, 33+3 and 33 bytes */
+    const size_t want_len[N_SAMPLE_MSGS] = { 34, 19, 54 + 177, 54, 59, 59 };
     sample_msgs(msgs, entries);
     for (int i = 0; i < N_SAMPLE_MSGS; i++) {
         struct proto_buf b = { 0 };
@@ -550,21 +615,28 @@ START_TEST(test_entry_count_rejected)
     size_t n = append_header(p, UINT32_MAX);
     ck_assert_int_eq(proto_decode_raft_msg(p, n, &m), RK_ERR_PROTO);
     ck_assert_ptr_null(m.entries);
-    /* 2 entries claimed, room for only one minimal (17-byte) entry */
+    /* 2 entries claimed, room for only one minimal (33-byte) entry */
     n = append_header(p, 2);
-    memset(p + n, 0, 17 + 16);
+    memset(p + n, 0, 33 + 32);
     p[n + 8] = RAFT_ENTRY_NOOP;
-    ck_assert_int_eq(proto_decode_raft_msg(p, n + 17 + 16, &m), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_raft_msg(p, n + 33 + 32, &m), RK_ERR_PROTO);
     /* one minimal entry: accepted */
     n = append_header(p, 1);
-    memset(p + n, 0, 17);
-    ck_assert_int_eq(proto_decode_raft_msg(p, n + 17, &m), RK_OK);
+    memset(p + n, 0, 33);
+    p[n + 24] = 5; /* client_id = 5 (after term, type and two empty strings) */
+    p[n + 32] = 6; /* seq = 6 */
+    ck_assert_int_eq(proto_decode_raft_msg(p, n + 33, &m), RK_OK);
     ck_assert_uint_eq(m.n_entries, 1);
     ck_assert_uint_eq(m.entries[0].type, RAFT_ENTRY_NOOP);
+    ck_assert_uint_eq(m.entries[0].client_id, 5);
+    ck_assert_uint_eq(m.entries[0].seq, 6);
     raft_msg_free_entries(&m);
+    /* an entry without its session fields (the version 1 layout) is cut short */
+    ck_assert_int_eq(proto_decode_raft_msg(p, n + 17, &m), RK_ERR_PROTO);
+    ck_assert_ptr_null(m.entries);
     /* an entry key over PROTO_MAX_KEY */
     p[n + 9] = 0, p[n + 10] = 1, p[n + 11] = 0, p[n + 12] = 1; /* 65537 */
-    ck_assert_int_eq(proto_decode_raft_msg(p, n + 17, &m), RK_ERR_TOOBIG);
+    ck_assert_int_eq(proto_decode_raft_msg(p, n + 33, &m), RK_ERR_TOOBIG);
     ck_assert_ptr_null(m.entries);
 }
 END_TEST
@@ -585,14 +657,14 @@ START_TEST(test_unknown_types_rejected)
     struct proto_client_resp resp;
     struct raft_msg m;
     uint8_t *d = b.data;
-    const uint8_t bad_ops[] = { 0, 5, 255 };
+    const uint8_t bad_ops[] = { 0, PROTO_OP_REGISTER + 1, 255 };
     for (size_t i = 0; i < sizeof(bad_ops); i++) {
         d[off[2] + 1] = bad_ops[i];
         ck_assert_int_eq(proto_decode_client_req(d + off[2], len[2], &req), RK_ERR_PROTO);
     }
     d[off[3] + 1] = PROTO_ST_ERR + 1;
     ck_assert_int_eq(proto_decode_client_resp(d + off[3], len[3], &resp), RK_ERR_PROTO);
-    const uint8_t bad_msgs[] = { 0, RAFT_MSG_APPEND_RESP + 1, 255 };
+    const uint8_t bad_msgs[] = { 0, RAFT_MSG_PREVOTE_RESP + 1, 255 };
     for (size_t i = 0; i < sizeof(bad_msgs); i++) {
         d[off[4] + 1] = bad_msgs[i];
         ck_assert_int_eq(proto_decode_raft_msg(d + off[4], len[4], &m), RK_ERR_PROTO);
@@ -601,7 +673,7 @@ START_TEST(test_unknown_types_rejected)
     d[off[5] + len[5] - 1] = 2;
     ck_assert_int_eq(proto_decode_raft_msg(d + off[5], len[5], &m), RK_ERR_PROTO);
     /* APPEND: entry 0's type byte follows the 54-byte header and the entry's term */
-    d[off[6] + 54 + 8] = RAFT_ENTRY_DELETE + 1;
+    d[off[6] + 54 + 8] = RAFT_ENTRY_REGISTER + 1;
     ck_assert_int_eq(proto_decode_raft_msg(d + off[6], len[6], &m), RK_ERR_PROTO);
     ck_assert_ptr_null(m.entries);
     /* APPEND_RESP success must be 0 or 1 */
@@ -615,7 +687,7 @@ START_TEST(test_unknown_types_rejected)
 
     struct raft_msg bad = { .type = 9 };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
-    struct raft_entry e = { .type = 3 };
+    struct raft_entry e = { .type = RAFT_ENTRY_REGISTER + 1 };
     bad = (struct raft_msg){ .type = RAFT_MSG_APPEND, .n_entries = 1, .entries = &e };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
     struct proto_client_req bad_req = { .op = 0 };
@@ -859,6 +931,8 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_hello_rejects);
     tcase_add_test(tc, test_frame_type);
     tcase_add_test(tc, test_client_req_round_trip);
+    tcase_add_test(tc, test_client_req_layout);
+    tcase_add_test(tc, test_client_id_text);
     tcase_add_test(tc, test_client_resp_round_trip);
     tcase_add_test(tc, test_raft_round_trip);
     tcase_add_test(tc, test_raft_vote_layout);

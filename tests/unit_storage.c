@@ -1,5 +1,6 @@
 /* tests/unit_storage.c - Check tests for server/storage: the text log (round trips,
- * escapes, truncation, torn tails, corruption) and the hard state file. */
+ * escapes, client session fields and older lines without them, truncation, torn tails,
+ * corruption) and the hard state file. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -148,6 +149,8 @@ static void assert_entry_eq(const struct raft_entry *got, const struct raft_entr
 {
     ck_assert_uint_eq(got->term, want->term);
     ck_assert_uint_eq(got->type, want->type);
+    ck_assert_uint_eq(got->client_id, want->client_id);
+    ck_assert_uint_eq(got->seq, want->seq);
     ck_assert_uint_eq(got->key_len, want->key_len);
     ck_assert_uint_eq(got->val_len, want->val_len);
     ck_assert(memcmp(got->key, want->key, want->key_len) == 0);
@@ -273,6 +276,119 @@ START_TEST(test_file_is_readable_text)
     ck_assert_str_eq(p, "");
     free(text);
     free_entries(es, 4);
+    remove_dir(dir);
+}
+END_TEST
+
+/* An entry of a client session (Raft thesis §6.3). */
+static struct raft_entry session_entry(struct raft_entry e, uint64_t client_id, uint64_t seq)
+{
+    e.client_id = client_id;
+    e.seq = seq;
+    return e;
+}
+
+/* The lines of path, each checked against lines[i] + " " + its crc. */
+static void assert_log_lines(const char *path, const char *const *lines, int n)
+{
+    char want[512];
+    size_t len;
+    char *text = read_file(path, &len);
+    char *p = text;
+    for (int i = 0; i < n; i++) {
+        line_with_crc(want, sizeof(want), lines[i]);
+        char *nl = strchr(p, '\n');
+        ck_assert_ptr_nonnull(nl);
+        *nl = '\0';
+        ck_assert_str_eq(p, want);
+        p = nl + 1;
+    }
+    ck_assert_str_eq(p, "");
+    free(text);
+}
+
+START_TEST(test_round_trip_sessions)
+{
+    char dir[128], err[256], path[256];
+    struct raft_entry es[] = {
+        entry(1, RAFT_ENTRY_NOOP, NULL, 0, NULL, 0),
+        entry(2, RAFT_ENTRY_REGISTER, NULL, 0, NULL, 0),
+        session_entry(set_entry(2, "my key", "v"), 2, 1),
+        session_entry(entry(2, RAFT_ENTRY_DELETE, "my key", 6, NULL, 0), 2, 2),
+        set_entry(3, "no session", "x"),
+        session_entry(set_entry(3, "k", "seq=1 client=2"), UINT64_MAX, UINT64_MAX),
+        session_entry(entry(3, RAFT_ENTRY_DELETE, "", 0, NULL, 0), 7, 0),
+    };
+    const char *lines[] = {
+        "1 1 noop",
+        "2 2 register",
+        "3 2 set \"my key\" \"v\" client=2 seq=1",
+        "4 2 delete \"my key\" client=2 seq=2",
+        "5 3 set \"no session\" \"x\"",
+        "6 3 set \"k\" \"seq=1 client=2\" client=18446744073709551615 seq=18446744073709551615",
+        "7 3 delete \"\" client=7 seq=0",
+    };
+    int n = (int)(sizeof(es) / sizeof(es[0]));
+    struct storage_loaded ld;
+    new_dir(dir, sizeof(dir));
+    struct storage *s = open_ok(dir, &ld, err, sizeof(err));
+    append_ok(s, 1, es, (uint32_t)n);
+    storage_close(s);
+    storage_loaded_free(&ld);
+    path_of(path, sizeof(path), dir, "_log.txt");
+    assert_log_lines(path, lines, n);
+
+    s = open_ok(dir, &ld, err, sizeof(err));
+    ck_assert_uint_eq(ld.n_entries, (raft_index_t)n);
+    for (int i = 0; i < n; i++)
+        assert_entry_eq(&ld.entries[i], &es[i]);
+    storage_loaded_free(&ld);
+    storage_close(s);
+    free_entries(es, n);
+    remove_dir(dir);
+}
+END_TEST
+
+/* A log written before sessions existed loads, with client_id = seq = 0, and new
+ * lines with session fields can follow it. */
+START_TEST(test_old_format_lines_load)
+{
+    char dir[128], err[256], path[256], line[512];
+    const char *old[] = { "1 1 noop", "2 1 set \"a\" \"b\"", "3 2 delete \"a\"" };
+    new_dir(dir, sizeof(dir));
+    path_of(path, sizeof(path), dir, "_log.txt");
+    for (int i = 0; i < 3; i++) {
+        line_with_crc(line, sizeof(line) - 1, old[i]);
+        strcat(line, "\n");
+        write_file(path, "ab", line, strlen(line));
+    }
+    struct storage_loaded ld;
+    struct storage *s = open_ok(dir, &ld, err, sizeof(err));
+    ck_assert_uint_eq(ld.n_entries, 3);
+    ck_assert_int_eq(ld.dropped_torn_tail, 0);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_uint_eq(ld.entries[i].client_id, 0);
+        ck_assert_uint_eq(ld.entries[i].seq, 0);
+    }
+    ck_assert_uint_eq(ld.entries[1].type, RAFT_ENTRY_SET);
+    ck_assert_str_eq(ld.entries[1].val, "b");
+    ck_assert_uint_eq(ld.entries[2].type, RAFT_ENTRY_DELETE);
+    struct raft_entry more[] = {
+        entry(2, RAFT_ENTRY_REGISTER, NULL, 0, NULL, 0),
+        session_entry(set_entry(2, "a", "c"), 4, 1),
+    };
+    append_ok(s, 4, more, 2);
+    storage_loaded_free(&ld);
+    storage_close(s);
+
+    s = open_ok(dir, &ld, err, sizeof(err));
+    ck_assert_uint_eq(ld.n_entries, 5);
+    assert_entry_eq(&ld.entries[3], &more[0]);
+    assert_entry_eq(&ld.entries[4], &more[1]);
+    ck_assert_uint_eq(ld.entries[1].client_id, 0);
+    storage_loaded_free(&ld);
+    storage_close(s);
+    free_entries(more, 2);
     remove_dir(dir);
 }
 END_TEST
@@ -486,6 +602,17 @@ START_TEST(test_checksummed_bad_lines_are_corrupt)
         { { "1 1 noop", "02 1 noop", "3 1 noop" }, ":2: bad index" },
         { { "1 1 noop", "2 1 set \"\xc3\xa9\" \"b\"", "3 1 noop" }, ":2: raw control" },
         /* a checksummed last line was written whole: bad content is not a torn write */
+        /* session fields: both, in this order, decimal, nothing after them */
+        { { "1 1 noop", "2 1 set \"a\" \"b\" client=1", "3 1 noop" }, ":2: unexpected text" },
+        { { "1 1 noop", "2 1 set \"a\" \"b\" seq=1 client=1", "3 1 noop" },
+          ":2: unexpected text" },
+        { { "1 1 noop", "2 1 delete \"a\" client=x seq=1", "3 1 noop" }, ":2: unexpected text" },
+        { { "1 1 noop", "2 1 delete \"a\" client=01 seq=1", "3 1 noop" },
+          ":2: unexpected text" },
+        { { "1 1 noop", "2 1 delete \"a\" client=1 seq=2 x", "3 1 noop" },
+          ":2: unexpected text after the session fields" },
+        { { "1 1 noop", "2 1 delete \"a\" client=1  seq=2", "3 1 noop" }, ":2: unexpected text" },
+        { { "1 1 noop", "2 1 register \"a\"", "3 1 noop" }, ":2: unexpected text" },
         { { "1 1 noop", "2 1 noop", "5 1 noop" }, ":3: index 5 where 3 was expected" },
         { { "1 1 noop", "2 3 noop", "3 2 noop" }, ":3: term 2 is lower" },
     };
@@ -497,7 +624,8 @@ START_TEST(test_checksummed_bad_lines_are_corrupt)
         ck_assert_msg(rc == RK_ERR_CORRUPT, "case %zu: rc %d %s", i, rc, err);
         ck_assert_msg(strstr(err, cases[i].want) != NULL, "case %zu: %s", i, err);
     }
-    const char *good[] = { "1 1 noop", "2 1 set \"\\x41\\\"\" \"\"", "3 4 delete \"A\"" };
+    const char *good[] = { "1 1 noop", "2 1 set \"\\x41\\\"\" \"\"",
+                           "3 4 delete \"A\" client=2 seq=9" };
     ck_assert_int_eq(open_handmade(dir, good, 3, err, sizeof(err), &ld), RK_OK);
     remove_dir(dir);
 }
@@ -691,6 +819,8 @@ static Suite *storage_suite(void)
     tcase_add_test(log, test_fresh_server);
     tcase_add_test(log, test_round_trip_binary);
     tcase_add_test(log, test_file_is_readable_text);
+    tcase_add_test(log, test_round_trip_sessions);
+    tcase_add_test(log, test_old_format_lines_load);
     tcase_add_test(log, test_truncate_append_reopen);
     tcase_add_test(log, test_append_rejects_bad_batches);
     tcase_add_test(log, test_torn_tail_without_newline);

@@ -1,12 +1,14 @@
 /* server/kv/kv.c - the key-value state machine (Raft paper §2, §5.3: every server applies
  * the same committed entries in the same order): a chained hash map, FNV-1a hashed,
- * doubling its bucket count whenever it holds more keys than buckets. */
+ * doubling its bucket count whenever it holds more keys than buckets; and kv_apply, which
+ * puts client commands through their sessions (sessions.c, Raft thesis §6.3). */
 #include "kv.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/errors.h"
+#include "sessions.h"
 
 #define KV_INITIAL_BUCKETS 16
 
@@ -23,6 +25,8 @@ struct kv {
     struct kv_node **buckets;
     size_t n_buckets;   /* a power of two */
     size_t count;
+    struct kv_sessions *sessions;
+    raft_index_t last_applied;
 };
 
 /* 64-bit FNV-1a. */
@@ -64,24 +68,31 @@ static char *copy_bytes(const char *bytes, uint32_t len)
     return copy;
 }
 
-struct kv *kv_new(void)
+struct kv *kv_new_with_max_sessions(uint32_t max_sessions)
 {
     struct kv *kv = calloc(1, sizeof(*kv));
     if (kv == NULL)
         return NULL;
     kv->buckets = calloc(KV_INITIAL_BUCKETS, sizeof(*kv->buckets));
-    if (kv->buckets == NULL) {
-        free(kv);
+    kv->sessions = kv_sessions_new(max_sessions);
+    if (kv->buckets == NULL || kv->sessions == NULL) {
+        kv_free(kv);
         return NULL;
     }
     kv->n_buckets = KV_INITIAL_BUCKETS;
     return kv;
 }
 
+struct kv *kv_new(void)
+{
+    return kv_new_with_max_sessions(KV_MAX_SESSIONS);
+}
+
 void kv_free(struct kv *kv)
 {
     if (kv == NULL)
         return;
+    kv_sessions_free(kv->sessions);
     for (size_t i = 0; i < kv->n_buckets; i++) {
         struct kv_node *n = kv->buckets[i];
         while (n != NULL) {
@@ -186,18 +197,106 @@ size_t kv_count(const struct kv *kv)
     return kv->count;
 }
 
-/* Applies one committed entry (Raft paper §5.3: in log order, once per index). */
-int kv_apply(struct kv *kv, const struct raft_entry *e)
+/* A client command without a session: SET or DELETE on the map. */
+static int apply_command(struct kv *kv, const struct raft_entry *e)
+{
+    if (e->type == RAFT_ENTRY_SET) {
+        int rc = kv_set(kv, e->key, e->key_len, e->val, e->val_len);
+        return rc == RK_OK ? KV_APPLIED : rc;
+    }
+    return kv_delete(kv, e->key, e->key_len) ? KV_APPLIED : KV_ABSENT;
+}
+
+/* Raft thesis §6.3: a command of a session is applied at most once. The state machine
+ * keeps each session's last seq and result and answers a duplicate from that record. */
+static int apply_in_session(struct kv *kv, raft_index_t index, const struct raft_entry *e)
+{
+    struct kv_session *s = kv_sessions_find(kv->sessions, e->client_id);
+    if (s == NULL)
+        return KV_SESSION_EXPIRED;
+    kv_sessions_touch(kv->sessions, s, index);
+    if (e->seq == s->last_seq && s->last_seq != 0)
+        return s->last_result;
+    if (e->seq <= s->last_seq)
+        return KV_STALE;
+    int rc = apply_command(kv, e);
+    if (rc < 0)
+        return rc;
+    s->last_seq = e->seq;
+    s->last_result = rc;
+    return rc;
+}
+
+static int apply_entry(struct kv *kv, raft_index_t index, const struct raft_entry *e)
 {
     switch (e->type) {
     case RAFT_ENTRY_NOOP:
         return KV_APPLIED;
-    case RAFT_ENTRY_SET: {
-        int rc = kv_set(kv, e->key, e->key_len, e->val, e->val_len);
+    case RAFT_ENTRY_REGISTER: { /* thesis §6.3: the client id is the entry's index */
+        int rc = kv_sessions_open(kv->sessions, index, index);
         return rc == RK_OK ? KV_APPLIED : rc;
     }
+    case RAFT_ENTRY_SET:
     case RAFT_ENTRY_DELETE:
-        return kv_delete(kv, e->key, e->key_len) ? KV_APPLIED : KV_ABSENT;
+        if (e->client_id == 0)
+            return apply_command(kv, e);
+        return apply_in_session(kv, index, e);
     }
     return RK_ERR_INVAL;
+}
+
+/* Applies one committed entry (Raft paper §5.3: in log order, once per index). */
+int kv_apply(struct kv *kv, raft_index_t index, const struct raft_entry *e)
+{
+    if (index != kv->last_applied + 1)
+        return RK_ERR_INVAL;
+    int rc = apply_entry(kv, index, e);
+    if (rc > 0)
+        kv->last_applied = index;
+    return rc;
+}
+
+raft_index_t kv_last_applied(const struct kv *kv)
+{
+    return kv->last_applied;
+}
+
+bool kv_session_get(const struct kv *kv, uint64_t client_id, struct kv_session_info *out)
+{
+    const struct kv_session *s = kv_sessions_find(kv->sessions, client_id);
+    if (s == NULL)
+        return false;
+    out->last_seq = s->last_seq;
+    out->last_result = s->last_result;
+    out->last_use = s->last_use;
+    return true;
+}
+
+size_t kv_session_count(const struct kv *kv)
+{
+    return kv_sessions_count(kv->sessions);
+}
+
+/* splitmix64's finalizer: spreads each part before the parts are summed. */
+static uint64_t mix(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+/* Sums of mixed per-item hashes: independent of bucket order and table size. */
+uint64_t kv_digest(const struct kv *kv)
+{
+    uint64_t sum = mix(kv->last_applied) + mix(kv->count ^ 0x6b76ULL);
+    for (size_t i = 0; i < kv->n_buckets; i++)
+        for (const struct kv_node *n = kv->buckets[i]; n != NULL; n = n->next)
+            sum += mix(n->hash ^ mix(hash_key(n->val, n->val_len) + n->val_len));
+    const struct kv_session *s = NULL;
+    while ((s = kv_sessions_next(kv->sessions, s)) != NULL)
+        sum += mix(mix(mix(s->id) ^ s->last_seq) ^ ((uint64_t)s->last_result << 56) ^
+                   s->last_use);
+    return sum;
 }

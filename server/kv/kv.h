@@ -1,5 +1,6 @@
 /* server/kv/kv.h - the key-value state machine: a hash map from byte-string keys to
- * byte-string values, changed only by applying committed log entries in order. */
+ * byte-string values plus the client sessions that make writes exactly-once (Raft thesis
+ * §6.3), changed only by applying committed log entries in order. */
 #ifndef RK_KV_H
 #define RK_KV_H
 
@@ -11,7 +12,15 @@
 
 struct kv;
 
+/* Client sessions (Raft thesis §6.3): at most this many are kept; applying a REGISTER
+ * when the table is full drops the least recently used one. Expiry must be decided the
+ * same way on every server, so this is a compile-time constant, not a server option. */
+#define KV_MAX_SESSIONS 4096u
+
+/* A map with the KV_MAX_SESSIONS bound. NULL when out of memory. */
 struct kv *kv_new(void);
+/* The same with another bound (>= 1); for tests. */
+struct kv *kv_new_with_max_sessions(uint32_t max_sessions);
 void kv_free(struct kv *kv);
 /* Copies key and value. RK_OK or RK_ERR_NOMEM. */
 int kv_set(struct kv *kv, const char *key, uint32_t key_len, const char *val, uint32_t val_len);
@@ -21,9 +30,35 @@ bool kv_delete(struct kv *kv, const char *key, uint32_t key_len);
 const char *kv_get(const struct kv *kv, const char *key, uint32_t key_len, uint32_t *val_len);
 size_t kv_count(const struct kv *kv);
 
-/* What applying one entry did: for SET always KV_APPLIED; for DELETE KV_APPLIED if the
- * key existed, else KV_ABSENT; for NOOP KV_APPLIED. RK_ERR_NOMEM on allocation failure. */
-enum { KV_APPLIED = 1, KV_ABSENT = 2 };
-int kv_apply(struct kv *kv, const struct raft_entry *e);
+/* What applying one entry did (a positive code; errors are negative RK_ERR_*):
+ *   NOOP, REGISTER, SET: KV_APPLIED; DELETE: KV_APPLIED if the key existed, else KV_ABSENT.
+ * A SET/DELETE with client_id != 0 goes through its session first:
+ *   no such session (never opened, or expired)  -> KV_SESSION_EXPIRED, not applied;
+ *   seq == the session's last seq (a duplicate) -> that command's recorded result, not
+ *                                                  applied again;
+ *   seq below it, or 0                          -> KV_STALE, not applied;
+ *   seq above it                                -> applied and recorded.
+ * A REGISTER opens the session whose client id is the entry's index. */
+enum { KV_APPLIED = 1, KV_ABSENT = 2, KV_SESSION_EXPIRED = 3, KV_STALE = 4 };
+
+/* Applies the committed entry at index (Raft paper §5.3: in log order, once each), which
+ * must be kv_last_applied() + 1. Returns a KV_* code, or RK_ERR_INVAL (unknown type, or
+ * an index out of order: nothing changes) or RK_ERR_NOMEM. */
+int kv_apply(struct kv *kv, raft_index_t index, const struct raft_entry *e);
+raft_index_t kv_last_applied(const struct kv *kv);
+
+/* A client session as the state machine holds it. */
+struct kv_session_info {
+    uint64_t last_seq;        /* 0: no command applied yet */
+    int last_result;          /* KV_APPLIED or KV_ABSENT of that command (0: none) */
+    raft_index_t last_use;    /* index of the session's last entry (REGISTER included) */
+};
+/* True and *out filled if client_id has an open session. */
+bool kv_session_get(const struct kv *kv, uint64_t client_id, struct kv_session_info *out);
+size_t kv_session_count(const struct kv *kv);
+
+/* A digest of the whole state (keys, values, sessions, last applied index), independent
+ * of allocation and hashing history: equal states give equal digests. */
+uint64_t kv_digest(const struct kv *kv);
 
 #endif

@@ -142,7 +142,7 @@ static bool client_frame(struct conn *c, const uint8_t *payload, size_t len,
     }
     struct proto_client_req req;
     int rc = proto_decode_client_req(payload, len, &req);
-    if (rc != RK_OK && len >= 2 && (payload[1] < PROTO_OP_GET || payload[1] > PROTO_OP_STATUS))
+    if (rc != RK_OK && len >= 2 && (payload[1] < PROTO_OP_GET || payload[1] > PROTO_OP_REGISTER))
         return node_client_error(out, "unknown command") == RK_OK;
     if (rc != RK_OK) {
         snprintf(reason, REASON_LEN, "bad client request: %s", rk_strerror(rc));

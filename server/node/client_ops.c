@@ -1,6 +1,7 @@
-/* server/node/client_ops.c - client commands: SET/DELETE go through the log and answer once
- * applied; GET uses ReadIndex (Raft thesis §6.4); STATUS answers from any role; a follower
- * redirects to the leader (Raft paper §8). */
+/* server/node/client_ops.c - client commands: SET/DELETE and REGISTER go through the log
+ * and answer once applied, SET/DELETE within their client session (Raft thesis §6.3);
+ * GET uses ReadIndex (thesis §6.4); STATUS answers from any role; a follower redirects
+ * to the leader (Raft paper §8). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -80,6 +81,14 @@ static int wait_for(struct node *n, struct node_waiter *w)
     return n->shutdown ? RK_ERR_SHUTDOWN : RK_ERR_TIMEOUT;
 }
 
+/* REGISTER: the new session's client id is the index of its entry (thesis §6.3). */
+static int reply_client_id(struct proto_buf *out, raft_index_t index)
+{
+    char body[PROTO_CLIENT_ID_MAX_DIGITS + 1];
+    int len = proto_format_client_id(index, body);
+    return reply(out, PROTO_ST_VALUE, body, (uint32_t)len);
+}
+
 static int write_result(struct proto_buf *out, uint8_t op, int wait_rc,
                         const struct node_waiter *w)
 {
@@ -89,20 +98,47 @@ static int write_result(struct proto_buf *out, uint8_t op, int wait_rc,
         return node_client_error(out, "server shutting down, outcome unknown");
     if (w->result != RK_OK)
         return node_client_error(out, rk_strerror(w->result));
-    if (op == PROTO_OP_DELETE && w->kv_result == KV_ABSENT)
+    switch (w->kv_result) {
+    case KV_SESSION_EXPIRED:
+        return node_client_error(out, PROTO_ERR_SESSION_EXPIRED);
+    case KV_STALE:
+        return node_client_error(out, "stale request: this session already applied a "
+                                      "later command");
+    case KV_ABSENT:
         return reply(out, PROTO_ST_NIL, NULL, 0);
+    }
+    if (op == PROTO_OP_REGISTER)
+        return reply_client_id(out, w->index);
     return reply(out, PROTO_ST_OK, NULL, 0);
+}
+
+/* The log entry for a write request: SET/DELETE with their session, or a REGISTER. */
+static struct raft_entry command_of(const struct proto_client_req *req)
+{
+    struct raft_entry cmd = { .key = "", .val = "" };
+    if (req->op == PROTO_OP_REGISTER) {
+        cmd.type = RAFT_ENTRY_REGISTER;
+        return cmd;
+    }
+    cmd.type = req->op == PROTO_OP_SET ? RAFT_ENTRY_SET : RAFT_ENTRY_DELETE;
+    cmd.key = (char *)req->key;
+    cmd.key_len = req->key_len;
+    if (req->op == PROTO_OP_SET) {
+        cmd.val = (char *)req->val;
+        cmd.val_len = req->val_len;
+    }
+    cmd.client_id = req->client_id;
+    cmd.seq = req->seq;
+    return cmd;
 }
 
 /* Under mu, as leader: append the command, answer once it is applied (Raft paper §8). */
 static int do_write(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
 {
-    bool is_set = req->op == PROTO_OP_SET;
+    struct raft_entry cmd = command_of(req);
     raft_index_t index = 0;
     raft_term_t term = 0;
-    int rc = raft_propose(n->raft, is_set ? RAFT_ENTRY_SET : RAFT_ENTRY_DELETE, req->key,
-                          req->key_len, is_set ? req->val : NULL, is_set ? req->val_len : 0,
-                          &index, &term);
+    int rc = raft_propose_entry(n->raft, &cmd, &index, &term);
     struct node_waiter w = { .kind = NODE_WAIT_WRITE, .index = index, .term = term };
     if (rc == RK_OK)
         node_waiter_add(n, &w); /* before after_step, so no completion is missed */
@@ -149,9 +185,9 @@ static int do_get(struct node *n, const struct proto_client_req *req, struct pro
 /* A reason the request is invalid, or NULL. */
 static const char *invalid_reason(const struct proto_client_req *req)
 {
-    if (req->op < PROTO_OP_GET || req->op > PROTO_OP_STATUS)
+    if (req->op < PROTO_OP_GET || req->op > PROTO_OP_REGISTER)
         return "unknown command";
-    if (req->op == PROTO_OP_STATUS)
+    if (req->op == PROTO_OP_STATUS || req->op == PROTO_OP_REGISTER)
         return NULL;
     if (req->key_len == 0)
         return "empty key";
@@ -159,6 +195,8 @@ static const char *invalid_reason(const struct proto_client_req *req)
         return "key too long";
     if (req->val_len > PROTO_MAX_VALUE)
         return "value too long";
+    if (req->op != PROTO_OP_GET && req->client_id != 0 && req->seq == 0)
+        return "bad sequence number 0 (a session numbers its commands from 1)";
     return NULL;
 }
 

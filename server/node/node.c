@@ -133,7 +133,7 @@ static void apply_committed(struct node *n)
         const struct raft_entry *e = raft_entry_at(n->raft, n->applied + 1);
         if (e == NULL)
             node_fatal(n, "committed entry %" PRIu64 " missing from the log", n->applied + 1);
-        int rc = kv_apply(n->kv, e);
+        int rc = kv_apply(n->kv, n->applied + 1, e);
         if (rc < 0)
             node_fatal(n, "cannot apply entry %" PRIu64 ": %s", n->applied + 1, rk_strerror(rc));
         n->applied++;

@@ -31,7 +31,8 @@ struct node_waiter {
     bool answered;       /* read: the ReadIndex answer arrived (ok) */
     bool done;           /* the result below is final */
     int result;          /* RK_OK, RK_ERR_LOST (write), RK_ERR_NOTLEADER (read) */
-    int kv_result;       /* write: KV_APPLIED or KV_ABSENT */
+    int kv_result;       /* write: what kv_apply returned (KV_APPLIED, KV_ABSENT,
+                            KV_SESSION_EXPIRED, KV_STALE) */
 };
 
 /* One encoded batch of frames for a peer. */

@@ -203,17 +203,24 @@ static void put_quoted(struct buf *b, const char *bytes, uint32_t len)
     b->len = (size_t)(out - b->data);
 }
 
-/* Appends one whole line "INDEX TERM CMD [\"key\" [\"value\"]] CRC\n". */
+static bool has_key(uint8_t type)
+{
+    return type == RAFT_ENTRY_SET || type == RAFT_ENTRY_DELETE;
+}
+
+/* Appends one whole line
+ * "INDEX TERM CMD [\"key\" [\"value\"]] [client=ID seq=N] CRC\n"; the session fields
+ * (Raft thesis §6.3) only when the entry has them. */
 static int encode_line(struct buf *b, raft_index_t index, const struct raft_entry *e)
 {
-    size_t key_len = e->type == RAFT_ENTRY_NOOP ? 0 : e->key_len;
+    size_t key_len = has_key(e->type) ? e->key_len : 0;
     size_t val_len = e->type == RAFT_ENTRY_SET ? e->val_len : 0;
-    if (buf_reserve(b, 80 + 4 * key_len + 4 * val_len) != RK_OK)
+    if (buf_reserve(b, 128 + 4 * key_len + 4 * val_len) != RK_OK)
         return RK_ERR_NOMEM;
     size_t start = b->len;
     buf_printf(b, "%" PRIu64 " %" PRIu64 " %s", index, e->term,
                raft_entry_type_name(e->type));
-    if (e->type != RAFT_ENTRY_NOOP) {
+    if (has_key(e->type)) {
         b->data[b->len++] = ' ';
         put_quoted(b, e->key, e->key_len);
     }
@@ -221,6 +228,8 @@ static int encode_line(struct buf *b, raft_index_t index, const struct raft_entr
         b->data[b->len++] = ' ';
         put_quoted(b, e->val, e->val_len);
     }
+    if (e->client_id != 0 || e->seq != 0)
+        buf_printf(b, " client=%" PRIu64 " seq=%" PRIu64, e->client_id, e->seq);
     uint32_t crc = crc32_update(0, b->data + start, b->len - start);
     buf_printf(b, " %08" PRIx32 "\n", crc);
     return RK_OK;
@@ -358,7 +367,8 @@ static int unquote(const char **pp, const char *end, char *out, uint32_t *out_le
 
 static int parse_command(const char **pp, const char *end, uint8_t *type)
 {
-    static const uint8_t types[] = { RAFT_ENTRY_NOOP, RAFT_ENTRY_SET, RAFT_ENTRY_DELETE };
+    static const uint8_t types[] = { RAFT_ENTRY_NOOP, RAFT_ENTRY_SET, RAFT_ENTRY_DELETE,
+                                     RAFT_ENTRY_REGISTER };
     const char *word_end = memchr(*pp, ' ', (size_t)(end - *pp));
     if (word_end == NULL)
         word_end = end;
@@ -429,14 +439,42 @@ static enum line_status parse_index_term(const char **pp, const char *end,
     return LINE_OK;
 }
 
-/* Parses the key and value that follow the command, decoding into buf. */
+/* Parses "WORD=N" at *pp (after the caller's space). */
+static int parse_named_u64(const char **pp, const char *end, const char *word, uint64_t *out)
+{
+    size_t n = strlen(word);
+    if ((size_t)(end - *pp) <= n || memcmp(*pp, word, n) != 0 || (*pp)[n] != '=')
+        return -1;
+    *pp += n + 1;
+    return parse_u64(pp, end, out);
+}
+
+/* The optional " client=ID seq=N" after the arguments (absent in older logs). */
+static enum line_status parse_session(const char **pp, const char *end, struct raft_entry *e,
+                                      struct line_ctx *ctx)
+{
+    e->client_id = 0;
+    e->seq = 0;
+    if (*pp == end)
+        return LINE_OK;
+    if (*(*pp)++ != ' ' || parse_named_u64(pp, end, "client", &e->client_id) != 0 ||
+        *pp >= end || *(*pp)++ != ' ' || parse_named_u64(pp, end, "seq", &e->seq) != 0)
+        return bad_line(ctx, "unexpected text after the last field (expected "
+                             "\"client=ID seq=N\" or the checksum)");
+    if (*pp != end)
+        return bad_line(ctx, "unexpected text after the session fields");
+    return LINE_OK;
+}
+
+/* Parses the key and value that follow the command, decoding into buf, then the
+ * session fields. */
 static enum line_status parse_args(const char **pp, const char *end, uint8_t type,
                                    char *buf, struct raft_entry *e, struct line_ctx *ctx)
 {
     const char *why = NULL;
     uint32_t key_len = 0, val_len = 0;
     char *val = buf + 1;
-    if (type != RAFT_ENTRY_NOOP) {
+    if (has_key(type)) {
         if (*pp >= end || *(*pp)++ != ' ' || unquote(pp, end, buf, &key_len, &why) != 0)
             return bad_line(ctx, why ? why : "expected a key after the command");
         val = buf + key_len + 1;
@@ -445,8 +483,9 @@ static enum line_status parse_args(const char **pp, const char *end, uint8_t typ
         if (*pp >= end || *(*pp)++ != ' ' || unquote(pp, end, val, &val_len, &why) != 0)
             return bad_line(ctx, why ? why : "expected a value after the key");
     }
-    if (*pp != end)
-        return bad_line(ctx, "unexpected text after the last field");
+    enum line_status st = parse_session(pp, end, e, ctx);
+    if (st != LINE_OK)
+        return st;
     buf[key_len] = '\0';
     val[val_len] = '\0';
     e->type = type;
@@ -471,7 +510,7 @@ static enum line_status parse_line(const char *line, size_t len, struct raft_ent
     if (st != LINE_OK)
         return st;
     if (parse_command(&p, end, &type) != 0)
-        return bad_line(ctx, "unknown command (expected noop, set or delete)");
+        return bad_line(ctx, "unknown command (expected noop, set, delete or register)");
     char *buf = malloc((size_t)(end - p) + 2);
     if (buf == NULL)
         return LINE_NOMEM;
