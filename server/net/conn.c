@@ -102,16 +102,32 @@ static int decode_peer_frame(const uint8_t *payload, size_t len, struct raft_msg
     return rc;
 }
 
+/* The peer's connection closed or was reset: most likely its process died. If it was
+ * our leader, the core elects sooner (issue: fast failover; pre-vote keeps a false alarm
+ * harmless). */
+static void peer_gone(struct node *n, int peer)
+{
+    pthread_mutex_lock(&n->mu);
+    if (!n->shutdown) {
+        raft_peer_disconnected(n->raft, node_now_ms(), peer);
+        node_after_step(n);
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
 static void peer_loop(struct conn *c, int peer)
 {
     char reason[REASON_LEN];
     for (;;) {
         uint8_t *payload;
         size_t len;
-        if (read_frame(c, &payload, &len, reason) != RK_OK)
+        int rc = read_frame(c, &payload, &len, reason);
+        if (rc == RK_ERR_CLOSED || rc == RK_ERR_IO)
+            peer_gone(c->node, peer);
+        if (rc != RK_OK)
             break;
         struct raft_msg m;
-        int rc = decode_peer_frame(payload, len, &m, reason);
+        rc = decode_peer_frame(payload, len, &m, reason);
         free(payload);
         if (rc != RK_OK)
             break;

@@ -112,6 +112,23 @@ static int write_result(struct proto_buf *out, uint8_t op, int wait_rc,
     return reply(out, PROTO_ST_OK, NULL, 0);
 }
 
+/* Whether the write may or may not have taken effect: we lost leadership, or gave up
+ * waiting, before its entry was applied. */
+static bool outcome_unknown(int wait_rc, const struct node_waiter *w)
+{
+    return wait_rc == RK_ERR_TIMEOUT || wait_rc == RK_ERR_SHUTDOWN ||
+           (wait_rc == RK_OK && w->result == RK_ERR_LOST);
+}
+
+/* A write in a client session is answered from the session record if it was applied
+ * already (thesis §6.3), so the client may simply send it again, to the next leader: we
+ * answer with a redirect, which the client follows with the same sequence number. A
+ * second REGISTER is harmless too. A write with no session gets "outcome unknown". */
+static bool retry_is_safe(const struct proto_client_req *req)
+{
+    return req->op == PROTO_OP_REGISTER || req->client_id != 0;
+}
+
 /* The log entry for a write request: SET/DELETE with their session, or a REGISTER. */
 static struct raft_entry command_of(const struct proto_client_req *req)
 {
@@ -149,6 +166,8 @@ static int do_write(struct node *n, const struct proto_client_req *req, struct p
         return node_client_error(out, rk_strerror(rc));
     int wait_rc = wait_for(n, &w);
     node_waiter_remove(n, &w);
+    if (outcome_unknown(wait_rc, &w) && retry_is_safe(req))
+        return reply_redirect(n, out);
     return write_result(out, req->op, wait_rc, &w);
 }
 
@@ -173,12 +192,11 @@ static int do_get(struct node *n, const struct proto_client_req *req, struct pro
     node_waiter_remove(n, &w);
     if (wait_rc == RK_OK && w.result == RK_OK)
         return reply_value(n, req, out);
-    if (rc == RK_ERR_NOTLEADER || (wait_rc == RK_OK && w.result == RK_ERR_NOTLEADER))
+    /* A read changes nothing, so whatever went wrong, the client may try the leader
+     * (or whoever is leader next) again. */
+    if (rc == RK_ERR_NOTLEADER || wait_rc == RK_ERR_TIMEOUT || wait_rc == RK_ERR_SHUTDOWN ||
+        (wait_rc == RK_OK && w.result == RK_ERR_NOTLEADER))
         return reply_redirect(n, out);
-    if (wait_rc == RK_ERR_TIMEOUT)
-        return node_client_error(out, "timed out confirming leadership for the read");
-    if (wait_rc == RK_ERR_SHUTDOWN)
-        return node_client_error(out, "server shutting down");
     return node_client_error(out, rk_strerror(wait_rc != RK_OK ? wait_rc : w.result));
 }
 

@@ -1,7 +1,7 @@
 /* server/node/io_thread.c - the log writer: takes the core's Ready batches, makes them
  * durable (hard state, truncation, entries, fdatasync) WITHOUT the lock, then hands the
- * messages to the replicators and reports the batch done. Whatever accumulates during one
- * fsync goes into the next batch (group commit). */
+ * messages that waited on that to the replicators and reports the batch done. Whatever
+ * accumulates during one fsync goes into the next batch (group commit). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,36 +39,9 @@ static void persist(struct node *n, const struct raft_ready *rd, const char *vot
         persist_failed(n, err);
 }
 
-/* Encodes the messages into one buffer per destination (bufs has reg.n slots). */
-static void encode_msgs(struct node *n, const struct raft_ready *rd, struct proto_buf *bufs)
-{
-    for (uint32_t i = 0; i < rd->n_msgs; i++) {
-        const struct raft_msg *m = &rd->msgs[i];
-        if (m->to < 0 || m->to >= n->reg.n || m->to == n->self)
-            continue;
-        int rc = proto_encode_raft_msg(&bufs[m->to], m);
-        if (rc != RK_OK)
-            node_log(n, "dropping a %s message to %s: %s", raft_msg_type_name(m->type),
-                     node_name_of(n, m->to), rk_strerror(rc));
-    }
-}
-
-/* Under the lock: queue each non-empty buffer on its replicator (which takes it). */
-static void push_frames(struct node *n, struct proto_buf *bufs)
-{
-    for (int i = 0; i < n->reg.n; i++) {
-        if (bufs[i].len == 0) {
-            proto_buf_free(&bufs[i]);
-            continue;
-        }
-        node_replicator_push(&n->peers[i], bufs[i].data, bufs[i].len);
-        memset(&bufs[i], 0, sizeof(bufs[i]));
-    }
-}
-
-/* One batch: take under the lock, persist and encode outside it, report under it.
- * Entered and left with the lock held. */
-static void run_batch(struct node *n, struct proto_buf *bufs)
+/* One batch: take under the lock, persist outside it, then under it hand over the
+ * messages and report the batch durable. Entered and left with the lock held. */
+static void run_batch(struct node *n)
 {
     struct raft_ready rd;
     int rc = raft_ready_take(n->raft, &rd);
@@ -79,10 +52,10 @@ static void run_batch(struct node *n, struct proto_buf *bufs)
     pthread_mutex_unlock(&n->mu);
 
     persist(n, &rd, vote);
-    encode_msgs(n, &rd, bufs);
 
     pthread_mutex_lock(&n->mu);
-    push_frames(n, bufs);
+    for (uint32_t i = 0; i < rd.n_msgs; i++)
+        node_replicator_push(n, &rd.msgs[i]);
     raft_ready_done(n->raft, node_now_ms(), &rd);
     node_after_step(n);
     pthread_mutex_unlock(&n->mu);
@@ -93,19 +66,15 @@ static void run_batch(struct node *n, struct proto_buf *bufs)
 static void *io_main(void *arg)
 {
     struct node *n = arg;
-    struct proto_buf *bufs = calloc((size_t)n->reg.n, sizeof(*bufs));
-    if (bufs == NULL)
-        node_fatal(n, "io thread: out of memory");
     pthread_mutex_lock(&n->mu);
     for (;;) {
         while (!n->shutdown && !raft_has_ready(n->raft))
             pthread_cond_wait(&n->io_cond, &n->mu);
         if (n->shutdown)
             break;
-        run_batch(n, bufs);
+        run_batch(n);
     }
     pthread_mutex_unlock(&n->mu);
-    free(bufs);
     return NULL;
 }
 

@@ -219,8 +219,20 @@ static void notice_role_change(struct node *n)
     n->seen_leader = leader;
 }
 
+/* Messages that need nothing persisted first (a leader's appends) go to the replicators
+ * now, so the followers write while our own fsync runs (Raft thesis §10.2.1). */
+static void send_early_messages(struct node *n)
+{
+    struct raft_msg *msgs = NULL;
+    uint32_t count = raft_take_early_msgs(n->raft, &msgs);
+    for (uint32_t i = 0; i < count; i++)
+        node_replicator_push(n, &msgs[i]);
+    free(msgs);
+}
+
 void node_after_step(struct node *n)
 {
+    send_early_messages(n);
     apply_committed(n);
     take_reads(n);
     finish_ready_reads(n);

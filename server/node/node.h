@@ -35,11 +35,11 @@ struct node_waiter {
                             KV_SESSION_EXPIRED, KV_STALE) */
 };
 
-/* One encoded batch of frames for a peer. */
+/* One queued message for a peer; the replicator encodes it outside the lock. */
 struct node_frame {
     struct node_frame *next;
-    uint8_t *data;
-    size_t len;
+    struct raft_msg msg;  /* owns its entries */
+    size_t size;          /* approximate encoded size, for the queue bound */
 };
 
 /* The outgoing side of one peer: a queue filled by the io thread, drained by the
@@ -130,8 +130,9 @@ int node_timer_start(struct node *n);
 
 /* --- replicator.c --- */
 int node_replicator_start(struct node_peer *p);
-/* Under mu: queues an encoded batch (takes ownership of data) and signals the peer. */
-void node_replicator_push(struct node_peer *p, uint8_t *data, size_t len);
+/* Under mu: queues m for its destination (m->to) and signals that replicator. Takes
+ * ownership of m's entries (m is left with none). */
+void node_replicator_push(struct node *n, struct raft_msg *m);
 
 /* --- client_ops.c --- */
 /* Handles one client request and appends one CLIENT_RESP frame to out.

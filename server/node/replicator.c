@@ -1,6 +1,7 @@
 /* server/node/replicator.c - one thread per peer that owns the outgoing TCP connection:
- * takes the whole frame queue under the lock, sends it without the lock, reconnects
- * lazily with a short backoff. Lost frames are fine: Raft retries (Raft paper §5.3). */
+ * takes the whole message queue under the lock, encodes and sends it without the lock
+ * (one write per batch), reconnects lazily with a short backoff. Lost messages are fine:
+ * Raft retries (Raft paper §5.3). */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -31,33 +32,48 @@ static void free_frames(struct node_frame *f)
 {
     while (f != NULL) {
         struct node_frame *next = f->next;
-        free(f->data);
+        raft_msg_free_entries(&f->msg);
         free(f);
         f = next;
     }
 }
 
-void node_replicator_push(struct node_peer *p, uint8_t *data, size_t len)
+static size_t msg_size(const struct raft_msg *m)
 {
+    size_t size = 96;
+    for (uint32_t i = 0; i < m->n_entries; i++)
+        size += 64 + m->entries[i].key_len + m->entries[i].val_len;
+    return size;
+}
+
+void node_replicator_push(struct node *n, struct raft_msg *m)
+{
+    if (m->to < 0 || m->to >= n->reg.n || m->to == n->self) {
+        raft_msg_free_entries(m);
+        return;
+    }
+    struct node_peer *p = &n->peers[m->to];
     struct node_frame *f = malloc(sizeof(*f));
     if (f == NULL) {
-        free(data); /* dropped like a lost packet */
+        raft_msg_free_entries(m); /* dropped like a lost packet */
         return;
     }
     f->next = NULL;
-    f->data = data;
-    f->len = len;
+    f->msg = *m;
+    f->size = msg_size(m);
+    m->entries = NULL;
+    m->n_entries = 0;
     if (p->tail != NULL)
         p->tail->next = f;
     else
         p->head = f;
     p->tail = f;
-    p->queued_bytes += len;
-    /* Bounded: past the limit drop the oldest frames (newer ones supersede them). */
+    p->queued_bytes += f->size;
+    /* Bounded: past the limit drop the oldest messages (newer ones supersede them). */
     while (p->queued_bytes > NODE_PEER_QUEUE_MAX && p->head != f) {
         struct node_frame *old = p->head;
         p->head = old->next;
-        p->queued_bytes -= old->len;
+        p->queued_bytes -= old->size;
         p->dropped_frames++;
         old->next = NULL;
         free_frames(old);
@@ -131,24 +147,38 @@ static bool link_stale(const struct link *l)
     return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-/* Sends a batch, connecting first if needed. Without the lock. false on failure. */
-static bool send_batch(struct node_peer *p, struct link *l, const struct node_frame *batch)
+/* Encodes the batch into buf (reused between batches). A message that cannot be
+ * encoded is dropped, like a lost packet. */
+static void encode_batch(struct node_peer *p, const struct node_frame *batch,
+                         struct proto_buf *buf)
 {
+    buf->len = 0;
+    for (const struct node_frame *f = batch; f != NULL; f = f->next) {
+        int rc = proto_encode_raft_msg(buf, &f->msg);
+        if (rc != RK_OK)
+            node_log(p->node, "dropping a %s message to %s: %s",
+                     raft_msg_type_name(f->msg.type), peer_addr(p)->name, rk_strerror(rc));
+    }
+}
+
+/* Sends the encoded batch, connecting first if needed. Without the lock. false on
+ * failure. */
+static bool send_batch(struct node_peer *p, struct link *l, const struct proto_buf *buf)
+{
+    if (buf->len == 0)
+        return true;
     if (l->fd >= 0 && link_stale(l)) {
         close(l->fd);
         l->fd = -1;
     }
     if (l->fd < 0 && link_connect(p, l) != RK_OK)
         return false;
-    for (const struct node_frame *f = batch; f != NULL; f = f->next) {
-        int rc = net_write_full(l->fd, f->data, f->len);
-        if (rc != RK_OK) {
-            char buf[NET_ERR_LEN];
-            int e = errno;
-            link_down(p, l,
-                      rc == RK_ERR_TIMEOUT ? "send timed out" : strerror_r(e, buf, sizeof(buf)));
-            return false;
-        }
+    int rc = net_write_full(l->fd, buf->data, buf->len);
+    if (rc != RK_OK) {
+        char err[NET_ERR_LEN];
+        int e = errno;
+        link_down(p, l, rc == RK_ERR_TIMEOUT ? "send timed out" : strerror_r(e, err, sizeof(err)));
+        return false;
     }
     return true;
 }
@@ -170,6 +200,7 @@ static void *replicator_main(void *arg)
     struct link l = { .fd = -1, .state = LINK_NEW,
                       .seed = (unsigned)(node_now_ms() + (uint64_t)p->id) };
     uint64_t reported_drops = 0;
+    struct proto_buf buf = { 0 };
     pthread_mutex_lock(&n->mu);
     while (!n->shutdown) {
         if (p->head == NULL) {
@@ -186,8 +217,9 @@ static void *replicator_main(void *arg)
             node_log(n, "dropped %llu batches for %s: queue over %u MiB",
                      (unsigned long long)dropped,
                      peer_addr(p)->name, NODE_PEER_QUEUE_MAX >> 20);
-        bool ok = send_batch(p, &l, batch);
+        encode_batch(p, batch, &buf);
         free_frames(batch);
+        bool ok = send_batch(p, &l, &buf);
         pthread_mutex_lock(&n->mu);
         if (!ok)
             backoff(p, &l);
@@ -195,6 +227,7 @@ static void *replicator_main(void *arg)
     free_frames(p->head);
     p->head = p->tail = NULL;
     pthread_mutex_unlock(&n->mu);
+    proto_buf_free(&buf);
     if (l.fd >= 0)
         close(l.fd);
     return NULL;
