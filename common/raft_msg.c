@@ -64,6 +64,9 @@ void raft_msg_free_entries(struct raft_msg *m)
     free(m->entries);
     m->entries = NULL;
     m->n_entries = 0;
+    free(m->snap_data);
+    m->snap_data = NULL;
+    m->snap_len = 0;
 }
 
 int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src)
@@ -71,6 +74,15 @@ int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src)
     *dst = *src;
     dst->entries = NULL;
     dst->n_entries = 0;
+    dst->snap_data = NULL;
+    dst->snap_len = 0;
+    if (src->snap_len > 0) {
+        dst->snap_data = malloc(src->snap_len);
+        if (dst->snap_data == NULL)
+            return RK_ERR_NOMEM;
+        memcpy(dst->snap_data, src->snap_data, src->snap_len);
+        dst->snap_len = src->snap_len;
+    }
     if (src->n_entries == 0)
         return RK_OK;
     dst->entries = calloc(src->n_entries, sizeof(*dst->entries));
@@ -95,6 +107,8 @@ const char *raft_msg_type_name(uint8_t type)
     case RAFT_MSG_APPEND_RESP: return "append_resp";
     case RAFT_MSG_PREVOTE: return "prevote";
     case RAFT_MSG_PREVOTE_RESP: return "prevote_resp";
+    case RAFT_MSG_SNAPSHOT: return "snapshot";
+    case RAFT_MSG_SNAPSHOT_RESP: return "snapshot_resp";
     }
     return "unknown";
 }

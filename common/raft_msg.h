@@ -48,6 +48,8 @@ enum raft_msg_type {
     RAFT_MSG_PREVOTE = 5,      /* Raft thesis §9.6: "would you vote for me in term T?";
                                   same fields as VOTE, term = the proposed term */
     RAFT_MSG_PREVOTE_RESP = 6, /* same fields as VOTE_RESP */
+    RAFT_MSG_SNAPSHOT = 7,     /* InstallSnapshot RPC, Raft paper Figure 13: one chunk */
+    RAFT_MSG_SNAPSHOT_RESP = 8,
 };
 
 /* A peer message. Fields not used by a type are zero. */
@@ -81,13 +83,27 @@ struct raft_msg {
 
     /* RAFT_MSG_APPEND and RAFT_MSG_APPEND_RESP: heartbeat round, echoed (ReadIndex) */
     uint64_t read_ctx;
+
+    /* RAFT_MSG_SNAPSHOT (Figure 13) and RAFT_MSG_SNAPSHOT_RESP */
+    raft_index_t snap_index;   /* lastIncludedIndex of the snapshot being sent */
+    raft_term_t snap_term;     /* lastIncludedTerm */
+    uint64_t snap_offset;      /* SNAPSHOT: byte offset of this chunk;
+                                  SNAPSHOT_RESP: the next offset the follower expects */
+    uint32_t snap_len;         /* SNAPSHOT: bytes in snap_data */
+    uint8_t *snap_data;        /* SNAPSHOT: the chunk; owned by the message. The core
+                                  sends it NULL: whoever encodes the message reads the
+                                  chunk from the snapshot named by snap_index */
+    bool snap_done;            /* SNAPSHOT: the last chunk (set with the data) */
+    /* SNAPSHOT_RESP: success = installed (match_index = snap_index, or the follower's
+     * commit index if it already had everything); otherwise still receiving. */
 };
 
-/* Frees m->entries and each entry in it (for messages that own their entries). */
+/* Frees m->entries and each entry in it, and m->snap_data (for messages that own them). */
 void raft_msg_free_entries(struct raft_msg *m);
 /* Deep copy, entries included. Returns RK_OK or RK_ERR_NOMEM. */
 int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src);
-/* "vote", "vote_resp", "append", "append_resp", "prevote", "prevote_resp" or "unknown". */
+/* "vote", "vote_resp", "append", "append_resp", "prevote", "prevote_resp", "snapshot",
+ * "snapshot_resp" or "unknown". */
 const char *raft_msg_type_name(uint8_t type);
 
 #endif

@@ -2212,6 +2212,276 @@ START_TEST(test_failed_candidate_prevotes_again)
 }
 END_TEST
 
+/* ================= snapshots and InstallSnapshot (§7, Figure 13) ================= */
+
+#define IMAGE_LEN 25   /* the fake snapshot image the tests "store" */
+#define CHUNK_LEN 10   /* so it takes three chunks */
+
+/* Plays the caller's part for a leader's SNAPSHOT message: fills in the chunk of a fake
+ * image at the message's offset, as the real replicator reads it from the file. */
+static void fill_chunk(struct raft_msg *m, const uint8_t *image)
+{
+    uint64_t left = IMAGE_LEN - m->snap_offset;
+    m->snap_len = (uint32_t)(left < CHUNK_LEN ? left : CHUNK_LEN);
+    m->snap_data = malloc(m->snap_len);
+    ck_assert_ptr_nonnull(m->snap_data);
+    memcpy(m->snap_data, image + m->snap_offset, m->snap_len);
+    m->snap_done = m->snap_offset + m->snap_len == IMAGE_LEN;
+}
+
+/* A leader of term 2 whose log 1..30 is committed everywhere but compacted up to 20
+ * (its snapshot), and a follower with `follower` as its log. */
+static void snap_pair(struct cluster *c, const struct run *follower, int n_runs)
+{
+    memset(c, 0, sizeof(*c));
+    c->n = 2;
+    struct run lead_log[] = { { 30, 1 } };
+    struct raft_config cfg = test_cfg(0, 2);
+    c->node[0] = new_core(&cfg, 2, 0, lead_log, 1, 0);
+    cfg = test_cfg(1, 2);
+    c->node[1] = new_core(&cfg, 2, 0, follower, n_runs, 0);
+    struct raft *l = c->node[0];
+    c->now = EL_MAX;
+    /* Make node 0 leader of term 3 by hand: node 1 grants the vote. */
+    raft_tick(l, c->now);
+    struct raft_ready rd;
+    take(l, &rd);
+    done_free(l, c->now, &rd);
+    struct raft_msg grant = mk_vote_resp(1, 0, 3, true);
+    raft_step(l, c->now, &grant);
+    ck_assert_role(l, RAFT_LEADER);
+    drain(l, c->now);
+    raft_snapshot_saved(l, 20, 1);
+    raft_compact(l, 20);
+    ck_assert_uint_eq(raft_first_index(l), 21);
+}
+
+/* Shuttles messages between the pair, filling snapshot chunks; returns the number of
+ * SNAPSHOT messages the leader sent. Installs (ok or not, per `verify`) when asked. */
+static int snap_shuttle(struct cluster *c, const uint8_t *image, bool verify, int rounds)
+{
+    int chunks_sent = 0;
+    c->now += HB; /* a heartbeat starts it: the follower's log is too short */
+    raft_tick(c->node[0], c->now);
+    for (int round = 0; round < rounds; round++) {
+        bool any = false;
+        for (int i = 0; i < 2; i++) {
+            struct raft *r = c->node[i];
+            if (!raft_has_ready(r))
+                continue;
+            any = true;
+            struct raft_ready rd;
+            take(r, &rd);
+            for (uint32_t k = 0; k < rd.n_snap_chunks; k++) {
+                struct raft_snap_chunk *ch = &rd.snap_chunks[k];
+                ck_assert_int_eq(memcmp(ch->data, image + ch->offset, ch->len), 0);
+                if (ch->done) { /* as the io thread: verify and install, then done */
+                    bool load = raft_snapshot_installed(r, c->now, ch->index, ch->term, verify);
+                    ck_assert(load == verify);
+                    verify = true; /* a retried transfer verifies */
+                }
+            }
+            raft_ready_done(r, c->now, &rd);
+            for (uint32_t k = 0; k < rd.n_msgs; k++) {
+                struct raft_msg m = rd.msgs[k];
+                m.from = i;
+                if (m.type == RAFT_MSG_SNAPSHOT) {
+                    chunks_sent++;
+                    fill_chunk(&m, image);
+                }
+                raft_step(c->node[m.to], c->now, &m);
+                if (m.type == RAFT_MSG_SNAPSHOT)
+                    free(m.snap_data);
+            }
+            raft_ready_free(&rd);
+        }
+        if (!any)
+            break;
+    }
+    return chunks_sent;
+}
+
+static uint8_t test_image[IMAGE_LEN];
+
+START_TEST(test_compact_keeps_terms_and_appends)
+{
+    struct run log[] = { { 10, 1 }, { 5, 2 } };
+    uint64_t now = 0;
+    struct raft *r = mk_leader(3, 3, log, 2, &now);
+    raft_index_t last = raft_last_index(r);
+    raft_compact(r, 12);                      /* no snapshot saved yet: nothing dropped */
+    ck_assert_uint_eq(raft_first_index(r), 1);
+    raft_snapshot_saved(r, 12, 2);
+    raft_compact(r, 14);                      /* clamped to the snapshot */
+    ck_assert_uint_eq(raft_first_index(r), 13);
+    ck_assert_ptr_null(raft_entry_at(r, 12));
+    ck_assert_uint_eq(raft_entry_at(r, 13)->term, 2);
+    ck_assert_uint_eq(raft_last_index(r), last);
+    raft_index_t idx = 0;
+    raft_term_t term = 0;
+    ck_assert_int_eq(raft_propose(r, RAFT_ENTRY_SET, "k", 1, "v", 1, &idx, &term), RK_OK);
+    ck_assert_uint_eq(idx, last + 1);
+    raft_free(r);
+}
+END_TEST
+
+START_TEST(test_new_from_snapshot)
+{
+    struct raft_config cfg = test_cfg(0, 3);
+    struct raft_entry *e = calloc(2, sizeof(*e));
+    init_entry(&e[0], 4, 101);
+    init_entry(&e[1], 4, 102);
+    struct raft *r = raft_new_from_snapshot(&cfg, 100, 3, 4, RAFT_NO_NODE, e, 2, 0);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(raft_commit_index(r), 100);
+    ck_assert_uint_eq(raft_first_index(r), 101);
+    ck_assert_uint_eq(raft_last_index(r), 102);
+    ck_assert_uint_eq(raft_snapshot_index(r), 100);
+    /* A vote request is judged by the log's real last entry. */
+    struct raft_msg v = mk_vote(1, 0, 5, 102, 4);
+    struct raft_ready rd;
+    step_take(r, 10, &v, &rd);
+    ck_assert(must_find(&rd, RAFT_MSG_VOTE_RESP, 1)->vote_granted);
+    done_free(r, 10, &rd);
+    raft_free(r);
+}
+END_TEST
+
+START_TEST(test_install_snapshot_empty_follower)
+{
+    for (int i = 0; i < IMAGE_LEN; i++)
+        test_image[i] = (uint8_t)(i * 7 + 1);
+    struct cluster c;
+    snap_pair(&c, NULL, 0);
+    int chunks = snap_shuttle(&c, test_image, true, 200);
+    ck_assert_int_eq(chunks, 3); /* 25 bytes in chunks of 10, no resends */
+    struct raft *f = c.node[1];
+    ck_assert_uint_eq(raft_snapshot_index(f), 20);
+    ck_assert_uint_eq(raft_first_index(f), 21);
+    /* Then the entries after the snapshot, and the leader's no-op. */
+    ck_assert_uint_eq(raft_last_index(f), raft_last_index(c.node[0]));
+    ck_assert_uint_eq(raft_peer_match(c.node[0], 1), raft_last_index(c.node[0]));
+    cluster_free(&c);
+}
+END_TEST
+
+START_TEST(test_install_snapshot_bad_image_restarts)
+{
+    struct cluster c;
+    snap_pair(&c, NULL, 0);
+    int chunks = snap_shuttle(&c, test_image, false, 200); /* first install fails */
+    ck_assert_int_eq(chunks, 6);                           /* sent twice over */
+    ck_assert_uint_eq(raft_snapshot_index(c.node[1]), 20);
+    ck_assert_uint_eq(raft_last_index(c.node[1]), raft_last_index(c.node[0]));
+    cluster_free(&c);
+}
+END_TEST
+
+START_TEST(test_install_snapshot_keeps_matching_suffix)
+{
+    /* Figure 13 step 6: the follower holds entry 20 with the snapshot's term, and more. */
+    struct run flog[] = { { 25, 1 } };
+    struct raft_config cfg = test_cfg(1, 2);
+    struct raft *f = new_core(&cfg, 2, RAFT_NO_NODE, flog, 1, 0);
+    struct raft_msg m = { .type = RAFT_MSG_SNAPSHOT, .from = 0, .to = 1, .term = 2,
+                          .snap_index = 20, .snap_term = 1 };
+    fill_chunk(&m, test_image);
+    m.snap_offset = 0;
+    m.snap_done = true; /* one chunk will do here */
+    raft_step(f, 10, &m);
+    free(m.snap_data);
+    struct raft_ready rd;
+    take(f, &rd);
+    ck_assert_uint_eq(rd.n_snap_chunks, 1);
+    done_free(f, 10, &rd);
+    ck_assert(raft_snapshot_installed(f, 10, 20, 1, true));
+    take(f, &rd);
+    ck_assert_uint_eq(rd.reset_log_to, 0);    /* the log is kept */
+    const struct raft_msg *resp = must_find(&rd, RAFT_MSG_SNAPSHOT_RESP, 0);
+    ck_assert(resp->success);
+    ck_assert_uint_eq(resp->match_index, 20);
+    done_free(f, 10, &rd);
+    ck_assert_uint_eq(raft_last_index(f), 25);
+    ck_assert_uint_eq(raft_commit_index(f), 20);
+    raft_free(f);
+}
+END_TEST
+
+START_TEST(test_install_snapshot_discards_conflicting_log)
+{
+    /* Figure 13 step 7: entry 20 has another term: the whole log goes. */
+    struct run flog[] = { { 15, 1 }, { 10, 2 } };
+    struct raft_config cfg = test_cfg(1, 2);
+    struct raft *f = new_core(&cfg, 3, RAFT_NO_NODE, flog, 2, 0);
+    struct raft_msg m = { .type = RAFT_MSG_SNAPSHOT, .from = 0, .to = 1, .term = 3,
+                          .snap_index = 20, .snap_term = 3 };
+    fill_chunk(&m, test_image);
+    m.snap_done = true;
+    raft_step(f, 10, &m);
+    free(m.snap_data);
+    drain(f, 10);
+    ck_assert(raft_snapshot_installed(f, 10, 20, 3, true));
+    struct raft_ready rd;
+    take(f, &rd);
+    ck_assert_uint_eq(rd.reset_log_to, 20);
+    done_free(f, 10, &rd);
+    ck_assert_uint_eq(raft_last_index(f), 20);
+    ck_assert_uint_eq(raft_last_term(f), 3);
+    ck_assert_uint_eq(raft_commit_index(f), 20);
+    raft_free(f);
+}
+END_TEST
+
+START_TEST(test_snapshot_chunks_in_order_only)
+{
+    struct raft_config cfg = test_cfg(1, 2);
+    struct raft *f = new_core(&cfg, 2, RAFT_NO_NODE, NULL, 0, 0);
+    struct raft_msg m = { .type = RAFT_MSG_SNAPSHOT, .from = 0, .to = 1, .term = 2,
+                          .snap_index = 20, .snap_term = 1, .snap_offset = 10 };
+    fill_chunk(&m, test_image);
+    struct raft_ready rd;
+    step_take(f, 10, &m, &rd); /* no transfer started: must begin at 0 */
+    ck_assert_uint_eq(rd.n_snap_chunks, 0);
+    ck_assert_uint_eq(must_find(&rd, RAFT_MSG_SNAPSHOT_RESP, 0)->snap_offset, 0);
+    done_free(f, 10, &rd);
+    free(m.snap_data);
+    m.snap_offset = 0;
+    fill_chunk(&m, test_image);
+    step_take(f, 10, &m, &rd);
+    ck_assert_uint_eq(rd.n_snap_chunks, 1);
+    ck_assert_uint_eq(must_find(&rd, RAFT_MSG_SNAPSHOT_RESP, 0)->snap_offset, CHUNK_LEN);
+    done_free(f, 10, &rd);
+    step_take(f, 10, &m, &rd); /* a duplicate of chunk 0: not written twice */
+    ck_assert_uint_eq(rd.n_snap_chunks, 0);
+    ck_assert_uint_eq(must_find(&rd, RAFT_MSG_SNAPSHOT_RESP, 0)->snap_offset, CHUNK_LEN);
+    done_free(f, 10, &rd);
+    free(m.snap_data);
+    raft_free(f);
+}
+END_TEST
+
+START_TEST(test_snapshot_older_than_commit_answered_at_once)
+{
+    struct run flog[] = { { 30, 1 } };
+    struct raft_config cfg = test_cfg(1, 2);
+    struct raft *f = new_core(&cfg, 2, RAFT_NO_NODE, flog, 1, 0);
+    struct raft_msg hb = mk_append(0, 1, 2, 30, 1, 30, NULL, 0); /* commit 30 */
+    raft_step(f, 5, &hb);
+    drain(f, 5);
+    ck_assert_uint_eq(raft_commit_index(f), 30);
+    struct raft_msg m = { .type = RAFT_MSG_SNAPSHOT, .from = 0, .to = 1, .term = 2,
+                          .snap_index = 20, .snap_term = 1 };
+    struct raft_ready rd;
+    step_take(f, 10, &m, &rd);
+    ck_assert_uint_eq(rd.n_snap_chunks, 0);
+    const struct raft_msg *resp = must_find(&rd, RAFT_MSG_SNAPSHOT_RESP, 0);
+    ck_assert(resp->success);
+    ck_assert_uint_eq(resp->match_index, 30);
+    done_free(f, 10, &rd);
+    raft_free(f);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
     Suite *s = suite_create("core");
@@ -2282,6 +2552,18 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_check_quorum_ignores_vote_in_lease);
     tcase_add_test(tc, test_leader_disconnect_elects_sooner);
     tcase_add_test(tc, test_failed_candidate_prevotes_again);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("snapshot");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_compact_keeps_terms_and_appends);
+    tcase_add_test(tc, test_new_from_snapshot);
+    tcase_add_test(tc, test_install_snapshot_empty_follower);
+    tcase_add_test(tc, test_install_snapshot_bad_image_restarts);
+    tcase_add_test(tc, test_install_snapshot_keeps_matching_suffix);
+    tcase_add_test(tc, test_install_snapshot_discards_conflicting_log);
+    tcase_add_test(tc, test_snapshot_chunks_in_order_only);
+    tcase_add_test(tc, test_snapshot_older_than_commit_answered_at_once);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -126,11 +126,11 @@ void raft_become_leader(struct raft *r)
     for (int i = 0; i < r->cfg.n_nodes; i++) {
         struct raft_progress *pr = &r->progress[i];
         memset(pr, 0, sizeof(*pr));
-        pr->next = r->log.n + 1;
+        pr->next = r->log.last + 1;
         pr->state = RAFT_PROBE;
     }
     raft_notice(r, "won the election with a log of %llu entries",
-                (unsigned long long)r->log.n);
+                (unsigned long long)r->log.last);
     struct raft_entry noop = { .term = r->term, .type = RAFT_ENTRY_NOOP };
     if (raft_log_append_copy(&r->log, &noop) != RK_OK)
         raft_notice(r, "out of memory appending the leader's no-op");
@@ -154,6 +154,14 @@ static bool config_valid(const struct raft_config *cfg)
 struct raft *raft_new(const struct raft_config *cfg, raft_term_t term, int voted_for,
                       struct raft_entry *entries, raft_index_t n_entries, uint64_t now_ms)
 {
+    return raft_new_from_snapshot(cfg, 0, 0, term, voted_for, entries, n_entries, now_ms);
+}
+
+struct raft *raft_new_from_snapshot(const struct raft_config *cfg, raft_index_t snap_index,
+                                    raft_term_t snap_term, raft_term_t term, int voted_for,
+                                    struct raft_entry *entries, raft_index_t n_entries,
+                                    uint64_t now_ms)
+{
     if (!config_valid(cfg) || voted_for < RAFT_NO_NODE || voted_for >= cfg->n_nodes)
         return NULL;
     struct raft *r = calloc(1, sizeof(*r));
@@ -168,7 +176,10 @@ struct raft *raft_new(const struct raft_config *cfg, raft_term_t term, int voted
     r->voted_for = voted_for;
     r->durable_term = term;
     r->durable_vote = voted_for;
-    raft_log_init(&r->log, entries, n_entries);
+    raft_log_init(&r->log, snap_index, snap_term, entries, n_entries);
+    r->commit = snap_index; /* a snapshot holds only committed entries */
+    r->snap_index = snap_index;
+    r->snap_term = snap_term;
     r->role = RAFT_FOLLOWER;
     r->leader = RAFT_NO_NODE;
     r->now = now_ms;
@@ -199,6 +210,8 @@ void raft_free(struct raft *r)
     free(r->outbox);
     free(r->reads);
     free(r->done_reads);
+    snapshot_free_chunks(r);
+    free(r->chunks);
     raft_log_free(&r->log);
     free(r);
 }
@@ -274,6 +287,8 @@ void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
     case RAFT_MSG_APPEND_RESP: replication_recv_append_resp(r, m); break;
     case RAFT_MSG_PREVOTE: election_recv_prevote(r, m); break;
     case RAFT_MSG_PREVOTE_RESP: election_recv_prevote_resp(r, m); break;
+    case RAFT_MSG_SNAPSHOT: snapshot_recv(r, m); break;
+    case RAFT_MSG_SNAPSHOT_RESP: snapshot_recv_resp(r, m); break;
     default: break;
     }
 }
@@ -295,7 +310,7 @@ int raft_propose_entry(struct raft *r, const struct raft_entry *cmd, raft_index_
         raft_entry_free(&e);
         return rc;
     }
-    *index = r->log.n;
+    *index = r->log.last;
     *term = r->term;
     replication_broadcast(r);
     replication_maybe_commit(r);
@@ -352,15 +367,16 @@ uint32_t raft_take_early_msgs(struct raft *r, struct raft_msg **msgs)
 bool raft_has_ready(const struct raft *r)
 {
     return r->hard_state_dirty || r->log.truncate_from != 0 ||
-           r->log.unstable_from <= r->log.n || r->n_out > 0;
+           r->log.unstable_from <= r->log.last || r->n_out > 0 || r->n_chunks > 0 ||
+           r->reset_log_to != 0;
 }
 
 static int ready_copy_entries(struct raft *r, struct raft_ready *rd)
 {
     raft_index_t from = r->log.unstable_from;
-    if (from > r->log.n)
+    if (from > r->log.last)
         return RK_OK;
-    raft_index_t n = r->log.n - from + 1;
+    raft_index_t n = r->log.last - from + 1;
     rd->entries = calloc(n, sizeof(*rd->entries));
     if (rd->entries == NULL)
         return RK_ERR_NOMEM;
@@ -388,9 +404,15 @@ int raft_ready_take(struct raft *r, struct raft_ready *rd)
     rd->n_msgs = r->n_out;
     r->outbox = NULL;
     r->n_out = r->cap_out = 0;
+    rd->snap_chunks = r->chunks;
+    rd->n_snap_chunks = r->n_chunks;
+    r->chunks = NULL;
+    r->n_chunks = r->cap_chunks = 0;
+    rd->reset_log_to = r->reset_log_to;
+    r->reset_log_to = 0;
     r->hard_state_dirty = false;
     r->log.truncate_from = 0;
-    r->log.unstable_from = r->log.n + 1;
+    r->log.unstable_from = r->log.last + 1;
     return RK_OK;
 }
 
@@ -425,6 +447,9 @@ void raft_ready_free(struct raft_ready *rd)
     for (uint32_t i = 0; i < rd->n_msgs; i++)
         raft_msg_free_entries(&rd->msgs[i]);
     free(rd->msgs);
+    for (uint32_t i = 0; i < rd->n_snap_chunks; i++)
+        free(rd->snap_chunks[i].data);
+    free(rd->snap_chunks);
     memset(rd, 0, sizeof(*rd));
 }
 
@@ -452,8 +477,8 @@ int raft_voted_for(const struct raft *r) { return r->voted_for; }
 int raft_leader(const struct raft *r) { return r->leader; }
 int raft_self(const struct raft *r) { return r->cfg.self; }
 raft_index_t raft_commit_index(const struct raft *r) { return r->commit; }
-raft_index_t raft_last_index(const struct raft *r) { return r->log.n; }
-raft_term_t raft_last_term(const struct raft *r) { return raft_log_term_at(&r->log, r->log.n); }
+raft_index_t raft_last_index(const struct raft *r) { return r->log.last; }
+raft_term_t raft_last_term(const struct raft *r) { return raft_log_term_at(&r->log, r->log.last); }
 raft_index_t raft_stable_index(const struct raft *r) { return r->log.stable; }
 
 const struct raft_entry *raft_entry_at(const struct raft *r, raft_index_t index)

@@ -17,8 +17,8 @@ static void vote_request(const struct raft *r, struct raft_msg *m, uint8_t type,
     m->type = type;
     m->to = peer;
     m->term = term;
-    m->last_log_index = r->log.n;
-    m->last_log_term = raft_log_term_at(&r->log, r->log.n);
+    m->last_log_index = r->log.last;
+    m->last_log_term = raft_log_term_at(&r->log, r->log.last);
 }
 
 /* Thesis §9.6: before raising its term, a server asks whether it could win. It changes
@@ -127,8 +127,8 @@ void election_start(struct raft *r)
 {
     raft_become_candidate(r);
     raft_notice(r, "starting an election (last index %llu, last term %llu)",
-                (unsigned long long)r->log.n,
-                (unsigned long long)raft_log_term_at(&r->log, r->log.n));
+                (unsigned long long)r->log.last,
+                (unsigned long long)raft_log_term_at(&r->log, r->log.last));
     for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
         if (peer == r->cfg.self)
             continue;
@@ -159,10 +159,10 @@ void election_check_quorum(struct raft *r)
 /* §5.4.1: the candidate's log is at least as up to date as ours. */
 static bool candidate_log_ok(const struct raft *r, const struct raft_msg *m)
 {
-    raft_term_t our_last_term = raft_log_term_at(&r->log, r->log.n);
+    raft_term_t our_last_term = raft_log_term_at(&r->log, r->log.last);
     if (m->last_log_term != our_last_term)
         return m->last_log_term > our_last_term;
-    return m->last_log_index >= r->log.n;
+    return m->last_log_index >= r->log.last;
 }
 
 /* Figure 2, RequestVote receiver. (A higher term was already adopted by raft_step.) */

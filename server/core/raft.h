@@ -55,6 +55,27 @@ struct raft_ready {
 
     uint32_t n_msgs;
     struct raft_msg *msgs;        /* msgs[i].to is the destination */
+
+    /* A follower receiving a snapshot (Figure 13): chunks to write, in order, to the
+     * incoming snapshot file; offset 0 starts a new file. After writing a chunk with
+     * done set, the caller verifies the whole file, makes it the node's snapshot and
+     * calls raft_snapshot_installed(). Done after the log steps above. */
+    uint32_t n_snap_chunks;
+    struct raft_snap_chunk *snap_chunks;
+
+    /* 0 = none; else, before anything else above, drop every stored log entry: the
+     * log restarts after a just-installed snapshot at index reset_log_to (Figure 13,
+     * step 7). Storage's next append is then at reset_log_to + 1. */
+    raft_index_t reset_log_to;
+};
+
+struct raft_snap_chunk {
+    raft_index_t index;  /* the snapshot's lastIncludedIndex ... */
+    raft_term_t term;    /* ... and lastIncludedTerm */
+    uint64_t offset;
+    uint32_t len;
+    uint8_t *data;       /* owned by the ready */
+    bool done;
 };
 
 /* A ReadIndex answer (Raft thesis §6.4): once applied >= index, a read for id may be
@@ -69,7 +90,34 @@ struct raft_read {
  * index 1; they are all durable). Returns NULL on bad config or out of memory. */
 struct raft *raft_new(const struct raft_config *cfg, raft_term_t term, int voted_for,
                       struct raft_entry *entries, raft_index_t n_entries, uint64_t now_ms);
+/* The same, after loading a snapshot whose last entry is (snap_index, snap_term):
+ * entries[0] is then index snap_index + 1, and the commit index starts at snap_index. */
+struct raft *raft_new_from_snapshot(const struct raft_config *cfg, raft_index_t snap_index,
+                                    raft_term_t snap_term, raft_term_t term, int voted_for,
+                                    struct raft_entry *entries, raft_index_t n_entries,
+                                    uint64_t now_ms);
 void raft_free(struct raft *r);
+
+/* ---- Snapshots and log compaction (Raft paper §7, Figure 13) ----
+ * The caller takes snapshots of its state machine; the core only learns that one is
+ * durable, drops log entries it covers, tells a leader to send it to followers that
+ * need compacted entries, and tells a follower to write and install one. */
+/* A snapshot of the state machine up to index (applied, so committed), whose entry has
+ * term, is durable. A leader sends it to a follower whose next entry is compacted. */
+void raft_snapshot_saved(struct raft *r, raft_index_t index, raft_term_t term);
+/* Drops in-memory entries up to index; clamped to the last saved snapshot and to the
+ * durable index. The caller compacts its own storage separately. */
+void raft_compact(struct raft *r, raft_index_t index);
+/* The caller wrote the final chunk of an incoming snapshot (index, term) and verified it
+ * (ok), or found it bad (!ok: the transfer restarts). On ok the core applies Figure 13
+ * steps 6-8: it keeps its log after index if its entry at index has term, else discards
+ * it (the next Ready has reset_log_to), and raises the commit index to index. Returns
+ * true if the caller must now load the state machine from this snapshot and set its
+ * applied index to index; false if the node is already past it (nothing to do). */
+bool raft_snapshot_installed(struct raft *r, uint64_t now_ms, raft_index_t index,
+                             raft_term_t term, bool ok);
+raft_index_t raft_snapshot_index(const struct raft *r); /* last saved/installed, or 0 */
+raft_index_t raft_first_index(const struct raft *r);    /* first entry still in memory */
 
 /* Time passes: election timeout (§5.2), heartbeats (§5.2). */
 void raft_tick(struct raft *r, uint64_t now_ms);
@@ -124,7 +172,7 @@ raft_index_t raft_commit_index(const struct raft *r);
 raft_index_t raft_last_index(const struct raft *r);
 raft_term_t raft_last_term(const struct raft *r);
 raft_index_t raft_stable_index(const struct raft *r); /* durable up to here */
-/* The entry at index (1 .. last), or NULL. Valid until the next call that changes the core. */
+/* The entry at index (first .. last), or NULL. Valid until the next call that changes the core. */
 const struct raft_entry *raft_entry_at(const struct raft *r, raft_index_t index);
 /* Leader's view of a peer: match index (0 if unknown or not leader). */
 raft_index_t raft_peer_match(const struct raft *r, int peer);

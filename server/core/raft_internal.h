@@ -8,18 +8,23 @@
 
 #define RAFT_MAX_NODES 64
 
-/* The in-memory log. entries[i] holds index i + 1. Indexes up to stable are durable;
- * those from unstable_from on have not yet been handed to the caller in a Ready. */
+/* The in-memory log. Entries up to offset are compacted into a snapshot (whose last
+ * entry has snap_term); entries[i] holds index offset + 1 + i, up to last. Indexes up to
+ * stable are durable; those from unstable_from on have not yet been handed to the
+ * caller in a Ready. */
 struct raft_log {
     struct raft_entry *entries;
-    raft_index_t n, cap;
+    raft_index_t cap;
+    raft_index_t offset;
+    raft_term_t snap_term;
+    raft_index_t last;
     raft_index_t stable;
     raft_index_t unstable_from;
     raft_index_t truncate_from; /* 0, or the lowest index dropped that storage may hold */
 };
 
 /* A leader's view of one follower (the PROBE/REPLICATE states of etcd-io/raft). */
-enum raft_progress_state { RAFT_PROBE = 0, RAFT_REPLICATE = 1 };
+enum raft_progress_state { RAFT_PROBE = 0, RAFT_REPLICATE = 1, RAFT_SNAPSHOT = 2 };
 
 struct raft_progress {
     raft_index_t next;   /* Figure 2, nextIndex */
@@ -27,6 +32,18 @@ struct raft_progress {
     enum raft_progress_state state;
     bool paused;         /* PROBE: one AppendEntries outstanding, wait for its reply */
     uint64_t acked_ctx;  /* highest heartbeat round (read_ctx) it answered this term */
+    raft_index_t snap_index; /* SNAPSHOT: the snapshot being sent ... */
+    uint64_t snap_offset;    /* ... and the next byte the follower expects */
+};
+
+/* A follower's snapshot being received from the leader (Figure 13). */
+struct raft_incoming_snapshot {
+    bool active;
+    bool installing;     /* the last chunk was handed out; waiting for the caller */
+    raft_index_t index;
+    raft_term_t term;
+    uint64_t next_offset;
+    int from;
 };
 
 struct raft_pending_read {
@@ -71,7 +88,15 @@ struct raft {
     struct raft_pending_read *reads;
     uint32_t n_reads, cap_reads;
 
+    /* Snapshots (§7): the last one saved or installed, and one being received. */
+    raft_index_t snap_index;
+    raft_term_t snap_term;
+    struct raft_incoming_snapshot incoming;
+
     /* Outputs waiting for the caller. */
+    struct raft_snap_chunk *chunks;
+    uint32_t n_chunks, cap_chunks;
+    raft_index_t reset_log_to;
     struct raft_msg *outbox;
     uint32_t n_out, cap_out;
     struct raft_read *done_reads;
@@ -79,7 +104,10 @@ struct raft {
 };
 
 /* log.c */
-void raft_log_init(struct raft_log *log, struct raft_entry *entries, raft_index_t n);
+void raft_log_init(struct raft_log *log, raft_index_t offset, raft_term_t snap_term,
+                   struct raft_entry *entries, raft_index_t n);
+void raft_log_compact(struct raft_log *log, raft_index_t index);
+void raft_log_reset(struct raft_log *log, raft_index_t offset, raft_term_t snap_term);
 void raft_log_free(struct raft_log *log);
 raft_term_t raft_log_term_at(const struct raft_log *log, raft_index_t index); /* 0 if none */
 const struct raft_entry *raft_log_get(const struct raft_log *log, raft_index_t index);
@@ -119,6 +147,14 @@ void replication_heartbeat(struct raft *r);
 void replication_maybe_commit(struct raft *r);
 void replication_recv_append(struct raft *r, const struct raft_msg *m);
 void replication_recv_append_resp(struct raft *r, const struct raft_msg *m);
+void replication_follow(struct raft *r, const struct raft_msg *m);
+void replication_accepted(struct raft *r, int peer, raft_index_t match);
+
+/* snapshot.c */
+void snapshot_send(struct raft *r, int peer);
+void snapshot_recv(struct raft *r, const struct raft_msg *m);
+void snapshot_recv_resp(struct raft *r, const struct raft_msg *m);
+void snapshot_free_chunks(struct raft *r);
 
 /* read_index.c */
 void read_index_on_ack(struct raft *r);

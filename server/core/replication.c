@@ -12,9 +12,9 @@
 /* Copies entries next.. into m, up to the count and byte caps; returns how many. */
 static uint32_t append_fill_entries(struct raft *r, struct raft_msg *m, raft_index_t next)
 {
-    if (next > r->log.n)
+    if (next > r->log.last)
         return 0;
-    raft_index_t avail = r->log.n - next + 1;
+    raft_index_t avail = r->log.last - next + 1;
     uint32_t max = r->cfg.max_append_entries;
     uint32_t n = avail < max ? (uint32_t)avail : max;
     m->entries = calloc(n, sizeof(*m->entries));
@@ -60,6 +60,10 @@ static void append_send_empty(struct raft *r, int peer)
 static void append_send_one(struct raft *r, int peer)
 {
     struct raft_progress *pr = &r->progress[peer];
+    if (pr->next <= r->log.offset) { /* §7: what it needs is compacted away */
+        snapshot_send(r, peer);
+        return;
+    }
     struct raft_msg m = append_header(r, peer);
     uint32_t n = append_fill_entries(r, &m, pr->next);
     if (pr->state == RAFT_REPLICATE)
@@ -82,13 +86,18 @@ static bool append_window_open(const struct raft *r, const struct raft_progress 
 void replication_send_append(struct raft *r, int peer)
 {
     struct raft_progress *pr = &r->progress[peer];
+    if (pr->state == RAFT_SNAPSHOT) {
+        if (!pr->paused)
+            snapshot_send(r, peer);
+        return;
+    }
     if (pr->state == RAFT_PROBE) {
         if (!pr->paused)
             append_send_one(r, peer);
         return;
     }
     for (int batches = 0; batches < REPLICATION_MAX_INFLIGHT_BATCHES; batches++) {
-        if (pr->next > r->log.n || !append_window_open(r, pr))
+        if (pr->next > r->log.last || !append_window_open(r, pr))
             break;
         append_send_one(r, peer);
     }
@@ -110,16 +119,16 @@ void replication_heartbeat(struct raft *r)
             continue;
         struct raft_progress *pr = &r->progress[peer];
         pr->paused = false;
-        if (pr->state == RAFT_REPLICATE && pr->next <= r->log.n && append_window_open(r, pr)) {
+        if (pr->state == RAFT_REPLICATE && pr->next <= r->log.last && append_window_open(r, pr)) {
             replication_send_append(r, peer);
             continue;
         }
         /* Exactly one message per beat, even with a full pipeline: if batches were lost
          * the follower rejects prev = next - 1, and we fall back to probing. */
-        if (pr->state == RAFT_REPLICATE)
+        if (pr->state == RAFT_REPLICATE && pr->next > r->log.offset)
             append_send_empty(r, peer);
         else
-            append_send_one(r, peer);
+            append_send_one(r, peer); /* a probe, or the current snapshot chunk again */
     }
 }
 
@@ -163,8 +172,8 @@ static void append_reply(struct raft *r, const struct raft_msg *m, struct raft_m
 static void append_reject_hint(const struct raft *r, const struct raft_msg *m,
                                struct raft_msg *resp)
 {
-    if (m->prev_log_index > r->log.n) {
-        resp->conflict_index = r->log.n + 1;
+    if (m->prev_log_index > r->log.last) {
+        resp->conflict_index = r->log.last + 1;
         resp->conflict_term = 0;
         return;
     }
@@ -181,7 +190,9 @@ static int append_merge(struct raft *r, const struct raft_msg *m)
     for (uint32_t i = 0; i < m->n_entries; i++) {
         raft_index_t index = m->prev_log_index + 1 + i;
         const struct raft_entry *e = &m->entries[i];
-        if (index <= r->log.n) {
+        if (index <= r->log.offset)
+            continue; /* in our snapshot: committed, so it matches */
+        if (index <= r->log.last) {
             if (raft_log_term_at(&r->log, index) == e->term)
                 continue;
             if (index <= r->commit) {
@@ -198,6 +209,16 @@ static int append_merge(struct raft *r, const struct raft_msg *m)
     return RK_OK;
 }
 
+/* A message from the leader of our term: follow it, and hold off elections (§5.2). */
+void replication_follow(struct raft *r, const struct raft_msg *m)
+{
+    if (r->role != RAFT_FOLLOWER || r->leader != m->from)
+        raft_become_follower(r, m->term, m->from);
+    r->pre_voting = false;
+    r->leader_contact = r->now;
+    raft_reset_election_timer(r);
+}
+
 /* Figure 2, AppendEntries receiver. (A higher term was already adopted by raft_step.) */
 void replication_recv_append(struct raft *r, const struct raft_msg *m)
 {
@@ -211,14 +232,10 @@ void replication_recv_append(struct raft *r, const struct raft_msg *m)
                     (unsigned long long)r->term, raft_node_name(r, m->from));
         return;
     }
-    if (r->role != RAFT_FOLLOWER || r->leader != m->from)
-        raft_become_follower(r, m->term, m->from);
-    r->pre_voting = false;
-    r->leader_contact = r->now;
-    raft_reset_election_timer(r);
-
-    bool prev_ok = m->prev_log_index == 0 ||
-                   (m->prev_log_index <= r->log.n &&
+    replication_follow(r, m);
+    /* Entries in our snapshot are committed, so they match the leader's. */
+    bool prev_ok = m->prev_log_index <= r->log.offset ||
+                   (m->prev_log_index <= r->log.last &&
                     raft_log_term_at(&r->log, m->prev_log_index) == m->prev_log_term);
     if (!prev_ok) { /* step 2 */
         append_reject_hint(r, m, &resp);
@@ -275,30 +292,35 @@ static void append_rejected(struct raft *r, int peer, const struct raft_msg *m)
         next = pr->match + 1;
     if (next < 1)
         next = 1;
-    if (r->log.n + 1 - next > r->cfg.max_append_entries)
+    if (r->log.last + 1 - next > r->cfg.max_append_entries)
         raft_notice(r, "catching up follower %s: probing from index %llu (leader last %llu)",
-                    raft_node_name(r, peer), (unsigned long long)next, (unsigned long long)r->log.n);
+                    raft_node_name(r, peer), (unsigned long long)next, (unsigned long long)r->log.last);
     pr->next = next;
     pr->state = RAFT_PROBE;
     pr->paused = false;
     replication_send_append(r, peer);
 }
 
-static void append_accepted(struct raft *r, int peer, const struct raft_msg *m)
+/* The follower's log matches ours up to match (an AppendEntries or snapshot reply). */
+void replication_accepted(struct raft *r, int peer, raft_index_t match)
 {
     struct raft_progress *pr = &r->progress[peer];
-    if (m->match_index > r->log.n)
+    if (match > r->log.last)
         return; /* cannot be: it matches entries we do not have */
-    if (m->match_index > pr->match)
-        pr->match = m->match_index;
+    if (match > pr->match)
+        pr->match = match;
     if (pr->next < pr->match + 1)
         pr->next = pr->match + 1;
-    if (pr->state == RAFT_PROBE && m->match_index + 1 >= pr->next) {
+    if (pr->state == RAFT_SNAPSHOT && pr->match >= r->log.offset) {
+        pr->state = RAFT_PROBE; /* it has what we compacted: back to entries */
+        pr->next = pr->match + 1;
+    }
+    if (pr->state == RAFT_PROBE && match + 1 >= pr->next) {
         pr->state = RAFT_REPLICATE; /* the probe found where our logs agree */
         pr->next = pr->match + 1;
-        if (r->log.n - pr->match > r->cfg.max_append_entries)
+        if (r->log.last - pr->match > r->cfg.max_append_entries)
             raft_notice(r, "catching up follower %s: %llu entries behind",
-                        raft_node_name(r, peer), (unsigned long long)(r->log.n - pr->match));
+                        raft_node_name(r, peer), (unsigned long long)(r->log.last - pr->match));
     }
     pr->paused = false;
     replication_maybe_commit(r);
@@ -313,8 +335,8 @@ void replication_recv_append_resp(struct raft *r, const struct raft_msg *m)
     if (m->read_ctx > pr->acked_ctx)
         pr->acked_ctx = m->read_ctx;
     if (m->success)
-        append_accepted(r, m->from, m);
-    else
+        replication_accepted(r, m->from, m->match_index);
+    else if (pr->state != RAFT_SNAPSHOT)
         append_rejected(r, m->from, m);
     read_index_on_ack(r);
 }
