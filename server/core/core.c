@@ -63,6 +63,22 @@ void raft_send(struct raft *r, struct raft_msg *m)
     r->outbox[r->n_out++] = *m;
 }
 
+/* Drops queued, unsent acknowledgments of entries from index on: those entries are being
+ * truncated before they were written, and Figure 2 says persist before responding. */
+void raft_drop_acks_from(struct raft *r, raft_index_t index)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < r->n_out; i++) {
+        struct raft_msg *m = &r->outbox[i];
+        if (m->type == RAFT_MSG_APPEND_RESP && m->success && m->match_index >= index) {
+            raft_msg_free_entries(m);
+            continue;
+        }
+        r->outbox[kept++] = *m;
+    }
+    r->n_out = kept;
+}
+
 /* §5.2: a randomized election timeout, uniform in [min, max). */
 void raft_reset_election_timer(struct raft *r)
 {

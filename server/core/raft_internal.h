@@ -123,6 +123,7 @@ int raft_majority(const struct raft *r);
 const char *raft_node_name(const struct raft *r, int id);
 void raft_notice(struct raft *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void raft_send(struct raft *r, struct raft_msg *m);  /* takes ownership of m->entries */
+void raft_drop_acks_from(struct raft *r, raft_index_t index);
 void raft_reset_election_timer(struct raft *r);
 void raft_election_soon(struct raft *r);
 void raft_become_follower(struct raft *r, raft_term_t term, int leader);

@@ -200,6 +200,7 @@ static int append_merge(struct raft *r, const struct raft_msg *m)
                             raft_node_name(r, m->from), (unsigned long long)index);
                 return RK_ERR_INVAL;
             }
+            raft_drop_acks_from(r, index);
             raft_log_truncate(&r->log, index);
         }
         int rc = raft_log_append_copy(&r->log, e);
@@ -224,7 +225,13 @@ void replication_recv_append(struct raft *r, const struct raft_msg *m)
 {
     struct raft_msg resp = { 0 };
     if (m->term < r->term) { /* step 1: a stale leader; our term tells it to step down */
-        append_reply(r, m, &resp);
+        /* No hint and no heartbeat round: our term may be one the sender now leads
+         * (it restarted and won), and this must not pass for an answer to it. */
+        resp.type = RAFT_MSG_APPEND_RESP;
+        resp.to = m->from;
+        resp.term = r->term;
+        resp.reject_index = m->prev_log_index;
+        raft_send(r, &resp);
         return;
     }
     if (r->role == RAFT_LEADER) {
@@ -331,6 +338,8 @@ void replication_recv_append_resp(struct raft *r, const struct raft_msg *m)
 {
     if (r->role != RAFT_LEADER || m->term != r->term)
         return;
+    if (!m->success && m->conflict_index == 0)
+        return; /* an answer to an older term's message, carrying our term */
     struct raft_progress *pr = &r->progress[m->from];
     if (m->read_ctx > pr->acked_ctx)
         pr->acked_ctx = m->read_ctx;

@@ -55,6 +55,11 @@ void snapshot_recv_resp(struct raft *r, const struct raft_msg *m)
     }
     if (pr->state != RAFT_SNAPSHOT || m->snap_index != pr->snap_index)
         return; /* stale */
+    /* The same offset again answers a resent chunk: the next chunk is already on its
+     * way, and sending it again for every such answer would multiply the transfer. A
+     * lower offset means the follower starts over (e.g. its copy failed to verify). */
+    if (m->snap_offset == pr->snap_offset && pr->paused)
+        return;
     pr->snap_offset = m->snap_offset;
     pr->paused = false;
     snapshot_send(r, m->from);
