@@ -2,17 +2,16 @@
  * from the command line, from a script on stdin (one output line per command) or at a prompt. */
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "../common/errors.h"
 #include "../common/proto.h"
+#include "parse.h"
 #include "session.h"
 
 #define CLIENT_DEFAULT_DIR "logs"
@@ -39,17 +38,6 @@ struct client_ctx {
     bool verbose;
 };
 
-/* One parsed command: the word, then its key and the value (the rest). n_args counts the
- * words after the command word (2 means "a value is present"). */
-struct client_cmd {
-    const char *word;
-    const char *key;
-    size_t key_len;
-    const char *val;
-    size_t val_len;
-    int n_args;
-};
-
 enum cmd_result { CMD_OK, CMD_ERR, CMD_QUIT };
 
 static const char *const USAGE_LINES[] = {
@@ -66,18 +54,6 @@ static const char *const USAGE_LINES[] = {
     "  help           this text",
     "  quit, exit     leave",
     "Without a command, commands are read from stdin: one output line per command line.",
-};
-
-/* The commands sent to a server; n_args bounds (set takes every word after KEY). */
-static const struct server_command {
-    const char *word, *usage;
-    uint8_t op;
-    int min_args, max_args;
-} SERVER_COMMANDS[] = {
-    { "set", "set KEY VALUE", PROTO_OP_SET, 2, INT_MAX },
-    { "get", "get KEY", PROTO_OP_GET, 1, 1 },
-    { "delete", "delete KEY", PROTO_OP_DELETE, 1, 1 },
-    { "status", "status", PROTO_OP_STATUS, 0, 0 },
 };
 
 static const char HELP_ONE_LINE[] =
@@ -112,16 +88,6 @@ static void print_err(const char *reason, size_t len)
 static void print_errf(const char *reason)
 {
     print_err(reason, strlen(reason));
-}
-
-static bool is_command_word(const char *w)
-{
-    static const char *const words[] = { "set", "get", "delete", "status", "help", "quit",
-                                         "exit" };
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcasecmp(w, words[i]) == 0)
-            return true;
-    return false;
 }
 
 /* A port number 1..65535 made of digits only. */
@@ -242,7 +208,7 @@ static int parse_args(int argc, char **argv, struct client_opts *o)
                 return r; /* -1 after --help, or the exit code of a bad option */
             continue;
         }
-        if (first == NULL && o->host == NULL && !is_command_word(argv[i])) {
+        if (first == NULL && o->host == NULL && !client_is_command_word(argv[i])) {
             first = argv[i];
         } else if (first != NULL && is_number(argv[i])) {
             if (!parse_port(argv[i], &o->port))
@@ -315,94 +281,29 @@ static enum cmd_result run_request(struct client_ctx *c, uint8_t op, const struc
     return res;
 }
 
-static enum cmd_result usage_result(const char *usage)
-{
-    char msg[64];
-    snprintf(msg, sizeof(msg), "usage: %s", usage);
-    print_errf(msg);
-    return CMD_ERR;
-}
-
-/* Keys must be non-empty and fit the protocol's limits, like values. */
-static enum cmd_result check_sizes(const struct client_cmd *cmd, const char *usage)
-{
-    if (cmd->key != NULL && cmd->key_len == 0)
-        return usage_result(usage);
-    if (cmd->key_len > PROTO_MAX_KEY || cmd->val_len > PROTO_MAX_VALUE) {
-        print_errf(cmd->key_len > PROTO_MAX_KEY ? "key too long" : "value too long");
-        return CMD_ERR;
-    }
-    return CMD_OK;
-}
-
 /* Runs one command and prints its one line (help at a prompt or on the command line
  * prints the full usage instead). */
 static enum cmd_result run_command(struct client_ctx *c, const struct client_cmd *cmd,
                                    bool full_help)
 {
-    const char *w = cmd->word;
-    if (strcasecmp(w, "quit") == 0 || strcasecmp(w, "exit") == 0)
+    uint8_t op = 0;
+    char err[128];
+    switch (client_check_command(cmd, &op, err, sizeof(err))) {
+    case CLIENT_CMD_QUIT:
         return CMD_QUIT;
-    if (strcasecmp(w, "help") == 0) {
+    case CLIENT_CMD_HELP:
         if (full_help)
             print_usage(stdout);
         else
             print_line(HELP_ONE_LINE, strlen(HELP_ONE_LINE));
         return CMD_OK;
+    case CLIENT_CMD_SERVER:
+        return run_request(c, op, cmd);
+    case CLIENT_CMD_INVALID:
+        break;
     }
-    for (size_t i = 0; i < sizeof(SERVER_COMMANDS) / sizeof(SERVER_COMMANDS[0]); i++) {
-        const struct server_command *sc = &SERVER_COMMANDS[i];
-        if (strcasecmp(w, sc->word) != 0)
-            continue;
-        if (cmd->n_args < sc->min_args || cmd->n_args > sc->max_args)
-            return usage_result(sc->usage);
-        if (check_sizes(cmd, sc->usage) != CMD_OK)
-            return CMD_ERR;
-        return run_request(c, sc->op, cmd);
-    }
-    char msg[128];
-    snprintf(msg, sizeof(msg), "unknown command '%.64s' (try help)", w);
-    print_errf(msg);
+    print_errf(err);
     return CMD_ERR;
-}
-
-static bool is_blank(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
-}
-
-/* Splits line (NUL-terminated, newline removed) in place: the command word, the key, and
- * the value = the rest after the key and one run of blanks. Returns false for a blank line. */
-static bool parse_line(char *line, struct client_cmd *cmd)
-{
-    memset(cmd, 0, sizeof(*cmd));
-    char *p = line;
-    while (is_blank(*p))
-        p++;
-    if (*p == '\0')
-        return false;
-    cmd->word = p;
-    while (*p != '\0' && !is_blank(*p))
-        p++;
-    if (*p != '\0')
-        *p++ = '\0';
-    while (is_blank(*p))
-        p++;
-    if (*p == '\0')
-        return true;
-    cmd->key = p;
-    while (*p != '\0' && !is_blank(*p))
-        p++;
-    cmd->key_len = (size_t)(p - cmd->key);
-    cmd->n_args = 1;
-    while (is_blank(*p))
-        p++;
-    if (*p != '\0') {
-        cmd->val = p;
-        cmd->val_len = strlen(p);
-        cmd->n_args = 2;
-    }
-    return true;
 }
 
 /* Reads commands from stdin until EOF or quit. At a terminal it prompts "raft> ". */
@@ -421,7 +322,7 @@ static int run_stdin(struct client_ctx *c, bool interactive)
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
         struct client_cmd cmd;
-        if (!parse_line(line, &cmd))
+        if (!client_parse_line(line, &cmd))
             continue;
         if (run_command(c, &cmd, interactive) == CMD_QUIT)
             break;

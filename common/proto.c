@@ -220,7 +220,7 @@ static bool status_valid(uint8_t st)
 
 static bool msg_type_valid(uint8_t t)
 {
-    return t >= RAFT_MSG_VOTE && t <= RAFT_MSG_PREVOTE_RESP;
+    return t >= RAFT_MSG_VOTE && t <= RAFT_MSG_SNAPSHOT_RESP;
 }
 
 static bool entry_type_valid(uint8_t t)
@@ -263,7 +263,7 @@ int proto_encode_hello_client(struct proto_buf *b)
     return w_end(&w);
 }
 
-int proto_encode_hello_peer(struct proto_buf *b, const char *name)
+int proto_encode_hello_peer(struct proto_buf *b, const char *name, uint64_t cluster_id)
 {
     size_t n = name ? strnlen(name, NAME_MAX_BYTES + 1) : 0;
     if (n == 0 || n > NAME_MAX_BYTES)
@@ -271,6 +271,7 @@ int proto_encode_hello_peer(struct proto_buf *b, const char *name)
     struct writer w;
     w_begin(&w, b, PROTO_HELLO_PEER);
     w_u8(&w, PROTO_VERSION);
+    w_u64(&w, cluster_id);
     w_bytes(&w, name, (uint32_t)n);
     return w_end(&w);
 }
@@ -284,27 +285,38 @@ int proto_frame_type(const uint8_t *payload, size_t len)
     return payload[0];
 }
 
-int proto_decode_hello(const uint8_t *payload, size_t len, int *type, char name[64])
+int proto_decode_hello_msg(const uint8_t *payload, size_t len, struct proto_hello *out)
 {
     struct reader r = { .p = payload, .len = payload ? len : 0 };
+    memset(out, 0, sizeof(*out));
     int t = r_u8(&r);
-    name[0] = '\0';
     if (r.err == RK_OK && t != PROTO_HELLO_CLIENT && t != PROTO_HELLO_PEER)
         r.err = RK_ERR_PROTO;
     if (r_u8(&r) != PROTO_VERSION && r.err == RK_OK)
         r.err = RK_ERR_PROTO;
     if (t == PROTO_HELLO_PEER) {
-        r_cstr(&r, NAME_MAX_BYTES, name);
-        if (r.err == RK_OK && name[0] == '\0')
+        out->cluster_id = r_u64(&r);
+        r_cstr(&r, NAME_MAX_BYTES, out->name);
+        if (r.err == RK_OK && out->name[0] == '\0')
             r.err = RK_ERR_PROTO;
     }
     int rc = r_end(&r);
     if (rc != RK_OK) {
-        name[0] = '\0';
+        memset(out, 0, sizeof(*out));
         return rc;
     }
-    *type = t;
+    out->type = t;
     return RK_OK;
+}
+
+int proto_decode_hello(const uint8_t *payload, size_t len, int *type, char name[64])
+{
+    struct proto_hello h;
+    int rc = proto_decode_hello_msg(payload, len, &h);
+    memcpy(name, h.name, sizeof(h.name));
+    if (rc == RK_OK)
+        *type = h.type;
+    return rc;
 }
 
 /* ---- CLIENT_REQ / CLIENT_RESP ---- */
@@ -457,9 +469,30 @@ static void w_append_resp(struct writer *w, const struct raft_msg *m)
     w_u64(w, m->read_ctx);
 }
 
+/* InstallSnapshot arguments (Raft paper Figure 13): one chunk of the snapshot file. */
+static void w_snapshot(struct writer *w, const struct raft_msg *m)
+{
+    w_u64(w, m->snap_index);
+    w_u64(w, m->snap_term);
+    w_u64(w, m->snap_offset);
+    w_u8(w, m->snap_done ? 1 : 0);
+    w_bytes(w, m->snap_data, m->snap_len);
+}
+
+static void w_snapshot_resp(struct writer *w, const struct raft_msg *m)
+{
+    w_u8(w, m->success ? 1 : 0);
+    w_u64(w, m->match_index);
+    w_u64(w, m->snap_index);
+    w_u64(w, m->snap_term);
+    w_u64(w, m->snap_offset);
+}
+
 int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m)
 {
     if (!msg_type_valid(m->type))
+        return RK_ERR_INVAL;
+    if (m->type == RAFT_MSG_SNAPSHOT && m->snap_len > 0 && m->snap_data == NULL)
         return RK_ERR_INVAL;
     if (m->type == RAFT_MSG_APPEND) {
         int rc = check_entries(m);
@@ -487,6 +520,12 @@ int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m)
         break;
     case RAFT_MSG_APPEND_RESP:
         w_append_resp(&w, m);
+        break;
+    case RAFT_MSG_SNAPSHOT:
+        w_snapshot(&w, m);
+        break;
+    case RAFT_MSG_SNAPSHOT_RESP:
+        w_snapshot_resp(&w, m);
         break;
     }
     return w_end(&w);
@@ -548,6 +587,35 @@ static void r_append_resp(struct reader *r, struct raft_msg *out)
     out->read_ctx = r_u64(r);
 }
 
+/* One snapshot chunk, copied out of the payload (the frame limit bounds its size). */
+static void r_snapshot(struct reader *r, struct raft_msg *out)
+{
+    out->snap_index = r_u64(r);
+    out->snap_term = r_u64(r);
+    out->snap_offset = r_u64(r);
+    out->snap_done = r_bool(r);
+    uint32_t len;
+    const char *data = r_bytes(r, PROTO_MAX_FRAME, &len);
+    if (r->err != RK_OK || len == 0)
+        return;
+    out->snap_data = malloc(len);
+    if (out->snap_data == NULL) {
+        r->err = RK_ERR_NOMEM;
+        return;
+    }
+    memcpy(out->snap_data, data, len);
+    out->snap_len = len;
+}
+
+static void r_snapshot_resp(struct reader *r, struct raft_msg *out)
+{
+    out->success = r_bool(r);
+    out->match_index = r_u64(r);
+    out->snap_index = r_u64(r);
+    out->snap_term = r_u64(r);
+    out->snap_offset = r_u64(r);
+}
+
 int proto_decode_raft_msg(const uint8_t *payload, size_t len, struct raft_msg *out)
 {
     struct reader r;
@@ -575,6 +643,12 @@ int proto_decode_raft_msg(const uint8_t *payload, size_t len, struct raft_msg *o
             break;
         case RAFT_MSG_APPEND_RESP:
             r_append_resp(&r, out);
+            break;
+        case RAFT_MSG_SNAPSHOT:
+            r_snapshot(&r, out);
+            break;
+        case RAFT_MSG_SNAPSHOT_RESP:
+            r_snapshot_resp(&r, out);
             break;
         }
     }

@@ -18,11 +18,13 @@
 #define PROTO_MAX_FRAME (16u * 1024 * 1024)
 #define PROTO_MAX_KEY (64u * 1024)
 #define PROTO_MAX_VALUE (4u * 1024 * 1024)
-#define PROTO_VERSION 2 /* 2: client sessions (CLIENT_REQ and entries carry client_id, seq) */
+/* 2: client sessions (CLIENT_REQ and entries carry client_id, seq);
+ * 3: HELLO_PEER carries the cluster id */
+#define PROTO_VERSION 3
 
 enum proto_frame_type {
     PROTO_HELLO_CLIENT = 1, /* u8 version */
-    PROTO_HELLO_PEER = 2,   /* u8 version | bytes sender name */
+    PROTO_HELLO_PEER = 2,   /* u8 version | u64 cluster id | bytes sender name */
     PROTO_CLIENT_REQ = 3,
     PROTO_CLIENT_RESP = 4,
     PROTO_RAFT = 5,         /* a struct raft_msg */
@@ -76,7 +78,8 @@ struct proto_buf {
 void proto_buf_free(struct proto_buf *b);
 
 int proto_encode_hello_client(struct proto_buf *b);
-int proto_encode_hello_peer(struct proto_buf *b, const char *name);
+/* name: the sender's registry name (1..63 bytes); cluster_id: see registry_cluster_id. */
+int proto_encode_hello_peer(struct proto_buf *b, const char *name, uint64_t cluster_id);
 int proto_encode_client_req(struct proto_buf *b, const struct proto_client_req *req);
 int proto_encode_client_resp(struct proto_buf *b, const struct proto_client_resp *resp);
 int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m);
@@ -86,7 +89,15 @@ int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m);
  * RK_ERR_TOOBIG; on error nothing needs freeing. */
 /* The frame type (payload[0]), or RK_ERR_PROTO for an empty payload. */
 int proto_frame_type(const uint8_t *payload, size_t len);
-/* HELLO_CLIENT or HELLO_PEER: sets *type; for a peer copies the name (NUL-terminated). */
+/* A decoded HELLO: what the connection says it is. */
+struct proto_hello {
+    int type;            /* PROTO_HELLO_CLIENT or PROTO_HELLO_PEER */
+    char name[64];       /* peer: the sender's registry name (NUL-terminated); client: "" */
+    uint64_t cluster_id; /* peer: the sender's cluster id; client: 0 */
+};
+/* HELLO_CLIENT or HELLO_PEER into out (zeroed on error). */
+int proto_decode_hello_msg(const uint8_t *payload, size_t len, struct proto_hello *out);
+/* The same, for callers that need only the type and a peer's name (NUL-terminated). */
 int proto_decode_hello(const uint8_t *payload, size_t len, int *type, char name[64]);
 int proto_decode_client_req(const uint8_t *payload, size_t len, struct proto_client_req *out);
 int proto_decode_client_resp(const uint8_t *payload, size_t len, struct proto_client_resp *out);

@@ -291,3 +291,40 @@ void registry_free(struct registry *reg)
     reg->servers = NULL;
     reg->n = 0;
 }
+
+/* ---- the cluster id ---- */
+
+#define FNV64_OFFSET 0xcbf29ce484222325ull
+#define FNV64_PRIME 0x100000001b3ull
+
+static uint64_t fnv1a(uint64_t h, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= FNV64_PRIME;
+    }
+    return h;
+}
+
+uint64_t registry_cluster_id(const struct registry *reg)
+{
+    int order[REGISTRY_MAX_SERVERS];
+    int n = reg->n < REGISTRY_MAX_SERVERS ? reg->n : REGISTRY_MAX_SERVERS;
+    for (int i = 0; i < n; i++) { /* insertion sort by name: at most 64 servers */
+        int j = i;
+        while (j > 0 && strcmp(reg->servers[order[j - 1]].name, reg->servers[i].name) > 0) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+    uint64_t h = FNV64_OFFSET;
+    for (int i = 0; i < n; i++) {
+        const struct registry_server *s = &reg->servers[order[i]];
+        char line[REGISTRY_NAME_MAX + REGISTRY_HOST_MAX + 16];
+        int len = snprintf(line, sizeof(line), "%s %s %u\n", s->name, s->host,
+                           (unsigned)s->port);
+        h = fnv1a(h, line, (size_t)len);
+    }
+    return h;
+}

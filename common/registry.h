@@ -32,5 +32,9 @@ int registry_load(const char *path, struct registry *out, char *err, size_t errl
 /* Position of name in the registry, or -1. */
 int registry_find(const struct registry *reg, const char *name);
 void registry_free(struct registry *reg);
+/* The cluster id peers send in HELLO_PEER (docs/protocol.md): the 64-bit FNV-1a hash of
+ * the lines "name host port\n" sorted by name. Servers reading the same registry agree on
+ * it, whatever the order or comments of its lines; one of another cluster does not. */
+uint64_t registry_cluster_id(const struct registry *reg);
 
 #endif

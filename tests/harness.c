@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -170,7 +171,8 @@ static int write_registry(struct harness_cluster *c, char *err, size_t errlen)
     }
     fprintf(f, "# name host port (written by tests/harness.c)\n");
     for (int i = 0; i < c->n; i++)
-        fprintf(f, "%s 127.0.0.1 %u\n", c->servers[i].name, (unsigned)c->servers[i].port);
+        fprintf(f, "%s %s %u\n", c->servers[i].name, c->servers[i].host,
+                (unsigned)c->servers[i].port);
     if (fclose(f) != 0) {
         snprintf(err, errlen, "%s: %s", c->registry_path, strerror(errno));
         return RK_ERR_IO;
@@ -199,8 +201,9 @@ static int pick_ports(struct harness_cluster *c, char *err, size_t errlen)
 }
 
 /* Forks a process that waits for EOF on a pipe whose only write end this process holds,
- * then removes the dir. If a test is killed (Check's timeout sends SIGKILL), the servers
- * die of PR_SET_PDEATHSIG and the janitor still cleans the dir up. */
+ * then removes the network namespaces (if any) and the dir. If a test is killed (Check's
+ * timeout sends SIGKILL), the servers die of PR_SET_PDEATHSIG and the janitor still
+ * cleans up. */
 static void start_janitor(struct harness_cluster *c)
 {
     int p[2];
@@ -216,9 +219,14 @@ static void start_janitor(struct harness_cluster *c)
         for (int fd = 0; fd < MAX_FD_TO_CLOSE; fd++) /* incl. other janitors' pipes */
             if (fd != p[0])
                 close(fd);
+        for (int fd = 0; fd < 3; fd++) /* stdio for the `ip` commands it may run */
+            if (open("/dev/null", O_RDWR) != fd)
+                break;
         char byte;
         while (read(p[0], &byte, 1) != 0 && errno == EINTR) {
         }
+        if (c->net != NULL)
+            harness_net_remove(c->net, true);
         if (!keep_dir)
             execl("/bin/rm", "rm", "-rf", c->dir, (char *)NULL);
         _exit(0);
@@ -242,7 +250,8 @@ static void stop_janitor(struct harness_cluster *c)
     c->janitor = 0;
 }
 
-struct harness_cluster *harness_cluster_new(int n, char *err, size_t errlen)
+/* The two kinds of cluster: on 127.0.0.1 with free ports, or one namespace per server. */
+static struct harness_cluster *cluster_create(int n, bool netns, char *err, size_t errlen)
 {
     if (n < 1 || n > HARNESS_MAX_SERVERS) {
         snprintf(err, errlen, "bad cluster size %d", n);
@@ -261,16 +270,34 @@ struct harness_cluster *harness_cluster_new(int n, char *err, size_t errlen)
         free(c);
         return NULL;
     }
-    start_janitor(c);
+    if (netns && harness_net_alloc(c, err, errlen) != RK_OK) {
+        rmdir(c->dir);
+        free(c);
+        return NULL;
+    }
+    start_janitor(c); /* after net is named, so that the janitor can remove it */
     snprintf(c->registry_path, sizeof(c->registry_path), "%s/server_registry.txt", c->dir);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         snprintf(c->servers[i].name, sizeof(c->servers[i].name), "s%d", i + 1);
+        snprintf(c->servers[i].host, sizeof(c->servers[i].host), "127.0.0.1");
+    }
     live_add(c);
-    if (pick_ports(c, err, errlen) != RK_OK || write_registry(c, err, errlen) != RK_OK) {
+    int rc = netns ? harness_net_create(c, err, errlen) : pick_ports(c, err, errlen);
+    if (rc != RK_OK || write_registry(c, err, errlen) != RK_OK) {
         harness_cluster_destroy(c);
         return NULL;
     }
     return c;
+}
+
+struct harness_cluster *harness_cluster_new(int n, char *err, size_t errlen)
+{
+    return cluster_create(n, false, err, errlen);
+}
+
+struct harness_cluster *harness_cluster_new_netns(int n, char *err, size_t errlen)
+{
+    return cluster_create(n, true, err, errlen);
 }
 
 int harness_cluster_start_all(struct harness_cluster *c)
@@ -309,6 +336,10 @@ void harness_cluster_destroy(struct harness_cluster *c)
             waitpid(s->pid, NULL, 0);
             s->pid = 0;
         }
+    }
+    if (c->net != NULL) {
+        harness_net_remove(c->net, false);
+        harness_net_free(c);
     }
     const char *keep = getenv("RK_KEEP_DIR");
     if (keep != NULL && keep[0] != '\0' && keep[0] != '0')
@@ -371,13 +402,16 @@ bool harness_is_running(struct harness_cluster *c, int i)
     return false;
 }
 
-/* In the forked child, before exec: only async-signal-safe calls. */
-static void exec_child(pid_t parent, pid_t pgid, int out_fd, char *const argv[])
+/* In the forked child, before exec: only async-signal-safe calls. netns_fd >= 0: enter
+ * that network namespace first. */
+static void exec_child(pid_t parent, pid_t pgid, int out_fd, int netns_fd, char *const argv[])
 {
     setpgid(0, pgid);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(126);
+    if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) != 0)
+        _exit(125);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_DFL;
@@ -411,7 +445,7 @@ int harness_start(struct harness_cluster *c, int i)
     int a = 0;
     argv[a++] = (char *)harness_server_bin();
     argv[a++] = s->name;
-    argv[a++] = "127.0.0.1";
+    argv[a++] = s->host;
     argv[a++] = port;
     argv[a++] = "False";
     argv[a++] = "--dir";
@@ -433,14 +467,21 @@ int harness_start(struct harness_cluster *c, int i)
     int out_fd = open(errpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (out_fd < 0)
         return RK_ERR_IO;
+    int netns_fd = -1;
+    if (c->net != NULL && (netns_fd = harness_net_open_ns(c, i)) < 0) {
+        close(out_fd);
+        return RK_ERR_IO;
+    }
     /* Everyone joins the cluster's group; the first server of an empty cluster leads a
      * new one (a group without members cannot be joined). */
     pid_t pgid = any_running(c) ? c->pgid : 0;
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0)
-        exec_child(parent, pgid, out_fd, argv);
+        exec_child(parent, pgid, out_fd, netns_fd, argv);
     close(out_fd);
+    if (netns_fd >= 0)
+        close(netns_fd);
     if (pid < 0)
         return RK_ERR_IO;
     setpgid(pid, pgid); /* the same call as the child's; whoever runs first wins */
@@ -640,7 +681,7 @@ int harness_status(struct harness_cluster *c, int i, struct harness_status *out,
     char err[256], line[512];
     if (timeout_ms < 1)
         timeout_ms = 1;
-    int fd = net_connect("127.0.0.1", c->servers[i].port, timeout_ms, err, sizeof(err));
+    int fd = net_connect(c->servers[i].host, c->servers[i].port, timeout_ms, err, sizeof(err));
     if (fd < 0)
         return RK_ERR_IO;
     net_set_timeouts(fd, timeout_ms);
@@ -776,7 +817,7 @@ struct client_session *harness_session(struct harness_cluster *c, int i, bool us
 {
     char err[256];
     struct client_session *s = client_session_new(
-        i >= 0 ? "127.0.0.1" : NULL, i >= 0 ? c->servers[i].port : 0,
+        i >= 0 ? c->servers[i].host : NULL, i >= 0 ? c->servers[i].port : 0,
         use_registry ? c->registry_path : NULL, timeout_ms, false, err, sizeof(err));
     if (s == NULL)
         fprintf(stderr, "harness: client_session_new: %s\n", err);

@@ -1,6 +1,7 @@
 /* tests/harness.h - runs real raft_server processes for the integration and stress tests:
  * a temp dir with a registry, start/stop/kill/pause/wipe of each server, status polling,
- * log tails on failure, and running the client program with captured output. */
+ * log tails on failure, running the client program with captured output, and (in
+ * tests/harness_net.c) clusters with one network namespace per server, for partitions. */
 #ifndef RK_HARNESS_H
 #define RK_HARNESS_H
 
@@ -18,14 +19,18 @@
 
 struct harness_server {
     char name[16];  /* s1 .. sN */
+    char host[32];  /* its address: 127.0.0.1, or its own in its network namespace */
     uint16_t port;
     pid_t pid;      /* 0 when not running */
     bool paused;    /* SIGSTOP'ed and not yet SIGCONT'ed */
 };
 
-/* A cluster of n servers on 127.0.0.1 sharing one temp dir and one process group.
- * Servers are started from the calling thread and get PR_SET_PDEATHSIG(SIGKILL): start
- * them only from a thread that outlives them (the test's main thread). */
+struct harness_netns; /* the namespaces, bridge and cuts of a cluster (harness_net.c) */
+
+/* A cluster of n servers on 127.0.0.1 (or each in its own network namespace) sharing one
+ * temp dir and one process group. Servers are started from the calling thread and get
+ * PR_SET_PDEATHSIG(SIGKILL): start them only from a thread that outlives them (the test's
+ * main thread). */
 struct harness_cluster {
     char dir[HARNESS_DIR_MAX];
     char registry_path[HARNESS_DIR_MAX + 32];
@@ -36,8 +41,9 @@ struct harness_cluster {
     int election_max_ms;
     int heartbeat_ms;
     int unexpected_exits;  /* servers found dead that the harness did not stop */
-    pid_t janitor;         /* removes dir if this process dies without destroying c */
+    pid_t janitor;         /* removes dir (and net) if this process dies without destroying c */
     int janitor_fd;        /* the write end of its pipe; closing it releases it */
+    struct harness_netns *net; /* NULL: every server on 127.0.0.1 */
 };
 
 /* What a server's STATUS line says:
@@ -116,6 +122,34 @@ long harness_count_lines(const char *path);
 int harness_sanitizer_reports(const struct harness_cluster *c, char *first, size_t firstlen);
 /* Prints the last `lines` lines of every server's NAME.err to stderr. */
 void harness_dump_logs(const struct harness_cluster *c, int lines);
+
+/* ---- network namespaces (tests/harness_net.c) ----
+ * Each server runs in its own namespace, at 10.77.X.(i+1) on a veth pair whose other end
+ * is on a bridge in the root namespace (10.77.X.254), so the test's clients reach every
+ * server; the registry holds those addresses. Needs root and iproute2's `ip`. Traffic
+ * only ever goes to these namespaces. Names carry the creating pid; leftovers of dead
+ * runs are removed at the next setup, and the janitor removes them if the test dies. */
+
+/* Like harness_cluster_new, in namespaces. NULL with err = why it cannot be done (not
+ * root, no `ip`, EPERM...): the caller may fall back on harness_cluster_new. */
+struct harness_cluster *harness_cluster_new_netns(int n, char *err, size_t errlen);
+/* Cuts (blackhole routes on both sides) or heals the link between servers i and j. */
+int harness_net_cut(struct harness_cluster *c, int i, int j);
+int harness_net_heal(struct harness_cluster *c, int i, int j);
+bool harness_net_is_cut(const struct harness_cluster *c, int i, int j);
+/* Takes server i's veth down (cut off from everyone, clients too) or up again. */
+int harness_net_link(struct harness_cluster *c, int i, bool up);
+/* Heals every cut and brings every link up. RK_OK if all of it worked. */
+int harness_net_heal_all(struct harness_cluster *c);
+/* For harness.c: allocate c->net (names, subnet) without touching the system; create
+ * it all (sets each server's host); remove it (idempotent, also run by the janitor, so
+ * it must not touch c->net's memory beyond reading it); free it. An fd of server i's
+ * namespace for setns(2) (close it), or -1. */
+int harness_net_alloc(struct harness_cluster *c, char *err, size_t errlen);
+int harness_net_create(struct harness_cluster *c, char *err, size_t errlen);
+void harness_net_remove(const struct harness_netns *net, bool quiet_exec);
+void harness_net_free(struct harness_cluster *c);
+int harness_net_open_ns(const struct harness_cluster *c, int i);
 
 /* Runs argv (argv[0] is a path) with stdin_text on its stdin (NULL: /dev/null), its stdout
  * in out and its stderr in errout (each NUL-terminated, truncated), killing it after

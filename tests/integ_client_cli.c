@@ -101,7 +101,8 @@ START_TEST(test_stdin_mode_and_status)
     regex_t re;
     int rc = regcomp(&re,
                      "^name=s[0-9]+ role=(leader|follower|candidate) term=[0-9]+ "
-                     "leader=(s[0-9]+|none) commit=[0-9]+ applied=[0-9]+ last=[0-9]+\n$",
+                     "leader=(s[0-9]+|none) commit=[0-9]+ applied=[0-9]+ last=[0-9]+ "
+                     "snapshot=[0-9]+\n$",
                      REG_EXTENDED | REG_NOSUB);
     HARNESS_ASSERT(c, rc == 0, "regcomp");
     bool match = regexec(&re, r.out, 0, NULL, 0) == 0;

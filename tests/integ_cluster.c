@@ -457,7 +457,7 @@ static void send_garbage(struct harness_cluster *c, int i, unsigned *seed)
     close(fd);
 
     fd = raw_connect(c, i); /* a peer hello from a stranger, then a random RAFT frame */
-    HARNESS_ASSERT(c, proto_encode_hello_peer(&b, "intruder") == RK_OK, "encode hello");
+    HARNESS_ASSERT(c, proto_encode_hello_peer(&b, "intruder", 0) == RK_OK, "encode hello");
     (void)net_write_full(fd, b.data, b.len);
     proto_buf_free(&b);
     fill_random(junk, 512, seed);

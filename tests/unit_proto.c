@@ -113,12 +113,19 @@ static void assert_msg_eq(const struct raft_msg *a, const struct raft_msg *b)
     ck_assert_uint_eq(a->conflict_index, b->conflict_index);
     ck_assert_uint_eq(a->conflict_term, b->conflict_term);
     ck_assert_uint_eq(a->read_ctx, b->read_ctx);
+    ck_assert_uint_eq(a->snap_index, b->snap_index);
+    ck_assert_uint_eq(a->snap_term, b->snap_term);
+    ck_assert_uint_eq(a->snap_offset, b->snap_offset);
+    ck_assert_int_eq(a->snap_done, b->snap_done);
+    ck_assert_uint_eq(a->snap_len, b->snap_len);
+    if (a->snap_len > 0)
+        ck_assert_mem_eq(a->snap_data, b->snap_data, a->snap_len);
 }
 
 /* Sample messages of every type; APPEND carries entries with binary and empty fields. */
 static const char bin_key[] = { 'k', '\0', '\xff', '\n' };
 static const char bin_val[] = { '\0', '\x01', 'v', '\0', '\x80' };
-#define N_SAMPLE_MSGS 6
+#define N_SAMPLE_MSGS 8
 #define N_SAMPLE_ENTRIES 5
 
 static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS],
@@ -153,6 +160,15 @@ static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS],
                                 .to = RAFT_NO_NODE, .term = UINT64_MAX, .success = false,
                                 .reject_index = 41, .conflict_index = 30,
                                 .conflict_term = 5, .read_ctx = 3 };
+    /* InstallSnapshot (Raft paper Figure 13): a chunk with binary data, and the reply */
+    out[6] = (struct raft_msg){ .type = RAFT_MSG_SNAPSHOT, .from = 0, .to = 2, .term = 9,
+                                .snap_index = 40000, .snap_term = 8,
+                                .snap_offset = 5ull << 32, .snap_done = true,
+                                .snap_len = sizeof(bin_val),
+                                .snap_data = (uint8_t *)bin_val };
+    out[7] = (struct raft_msg){ .type = RAFT_MSG_SNAPSHOT_RESP, .from = 2, .to = 0, .term = 9,
+                                .success = true, .match_index = 40000, .snap_index = 40000,
+                                .snap_term = 8, .snap_offset = UINT64_MAX };
 }
 
 static void free_entries(struct raft_entry entries[N_SAMPLE_ENTRIES])
@@ -168,7 +184,7 @@ static void encode_samples(struct proto_buf *b)
     struct raft_entry entries[N_SAMPLE_ENTRIES];
     sample_msgs(msgs, entries);
     ck_assert_int_eq(proto_encode_hello_client(b), RK_OK);
-    ck_assert_int_eq(proto_encode_hello_peer(b, "server2"), RK_OK);
+    ck_assert_int_eq(proto_encode_hello_peer(b, "server2", 0x1122334455667788ull), RK_OK);
     struct proto_client_req req = { .op = PROTO_OP_SET, .key = bin_key,
                                     .key_len = sizeof(bin_key), .val = bin_val,
                                     .val_len = sizeof(bin_val), .client_id = 3, .seq = 4 };
@@ -222,13 +238,21 @@ START_TEST(test_hello_round_trip)
     char longest[64];
     memset(longest, 'n', 63);
     longest[63] = '\0';
-    ck_assert_int_eq(proto_encode_hello_peer(&b, longest), RK_OK);
+    ck_assert_int_eq(proto_encode_hello_peer(&b, longest, 0x0102030405060708ull), RK_OK);
     p = only_payload(&b, &len);
-    ck_assert_uint_eq(len, 2 + 4 + 63);
+    ck_assert_uint_eq(len, 2 + 8 + 4 + 63);
+    /* u8 type | u8 version | u64 cluster id (big-endian) | bytes name */
+    const uint8_t head[] = { PROTO_HELLO_PEER, PROTO_VERSION, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 63 };
+    ck_assert_mem_eq(p, head, sizeof(head));
     ck_assert_int_eq(proto_frame_type(p, len), PROTO_HELLO_PEER);
     ck_assert_int_eq(proto_decode_hello(p, len, &type, name), RK_OK);
     ck_assert_int_eq(type, PROTO_HELLO_PEER);
     ck_assert_str_eq(name, longest);
+    struct proto_hello h;
+    ck_assert_int_eq(proto_decode_hello_msg(p, len, &h), RK_OK);
+    ck_assert_int_eq(h.type, PROTO_HELLO_PEER);
+    ck_assert_str_eq(h.name, longest);
+    ck_assert_uint_eq(h.cluster_id, 0x0102030405060708ull);
     proto_buf_free(&b);
     ck_assert_ptr_null(b.data);
 }
@@ -242,20 +266,24 @@ START_TEST(test_hello_rejects)
     char too_long[65];
     memset(too_long, 'n', 64);
     too_long[64] = '\0';
-    ck_assert_int_eq(proto_encode_hello_peer(&b, ""), RK_ERR_INVAL);
-    ck_assert_int_eq(proto_encode_hello_peer(&b, NULL), RK_ERR_INVAL);
-    ck_assert_int_eq(proto_encode_hello_peer(&b, too_long), RK_ERR_INVAL);
+    ck_assert_int_eq(proto_encode_hello_peer(&b, "", 1), RK_ERR_INVAL);
+    ck_assert_int_eq(proto_encode_hello_peer(&b, NULL, 1), RK_ERR_INVAL);
+    ck_assert_int_eq(proto_encode_hello_peer(&b, too_long, 1), RK_ERR_INVAL);
     ck_assert_uint_eq(b.len, 0);
 
     const uint8_t bad_version[] = { PROTO_HELLO_CLIENT, PROTO_VERSION + 1 };
     const uint8_t zero_version[] = { PROTO_HELLO_CLIENT, 0 };
     const uint8_t not_hello[] = { PROTO_CLIENT_REQ, PROTO_VERSION };
     const uint8_t client_trailing[] = { PROTO_HELLO_CLIENT, PROTO_VERSION, 0 };
-    const uint8_t peer_empty[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0, 0, 0, 0 };
-    const uint8_t peer_nul[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0, 0, 0, 2, 'a', 0 };
-    const uint8_t peer_short[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0, 0, 0, 3, 'a', 'b' };
-    const uint8_t peer_huge[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0xff, 0xff, 0xff, 0xff };
-    const uint8_t peer_64[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0, 0, 0, 64 };
+#define ID8 0, 0, 0, 0, 0, 0, 0, 7 /* a cluster id */
+    const uint8_t peer_empty[] = { PROTO_HELLO_PEER, PROTO_VERSION, ID8, 0, 0, 0, 0 };
+    const uint8_t peer_nul[] = { PROTO_HELLO_PEER, PROTO_VERSION, ID8, 0, 0, 0, 2, 'a', 0 };
+    const uint8_t peer_short[] = { PROTO_HELLO_PEER, PROTO_VERSION, ID8, 0, 0, 0, 3, 'a', 'b' };
+    const uint8_t peer_huge[] = { PROTO_HELLO_PEER, PROTO_VERSION, ID8, 0xff, 0xff, 0xff, 0xff };
+    const uint8_t peer_64[] = { PROTO_HELLO_PEER, PROTO_VERSION, ID8, 0, 0, 0, 64 };
+    const uint8_t peer_no_id[] = { PROTO_HELLO_PEER, PROTO_VERSION, 0, 0, 0, 1, 'a' };
+    const uint8_t peer_v2[] = { PROTO_HELLO_PEER, 2, 0, 0, 0, 1, 'a' }; /* before ids */
+#undef ID8
     ck_assert_int_eq(proto_decode_hello(bad_version, 2, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(zero_version, 2, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(not_hello, 2, &type, name), RK_ERR_PROTO);
@@ -270,8 +298,16 @@ START_TEST(test_hello_rejects)
                      RK_ERR_TOOBIG);
     ck_assert_int_eq(proto_decode_hello(peer_64, sizeof(peer_64), &type, name),
                      RK_ERR_TOOBIG);
+    ck_assert_int_eq(proto_decode_hello(peer_no_id, sizeof(peer_no_id), &type, name),
+                     RK_ERR_PROTO);
+    ck_assert_int_eq(proto_decode_hello(peer_v2, sizeof(peer_v2), &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(type, -1); /* never set on failure */
     ck_assert_int_eq(proto_decode_hello(NULL, 0, &type, name), RK_ERR_PROTO);
+    struct proto_hello h = { .type = 9, .cluster_id = 9 };
+    ck_assert_int_eq(proto_decode_hello_msg(peer_nul, sizeof(peer_nul), &h), RK_ERR_PROTO);
+    ck_assert_int_eq(h.type, 0); /* zeroed on failure */
+    ck_assert_uint_eq(h.cluster_id, 0);
+    ck_assert_str_eq(h.name, "");
 }
 END_TEST
 
@@ -417,7 +453,7 @@ START_TEST(test_raft_round_trip)
     struct raft_entry entries[N_SAMPLE_ENTRIES];
     /* payload sizes as documented in docs/protocol.md; the entries take 33+0, 33+4+5,
      * 33+0, 33+3 and 33 bytes */
-    const size_t want_len[N_SAMPLE_MSGS] = { 34, 19, 54 + 177, 54, 59, 59 };
+    const size_t want_len[N_SAMPLE_MSGS] = { 34, 19, 54 + 177, 54, 59, 59, 47 + 5, 51 };
     sample_msgs(msgs, entries);
     for (int i = 0; i < N_SAMPLE_MSGS; i++) {
         struct proto_buf b = { 0 };
@@ -456,6 +492,58 @@ START_TEST(test_raft_vote_layout)
     ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_OK);
     ck_assert_uint_eq(b.len, sizeof(want));
     ck_assert_mem_eq(b.data, want, sizeof(want));
+    proto_buf_free(&b);
+}
+END_TEST
+
+/* Exact bytes of a SNAPSHOT chunk (docs/protocol.md); its data is copied on decode; a
+ * done flag other than 0/1 and data without a pointer are refused. */
+START_TEST(test_raft_snapshot_layout)
+{
+    const uint8_t chunk[] = { 0xAA, 0x00, 0xBB };
+    struct raft_msg m = { .type = RAFT_MSG_SNAPSHOT, .from = 0, .to = 1, .term = 2,
+                          .snap_index = 3, .snap_term = 4, .snap_offset = 5,
+                          .snap_done = true, .snap_len = sizeof(chunk),
+                          .snap_data = (uint8_t *)chunk };
+    const uint8_t want[] = {
+        0, 0, 0, 50,                  /* frame length */
+        PROTO_RAFT, RAFT_MSG_SNAPSHOT,
+        0, 0, 0, 0,                   /* from */
+        0, 0, 0, 1,                   /* to */
+        0, 0, 0, 0, 0, 0, 0, 2,       /* term */
+        0, 0, 0, 0, 0, 0, 0, 3,       /* snap_index (lastIncludedIndex) */
+        0, 0, 0, 0, 0, 0, 0, 4,       /* snap_term (lastIncludedTerm) */
+        0, 0, 0, 0, 0, 0, 0, 5,       /* snap_offset */
+        1,                            /* done */
+        0, 0, 0, 3, 0xAA, 0x00, 0xBB, /* data */
+    };
+    struct proto_buf b = { 0 };
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_OK);
+    ck_assert_uint_eq(b.len, sizeof(want));
+    ck_assert_mem_eq(b.data, want, sizeof(want));
+    struct raft_msg out;
+    ck_assert_int_eq(proto_decode_raft_msg(b.data + 4, b.len - 4, &out), RK_OK);
+    ck_assert_ptr_nonnull(out.snap_data);
+    ck_assert(out.snap_data < b.data || out.snap_data >= b.data + b.len);
+    assert_msg_eq(&out, &m);
+    raft_msg_free_entries(&out);
+    ck_assert_ptr_null(out.snap_data);
+
+    b.data[4 + 42] = 2; /* done must be 0 or 1 */
+    ck_assert_int_eq(proto_decode_raft_msg(b.data + 4, b.len - 4, &out), RK_ERR_PROTO);
+    ck_assert_ptr_null(out.snap_data);
+    b.data[4 + 42] = 0;
+    b.data[4 + 46] = 4; /* a data length past the payload */
+    ck_assert_int_eq(proto_decode_raft_msg(b.data + 4, b.len - 4, &out), RK_ERR_PROTO);
+    proto_buf_free(&b);
+
+    m.snap_data = NULL;
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_ERR_INVAL);
+    m.snap_len = 0; /* an empty chunk is fine */
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_OK);
+    ck_assert_int_eq(proto_decode_raft_msg(b.data + 4, b.len - 4, &out), RK_OK);
+    ck_assert_uint_eq(out.snap_len, 0);
+    ck_assert_ptr_null(out.snap_data);
     proto_buf_free(&b);
 }
 END_TEST
@@ -664,7 +752,7 @@ START_TEST(test_unknown_types_rejected)
     }
     d[off[3] + 1] = PROTO_ST_ERR + 1;
     ck_assert_int_eq(proto_decode_client_resp(d + off[3], len[3], &resp), RK_ERR_PROTO);
-    const uint8_t bad_msgs[] = { 0, RAFT_MSG_PREVOTE_RESP + 1, 255 };
+    const uint8_t bad_msgs[] = { 0, RAFT_MSG_SNAPSHOT_RESP + 1, 255 };
     for (size_t i = 0; i < sizeof(bad_msgs); i++) {
         d[off[4] + 1] = bad_msgs[i];
         ck_assert_int_eq(proto_decode_raft_msg(d + off[4], len[4], &m), RK_ERR_PROTO);
@@ -747,13 +835,13 @@ START_TEST(test_read_frame_good)
     int sv[2];
     make_pair(sv);
     struct proto_buf b = { 0 };
-    ck_assert_int_eq(proto_encode_hello_peer(&b, "server4"), RK_OK);
+    ck_assert_int_eq(proto_encode_hello_peer(&b, "server4", 42), RK_OK);
     ck_assert_int_eq(proto_encode_hello_client(&b), RK_OK);
     ck_assert_int_eq(net_write_full(sv[0], b.data, b.len), RK_OK);
     uint8_t *payload = NULL;
     size_t len = 0;
     ck_assert_int_eq(net_read_frame(sv[1], PROTO_MAX_FRAME, &payload, &len), RK_OK);
-    ck_assert_uint_eq(len, b.len - 4 - 6);
+    ck_assert_uint_eq(len, b.len - 4 - 6); /* the client hello is 4 + 2 bytes */
     ck_assert_mem_eq(payload, b.data + 4, len);
     int type;
     char name[64];
@@ -936,6 +1024,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_client_resp_round_trip);
     tcase_add_test(tc, test_raft_round_trip);
     tcase_add_test(tc, test_raft_vote_layout);
+    tcase_add_test(tc, test_raft_snapshot_layout);
     tcase_add_test(tc, test_frames_append);
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("reject");

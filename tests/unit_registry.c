@@ -270,6 +270,37 @@ START_TEST(test_shipped_registry)
 }
 END_TEST
 
+/* The cluster id of a registry text (which must parse). */
+static uint64_t cluster_id_of(const char *text)
+{
+    struct registry reg = { 0 };
+    ck_assert_int_eq(parse(text, &reg), RK_OK);
+    uint64_t id = registry_cluster_id(&reg);
+    registry_free(&reg);
+    return id;
+}
+
+/* The same servers give the same id whatever the order, spacing and comments; any change
+ * to a name, host or port gives another. */
+START_TEST(test_cluster_id)
+{
+    uint64_t id = cluster_id_of("a 127.0.0.1 2000\nb 127.0.0.1 3000\nc 10.0.0.1 4000\n");
+    ck_assert_uint_ne(id, 0);
+    ck_assert_uint_eq(cluster_id_of("# cluster\nc  10.0.0.1\t4000\n\nb 127.0.0.1 3000 # me\n"
+                                    "a 127.0.0.1 2000"),
+                      id);
+    ck_assert_uint_ne(cluster_id_of("a 127.0.0.1 2000\nb 127.0.0.1 3000\nc 10.0.0.1 4001\n"),
+                      id);
+    ck_assert_uint_ne(cluster_id_of("a 127.0.0.1 2000\nb 127.0.0.1 3000\nd 10.0.0.1 4000\n"),
+                      id);
+    ck_assert_uint_ne(cluster_id_of("a 127.0.0.1 2000\nb 127.0.0.1 3000\nc 10.0.0.2 4000\n"),
+                      id);
+    ck_assert_uint_ne(cluster_id_of("a 127.0.0.1 2000\nb 127.0.0.1 3000\n"), id);
+    /* fields are not simply concatenated: "a1 2" + "3" differs from "a 12" + "3" */
+    ck_assert_uint_ne(cluster_id_of("ab 1 2\n"), cluster_id_of("a b1 2\n"));
+}
+END_TEST
+
 static Suite *registry_suite(void)
 {
     Suite *s = suite_create("registry");
@@ -283,6 +314,7 @@ static Suite *registry_suite(void)
     tcase_add_test(tc, test_duplicates);
     tcase_add_test(tc, test_empty);
     tcase_add_test(tc, test_too_many);
+    tcase_add_test(tc, test_cluster_id);
     suite_add_tcase(s, tc);
     TCase *tf = tcase_create("load");
     tcase_add_test(tf, test_load_file);

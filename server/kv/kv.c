@@ -8,26 +8,10 @@
 #include <string.h>
 
 #include "../../common/errors.h"
+#include "kv_internal.h"
 #include "sessions.h"
 
 #define KV_INITIAL_BUCKETS 16
-
-struct kv_node {
-    struct kv_node *next;
-    uint64_t hash;
-    char *val;          /* val_len bytes + a NUL, its own allocation */
-    uint32_t val_len;
-    uint32_t key_len;
-    char key[];         /* key_len bytes + a NUL */
-};
-
-struct kv {
-    struct kv_node **buckets;
-    size_t n_buckets;   /* a power of two */
-    size_t count;
-    struct kv_sessions *sessions;
-    raft_index_t last_applied;
-};
 
 /* 64-bit FNV-1a. */
 static uint64_t hash_key(const char *key, uint32_t len)

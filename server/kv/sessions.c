@@ -146,6 +146,11 @@ size_t kv_sessions_count(const struct kv_sessions *t)
     return t->count;
 }
 
+uint32_t kv_sessions_max(const struct kv_sessions *t)
+{
+    return t->max;
+}
+
 const struct kv_session *kv_sessions_next(const struct kv_sessions *t,
                                           const struct kv_session *prev)
 {

@@ -32,6 +32,8 @@ struct kv_session *kv_sessions_find(const struct kv_sessions *t, uint64_t id);
 /* Marks s used at index (greater than any earlier use): it becomes the newest. */
 void kv_sessions_touch(struct kv_sessions *t, struct kv_session *s, raft_index_t index);
 size_t kv_sessions_count(const struct kv_sessions *t);
+/* The bound given to kv_sessions_new. */
+uint32_t kv_sessions_max(const struct kv_sessions *t);
 /* The sessions from least to most recently used: start with NULL, then pass the last. */
 const struct kv_session *kv_sessions_next(const struct kv_sessions *t,
                                           const struct kv_session *prev);

@@ -1,7 +1,14 @@
 /* server/net/conn.c - one accepted connection on its own thread: reads the HELLO, then
  * either a peer's Raft messages (stepped into the core) or a client's requests (answered).
- * Anything malformed closes the connection with one log line; nothing crashes the server. */
+ * Anything malformed closes the connection with a log line (one per kind of problem per
+ * 10 s, so a flood cannot fill the disk); nothing crashes the server.
+ * The limits of node.h apply here (issue 7): frame sizes, the number of clients, idle and
+ * half-sent-frame timeouts, and peer identity (a registry name and our cluster id). */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,48 +20,185 @@
 #include "../node/node.h"
 #include "conn.h"
 
-#define HELLO_TIMEOUT_MS 5000
+#define HELLO_MAX_FRAME 1024u            /* a HELLO is at most 77 bytes */
 #define CLIENT_SEND_TIMEOUT_MS 5000
-#define REASON_LEN 160
+#define REFUSE_DRAIN_MS 200              /* read what a refused client sent, so the close
+                                            does not reset the connection before it reads
+                                            our ERR frame */
+#define REFUSE_DRAIN_BYTES (64u * 1024)
+#define CONN_STACK_BYTES (512u * 1024)   /* a thousand clients are a thousand threads */
+#define LOG_QUIET_MS 10000               /* one line per kind of refusal per 10 s */
+#define REASON_LEN 256
+#define NO_DEADLINE UINT64_MAX
 
 struct conn {
     struct node *node;
     int fd;
+    uint64_t accepted_ms;
     char addr[96]; /* "host:port" of the remote side */
 };
 
+/* ---- logging a flood of refusals without flooding the log ---- */
+
+#define QUIET_SLOTS 8
+
+/* The last few reasons logged, so that a flood of one kind (or a few kinds, interleaved)
+ * of refusal gives one line per LOG_QUIET_MS each. */
+struct quiet_slot {
+    char why[REASON_LEN];     /* the kind of reason (quiet_kind) */
+    uint64_t last_ms;
+    unsigned long suppressed; /* the same reason, not logged since */
+};
+
+static pthread_mutex_t quiet_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct quiet_slot quiet_slots[QUIET_SLOTS];
+
+/* The kind of a reason: the reason without its digits, so that "frame length 123 over
+ * the limit" and "frame length 456 over the limit" count as one. */
+static void quiet_kind(const char *why, char *kind, size_t len)
+{
+    size_t n = 0;
+    for (; *why != '\0' && n + 1 < len; why++)
+        if (*why < '0' || *why > '9')
+            kind[n++] = *why;
+    kind[n] = '\0';
+}
+
+/* The slot of kind, or the least recently logged one (reset for kind). Under quiet_mu. */
+static struct quiet_slot *quiet_slot_for(const char *kind)
+{
+    struct quiet_slot *oldest = &quiet_slots[0];
+    for (int i = 0; i < QUIET_SLOTS; i++) {
+        if (strcmp(quiet_slots[i].why, kind) == 0)
+            return &quiet_slots[i];
+        if (quiet_slots[i].last_ms < oldest->last_ms)
+            oldest = &quiet_slots[i];
+    }
+    snprintf(oldest->why, sizeof(oldest->why), "%s", kind);
+    oldest->last_ms = 0;
+    oldest->suppressed = 0;
+    return oldest;
+}
+
+/* Logs "what from ADDR: why", unless the same kind of why was logged in the last
+ * LOG_QUIET_MS: then it is counted, and the next line logged for it says how many were
+ * left out. */
+static void log_quietly(struct node *n, const char *what, const char *addr, const char *why)
+{
+    char kind[REASON_LEN];
+    quiet_kind(why, kind, sizeof(kind));
+    uint64_t now = node_now_ms();
+    pthread_mutex_lock(&quiet_mu);
+    struct quiet_slot *q = quiet_slot_for(kind);
+    if (q->last_ms != 0 && now - q->last_ms < LOG_QUIET_MS) {
+        q->suppressed++;
+        pthread_mutex_unlock(&quiet_mu);
+        return;
+    }
+    unsigned long left_out = q->suppressed;
+    q->last_ms = now;
+    q->suppressed = 0;
+    pthread_mutex_unlock(&quiet_mu);
+    if (left_out > 0)
+        node_log(n, "%s from %s: %s (and %lu more like it since the last such line)", what,
+                 addr, why, left_out);
+    else
+        node_log(n, "%s from %s: %s", what, addr, why);
+}
+
 static void conn_close(struct conn *c, const char *reason)
 {
-    if (reason != NULL)
-        node_log(c->node, "closing connection from %s: %s", c->addr, reason);
+    if (reason != NULL && reason[0] != '\0')
+        log_quietly(c->node, "closing connection", c->addr, reason);
     close(c->fd);
     free(c);
 }
 
-/* Reads one frame. On failure fills reason (empty for a clean close between frames). */
-static int read_frame(struct conn *c, uint8_t **payload, size_t *len, char *reason)
+/* ---- reading with deadlines ---- */
+
+/* Reads exactly len bytes before deadline (node_now_ms; NO_DEADLINE: none). RK_OK,
+ * RK_ERR_CLOSED (EOF before the first byte), RK_ERR_IO (EOF after some, or an error),
+ * RK_ERR_TIMEOUT. A deadline, unlike SO_RCVTIMEO, also stops a peer that trickles one
+ * byte at a time (slowloris). */
+static int recv_until(int fd, uint8_t *buf, size_t len, uint64_t deadline)
+{
+    size_t got = 0;
+    while (got < len) {
+        int wait_ms = -1;
+        if (deadline != NO_DEADLINE) {
+            uint64_t now = node_now_ms();
+            if (now >= deadline)
+                return RK_ERR_TIMEOUT;
+            wait_ms = deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
+        }
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        int r = poll(&pfd, 1, wait_ms);
+        if (r < 0 && errno != EINTR)
+            return RK_ERR_IO;
+        if (r <= 0)
+            continue; /* EINTR, or the deadline: checked at the top */
+        ssize_t n = recv(fd, buf + got, len - got, MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n == 0)
+            return got == 0 ? RK_ERR_CLOSED : RK_ERR_IO;
+        else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return RK_ERR_IO;
+    }
+    return RK_OK;
+}
+
+/* How one frame may be read: its size, how long the connection may stay silent before
+ * it, and how long the frame may take once begun. */
+struct frame_rules {
+    uint32_t max;             /* payload bytes */
+    uint64_t idle_deadline;   /* for the first byte (NO_DEADLINE: wait forever) */
+    uint32_t frame_ms;        /* first byte to last */
+    uint64_t hard_deadline;   /* for the last byte, whatever frame_ms says */
+    const char *idle_why;     /* the reason when idle_deadline passes */
+};
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Reads one frame. On failure fills reason (empty for a clean close between frames);
+ * RK_ERR_TOOBIG means the length prefix was 0 or over rules->max (*len holds it). */
+static int read_frame(struct conn *c, const struct frame_rules *rules, uint8_t **payload,
+                      size_t *len, char *reason)
 {
     *payload = NULL;
     *len = 0;
     reason[0] = '\0';
     uint8_t hdr[4];
-    int rc = net_read_full(c->fd, hdr, sizeof(hdr));
+    int rc = recv_until(c->fd, hdr, 1, rules->idle_deadline);
+    if (rc == RK_ERR_TIMEOUT) {
+        snprintf(reason, REASON_LEN, "%s", rules->idle_why ? rules->idle_why : "idle");
+        return rc;
+    }
+    uint64_t deadline = node_now_ms() + rules->frame_ms;
+    if (deadline > rules->hard_deadline)
+        deadline = rules->hard_deadline;
+    if (rc == RK_OK)
+        rc = recv_until(c->fd, hdr + 1, 3, deadline);
+    uint32_t n = rc == RK_OK ? be32(hdr) : 0;
+    if (rc == RK_OK && (n == 0 || n > rules->max)) {
+        *len = n;
+        if (n == 0)
+            snprintf(reason, REASON_LEN, "empty frame (length 0)");
+        else
+            snprintf(reason, REASON_LEN, "frame length %" PRIu32 " over the limit %" PRIu32,
+                     n, rules->max);
+        return RK_ERR_TOOBIG;
+    }
     if (rc == RK_OK) {
-        uint32_t n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 |
-                     (uint32_t)hdr[3];
-        if (n == 0 || n > PROTO_MAX_FRAME) {
-            snprintf(reason, REASON_LEN, "length %u over the maximum %u", (unsigned)n,
-                     (unsigned)PROTO_MAX_FRAME);
-            if (n == 0)
-                snprintf(reason, REASON_LEN, "empty frame (length 0)");
-            return RK_ERR_TOOBIG;
-        }
         *payload = malloc(n);
         if (*payload == NULL) {
-            snprintf(reason, REASON_LEN, "out of memory for a %u-byte frame", (unsigned)n);
+            snprintf(reason, REASON_LEN, "out of memory for a %" PRIu32 "-byte frame", n);
             return RK_ERR_NOMEM;
         }
-        rc = net_read_full(c->fd, *payload, n);
+        rc = recv_until(c->fd, *payload, n, deadline);
         if (rc == RK_OK) {
             *len = n;
             return RK_OK;
@@ -65,11 +209,32 @@ static int read_frame(struct conn *c, uint8_t **payload, size_t *len, char *reas
             rc = RK_ERR_IO;
     }
     if (rc == RK_ERR_TIMEOUT)
-        snprintf(reason, REASON_LEN, "timed out waiting for a frame");
+        snprintf(reason, REASON_LEN, "a frame was not complete within %" PRIu32
+                 " ms (--frame-timeout-ms)", rules->frame_ms);
     else if (rc != RK_ERR_CLOSED)
         snprintf(reason, REASON_LEN, "connection cut mid-frame (%s)", rk_strerror(rc));
     return rc;
 }
+
+/* ---- refusing a client politely ---- */
+
+/* Sends an ERR frame (best effort, never blocking), then closes so that the client can
+ * still read it: stop writing, drain what it sent for a moment, close. */
+static void refuse_fd(int fd, const char *msg)
+{
+    struct proto_buf out = { 0 };
+    if (node_client_error(&out, msg) == RK_OK)
+        (void)send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    proto_buf_free(&out);
+    shutdown(fd, SHUT_WR);
+    uint64_t deadline = node_now_ms() + REFUSE_DRAIN_MS;
+    uint8_t sink[4096];
+    for (size_t drained = 0; drained < REFUSE_DRAIN_BYTES; drained += sizeof(sink))
+        if (recv_until(fd, sink, sizeof(sink), deadline) != RK_OK)
+            break;
+}
+
+/* ---- peers ---- */
 
 /* Steps one Raft message from peer into the core. The sender is the handshake's peer,
  * whatever the frame says. false if the node is stopping. */
@@ -115,13 +280,19 @@ static void peer_gone(struct node *n, int peer)
     pthread_mutex_unlock(&n->mu);
 }
 
+/* A peer may stay silent forever (it has nothing to send), but a frame it begins must be
+ * complete within the frame timeout; a batch can be as large as the protocol allows. */
 static void peer_loop(struct conn *c, int peer)
 {
+    const struct node_limits *lim = &c->node->limits;
+    struct frame_rules rules = { .max = PROTO_MAX_FRAME, .idle_deadline = NO_DEADLINE,
+                                 .frame_ms = lim->frame_timeout_ms,
+                                 .hard_deadline = NO_DEADLINE };
     char reason[REASON_LEN];
     for (;;) {
         uint8_t *payload;
         size_t len;
-        int rc = read_frame(c, &payload, &len, reason);
+        int rc = read_frame(c, &rules, &payload, &len, reason);
         if (rc == RK_ERR_CLOSED || rc == RK_ERR_IO)
             peer_gone(c->node, peer);
         if (rc != RK_OK)
@@ -136,8 +307,10 @@ static void peer_loop(struct conn *c, int peer)
         if (!running)
             break;
     }
-    conn_close(c, reason[0] != '\0' ? reason : NULL);
+    conn_close(c, reason);
 }
+
+/* ---- clients ---- */
 
 static int send_out(struct conn *c, struct proto_buf *out)
 {
@@ -146,8 +319,23 @@ static int send_out(struct conn *c, struct proto_buf *out)
     return rc;
 }
 
+/* The ERR reason for a CLIENT_REQ the decoder found over the protocol's limits (the
+ * frame itself was whole, so the connection can go on). */
+static void too_big_reason(const struct node_limits *lim, const uint8_t *payload, size_t len,
+                           char *why, size_t whylen)
+{
+    uint32_t key_len = len >= 6 ? be32(payload + 2) : 0;
+    if (key_len > lim->max_key_bytes)
+        snprintf(why, whylen, "key too long (%" PRIu32 " bytes; the limit is %" PRIu32 ")",
+                 key_len, lim->max_key_bytes);
+    else
+        snprintf(why, whylen, "value too long (the limit is %" PRIu32 " bytes)",
+                 lim->max_value_bytes);
+}
+
 /* Handles one client frame, appending the response to out. false = close the connection
- * (reason filled). A request with an unknown op gets an error reply and the loop goes on. */
+ * (reason filled). A request with an unknown op, or a key or value over the limits, gets
+ * an error reply and the loop goes on: the frame boundary is intact. */
 static bool client_frame(struct conn *c, const uint8_t *payload, size_t len,
                          struct proto_buf *out, char *reason)
 {
@@ -160,6 +348,11 @@ static bool client_frame(struct conn *c, const uint8_t *payload, size_t len,
     int rc = proto_decode_client_req(payload, len, &req);
     if (rc != RK_OK && len >= 2 && (payload[1] < PROTO_OP_GET || payload[1] > PROTO_OP_REGISTER))
         return node_client_error(out, "unknown command") == RK_OK;
+    if (rc == RK_ERR_TOOBIG) {
+        char why[128];
+        too_big_reason(&c->node->limits, payload, len, why, sizeof(why));
+        return node_client_error(out, why) == RK_OK;
+    }
     if (rc != RK_OK) {
         snprintf(reason, REASON_LEN, "bad client request: %s", rk_strerror(rc));
         return false;
@@ -172,14 +365,37 @@ static bool client_frame(struct conn *c, const uint8_t *payload, size_t len,
     return rc == RK_OK;
 }
 
+/* A frame over --max-frame-bytes: the client gets an ERR saying so before the close (its
+ * stream cannot be resynchronised without reading the frame). */
+static void refuse_big_frame(struct conn *c, size_t len, char *reason)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "frame of %zu bytes is over this server's limit of %" PRIu32
+             " bytes", len, c->node->limits.max_frame_bytes);
+    refuse_fd(c->fd, len == 0 ? "empty frame" : msg);
+    if (len == 0)
+        snprintf(reason, REASON_LEN, "empty frame (length 0)");
+}
+
 static void client_loop(struct conn *c)
 {
+    const struct node_limits *lim = &c->node->limits;
+    char idle_why[96];
+    snprintf(idle_why, sizeof(idle_why), "idle for %" PRIu32 " ms (--client-idle-timeout-ms)",
+             lim->client_idle_ms);
+    struct frame_rules rules = { .max = lim->max_frame_bytes, .frame_ms = lim->frame_timeout_ms,
+                                 .hard_deadline = NO_DEADLINE, .idle_why = idle_why };
     struct proto_buf out = { 0 };
     char reason[REASON_LEN];
     for (;;) {
         uint8_t *payload;
         size_t len;
-        if (read_frame(c, &payload, &len, reason) != RK_OK)
+        rules.idle_deadline = lim->client_idle_ms > 0 ? node_now_ms() + lim->client_idle_ms
+                                                      : NO_DEADLINE;
+        int rc = read_frame(c, &rules, &payload, &len, reason);
+        if (rc == RK_ERR_TOOBIG)
+            refuse_big_frame(c, len, reason);
+        if (rc != RK_OK)
             break;
         bool keep = client_frame(c, payload, len, &out, reason);
         free(payload);
@@ -187,61 +403,106 @@ static void client_loop(struct conn *c)
             break;
     }
     proto_buf_free(&out);
-    conn_close(c, reason[0] != '\0' ? reason : NULL);
+    atomic_fetch_sub(&c->node->n_clients, 1);
+    conn_close(c, reason);
 }
 
-/* After the HELLO: no read timeout (idle connections just wait); bounded client sends. */
-static void set_steady_timeouts(int fd, bool client)
+/* A slot among the --max-clients client connections, or false. */
+static bool take_client_slot(struct node *n)
 {
-    net_set_timeouts(fd, 0);
-    if (client) {
-        struct timeval tv = { .tv_sec = CLIENT_SEND_TIMEOUT_MS / 1000, .tv_usec = 0 };
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    }
+    unsigned before = atomic_fetch_add(&n->n_clients, 1);
+    if (before < n->limits.max_clients)
+        return true;
+    atomic_fetch_sub(&n->n_clients, 1);
+    return false;
 }
 
-/* A peer's name from its HELLO: its registry id, or -1 (unknown or our own name). */
-static int peer_id(struct node *n, const char *name)
+static void too_many_clients(struct conn *c)
 {
-    int id = registry_find(&n->reg, name);
-    return id == n->self ? -1 : id;
+    char msg[96];
+    snprintf(msg, sizeof(msg), "too many connections (the limit is %" PRIu32
+             "); try again later", c->node->limits.max_clients);
+    refuse_fd(c->fd, msg);
+    log_quietly(c->node, "refusing a client", c->addr, msg);
+    close(c->fd);
+    free(c);
+}
+
+/* No read timeout on the socket (read_frame keeps its own deadlines); bounded sends. */
+static void set_client_send_timeout(int fd)
+{
+    struct timeval tv = { .tv_sec = CLIENT_SEND_TIMEOUT_MS / 1000, .tv_usec = 0 };
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* ---- the handshake ---- */
+
+/* A peer's id if it may talk to us: named in the registry, not us, same cluster id.
+ * Otherwise -1 with the reason (no address in it) in why. */
+static int check_peer(const struct node *n, const struct proto_hello *h, char *why,
+                      size_t whylen)
+{
+    int id = registry_find(&n->reg, h->name);
+    if (id < 0)
+        snprintf(why, whylen, "peer hello from '%s', which is not in the registry", h->name);
+    else if (id == n->self)
+        snprintf(why, whylen, "peer hello with this server's own name '%s'", h->name);
+    else if (h->cluster_id != n->cluster_id)
+        snprintf(why, whylen, "peer hello from '%s' with cluster id %016" PRIx64 ", ours is "
+                 "%016" PRIx64 " (another cluster, or a different registry?)", h->name,
+                 h->cluster_id, n->cluster_id);
+    else
+        return id;
+    return -1;
 }
 
 static void serve_hello(struct conn *c, const uint8_t *payload, size_t len)
 {
-    int type = 0;
-    char name[64] = "";
-    char reason[REASON_LEN + 64];
-    int rc = proto_decode_hello(payload, len, &type, name);
+    struct proto_hello h;
+    char reason[REASON_LEN];
+    int rc = proto_decode_hello_msg(payload, len, &h);
     if (rc != RK_OK) {
         snprintf(reason, sizeof(reason), "bad hello: %s", rk_strerror(rc));
         conn_close(c, reason);
         return;
     }
-    if (type == PROTO_HELLO_CLIENT) {
-        set_steady_timeouts(c->fd, true);
+    if (h.type == PROTO_HELLO_CLIENT) {
+        if (!take_client_slot(c->node)) {
+            too_many_clients(c);
+            return;
+        }
+        set_client_send_timeout(c->fd);
         client_loop(c);
         return;
     }
-    int id = peer_id(c->node, name);
+    int id = check_peer(c->node, &h, reason, sizeof(reason));
     if (id < 0) {
-        snprintf(reason, sizeof(reason), "peer hello from unknown server '%s'", name);
-        conn_close(c, reason);
+        log_quietly(c->node, "refusing peer connection", c->addr, reason);
+        close(c->fd);
+        free(c);
         return;
     }
-    set_steady_timeouts(c->fd, false);
     peer_loop(c, id);
 }
 
 static void *conn_main(void *arg)
 {
     struct conn *c = arg;
-    char reason[REASON_LEN];
+    struct node *n = c->node;
+    char reason[REASON_LEN], idle_why[64];
     uint8_t *payload;
     size_t len;
-    net_set_timeouts(c->fd, HELLO_TIMEOUT_MS);
-    if (read_frame(c, &payload, &len, reason) != RK_OK) {
-        conn_close(c, reason[0] != '\0' ? reason : NULL);
+    /* The whole HELLO must come within the frame timeout of the accept. */
+    uint64_t deadline = c->accepted_ms + n->limits.frame_timeout_ms;
+    snprintf(idle_why, sizeof(idle_why), "no hello within %" PRIu32 " ms",
+             n->limits.frame_timeout_ms);
+    struct frame_rules rules = { .max = HELLO_MAX_FRAME, .idle_deadline = deadline,
+                                 .frame_ms = n->limits.frame_timeout_ms,
+                                 .hard_deadline = deadline, .idle_why = idle_why };
+    int rc = read_frame(c, &rules, &payload, &len, reason);
+    atomic_fetch_sub(&n->n_unidentified, 1);
+    if (rc != RK_OK) {
+        conn_close(c, reason);
         return NULL;
     }
     serve_hello(c, payload, len);
@@ -259,24 +520,59 @@ static void format_addr(const struct sockaddr *sa, socklen_t len, char *out, siz
         snprintf(out, outlen, "%s:%s", host, port);
 }
 
+/* At most --max-clients connections may be waiting for their HELLO (each for at most
+ * the frame timeout); past that a new one is refused at once, without a thread. */
+static bool take_unidentified_slot(struct node *n)
+{
+    unsigned before = atomic_fetch_add(&n->n_unidentified, 1);
+    if (before < n->limits.max_clients)
+        return true;
+    atomic_fetch_sub(&n->n_unidentified, 1);
+    return false;
+}
+
+static void start_thread(struct conn *c)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, CONN_STACK_BYTES);
+    if (pthread_create(&t, &attr, conn_main, c) != 0) {
+        atomic_fetch_sub(&c->node->n_unidentified, 1);
+        log_quietly(c->node, "refusing a connection", c->addr, "cannot start a thread");
+        refuse_fd(c->fd, "server overloaded (cannot start a thread); try again later");
+        close(c->fd);
+        free(c);
+    }
+    pthread_attr_destroy(&attr);
+}
+
 void conn_spawn(struct node *n, int fd, const struct sockaddr *addr, socklen_t addr_len)
 {
+    char where[96];
+    format_addr(addr, addr_len, where, sizeof(where));
+    if (!take_unidentified_slot(n)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "too many connections (the limit is %" PRIu32
+                 "); try again later", n->limits.max_clients);
+        log_quietly(n, "refusing a connection", where, msg);
+        struct proto_buf out = { 0 }; /* no draining here: the listener must not wait */
+        if (node_client_error(&out, msg) == RK_OK)
+            (void)send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        proto_buf_free(&out);
+        close(fd);
+        return;
+    }
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        atomic_fetch_sub(&n->n_unidentified, 1);
         close(fd);
         return;
     }
     c->node = n;
     c->fd = fd;
-    format_addr(addr, addr_len, c->addr, sizeof(c->addr));
-    pthread_attr_t attr;
-    pthread_t t;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, conn_main, c) != 0) {
-        node_log(n, "cannot start a thread for %s; closing it", c->addr);
-        close(fd);
-        free(c);
-    }
-    pthread_attr_destroy(&attr);
+    c->accepted_ms = node_now_ms();
+    snprintf(c->addr, sizeof(c->addr), "%s", where);
+    start_thread(c);
 }

@@ -54,17 +54,20 @@ static const char *role_word(enum raft_role role)
     return "follower";
 }
 
-/* Under mu: "name=S role=R term=N leader=S|none commit=N applied=N last=N". */
+/* Under mu: "name=S role=R term=N leader=S|none commit=N applied=N last=N snapshot=N"
+ * (snapshot: the index of the last snapshot saved or installed, 0 if none). Scripts parse
+ * these fields: new ones go at the end. */
 static int reply_status(struct node *n, struct proto_buf *out)
 {
     int leader = raft_leader(n->raft);
     char line[STATUS_LEN];
     int len = snprintf(line, sizeof(line),
                        "name=%s role=%s term=%" PRIu64 " leader=%s commit=%" PRIu64
-                       " applied=%" PRIu64 " last=%" PRIu64,
+                       " applied=%" PRIu64 " last=%" PRIu64 " snapshot=%" PRIu64,
                        n->name, role_word(raft_role(n->raft)), raft_term(n->raft),
                        leader == RAFT_NO_NODE ? "none" : node_name_of(n, leader),
-                       raft_commit_index(n->raft), n->applied, raft_last_index(n->raft));
+                       raft_commit_index(n->raft), n->applied, raft_last_index(n->raft),
+                       raft_snapshot_index(n->raft));
     if (len < 0 || (size_t)len >= sizeof(line))
         return node_client_error(out, "status line too long");
     return reply(out, PROTO_ST_VALUE, line, (uint32_t)len);
@@ -200,8 +203,10 @@ static int do_get(struct node *n, const struct proto_client_req *req, struct pro
     return node_client_error(out, rk_strerror(wait_rc != RK_OK ? wait_rc : w.result));
 }
 
-/* A reason the request is invalid, or NULL. */
-static const char *invalid_reason(const struct proto_client_req *req)
+/* A reason the request is invalid (written into why), or NULL. Keys and values are
+ * bounded by this server's limits (--max-key-bytes, --max-value-bytes). */
+static const char *invalid_reason(const struct node_limits *lim,
+                                  const struct proto_client_req *req, char *why, size_t len)
 {
     if (req->op < PROTO_OP_GET || req->op > PROTO_OP_REGISTER)
         return "unknown command";
@@ -209,10 +214,16 @@ static const char *invalid_reason(const struct proto_client_req *req)
         return NULL;
     if (req->key_len == 0)
         return "empty key";
-    if (req->key_len > PROTO_MAX_KEY)
-        return "key too long";
-    if (req->val_len > PROTO_MAX_VALUE)
-        return "value too long";
+    if (req->key_len > lim->max_key_bytes) {
+        snprintf(why, len, "key too long (%" PRIu32 " bytes; the limit is %" PRIu32 ")",
+                 req->key_len, lim->max_key_bytes);
+        return why;
+    }
+    if (req->val_len > lim->max_value_bytes) {
+        snprintf(why, len, "value too long (%" PRIu32 " bytes; the limit is %" PRIu32 ")",
+                 req->val_len, lim->max_value_bytes);
+        return why;
+    }
     if (req->op != PROTO_OP_GET && req->client_id != 0 && req->seq == 0)
         return "bad sequence number 0 (a session numbers its commands from 1)";
     return NULL;
@@ -220,7 +231,8 @@ static const char *invalid_reason(const struct proto_client_req *req)
 
 int node_client_handle(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
 {
-    const char *bad = invalid_reason(req);
+    char why[128];
+    const char *bad = invalid_reason(&n->limits, req, why, sizeof(why));
     if (bad != NULL)
         return node_client_error(out, bad);
     pthread_mutex_lock(&n->mu);

@@ -1,12 +1,17 @@
 /* server/node/io_thread.c - the log writer: takes the core's Ready batches, makes them
- * durable (hard state, truncation, entries, fdatasync) WITHOUT the lock, then hands the
- * messages that waited on that to the replicators and reports the batch done. Whatever
- * accumulates during one fsync goes into the next batch (group commit). */
+ * durable (log reset, hard state, truncation, entries, fdatasync) WITHOUT the lock,
+ * writes incoming snapshot chunks and installs a complete snapshot (Raft paper Figure 13),
+ * then hands the messages that waited on all that to the replicators and reports the
+ * batch done. Whatever accumulates during one fsync goes into the next batch (group
+ * commit). It also compacts the log file once a snapshot covers its prefix (§7). */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/errors.h"
+#include "../kv/kv.h"
+#include "../storage/snapshot.h"
 #include "../storage/storage.h"
 #include "node.h"
 
@@ -20,10 +25,14 @@ static void persist_failed(struct node *n, const char *err)
                err);
 }
 
-/* Steps 1-3 of a Ready: hard state, truncation, entries, sync. Called without the lock. */
+/* The log steps of a Ready, in order: reset after an installed snapshot (Figure 13
+ * step 7), hard state, truncation, entries, sync. Called without the lock. */
 static void persist(struct node *n, const struct raft_ready *rd, const char *vote)
 {
     char err[IO_ERR_LEN] = "";
+    if (rd->reset_log_to != 0 &&
+        storage_reset(n->storage, rd->reset_log_to, err, sizeof(err)) != RK_OK)
+        persist_failed(n, err);
     if (rd->hard_state_changed &&
         storage_save_hard_state(n->storage, rd->term, vote, err, sizeof(err)) != RK_OK)
         persist_failed(n, err);
@@ -39,6 +48,86 @@ static void persist(struct node *n, const struct raft_ready *rd, const char *vot
         persist_failed(n, err);
 }
 
+/* ---------- an incoming snapshot (Figure 13, receiver) ---------- */
+
+/* A snapshot whose last chunk was written: verified (with its state machine) or not. */
+struct received_snapshot {
+    bool complete;
+    raft_index_t index;
+    raft_term_t term;
+    bool ok;
+    struct kv *kv;       /* the state machine loaded from it, when ok */
+    uint64_t took_ms;
+};
+
+/* The last chunk is written: fdatasync, verify, build the new state machine (outside
+ * the lock: it may take a while), and make the file NAME_snapshot. */
+static void finish_received(struct node *n, const struct raft_snap_chunk *c,
+                            struct received_snapshot *out)
+{
+    char err[IO_ERR_LEN] = "";
+    uint64_t start = node_now_ms();
+    struct kv *kv = NULL;
+    struct snapshot_meta *m = malloc(sizeof(*m));
+    int rc = m == NULL ? RK_ERR_NOMEM
+                       : snapshot_recv_verify(n->snap.paths, c->index, c->term, m, &kv, err,
+                                              sizeof(err));
+    free(m);
+    if (rc == RK_OK) {
+        rc = node_snap_install_file(n, c->index, true, err, sizeof(err));
+        if (rc == RK_ERR_INVAL)
+            rc = RK_OK; /* we already have a newer one on disk: nothing to replace */
+    }
+    if (rc != RK_OK) {
+        node_log(n, "received snapshot %" PRIu64 " is unusable: %s; asking for it again",
+                 c->index, err[0] ? err : rk_strerror(rc));
+        kv_free(kv);
+        kv = NULL;
+    }
+    *out = (struct received_snapshot){ .complete = true, .index = c->index, .term = c->term,
+                                       .ok = rc == RK_OK, .kv = kv,
+                                       .took_ms = node_now_ms() - start };
+}
+
+/* Writes the chunks in order into NAME_snapshot.recv. A chunk that cannot be written is
+ * logged; the snapshot then fails verification and the leader sends it again. */
+static void receive_chunks(struct node *n, const struct raft_ready *rd,
+                           struct received_snapshot *out)
+{
+    for (uint32_t i = 0; i < rd->n_snap_chunks; i++) {
+        const struct raft_snap_chunk *c = &rd->snap_chunks[i];
+        char err[IO_ERR_LEN] = "";
+        if (snapshot_recv_chunk(n->snap.paths, c->offset, c->data, c->len, err,
+                                sizeof(err)) != RK_OK)
+            node_log(n, "snapshot %" PRIu64 ": cannot write the chunk at offset %" PRIu64
+                     ": %s", c->index, c->offset, err);
+        if (c->done) {
+            if (out->complete) /* an earlier one in this batch: this one supersedes it */
+                kv_free(out->kv);
+            finish_received(n, c, out);
+        }
+    }
+}
+
+/* Under mu: tell the core (Figure 13 steps 6-8); if it says so, the new state machine
+ * replaces ours. Returns the map to free (outside the lock). */
+static struct kv *install_received(struct node *n, struct received_snapshot *rs)
+{
+    if (!raft_snapshot_installed(n->raft, node_now_ms(), rs->index, rs->term, rs->ok))
+        return rs->kv;
+    struct kv *old = n->kv;
+    n->kv = rs->kv;
+    n->applied = rs->index;
+    n->snap.base = rs->index;
+    n->snap.bytes_since = 0;
+    node_log(n, "installed snapshot %" PRIu64 " (term %" PRIu64 ", %zu keys) from the "
+             "leader; loading and verifying it took %" PRIu64 " ms", rs->index, rs->term,
+             kv_count(n->kv), rs->took_ms);
+    return old;
+}
+
+/* ---------- the loop ---------- */
+
 /* One batch: take under the lock, persist outside it, then under it hand over the
  * messages and report the batch durable. Entered and left with the lock held. */
 static void run_batch(struct node *n)
@@ -52,15 +141,41 @@ static void run_batch(struct node *n)
     pthread_mutex_unlock(&n->mu);
 
     persist(n, &rd, vote);
+    struct received_snapshot rs = { 0 };
+    receive_chunks(n, &rd, &rs);
 
     pthread_mutex_lock(&n->mu);
+    struct kv *unused = rs.complete ? install_received(n, &rs) : NULL;
     for (uint32_t i = 0; i < rd.n_msgs; i++)
         node_replicator_push(n, &rd.msgs[i]);
     raft_ready_done(n->raft, node_now_ms(), &rd);
     node_after_step(n);
     pthread_mutex_unlock(&n->mu);
+    kv_free(unused);
     raft_ready_free(&rd);
     pthread_mutex_lock(&n->mu);
+}
+
+static bool compaction_due(const struct node *n)
+{
+    return n->snap.compact_to > n->snap.compacted;
+}
+
+/* Raft paper §7: NAME_snapshot covers the log up to compact_to, so storage drops that
+ * prefix. Entered and left with the lock held. */
+static void compact_storage(struct node *n)
+{
+    raft_index_t to = n->snap.compact_to;
+    pthread_mutex_unlock(&n->mu);
+    char err[IO_ERR_LEN] = "";
+    uint64_t start = node_now_ms();
+    if (storage_compact(n->storage, to, err, sizeof(err)) != RK_OK)
+        persist_failed(n, err);
+    node_log(n, "compacted the log file up to index %" PRIu64 " in %" PRIu64 " ms; it now "
+             "holds %" PRIu64 "..%" PRIu64, to, node_now_ms() - start,
+             storage_first_index(n->storage), storage_last_index(n->storage));
+    pthread_mutex_lock(&n->mu);
+    n->snap.compacted = to;
 }
 
 static void *io_main(void *arg)
@@ -68,11 +183,14 @@ static void *io_main(void *arg)
     struct node *n = arg;
     pthread_mutex_lock(&n->mu);
     for (;;) {
-        while (!n->shutdown && !raft_has_ready(n->raft))
+        while (!n->shutdown && !raft_has_ready(n->raft) && !compaction_due(n))
             pthread_cond_wait(&n->io_cond, &n->mu);
         if (n->shutdown)
             break;
-        run_batch(n);
+        if (compaction_due(n))
+            compact_storage(n);
+        if (raft_has_ready(n->raft))
+            run_batch(n);
     }
     pthread_mutex_unlock(&n->mu);
     return NULL;

@@ -61,10 +61,27 @@ static int init_peers(struct node *n)
     return RK_OK;
 }
 
+void node_limits_default(struct node_limits *l)
+{
+    *l = (struct node_limits){
+        .max_frame_bytes = PROTO_MAX_FRAME,
+        .max_key_bytes = PROTO_MAX_KEY,
+        .max_value_bytes = PROTO_MAX_VALUE,
+        .max_clients = NODE_DEFAULT_MAX_CLIENTS,
+        .client_idle_ms = NODE_DEFAULT_CLIENT_IDLE_MS,
+        .frame_timeout_ms = NODE_DEFAULT_FRAME_TIMEOUT_MS,
+        .max_peer_queue_bytes = NODE_PEER_QUEUE_MAX,
+    };
+}
+
 int node_init(struct node *n, struct registry *reg, int self, struct storage *st)
 {
     memset(n, 0, sizeof(*n));
     n->reg = *reg;
+    n->cluster_id = registry_cluster_id(reg);
+    node_limits_default(&n->limits);
+    atomic_init(&n->n_clients, 0);
+    atomic_init(&n->n_unidentified, 0);
     n->self = self;
     n->name = n->reg.servers[self].name;
     n->storage = st;
@@ -137,6 +154,7 @@ static void apply_committed(struct node *n)
         if (rc < 0)
             node_fatal(n, "cannot apply entry %" PRIu64 ": %s", n->applied + 1, rk_strerror(rc));
         n->applied++;
+        n->snap.bytes_since += 64u + e->key_len + e->val_len; /* about a log line's size */
         complete_writes(n, n->applied, e->term, rc);
     }
 }
@@ -234,6 +252,7 @@ void node_after_step(struct node *n)
 {
     send_early_messages(n);
     apply_committed(n);
+    node_snap_maybe_start(n); /* Raft paper §7: a snapshot once the log grew enough */
     take_reads(n);
     finish_ready_reads(n);
     notice_role_change(n);
@@ -246,7 +265,9 @@ void node_after_step(struct node *n)
 
 int node_start(struct node *n)
 {
-    int rc = node_io_start(n);
+    int rc = node_snap_start_thread(n); /* first: the others may start snapshots */
+    if (rc == RK_OK)
+        rc = node_io_start(n);
     if (rc == RK_OK)
         rc = node_timer_start(n);
     for (int i = 0; rc == RK_OK && i < n->reg.n; i++)
@@ -264,9 +285,13 @@ void node_stop(struct node *n)
     pthread_cond_broadcast(&n->state_changed);
     for (int i = 0; i < n->reg.n; i++)
         pthread_cond_broadcast(&n->peers[i].cond);
+    pthread_cond_broadcast(&n->snap.cond);
+    node_snap_cancel(n);
     pthread_mutex_unlock(&n->mu);
     if (n->io_started)
         pthread_join(n->io_thread, NULL);
+    if (n->snap.started)
+        pthread_join(n->snap.thread, NULL);
     if (n->timer_started)
         pthread_join(n->timer_thread, NULL);
     for (int i = 0; i < n->reg.n; i++)

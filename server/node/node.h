@@ -10,12 +10,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../../common/proto.h"
 #include "../../common/registry.h"
 #include "../core/raft.h"
 
 struct kv;
+struct snapshot_meta;
+struct snapshot_paths;
 struct storage;
 
 /* A client request waiting for its entry to be applied (write) or for a ReadIndex
@@ -53,9 +56,82 @@ struct node_peer {
     struct node_frame *head, *tail;
     size_t queued_bytes;
     uint64_t dropped_frames;      /* dropped because the queue was over its bound */
+    uint64_t reported_drops;      /* dropped_frames when the last drop was logged */
+    uint64_t drops_logged_ms;     /* when that was (0: never) */
 };
 
+/* Resource limits (issue 7), each a raft_server option (server/main.c, README). Set
+ * before node_start and read-only afterwards, so read without the lock. */
 #define NODE_PEER_QUEUE_MAX (32u * 1024 * 1024)
+#define NODE_DEFAULT_MAX_CLIENTS 1024u
+#define NODE_DEFAULT_CLIENT_IDLE_MS 60000u
+#define NODE_DEFAULT_FRAME_TIMEOUT_MS 5000u
+
+struct node_limits {
+    uint32_t max_frame_bytes;        /* a client's (or a not yet identified) frame; peers
+                                        may send up to PROTO_MAX_FRAME */
+    uint32_t max_key_bytes;          /* a client request's key; over it: ERR */
+    uint32_t max_value_bytes;        /* a client request's value; over it: ERR */
+    uint32_t max_clients;            /* client connections served at once; past it a new
+                                        one gets ERR "too many connections" and is closed */
+    uint32_t client_idle_ms;         /* a client connection silent this long is closed
+                                        (0 = never); peers are exempt */
+    uint32_t frame_timeout_ms;       /* a frame begun must be complete within this, on any
+                                        connection (slowloris), and so must the HELLO */
+    size_t max_peer_queue_bytes;     /* messages waiting for one slow peer; past it the
+                                        oldest are dropped (Raft retries them) */
+};
+
+/* The defaults: PROTO_MAX_FRAME/KEY/VALUE, the NODE_DEFAULT_* above, NODE_PEER_QUEUE_MAX. */
+void node_limits_default(struct node_limits *l);
+
+/* Snapshots and log compaction (Raft paper §7), server/node/snapshotter.c. */
+#define NODE_SNAPSHOT_ENTRIES_DEFAULT 10000u
+#define NODE_SNAPSHOT_BYTES_DEFAULT (64ull << 20)
+#define NODE_SNAPSHOT_KEEP_DEFAULT 1000u
+#define NODE_SNAPSHOT_CHUNK_BYTES (1u << 20) /* per InstallSnapshot message */
+
+struct node_snap_opts {
+    uint64_t entries;  /* snapshot once this many entries were applied since the last
+                          one (--snapshot-entries; 0: never by count) */
+    uint64_t bytes;    /* ... or once their commands hold about this many bytes
+                          (--snapshot-bytes; 0: never by size) */
+    uint64_t keep;     /* entries kept in memory behind a snapshot for slow followers
+                          (--snapshot-keep) */
+    bool fork;         /* write it from a forked child (--snapshot-fork, default true);
+                          false: serialize it in memory under the lock, then write it */
+};
+
+struct node_snap {
+    struct node_snap_opts opts;          /* set before node_start */
+    struct snapshot_paths *paths;        /* DIR/NAME_snapshot{,.tmp,.recv}; read-only */
+    /* Under mu: */
+    raft_index_t base;        /* index of the last snapshot taken, installed or loaded */
+    uint64_t bytes_since;     /* approximate command bytes applied since base */
+    bool running;             /* a snapshot is being written (one at a time) */
+    bool pending;             /* ... and the snapshot thread has not picked it up yet */
+    raft_index_t index;       /* the snapshot being written ... */
+    raft_term_t term;         /* ... and the term of its last entry */
+    uint64_t bytes_at_start;  /* bytes_since when it started */
+    pid_t child;              /* its forked writer, or 0 if serialized in memory */
+    int fd;                   /* the in-memory case: NAME_snapshot.tmp, to write image to */
+    uint8_t *image;           /* the in-memory case: the whole file */
+    size_t image_len;
+    uint64_t started_ms;
+    uint64_t stall_us;        /* how long the lock was held to start it */
+    uint64_t retry_ms;        /* after a failure, no new snapshot before this time */
+    raft_index_t compact_to;  /* storage may drop entries up to here (the io thread does) */
+    raft_index_t compacted;   /* what the io thread has dropped */
+    struct snapshot_meta *meta;  /* header of the snapshot being written (pre-allocated) */
+    uint8_t *child_buf;       /* the forked writer's buffer, allocated before any fork */
+    pthread_cond_t cond;      /* wakes the snapshot thread */
+    pthread_t thread;
+    bool started;
+    /* NAME_snapshot is replaced by the snapshot thread (a snapshot taken) and by the io
+     * thread (one received); file_mu orders them so it only moves forward. */
+    pthread_mutex_t file_mu;
+    raft_index_t on_disk;     /* the index of NAME_snapshot (0: none); under file_mu */
+};
 
 struct node {
     pthread_mutex_t mu;
@@ -69,6 +145,11 @@ struct node {
     struct registry reg;
     int self;
     const char *name;             /* reg.servers[self].name */
+    uint64_t cluster_id;          /* sent and checked in HELLO_PEER (registry_cluster_id
+                                     or --cluster-id) */
+    struct node_limits limits;    /* set before node_start, read-only afterwards */
+    atomic_uint n_clients;        /* client connections being served */
+    atomic_uint n_unidentified;   /* accepted connections whose HELLO has not come yet */
 
     raft_index_t applied;         /* last entry applied to kv */
     struct node_waiter *waiters;  /* pending client requests */
@@ -83,6 +164,8 @@ struct node {
     struct node_peer *peers;      /* reg.n entries; peers[self] unused */
     bool shutdown;
 
+    struct node_snap snap;        /* snapshots, see snapshotter.c */
+
     _Atomic uint64_t log_term;    /* the term for log lines written without the lock */
     pthread_t io_thread, timer_thread;
     bool io_started, timer_started;
@@ -95,7 +178,8 @@ uint64_t node_now_ms(void);
 int node_cond_init(pthread_cond_t *cond);
 /* pthread_cond_timedwait until deadline_ms (monotonic). Returns like it. */
 int node_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, uint64_t deadline_ms);
-/* Sets up locks, the key-value map and the peers; raft is created by the caller. */
+/* Sets up locks, the key-value map and the peers; raft is created by the caller. The
+ * limits start as node_limits_default() and the cluster id as registry_cluster_id(reg). */
 int node_init(struct node *n, struct registry *reg, int self, struct storage *st);
 /* Called under mu after EVERY core call: applies committed entries, answers waiters,
  * logs role changes, wakes the io thread and broadcasts state_changed. */
@@ -121,6 +205,26 @@ void node_log_core(void *ctx, const char *msg);
 /* Writes a FATAL line and exits with status 1. */
 void node_fatal(struct node *n, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
+
+/* --- snapshotter.c (Raft paper §7) --- */
+/* After node_init, before node_start: the snapshot files are DIR/NAME_snapshot*; the
+ * options start at their defaults. RK_OK or RK_ERR_NOMEM / RK_ERR_TOOBIG. */
+int node_snap_init(struct node *n, const char *dir);
+/* Under mu (node_after_step): starts a snapshot of the state machine at the applied
+ * index if the thresholds are passed and none is running: forks a child that writes it
+ * while the parent goes on. */
+void node_snap_maybe_start(struct node *n);
+/* Starts the snapshot thread, which finishes what node_snap_maybe_start began. */
+int node_snap_start_thread(struct node *n);
+/* Under mu: stops a running snapshot writer (shutdown). */
+void node_snap_cancel(struct node *n);
+/* Replaces NAME_snapshot with the written (from_recv: received) file if index is newer
+ * than the one on disk, in file order. RK_OK; RK_ERR_INVAL if it was not newer (the file
+ * is removed); or an I/O error in err. */
+int node_snap_install_file(struct node *n, raft_index_t index, bool from_recv, char *err,
+                           size_t errlen);
+/* Frees what node_snap_init allocated (after node_stop). */
+void node_snap_free(struct node *n);
 
 /* --- io_thread.c --- */
 int node_io_start(struct node *n);

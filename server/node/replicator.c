@@ -11,6 +11,7 @@
 
 #include "../../common/errors.h"
 #include "../../common/net.h"
+#include "../storage/snapshot.h"
 #include "node.h"
 
 #define CONNECT_TIMEOUT_MS 200
@@ -18,6 +19,7 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_SPREAD_MS 50
 #define NET_ERR_LEN 256
+#define DROP_LOG_MS 10000
 
 enum link_state { LINK_NEW, LINK_UP, LINK_DOWN };
 
@@ -41,9 +43,25 @@ static void free_frames(struct node_frame *f)
 static size_t msg_size(const struct raft_msg *m)
 {
     size_t size = 96;
+    if (m->type == RAFT_MSG_SNAPSHOT)
+        size += NODE_SNAPSHOT_CHUNK_BYTES; /* filled in when encoded */
     for (uint32_t i = 0; i < m->n_entries; i++)
         size += 64 + m->entries[i].key_len + m->entries[i].val_len;
     return size;
+}
+
+/* Under mu, after drops: one log line per DROP_LOG_MS per peer, from here rather than
+ * from the replicator, which may be stuck in a send to that very peer. */
+static void note_drops(struct node *n, struct node_peer *p)
+{
+    uint64_t now = node_now_ms();
+    if (p->drops_logged_ms != 0 && now - p->drops_logged_ms < DROP_LOG_MS)
+        return;
+    node_log(n, "dropped %llu messages for %s: queue over %zu bytes (--max-peer-queue-bytes)",
+             (unsigned long long)(p->dropped_frames - p->reported_drops),
+             n->reg.servers[p->id].name, n->limits.max_peer_queue_bytes);
+    p->reported_drops = p->dropped_frames;
+    p->drops_logged_ms = now;
 }
 
 void node_replicator_push(struct node *n, struct raft_msg *m)
@@ -63,14 +81,18 @@ void node_replicator_push(struct node *n, struct raft_msg *m)
     f->size = msg_size(m);
     m->entries = NULL;
     m->n_entries = 0;
+    m->snap_data = NULL;
+    m->snap_len = 0;
     if (p->tail != NULL)
         p->tail->next = f;
     else
         p->head = f;
     p->tail = f;
     p->queued_bytes += f->size;
-    /* Bounded: past the limit drop the oldest messages (newer ones supersede them). */
-    while (p->queued_bytes > NODE_PEER_QUEUE_MAX && p->head != f) {
+    /* Bounded: past the limit drop the oldest messages (newer ones supersede them; Raft
+     * sends again what a follower still needs, §5.3). */
+    uint64_t dropped_before = p->dropped_frames;
+    while (p->queued_bytes > n->limits.max_peer_queue_bytes && p->head != f) {
         struct node_frame *old = p->head;
         p->head = old->next;
         p->queued_bytes -= old->size;
@@ -78,6 +100,8 @@ void node_replicator_push(struct node *n, struct raft_msg *m)
         old->next = NULL;
         free_frames(old);
     }
+    if (p->dropped_frames != dropped_before)
+        note_drops(n, p);
     pthread_cond_signal(&p->cond);
 }
 
@@ -110,7 +134,7 @@ static void link_up(struct node_peer *p, struct link *l)
     l->state = LINK_UP;
 }
 
-/* Connects and sends HELLO_PEER with our name. */
+/* Connects and sends HELLO_PEER with our name and cluster id. */
 static int link_connect(struct node_peer *p, struct link *l)
 {
     const struct registry_server *s = peer_addr(p);
@@ -123,7 +147,7 @@ static int link_connect(struct node_peer *p, struct link *l)
     struct proto_buf hello = { 0 };
     int rc = net_set_timeouts(l->fd, SEND_TIMEOUT_MS);
     if (rc == RK_OK)
-        rc = proto_encode_hello_peer(&hello, p->node->name);
+        rc = proto_encode_hello_peer(&hello, p->node->name, p->node->cluster_id);
     if (rc == RK_OK)
         rc = net_write_full(l->fd, hello.data, hello.len);
     proto_buf_free(&hello);
@@ -147,6 +171,27 @@ static bool link_stale(const struct link *l)
     return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* InstallSnapshot (Raft paper Figure 13): the core names the snapshot and the offset;
+ * the chunk is read from NAME_snapshot here, without the lock. If the file no longer
+ * holds that snapshot (a newer one replaced it) the message is dropped: the core sends
+ * the new one from offset 0 once it learns of it. */
+static void encode_snapshot_chunk(struct node_peer *p, const struct raft_msg *msg,
+                                  struct proto_buf *buf)
+{
+    struct raft_msg m = *msg;
+    char err[NET_ERR_LEN];
+    int rc = snapshot_read_chunk(p->node->snap.paths->file, m.snap_index, m.snap_offset,
+                                 NODE_SNAPSHOT_CHUNK_BYTES, &m.snap_data, &m.snap_len,
+                                 &m.snap_done, err, sizeof(err));
+    if (rc != RK_OK)
+        node_log(p->node, "not sending snapshot %llu to %s: %s",
+                 (unsigned long long)m.snap_index, peer_addr(p)->name, err);
+    else if ((rc = proto_encode_raft_msg(buf, &m)) != RK_OK)
+        node_log(p->node, "dropping a snapshot chunk to %s: %s", peer_addr(p)->name,
+                 rk_strerror(rc));
+    free(m.snap_data);
+}
+
 /* Encodes the batch into buf (reused between batches). A message that cannot be
  * encoded is dropped, like a lost packet. */
 static void encode_batch(struct node_peer *p, const struct node_frame *batch,
@@ -154,6 +199,10 @@ static void encode_batch(struct node_peer *p, const struct node_frame *batch,
 {
     buf->len = 0;
     for (const struct node_frame *f = batch; f != NULL; f = f->next) {
+        if (f->msg.type == RAFT_MSG_SNAPSHOT && f->msg.snap_data == NULL) {
+            encode_snapshot_chunk(p, &f->msg, buf);
+            continue;
+        }
         int rc = proto_encode_raft_msg(buf, &f->msg);
         if (rc != RK_OK)
             node_log(p->node, "dropping a %s message to %s: %s",
@@ -199,7 +248,6 @@ static void *replicator_main(void *arg)
     struct node *n = p->node;
     struct link l = { .fd = -1, .state = LINK_NEW,
                       .seed = (unsigned)(node_now_ms() + (uint64_t)p->id) };
-    uint64_t reported_drops = 0;
     struct proto_buf buf = { 0 };
     pthread_mutex_lock(&n->mu);
     while (!n->shutdown) {
@@ -210,13 +258,7 @@ static void *replicator_main(void *arg)
         struct node_frame *batch = p->head;
         p->head = p->tail = NULL;
         p->queued_bytes = 0;
-        uint64_t dropped = p->dropped_frames - reported_drops;
-        reported_drops = p->dropped_frames;
         pthread_mutex_unlock(&n->mu);
-        if (dropped > 0)
-            node_log(n, "dropped %llu batches for %s: queue over %u MiB",
-                     (unsigned long long)dropped,
-                     peer_addr(p)->name, NODE_PEER_QUEUE_MAX >> 20);
         encode_batch(p, batch, &buf);
         free_frames(batch);
         bool ok = send_batch(p, &l, &buf);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +29,12 @@ struct storage {
     char *dir_path;
     int log_fd;
     int dir_fd;
-    off_t *line_start;        /* line_start[i]: byte offset of the line of index i + 1 */
-    raft_term_t *line_term;   /* line_term[i]: term of index i + 1 */
-    raft_index_t n_lines;     /* = last index */
+    char *compact_path;       /* NAME_log.txt.tmp: the kept suffix during storage_compact */
+    off_t *line_start;        /* line_start[i]: byte offset of the line of index base + 1 + i */
+    raft_term_t *line_term;   /* line_term[i]: term of index base + 1 + i */
+    raft_index_t n_lines;     /* lines in the file; the last index is base + n_lines */
+    raft_index_t base;        /* entries up to here are compacted (Raft paper §7) */
+    raft_term_t base_term;    /* the term of entry base when known, else 0 */
     size_t cap;
     off_t size;               /* bytes of the log file that hold whole lines */
     int broken;               /* an fdatasync or a rollback failed: refuse further use */
@@ -75,9 +79,72 @@ static int check_usable(const struct storage *s, char *err, size_t errlen)
 
 /* ---------- small I/O helpers ---------- */
 
+/* ---------- fault injection, for tests (tests/integ_disk.c) ----------
+ * RK_FAULT_ENOSPC_AFTER_BYTES=N: once N bytes went through pwrite_all, writes fail with
+ * ENOSPC (the write that crosses N writes its first bytes, as a full disk does).
+ * RK_FAULT_EIO_AFTER_SYNCS=N: the log's fdatasync fails with EIO after N successes.
+ * Without these variables (the normal case) nothing changes. */
+
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool fault_on;              /* set once, read-only afterwards */
+static long long fault_bytes_left = -1, fault_syncs_left = -1; /* -1: no fault; under fault_mu */
+
+static long long fault_env(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] >= '0' && v[0] <= '9' ? strtoll(v, NULL, 10) : -1;
+}
+
+static void fault_read_env(void)
+{
+    fault_bytes_left = fault_env("RK_FAULT_ENOSPC_AFTER_BYTES");
+    fault_syncs_left = fault_env("RK_FAULT_EIO_AFTER_SYNCS");
+    fault_on = fault_bytes_left >= 0 || fault_syncs_left >= 0;
+}
+
+/* How many of len bytes may be written before the injected ENOSPC (len if none). */
+static size_t fault_write_allowance(size_t len)
+{
+    pthread_once(&fault_once, fault_read_env);
+    if (!fault_on)
+        return len;
+    pthread_mutex_lock(&fault_mu);
+    size_t allowed = len;
+    if (fault_bytes_left >= 0) {
+        allowed = (unsigned long long)fault_bytes_left < len ? (size_t)fault_bytes_left : len;
+        fault_bytes_left -= (long long)allowed;
+    }
+    pthread_mutex_unlock(&fault_mu);
+    return allowed;
+}
+
+/* True (errno = EIO) when this fdatasync of the log must fail. */
+static bool fault_sync_fails(void)
+{
+    pthread_once(&fault_once, fault_read_env);
+    if (!fault_on)
+        return false;
+    pthread_mutex_lock(&fault_mu);
+    bool fail = fault_syncs_left == 0;
+    if (fault_syncs_left > 0)
+        fault_syncs_left--;
+    pthread_mutex_unlock(&fault_mu);
+    if (fail)
+        errno = EIO;
+    return fail;
+}
+
 /* Writes all len bytes at offset off, retrying short writes and EINTR. */
 static int pwrite_all(int fd, const char *data, size_t len, off_t off)
 {
+    size_t allowed = fault_write_allowance(len);
+    if (allowed < len) {
+        int rc = allowed > 0 ? pwrite_all(fd, data, allowed, off) : 0;
+        if (rc == 0)
+            errno = ENOSPC;
+        return -1;
+    }
     while (len > 0) {
         ssize_t n = pwrite(fd, data, len, off);
         if (n < 0 && errno == EINTR)
@@ -258,7 +325,7 @@ static int reserve_lines(struct storage *s, raft_index_t need)
 
 static raft_term_t last_term(const struct storage *s)
 {
-    return s->n_lines ? s->line_term[s->n_lines - 1] : 0;
+    return s->n_lines ? s->line_term[s->n_lines - 1] : s->base_term;
 }
 
 /* ---------- parsing a log line ---------- */
@@ -271,7 +338,8 @@ enum line_status {
 };
 
 struct line_ctx {
-    raft_index_t expect_index;
+    raft_index_t expect_index; /* 0 for the first line, which may hold any index >= 1:
+                                  the log may start after a snapshot (Raft paper §7) */
     raft_term_t min_term;
     char why[160];
 };
@@ -426,7 +494,7 @@ static enum line_status parse_index_term(const char **pp, const char *end,
         return bad_line(ctx, "bad index field");
     if (parse_u64(pp, end, term) != 0 || *pp >= end || *(*pp)++ != ' ')
         return bad_line(ctx, "bad term field");
-    if (index != ctx->expect_index) {
+    if (ctx->expect_index == 0 ? index == 0 : index != ctx->expect_index) {
         snprintf(ctx->why, sizeof(ctx->why), "index %" PRIu64 " where %" PRIu64
                  " was expected", index, ctx->expect_index);
         return LINE_BAD;
@@ -523,6 +591,20 @@ static enum line_status parse_line(const char *line, size_t len, struct raft_ent
     return LINE_OK;
 }
 
+int storage_parse_line(const char *line, size_t len, raft_index_t expect_index,
+                       raft_term_t min_term, struct raft_entry *e, bool *torn, char *why,
+                       size_t whylen)
+{
+    struct line_ctx ctx = { .expect_index = expect_index, .min_term = min_term };
+    enum line_status st = parse_line(line, len, e, &ctx);
+    *torn = st == LINE_TORN;
+    if (why != NULL && whylen > 0)
+        snprintf(why, whylen, "%s", st == LINE_NOMEM ? "out of memory" : ctx.why);
+    if (st == LINE_OK)
+        return RK_OK;
+    return st == LINE_NOMEM ? RK_ERR_NOMEM : RK_ERR_CORRUPT;
+}
+
 /* ---------- loading the log ---------- */
 
 struct loader {
@@ -564,11 +646,11 @@ static int drop_torn_tail(struct storage *s, struct storage_loaded *ld, off_t st
                    why, (intmax_t)start);
 }
 
-static int corrupt_line(const struct storage *s, const struct line_ctx *ctx, off_t start,
-                        char *err, size_t errlen)
+static int corrupt_line(const struct storage *s, const char *why, off_t start, char *err,
+                        size_t errlen)
 {
     return set_err(err, errlen, RK_ERR_CORRUPT, "%s:%" PRIu64 ": %s (byte offset %jd)",
-                   s->log_path, s->n_lines + 1, ctx->why, (intmax_t)start);
+                   s->log_path, s->n_lines + 1, why, (intmax_t)start);
 }
 
 /* Parses every line of data; a bad last line is torn, a bad earlier line corrupt. */
@@ -578,20 +660,26 @@ static int parse_log(struct loader *l, const char *data, size_t size, char *err,
     struct storage *s = l->s;
     size_t pos = 0;
     while (pos < size) {
-        struct line_ctx ctx = { .expect_index = s->n_lines + 1, .min_term = last_term(s) };
         const char *nl = memchr(data + pos, '\n', size - pos);
         if (nl == NULL)
             return drop_torn_tail(s, l->ld, (off_t)pos, "no newline at the end", err,
                                   errlen);
         struct raft_entry e;
+        bool torn;
+        char why[160];
         size_t len = (size_t)(nl - (data + pos));
-        enum line_status st = parse_line(data + pos, len, &e, &ctx);
-        if (st == LINE_TORN && pos + len + 1 == size)
-            return drop_torn_tail(s, l->ld, (off_t)pos, ctx.why, err, errlen);
-        if (st == LINE_TORN || st == LINE_BAD)
-            return corrupt_line(s, &ctx, (off_t)pos, err, errlen);
-        if (st == LINE_NOMEM || keep_entry(l, &e, (off_t)pos) != RK_OK) {
-            if (st == LINE_OK)
+        /* The first line may hold any index: the log may start after a snapshot (§7). */
+        raft_index_t expect = s->n_lines ? s->base + s->n_lines + 1 : 0;
+        int rc = storage_parse_line(data + pos, len, expect, last_term(s), &e, &torn, why,
+                                    sizeof(why));
+        if (rc == RK_ERR_CORRUPT && torn && pos + len + 1 == size)
+            return drop_torn_tail(s, l->ld, (off_t)pos, why, err, errlen);
+        if (rc == RK_ERR_CORRUPT)
+            return corrupt_line(s, why, (off_t)pos, err, errlen);
+        if (rc == RK_OK && s->n_lines == 0)
+            s->base = strtoull(data + pos, NULL, 10) - 1; /* a valid line starts with it */
+        if (rc != RK_OK || keep_entry(l, &e, (off_t)pos) != RK_OK) {
+            if (rc == RK_OK)
                 raft_entry_free(&e);
             return set_err(err, errlen, RK_ERR_NOMEM, "%s: out of memory", s->log_path);
         }
@@ -613,6 +701,7 @@ static int load_log(struct storage *s, struct storage_loaded *ld, char *err, siz
     struct loader l = { .s = s, .ld = ld };
     rc = parse_log(&l, data, size, err, errlen);
     free(data);
+    ld->first_index = s->base + 1;
     return rc;
 }
 
@@ -738,7 +827,8 @@ static int make_paths(struct storage *s, const char *dir, const char *name)
     s->log_path = join_path(dir, name, "_log.txt");
     s->state_path = join_path(dir, name, "_state");
     s->tmp_path = join_path(dir, name, "_state.tmp");
-    if (!s->dir_path || !s->log_path || !s->state_path || !s->tmp_path)
+    s->compact_path = join_path(dir, name, "_log.txt.tmp");
+    if (!s->dir_path || !s->log_path || !s->state_path || !s->tmp_path || !s->compact_path)
         return RK_ERR_NOMEM;
     return RK_OK;
 }
@@ -767,6 +857,7 @@ static int open_files(struct storage *s, struct storage_loaded *ld, char *err,
     if (rc != RK_OK)
         return rc;
     unlink(s->tmp_path); /* a state write interrupted by a crash; the old state stands */
+    unlink(s->compact_path); /* the same for a compaction: the old log stands */
     rc = load_state(s, ld, err, errlen);
     if (rc == RK_OK)
         rc = load_log(s, ld, err, errlen);
@@ -816,6 +907,7 @@ void storage_close(struct storage *s)
     free(s->log_path);
     free(s->state_path);
     free(s->tmp_path);
+    free(s->compact_path);
     free(s->dir_path);
     free(s);
 }
@@ -841,12 +933,15 @@ int storage_truncate(struct storage *s, raft_index_t from, char *err, size_t err
         return rc;
     if (from < 1)
         return set_err(err, errlen, RK_ERR_INVAL, "storage_truncate: index 0");
-    if (from > s->n_lines)
+    if (from > s->base + s->n_lines)
         return RK_OK;
-    off_t cut = s->line_start[from - 1];
+    if (from <= s->base)
+        return set_err(err, errlen, RK_ERR_INVAL, "storage_truncate: index %" PRIu64
+                       " is compacted (the log starts at %" PRIu64 ")", from, s->base + 1);
+    off_t cut = s->line_start[from - s->base - 1];
     if (ftruncate(s->log_fd, cut) != 0)
         return io_err(err, errlen, s->log_path, "ftruncate");
-    s->n_lines = from - 1;
+    s->n_lines = from - s->base - 1;
     s->size = cut;
     return RK_OK;
 }
@@ -856,9 +951,9 @@ static int check_batch(const struct storage *s, raft_index_t first_index,
                        const struct raft_entry *entries, uint32_t n, char *err,
                        size_t errlen)
 {
-    if (first_index != s->n_lines + 1)
+    if (first_index != s->base + s->n_lines + 1)
         return set_err(err, errlen, RK_ERR_INVAL, "storage_append: first index %" PRIu64
-                       " but the log ends at %" PRIu64, first_index, s->n_lines);
+                       " but the log ends at %" PRIu64, first_index, s->base + s->n_lines);
     if (n > 0 && entries == NULL)
         return set_err(err, errlen, RK_ERR_INVAL, "storage_append: no entries");
     raft_term_t prev = last_term(s);
@@ -885,7 +980,7 @@ static int encode_batch(struct storage *s, const struct raft_entry *entries, uin
     for (uint32_t i = 0; i < n; i++) {
         s->line_start[s->n_lines + i] = s->size + (off_t)b->len;
         s->line_term[s->n_lines + i] = entries[i].term;
-        if (encode_line(b, s->n_lines + i + 1, &entries[i]) != RK_OK)
+        if (encode_line(b, s->base + s->n_lines + i + 1, &entries[i]) != RK_OK)
             return RK_ERR_NOMEM;
     }
     return RK_OK;
@@ -931,7 +1026,7 @@ int storage_sync(struct storage *s, char *err, size_t errlen)
     int rc = check_usable(s, err, errlen);
     if (rc != RK_OK)
         return rc;
-    if (fdatasync(s->log_fd) != 0) {
+    if (fault_sync_fails() || fdatasync(s->log_fd) != 0) {
         s->broken = 1;
         return io_err(err, errlen, s->log_path, "fdatasync");
     }
@@ -940,5 +1035,128 @@ int storage_sync(struct storage *s, char *err, size_t errlen)
 
 raft_index_t storage_last_index(const struct storage *s)
 {
-    return s->n_lines;
+    return s->base + s->n_lines;
+}
+
+/* ---------- compaction (Raft paper §7) ---------- */
+
+raft_index_t storage_first_index(const struct storage *s)
+{
+    return s->base + 1;
+}
+
+#define COPY_CHUNK (1u << 20)
+
+/* Copies bytes [from, s->size) of the log to fd, at offset 0. */
+static int copy_suffix(const struct storage *s, int fd, off_t from, char *err, size_t errlen)
+{
+    char *chunk = malloc(COPY_CHUNK);
+    if (chunk == NULL)
+        return set_err(err, errlen, RK_ERR_NOMEM, "%s: out of memory", s->compact_path);
+    int rc = RK_OK;
+    for (off_t pos = from; pos < s->size && rc == RK_OK;) {
+        size_t want = (size_t)(s->size - pos) < COPY_CHUNK ? (size_t)(s->size - pos)
+                                                            : COPY_CHUNK;
+        ssize_t n = pread(s->log_fd, chunk, want, pos);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO; /* the file is shorter than the lines we know of */
+            rc = io_err(err, errlen, s->log_path, "read");
+        } else if (pwrite_all(fd, chunk, (size_t)n, pos - from) != 0) {
+            rc = io_err(err, errlen, s->compact_path, "write");
+        }
+        pos += n > 0 ? n : 0;
+    }
+    free(chunk);
+    return rc;
+}
+
+/* Writes the kept suffix to NAME_log.txt.tmp, durably and locked; returns its fd or -1. */
+static int write_kept_suffix(const struct storage *s, off_t from, char *err, size_t errlen)
+{
+    int fd = open(s->compact_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        io_err(err, errlen, s->compact_path, "open");
+        return -1;
+    }
+    /* Locked before it gets the log's name, so no second server can take it over. */
+    int rc = flock(fd, LOCK_EX | LOCK_NB) == 0 ? RK_OK
+                                              : io_err(err, errlen, s->compact_path, "flock");
+    if (rc == RK_OK)
+        rc = copy_suffix(s, fd, from, err, errlen);
+    if (rc == RK_OK && fdatasync(fd) != 0)
+        rc = io_err(err, errlen, s->compact_path, "fdatasync");
+    if (rc != RK_OK) {
+        close(fd);
+        unlink(s->compact_path);
+        return -1;
+    }
+    return fd;
+}
+
+/* The in-memory line index after dropping the first `drop` lines, which end at `from`. */
+static void drop_prefix_lines(struct storage *s, raft_index_t drop, off_t from)
+{
+    s->base_term = s->line_term[drop - 1];
+    s->n_lines -= drop;
+    memmove(s->line_term, s->line_term + drop, s->n_lines * sizeof(*s->line_term));
+    memmove(s->line_start, s->line_start + drop, s->n_lines * sizeof(*s->line_start));
+    for (raft_index_t i = 0; i < s->n_lines; i++)
+        s->line_start[i] -= from;
+    s->base += drop;
+    s->size -= from;
+}
+
+/* Raft paper §7: once a snapshot covering index is durable, the log up to index goes.
+ * The kept lines (unchanged: they hold absolute indexes) are written to a temp file,
+ * fdatasync'ed, renamed over the log, and the directory is fsynced, so a crash leaves
+ * either the old or the new file, and both load. */
+int storage_compact(struct storage *s, raft_index_t index, char *err, size_t errlen)
+{
+    int rc = check_usable(s, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    if (index > s->base + s->n_lines)
+        index = s->base + s->n_lines;
+    if (index <= s->base)
+        return RK_OK;
+    raft_index_t drop = index - s->base;
+    off_t from = drop < s->n_lines ? s->line_start[drop] : s->size;
+    int fd = write_kept_suffix(s, from, err, errlen);
+    if (fd < 0)
+        return RK_ERR_IO;
+    if (rename(s->compact_path, s->log_path) != 0) {
+        rc = io_err(err, errlen, s->log_path, "rename");
+        close(fd);
+        unlink(s->compact_path);
+        return rc;
+    }
+    close(s->log_fd); /* the old file: its name now belongs to the new one */
+    s->log_fd = fd;
+    drop_prefix_lines(s, drop, from);
+    if (fsync(s->dir_fd) != 0)
+        return io_err(err, errlen, s->dir_path, "fsync");
+    return RK_OK;
+}
+
+/* Raft paper Figure 13, step 7: the log is discarded after installing a snapshot that
+ * ends at index; the next append is index + 1. Durable on return. */
+int storage_reset(struct storage *s, raft_index_t index, char *err, size_t errlen)
+{
+    int rc = check_usable(s, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    if (ftruncate(s->log_fd, 0) != 0)
+        return io_err(err, errlen, s->log_path, "ftruncate");
+    if (fdatasync(s->log_fd) != 0) {
+        s->broken = 1;
+        return io_err(err, errlen, s->log_path, "fdatasync");
+    }
+    s->n_lines = 0;
+    s->size = 0;
+    s->base = index;
+    s->base_term = 0;
+    return RK_OK;
 }

@@ -11,6 +11,7 @@
 #ifndef RK_STORAGE_H
 #define RK_STORAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,12 +22,16 @@ struct storage;
 struct storage_loaded {
     raft_term_t term;
     char voted_for[64];         /* "" = no vote in this term */
-    struct raft_entry *entries; /* entries[0] is index 1; the caller owns the array */
+    struct raft_entry *entries; /* entries[0] is index first_index; the caller owns the array */
     raft_index_t n_entries;
+    raft_index_t first_index;   /* 1, or more when the log was compacted (Raft paper §7):
+                                   the index in the file's first line */
     int dropped_torn_tail;      /* 1 if a torn last line was dropped (a warning was written to err) */
 };
 
-/* Opens (creating if missing) DIR/NAME_log.txt and DIR/NAME_state and loads them.
+/* Opens (creating if missing) DIR/NAME_log.txt and DIR/NAME_state and loads them. The
+ * log may start at any index (its first line's); a leftover NAME_log.txt.tmp of an
+ * interrupted storage_compact is removed.
  * A torn last line (no newline, or bad checksum on the last line) is dropped and cut
  * from the file, with a warning in err and dropped_torn_tail = 1.
  * A bad line elsewhere is RK_ERR_CORRUPT with "DIR/NAME_log.txt:LINE: reason" in err.
@@ -45,7 +50,25 @@ int storage_append(struct storage *s, raft_index_t first_index, const struct raf
 /* fdatasync of the log. */
 int storage_sync(struct storage *s, char *err, size_t errlen);
 raft_index_t storage_last_index(const struct storage *s);
+/* The index the log starts at (1 unless compacted or reset). */
+raft_index_t storage_first_index(const struct storage *s);
+/* Raft paper §7: drops entries <= index (clamped to the last index) once a snapshot
+ * covering them is durable. Atomic: the kept lines go to NAME_log.txt.tmp, fdatasync,
+ * rename over the log, directory fsync; a crash leaves the old or the new file. */
+int storage_compact(struct storage *s, raft_index_t index, char *err, size_t errlen);
+/* Raft paper Figure 13, step 7: empties the log (durably); the next append is index + 1. */
+int storage_reset(struct storage *s, raft_index_t index, char *err, size_t errlen);
 void storage_close(struct storage *s);
+/* Parses one log line (len bytes, without its newline) into *e, which then owns a new
+ * allocation (raft_entry_free). The line must carry expect_index (0: any index >= 1, for
+ * the first line of a log that starts after a snapshot) and a term >= min_term
+ * (the previous entry's). The loader of storage_open uses it for every line; the fuzzer
+ * (tests/fuzz/fuzz_log_line.c) too. Returns RK_OK, RK_ERR_NOMEM, or RK_ERR_CORRUPT with
+ * the reason in why and *torn = true when the checksum is missing or wrong (what an
+ * interrupted write leaves) rather than the content. */
+int storage_parse_line(const char *line, size_t len, raft_index_t expect_index,
+                       raft_term_t min_term, struct raft_entry *e, bool *torn, char *why,
+                       size_t whylen);
 /* Frees loaded->entries and each entry. */
 void storage_loaded_free(struct storage_loaded *loaded);
 

@@ -1,0 +1,44 @@
+/* client/parse.h - the raft_client command language, with no I/O: splitting a command
+ * line into the command word, the key and the value, and checking a command's words. */
+#ifndef RK_CLIENT_PARSE_H
+#define RK_CLIENT_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One parsed command: the word, then its key and the value (the rest). n_args counts the
+ * words after the command word (2 means "a value is present"). Pointers are into the
+ * caller's line (or argv); key and val are NULL when absent. */
+struct client_cmd {
+    const char *word;
+    const char *key;
+    size_t key_len;
+    const char *val;
+    size_t val_len;
+    int n_args;
+};
+
+enum client_cmd_kind {
+    CLIENT_CMD_SERVER,  /* a request for the server: set, get, delete, status */
+    CLIENT_CMD_HELP,
+    CLIENT_CMD_QUIT,    /* quit or exit */
+    CLIENT_CMD_INVALID, /* unknown word, wrong arguments, key or value too long */
+};
+
+/* True if w is a command word (any case): set get delete status help quit exit. */
+bool client_is_command_word(const char *w);
+
+/* Splits line (NUL-terminated, newline removed) in place: the command word, the key, and
+ * the value = the rest after the key and one run of blanks (space, \t, \r, \n, \v, \f).
+ * Returns false for a blank line. */
+bool client_parse_line(char *line, struct client_cmd *cmd);
+
+/* What cmd is. For CLIENT_CMD_SERVER *op gets the PROTO_OP_*; for CLIENT_CMD_INVALID err
+ * gets the reason printed after "ERR ", e.g. "usage: get KEY", "key too long",
+ * "unknown command 'x' (try help)". Keys must be non-empty; keys and values must fit the
+ * protocol's limits (PROTO_MAX_KEY, PROTO_MAX_VALUE). */
+enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t *op, char *err,
+                                          size_t errlen);
+
+#endif

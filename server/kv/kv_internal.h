@@ -1,0 +1,29 @@
+/* server/kv/kv_internal.h - the layout of the key-value map, shared by kv.c (the map and
+ * kv_apply) and kv_image.c (snapshot serialization). Not for other modules. */
+#ifndef RK_KV_INTERNAL_H
+#define RK_KV_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv.h"
+#include "sessions.h"
+
+struct kv_node {
+    struct kv_node *next;
+    uint64_t hash;
+    char *val;          /* val_len bytes + a NUL, its own allocation */
+    uint32_t val_len;
+    uint32_t key_len;
+    char key[];         /* key_len bytes + a NUL */
+};
+
+struct kv {
+    struct kv_node **buckets;
+    size_t n_buckets;   /* a power of two */
+    size_t count;
+    struct kv_sessions *sessions;
+    raft_index_t last_applied;
+};
+
+#endif

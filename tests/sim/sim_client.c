@@ -1,0 +1,274 @@
+/* tests/sim/sim_client.c - simulated clients, served as server/node/client_ops.c serves
+ * them: set/delete proposed on a leader and acknowledged when it applies them (Raft paper
+ * §8), get through ReadIndex (thesis §6.4); every outcome is recorded and checked. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/errors.h"
+#include "sim_internal.h"
+
+typedef unsigned long long ull;
+
+#define CLIENT_READS_PER_TAKE 16
+
+static const char *sim_client_kind_name(uint8_t kind)
+{
+    return kind == SIM_OP_SET ? "set" : kind == SIM_OP_DELETE ? "delete" : "get";
+}
+
+static void sim_client_history(struct sim *s, uint64_t id, enum sim_op_state state)
+{
+    struct sim_history *h = &s->hist;
+    if (id >= h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 256;
+        while (cap <= id)
+            cap *= 2;
+        uint8_t *grown = realloc(h->state, cap);
+        if (grown == NULL)
+            abort();
+        memset(grown + h->cap, 0, cap - h->cap);
+        h->state = grown;
+        h->cap = cap;
+    }
+    h->state[id] = (uint8_t)state;
+    if (id >= h->n)
+        h->n = id + 1;
+}
+
+static struct sim_op *sim_client_add(struct sim *s, uint64_t id, uint8_t kind, int node,
+                                 const char *key)
+{
+    if (s->n_ops == s->cap_ops) {
+        size_t cap = s->cap_ops ? s->cap_ops * 2 : 64;
+        struct sim_op *grown = realloc(s->ops, cap * sizeof(*grown));
+        if (grown == NULL)
+            abort();
+        s->ops = grown;
+        s->cap_ops = cap;
+    }
+    struct sim_op *op = &s->ops[s->n_ops++];
+    memset(op, 0, sizeof(*op));
+    op->id = id;
+    op->kind = kind;
+    op->node = (int8_t)node;
+    op->incarnation = s->node[node].incarnation;
+    snprintf(op->key, sizeof(op->key), "%s", key);
+    sim_client_history(s, id, SIM_OP_PENDING);
+    return op;
+}
+
+static void sim_client_remove(struct sim *s, size_t i)
+{
+    memmove(&s->ops[i], &s->ops[i + 1], (s->n_ops - i - 1) * sizeof(*s->ops));
+    s->n_ops--;
+}
+
+int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, const char *val,
+                 bool probe, uint64_t *op_id)
+{
+    struct sim_node *n = &s->node[node];
+    uint64_t id = ++s->next_op_id;
+    if (op_id != NULL)
+        *op_id = id;
+    uint8_t type = kind == SIM_OP_SET ? RAFT_ENTRY_SET : RAFT_ENTRY_DELETE;
+    uint32_t val_len = kind == SIM_OP_SET ? (uint32_t)strlen(val) : 0;
+    raft_index_t index = 0;
+    raft_term_t term = 0;
+    int rc = raft_propose(n->raft, type, key, (uint32_t)strlen(key), val, val_len, &index, &term);
+    if (rc != RK_OK) {
+        sim_trace_text(s, node, "client c%llu %s %s: %s", (ull)id, sim_client_kind_name(kind), key,
+                   rk_strerror(rc));
+        sim_client_history(s, id, SIM_OP_REJECTED);
+        s->stats.rejected++;
+        return rc;
+    }
+    struct sim_op *op = sim_client_add(s, id, kind, node, key);
+    snprintf(op->val, sizeof(op->val), "%s", kind == SIM_OP_SET ? val : "");
+    op->probe = probe;
+    op->index = index;
+    op->term = term;
+    op->fp = sim_check_entry_fp(raft_entry_at(n->raft, index));
+    sim_trace_text(s, node, "client c%llu %s %s%s%s -> index %llu term %llu", (ull)id,
+               sim_client_kind_name(kind), key, kind == SIM_OP_SET ? "=" : "", op->val,
+               (ull)index, (ull)term);
+    sim_node_after_step(s, n); /* as do_write: the proposal's Ready goes to the io thread */
+    return RK_OK;
+}
+
+int sim_client_read(struct sim *s, int node, const char *key, uint64_t *op_id)
+{
+    struct sim_node *n = &s->node[node];
+    uint64_t id = ++s->next_op_id;
+    if (op_id != NULL)
+        *op_id = id;
+    uint64_t read_id = ++s->next_read_id;
+    struct sim_op *op = sim_client_add(s, id, SIM_OP_GET, node, key);
+    op->read_id = read_id;
+    op->must_see = s->chk.max_acked;
+    int rc = raft_read_index(n->raft, read_id);
+    if (rc != RK_OK) {
+        sim_trace_text(s, node, "client c%llu get %s: %s", (ull)id, key, rk_strerror(rc));
+        sim_client_remove(s, s->n_ops - 1);
+        sim_client_history(s, id, SIM_OP_REJECTED);
+        s->stats.rejected++;
+        return rc;
+    }
+    sim_trace_text(s, node, "client c%llu get %s (must see index %llu)", (ull)id, key,
+               (ull)op->must_see);
+    sim_node_after_step(s, n);
+    return RK_OK;
+}
+
+/* n applied index: acknowledge its own proposals there, or report them lost. */
+void sim_client_on_apply(struct sim *s, struct sim_node *n, raft_index_t index,
+                     const struct raft_entry *e)
+{
+    for (size_t i = 0; i < s->n_ops && !s->failed;) {
+        struct sim_op *op = &s->ops[i];
+        if (op->kind == SIM_OP_GET || op->node != n->id || op->index != index ||
+            op->incarnation != n->incarnation) {
+            i++;
+            continue;
+        }
+        if (e->term != op->term) {
+            sim_trace_text(s, n->id, "lost c%llu: index %llu now holds term %llu, not %llu",
+                       (ull)op->id, (ull)index, (ull)e->term, (ull)op->term);
+            sim_client_history(s, op->id, SIM_OP_LOST);
+            s->stats.writes_lost++;
+            if (op->probe && s->probe_id == op->id)
+                s->probe_id = 0;
+        } else if (sim_check_entry_fp(e) != op->fp) {
+            sim_fail(s, "Leader Append-Only", "n%d proposed c%llu at index %llu term %llu but "
+                     "applied another command there", n->id, (ull)op->id, (ull)index,
+                     (ull)op->term);
+        } else {
+            sim_trace_text(s, n->id, "ack c%llu %s %s at index %llu", (ull)op->id,
+                       sim_client_kind_name(op->kind), op->key, (ull)index);
+            sim_check_ack(s, index, op->fp);
+            sim_client_history(s, op->id, SIM_OP_ACKED);
+            s->stats.writes_acked++;
+            if (op->probe)
+                s->probe_acked = index;
+        }
+        sim_client_remove(s, i);
+    }
+}
+
+static struct sim_op *sim_client_find_read(struct sim *s, int node, uint64_t read_id)
+{
+    for (size_t i = 0; i < s->n_ops; i++)
+        if (s->ops[i].kind == SIM_OP_GET && s->ops[i].node == node &&
+            s->ops[i].read_id == read_id)
+            return &s->ops[i];
+    return NULL;
+}
+
+/* Answers the reads whose read index n has applied, from n's state machine. */
+static void sim_client_finish_reads(struct sim *s, struct sim_node *n)
+{
+    for (size_t i = 0; i < s->n_ops && !s->failed;) {
+        struct sim_op *op = &s->ops[i];
+        if (op->kind != SIM_OP_GET || op->node != n->id || !op->read_ready ||
+            n->applied < op->read_index) {
+            i++;
+            continue;
+        }
+        uint32_t len = 0;
+        const char *val = kv_get(n->kv, op->key, (uint32_t)strlen(op->key), &len);
+        sim_trace_text(s, n->id, "read c%llu %s = %.*s (read index %llu, applied %llu)",
+                   (ull)op->id, op->key, val ? (int)len : 3, val ? val : "nil",
+                   (ull)op->read_index, (ull)n->applied);
+        sim_check_read(s, n, op);
+        sim_client_history(s, op->id, SIM_OP_ACKED);
+        s->stats.reads_ok++;
+        sim_client_remove(s, i);
+    }
+}
+
+/* As take_reads in server/node/node.c: ReadIndex answers, ok or failed. */
+void sim_client_take_reads(struct sim *s, struct sim_node *n)
+{
+    struct raft_read reads[CLIENT_READS_PER_TAKE];
+    uint32_t got;
+    while ((got = raft_take_reads(n->raft, reads, CLIENT_READS_PER_TAKE)) > 0) {
+        for (uint32_t i = 0; i < got; i++) {
+            struct sim_op *op = sim_client_find_read(s, n->id, reads[i].id);
+            if (op == NULL)
+                continue;
+            if (reads[i].ok) {
+                op->read_ready = true;
+                op->read_index = reads[i].index;
+                continue;
+            }
+            sim_trace_text(s, n->id, "read c%llu failed: leadership lost", (ull)op->id);
+            sim_client_history(s, op->id, SIM_OP_REJECTED);
+            s->stats.reads_failed++;
+            sim_client_remove(s, (size_t)(op - s->ops));
+        }
+    }
+    sim_client_finish_reads(s, n);
+}
+
+/* The node crashed: its clients never learn what became of their commands. */
+void sim_client_drop_node(struct sim *s, int node)
+{
+    for (size_t i = 0; i < s->n_ops;) {
+        if (s->ops[i].node != node) {
+            i++;
+            continue;
+        }
+        sim_client_history(s, s->ops[i].id, SIM_OP_UNKNOWN);
+        if (s->ops[i].id == s->probe_id)
+            s->probe_id = 0;
+        sim_client_remove(s, i);
+    }
+}
+
+/* The node installed a snapshot up to index: its waiting writes there are never applied
+ * one by one, so their clients get no answer. */
+void sim_client_drop_up_to(struct sim *s, int node, raft_index_t index)
+{
+    for (size_t i = 0; i < s->n_ops;) {
+        const struct sim_op *op = &s->ops[i];
+        if (op->node != node || op->kind == SIM_OP_GET || op->index > index) {
+            i++;
+            continue;
+        }
+        sim_client_history(s, op->id, SIM_OP_UNKNOWN);
+        if (op->id == s->probe_id)
+            s->probe_id = 0;
+        sim_client_remove(s, i);
+    }
+}
+
+/* A random command, sent to the leader most of the time, else to any running node. */
+void sim_client_random(struct sim *s)
+{
+    int node = sim_chance(s, 750) ? sim_current_leader(s) : -1;
+    if (node < 0)
+        node = sim_pick_up_node(s, true);
+    if (node < 0)
+        return;
+    char key[16], val[24];
+    snprintf(key, sizeof(key), "k%u", (unsigned)sim_below(s, SIM_KEYS));
+    uint64_t roll = sim_below(s, 100);
+    if (roll < 50) {
+        snprintf(val, sizeof(val), "v%llu", (ull)(s->next_op_id + 1));
+        sim_client_write(s, node, SIM_OP_SET, key, val, false, NULL);
+    } else if (roll < 65) {
+        sim_client_write(s, node, SIM_OP_DELETE, key, "", false, NULL);
+    } else {
+        sim_client_read(s, node, key, NULL);
+    }
+}
+
+void sim_client_free(struct sim *s)
+{
+    free(s->ops);
+    free(s->hist.state);
+    s->ops = NULL;
+    s->hist.state = NULL;
+    s->n_ops = s->cap_ops = 0;
+    s->hist.n = s->hist.cap = 0;
+}

@@ -1,0 +1,348 @@
+/* tests/sim/sim_internal.h - the simulator's private state, shared by its files: sim.c (life
+ * cycle, event loop), sim_run.c (random runs), sim_node.c (driving one core), sim_net.c,
+ * sim_disk.c, sim_snap.c, sim_client.c, sim_fault.c, sim_check.c, sim_trace.c, sim_queue.c. */
+#ifndef RK_SIM_INTERNAL_H
+#define RK_SIM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../../common/raft_msg.h"
+#include "../../server/core/raft.h"
+#include "../../server/kv/kv.h"
+#include "sim.h"
+
+#define SIM_TRACE_RING 64          /* trace records kept for a failure report */
+#define SIM_TEXT_LEN 96
+#define SIM_TIMER_MAX_SLEEP_MS 50  /* as server/node/timer.c */
+#define SIM_KEYS 5                 /* random clients use keys k0 .. k4 */
+#define SIM_LIVENESS_MAX_STEPS 400000
+#define SIM_AUDIT_STEPS 512        /* every so many steps, re-fingerprint every log */
+#define SIM_SCENARIO_MAX_STEPS 5000000  /* events one sim_run_for/until may take */
+
+/* ---- events ------------------------------------------------------------------------ */
+
+enum sim_ev_kind {
+    SIM_EV_MSG = 1,   /* a message arrives at node */
+    SIM_EV_TICK,      /* node's timer thread wakes */
+    SIM_EV_IO,        /* node's fdatasync returns */
+    SIM_EV_CLIENT,    /* a random client command */
+    SIM_EV_FAULT,     /* a random fault */
+    SIM_EV_RESTART,   /* a crashed node comes back */
+    SIM_EV_HEAL,      /* a partition ends */
+    SIM_EV_RESUME,    /* a paused node runs again */
+    SIM_EV_CRASH,     /* node crashes while the write of io_gen is in flight */
+    SIM_EV_DISCONNECT,/* node sees its connection from peer close (peer crashed) */
+    SIM_EV_KILL,      /* node (incarnation gen) crashes */
+};
+
+struct sim_event {
+    uint64_t at;
+    uint64_t seq;           /* push order: breaks ties in time deterministically */
+    uint32_t gen;           /* TICK/IO/RESTART/HEAL/RESUME: stale unless it matches */
+    int16_t node;
+    int16_t peer;           /* SIM_EV_DISCONNECT */
+    uint8_t kind;
+    struct raft_msg msg;    /* SIM_EV_MSG: owns its entries */
+};
+
+struct sim_queue {
+    struct sim_event *heap;
+    size_t n, cap;
+    uint64_t next_seq;
+};
+
+void sim_queue_init(struct sim_queue *q);
+void sim_queue_free(struct sim_queue *q);
+void sim_queue_push(struct sim_queue *q, struct sim_event *ev);  /* sets ev->seq */
+bool sim_queue_pop(struct sim_queue *q, struct sim_event *out);
+const struct sim_event *sim_queue_peek(const struct sim_queue *q);
+
+/* ---- disk --------------------------------------------------------------------------- */
+
+/* A snapshot image (see sim_snap.c) of the state machine after entry (index, term). */
+struct sim_snapshot {
+    raft_index_t index;      /* 0 = none */
+    raft_term_t term;
+    uint8_t *data;
+    size_t len;
+};
+
+/* What fdatasync has made durable on one node: the hard state file, the snapshot and the
+ * log file, whose entries up to offset were compacted away. */
+struct sim_disk {
+    raft_term_t term;
+    int vote;
+    struct sim_snapshot snap;
+    raft_index_t offset;
+    struct raft_entry *log;  /* log[i] is index offset + 1 + i */
+    raft_index_t n, cap;
+};
+
+void sim_disk_init(struct sim_disk *d);
+void sim_disk_free(struct sim_disk *d);
+raft_index_t sim_disk_last(const struct sim_disk *d);
+const struct raft_entry *sim_disk_entry(const struct sim_disk *d, raft_index_t index);
+void sim_disk_compact(struct sim_disk *d, raft_index_t index);
+void sim_disk_fit_log_to_snapshot(struct sim_disk *d);
+/* The steps of persisting rd, in the order the io thread does them: hard state (its own
+ * atomic rename), truncation, then each entry appended. */
+uint32_t sim_disk_ready_ops(const struct raft_ready *rd);
+/* Performs the first ops steps of rd. RK_OK, or RK_ERR_INVAL with why in err when rd
+ * breaks the storage contract (an append that does not follow the log's end). */
+int sim_disk_write(struct sim_disk *d, const struct raft_ready *rd, uint32_t ops, char *err,
+               size_t errlen);
+/* A deep copy of the log after the snapshot for raft_new (NULL when empty). */
+struct raft_entry *sim_disk_load(const struct sim_disk *d);
+int sim_disk_append_copy(struct sim_disk *d, const struct raft_entry *e);
+
+/* ---- invariants ----------------------------------------------------------------------- */
+
+/* A node's log as last seen, per index (1-based; those up to base are compacted into its
+ * snapshot): the entry's identity (the address of its key buffer, unique while it lives,
+ * and its term) for a cheap "unchanged?" test, its fingerprint, and the hash of the log
+ * prefix up to it. */
+struct sim_mirror {
+    raft_index_t base, n, cap;
+    uintptr_t *id;
+    raft_term_t *term;
+    uint64_t *fp;
+    uint64_t *prefix;
+};
+
+/* One (index, term) ever seen in any log, for Log Matching. */
+struct sim_lm_slot {
+    raft_index_t index;      /* 0 = empty slot */
+    raft_term_t term;
+    uint64_t fp, prefix;
+};
+
+/* One committed index: what was applied there first, and in which leader's term. */
+struct sim_committed {
+    raft_term_t term;
+    uint64_t fp;
+    raft_term_t commit_term;
+    uint64_t prefix;        /* hash of the committed log up to it */
+    uint64_t digest;        /* kv_digest of the state machine after applying it */
+    bool acked;
+};
+
+struct sim_checker {
+    int16_t *term_leader;            /* term -> leader id + 1 (0 = none yet) */
+    size_t term_cap;
+    struct sim_lm_slot *lm;
+    size_t lm_cap, lm_n;
+    struct sim_committed *committed; /* [i] for index i, 1 .. n_committed */
+    raft_index_t n_committed, committed_cap;
+    raft_index_t max_acked;
+    int16_t *votes[SIM_MAX_NODES];   /* votes[voter][term] = candidate id + 1 */
+    size_t votes_cap[SIM_MAX_NODES];
+};
+
+/* ---- nodes and clients -------------------------------------------------------------- */
+
+/* A snapshot being received (the incoming snapshot file). */
+struct sim_incoming {
+    raft_index_t index;
+    raft_term_t term;
+    uint8_t *data;
+    size_t len, cap;
+    bool complete;            /* the last chunk is written */
+};
+
+struct sim_node {
+    int id;
+    struct sim *sim;
+    struct raft *raft;        /* NULL while crashed */
+    struct kv *kv;            /* the applied state machine (server/kv) */
+    raft_index_t applied;
+    struct sim_disk disk;
+    bool io_busy;             /* one Ready in flight, as with the io thread */
+    struct raft_ready rd;
+    struct sim_incoming incoming;
+    uint64_t tick_at;
+    uint32_t tick_gen, io_gen, restart_gen, pause_gen;
+    uint32_t incarnation;     /* boots so far */
+    uint64_t paused_until;    /* > now: paused (no ticks, deliveries or io) */
+    bool ticking;
+    /* What the checker saw after the previous step (reset by a crash). */
+    enum raft_role seen_role;
+    raft_term_t seen_term;
+    raft_index_t seen_last, seen_commit;
+    bool ever_leader;
+    struct sim_mirror mirror;
+};
+
+enum sim_op_kind { SIM_OP_SET = 1, SIM_OP_DELETE = 2, SIM_OP_GET = 3 };
+
+struct sim_op {
+    uint64_t id;
+    uint8_t kind;
+    int8_t node;
+    bool probe;               /* the liveness check's write */
+    uint32_t incarnation;
+    char key[16], val[16];
+    /* writes */
+    raft_index_t index;
+    raft_term_t term;
+    uint64_t fp;
+    /* reads */
+    uint64_t read_id;
+    bool read_ready;
+    raft_index_t read_index;
+    raft_index_t must_see;    /* highest acknowledged index when the read was sent */
+};
+
+/* The outcome of every command, by id (1-based), for sim_op_state. */
+struct sim_history {
+    uint8_t *state;
+    size_t n, cap;
+};
+
+/* ---- trace ------------------------------------------------------------------------- */
+
+enum sim_rec_kind { REC_RECV = 1, REC_DROP, REC_SYNC, REC_ROLE, REC_APPLY, REC_TEXT };
+
+struct sim_rec {
+    uint64_t t;
+    uint64_t a[9];
+    int16_t node, peer;
+    uint8_t kind, sub;
+    char text[SIM_TEXT_LEN];
+};
+
+struct sim_trace {
+    struct sim_rec ring[SIM_TRACE_RING];
+    uint64_t count;
+    uint64_t hash;
+    void (*fn)(void *ctx, const char *line);
+    void *ctx;
+};
+
+/* ---- the simulator -------------------------------------------------------------------- */
+
+struct sim {
+    struct sim_params p;
+    uint64_t rng;
+    uint64_t now;
+    uint64_t steps;
+    struct sim_queue q;
+    struct sim_node node[SIM_MAX_NODES];
+    bool cut[SIM_MAX_NODES][SIM_MAX_NODES];           /* cut[a][b]: a -> b is lost */
+    uint32_t link_delay[SIM_MAX_NODES][SIM_MAX_NODES]; /* 0 = random */
+    uint32_t partition_gen;
+    bool (*filter)(void *ctx, const struct raft_msg *m);
+    void *filter_ctx;
+    bool started, clients_on, faults_on;
+    bool crash_next_write;    /* the next node to start writing crashes before it syncs */
+    struct sim_checker chk;
+    struct sim_trace tr;
+    struct sim_op *ops;       /* pending client commands */
+    size_t n_ops, cap_ops;
+    uint64_t next_op_id, next_read_id;
+    struct sim_history hist;
+    uint64_t probe_id;        /* liveness: the probe write in flight, or 0 */
+    raft_index_t probe_acked; /* its index once acknowledged */
+    struct sim_stats stats;
+    bool failed;
+    char fail_text[400];
+    char fail_inv[64];
+    char fail_detail[320];
+};
+
+/* sim.c */
+bool sim_step(struct sim *s);     /* runs the next event; false if there is none */
+uint64_t sim_rand(struct sim *s);
+uint64_t sim_below(struct sim *s, uint64_t n);                  /* 0 .. n-1 (0 if n == 0) */
+uint64_t sim_between(struct sim *s, uint64_t lo, uint64_t hi);  /* lo .. hi */
+bool sim_chance(struct sim *s, uint32_t permille);
+void sim_fail(struct sim *s, const char *invariant, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sim_push(struct sim *s, uint64_t at, uint8_t kind, int node, uint32_t gen);
+int sim_pick_up_node(struct sim *s, bool unpaused);             /* random, or -1 */
+int sim_current_leader(const struct sim *s);
+
+/* sim_node.c */
+void sim_node_boot(struct sim *s, struct sim_node *n);
+void sim_node_after_step(struct sim *s, struct sim_node *n);
+void sim_node_tick(struct sim *s, struct sim_node *n);
+void sim_node_io_done(struct sim *s, struct sim_node *n);
+void sim_node_disconnected(struct sim *s, struct sim_node *n, int peer);
+void sim_node_crash(struct sim *s, struct sim_node *n, enum sim_tear tear);
+void sim_node_pause(struct sim *s, struct sim_node *n, uint64_t ms);
+void sim_node_schedule_tick(struct sim *s, struct sim_node *n);
+void sim_node_free(struct sim_node *n);
+bool sim_node_paused(const struct sim *s, const struct sim_node *n);
+
+/* sim_net.c */
+void sim_net_send(struct sim *s, int from, const struct raft_msg *m);
+void sim_net_deliver(struct sim *s, struct sim_event *ev);
+void sim_net_isolate(struct sim *s, int node);
+void sim_net_split(struct sim *s, uint32_t minority_mask);
+void sim_net_heal(struct sim *s);
+
+/* sim_client.c */
+void sim_client_random(struct sim *s);
+int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, const char *val,
+                 bool probe, uint64_t *op_id);
+int sim_client_read(struct sim *s, int node, const char *key, uint64_t *op_id);
+void sim_client_on_apply(struct sim *s, struct sim_node *n, raft_index_t index,
+                     const struct raft_entry *e);
+void sim_client_take_reads(struct sim *s, struct sim_node *n);
+void sim_client_drop_node(struct sim *s, int node);
+void sim_client_drop_up_to(struct sim *s, int node, raft_index_t index);
+void sim_client_free(struct sim *s);
+
+/* sim_snap.c */
+void sim_snap_free(struct sim_snapshot *sn);
+bool sim_snap_build(const struct sim_snapshot *base, const struct raft *r, raft_index_t to,
+                struct sim_snapshot *out);
+bool sim_snap_decode(const uint8_t *data, size_t len, raft_index_t index, raft_term_t term,
+                 bool (*fn)(void *ctx, raft_index_t i, const struct raft_entry *e), void *ctx);
+struct kv *sim_snap_load_kv(const struct sim_snapshot *sn);
+void sim_snap_maybe_take(struct sim *s, struct sim_node *n);
+bool sim_snap_fill_chunk(struct sim *s, int from, struct raft_msg *m);
+void sim_snap_write_chunks(struct sim *s, struct sim_node *n, const struct raft_ready *rd);
+void sim_snap_install(struct sim *s, struct sim_node *n);
+
+/* sim_fault.c */
+void sim_fault_random(struct sim *s);
+void sim_fault_crash_writer(struct sim *s, int node);
+void sim_fault_new_leader(struct sim *s, struct sim_node *n);
+void sim_fault_kill(struct sim *s, int node);
+void sim_fault_weather(struct sim *s);
+
+/* sim_check.c */
+void sim_check_init(struct sim_checker *c);
+void sim_check_free(struct sim_checker *c);
+uint64_t sim_check_entry_fp(const struct raft_entry *e);
+void sim_check_observe(struct sim *s, struct sim_node *n);
+void sim_check_apply(struct sim *s, struct sim_node *n, raft_index_t index,
+                 const struct raft_entry *e);
+void sim_check_ack(struct sim *s, raft_index_t index, uint64_t fp);
+void sim_check_read(struct sim *s, const struct sim_node *n, const struct sim_op *op);
+void sim_check_sync_before(struct sim *s, const struct sim_node *n, const struct raft_ready *rd,
+                       uint32_t ops);
+void sim_check_sync_after(struct sim *s, const struct sim_node *n, const struct raft_ready *rd);
+void sim_check_early_msg(struct sim *s, const struct sim_node *n, const struct raft_msg *m);
+void sim_check_durable_majority(struct sim *s);
+void sim_check_audit_logs(struct sim *s);
+void sim_check_snapshot(struct sim *s, const struct sim_node *n, const struct sim_snapshot *sn);
+void sim_check_loaded_state(struct sim *s, const struct sim_node *n);
+void sim_mirror_free(struct sim_mirror *m);
+
+/* sim_trace.c */
+void sim_trace_init(struct sim_trace *t, void (*fn)(void *, const char *), void *ctx);
+void sim_trace_mix(struct sim_trace *t, uint64_t v);
+void sim_trace_recv(struct sim *s, int to, const struct raft_msg *m);
+void sim_trace_drop(struct sim *s, int to, const struct raft_msg *m, const char *why);
+void sim_trace_sync(struct sim *s, int node, const struct raft_ready *rd);
+void sim_trace_role(struct sim *s, const struct sim_node *n);
+void sim_trace_apply(struct sim *s, int node, raft_index_t from, raft_index_t to);
+void sim_trace_text(struct sim *s, int node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Formats record i (0 = oldest kept) into buf. */
+void sim_trace_format(const struct sim_rec *r, char *buf, size_t len);
+char *sim_trace_ring_tail(const struct sim_trace *t, int n);
+
+#endif

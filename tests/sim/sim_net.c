@@ -1,0 +1,115 @@
+/* tests/sim/sim_net.c - the simulated network: each message gets a random delay (so
+ * messages reorder), may be lost or duplicated, and is dropped if its link is cut when it
+ * arrives; partitions cut links one way or both. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/errors.h"
+#include "sim_internal.h"
+
+static uint64_t sim_net_delay(struct sim *s, int from, int to)
+{
+    if (s->link_delay[from][to] != 0)
+        return s->link_delay[from][to];
+    return sim_between(s, s->p.delay_min_ms, s->p.delay_max_ms);
+}
+
+/* Puts a message on the wire: filtered, lost, or delivered (maybe twice) after a delay. */
+static void sim_net_queue(struct sim *s, const struct raft_msg *m)
+{
+    int to = m->to, from = m->from;
+    if (s->filter != NULL && !s->filter(s->filter_ctx, m)) {
+        sim_trace_drop(s, to, m, "filtered");
+        s->stats.dropped++;
+        return;
+    }
+    if (sim_chance(s, s->p.loss_permille)) {
+        sim_trace_drop(s, to, m, "lost");
+        s->stats.dropped++;
+        return;
+    }
+    int copies = sim_chance(s, s->p.dup_permille) ? 2 : 1;
+    s->stats.duplicated += (uint64_t)(copies - 1);
+    for (int i = 0; i < copies; i++) {
+        struct sim_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.kind = SIM_EV_MSG;
+        ev.node = (int16_t)to;
+        ev.at = s->now + sim_net_delay(s, from, to);
+        if (raft_msg_copy(&ev.msg, m) != RK_OK)
+            abort();
+        sim_queue_push(&s->q, &ev);
+    }
+}
+
+/* Sends one message of a durable Ready (the io thread's push to the replicators); an
+ * InstallSnapshot gets its chunk from the sender's snapshot, as the encoder does. */
+void sim_net_send(struct sim *s, int from, const struct raft_msg *m)
+{
+    int to = m->to;
+    if (to < 0 || to >= s->p.n_nodes || to == from) {
+        sim_fail(s, "Ready Contract", "n%d sends a %s to node %d", from,
+                 raft_msg_type_name(m->type), to);
+        return;
+    }
+    struct raft_msg out = *m;
+    out.from = from; /* as the connection handshake would */
+    if (m->type != RAFT_MSG_SNAPSHOT) {
+        sim_net_queue(s, &out);
+        return;
+    }
+    if (!sim_snap_fill_chunk(s, from, &out)) {
+        sim_trace_drop(s, to, &out, "filtered"); /* its snapshot was replaced meanwhile */
+        s->stats.dropped++;
+        return;
+    }
+    sim_net_queue(s, &out);
+    free(out.snap_data);
+}
+
+/* A message arrives: dropped if its target is down or the link is cut now. */
+void sim_net_deliver(struct sim *s, struct sim_event *ev)
+{
+    struct sim_node *n = &s->node[ev->node];
+    struct raft_msg *m = &ev->msg;
+    if (n->raft == NULL) {
+        sim_trace_drop(s, ev->node, m, "down");
+        s->stats.dropped++;
+    } else if (s->cut[m->from][ev->node]) {
+        sim_trace_drop(s, ev->node, m, "partition");
+        s->stats.dropped++;
+    } else {
+        sim_trace_recv(s, ev->node, m);
+        s->stats.delivered++;
+        s->stats.snap_chunks += m->type == RAFT_MSG_SNAPSHOT;
+        raft_step(n->raft, s->now, m);
+        raft_msg_free_entries(m);
+        sim_node_after_step(s, n);
+        return;
+    }
+    raft_msg_free_entries(m);
+}
+
+void sim_net_isolate(struct sim *s, int node)
+{
+    for (int j = 0; j < s->p.n_nodes; j++) {
+        if (j == node)
+            continue;
+        s->cut[node][j] = true;
+        s->cut[j][node] = true;
+    }
+}
+
+/* Cuts every link between the nodes in minority_mask and the others, both ways. */
+void sim_net_split(struct sim *s, uint32_t minority_mask)
+{
+    for (int a = 0; a < s->p.n_nodes; a++)
+        for (int b = 0; b < s->p.n_nodes; b++)
+            if (((minority_mask >> a) & 1u) != ((minority_mask >> b) & 1u))
+                s->cut[a][b] = true;
+}
+
+void sim_net_heal(struct sim *s)
+{
+    memset(s->cut, 0, sizeof(s->cut));
+}

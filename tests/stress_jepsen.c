@@ -1,0 +1,671 @@
+/* tests/stress_jepsen.c - a Jepsen-style test: 12 clients run random get/set/delete on 5
+ * keys of a real 5-server cluster while faults hit it (kill -9, SIGSTOP of the leader,
+ * network partitions between namespaces); every op is recorded with its outcome, and the
+ * whole history must be linearizable (tests/lincheck.c). Env TIME: seconds (default 30);
+ * RK_JEPSEN_FAULTS: the fault kinds to use, e.g. "stop-leader,isolate-leader" (default
+ * all; see fault_ids); RK_JEPSEN_HISTORY: a file to write the history to;
+ * RK_JEPSEN_NO_NETNS=1: run on 127.0.0.1 without partitions; RK_JEPSEN_SEED: the seed of
+ * the fault schedule and of the clients' choices (default: time and pid; the timing,
+ * and so the history, still differ from run to run).
+ *
+ * Outcomes: a get that got neither a value nor nil is dropped (failed); a set or delete
+ * whose reply was not OK (or nil) is "unknown": the session may have sent it, even more
+ * than once, before giving up, and even an error reply (e.g. "session expired") cannot
+ * tell whether an earlier attempt was applied. Only a request rejected before it was
+ * sent counts as a failed write.
+ * Inconclusive checks: the checker has a step budget per key. One key out of budget is
+ * reported but tolerated; more than one fails the test (the run would prove too little). */
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "../common/proto.h"
+#include "check_main.h"
+#include "harness.h"
+#include "lincheck.h"
+
+#define N_SERVERS 5
+#define N_CLIENTS 12
+#define N_KEYS 5
+/* Clients differ, so that some of them talk to a deposed leader while others already use
+ * the new one. Each has a home server (its id mod N_SERVERS) that it tries first; the
+ * first half fall back on the whole registry, the second half know only their home (like
+ * a client given one address: after a failure it goes back there and follows a redirect
+ * from there). Each session gives up on an op after one of these (by client id): the
+ * short ones leave a deposed leader before check-quorum demotes it (~1-2 election
+ * timeouts). And some clients mostly read (READER_EVERY). */
+static const int op_timeouts_ms[] = {250, 500, 1000};
+#define OP_TIMEOUT_MAX_MS 1000
+#define OP_HANG_MS 6000         /* an op slower than this counts as a hang */
+#define THINK_MAX_MS 5
+#define READER_EVERY 4          /* clients 3, 7, 11 mostly read */
+#define DEFAULT_TIME_S 30
+#define MAX_TIME_S (24 * 3600)
+#define QUIET_MIN_MS 1000       /* between faults: 1-2 s healthy, then 1-3 s of fault */
+#define QUIET_SPAN_MS 1000
+#define HOLD_MIN_MS 1000
+#define HOLD_SPAN_MS 2000
+#define LEADER_PROBE_MS 500
+#define RECOVER_MS 15000
+#define FINAL_TIMEOUT_MS 10000
+#define CHECK_MAX_STEPS 20000000LL
+#define MAX_INCONCLUSIVE_KEYS 1
+#define MIN_OK_OPS_PER_S 5      /* liveness: ok ops over the run, on average */
+
+/* ---- the history ---- */
+
+struct client {
+    int id;
+    pthread_t thread;
+    struct harness_cluster *cluster; /* read-only here: the registry */
+    unsigned seed;
+    struct lincheck_op *ops;
+    size_t n_ops, cap;
+    int seq;
+    int64_t max_op_ms;
+    bool out_of_memory, no_session;
+};
+
+static atomic_bool stop_clients;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int run_seconds(void)
+{
+    const char *t = getenv("TIME");
+    long s = t != NULL && t[0] != '\0' ? strtol(t, NULL, 10) : DEFAULT_TIME_S;
+    return s < 5 ? 5 : s > MAX_TIME_S ? MAX_TIME_S : (int)s;
+}
+
+static struct lincheck_op *next_record(struct client *cl)
+{
+    if (cl->n_ops == cl->cap) {
+        size_t cap = cl->cap == 0 ? 1024 : cl->cap * 2;
+        struct lincheck_op *ops = realloc(cl->ops, cap * sizeof(*ops));
+        if (ops == NULL) {
+            cl->out_of_memory = true;
+            return NULL;
+        }
+        cl->ops = ops;
+        cl->cap = cap;
+    }
+    struct lincheck_op *op = &cl->ops[cl->n_ops];
+    memset(op, 0, sizeof(*op));
+    op->client = cl->id;
+    return op;
+}
+
+/* What the reply (or the failed call) says about the op; see the file comment. */
+static void record_outcome(struct lincheck_op *op, int rc, const struct client_reply *r)
+{
+    bool write = op->kind != LINCHECK_GET;
+    op->outcome = LINCHECK_FAILED;
+    if (rc != RK_OK) {
+        if (write && rc != RK_ERR_INVAL && rc != RK_ERR_TOOBIG)
+            op->outcome = LINCHECK_UNKNOWN;
+        return;
+    }
+    if (op->kind == LINCHECK_GET && (r->status == PROTO_ST_VALUE || r->status == PROTO_ST_NIL)) {
+        op->outcome = LINCHECK_OK;
+        op->found = r->status == PROTO_ST_VALUE;
+        if (op->found)
+            snprintf(op->value, sizeof(op->value), "%.*s", (int)(sizeof(op->value) - 1), r->body);
+    } else if (op->kind == LINCHECK_SET && r->status == PROTO_ST_OK) {
+        op->outcome = LINCHECK_OK;
+    } else if (op->kind == LINCHECK_DELETE &&
+               (r->status == PROTO_ST_OK || r->status == PROTO_ST_NIL)) {
+        op->outcome = LINCHECK_OK;
+        op->found = r->status == PROTO_ST_OK;
+    } else if (write) {
+        op->outcome = LINCHECK_UNKNOWN;
+    }
+}
+
+/* Runs op (kind, key and value filled in) and records its times and outcome. */
+static void run_op(struct client_session *s, struct lincheck_op *op)
+{
+    static const uint8_t proto_ops[] = {PROTO_OP_GET, PROTO_OP_SET, PROTO_OP_DELETE};
+    struct client_reply reply;
+    char err[256];
+    const char *val = op->kind == LINCHECK_SET ? op->value : NULL;
+    op->invoke_ns = now_ns();
+    int rc = client_session_call(s, proto_ops[op->kind], op->key, (uint32_t)strlen(op->key),
+                                 val, val != NULL ? (uint32_t)strlen(val) : 0, &reply, err,
+                                 sizeof(err));
+    op->complete_ns = now_ns();
+    record_outcome(op, rc, &reply);
+    if (rc == RK_OK)
+        client_reply_free(&reply);
+}
+
+/* Most clients: 40% set, 45% get, 15% delete. Every READER_EVERYth client mostly reads
+ * (90% get, 8% set, 2% delete): it keeps talking to a deposed leader that still answers
+ * it, where the others, whose writes hang there, move on to the new leader. */
+static void random_op(struct client *cl, struct lincheck_op *op)
+{
+    bool reader = cl->id % READER_EVERY == READER_EVERY - 1;
+    int dice = rand_r(&cl->seed) % 100;
+    int sets = reader ? 8 : 40, gets = reader ? 90 : 45;
+    snprintf(op->key, sizeof(op->key), "k%d", rand_r(&cl->seed) % N_KEYS);
+    op->kind = dice < sets ? LINCHECK_SET : dice < sets + gets ? LINCHECK_GET : LINCHECK_DELETE;
+    if (op->kind == LINCHECK_SET) /* unique: client id and sequence number */
+        snprintf(op->value, sizeof(op->value), "c%d-%d", cl->id, cl->seq++);
+}
+
+static void *client_main(void *arg)
+{
+    struct client *cl = arg;
+    int n_timeouts = (int)(sizeof(op_timeouts_ms) / sizeof(op_timeouts_ms[0]));
+    bool pinned = cl->id >= N_CLIENTS / 2;
+    struct client_session *s = harness_session(cl->cluster, cl->id % cl->cluster->n, !pinned,
+                                               op_timeouts_ms[cl->id % n_timeouts]);
+    if (s == NULL) {
+        cl->no_session = true;
+        return NULL;
+    }
+    while (!atomic_load(&stop_clients)) {
+        struct lincheck_op *op = next_record(cl);
+        if (op == NULL)
+            break;
+        random_op(cl, op);
+        run_op(s, op);
+        cl->n_ops++;
+        int64_t took_ms = (op->complete_ns - op->invoke_ns) / 1000000;
+        if (took_ms > cl->max_op_ms)
+            cl->max_op_ms = took_ms;
+        harness_sleep_ms(rand_r(&cl->seed) % (THINK_MAX_MS + 1));
+    }
+    client_session_free(s);
+    return NULL;
+}
+
+/* ---- faults (on the main thread, which outlives the servers it starts) ---- */
+
+enum fault_kind {
+    F_KILL_ANY,
+    F_KILL_LEADER,
+    F_STOP_LEADER,
+    F_ISOLATE_LEADER,
+    F_SPLIT,
+    F_BRIDGE,
+    F_LINK_DOWN,
+    N_FAULT_KINDS
+};
+
+static const char *const fault_names[N_FAULT_KINDS] = {
+    "kill -9 of a random server", "kill -9 of the leader", "SIGSTOP of the leader",
+    "partition: leader cut off",  "partition: 2 | 3",       "partition: bridge (2 | 1 | 2)",
+    "link down of one server",
+};
+
+/* Names for RK_JEPSEN_FAULTS. */
+static const char *const fault_ids[N_FAULT_KINDS] = {
+    "kill-any", "kill-leader", "stop-leader", "isolate-leader", "split", "bridge", "link-down",
+};
+
+static bool is_partition(enum fault_kind k)
+{
+    return k >= F_ISOLATE_LEADER;
+}
+
+struct fault {
+    enum fault_kind kind;
+    int victim;        /* the server killed, stopped or cut off, or -1 */
+    bool was_leader;
+};
+
+#define MAX_EVENTS 4096
+
+/* A fault starting or healing, for the saved history. */
+struct event {
+    int64_t t_ns;
+    char what[96];
+};
+
+struct nemesis {
+    struct harness_cluster *c;
+    int64_t t0_ms;
+    unsigned seed;
+    struct event events[MAX_EVENTS];
+    int n_events;
+    int counts[N_FAULT_KINDS];
+    int total;
+    bool partitions;
+    enum fault_kind kinds[N_FAULT_KINDS]; /* the ones in use */
+    int n_kinds;
+};
+
+/* The kinds named in $RK_JEPSEN_FAULTS (all if unset), minus partitions if there is no
+ * network to cut. Returns false on an unknown name (err says which). */
+static bool choose_kinds(struct nemesis *nm, char *err, size_t errlen)
+{
+    const char *env = getenv("RK_JEPSEN_FAULTS");
+    nm->n_kinds = 0;
+    for (int k = 0; k < N_FAULT_KINDS; k++) {
+        bool wanted = env == NULL || env[0] == '\0';
+        for (const char *p = env; !wanted && p != NULL && *p != '\0';) {
+            size_t len = strcspn(p, ",");
+            wanted = len == strlen(fault_ids[k]) && strncmp(p, fault_ids[k], len) == 0;
+            p = p[len] == ',' ? p + len + 1 : p + len;
+        }
+        if (wanted && (nm->partitions || !is_partition((enum fault_kind)k)))
+            nm->kinds[nm->n_kinds++] = (enum fault_kind)k;
+    }
+    for (const char *p = env; p != NULL && *p != '\0';) {
+        size_t len = strcspn(p, ","), k = 0;
+        while (k < N_FAULT_KINDS && !(len == strlen(fault_ids[k]) && strncmp(p, fault_ids[k], len) == 0))
+            k++;
+        if (k == N_FAULT_KINDS) {
+            snprintf(err, errlen, "RK_JEPSEN_FAULTS: unknown fault '%.*s'", (int)len, p);
+            return false;
+        }
+        p = p[len] == ',' ? p + len + 1 : p + len;
+    }
+    return true;
+}
+
+static enum fault_kind pick_kind(struct nemesis *nm)
+{
+    return nm->kinds[rand_r(&nm->seed) % (unsigned)nm->n_kinds];
+}
+
+/* A random order of the servers, the leader (if any) first when lead_first. */
+static void shuffle(struct nemesis *nm, int order[], int leader, bool lead_first)
+{
+    int n = nm->c->n;
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = rand_r(&nm->seed) % (i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (int i = 0; lead_first && leader >= 0 && i < n; i++) {
+        if (order[i] == leader) {
+            order[i] = order[0];
+            order[0] = leader;
+        }
+    }
+}
+
+/* Cuts every link between the servers order[0..a) and order[b..n). */
+static void cut_groups(struct nemesis *nm, const int order[], int a, int b)
+{
+    for (int i = 0; i < a; i++)
+        for (int j = b; j < nm->c->n; j++)
+            harness_net_cut(nm->c, order[i], order[j]);
+}
+
+static int start_fault(struct nemesis *nm, struct fault *f)
+{
+    struct harness_cluster *c = nm->c;
+    int leader = harness_wait_leader(c, LEADER_PROBE_MS, NULL);
+    int any = rand_r(&nm->seed) % c->n;
+    bool leader_first = rand_r(&nm->seed) % 2 == 0;
+    int order[HARNESS_MAX_SERVERS];
+    shuffle(nm, order, leader, leader_first);
+    f->victim = -1;
+    switch (f->kind) {
+    case F_KILL_ANY:
+    case F_KILL_LEADER:
+        f->victim = f->kind == F_KILL_LEADER && leader >= 0 ? leader : any;
+        return harness_kill(c, f->victim);
+    case F_STOP_LEADER:
+        f->victim = leader >= 0 ? leader : any;
+        return harness_pause(c, f->victim);
+    case F_ISOLATE_LEADER:
+        f->victim = leader >= 0 ? leader : any;
+        shuffle(nm, order, f->victim, true);
+        cut_groups(nm, order, 1, 1);
+        return RK_OK;
+    case F_SPLIT:
+        cut_groups(nm, order, 2, 2);
+        return RK_OK;
+    case F_BRIDGE:
+        cut_groups(nm, order, 2, 3); /* order[2] talks to both sides */
+        return RK_OK;
+    case F_LINK_DOWN:
+        f->victim = leader_first && leader >= 0 ? leader : any;
+        return harness_net_link(c, f->victim, false);
+    case N_FAULT_KINDS:
+        break;
+    }
+    return RK_ERR_INVAL;
+}
+
+static int heal_fault(struct nemesis *nm, const struct fault *f)
+{
+    struct harness_cluster *c = nm->c;
+    switch (f->kind) {
+    case F_KILL_ANY:
+    case F_KILL_LEADER:
+        return harness_start(c, f->victim);
+    case F_STOP_LEADER:
+        return harness_resume(c, f->victim);
+    default:
+        return harness_net_heal_all(c);
+    }
+}
+
+static void note_event(struct nemesis *nm, const char *what, const struct fault *f)
+{
+    if (nm->n_events >= MAX_EVENTS)
+        return;
+    struct event *e = &nm->events[nm->n_events++];
+    e->t_ns = now_ns();
+    snprintf(e->what, sizeof(e->what), "%s %s%s%s", what, fault_names[f->kind],
+             f->victim >= 0 ? ": " : "", f->victim >= 0 ? nm->c->servers[f->victim].name : "");
+}
+
+static void sleep_until(int64_t deadline_ms, int ms)
+{
+    int64_t until = harness_now_ms() + ms;
+    if (until > deadline_ms)
+        until = deadline_ms;
+    while (harness_now_ms() < until)
+        harness_sleep_ms(20);
+}
+
+/* One fault every 2-5 s (1-2 s quiet, then 1-3 s of fault), healed each time. */
+static void run_nemesis(struct nemesis *nm, int64_t end_ms)
+{
+    while (nm->n_kinds > 0 && harness_now_ms() + QUIET_MIN_MS + HOLD_MIN_MS < end_ms) {
+        sleep_until(end_ms, QUIET_MIN_MS + rand_r(&nm->seed) % QUIET_SPAN_MS);
+        struct fault f = {.kind = pick_kind(nm)};
+        int rc = start_fault(nm, &f);
+        note_event(nm, "start", &f);
+        int hold = HOLD_MIN_MS + rand_r(&nm->seed) % HOLD_SPAN_MS;
+        fprintf(stderr, "jepsen: %6.1f s: fault %d: %s%s%s for %d ms%s\n",
+                (double)(harness_now_ms() - nm->t0_ms) / 1000.0, nm->total + 1,
+                fault_names[f.kind], f.victim >= 0 ? ": " : "",
+                f.victim >= 0 ? nm->c->servers[f.victim].name : "", hold,
+                rc == RK_OK ? "" : " (could not inject it)");
+        HARNESS_ASSERT(nm->c, rc == RK_OK, "cannot inject %s: %s", fault_names[f.kind],
+                       rk_strerror(rc));
+        nm->counts[f.kind]++;
+        nm->total++;
+        sleep_until(end_ms + HOLD_MIN_MS + HOLD_SPAN_MS, hold);
+        rc = heal_fault(nm, &f);
+        note_event(nm, "healed", &f);
+        HARNESS_ASSERT(nm->c, rc == RK_OK, "cannot heal %s: %s", fault_names[f.kind],
+                       rk_strerror(rc));
+    }
+}
+
+/* Every server up, unpaused and connected again, and a leader elected. */
+static void recover(struct harness_cluster *c)
+{
+    HARNESS_ASSERT(c, harness_net_heal_all(c) == RK_OK, "cannot heal the network");
+    for (int i = 0; i < c->n; i++) {
+        if (c->servers[i].paused)
+            HARNESS_ASSERT(c, harness_resume(c, i) == RK_OK, "cannot resume %s",
+                           c->servers[i].name);
+        if (!harness_is_running(c, i))
+            HARNESS_ASSERT(c, harness_start(c, i) == RK_OK, "cannot restart %s",
+                           c->servers[i].name);
+    }
+    HARNESS_ASSERT(c, harness_wait_leader(c, RECOVER_MS, NULL) >= 0,
+                   "no leader within %d ms of the last fault", RECOVER_MS);
+}
+
+/* After the faults: one more get of every key, recorded as client N_CLIENTS. */
+static void final_reads(struct harness_cluster *c, struct client *cl)
+{
+    struct client_session *s = harness_session(c, -1, true, FINAL_TIMEOUT_MS);
+    HARNESS_ASSERT(c, s != NULL, "no session for the final reads");
+    for (int k = 0; k < N_KEYS; k++) {
+        struct lincheck_op *op = next_record(cl);
+        HARNESS_ASSERT(c, op != NULL, "out of memory");
+        op->kind = LINCHECK_GET;
+        snprintf(op->key, sizeof(op->key), "k%d", k);
+        run_op(s, op);
+        cl->n_ops++;
+        HARNESS_ASSERT(c, op->outcome == LINCHECK_OK, "the final get of %s failed", op->key);
+    }
+    client_session_free(s);
+}
+
+/* ---- the report ---- */
+
+struct totals {
+    size_t ops, ok, unknown, failed;
+    size_t by_kind[3][3]; /* [kind][outcome] */
+    int64_t max_op_ms;
+};
+
+static struct lincheck_op *gather(struct client cl[], int n, struct totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (int i = 0; i < n; i++) {
+        t->ops += cl[i].n_ops;
+        if (cl[i].max_op_ms > t->max_op_ms)
+            t->max_op_ms = cl[i].max_op_ms;
+    }
+    struct lincheck_op *all = malloc((t->ops + 1) * sizeof(*all));
+    if (all == NULL)
+        return NULL;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        for (size_t k = 0; k < cl[i].n_ops; k++) {
+            const struct lincheck_op *op = &cl[i].ops[k];
+            all[at++] = *op;
+            t->by_kind[op->kind][op->outcome]++;
+            if (op->outcome == LINCHECK_OK)
+                t->ok++;
+            else if (op->outcome == LINCHECK_UNKNOWN)
+                t->unknown++;
+            else
+                t->failed++;
+        }
+    }
+    return all;
+}
+
+static void print_totals(const struct totals *t, int seconds, const struct nemesis *nm)
+{
+    static const char *const kinds[] = {"get", "set", "delete"};
+    fprintf(stderr, "jepsen: %d s, %d clients, %d keys: %zu ops: ok %zu, unknown %zu, "
+                    "failed %zu; slowest op %lld ms\n",
+            seconds, N_CLIENTS, N_KEYS, t->ops, t->ok, t->unknown, t->failed,
+            (long long)t->max_op_ms);
+    for (int k = 0; k < 3; k++)
+        fprintf(stderr, "jepsen:   %-6s ok %zu, unknown %zu, failed %zu\n", kinds[k],
+                t->by_kind[k][LINCHECK_OK], t->by_kind[k][LINCHECK_UNKNOWN],
+                t->by_kind[k][LINCHECK_FAILED]);
+    fprintf(stderr, "jepsen: %d faults%s:\n", nm->total,
+            nm->partitions ? "" : " (no partitions)");
+    for (int k = 0; k < nm->n_kinds; k++)
+        fprintf(stderr, "jepsen:   %-30s %d\n", fault_names[nm->kinds[k]],
+                nm->counts[nm->kinds[k]]);
+}
+
+static int by_invocation(const void *a, const void *b)
+{
+    const struct lincheck_op *x = a, *y = b;
+    return x->invoke_ns < y->invoke_ns ? -1 : x->invoke_ns > y->invoke_ns;
+}
+
+/* Writes the history to $RK_JEPSEN_HISTORY, if set: one op per line in order of
+ * invocation, with the faults as '#' lines. Times are ms since the first invocation. */
+static void save_history(const struct lincheck_op *ops, size_t n, const struct nemesis *nm)
+{
+    const char *path = getenv("RK_JEPSEN_HISTORY");
+    if (path == NULL || path[0] == '\0' || n == 0)
+        return;
+    struct lincheck_op *sorted = malloc(n * sizeof(*sorted));
+    FILE *f = sorted != NULL ? fopen(path, "w") : NULL;
+    if (f == NULL) {
+        fprintf(stderr, "jepsen: cannot write %s\n", path);
+        free(sorted);
+        return;
+    }
+    memcpy(sorted, ops, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), by_invocation);
+    int64_t t0 = sorted[0].invoke_ns;
+    int e = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (; e < nm->n_events && nm->events[e].t_ns <= sorted[i].invoke_ns; e++)
+            fprintf(f, "# %.3f ms: %s\n", (double)(nm->events[e].t_ns - t0) / 1e6,
+                    nm->events[e].what);
+        char line[256];
+        lincheck_format_op(&sorted[i], t0, line, sizeof(line));
+        fprintf(f, "%s\n", line);
+    }
+    fclose(f);
+    free(sorted);
+    fprintf(stderr, "jepsen: history written to %s\n", path);
+}
+
+/* Runs the checker over the whole history and fails the test on a violation. */
+static void check_history(struct harness_cluster *c, const struct lincheck_op *ops, size_t n,
+                          const struct nemesis *nm)
+{
+    struct lincheck_options o = {.max_steps_per_key = CHECK_MAX_STEPS};
+    struct lincheck_result r;
+    int64_t t0 = now_ns();
+    int rc = lincheck_check(ops, n, &o, &r);
+    double secs = (double)(now_ns() - t0) / 1e9;
+    fprintf(stderr, "jepsen: checker: %s; %d keys (%d inconclusive), %zu ops searched, %zu "
+                    "open unknown writes, %zu dropped; %lld steps (most for one key %lld); "
+                    "%.3f s\n",
+            rc == RK_OK ? lincheck_verdict_name(r.verdict) : rk_strerror(rc), r.keys,
+            r.keys_inconclusive, r.ops_searched, r.ops_open, r.ops_dropped, r.steps,
+            r.max_key_steps, secs);
+    if (r.explanation != NULL)
+        fprintf(stderr, "jepsen: %s", r.explanation);
+    enum lincheck_verdict v = r.verdict;
+    int inconclusive = r.keys_inconclusive;
+    char key[LINCHECK_KEY_MAX];
+    snprintf(key, sizeof(key), "%s", r.key);
+    lincheck_result_free(&r);
+    save_history(ops, n, nm);
+    HARNESS_ASSERT(c, rc == RK_OK, "the checker failed: %s", rk_strerror(rc));
+    HARNESS_ASSERT(c, v != LINCHECK_VIOLATION,
+                   "the history is NOT linearizable (key %s; see the explanation above)", key);
+    HARNESS_ASSERT(c, inconclusive <= MAX_INCONCLUSIVE_KEYS,
+                   "%d keys inconclusive (the checker's budget ran out)", inconclusive);
+}
+
+/* ---- the test ---- */
+
+/* A cluster in namespaces, or on 127.0.0.1 without partitions if that cannot be done. */
+static struct harness_cluster *make_cluster(bool *partitions)
+{
+    char err[512], err2[256];
+    const char *no_netns = getenv("RK_JEPSEN_NO_NETNS");
+    struct harness_cluster *c = NULL;
+    if (no_netns != NULL && no_netns[0] != '\0' && no_netns[0] != '0')
+        snprintf(err, sizeof(err), "RK_JEPSEN_NO_NETNS is set");
+    else
+        c = harness_cluster_new_netns(N_SERVERS, err, sizeof(err));
+    *partitions = c != NULL;
+    if (c == NULL) {
+        fprintf(stderr, "jepsen: partitions skipped: %s\n", err);
+        c = harness_cluster_new(N_SERVERS, err2, sizeof(err2));
+        ck_assert_msg(c != NULL, "harness_cluster_new: %s", err2);
+    }
+    return c;
+}
+
+static void start_clients(struct harness_cluster *c, struct client cl[], unsigned seed)
+{
+    atomic_store(&stop_clients, false);
+    for (int i = 0; i < N_CLIENTS; i++) {
+        cl[i].id = i;
+        cl[i].cluster = c;
+        cl[i].seed = seed * 31u + (unsigned)i;
+        HARNESS_ASSERT(c, pthread_create(&cl[i].thread, NULL, client_main, &cl[i]) == 0,
+                       "pthread_create");
+    }
+}
+
+static void check_clients(struct harness_cluster *c, struct client cl[])
+{
+    for (int i = 0; i < N_CLIENTS; i++) {
+        HARNESS_ASSERT(c, !cl[i].no_session, "client %d: no session", i);
+        HARNESS_ASSERT(c, !cl[i].out_of_memory, "client %d: out of memory", i);
+    }
+}
+
+static void check_servers(struct harness_cluster *c)
+{
+    HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
+                   c->unexpected_exits);
+    char first[512];
+    int reports = harness_sanitizer_reports(c, first, sizeof(first));
+    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
+                   reports, first);
+}
+
+START_TEST(test_jepsen)
+{
+    int seconds = run_seconds();
+    static struct nemesis nm; /* large: its event log */
+    memset(&nm, 0, sizeof(nm));
+    struct harness_cluster *c = make_cluster(&nm.partitions);
+    nm.c = c;
+    const char *seed = getenv("RK_JEPSEN_SEED");
+    nm.seed = seed != NULL && seed[0] != '\0' ? (unsigned)strtoul(seed, NULL, 10)
+                                              : (unsigned)time(NULL) ^ (unsigned)getpid();
+    char err[256];
+    HARNESS_ASSERT(c, choose_kinds(&nm, err, sizeof(err)), "%s", err);
+    fprintf(stderr, "jepsen: seed %u, %d s, servers:", nm.seed, seconds);
+    for (int i = 0; i < c->n; i++)
+        fprintf(stderr, " %s=%s:%u", c->servers[i].name, c->servers[i].host,
+                (unsigned)c->servers[i].port);
+    fprintf(stderr, "\n");
+    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "cannot start the servers");
+    HARNESS_ASSERT(c, harness_wait_leader(c, RECOVER_MS, NULL) >= 0, "no leader");
+
+    static struct client cl[N_CLIENTS + 1]; /* the last one: the final reads */
+    memset(cl, 0, sizeof(cl));
+    cl[N_CLIENTS].id = N_CLIENTS;
+    nm.t0_ms = harness_now_ms();
+    start_clients(c, cl, nm.seed);
+    run_nemesis(&nm, nm.t0_ms + (int64_t)seconds * 1000);
+    atomic_store(&stop_clients, true);
+    for (int i = 0; i < N_CLIENTS; i++)
+        pthread_join(cl[i].thread, NULL); /* each op ends within its timeout */
+    check_clients(c, cl);
+    recover(c);
+    final_reads(c, &cl[N_CLIENTS]);
+
+    struct totals t;
+    struct lincheck_op *all = gather(cl, N_CLIENTS + 1, &t);
+    for (int i = 0; i <= N_CLIENTS; i++)
+        free(cl[i].ops);
+    HARNESS_ASSERT(c, all != NULL, "out of memory");
+    print_totals(&t, seconds, &nm);
+    check_history(c, all, t.ops, &nm);
+    free(all);
+    HARNESS_ASSERT(c, t.max_op_ms <= OP_HANG_MS, "an op took %lld ms (timeout %d ms)",
+                   (long long)t.max_op_ms, OP_TIMEOUT_MAX_MS);
+    HARNESS_ASSERT(c, t.ok >= (size_t)seconds * MIN_OK_OPS_PER_S,
+                   "only %zu ok ops in %d s", t.ok, seconds);
+    check_servers(c);
+    harness_cluster_destroy(c);
+}
+END_TEST
+
+static Suite *stress_jepsen_suite(void)
+{
+    Suite *s = suite_create("stress_jepsen");
+    TCase *tc = tcase_create("jepsen");
+    tcase_set_timeout(tc, run_seconds() + 180);
+    tcase_add_test(tc, test_jepsen);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+RK_CHECK_MAIN(stress_jepsen_suite)

@@ -1,0 +1,130 @@
+/* tests/unit_client_parse.c - client/parse.c: splitting raft_client command lines into
+ * word, key and value, and the checks (and exact error texts) of each command. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../client/parse.h"
+#include "../common/proto.h"
+#include "check_main.h"
+
+/* Parses a copy of text; the copy lives until the next call. */
+static bool split(const char *text, struct client_cmd *cmd)
+{
+    static char line[256];
+    snprintf(line, sizeof(line), "%s", text);
+    return client_parse_line(line, cmd);
+}
+
+static void expect_split(const char *text, const char *word, const char *key,
+                         const char *val, int n_args)
+{
+    struct client_cmd cmd;
+    ck_assert(split(text, &cmd));
+    ck_assert_str_eq(cmd.word, word);
+    ck_assert_int_eq(cmd.n_args, n_args);
+    if (key == NULL) {
+        ck_assert_ptr_null(cmd.key);
+    } else {
+        ck_assert_uint_eq(cmd.key_len, strlen(key));
+        ck_assert(memcmp(cmd.key, key, cmd.key_len) == 0);
+    }
+    if (val == NULL) {
+        ck_assert_ptr_null(cmd.val);
+    } else {
+        ck_assert_str_eq(cmd.val, val);
+        ck_assert_uint_eq(cmd.val_len, strlen(val));
+    }
+}
+
+START_TEST(test_split)
+{
+    struct client_cmd cmd;
+    ck_assert(!split("", &cmd));
+    ck_assert(!split(" \t\r\n\v\f", &cmd));
+    expect_split("status", "status", NULL, NULL, 0);
+    expect_split("get k", "get", "k", NULL, 1);
+    expect_split("  get \t key  ", "get", "key", NULL, 1);
+    expect_split("set k hello world", "set", "k", "hello world", 2);
+    expect_split("set k   a  value  with spaces  ", "set", "k", "a  value  with spaces  ", 2);
+    expect_split("get a b", "get", "a", "b", 2);
+}
+END_TEST
+
+/* The kind of text's command, and the error text when it is invalid. */
+static enum client_cmd_kind check(const char *text, uint8_t *op, char *err, size_t errlen)
+{
+    struct client_cmd cmd;
+    ck_assert(split(text, &cmd));
+    err[0] = '\0';
+    return client_check_command(&cmd, op, err, errlen);
+}
+
+static void expect_invalid(const char *text, const char *want)
+{
+    uint8_t op = 0;
+    char err[128];
+    ck_assert_int_eq(check(text, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    ck_assert_str_eq(err, want);
+}
+
+START_TEST(test_check)
+{
+    uint8_t op = 0;
+    char err[128];
+    ck_assert_int_eq(check("SET k v", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_SET);
+    ck_assert_int_eq(check("get k", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_GET);
+    ck_assert_int_eq(check("Delete k", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_DELETE);
+    ck_assert_int_eq(check("status", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_STATUS);
+    ck_assert_int_eq(check("help me", &op, err, sizeof(err)), CLIENT_CMD_HELP);
+    ck_assert_int_eq(check("quit", &op, err, sizeof(err)), CLIENT_CMD_QUIT);
+    ck_assert_int_eq(check("EXIT", &op, err, sizeof(err)), CLIENT_CMD_QUIT);
+    expect_invalid("set k", "usage: set KEY VALUE");
+    expect_invalid("get", "usage: get KEY");
+    expect_invalid("get a b", "usage: get KEY");
+    expect_invalid("delete", "usage: delete KEY");
+    expect_invalid("status now", "usage: status");
+    expect_invalid("frobnicate x", "unknown command 'frobnicate' (try help)");
+}
+END_TEST
+
+/* Sizes: an empty key (possible from argv) is a usage error; over the protocol's limits
+ * the command is refused before anything is sent. */
+START_TEST(test_sizes)
+{
+    static char big[PROTO_MAX_KEY + 2];
+    memset(big, 'k', sizeof(big) - 1);
+    uint8_t op = 0;
+    char err[128];
+    struct client_cmd cmd = { .word = "get", .key = "", .key_len = 0, .n_args = 1 };
+    ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    ck_assert_str_eq(err, "usage: get KEY");
+    cmd = (struct client_cmd){ .word = "get", .key = big, .key_len = PROTO_MAX_KEY + 1,
+                               .n_args = 1 };
+    ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    ck_assert_str_eq(err, "key too long");
+    cmd = (struct client_cmd){ .word = "set", .key = "k", .key_len = 1, .val = big,
+                               .val_len = PROTO_MAX_VALUE + 1, .n_args = 2 };
+    ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    ck_assert_str_eq(err, "value too long");
+    cmd.val_len = PROTO_MAX_VALUE;
+    ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert(client_is_command_word("DELETE") && !client_is_command_word("del"));
+}
+END_TEST
+
+static Suite *client_parse_suite(void)
+{
+    Suite *s = suite_create("client_parse");
+    TCase *tc = tcase_create("parse");
+    tcase_add_test(tc, test_split);
+    tcase_add_test(tc, test_check);
+    tcase_add_test(tc, test_sizes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+RK_CHECK_MAIN(client_parse_suite)

@@ -1,0 +1,466 @@
+/* tools/bench_load.c - raft_bench's closed-loop load: one thread and one raw protocol
+ * connection per client, every operation's latency recorded, then sorted for percentiles. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "../common/net.h"
+#include "bench.h"
+
+#define CONNECT_MS 2000
+#define IO_MS 10000
+#define MAX_ERRORS_IN_A_ROW 50
+#define RETRY_PAUSE_MS 10
+#define FIRST_BUF 4096
+
+/* ---- one raw connection ---- */
+
+int bench_conn_open(struct bench_conn *c, const char *host, uint16_t port, int connect_ms,
+                    int io_ms, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = net_connect(host, port, connect_ms, err, errlen);
+    if (c->fd < 0)
+        return RK_ERR_IO;
+    struct proto_buf hello = { 0 };
+    int rc = proto_encode_hello_client(&hello);
+    if (rc == RK_OK)
+        rc = net_set_timeouts(c->fd, io_ms);
+    if (rc == RK_OK)
+        rc = net_write_full(c->fd, hello.data, hello.len);
+    proto_buf_free(&hello);
+    if (rc != RK_OK) {
+        snprintf(err, errlen, "%s:%u: hello: %s", host, (unsigned)port, rk_strerror(rc));
+        close(c->fd);
+        c->fd = -1;
+    }
+    return rc;
+}
+
+void bench_conn_close(struct bench_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    free(c->buf);
+    c->buf = NULL;
+    c->have = c->cap = c->consumed = 0;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int grow(struct bench_conn *c, size_t need)
+{
+    if (need <= c->cap)
+        return RK_OK;
+    size_t cap = c->cap ? c->cap : FIRST_BUF;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *b = realloc(c->buf, cap);
+    if (b == NULL)
+        return RK_ERR_NOMEM;
+    c->buf = b;
+    c->cap = cap;
+    return RK_OK;
+}
+
+/* Reads until c->buf holds one whole frame; *frame_len gets its payload length. */
+static int read_frame(struct bench_conn *c, uint32_t *frame_len)
+{
+    for (;;) {
+        if (c->have >= 4) {
+            uint32_t n = be32(c->buf);
+            if (n == 0 || n > PROTO_MAX_FRAME)
+                return RK_ERR_PROTO;
+            if (c->have >= 4 + (size_t)n) {
+                *frame_len = n;
+                return RK_OK;
+            }
+            if (grow(c, 4 + (size_t)n) != RK_OK)
+                return RK_ERR_NOMEM;
+        } else if (grow(c, FIRST_BUF) != RK_OK) {
+            return RK_ERR_NOMEM;
+        }
+        ssize_t r = recv(c->fd, c->buf + c->have, c->cap - c->have, 0);
+        if (r == 0)
+            return RK_ERR_CLOSED;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return (errno == EAGAIN || errno == EWOULDBLOCK) ? RK_ERR_TIMEOUT : RK_ERR_IO;
+        c->have += (size_t)r;
+    }
+}
+
+int bench_conn_call(struct bench_conn *c, const uint8_t *req, size_t len,
+                    struct proto_client_resp *resp)
+{
+    if (c->fd < 0)
+        return RK_ERR_CLOSED;
+    if (c->consumed > 0) { /* drop the previous answer */
+        memmove(c->buf, c->buf + c->consumed, c->have - c->consumed);
+        c->have -= c->consumed;
+        c->consumed = 0;
+    }
+    int rc = net_write_full(c->fd, req, len);
+    uint32_t n = 0;
+    if (rc == RK_OK)
+        rc = read_frame(c, &n);
+    if (rc != RK_OK)
+        return rc;
+    c->consumed = 4 + (size_t)n;
+    struct proto_client_resp local;
+    struct proto_client_resp *r = resp != NULL ? resp : &local;
+    if (proto_frame_type(c->buf + 4, n) != PROTO_CLIENT_RESP ||
+        proto_decode_client_resp(c->buf + 4, n, r) != RK_OK)
+        return RK_ERR_PROTO;
+    return r->status;
+}
+
+/* ---- the client threads ---- */
+
+struct load_shared {
+    const struct bench_load_opts *o;
+    pthread_barrier_t start;
+    atomic_long next_op;
+    char *value;
+};
+
+struct client {
+    struct load_shared *sh;
+    int id;
+    pthread_t thread;
+    uint64_t *lat_ns;
+    size_t n_lat, cap_lat;
+    long errors;
+    char first_failure[BENCH_FAILURE_LEN];
+    int64_t end_ns;
+    int rc;
+    char err[BENCH_ERR_LEN];
+    /* per-connection state */
+    struct bench_conn conn;
+    char host[REGISTRY_HOST_MAX + 1];
+    uint16_t port;
+    uint64_t rng;
+    struct proto_buf req;
+    uint64_t client_id; /* the server-side session of this client (0: none), thesis §6.3 */
+    uint64_t seq;       /* the last write's number in it */
+};
+
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static int record(struct client *cl, uint64_t ns)
+{
+    if (cl->n_lat == cl->cap_lat) {
+        size_t cap = cl->cap_lat ? cl->cap_lat * 2 : 4096;
+        uint64_t *a = realloc(cl->lat_ns, cap * sizeof(*a));
+        if (a == NULL)
+            return RK_ERR_NOMEM;
+        cl->lat_ns = a;
+        cl->cap_lat = cap;
+    }
+    cl->lat_ns[cl->n_lat++] = ns;
+    return RK_OK;
+}
+
+/* Encodes operation number op_no into cl->req. */
+static int encode_op(struct client *cl, long op_no)
+{
+    const struct bench_load_opts *o = cl->sh->o;
+    char key[96];
+    uint64_t k = o->sequential_keys ? (uint64_t)op_no % (uint64_t)o->keys
+                                    : next_rand(&cl->rng) % (uint64_t)o->keys;
+    int klen = snprintf(key, sizeof(key), "%s%08llu", o->key_prefix, (unsigned long long)k);
+    bool read = o->read_ratio > 0 &&
+                (double)(next_rand(&cl->rng) >> 11) / (double)(1ull << 53) < o->read_ratio;
+    struct proto_client_req r = {
+        .op = read ? PROTO_OP_GET : PROTO_OP_SET,
+        .key = key,
+        .key_len = (uint32_t)klen,
+        .val = read ? "" : cl->sh->value,
+        .val_len = read ? 0 : (uint32_t)o->value_size,
+        .client_id = read ? 0 : cl->client_id,
+        .seq = read || cl->client_id == 0 ? 0 : ++cl->seq,
+    };
+    cl->req.len = 0; /* the buffer is reused: no allocation once it is big enough */
+    return proto_encode_client_req(&cl->req, &r);
+}
+
+/* One REGISTER on the open connection: a client session like client/session.c opens, so
+ * writes take the same exactly-once path as a real client's (Raft thesis §6.3). Returns
+ * the answer's status; cl->client_id is set on VALUE, a redirect's leader copied to cl. */
+static int register_once(struct client *cl)
+{
+    struct proto_client_req r = { .op = PROTO_OP_REGISTER, .key = "", .val = "" };
+    struct proto_client_resp resp;
+    cl->req.len = 0;
+    int st = proto_encode_client_req(&cl->req, &r);
+    if (st == RK_OK)
+        st = bench_conn_call(&cl->conn, cl->req.data, cl->req.len, &resp);
+    if (st == PROTO_ST_VALUE &&
+        proto_parse_client_id(resp.body, resp.body_len, &cl->client_id) != RK_OK)
+        st = RK_ERR_PROTO;
+    if (st == PROTO_ST_REDIRECT && resp.leader_host[0] != '\0' && resp.leader_port != 0) {
+        snprintf(cl->host, sizeof(cl->host), "%s", resp.leader_host);
+        cl->port = resp.leader_port;
+    }
+    return st;
+}
+
+/* Connects to the leader (following redirects: it may have changed since it was looked
+ * up) and, if asked, opens a client session there. A server that refuses sessions (ERR)
+ * gets writes without one. */
+static int connect_client(struct client *cl, bool sessions)
+{
+    int rc = RK_ERR_IO;
+    for (int attempt = 0; attempt < MAX_ERRORS_IN_A_ROW; attempt++) {
+        if (attempt > 0) {
+            bench_conn_close(&cl->conn);
+            bench_sleep_ms(RETRY_PAUSE_MS);
+        }
+        rc = bench_conn_open(&cl->conn, cl->host, cl->port, CONNECT_MS, IO_MS, cl->err,
+                             sizeof(cl->err));
+        if (rc != RK_OK)
+            continue;
+        if (!sessions)
+            return RK_OK;
+        int st = register_once(cl);
+        if (st == PROTO_ST_VALUE || st == PROTO_ST_ERR)
+            return RK_OK;
+        rc = st < 0 ? st : RK_ERR_NOTLEADER;
+        snprintf(cl->err, sizeof(cl->err), "client %d: REGISTER failed (%s)", cl->id,
+                 st < 0 ? rk_strerror(st) : "no leader");
+    }
+    return rc;
+}
+
+static int reconnect(struct client *cl)
+{
+    bench_conn_close(&cl->conn);
+    return bench_conn_open(&cl->conn, cl->host, cl->port, CONNECT_MS, IO_MS, cl->err,
+                           sizeof(cl->err));
+}
+
+/* After a failed call: follow a redirect, else reconnect to the same server. */
+static void recover(struct client *cl, int status, const struct proto_client_resp *resp)
+{
+    if (status == PROTO_ST_REDIRECT && resp->leader_host[0] != '\0' && resp->leader_port != 0) {
+        snprintf(cl->host, sizeof(cl->host), "%s", resp->leader_host);
+        cl->port = resp->leader_port;
+    } else if (status == PROTO_ST_ERR) {
+        return; /* the connection is fine; the server could not do it */
+    }
+    bench_sleep_ms(RETRY_PAUSE_MS);
+    reconnect(cl);
+}
+
+/* What went wrong with one call, for the report. */
+static void describe_failure(int status, const struct proto_client_resp *resp, char *out,
+                             size_t outlen)
+{
+    if (status < 0)
+        snprintf(out, outlen, "%s", rk_strerror(status));
+    else if (status == PROTO_ST_REDIRECT)
+        snprintf(out, outlen, "redirect to '%s'", resp->leader_name);
+    else if (status == PROTO_ST_ERR)
+        snprintf(out, outlen, "ERR %.*s", (int)(resp->body_len < 100 ? resp->body_len : 100),
+                 resp->body);
+    else
+        snprintf(out, outlen, "unexpected status %d", status);
+}
+
+/* One operation; its latency is recorded when measured. RK_OK, or an error once too
+ * many operations in a row failed. */
+static int one_op(struct client *cl, long op_no, bool measured, int *errors_in_a_row)
+{
+    int rc = encode_op(cl, op_no);
+    if (rc != RK_OK)
+        return rc;
+    struct proto_client_resp resp;
+    int64_t t0 = bench_now_ns();
+    int status = bench_conn_call(&cl->conn, cl->req.data, cl->req.len, &resp);
+    int64_t t1 = bench_now_ns();
+    if (status == PROTO_ST_OK || status == PROTO_ST_VALUE || status == PROTO_ST_NIL) {
+        *errors_in_a_row = 0;
+        return measured ? record(cl, (uint64_t)(t1 - t0)) : RK_OK;
+    }
+    char what[BENCH_FAILURE_LEN];
+    describe_failure(status, &resp, what, sizeof(what));
+    if (measured && cl->errors++ == 0)
+        snprintf(cl->first_failure, sizeof(cl->first_failure), "%s", what);
+    if (++*errors_in_a_row >= MAX_ERRORS_IN_A_ROW) {
+        snprintf(cl->err, sizeof(cl->err), "client %d: %d failures in a row (last: %s)", cl->id,
+                 *errors_in_a_row, what);
+        return RK_ERR_IO;
+    }
+    recover(cl, status, &resp);
+    return RK_OK;
+}
+
+static bool time_is_up(int64_t deadline_ns)
+{
+    return deadline_ns != 0 && bench_now_ns() >= deadline_ns;
+}
+
+static void *client_main(void *arg)
+{
+    struct client *cl = arg;
+    struct load_shared *sh = cl->sh;
+    const struct bench_load_opts *o = sh->o;
+    int in_a_row = 0;
+    cl->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)o->seed << 20) ^ (uint64_t)(cl->id + 1);
+    snprintf(cl->host, sizeof(cl->host), "%s", o->host);
+    cl->port = o->port;
+    cl->conn.fd = -1; /* calloc'ed: 0 would be a real descriptor */
+    cl->rc = connect_client(cl, o->sessions);
+    for (int w = 0; cl->rc == RK_OK && w < o->warmup; w++)
+        cl->rc = one_op(cl, w, false, &in_a_row);
+    pthread_barrier_wait(&sh->start);
+    int64_t deadline = o->max_seconds > 0 ? bench_now_ns() + (int64_t)(o->max_seconds * 1e9)
+                                          : 0;
+    while (cl->rc == RK_OK) {
+        long op_no = atomic_fetch_add(&sh->next_op, 1);
+        if (op_no >= o->ops || time_is_up(deadline))
+            break;
+        cl->rc = one_op(cl, op_no, true, &in_a_row);
+    }
+    cl->end_ns = bench_now_ns();
+    bench_conn_close(&cl->conn);
+    proto_buf_free(&cl->req);
+    return NULL;
+}
+
+/* ---- statistics ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted values, in ms. */
+static double pct_ms(const uint64_t *v, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    size_t rank = (size_t)(q * (double)n + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return (double)v[rank - 1] / 1e6;
+}
+
+static int summarize(struct client *cls, int n, int64_t t0, struct bench_result *r)
+{
+    size_t total = 0;
+    int64_t t_end = t0;
+    for (int i = 0; i < n; i++) {
+        total += cls[i].n_lat;
+        if (r->errors == 0 && cls[i].errors > 0)
+            snprintf(r->first_failure, sizeof(r->first_failure), "%s", cls[i].first_failure);
+        r->errors += cls[i].errors;
+        if (cls[i].end_ns > t_end)
+            t_end = cls[i].end_ns;
+    }
+    uint64_t *all = malloc((total ? total : 1) * sizeof(*all));
+    if (all == NULL)
+        return RK_ERR_NOMEM;
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(all + k, cls[i].lat_ns, cls[i].n_lat * sizeof(*all));
+        k += cls[i].n_lat;
+    }
+    qsort(all, total, sizeof(*all), cmp_u64);
+    r->ops = (long)total;
+    r->seconds = (double)(t_end - t0) / 1e9;
+    r->ops_per_s = r->seconds > 0 ? (double)total / r->seconds : 0;
+    r->p50_ms = pct_ms(all, total, 0.50);
+    r->p90_ms = pct_ms(all, total, 0.90);
+    r->p99_ms = pct_ms(all, total, 0.99);
+    r->p999_ms = pct_ms(all, total, 0.999);
+    r->max_ms = total ? (double)all[total - 1] / 1e6 : 0;
+    free(all);
+    return RK_OK;
+}
+
+/* ---- the run ---- */
+
+static int check_opts(const struct bench_load_opts *o, char *err, size_t errlen)
+{
+    if (o->clients < 1 || o->clients > 4096 || o->ops < 1 || o->keys < 1 ||
+        o->value_size < 0 || (uint32_t)o->value_size > PROTO_MAX_VALUE || o->read_ratio < 0 ||
+        o->read_ratio > 1) {
+        snprintf(err, errlen, "bad load options (clients 1..4096, ops >= 1, keys >= 1, "
+                              "value size 0..%u, read ratio 0..1)",
+                 PROTO_MAX_VALUE);
+        return RK_ERR_INVAL;
+    }
+    return RK_OK;
+}
+
+int bench_run_load(const struct bench_load_opts *o, struct bench_result *r, char *err,
+                   size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    int rc = check_opts(o, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    struct load_shared sh = { .o = o };
+    struct client *cls = calloc((size_t)o->clients, sizeof(*cls));
+    sh.value = malloc((size_t)o->value_size + 1);
+    if (cls == NULL || sh.value == NULL) {
+        free(cls);
+        free(sh.value);
+        snprintf(err, errlen, "out of memory");
+        return RK_ERR_NOMEM;
+    }
+    for (int i = 0; i < o->value_size; i++)
+        sh.value[i] = (char)('a' + i % 26);
+    atomic_init(&sh.next_op, 0);
+    pthread_barrier_init(&sh.start, NULL, (unsigned)o->clients + 1);
+    int started = 0;
+    for (; started < o->clients; started++) {
+        cls[started].sh = &sh;
+        cls[started].id = started;
+        if (pthread_create(&cls[started].thread, NULL, client_main, &cls[started]) != 0)
+            break;
+    }
+    if (started < o->clients) { /* the started ones wait on the barrier forever */
+        fprintf(stderr, "raft_bench: could only start %d of %d client threads\n", started,
+                o->clients);
+        exit(1);
+    }
+    /* the clock starts once every client is connected and warmed up */
+    pthread_barrier_wait(&sh.start);
+    int64_t t0 = bench_now_ns();
+    for (int i = 0; i < o->clients; i++)
+        pthread_join(cls[i].thread, NULL);
+    rc = summarize(cls, o->clients, t0, r);
+    for (int i = 0; i < o->clients; i++) {
+        if (cls[i].rc != RK_OK && rc == RK_OK) {
+            rc = cls[i].rc;
+            snprintf(err, errlen, "%s", cls[i].err[0] ? cls[i].err : rk_strerror(cls[i].rc));
+        }
+        free(cls[i].lat_ns);
+    }
+    pthread_barrier_destroy(&sh.start);
+    free(cls);
+    free(sh.value);
+    return rc;
+}

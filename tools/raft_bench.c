@@ -1,0 +1,597 @@
+/* tools/raft_bench.c - the raft-kv load generator behind `make bench`: options, one load run
+ * (against a cluster it starts, or one from --registry) beside the generator's ceiling, the
+ * leader-failover measurement, and the standard matrix written as a Markdown table. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/errors.h"
+#include "bench.h"
+
+#define LEADER_WAIT_MS 20000
+#define PREFILL_CLIENTS 32
+
+struct options {
+    int nodes, clients, value_size, keys, failover;
+    long ops;
+    double read_ratio, max_seconds;
+    const char *registry, *server_bin, *out_path, *perf_path;
+    bool ceiling_only, no_ceiling, matrix, quick, no_sessions;
+    unsigned seed;
+    const char *server_args[BENCH_MAX_SERVER_ARGS];
+    int n_server_args;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: raft_bench [options]           one closed-loop run, then the ceiling run\n"
+            "       raft_bench --failover K [...]  kill -9 the leader K times, time to first ack\n"
+            "       raft_bench --matrix [--out F]  the standard matrix of `make bench` (Markdown)\n"
+            "  --nodes N          cluster size to start (default 3)\n"
+            "  --clients N        concurrent clients: one thread and one connection each (1)\n"
+            "  --ops N            total measured operations (10000)\n"
+            "  --max-seconds S    stop a run after S seconds even if --ops is not reached (60)\n"
+            "  --value-size B     bytes per value (100)\n"
+            "  --keys K           key space (1000)\n"
+            "  --read-ratio R     share of GETs, 0..1 (0); keys are written once first\n"
+            "  --registry FILE    drive a running cluster instead of starting one\n"
+            "  --ceiling          only the ceiling: the same load on a server without Raft\n"
+            "  --no-ceiling       skip the ceiling run\n"
+            "  --no-sessions      writes without a client session (no REGISTER, client id 0)\n"
+            "  --server-bin PATH  raft_server to start ($RK_SERVER_BIN, ./server/raft_server)\n"
+            "  --server-arg ARG   pass ARG to every raft_server (repeatable)\n"
+            "  --perf FILE        perf record -g the leader during the run into FILE\n"
+            "  --out FILE         --matrix: also write the Markdown there\n"
+            "  --quick            --matrix: a short smoke run (few ops, 3 kills)\n"
+            "  --seed N           random seed (1)\n"
+            "Servers run in a temp dir on free 127.0.0.1 ports and are killed on exit or ^C\n"
+            "(RK_KEEP_DIR=1 keeps the dir).\n");
+}
+
+static bool parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+enum { OPT_NODES = 256, OPT_CLIENTS, OPT_OPS, OPT_MAXSEC, OPT_VSIZE, OPT_KEYS, OPT_READS,
+       OPT_REGISTRY, OPT_CEILING, OPT_NOCEIL, OPT_FAILOVER, OPT_MATRIX, OPT_OUT, OPT_SBIN,
+       OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_HELP };
+
+static const struct option long_opts[] = {
+    { "nodes", 1, NULL, OPT_NODES },        { "clients", 1, NULL, OPT_CLIENTS },
+    { "ops", 1, NULL, OPT_OPS },            { "max-seconds", 1, NULL, OPT_MAXSEC },
+    { "value-size", 1, NULL, OPT_VSIZE },   { "keys", 1, NULL, OPT_KEYS },
+    { "read-ratio", 1, NULL, OPT_READS },   { "registry", 1, NULL, OPT_REGISTRY },
+    { "ceiling", 0, NULL, OPT_CEILING },    { "no-ceiling", 0, NULL, OPT_NOCEIL },
+    { "failover", 1, NULL, OPT_FAILOVER },  { "matrix", 0, NULL, OPT_MATRIX },
+    { "out", 1, NULL, OPT_OUT },            { "server-bin", 1, NULL, OPT_SBIN },
+    { "server-arg", 1, NULL, OPT_SARG },    { "perf", 1, NULL, OPT_PERF },
+    { "quick", 0, NULL, OPT_QUICK },        { "seed", 1, NULL, OPT_SEED },
+    { "no-sessions", 0, NULL, OPT_NOSESS }, { "help", 0, NULL, OPT_HELP },
+    { NULL, 0, NULL, 0 },
+};
+
+/* One option; false if its value is bad. */
+static bool apply_option(struct options *o, int opt, const char *arg)
+{
+    long v = 0;
+    switch (opt) {
+    case OPT_NODES: return parse_long(arg, 1, BENCH_MAX_NODES, &v) && ((o->nodes = (int)v), true);
+    case OPT_CLIENTS: return parse_long(arg, 1, 4096, &v) && ((o->clients = (int)v), true);
+    case OPT_OPS: return parse_long(arg, 1, 100000000, &o->ops);
+    case OPT_MAXSEC: return parse_double(arg, 0, 86400, &o->max_seconds);
+    case OPT_VSIZE: return parse_long(arg, 0, 4 << 20, &v) && ((o->value_size = (int)v), true);
+    case OPT_KEYS: return parse_long(arg, 1, 100000000, &v) && ((o->keys = (int)v), true);
+    case OPT_READS: return parse_double(arg, 0, 1, &o->read_ratio);
+    case OPT_REGISTRY: o->registry = arg; return true;
+    case OPT_CEILING: o->ceiling_only = true; return true;
+    case OPT_NOCEIL: o->no_ceiling = true; return true;
+    case OPT_FAILOVER: return parse_long(arg, 1, 64, &v) && ((o->failover = (int)v), true);
+    case OPT_MATRIX: o->matrix = true; return true;
+    case OPT_OUT: o->out_path = arg; return true;
+    case OPT_SBIN: o->server_bin = arg; return true;
+    case OPT_SARG:
+        if (o->n_server_args >= BENCH_MAX_SERVER_ARGS)
+            return false;
+        o->server_args[o->n_server_args++] = arg;
+        return true;
+    case OPT_PERF: o->perf_path = arg; return true;
+    case OPT_QUICK: o->quick = true; return true;
+    case OPT_NOSESS: o->no_sessions = true; return true;
+    case OPT_SEED: return parse_long(arg, 0, 1L << 30, &v) && ((o->seed = (unsigned)v), true);
+    }
+    return false;
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+    *o = (struct options){ .nodes = 3, .clients = 1, .value_size = 100, .keys = 1000,
+                           .ops = 10000, .max_seconds = 60, .seed = 1 };
+    const char *env_bin = getenv("RK_SERVER_BIN");
+    o->server_bin = env_bin != NULL && env_bin[0] != '\0' ? env_bin : "./server/raft_server";
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        if (opt == OPT_HELP || opt == 'h') {
+            usage(stdout);
+            exit(0);
+        }
+        if (opt == '?' || !apply_option(o, opt, optarg)) {
+            if (opt != '?')
+                fprintf(stderr, "raft_bench: bad value '%s' for --%s\n", optarg,
+                        long_opts[opt - OPT_NODES].name);
+            usage(stderr);
+            exit(2);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "raft_bench: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        exit(2);
+    }
+}
+
+/* ---- printing ---- */
+
+static void print_result(FILE *f, const char *what, const struct bench_result *r)
+{
+    fprintf(f,
+            "%-8s %9.0f ops/s   p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms   "
+            "(%ld ops in %.2f s, %ld errors; CPU %% of a core: generator %.0f, servers %.0f, "
+            "other %.0f)\n",
+            what, r->ops_per_s, r->p50_ms, r->p90_ms, r->p99_ms, r->p999_ms, r->max_ms, r->ops,
+            r->seconds, r->errors, r->gen_cpu_pct, r->server_cpu_pct, r->other_cpu_pct);
+    if (r->errors > 0)
+        fprintf(f, "         first error: %s\n", r->first_failure);
+}
+
+/* bench_run_load, with the CPU use of the generator, c's servers and the rest of the
+ * machine during the run (c: NULL when the servers are not ours). */
+static int measured_load(const struct bench_cluster *c, const struct bench_load_opts *lo,
+                         struct bench_result *r, char *err, size_t errlen)
+{
+    struct bench_cpu a, b;
+    bench_cpu_sample(c, &a);
+    int rc = bench_run_load(lo, r, err, errlen);
+    bench_cpu_sample(c, &b);
+    bench_cpu_usage(&a, &b, &r->gen_cpu_pct, &r->server_cpu_pct, &r->other_cpu_pct);
+    return rc;
+}
+
+static void print_failover(FILE *f, const struct bench_failover_result *r)
+{
+    fprintf(f, "failover: %d kills of the leader, %d without an ack\n", r->trials, r->failed);
+    fprintf(f, "  prober (a fresh connection to every server every 10 ms): "
+               "median %.1f, max %.1f ms\n", r->probe_median_ms, r->probe_max_ms);
+    fprintf(f, "  session (client/session.c, a kept-open connection):     "
+               "median %.1f, max %.1f ms\n", r->session_median_ms, r->session_max_ms);
+}
+
+/* ---- runs ---- */
+
+static struct bench_load_opts load_opts(const struct options *o, const char *host,
+                                        uint16_t port)
+{
+    return (struct bench_load_opts){
+        .host = host, .port = port, .clients = o->clients, .ops = o->ops,
+        .max_seconds = o->max_seconds, .value_size = o->value_size, .keys = o->keys,
+        .read_ratio = o->read_ratio, .warmup = 5, .seed = o->seed, .key_prefix = "k",
+        .sessions = !o->no_sessions,
+    };
+}
+
+/* Writes every key once, so that reads find values. */
+static int prefill(const struct options *o, const char *host, uint16_t port, char *err,
+                   size_t errlen)
+{
+    struct bench_load_opts lo = load_opts(o, host, port);
+    lo.clients = o->keys < PREFILL_CLIENTS ? o->keys : PREFILL_CLIENTS;
+    lo.ops = o->keys;
+    lo.read_ratio = 0;
+    lo.sequential_keys = true;
+    lo.warmup = 0;
+    struct bench_result r;
+    return bench_run_load(&lo, &r, err, errlen);
+}
+
+/* The same load against the no-Raft server. */
+static int run_ceiling(const struct options *o, struct bench_result *r, char *err,
+                       size_t errlen)
+{
+    uint16_t port = 0;
+    pid_t pid = bench_ceiling_start(o->value_size, &port, err, errlen);
+    if (pid < 0)
+        return RK_ERR_IO;
+    struct bench_load_opts lo = load_opts(o, "127.0.0.1", port);
+    struct bench_cluster srv = { .n = 1, .nodes[0] = { .pid = pid } };
+    int rc = measured_load(&srv, &lo, r, err, errlen);
+    bench_end_child(pid, SIGKILL);
+    return rc;
+}
+
+static int exec_perf(void *arg)
+{
+    char **argv = arg;
+    execvp(argv[0], argv);
+    fprintf(stderr, "raft_bench: cannot run perf: %s\n", strerror(errno));
+    return 127;
+}
+
+/* perf record of pid into path: the software clock works without hardware counters (as
+ * in a VM), and DWARF unwinding finds callers through libc, which has no frame pointers. */
+static pid_t start_perf(const char *path, pid_t pid)
+{
+    char pid_s[16];
+    snprintf(pid_s, sizeof(pid_s), "%d", (int)pid);
+    char *argv[] = { "perf", "record", "-q", "-e", "cpu-clock", "-F", "499",
+                     "--call-graph", "dwarf,16384", "-p", pid_s, "-o", (char *)path, NULL };
+    pid_t p = bench_fork(exec_perf, argv);
+    bench_sleep_ms(300); /* let it attach */
+    return p;
+}
+
+/* Starts (or attaches to) the cluster and returns the leader's index. */
+static int open_cluster(const struct options *o, int nodes, struct bench_cluster *c,
+                        char *err, size_t errlen)
+{
+    int rc;
+    memcpy(c->server_args, o->server_args, sizeof(c->server_args));
+    c->n_server_args = o->n_server_args;
+    if (o->registry != NULL) {
+        rc = bench_cluster_attach(c, o->registry, err, errlen);
+    } else {
+        if (access(o->server_bin, X_OK) != 0) {
+            snprintf(err, errlen, "%s: %s (build it with make, or set RK_SERVER_BIN)",
+                     o->server_bin, strerror(errno));
+            return -1;
+        }
+        rc = bench_cluster_create(c, nodes, o->server_bin, err, errlen);
+        if (rc == RK_OK)
+            rc = bench_cluster_start_all(c);
+    }
+    if (rc != RK_OK) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "cannot start the cluster: %s", rk_strerror(rc));
+        return -1;
+    }
+    int leader = bench_wait_leader(c, false, LEADER_WAIT_MS);
+    if (leader < 0) {
+        snprintf(err, errlen, "no leader within %d ms", LEADER_WAIT_MS);
+        bench_cluster_dump_logs(c, 20);
+    }
+    return leader;
+}
+
+static int run_single(const struct options *o)
+{
+    char err[BENCH_ERR_LEN] = "";
+    struct bench_result r;
+    printf("raft_bench: %d clients, %d-byte values, %d keys, %.0f%% reads, %ld ops\n",
+           o->clients, o->value_size, o->keys, o->read_ratio * 100, o->ops);
+    if (!o->ceiling_only) {
+        struct bench_cluster c = { 0 };
+        int leader = open_cluster(o, o->nodes, &c, err, sizeof(err));
+        int rc = leader < 0 ? RK_ERR_TIMEOUT : RK_OK;
+        const struct bench_node *ln = leader >= 0 ? &c.nodes[leader] : NULL;
+        if (rc == RK_OK && o->read_ratio > 0)
+            rc = prefill(o, ln->host, ln->port, err, sizeof(err));
+        pid_t perf = rc == RK_OK && o->perf_path && ln->pid > 0 ? start_perf(o->perf_path, ln->pid)
+                                                                : 0;
+        if (rc == RK_OK) {
+            struct bench_load_opts lo = load_opts(o, ln->host, ln->port);
+            rc = measured_load(&c, &lo, &r, err, sizeof(err));
+        }
+        bench_end_child(perf, SIGINT);
+        if (rc == RK_OK) {
+            char what[32];
+            snprintf(what, sizeof(what), "%d nodes", c.n);
+            print_result(stdout, what, &r);
+        } else {
+            fprintf(stderr, "raft_bench: %s\n", err);
+            bench_cluster_dump_logs(&c, 20);
+        }
+        bench_cluster_destroy(&c);
+        if (rc != RK_OK)
+            return 1;
+    }
+    if (o->no_ceiling)
+        return 0;
+    struct bench_result cr;
+    if (run_ceiling(o, &cr, err, sizeof(err)) != RK_OK) {
+        fprintf(stderr, "raft_bench: ceiling: %s\n", err);
+        return 1;
+    }
+    print_result(stdout, "ceiling", &cr);
+    if (!o->ceiling_only && cr.ops_per_s > 0)
+        printf("the cluster ran at %.0f%% of the generator's ceiling\n",
+               100 * r.ops_per_s / cr.ops_per_s);
+    return 0;
+}
+
+static int run_failover(const struct options *o)
+{
+    char err[BENCH_ERR_LEN] = "";
+    struct bench_cluster c = { 0 };
+    if (o->registry != NULL) {
+        fprintf(stderr, "raft_bench: --failover kills servers: it needs its own cluster, "
+                        "not --registry\n");
+        return 2;
+    }
+    int rc = open_cluster(o, o->nodes, &c, err, sizeof(err)) < 0 ? RK_ERR_TIMEOUT : RK_OK;
+    struct bench_failover_result r;
+    if (rc == RK_OK)
+        rc = bench_failover(&c, o->failover, &r, err, sizeof(err));
+    if (rc == RK_OK || r.trials > 0)
+        print_failover(stdout, &r);
+    if (rc != RK_OK) {
+        fprintf(stderr, "raft_bench: %s\n", err);
+        bench_cluster_dump_logs(&c, 20);
+    }
+    bench_cluster_destroy(&c);
+    return rc == RK_OK ? 0 : 1;
+}
+
+/* ---- the matrix ---- */
+
+static const int matrix_clients[] = { 1, 8, 32, 64 };
+static const double matrix_reads[] = { 0, 0.9 };
+#define N_CLIENTS (int)(sizeof(matrix_clients) / sizeof(matrix_clients[0]))
+#define N_READS (int)(sizeof(matrix_reads) / sizeof(matrix_reads[0]))
+
+struct matrix_row {
+    int nodes, clients;
+    double reads;
+    struct bench_result r;
+    int rc;
+};
+
+struct matrix {
+    struct matrix_row rows[2 * N_CLIENTS * N_READS];
+    int n_rows;
+    struct bench_result ceiling[N_CLIENTS][N_READS];
+    struct bench_failover_result fo;
+    int fo_rc;
+    char fo_err[BENCH_ERR_LEN];
+    double load_before[3], load_after[3];
+    time_t started;
+    double seconds;
+};
+
+/* Ops per run: about what the issue's targets need in a few seconds; runs also stop at
+ * max_seconds, so a slow cluster still finishes in time. */
+static long matrix_ops(const struct options *o, int clients)
+{
+    long ops = clients == 1 ? 5000 : clients <= 8 ? 20000 : 50000;
+    return o->quick ? ops / 10 : ops;
+}
+
+static void matrix_cluster(const struct options *base, int nodes, struct matrix *m)
+{
+    char err[BENCH_ERR_LEN] = "";
+    struct bench_cluster c = { 0 };
+    struct options o = *base;
+    int leader = open_cluster(&o, nodes, &c, err, sizeof(err));
+    const struct bench_node *ln = leader >= 0 ? &c.nodes[leader] : NULL;
+    int rc = leader < 0 ? RK_ERR_TIMEOUT : prefill(&o, ln->host, ln->port, err, sizeof(err));
+    for (int ci = 0; ci < N_CLIENTS; ci++) {
+        for (int ri = 0; ri < N_READS; ri++) {
+            struct matrix_row *row = &m->rows[m->n_rows++];
+            *row = (struct matrix_row){ .nodes = nodes, .clients = matrix_clients[ci],
+                                        .reads = matrix_reads[ri], .rc = rc };
+            if (rc != RK_OK)
+                continue;
+            leader = bench_wait_leader(&c, false, LEADER_WAIT_MS); /* it may have changed */
+            ln = &c.nodes[leader >= 0 ? leader : 0];
+            o.clients = row->clients;
+            o.read_ratio = row->reads;
+            o.ops = matrix_ops(base, row->clients);
+            struct bench_load_opts lo = load_opts(&o, ln->host, ln->port);
+            row->rc = measured_load(&c, &lo, &row->r, err, sizeof(err));
+            fprintf(stderr, "  %d nodes, %2d clients, %2.0f%% reads: ", nodes, row->clients,
+                    row->reads * 100);
+            if (row->rc == RK_OK)
+                print_result(stderr, "", &row->r);
+            else
+                fprintf(stderr, "FAILED: %s\n", err);
+        }
+    }
+    if (rc != RK_OK)
+        fprintf(stderr, "raft_bench: %d nodes: %s\n", nodes, err);
+    bench_cluster_destroy(&c);
+}
+
+static void matrix_ceilings(const struct options *base, struct matrix *m)
+{
+    char err[BENCH_ERR_LEN];
+    for (int ci = 0; ci < N_CLIENTS; ci++) {
+        for (int ri = 0; ri < N_READS; ri++) {
+            struct options o = *base;
+            o.clients = matrix_clients[ci];
+            o.read_ratio = matrix_reads[ri];
+            o.ops = matrix_ops(base, o.clients) * 2;
+            o.max_seconds = 3;
+            if (run_ceiling(&o, &m->ceiling[ci][ri], err, sizeof(err)) != RK_OK)
+                fprintf(stderr, "raft_bench: ceiling: %s\n", err);
+            fprintf(stderr, "  ceiling, %2d clients, %2.0f%% reads: ", o.clients,
+                    o.read_ratio * 100);
+            print_result(stderr, "", &m->ceiling[ci][ri]);
+        }
+    }
+}
+
+static void matrix_failover(const struct options *base, struct matrix *m)
+{
+    struct bench_cluster c = { 0 };
+    int kills = base->failover > 0 ? base->failover : base->quick ? 3 : 10;
+    m->fo_rc = open_cluster(base, 5, &c, m->fo_err, sizeof(m->fo_err)) < 0 ? RK_ERR_TIMEOUT
+                                                                            : RK_OK;
+    if (m->fo_rc == RK_OK)
+        m->fo_rc = bench_failover(&c, kills, &m->fo, m->fo_err, sizeof(m->fo_err));
+    if (m->fo_rc != RK_OK)
+        fprintf(stderr, "raft_bench: failover: %s\n", m->fo_err);
+    bench_cluster_destroy(&c);
+}
+
+static void write_header(FILE *f, const struct matrix *m)
+{
+    char when[64], cpu[128] = "unknown CPU";
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %Z", localtime(&m->started));
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    while (ci != NULL && fgets(line, sizeof(line), ci) != NULL) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+            snprintf(cpu, sizeof(cpu), "%s", colon + 2);
+            cpu[strcspn(cpu, "\n")] = '\0';
+            break;
+        }
+    }
+    if (ci != NULL)
+        fclose(ci);
+    struct utsname u;
+    uname(&u);
+    fprintf(f, "# raft-kv benchmark (`make bench`)\n\n");
+    fprintf(f, "Run %s by `tools/raft_bench --matrix` in %.0f s on %ld CPUs (%s), Linux %s.\n",
+            when, m->seconds, sysconf(_SC_NPROCESSORS_ONLN), cpu, u.release);
+    fprintf(f, "Load average before: %.2f %.2f %.2f; after: %.2f %.2f %.2f.\n\n",
+            m->load_before[0], m->load_before[1], m->load_before[2], m->load_after[0],
+            m->load_after[1], m->load_after[2]);
+    fprintf(f, "Closed loop: each client (one thread, one TCP connection to the leader) sends a "
+               "request and waits for its answer. 100-byte values, 1000 keys (written once "
+               "before the runs), servers on 127.0.0.1 with fsync on, in a temp dir. Latency "
+               "in ms, every operation recorded. *Ceiling*: the same load against a server in "
+               "raft_bench that answers at once, without Raft or disk. *CPU*: %% of one core "
+               "used by the generator, by the servers, and by everything else on the machine "
+               "during the run (high *other* = a shared, noisy machine).\n\n");
+}
+
+static void write_table(FILE *f, const struct matrix *m)
+{
+    fprintf(f, "| nodes | clients | reads | ops | ops/s | p50 | p90 | p99 | p99.9 | max | "
+               "errors | ceiling ops/s | of ceiling | CPU gen / servers / other |\n");
+    fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int k = 0; k < m->n_rows; k++) {
+        const struct matrix_row *row = &m->rows[k];
+        int ci = 0, ri = row->reads > 0;
+        while (matrix_clients[ci] != row->clients)
+            ci++;
+        const struct bench_result *r = &row->r, *c = &m->ceiling[ci][ri];
+        fprintf(f, "| %d | %d | %.0f%% | ", row->nodes, row->clients, row->reads * 100);
+        if (row->rc != RK_OK) {
+            fprintf(f, "failed: %s | | | | | | | | | | | |\n", rk_strerror(row->rc));
+            continue;
+        }
+        fprintf(f, "%ld | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %ld | %.0f | %.0f%% | "
+                   "%.0f / %.0f / %.0f%% |\n",
+                r->ops, r->ops_per_s, r->p50_ms, r->p90_ms, r->p99_ms, r->p999_ms, r->max_ms,
+                r->errors, c->ops_per_s, c->ops_per_s > 0 ? 100 * r->ops_per_s / c->ops_per_s : 0,
+                r->gen_cpu_pct, r->server_cpu_pct, r->other_cpu_pct);
+    }
+}
+
+static void write_failover(FILE *f, const struct matrix *m)
+{
+    const struct bench_failover_result *r = &m->fo;
+    fprintf(f, "\n## Failover: 5 nodes, `kill -9` of the leader to the first acknowledged "
+               "write\n\n");
+    if (m->fo_rc != RK_OK)
+        fprintf(f, "**Failed**: %s (after %d kills).\n\n", m->fo_err, r->trials);
+    fprintf(f, "| measured by | kills | no ack | median ms | max ms |\n|---|---|---|---|---|\n");
+    fprintf(f, "| prober: a write to every server on a fresh connection every 10 ms | %d | %d "
+               "| %.1f | %.1f |\n", r->trials, r->failed, r->probe_median_ms, r->probe_max_ms);
+    fprintf(f, "| client session (`client/session.c`, kept-open connection, retries) | %d | %d "
+               "| %.1f | %.1f |\n", r->trials, r->failed, r->session_median_ms,
+            r->session_max_ms);
+    fprintf(f, "\nPer kill (prober / session, ms):");
+    for (int t = 0; t < r->trials; t++)
+        fprintf(f, "%s %.0f / %.0f", t ? "," : "", r->probe_ms[t], r->session_ms[t]);
+    fprintf(f, "\n");
+}
+
+static void write_matrix(FILE *f, const struct matrix *m)
+{
+    write_header(f, m);
+    write_table(f, m);
+    write_failover(f, m);
+}
+
+static int run_matrix(const struct options *base)
+{
+    struct options o = *base;
+    o.value_size = 100;
+    o.keys = 1000;
+    o.max_seconds = o.quick ? 2 : 5;
+    struct matrix *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return 1;
+    m->started = time(NULL);
+    int64_t t0 = bench_now_ns();
+    getloadavg(m->load_before, 3);
+    fprintf(stderr, "raft_bench --matrix: generator ceiling\n");
+    matrix_ceilings(&o, m);
+    for (int nodes = 3; nodes <= 5; nodes += 2) {
+        fprintf(stderr, "raft_bench --matrix: %d nodes\n", nodes);
+        matrix_cluster(&o, nodes, m);
+    }
+    fprintf(stderr, "raft_bench --matrix: failover, 5 nodes\n");
+    matrix_failover(&o, m);
+    getloadavg(m->load_after, 3);
+    m->seconds = (double)(bench_now_ns() - t0) / 1e9;
+    write_matrix(stdout, m);
+    int rc = 0;
+    if (base->out_path != NULL) {
+        FILE *f = fopen(base->out_path, "w");
+        if (f == NULL) {
+            fprintf(stderr, "raft_bench: %s: %s\n", base->out_path, strerror(errno));
+            rc = 1;
+        } else {
+            write_matrix(f, m);
+            rc = fclose(f) == 0 ? 0 : 1;
+            fprintf(stderr, "raft_bench: wrote %s\n", base->out_path);
+        }
+    }
+    for (int k = 0; k < m->n_rows; k++)
+        rc |= m->rows[k].rc != RK_OK;
+    rc |= m->fo_rc != RK_OK;
+    free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], BENCH_CEILING_OPTION) == 0) /* see bench_ceiling_start */
+        return bench_ceiling_serve(atoi(argv[2]), atoi(argv[3]));
+    struct options o;
+    parse_args(argc, argv, &o);
+    bench_install_cleanup();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (o.matrix)
+        return run_matrix(&o);
+    if (o.failover > 0)
+        return run_failover(&o);
+    return run_single(&o);
+}
