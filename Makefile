@@ -46,7 +46,7 @@ TEST_BINS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
-.PHONY: all check check-deps tests unit integ stress run clean
+.PHONY: all check check-deps tests unit integ stress run clean sim fuzz bench
 all: $(SERVER_BIN) $(CLIENT_BIN)
 
 $(BUILD)/%.o: %.c
@@ -88,10 +88,35 @@ integ: tests
 stress: tests
 	@$(call RUN_TESTS,$(filter $(BUILD)/tests/stress_%,$(TEST_BINS)))
 
+# The deterministic simulator (tests/sim): make sim SEEDS=100000 [NODES=3,5] [STEPS=2000]
+SEEDS ?= 10000
+NODES ?= 3,5
+STEPS ?= 2000
+SIM_BIN := $(BUILD)/sim
+$(SIM_BIN): $(call obj,$(sort $(wildcard tests/sim/*.c))) $(SERVER_OBJ) $(COMMON_OBJ)
+	$(CC) $^ -o $@ $(LDFLAGS)
+
+sim: $(SIM_BIN)
+	$(SIM_BIN) --seeds 1..$(SEEDS) --nodes $(NODES) --steps $(STEPS) --jobs 2
+
+# Fuzzing with clang's libFuzzer: make fuzz [FUZZ_TIME=600] (seconds per target).
+# make check already replays the corpus without libFuzzer (tests/unit_fuzz_corpus).
+FUZZ_TIME ?= 60
+fuzz:
+	tests/fuzz/run_fuzz.sh $(FUZZ_TIME)
+
+# The benchmark matrix (tools/raft_bench): writes docs/benchmarks-latest.md.
+BENCH_BIN := tools/raft_bench
+$(BENCH_BIN): $(call obj,$(sort $(wildcard tools/*.c))) $(CLIENT_OBJ) $(COMMON_OBJ)
+	$(CC) $^ -o $@ $(LDFLAGS)
+
+bench: all $(BENCH_BIN)
+	$(BENCH_BIN) --matrix
+
 run: all
 	./run_servers.sh
 
 clean:
-	rm -rf build server/raft_server client/raft_client
+	rm -rf build server/raft_server client/raft_client tools/raft_bench
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -141,15 +141,15 @@ void sim_start(struct sim *s)
 {
     s->started = true;
     sim_trace_text(s, -1, "start: %d nodes, seed %llu, loss %u/1000, duplicates %u/1000, "
-               "delay %u..%u ms, disk %u..%u ms, batch %u", s->p.n_nodes, (ull)s->p.seed,
-               s->p.loss_permille, s->p.dup_permille, s->p.delay_min_ms, s->p.delay_max_ms,
-               s->p.disk_min_ms, s->p.disk_max_ms, s->p.max_append_entries);
+                   "delay %u..%u ms, disk %u..%u ms, batch %u", s->p.n_nodes, (ull)s->p.seed,
+                   s->p.loss_permille, s->p.dup_permille, s->p.delay_min_ms, s->p.delay_max_ms,
+                   s->p.disk_min_ms, s->p.disk_max_ms, s->p.max_append_entries);
     sim_trace_text(s, -1, "start: pre-vote %s, check-quorum %s, early appends %s, "
-               "disconnect notices %s", s->p.pre_vote ? "on" : "off",
-               s->p.check_quorum ? "on" : "off", s->p.early_msgs ? "on" : "off",
-               s->p.disconnects ? "on" : "off");
+                   "disconnect notices %s", s->p.pre_vote ? "on" : "off",
+                   s->p.check_quorum ? "on" : "off", s->p.early_msgs ? "on" : "off",
+                   s->p.disconnects ? "on" : "off");
     sim_trace_text(s, -1, "start: snapshot every %u entries (0 = never), keep %u behind, "
-               "chunks of %u bytes", s->p.snap_every, s->p.snap_lag, s->p.snap_chunk);
+                   "chunks of %u bytes", s->p.snap_every, s->p.snap_lag, s->p.snap_chunk);
     for (int i = 0; i < s->p.n_nodes; i++)
         sim_node_boot(s, &s->node[i]);
     s->clients_on = s->p.random_clients;
@@ -225,7 +225,7 @@ static void sim_dispatch(struct sim *s, struct sim_event *ev)
     case SIM_EV_IO: sim_node_io_done(s, n); break;
     case SIM_EV_RESTART:
         sim_trace_text(s, n->id, "restart: term %llu, vote %d, %llu entries on disk",
-                   (ull)n->disk.term, n->disk.vote, (ull)n->disk.n);
+                       (ull)n->disk.term, n->disk.vote, (ull)n->disk.n);
         s->stats.restarts++;
         sim_node_boot(s, n);
         break;
@@ -349,7 +349,7 @@ void sim_restart(struct sim *s, int node)
         return;
     n->restart_gen++;
     sim_trace_text(s, node, "restart: term %llu, vote %d, %llu entries on disk", (ull)n->disk.term,
-               n->disk.vote, (ull)n->disk.n);
+                   n->disk.vote, (ull)n->disk.n);
     sim_node_boot(s, n);
 }
 
@@ -382,7 +382,7 @@ void sim_set_disk_extra(struct sim *s, int node, uint32_t ms)
     s->p.disk_extra_ms[node] = ms;
 }
 
-void sim_set_filter(struct sim *s, bool (*keep)(void *ctx, const struct raft_msg *m), void *ctx)
+void sim_set_filter(struct sim *s, bool (*keep)(void *ctx, struct raft_msg *m), void *ctx)
 {
     s->filter = keep;
     s->filter_ctx = ctx;

@@ -41,7 +41,7 @@ struct sim_run_opts {
     /* Optional: every trace line, as it happens (the --trace option). */
     void (*trace_fn)(void *ctx, const char *line);
     void *trace_ctx;
-    const char *replay_bin;    /* named in the replay command; NULL = build/default/tests/sim */
+    const char *replay_bin;    /* named in the replay command; NULL = build/default/sim */
 };
 
 struct sim_result {
@@ -133,9 +133,9 @@ void sim_cut(struct sim *s, int from, int to, bool cut);  /* one direction */
 void sim_heal(struct sim *s);                             /* every cut */
 void sim_set_link_delay(struct sim *s, int from, int to, uint32_t ms);  /* 0 = random */
 void sim_set_disk_extra(struct sim *s, int node, uint32_t ms);         /* a slower disk */
-/* Called for each message sent; returning false drops it. */
-void sim_set_filter(struct sim *s, bool (*keep)(void *ctx, const struct raft_msg *m),
-                    void *ctx);
+/* Called for each message sent: returning false drops it; lowering m->n_entries delivers
+ * an AppendEntries without its last entries (as if the leader had sent fewer). */
+void sim_set_filter(struct sim *s, bool (*keep)(void *ctx, struct raft_msg *m), void *ctx);
 
 /* A client "set" sent to node: RK_OK (then *op_id names it) or RK_ERR_NOTLEADER. */
 int sim_client_set(struct sim *s, int node, const char *key, const char *val,

@@ -146,7 +146,7 @@ static struct sim_lm_slot *lm_slot(struct sim_checker *c, raft_index_t index, ra
  * same command there and are identical in all entries before it. Every (index, term)
  * ever seen is remembered with its command and the hash of the log prefix up to it. */
 static void sim_check_log_matching(struct sim *s, int node, raft_index_t index, raft_term_t term,
-                               uint64_t fp, uint64_t prefix)
+                                   uint64_t fp, uint64_t prefix)
 {
     struct sim_lm_slot *slot = lm_slot(&s->chk, index, term);
     if (slot->index == 0) {
@@ -334,7 +334,7 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
 /* Figure 3, State Machine Safety: if a server has applied a log entry at a given index,
  * no other server ever applies a different log entry for the same index. */
 void sim_check_apply(struct sim *s, struct sim_node *n, raft_index_t index,
-                 const struct raft_entry *e)
+                     const struct raft_entry *e)
 {
     struct sim_checker *c = &s->chk;
     uint64_t fp = sim_check_entry_fp(e);
@@ -433,7 +433,7 @@ static void sim_check_drop(struct sim *s, const struct sim_node *n, raft_index_t
 
 /* Before the first ops steps of rd reach n's disk: the log reset and the truncation. */
 void sim_check_sync_before(struct sim *s, const struct sim_node *n, const struct raft_ready *rd,
-                       uint32_t ops)
+                           uint32_t ops)
 {
     uint32_t step = 0;
     if (rd->reset_log_to != 0 && ops > step++)
@@ -448,7 +448,7 @@ static void sim_check_vote_once(struct sim *s, int voter, raft_term_t term, int 
 {
     struct sim_checker *c = &s->chk;
     c->votes[voter] = sim_check_grow(c->votes[voter], &c->votes_cap[voter], term,
-                                 sizeof(*c->votes[voter]));
+                                     sizeof(*c->votes[voter]));
     int16_t had = c->votes[voter][term];
     if (had == 0)
         c->votes[voter][term] = (int16_t)(candidate + 1);

@@ -37,7 +37,7 @@ static void sim_client_history(struct sim *s, uint64_t id, enum sim_op_state sta
 }
 
 static struct sim_op *sim_client_add(struct sim *s, uint64_t id, uint8_t kind, int node,
-                                 const char *key)
+                                     const char *key)
 {
     if (s->n_ops == s->cap_ops) {
         size_t cap = s->cap_ops ? s->cap_ops * 2 : 64;
@@ -65,7 +65,7 @@ static void sim_client_remove(struct sim *s, size_t i)
 }
 
 int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, const char *val,
-                 bool probe, uint64_t *op_id)
+                     bool probe, uint64_t *op_id)
 {
     struct sim_node *n = &s->node[node];
     uint64_t id = ++s->next_op_id;
@@ -78,7 +78,7 @@ int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, con
     int rc = raft_propose(n->raft, type, key, (uint32_t)strlen(key), val, val_len, &index, &term);
     if (rc != RK_OK) {
         sim_trace_text(s, node, "client c%llu %s %s: %s", (ull)id, sim_client_kind_name(kind), key,
-                   rk_strerror(rc));
+                       rk_strerror(rc));
         sim_client_history(s, id, SIM_OP_REJECTED);
         s->stats.rejected++;
         return rc;
@@ -90,8 +90,8 @@ int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, con
     op->term = term;
     op->fp = sim_check_entry_fp(raft_entry_at(n->raft, index));
     sim_trace_text(s, node, "client c%llu %s %s%s%s -> index %llu term %llu", (ull)id,
-               sim_client_kind_name(kind), key, kind == SIM_OP_SET ? "=" : "", op->val,
-               (ull)index, (ull)term);
+                   sim_client_kind_name(kind), key, kind == SIM_OP_SET ? "=" : "", op->val,
+                   (ull)index, (ull)term);
     sim_node_after_step(s, n); /* as do_write: the proposal's Ready goes to the io thread */
     return RK_OK;
 }
@@ -115,14 +115,14 @@ int sim_client_read(struct sim *s, int node, const char *key, uint64_t *op_id)
         return rc;
     }
     sim_trace_text(s, node, "client c%llu get %s (must see index %llu)", (ull)id, key,
-               (ull)op->must_see);
+                   (ull)op->must_see);
     sim_node_after_step(s, n);
     return RK_OK;
 }
 
 /* n applied index: acknowledge its own proposals there, or report them lost. */
 void sim_client_on_apply(struct sim *s, struct sim_node *n, raft_index_t index,
-                     const struct raft_entry *e)
+                         const struct raft_entry *e)
 {
     for (size_t i = 0; i < s->n_ops && !s->failed;) {
         struct sim_op *op = &s->ops[i];
@@ -133,7 +133,7 @@ void sim_client_on_apply(struct sim *s, struct sim_node *n, raft_index_t index,
         }
         if (e->term != op->term) {
             sim_trace_text(s, n->id, "lost c%llu: index %llu now holds term %llu, not %llu",
-                       (ull)op->id, (ull)index, (ull)e->term, (ull)op->term);
+                           (ull)op->id, (ull)index, (ull)e->term, (ull)op->term);
             sim_client_history(s, op->id, SIM_OP_LOST);
             s->stats.writes_lost++;
             if (op->probe && s->probe_id == op->id)
@@ -144,7 +144,7 @@ void sim_client_on_apply(struct sim *s, struct sim_node *n, raft_index_t index,
                      (ull)op->term);
         } else {
             sim_trace_text(s, n->id, "ack c%llu %s %s at index %llu", (ull)op->id,
-                       sim_client_kind_name(op->kind), op->key, (ull)index);
+                           sim_client_kind_name(op->kind), op->key, (ull)index);
             sim_check_ack(s, index, op->fp);
             sim_client_history(s, op->id, SIM_OP_ACKED);
             s->stats.writes_acked++;
@@ -177,8 +177,8 @@ static void sim_client_finish_reads(struct sim *s, struct sim_node *n)
         uint32_t len = 0;
         const char *val = kv_get(n->kv, op->key, (uint32_t)strlen(op->key), &len);
         sim_trace_text(s, n->id, "read c%llu %s = %.*s (read index %llu, applied %llu)",
-                   (ull)op->id, op->key, val ? (int)len : 3, val ? val : "nil",
-                   (ull)op->read_index, (ull)n->applied);
+                       (ull)op->id, op->key, val ? (int)len : 3, val ? val : "nil",
+                       (ull)op->read_index, (ull)n->applied);
         sim_check_read(s, n, op);
         sim_client_history(s, op->id, SIM_OP_ACKED);
         s->stats.reads_ok++;

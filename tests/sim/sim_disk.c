@@ -90,7 +90,7 @@ uint32_t sim_disk_ready_ops(const struct raft_ready *rd)
  * then the hard state file (replaced atomically), the log file's truncation, and the
  * appends; ops bounds how many of these steps happen. */
 int sim_disk_write(struct sim_disk *d, const struct raft_ready *rd, uint32_t ops, char *err,
-               size_t errlen)
+                   size_t errlen)
 {
     if (ops > 0 && rd->reset_log_to != 0) {
         sim_disk_reset(d, rd->reset_log_to);

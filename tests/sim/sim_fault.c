@@ -125,7 +125,7 @@ void sim_fault_weather(struct sim *s)
     s->p.delay_max_ms = s->p.delay_min_ms + (uint32_t)sim_between(s, 1, 40);
     s->stats.weather_changes++;
     sim_trace_text(s, -1, "weather: loss %u/1000, duplicates %u/1000, delay %u..%u ms",
-               s->p.loss_permille, s->p.dup_permille, s->p.delay_min_ms, s->p.delay_max_ms);
+                   s->p.loss_permille, s->p.dup_permille, s->p.delay_min_ms, s->p.delay_max_ms);
 }
 
 static void sim_fault_crash_all(struct sim *s)
@@ -136,17 +136,34 @@ static void sim_fault_crash_all(struct sim *s)
             sim_fault_crash(s, i);
 }
 
+/* A crash of a random node (roll < 20), of the leader (< 32), or of a node in the middle
+ * of a write (< 42: if none is writing now, the next one to start writing). */
+static void sim_fault_random_crash(struct sim *s, uint64_t roll)
+{
+    int node;
+    if (roll < 20) {
+        node = sim_pick_up_node(s, false);
+    } else if (roll < 32) {
+        node = sim_current_leader(s);
+    } else {
+        node = sim_fault_pick_writer(s);
+        if (node < 0) {
+            s->crash_next_write = true;
+            return;
+        }
+    }
+    if (node < 0)
+        node = sim_pick_up_node(s, false);
+    if (node >= 0)
+        sim_fault_crash(s, node);
+}
+
 /* One random fault. */
 void sim_fault_random(struct sim *s)
 {
     uint64_t roll = sim_below(s, 100);
-    int node = -1;
-    if (roll < 20)
-        node = sim_pick_up_node(s, false);
-    else if (roll < 32)
-        node = sim_current_leader(s);
-    else if (roll < 42)
-        node = sim_fault_pick_writer(s);
+    if (roll < 42)
+        sim_fault_random_crash(s, roll);
     else if (roll < 54)
         sim_fault_isolate_leader(s);
     else if (roll < 66)
@@ -159,20 +176,10 @@ void sim_fault_random(struct sim *s)
         sim_fault_weather(s);
     else
         sim_fault_crash_all(s);
-    if (roll >= 32 && roll < 42 && node < 0) {
-        s->crash_next_write = true; /* none writing now: catch the next one */
-        return;
-    }
-    if (roll < 42) {
-        if (node < 0)
-            node = sim_pick_up_node(s, false);
-        if (node >= 0)
-            sim_fault_crash(s, node);
-    }
 }
 
 /* Figure 8's schedules need leaders that fail early, before their own entries spread:
- * some new leaders crash within a few heartbeats. */
+ * some new leaders crash, or are cut off, within a few heartbeats. */
 void sim_fault_new_leader(struct sim *s, struct sim_node *n)
 {
     if (!s->faults_on || !sim_chance(s, s->p.leader_crash_permille))

@@ -33,7 +33,7 @@ enum sim_ev_kind {
     SIM_EV_RESUME,    /* a paused node runs again */
     SIM_EV_CRASH,     /* node crashes while the write of io_gen is in flight */
     SIM_EV_DISCONNECT,/* node sees its connection from peer close (peer crashed) */
-    SIM_EV_KILL,      /* node (incarnation gen) crashes */
+    SIM_EV_KILL,      /* node (incarnation gen), a new leader, crashes or is cut off */
 };
 
 struct sim_event {
@@ -91,7 +91,7 @@ uint32_t sim_disk_ready_ops(const struct raft_ready *rd);
 /* Performs the first ops steps of rd. RK_OK, or RK_ERR_INVAL with why in err when rd
  * breaks the storage contract (an append that does not follow the log's end). */
 int sim_disk_write(struct sim_disk *d, const struct raft_ready *rd, uint32_t ops, char *err,
-               size_t errlen);
+                   size_t errlen);
 /* A deep copy of the log after the snapshot for raft_new (NULL when empty). */
 struct raft_entry *sim_disk_load(const struct sim_disk *d);
 int sim_disk_append_copy(struct sim_disk *d, const struct raft_entry *e);
@@ -231,7 +231,7 @@ struct sim {
     bool cut[SIM_MAX_NODES][SIM_MAX_NODES];           /* cut[a][b]: a -> b is lost */
     uint32_t link_delay[SIM_MAX_NODES][SIM_MAX_NODES]; /* 0 = random */
     uint32_t partition_gen;
-    bool (*filter)(void *ctx, const struct raft_msg *m);
+    bool (*filter)(void *ctx, struct raft_msg *m);
     void *filter_ctx;
     bool started, clients_on, faults_on;
     bool crash_next_write;    /* the next node to start writing crashes before it syncs */
@@ -284,10 +284,10 @@ void sim_net_heal(struct sim *s);
 /* sim_client.c */
 void sim_client_random(struct sim *s);
 int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, const char *val,
-                 bool probe, uint64_t *op_id);
+                     bool probe, uint64_t *op_id);
 int sim_client_read(struct sim *s, int node, const char *key, uint64_t *op_id);
 void sim_client_on_apply(struct sim *s, struct sim_node *n, raft_index_t index,
-                     const struct raft_entry *e);
+                         const struct raft_entry *e);
 void sim_client_take_reads(struct sim *s, struct sim_node *n);
 void sim_client_drop_node(struct sim *s, int node);
 void sim_client_drop_up_to(struct sim *s, int node, raft_index_t index);
@@ -296,9 +296,9 @@ void sim_client_free(struct sim *s);
 /* sim_snap.c */
 void sim_snap_free(struct sim_snapshot *sn);
 bool sim_snap_build(const struct sim_snapshot *base, const struct raft *r, raft_index_t to,
-                struct sim_snapshot *out);
+                    struct sim_snapshot *out);
 bool sim_snap_decode(const uint8_t *data, size_t len, raft_index_t index, raft_term_t term,
-                 bool (*fn)(void *ctx, raft_index_t i, const struct raft_entry *e), void *ctx);
+                     bool (*fn)(void *ctx, raft_index_t i, const struct raft_entry *e), void *ctx);
 struct kv *sim_snap_load_kv(const struct sim_snapshot *sn);
 void sim_snap_maybe_take(struct sim *s, struct sim_node *n);
 bool sim_snap_fill_chunk(struct sim *s, int from, struct raft_msg *m);
@@ -318,11 +318,11 @@ void sim_check_free(struct sim_checker *c);
 uint64_t sim_check_entry_fp(const struct raft_entry *e);
 void sim_check_observe(struct sim *s, struct sim_node *n);
 void sim_check_apply(struct sim *s, struct sim_node *n, raft_index_t index,
-                 const struct raft_entry *e);
+                     const struct raft_entry *e);
 void sim_check_ack(struct sim *s, raft_index_t index, uint64_t fp);
 void sim_check_read(struct sim *s, const struct sim_node *n, const struct sim_op *op);
 void sim_check_sync_before(struct sim *s, const struct sim_node *n, const struct raft_ready *rd,
-                       uint32_t ops);
+                           uint32_t ops);
 void sim_check_sync_after(struct sim *s, const struct sim_node *n, const struct raft_ready *rd);
 void sim_check_early_msg(struct sim *s, const struct sim_node *n, const struct raft_msg *m);
 void sim_check_durable_majority(struct sim *s);

@@ -14,8 +14,9 @@ static uint64_t sim_net_delay(struct sim *s, int from, int to)
     return sim_between(s, s->p.delay_min_ms, s->p.delay_max_ms);
 }
 
-/* Puts a message on the wire: filtered, lost, or delivered (maybe twice) after a delay. */
-static void sim_net_queue(struct sim *s, const struct raft_msg *m)
+/* Puts a message on the wire: filtered, lost, or delivered (maybe twice) after a delay.
+ * m is the sender's shallow copy: the filter may shorten its entries. */
+static void sim_net_queue(struct sim *s, struct raft_msg *m)
 {
     int to = m->to, from = m->from;
     if (s->filter != NULL && !s->filter(s->filter_ctx, m)) {

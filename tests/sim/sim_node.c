@@ -205,9 +205,9 @@ static void sim_node_tear_write(struct sim *s, struct sim_node *n, enum sim_tear
     else if (tear == SIM_TEAR_PARTIAL)
         keep = (uint32_t)sim_below(s, total + 1);
     sim_trace_text(s, n->id, "crash with an unsynced write: %u of %u steps reach the disk "
-               "(reset=%llu hs=%d trunc>=%llu append=%llu+%u)", keep, total,
-               (ull)n->rd.reset_log_to, n->rd.hard_state_changed, (ull)n->rd.truncate_from,
-               (ull)n->rd.first_index, n->rd.n_entries);
+                   "(reset=%llu hs=%d trunc>=%llu append=%llu+%u)", keep, total,
+                   (ull)n->rd.reset_log_to, n->rd.hard_state_changed, (ull)n->rd.truncate_from,
+                   (ull)n->rd.first_index, n->rd.n_entries);
     if (keep == 0)
         s->stats.lost_writes++;
     else if (keep < total)

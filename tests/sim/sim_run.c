@@ -12,7 +12,7 @@
 
 typedef unsigned long long ull;
 
-#define RUN_DEFAULT_BIN "build/default/tests/sim"
+#define RUN_DEFAULT_BIN "build/default/sim"
 
 /* Draws the network, disk, timer, batching and snapshot parameters of a random run:
  * mostly as the server runs (pre-vote, check-quorum, early appends), sometimes not. */
@@ -51,7 +51,7 @@ static void run_heal_all(struct sim *s)
     s->p.loss_permille = 0;
     s->p.dup_permille = 0;
     sim_trace_text(s, -1, "heal everything; from now on a write must commit within %d ms",
-               SIM_LIVENESS_MS);
+                   SIM_LIVENESS_MS);
     for (int i = 0; i < s->p.n_nodes; i++) {
         struct sim_node *n = &s->node[i];
         if (n->raft == NULL) {

@@ -47,7 +47,7 @@ static uint64_t sim_snap_checksum(const uint8_t *data, size_t len)
 
 /* out := base's entries, then r's entries base->index + 1 .. to. */
 bool sim_snap_build(const struct sim_snapshot *base, const struct raft *r, raft_index_t to,
-                struct sim_snapshot *out)
+                    struct sim_snapshot *out)
 {
     size_t body = base->len >= SNAP_TRAILER ? base->len - SNAP_TRAILER : 0, len = body;
     for (raft_index_t i = base->index + 1; i <= to; i++) {
@@ -88,7 +88,7 @@ bool sim_snap_build(const struct sim_snapshot *base, const struct raft *r, raft_
 /* Walks the image, calling fn(ctx, index, entry) for each entry (fn may be NULL).
  * False if it is not a whole, intact image of (index, term). */
 bool sim_snap_decode(const uint8_t *data, size_t len, raft_index_t index, raft_term_t term,
-                 bool (*fn)(void *ctx, raft_index_t i, const struct raft_entry *e), void *ctx)
+                     bool (*fn)(void *ctx, raft_index_t i, const struct raft_entry *e), void *ctx)
 {
     if (len < SNAP_TRAILER)
         return false;
@@ -171,7 +171,7 @@ void sim_snap_maybe_take(struct sim *s, struct sim_node *n)
     raft_index_t compacted = raft_first_index(n->raft) - 1;
     sim_disk_compact(d, compacted);
     sim_trace_text(s, n->id, "snapshot at %llu (term %llu, %zu bytes); log compacted to %llu",
-               (ull)next.index, (ull)next.term, next.len, (ull)compacted);
+                   (ull)next.index, (ull)next.term, next.len, (ull)compacted);
 }
 
 /* ---- the leader's chunks ------------------------------------------------------------ */
@@ -249,7 +249,7 @@ void sim_snap_install(struct sim *s, struct sim_node *n)
         sim_check_snapshot(s, n, &sn);
     bool load = raft_snapshot_installed(n->raft, s->now, sn.index, sn.term, ok);
     sim_trace_text(s, n->id, "snapshot %llu (term %llu) received: %s", (ull)sn.index, (ull)sn.term,
-               load ? "installed" : "not needed");
+                   load ? "installed" : "not needed");
     if (!ok || !load || sn.index <= n->disk.snap.index) {
         sim_snap_free(&sn);
         return;

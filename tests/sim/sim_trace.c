@@ -43,7 +43,7 @@ static void sim_trace_commit(struct sim *s, const struct sim_rec *r)
     t->count++;
     sim_trace_mix(t, r->t);
     sim_trace_mix(t, ((uint64_t)r->kind << 48) | ((uint64_t)r->sub << 32) |
-                     ((uint64_t)(uint16_t)r->node << 16) | (uint16_t)r->peer);
+                  ((uint64_t)(uint16_t)r->node << 16) | (uint16_t)r->peer);
     for (int i = 0; i < 9; i++)
         sim_trace_mix(t, r->a[i]);
     for (const char *c = r->text; *c; c++)
