@@ -71,7 +71,7 @@ check-deps:
 	@tests/ensure_check.sh
 
 tests: check-deps
-	@$(MAKE) --no-print-directory $(SERVER_BIN) $(CLIENT_BIN) $(TEST_BINS)
+	@$(MAKE) --no-print-directory $(SERVER_BIN) $(CLIENT_BIN) $(TEST_BINS) $(SIM_BIN)
 
 # Every test program runs even if an earlier one failed; the target fails if any did.
 RUN_TESTS = RK_SERVER_BIN=$(SERVER_BIN) RK_CLIENT_BIN=$(CLIENT_BIN) tests/run_tests.sh $(1)

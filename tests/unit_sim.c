@@ -45,6 +45,25 @@
 
 /* ---------- helpers ---------- */
 
+/* The sim program next to this one ($(BUILD)/tests/unit_sim -> $(BUILD)/sim), named in
+ * replay commands so they fit sanitizer builds too. */
+static const char *replay_bin(void)
+{
+    static char path[4096];
+    if (path[0] != '\0')
+        return path;
+    ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+    const char *suffix = "/tests/unit_sim";
+    size_t len = strlen(suffix);
+    if (n > (ssize_t)len && (size_t)n + 8 < sizeof(path) &&
+        memcmp(path + n - (ssize_t)len, suffix, len) == 0) {
+        snprintf(path + n - (ssize_t)len, sizeof(path) - (size_t)n + len, "/sim");
+        return path;
+    }
+    snprintf(path, sizeof(path), "build/default/sim");
+    return path;
+}
+
 /* Fails the test with the invariant and the trace tail if any invariant broke. */
 static void assert_no_failure(struct sim *s)
 {
@@ -561,7 +580,8 @@ END_TEST
  * seed does, so these stay as plain seeds that must pass. */
 static void run_regression_seed(uint64_t seed, int n_nodes)
 {
-    struct sim_run_opts o = { .n_nodes = n_nodes, .steps = SWEEP_STEPS };
+    struct sim_run_opts o = { .n_nodes = n_nodes, .steps = SWEEP_STEPS,
+                              .replay_bin = replay_bin() };
     struct sim_result res;
     bool ok = sim_run_seed_isolated(seed, &o, &res);
     if (!ok && res.report != NULL)
@@ -650,7 +670,7 @@ START_TEST(test_random_seeds)
     uint64_t first = 1 + (uint64_t)_i * per_chunk;
     uint64_t last = first + per_chunk - 1 < seeds ? first + per_chunk - 1 : seeds;
     int n_nodes = _i < SWEEP_CHUNKS / 2 ? 3 : 5;
-    struct sim_run_opts o = { .n_nodes = n_nodes, .steps = steps };
+    struct sim_run_opts o = { .n_nodes = n_nodes, .steps = steps, .replay_bin = replay_bin() };
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     uint64_t failed = 0, first_failed = 0, runs = 0;
@@ -673,9 +693,9 @@ START_TEST(test_random_seeds)
            (unsigned long long)(runs - failed), (unsigned long long)failed, secs);
     fflush(stdout);
     ck_assert_msg(failed == 0, "%llu of %llu seeds failed; first: seed %llu (%d nodes) %s; "
-                  "replay: build/default/sim --seeds %llu..%llu --nodes %d --steps %u "
-                  "--trace", (unsigned long long)failed, (unsigned long long)runs,
-                  (unsigned long long)first_failed, n_nodes, first_what,
+                  "replay: %s --seeds %llu..%llu --nodes %d --steps %u --trace",
+                  (unsigned long long)failed, (unsigned long long)runs,
+                  (unsigned long long)first_failed, n_nodes, first_what, replay_bin(),
                   (unsigned long long)first_failed, (unsigned long long)first_failed, n_nodes,
                   steps);
 }
