@@ -78,7 +78,7 @@ static int wait_for(struct node *n, struct node_waiter *w)
 {
     uint64_t deadline = node_now_ms() + CLIENT_WAIT_MS;
     while (!w->done && !n->shutdown && node_now_ms() < deadline)
-        node_cond_wait_until(&n->state_changed, &n->mu, deadline);
+        node_cond_wait_until(&w->cond, &n->mu, deadline);
     if (w->done)
         return RK_OK;
     return n->shutdown ? RK_ERR_SHUTDOWN : RK_ERR_TIMEOUT;

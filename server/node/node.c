@@ -90,7 +90,7 @@ int node_init(struct node *n, struct registry *reg, int self, struct storage *st
     n->next_read_id = 1;
     if (pthread_mutex_init(&n->mu, NULL) != 0)
         return RK_ERR_NOMEM;
-    if (node_cond_init(&n->state_changed) != RK_OK || node_cond_init(&n->io_cond) != RK_OK ||
+    if (node_cond_init(&n->io_cond) != RK_OK ||
         node_cond_init(&n->timer_cond) != RK_OK)
         return RK_ERR_NOMEM;
     n->kv = kv_new();
@@ -101,6 +101,8 @@ int node_init(struct node *n, struct registry *reg, int self, struct storage *st
 
 void node_waiter_add(struct node *n, struct node_waiter *w)
 {
+    if (node_cond_init(&w->cond) != RK_OK)
+        node_fatal(n, "cannot create a condition variable for a client request");
     w->prev = NULL;
     w->next = n->waiters;
     if (n->waiters != NULL)
@@ -117,12 +119,15 @@ void node_waiter_remove(struct node *n, struct node_waiter *w)
     if (w->next != NULL)
         w->next->prev = w->prev;
     w->prev = w->next = NULL;
+    pthread_cond_destroy(&w->cond);
 }
 
+/* A waiter's result is final: wake just that client thread. */
 static void finish(struct node_waiter *w, int result)
 {
     w->done = true;
     w->result = result;
+    pthread_cond_signal(&w->cond);
 }
 
 /* The write waiters for the entry just applied: theirs if the term matches, else their
@@ -260,7 +265,6 @@ void node_after_step(struct node *n)
         pthread_cond_signal(&n->io_cond);
     if (raft_next_deadline(n->raft) < n->timer_wake_ms)
         pthread_cond_signal(&n->timer_cond);
-    pthread_cond_broadcast(&n->state_changed);
 }
 
 int node_start(struct node *n)
@@ -282,7 +286,8 @@ void node_stop(struct node *n)
     n->shutdown = true;
     pthread_cond_broadcast(&n->io_cond);
     pthread_cond_broadcast(&n->timer_cond);
-    pthread_cond_broadcast(&n->state_changed);
+    for (struct node_waiter *w = n->waiters; w != NULL; w = w->next)
+        pthread_cond_signal(&w->cond);
     for (int i = 0; i < n->reg.n; i++)
         pthread_cond_broadcast(&n->peers[i].cond);
     pthread_cond_broadcast(&n->snap.cond);

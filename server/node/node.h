@@ -36,6 +36,7 @@ struct node_waiter {
     int result;          /* RK_OK, RK_ERR_LOST (write), RK_ERR_NOTLEADER (read) */
     int kv_result;       /* write: what kv_apply returned (KV_APPLIED, KV_ABSENT,
                             KV_SESSION_EXPIRED, KV_STALE) */
+    pthread_cond_t cond; /* signalled when done, or on shutdown: only this waiter wakes */
 };
 
 /* One queued message for a peer; the replicator encodes it outside the lock. */
@@ -135,7 +136,6 @@ struct node_snap {
 
 struct node {
     pthread_mutex_t mu;
-    pthread_cond_t state_changed; /* broadcast after every core call: client waiters */
     pthread_cond_t io_cond;       /* the io thread waits here for raft_has_ready */
     pthread_cond_t timer_cond;    /* the timer waits here for its next deadline */
 
@@ -182,9 +182,10 @@ int node_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, uint64_t dea
  * limits start as node_limits_default() and the cluster id as registry_cluster_id(reg). */
 int node_init(struct node *n, struct registry *reg, int self, struct storage *st);
 /* Called under mu after EVERY core call: applies committed entries, answers waiters,
- * logs role changes, wakes the io thread and broadcasts state_changed. */
+ * logs role changes, wakes the io thread; a client waiter is woken when it is done. */
 void node_after_step(struct node *n);
-/* Links / unlinks a waiter (under mu). */
+/* Links / unlinks a waiter (under mu); add sets up its condition variable, remove frees
+ * it. */
 void node_waiter_add(struct node *n, struct node_waiter *w);
 void node_waiter_remove(struct node *n, struct node_waiter *w);
 /* Name of a node id for logs and storage ("" for RAFT_NO_NODE or out of range). */
