@@ -125,6 +125,7 @@ struct bench_result {
     double p50_ms, p90_ms, p99_ms, p999_ms, max_ms;
     double gen_cpu_pct, server_cpu_pct, other_cpu_pct; /* % of one core, see bench_cpu */
     char first_failure[BENCH_FAILURE_LEN];            /* what the first error was */
+    long long new_terms;  /* terms begun during the run (> 0: there was an election) */
 };
 
 /* Runs closed-loop load: each client sends one request and waits for its answer. */

@@ -50,6 +50,7 @@ static void usage(FILE *f)
             "  --server-arg ARG   pass ARG to every raft_server (repeatable)\n"
             "  --perf FILE        perf record -g the leader during the run into FILE\n"
             "  --out FILE         --matrix: also write the Markdown there\n"
+            "                     (default docs/benchmarks-latest.md; - for stdout only)\n"
             "  --quick            --matrix: a short smoke run (few ops, 3 kills)\n"
             "  --seed N           random seed (1)\n"
             "Servers run in a temp dir on free 127.0.0.1 ports and are killed on exit or ^C\n"
@@ -134,6 +135,7 @@ static void parse_args(int argc, char **argv, struct options *o)
                            .ops = 10000, .max_seconds = 60, .seed = 1 };
     const char *env_bin = getenv("RK_SERVER_BIN");
     o->server_bin = env_bin != NULL && env_bin[0] != '\0' ? env_bin : "./server/raft_server";
+    o->out_path = "docs/benchmarks-latest.md";
     int opt;
     while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         if (opt == OPT_HELP || opt == 'h') {
@@ -167,6 +169,21 @@ static void print_result(FILE *f, const char *what, const struct bench_result *r
             r->seconds, r->errors, r->gen_cpu_pct, r->server_cpu_pct, r->other_cpu_pct);
     if (r->errors > 0)
         fprintf(f, "         first error: %s\n", r->first_failure);
+    if (r->new_terms > 0)
+        fprintf(f, "         %lld new term(s) during the run: an election\n", r->new_terms);
+}
+
+/* The highest term any server reports (0 if none answers, or for no cluster). */
+static long long highest_term(const struct bench_cluster *c)
+{
+    long long term = 0;
+    for (int i = 0; c != NULL && c->dir[0] != '\0' && i < c->n; i++) {
+        struct bench_status st;
+        if ((!c->owned || c->nodes[i].pid > 0) && bench_status(c, i, &st, 300) == RK_OK &&
+            st.term > term)
+            term = st.term;
+    }
+    return term;
 }
 
 /* bench_run_load, with the CPU use of the generator, c's servers and the rest of the
@@ -175,9 +192,11 @@ static int measured_load(const struct bench_cluster *c, const struct bench_load_
                          struct bench_result *r, char *err, size_t errlen)
 {
     struct bench_cpu a, b;
+    long long term_before = highest_term(c);
     bench_cpu_sample(c, &a);
     int rc = bench_run_load(lo, r, err, errlen);
     bench_cpu_sample(c, &b);
+    r->new_terms = highest_term(c) - term_before;
     bench_cpu_usage(&a, &b, &r->gen_cpu_pct, &r->server_cpu_pct, &r->other_cpu_pct);
     return rc;
 }
@@ -299,6 +318,10 @@ static int run_single(const struct options *o)
         const struct bench_node *ln = leader >= 0 ? &c.nodes[leader] : NULL;
         if (rc == RK_OK && o->read_ratio > 0)
             rc = prefill(o, ln->host, ln->port, err, sizeof(err));
+        if (rc == RK_OK) { /* the leader may have changed meanwhile (a busy machine) */
+            leader = bench_wait_leader(&c, false, LEADER_WAIT_MS);
+            ln = &c.nodes[leader >= 0 ? leader : 0];
+        }
         pid_t perf = rc == RK_OK && o->perf_path && ln->pid > 0 ? start_perf(o->perf_path, ln->pid)
                                                                 : 0;
         if (rc == RK_OK) {
@@ -432,8 +455,8 @@ static void matrix_ceilings(const struct options *base, struct matrix *m)
             struct options o = *base;
             o.clients = matrix_clients[ci];
             o.read_ratio = matrix_reads[ri];
-            o.ops = matrix_ops(base, o.clients) * 2;
-            o.max_seconds = 3;
+            o.ops = base->quick ? 5000 : 100000; /* short runs are at the mercy of noise */
+            o.max_seconds = base->quick ? 1 : 2;
             if (run_ceiling(&o, &m->ceiling[ci][ri], err, sizeof(err)) != RK_OK)
                 fprintf(stderr, "raft_bench: ceiling: %s\n", err);
             fprintf(stderr, "  ceiling, %2d clients, %2.0f%% reads: ", o.clients,
@@ -505,11 +528,12 @@ static void write_table(FILE *f, const struct matrix *m)
             fprintf(f, "failed: %s | | | | | | | | | | | |\n", rk_strerror(row->rc));
             continue;
         }
-        fprintf(f, "%ld | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %ld | %.0f | %.0f%% | "
+        fprintf(f, "%ld | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %ld%s | %.0f | %.0f%% | "
                    "%.0f / %.0f / %.0f%% |\n",
                 r->ops, r->ops_per_s, r->p50_ms, r->p90_ms, r->p99_ms, r->p999_ms, r->max_ms,
-                r->errors, c->ops_per_s, c->ops_per_s > 0 ? 100 * r->ops_per_s / c->ops_per_s : 0,
-                r->gen_cpu_pct, r->server_cpu_pct, r->other_cpu_pct);
+                r->errors, r->new_terms > 0 ? " (election)" : "", c->ops_per_s,
+                c->ops_per_s > 0 ? 100 * r->ops_per_s / c->ops_per_s : 0, r->gen_cpu_pct,
+                r->server_cpu_pct, r->other_cpu_pct);
     }
 }
 
@@ -563,7 +587,7 @@ static int run_matrix(const struct options *base)
     m->seconds = (double)(bench_now_ns() - t0) / 1e9;
     write_matrix(stdout, m);
     int rc = 0;
-    if (base->out_path != NULL) {
+    if (strcmp(base->out_path, "-") != 0) {
         FILE *f = fopen(base->out_path, "w");
         if (f == NULL) {
             fprintf(stderr, "raft_bench: %s: %s\n", base->out_path, strerror(errno));

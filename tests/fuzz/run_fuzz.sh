@@ -9,8 +9,9 @@
 # New inputs go to build/fuzz/corpus/TARGET (the seeds in tests/fuzz/corpus stay small);
 # a crash is saved in build/fuzz/crashes/TARGET/: copy it to tests/fuzz/regressions/TARGET/
 # once fixed. Run from the repository root.
+# shellcheck disable=SC2086,SC2046,SC2048 # word lists (flags, sources, dirs) split on purpose
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 
 TARGETS_ALL="proto frame client_parse registry log_line"
 FLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -pthread"
@@ -27,14 +28,12 @@ sources_of() {
 
 build_fuzzer() {
     t=$1
-    # shellcheck disable=SC2046
     clang $FLAGS -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
         tests/fuzz/fuzz_"$t".c $(sources_of "$t") -o "$OUT/fuzz_$t"
 }
 
 build_replay() {
     t=$1
-    # shellcheck disable=SC2046
     ${CC:-cc} $FLAGS -O2 ${SAN:+-fsanitize=$SAN -fno-sanitize-recover=all} \
         tests/fuzz/replay.c tests/fuzz/fuzz_"$t".c $(sources_of "$t") -o "$OUT/replay_$t"
 }
@@ -53,7 +52,6 @@ case "${1:-}" in
         build_replay "$t" || exit 1
         dirs="tests/fuzz/corpus/$t"
         [ -d "tests/fuzz/regressions/$t" ] && dirs="$dirs tests/fuzz/regressions/$t"
-        # shellcheck disable=SC2086
         printf '%s: ' "$t" && "$OUT/replay_$t" $dirs || status=1
     done
     exit $status
@@ -76,7 +74,6 @@ for t in ${*:-$TARGETS_ALL}; do
     dirs="$OUT/corpus/$t tests/fuzz/corpus/$t"
     [ -d "tests/fuzz/regressions/$t" ] && dirs="$dirs tests/fuzz/regressions/$t"
     log="$OUT/fuzz_$t.log"
-    # shellcheck disable=SC2086
     nice -n 19 "$OUT/fuzz_$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$OUT/crashes/$t/" $dirs \
         >"$log" 2>&1
