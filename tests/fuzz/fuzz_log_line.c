@@ -1,12 +1,13 @@
 /* tests/fuzz/fuzz_log_line.c - fuzz target: one line of NAME_log.txt through
  * storage_parse_line (server/storage/storage.c), the parser the log loader runs on every
- * line. Input: a mode byte, then the line. Mode bit 0 set: the target appends the right
- * " crc" itself, so the fuzzer reaches the fields behind the checksum; bit 1 set: the
- * expected index is the line's own leading number (else 1 + mode / 4). The minimum term
- * is mode / 16. Oracles: an accepted line gives a valid entry within the line's size,
- * with the index and term asked for, and written back in the format of storage.h it
- * parses to the same entry; a refused line has a reason, and is "torn" only when its
- * checksum is what failed. */
+ * line. Input: a mode byte, then the line. Mode bit 0: the target appends the right
+ * " crc" itself, so the fuzzer reaches the fields behind the checksum. Bit 1: the
+ * expected index is the line's own leading number; else bit 2: 0 (any index, as for the
+ * first line of a log that starts after a snapshot); else 1 + (mode >> 3) % 4. The
+ * minimum term is mode >> 5. Oracles: an accepted line gives a valid entry within the
+ * line's size, with the index and term asked for, and written back in the format of
+ * storage.h it parses to the same entry; a refused line has a reason, and is "torn" only
+ * when its checksum is what failed. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <string.h>
@@ -114,15 +115,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(line, data + 1, len);
     if (mode & 1)
         len += (size_t)sprintf(line + len, " %08" PRIx32, crc32_update(0, line, len));
-    uint64_t index = mode & 2 ? fz_log_leading_number(line, len) : 1u + mode / 4u % 4u;
-    uint64_t min_term = mode / 16u;
+    uint64_t index = mode & 2 ? fz_log_leading_number(line, len)
+                     : mode & 4 ? 0 : 1u + (mode >> 3) % 4u;
+    uint64_t min_term = mode >> 5;
     struct raft_entry e;
     bool torn = false;
     char why[160] = "";
     int rc = storage_parse_line(line, len, index, min_term, &e, &torn, why, sizeof(why));
     if (rc == RK_OK) {
         FUZZ_CHECK(!torn);
-        fz_log_check_entry(&e, len, index, min_term);
+        FUZZ_CHECK(index == 0 || index == fz_log_leading_number(line, len));
+        fz_log_check_entry(&e, len, fz_log_leading_number(line, len), min_term);
         raft_entry_free(&e);
     } else {
         FUZZ_CHECK(rc == RK_ERR_CORRUPT || rc == RK_ERR_NOMEM);

@@ -266,8 +266,11 @@ static void log_seeds(void)
         seed[0] = 0x03; /* the same without its checksum: the target appends it */
         snprintf(name, sizeof(name), "line_%d_body", i);
         write_seed("log_line", name, seed, len + 1 - 9);
-        seed[0] = 0x06 | 0x10; /* expect index 2, min term 1: mostly refused */
+        seed[0] = 0x08 | 0x20; /* expect index 2, min term 1: mostly refused */
         snprintf(name, sizeof(name), "line_%d_other_index", i);
+        write_seed("log_line", name, seed, len + 1);
+        seed[0] = 0x04; /* any index: the first line after a snapshot */
+        snprintf(name, sizeof(name), "line_%d_any_index", i);
         write_seed("log_line", name, seed, len + 1);
     }
     fclose(f);
