@@ -575,8 +575,10 @@ int harness_wipe(struct harness_cluster *c, int i)
 {
     if (harness_is_running(c, i))
         return RK_ERR_INVAL;
-    const char *suffixes[] = {"_log.txt", "_state"};
-    for (size_t k = 0; k < 2; k++) {
+    /* Every file the server keeps: log, term and vote, snapshot and its temporaries. */
+    const char *suffixes[] = {"_log.txt", "_state", "_snapshot", "_snapshot.tmp",
+                              "_snapshot.recv"};
+    for (size_t k = 0; k < sizeof(suffixes) / sizeof(suffixes[0]); k++) {
         char path[HARNESS_DIR_MAX + 64];
         harness_server_path(c, i, suffixes[k], path, sizeof(path));
         if (unlink(path) != 0 && errno != ENOENT)

@@ -772,7 +772,7 @@ static int load_state(struct storage *s, struct storage_loaded *ld, char *err, s
     free(text);
     if (why != NULL)
         return set_err(err, errlen, RK_ERR_CORRUPT, "%s: %s", s->state_path, why);
-    snprintf(ld->voted_for, sizeof(ld->voted_for), "%s", vote);
+    snprintf(ld->voted_for, sizeof(ld->voted_for), "%.63s", vote);
     return RK_OK;
 }
 
