@@ -17,6 +17,7 @@ const char *rk_strerror(int err)
     case RK_ERR_NOTFOUND: return "not found";
     case RK_ERR_SHUTDOWN: return "shutting down";
     case RK_ERR_LOST: return "leadership lost, outcome unknown";
+    case RK_ERR_AGAIN: return "nothing ready yet";
     }
     return "unknown error";
 }

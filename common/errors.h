@@ -17,6 +17,7 @@ enum rk_err {
     RK_ERR_NOTFOUND = -10,  /* a name or key that does not exist */
     RK_ERR_SHUTDOWN = -11,  /* the node is stopping */
     RK_ERR_LOST = -12,      /* leadership was lost; the outcome is unknown */
+    RK_ERR_AGAIN = -13,     /* nothing is ready yet and the caller asked not to wait */
 };
 
 /* A short, static, human-readable message for an RK_ERR_* code. */

@@ -42,6 +42,16 @@ static int buf_reserve(struct proto_buf *b, size_t more)
     return RK_OK;
 }
 
+int proto_buf_append(struct proto_buf *b, const void *data, size_t len)
+{
+    int rc = buf_reserve(b, len);
+    if (rc == RK_OK && len > 0) {
+        memcpy(b->data + b->len, data, len);
+        b->len += len;
+    }
+    return rc;
+}
+
 /* Makes room for n more bytes of this frame, or sets err (TOOBIG before allocating). */
 static uint8_t *w_space(struct writer *w, size_t n)
 {

@@ -76,6 +76,8 @@ struct proto_buf {
     size_t len, cap;
 };
 void proto_buf_free(struct proto_buf *b);
+/* Appends len raw bytes (already encoded frames). RK_OK or RK_ERR_NOMEM. */
+int proto_buf_append(struct proto_buf *b, const void *data, size_t len);
 
 int proto_encode_hello_client(struct proto_buf *b);
 /* name: the sender's registry name (1..63 bytes); cluster_id: see registry_cluster_id. */

@@ -31,11 +31,25 @@
 #define REASON_LEN 256
 #define NO_DEADLINE UINT64_MAX
 
+#define RBUF_CLIENT_BYTES 4096u          /* a client's read buffer to start with */
+#define RBUF_PEER_BYTES (64u * 1024)     /* a peer's: batches of entries */
+#define RBUF_KEEP_BYTES (1u << 20)       /* a bigger buffer is freed once it is empty */
+#define PEER_STEP_BATCH 16               /* buffered peer messages stepped per lock hold */
+
+/* What was received but not consumed yet: bytes [start, end) of data. One recv takes
+ * whatever the socket holds, so a burst of frames costs one system call, not three
+ * per frame. */
+struct rbuf {
+    uint8_t *data;
+    size_t cap, start, end;
+};
+
 struct conn {
     struct node *node;
     int fd;
     uint64_t accepted_ms;
     char addr[96]; /* "host:port" of the remote side */
+    struct rbuf in;
 };
 
 /* ---- logging a flood of refusals without flooding the log ---- */
@@ -111,6 +125,7 @@ static void conn_close(struct conn *c, const char *reason)
     if (reason != NULL && reason[0] != '\0')
         log_quietly(c->node, "closing connection", c->addr, reason);
     close(c->fd);
+    free(c->in.data);
     free(c);
 }
 
@@ -163,16 +178,104 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* Reads one frame. On failure fills reason (empty for a clean close between frames);
- * RK_ERR_TOOBIG means the length prefix was 0 or over rules->max (*len holds it). */
+/* Makes room for want bytes from in.start on (compacting, or growing to want). */
+static int rbuf_reserve(struct rbuf *in, size_t want, size_t initial)
+{
+    if (in->start + want <= in->cap)
+        return RK_OK;
+    if (in->start > 0) {
+        memmove(in->data, in->data + in->start, in->end - in->start);
+        in->end -= in->start;
+        in->start = 0;
+    }
+    if (want <= in->cap)
+        return RK_OK;
+    size_t cap = in->cap > 0 ? in->cap : initial;
+    while (cap < want)
+        cap *= 2;
+    uint8_t *bigger = realloc(in->data, cap);
+    if (bigger == NULL)
+        return RK_ERR_NOMEM;
+    in->data = bigger;
+    in->cap = cap;
+    return RK_OK;
+}
+
+/* Frees a big buffer once it holds nothing (a peer's snapshot chunks were in it). */
+static void rbuf_trim(struct rbuf *in)
+{
+    if (in->start == in->end && in->cap > RBUF_KEEP_BYTES) {
+        free(in->data);
+        *in = (struct rbuf){ 0 };
+    }
+}
+
+/* Waits until fd is readable or deadline passes. RK_OK, RK_ERR_TIMEOUT or RK_ERR_IO. */
+static int wait_readable(int fd, uint64_t deadline)
+{
+    int wait_ms = -1;
+    if (deadline != NO_DEADLINE) {
+        uint64_t now = node_now_ms();
+        if (now >= deadline)
+            return RK_ERR_TIMEOUT;
+        wait_ms = deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
+    }
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR)
+        return RK_ERR_IO;
+    return RK_OK;
+}
+
+/* Has at least want bytes buffered, receiving before deadline as needed. RK_OK,
+ * RK_ERR_CLOSED (EOF with nothing buffered), RK_ERR_IO (EOF after some, or an error),
+ * RK_ERR_TIMEOUT, RK_ERR_NOMEM. A deadline, unlike SO_RCVTIMEO, also stops a peer that
+ * trickles one byte at a time (slowloris). */
+static int fill(struct conn *c, size_t want, uint64_t deadline, size_t initial)
+{
+    struct rbuf *in = &c->in;
+    if (in->end - in->start >= want)
+        return RK_OK;
+    if (rbuf_reserve(in, want, initial) != RK_OK)
+        return RK_ERR_NOMEM;
+    while (in->end - in->start < want) {
+        ssize_t n = recv(c->fd, in->data + in->end, in->cap - in->end, MSG_DONTWAIT);
+        if (n > 0) {
+            in->end += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return in->end == in->start ? RK_ERR_CLOSED : RK_ERR_IO;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return RK_ERR_IO;
+        int rc = wait_readable(c->fd, deadline);
+        if (rc != RK_OK)
+            return rc;
+    }
+    return RK_OK;
+}
+
+/* Whether a whole frame is buffered already (reading it will not wait). */
+static bool frame_buffered(const struct conn *c)
+{
+    size_t have = c->in.end - c->in.start;
+    return have >= 4 && have - 4 >= be32(c->in.data + c->in.start);
+}
+
+/* Reads one frame; *payload points into the connection's buffer and stays valid until
+ * the next read_frame. On failure fills reason (empty for a clean close between
+ * frames); RK_ERR_TOOBIG means the length prefix was 0 or over rules->max (*len holds
+ * it). */
 static int read_frame(struct conn *c, const struct frame_rules *rules, uint8_t **payload,
                       size_t *len, char *reason)
 {
     *payload = NULL;
     *len = 0;
     reason[0] = '\0';
-    uint8_t hdr[4];
-    int rc = recv_until(c->fd, hdr, 1, rules->idle_deadline);
+    rbuf_trim(&c->in);
+    size_t initial = rules->max > RBUF_CLIENT_BYTES ? RBUF_PEER_BYTES : RBUF_CLIENT_BYTES;
+    int rc = fill(c, 1, rules->idle_deadline, initial);
     if (rc == RK_ERR_TIMEOUT) {
         snprintf(reason, REASON_LEN, "%s", rules->idle_why ? rules->idle_why : "idle");
         return rc;
@@ -181,8 +284,8 @@ static int read_frame(struct conn *c, const struct frame_rules *rules, uint8_t *
     if (deadline > rules->hard_deadline)
         deadline = rules->hard_deadline;
     if (rc == RK_OK)
-        rc = recv_until(c->fd, hdr + 1, 3, deadline);
-    uint32_t n = rc == RK_OK ? be32(hdr) : 0;
+        rc = fill(c, 4, deadline, initial);
+    uint32_t n = rc == RK_OK ? be32(c->in.data + c->in.start) : 0;
     if (rc == RK_OK && (n == 0 || n > rules->max)) {
         *len = n;
         if (n == 0)
@@ -192,25 +295,19 @@ static int read_frame(struct conn *c, const struct frame_rules *rules, uint8_t *
                      n, rules->max);
         return RK_ERR_TOOBIG;
     }
+    if (rc == RK_OK)
+        rc = fill(c, 4 + (size_t)n, deadline, initial);
     if (rc == RK_OK) {
-        *payload = malloc(n);
-        if (*payload == NULL) {
-            snprintf(reason, REASON_LEN, "out of memory for a %" PRIu32 "-byte frame", n);
-            return RK_ERR_NOMEM;
-        }
-        rc = recv_until(c->fd, *payload, n, deadline);
-        if (rc == RK_OK) {
-            *len = n;
-            return RK_OK;
-        }
-        free(*payload);
-        *payload = NULL;
-        if (rc == RK_ERR_CLOSED)
-            rc = RK_ERR_IO;
+        *payload = c->in.data + c->in.start + 4;
+        *len = n;
+        c->in.start += 4 + (size_t)n;
+        return RK_OK;
     }
     if (rc == RK_ERR_TIMEOUT)
         snprintf(reason, REASON_LEN, "a frame was not complete within %" PRIu32
                  " ms (--frame-timeout-ms)", rules->frame_ms);
+    else if (rc == RK_ERR_NOMEM)
+        snprintf(reason, REASON_LEN, "out of memory for a %" PRIu32 "-byte frame", n);
     else if (rc != RK_ERR_CLOSED)
         snprintf(reason, REASON_LEN, "connection cut mid-frame (%s)", rk_strerror(rc));
     return rc;
@@ -236,18 +333,21 @@ static void refuse_fd(int fd, const char *msg)
 
 /* ---- peers ---- */
 
-/* Steps one Raft message from peer into the core. The sender is the handshake's peer,
- * whatever the frame says. false if the node is stopping. */
-static bool step_message(struct node *n, int peer, struct raft_msg *m)
+/* Steps Raft messages from peer into the core, all under one hold of the lock. The
+ * sender is the handshake's peer, whatever the frames say. false if the node is
+ * stopping. */
+static bool step_messages(struct node *n, int peer, struct raft_msg *msgs, int count)
 {
-    m->from = peer;
-    m->to = n->self;
     pthread_mutex_lock(&n->mu);
     bool running = !n->shutdown;
-    if (running) {
-        raft_step(n->raft, node_now_ms(), m);
+    node_inline_begin(n);
+    for (int i = 0; running && i < count; i++) {
+        msgs[i].from = peer;
+        msgs[i].to = n->self;
+        raft_step(n->raft, node_now_ms(), &msgs[i]);
         node_after_step(n);
     }
+    node_inline_finish(n); /* a follower's fsync and its answer, from this thread */
     pthread_mutex_unlock(&n->mu);
     return running;
 }
@@ -280,8 +380,27 @@ static void peer_gone(struct node *n, int peer)
     pthread_mutex_unlock(&n->mu);
 }
 
+/* Reads and decodes the next frame into m; with wait false only if one is buffered
+ * whole. RK_OK, RK_ERR_AGAIN (nothing buffered, wait false), or the error with reason
+ * filled (and the peer reported gone if its connection closed). */
+static int next_peer_msg(struct conn *c, int peer, const struct frame_rules *rules, bool wait,
+                         struct raft_msg *m, char *reason)
+{
+    if (!wait && !frame_buffered(c))
+        return RK_ERR_AGAIN;
+    uint8_t *payload;
+    size_t len;
+    int rc = read_frame(c, rules, &payload, &len, reason);
+    if (rc == RK_ERR_CLOSED || rc == RK_ERR_IO)
+        peer_gone(c->node, peer);
+    if (rc == RK_OK)
+        rc = decode_peer_frame(payload, len, m, reason);
+    return rc;
+}
+
 /* A peer may stay silent forever (it has nothing to send), but a frame it begins must be
- * complete within the frame timeout; a batch can be as large as the protocol allows. */
+ * complete within the frame timeout; a batch can be as large as the protocol allows.
+ * The frames that came together are stepped together. */
 static void peer_loop(struct conn *c, int peer)
 {
     const struct node_limits *lim = &c->node->limits;
@@ -289,23 +408,19 @@ static void peer_loop(struct conn *c, int peer)
                                  .frame_ms = lim->frame_timeout_ms,
                                  .hard_deadline = NO_DEADLINE };
     char reason[REASON_LEN];
-    for (;;) {
-        uint8_t *payload;
-        size_t len;
-        int rc = read_frame(c, &rules, &payload, &len, reason);
-        if (rc == RK_ERR_CLOSED || rc == RK_ERR_IO)
-            peer_gone(c->node, peer);
-        if (rc != RK_OK)
-            break;
-        struct raft_msg m;
-        rc = decode_peer_frame(payload, len, &m, reason);
-        free(payload);
-        if (rc != RK_OK)
-            break;
-        bool running = step_message(c->node, peer, &m);
-        raft_msg_free_entries(&m);
-        if (!running)
-            break;
+    struct raft_msg msgs[PEER_STEP_BATCH];
+    int rc = RK_OK;
+    while (rc == RK_OK) {
+        int count = 0;
+        while (count < PEER_STEP_BATCH &&
+               (rc = next_peer_msg(c, peer, &rules, count == 0, &msgs[count], reason)) == RK_OK)
+            count++;
+        if (rc == RK_ERR_AGAIN || count == PEER_STEP_BATCH)
+            rc = RK_OK;
+        if (count > 0 && !step_messages(c->node, peer, msgs, count))
+            rc = RK_ERR_SHUTDOWN;
+        for (int i = 0; i < count; i++)
+            raft_msg_free_entries(&msgs[i]);
     }
     conn_close(c, reason);
 }
@@ -398,7 +513,6 @@ static void client_loop(struct conn *c)
         if (rc != RK_OK)
             break;
         bool keep = client_frame(c, payload, len, &out, reason);
-        free(payload);
         if (!keep || send_out(c, &out) != RK_OK)
             break;
     }
@@ -424,8 +538,7 @@ static void too_many_clients(struct conn *c)
              "); try again later", c->node->limits.max_clients);
     refuse_fd(c->fd, msg);
     log_quietly(c->node, "refusing a client", c->addr, msg);
-    close(c->fd);
-    free(c);
+    conn_close(c, NULL);
 }
 
 /* No read timeout on the socket (read_frame keeps its own deadlines); bounded sends. */
@@ -478,8 +591,7 @@ static void serve_hello(struct conn *c, const uint8_t *payload, size_t len)
     int id = check_peer(c->node, &h, reason, sizeof(reason));
     if (id < 0) {
         log_quietly(c->node, "refusing peer connection", c->addr, reason);
-        close(c->fd);
-        free(c);
+        conn_close(c, NULL);
         return;
     }
     peer_loop(c, id);
@@ -506,7 +618,6 @@ static void *conn_main(void *arg)
         return NULL;
     }
     serve_hello(c, payload, len);
-    free(payload);
     return NULL;
 }
 

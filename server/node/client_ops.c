@@ -163,6 +163,7 @@ static int do_write(struct node *n, const struct proto_client_req *req, struct p
     if (rc == RK_OK)
         node_waiter_add(n, &w); /* before after_step, so no completion is missed */
     node_after_step(n);
+    node_inline_finish(n); /* the appends go out, then our own fsync, in this thread */
     if (rc == RK_ERR_NOTLEADER)
         return reply_redirect(n, out);
     if (rc != RK_OK)
@@ -191,6 +192,7 @@ static int do_get(struct node *n, const struct proto_client_req *req, struct pro
     node_waiter_add(n, &w); /* the answer may come inside raft_read_index */
     int rc = raft_read_index(n->raft, w.read_id);
     node_after_step(n);
+    node_inline_finish(n); /* the heartbeat round goes out from this thread */
     int wait_rc = rc == RK_OK ? wait_for(n, &w) : rc;
     node_waiter_remove(n, &w);
     if (wait_rc == RK_OK && w.result == RK_OK)
@@ -236,6 +238,7 @@ int node_client_handle(struct node *n, const struct proto_client_req *req, struc
     if (bad != NULL)
         return node_client_error(out, bad);
     pthread_mutex_lock(&n->mu);
+    node_inline_begin(n);
     int rc;
     if (n->shutdown)
         rc = node_client_error(out, "server shutting down");
@@ -247,6 +250,7 @@ int node_client_handle(struct node *n, const struct proto_client_req *req, struc
         rc = do_get(n, req, out);
     else
         rc = do_write(n, req, out);
+    node_inline_finish(n); /* if not done already */
     pthread_mutex_unlock(&n->mu);
     return rc;
 }

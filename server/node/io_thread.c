@@ -178,19 +178,39 @@ static void compact_storage(struct node *n)
     n->snap.compacted = to;
 }
 
+bool node_io_run_inline(struct node *n)
+{
+    if (n->io_busy || n->shutdown || !raft_has_ready(n->raft))
+        return false;
+    n->io_busy = true;
+    run_batch(n);
+    n->io_busy = false;
+    if (raft_has_ready(n->raft) || compaction_due(n))
+        pthread_cond_signal(&n->io_cond); /* it may have waited for the token */
+    return true;
+}
+
+/* The io thread persists what no stepping thread took inline (node_inline_finish): a
+ * batch that grew while the token was held, the timer's heartbeats' fallout, a
+ * compaction. It sends what its batches release itself, like an inline caller. */
 static void *io_main(void *arg)
 {
     struct node *n = arg;
     pthread_mutex_lock(&n->mu);
     for (;;) {
-        while (!n->shutdown && !raft_has_ready(n->raft) && !compaction_due(n))
+        while (!n->shutdown &&
+               (n->io_busy || (!raft_has_ready(n->raft) && !compaction_due(n))))
             pthread_cond_wait(&n->io_cond, &n->mu);
         if (n->shutdown)
             break;
-        if (compaction_due(n))
+        if (compaction_due(n)) {
+            n->io_busy = true;
             compact_storage(n);
-        if (raft_has_ready(n->raft))
-            run_batch(n);
+            n->io_busy = false;
+        }
+        node_inline_begin(n);
+        node_io_run_inline(n);
+        node_inline_finish(n);
     }
     pthread_mutex_unlock(&n->mu);
     return NULL;

@@ -12,6 +12,12 @@
 
 #define READS_PER_TAKE 64
 
+/* This thread's inline work (node_inline_begin .. node_inline_finish). */
+static __thread struct {
+    bool active;
+    uint64_t peers; /* bit i: peer i's queue is this thread's to send */
+} inline_work;
+
 uint64_t node_now_ms(void)
 {
     struct timespec ts;
@@ -261,10 +267,44 @@ void node_after_step(struct node *n)
     take_reads(n);
     finish_ready_reads(n);
     notice_role_change(n);
-    if (raft_has_ready(n->raft))
-        pthread_cond_signal(&n->io_cond);
+    if (raft_has_ready(n->raft) && !n->io_busy && !inline_work.active)
+        pthread_cond_signal(&n->io_cond); /* busy: whoever holds the token signals */
     if (raft_next_deadline(n->raft) < n->timer_wake_ms)
         pthread_cond_signal(&n->timer_cond);
+}
+
+void node_inline_begin(struct node *n)
+{
+    (void)n;
+    inline_work.active = true;
+    inline_work.peers = 0;
+}
+
+bool node_inline_mark(int peer)
+{
+    if (!inline_work.active || peer < 0 || peer >= 64)
+        return false;
+    inline_work.peers |= (uint64_t)1 << peer;
+    return true;
+}
+
+/* The leader's appends go out first, so that the followers write while we do (Raft
+ * thesis §10.2.1); then our own batch; then the messages it released (a follower's
+ * acknowledgement). */
+void node_inline_finish(struct node *n)
+{
+    if (!inline_work.active)
+        return;
+    if (!n->shutdown) {
+        node_replicator_flush(n, &inline_work.peers);
+        if (!n->shutdown && node_io_run_inline(n))
+            node_replicator_flush(n, &inline_work.peers);
+    }
+    inline_work.active = false;
+    if (inline_work.peers != 0) /* only if shutting down: the replicators stop anyway */
+        inline_work.peers = 0;
+    if (raft_has_ready(n->raft) && !n->io_busy)
+        pthread_cond_signal(&n->io_cond);
 }
 
 int node_start(struct node *n)

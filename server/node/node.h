@@ -46,8 +46,16 @@ struct node_frame {
     size_t size;          /* approximate encoded size, for the queue bound */
 };
 
-/* The outgoing side of one peer: a queue filled by the io thread, drained by the
- * replicator thread that owns the TCP connection. */
+/* The TCP connection to a peer; used only by whoever holds the peer's send token. */
+struct node_link {
+    int fd;
+    int state;                    /* replicator.c's link_state */
+    unsigned seed;                /* for the reconnect backoff */
+};
+
+/* The outgoing side of one peer: a queue filled under the lock, drained by whoever holds
+ * the send token (`sending`): the peer's replicator thread, or a thread that has just
+ * stepped the core and sends inline while the replicator is idle (node_inline_finish). */
 struct node_peer {
     struct node *node;
     int id;
@@ -56,6 +64,13 @@ struct node_peer {
     pthread_cond_t cond;          /* signalled when frames are queued or on shutdown */
     struct node_frame *head, *tail;
     size_t queued_bytes;
+    bool sending;                 /* the send token is taken (under mu) */
+    bool link_up;                 /* the link was up when the token was last given back */
+    struct node_link link;        /* token holder only */
+    struct proto_buf pending;     /* token holder only: encoded bytes an inline send
+                                     could not write without blocking */
+    bool pending_whole;           /* pending starts at a frame boundary (else it is the
+                                     rest of a frame and only fits the same connection) */
     uint64_t dropped_frames;      /* dropped because the queue was over its bound */
     uint64_t reported_drops;      /* dropped_frames when the last drop was logged */
     uint64_t drops_logged_ms;     /* when that was (0: never) */
@@ -151,6 +166,8 @@ struct node {
     atomic_uint n_clients;        /* client connections being served */
     atomic_uint n_unidentified;   /* accepted connections whose HELLO has not come yet */
 
+    bool io_busy;                 /* the io token: the io thread or an inline caller is
+                                     persisting a Ready batch (storage is theirs) */
     raft_index_t applied;         /* last entry applied to kv */
     struct node_waiter *waiters;  /* pending client requests */
     uint64_t next_read_id;
@@ -195,6 +212,19 @@ int node_start(struct node *n);
 /* Sets shutdown, wakes everyone, joins the io, timer and replicator threads. */
 void node_stop(struct node *n);
 
+/* Inline work: a thread that steps the core may do the follow-up itself instead of
+ * waking the io thread and the replicators, saving two thread switches per round trip
+ * (the leader's appends, a follower's fsync and its reply). Under mu:
+ * node_inline_begin() before the core calls; node_inline_finish() after them sends what
+ * was queued for peers whose replicator is idle, persists the Ready batch if the io
+ * thread is idle, then sends what that produced. It unlocks mu while it writes and
+ * returns with mu held. */
+void node_inline_begin(struct node *n);
+void node_inline_finish(struct node *n);
+/* Inside node_inline_begin/finish: notes that this thread will send peer's queue
+ * itself, and returns true; false outside (the caller then wakes the replicator). */
+bool node_inline_mark(int peer);
+
 /* --- log.c --- */
 /* One line on stderr: "YYYY-MM-DD HH:MM:SS.mmm NAME term=N message". */
 void node_log(struct node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -229,15 +259,22 @@ void node_snap_free(struct node *n);
 
 /* --- io_thread.c --- */
 int node_io_start(struct node *n);
+/* Under mu: if the io token is free and the core has a Ready batch, takes the token and
+ * persists the batch in this thread (unlocking while it writes). true if it did. */
+bool node_io_run_inline(struct node *n);
 
 /* --- timer.c --- */
 int node_timer_start(struct node *n);
 
 /* --- replicator.c --- */
 int node_replicator_start(struct node_peer *p);
-/* Under mu: queues m for its destination (m->to) and signals that replicator. Takes
- * ownership of m's entries (m is left with none). */
+/* Under mu: queues m for its destination (m->to) and signals that replicator, or,
+ * inside node_inline_begin/finish with the replicator idle and the link up, leaves it
+ * for this thread to send. Takes ownership of m's entries (m is left with none). */
 void node_replicator_push(struct node *n, struct raft_msg *m);
+/* Under mu: sends inline what was queued for the peers in *mask (bits by peer id), or
+ * hands it to their replicators; clears *mask. Unlocks mu while it writes. */
+void node_replicator_flush(struct node *n, uint64_t *mask);
 
 /* --- client_ops.c --- */
 /* Handles one client request and appends one CLIENT_RESP frame to out.

@@ -1,7 +1,9 @@
-/* server/node/replicator.c - one thread per peer that owns the outgoing TCP connection:
- * takes the whole message queue under the lock, encodes and sends it without the lock
- * (one write per batch), reconnects lazily with a short backoff. Lost messages are fine:
- * Raft retries (Raft paper §5.3). */
+/* server/node/replicator.c - the outgoing side of each peer. Whoever holds a peer's
+ * send token takes its whole message queue under the lock and encodes and sends it
+ * without the lock (one write per batch): the peer's replicator thread, which also
+ * connects and reconnects with a short backoff, or a thread that has just stepped the
+ * core and sends inline without blocking while the link is up (node_replicator_flush).
+ * Lost messages are fine: Raft retries (Raft paper §5.3). */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -23,12 +25,6 @@
 
 enum link_state { LINK_NEW, LINK_UP, LINK_DOWN };
 
-/* The connection, touched only by the replicator thread. */
-struct link {
-    int fd;
-    enum link_state state;
-    unsigned seed;
-};
 
 static void free_frames(struct node_frame *f)
 {
@@ -102,7 +98,8 @@ void node_replicator_push(struct node *n, struct raft_msg *m)
     }
     if (p->dropped_frames != dropped_before)
         note_drops(n, p);
-    pthread_cond_signal(&p->cond);
+    if (p->sending || !p->link_up || p->pending.len > 0 || !node_inline_mark(p->id))
+        pthread_cond_signal(&p->cond);
 }
 
 static const struct registry_server *peer_addr(const struct node_peer *p)
@@ -111,7 +108,7 @@ static const struct registry_server *peer_addr(const struct node_peer *p)
 }
 
 /* Logs only when the link changes state, not on every retry. */
-static void link_down(struct node_peer *p, struct link *l, const char *why)
+static void link_down(struct node_peer *p, struct node_link *l, const char *why)
 {
     if (l->fd >= 0) {
         close(l->fd);
@@ -126,7 +123,7 @@ static void link_down(struct node_peer *p, struct link *l, const char *why)
     l->state = LINK_DOWN;
 }
 
-static void link_up(struct node_peer *p, struct link *l)
+static void link_up(struct node_peer *p, struct node_link *l)
 {
     const struct registry_server *s = peer_addr(p);
     if (l->state != LINK_UP)
@@ -135,7 +132,7 @@ static void link_up(struct node_peer *p, struct link *l)
 }
 
 /* Connects and sends HELLO_PEER with our name and cluster id. */
-static int link_connect(struct node_peer *p, struct link *l)
+static int link_connect(struct node_peer *p, struct node_link *l)
 {
     const struct registry_server *s = peer_addr(p);
     char err[NET_ERR_LEN];
@@ -161,7 +158,7 @@ static int link_connect(struct node_peer *p, struct link *l)
 
 /* The peer never writes on this connection, so readable means it closed (or reset):
  * reconnect before sending instead of losing the batch. */
-static bool link_stale(const struct link *l)
+static bool link_stale(const struct node_link *l)
 {
     struct pollfd pfd = { .fd = l->fd, .events = POLLIN };
     if (poll(&pfd, 1, 0) <= 0)
@@ -212,7 +209,7 @@ static void encode_batch(struct node_peer *p, const struct node_frame *batch,
 
 /* Sends the encoded batch, connecting first if needed. Without the lock. false on
  * failure. */
-static bool send_batch(struct node_peer *p, struct link *l, const struct proto_buf *buf)
+static bool send_batch(struct node_peer *p, struct node_link *l, const struct proto_buf *buf)
 {
     if (buf->len == 0)
         return true;
@@ -233,7 +230,7 @@ static bool send_batch(struct node_peer *p, struct link *l, const struct proto_b
 }
 
 /* Waits 50..100 ms under the lock (cond wait releases it), or until shutdown. */
-static void backoff(struct node_peer *p, struct link *l)
+static void backoff(struct node_peer *p, struct node_link *l)
 {
     struct node *n = p->node;
     uint64_t until = node_now_ms() + BACKOFF_MIN_MS +
@@ -242,41 +239,147 @@ static void backoff(struct node_peer *p, struct link *l)
         node_cond_wait_until(&p->cond, &n->mu, until);
 }
 
+/* Under mu: takes the send token and the queue. */
+static struct node_frame *take_queue(struct node_peer *p)
+{
+    struct node_frame *batch = p->head;
+    p->head = p->tail = NULL;
+    p->queued_bytes = 0;
+    p->sending = true;
+    return batch;
+}
+
+/* Under mu: gives the token back; the replicator takes over what is left. */
+static void give_back(struct node_peer *p)
+{
+    p->sending = false;
+    p->link_up = p->link.state == LINK_UP && p->link.fd >= 0;
+    if (p->head != NULL || p->pending.len > 0)
+        pthread_cond_signal(&p->cond);
+}
+
+/* Token holder, blocking: what an inline send left. The rest of a frame only makes
+ * sense on the connection it started on. */
+static bool send_pending(struct node_peer *p)
+{
+    struct node_link *l = &p->link;
+    bool ok = true;
+    if (l->fd < 0 && !p->pending_whole)
+        p->pending.len = 0;
+    else if (p->pending.len > 0)
+        ok = send_batch(p, l, &p->pending);
+    p->pending.len = 0;
+    return ok;
+}
+
+/* Token holder, never blocking: writes what the socket takes now and keeps the rest in
+ * p->pending for the replicator. A link the peer closed gets the whole batch kept. */
+static void send_inline(struct node_peer *p, const struct proto_buf *buf)
+{
+    struct node_link *l = &p->link;
+    if (buf->len == 0)
+        return;
+    size_t sent = 0;
+    if (l->fd >= 0 && !link_stale(l)) {
+        while (sent < buf->len) {
+            ssize_t w = send(l->fd, buf->data + sent, buf->len - sent,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0) {
+                sent += (size_t)w;
+            } else if (w < 0 && errno == EINTR) {
+                continue;
+            } else {
+                if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                    char err[NET_ERR_LEN];
+                    link_down(p, l, strerror_r(errno, err, sizeof(err)));
+                    sent = 0; /* a new connection gets the batch from its start */
+                }
+                break;
+            }
+        }
+    } else if (l->fd >= 0) {
+        close(l->fd); /* reconnected by the replicator, which sends the batch */
+        l->fd = -1;
+    }
+    if (sent < buf->len) {
+        p->pending_whole = sent == 0;
+        if (proto_buf_append(&p->pending, buf->data + sent, buf->len - sent) != RK_OK)
+            p->pending.len = 0; /* dropped like a lost packet */
+    }
+}
+
+void node_replicator_flush(struct node *n, uint64_t *mask)
+{
+    struct node_peer *taken[REGISTRY_MAX_SERVERS];
+    struct node_frame *batches[REGISTRY_MAX_SERVERS];
+    int count = 0;
+    for (int i = 0; i < n->reg.n && i < 64; i++) {
+        if ((*mask & ((uint64_t)1 << i)) == 0)
+            continue;
+        struct node_peer *p = &n->peers[i];
+        if (p->sending || p->head == NULL)
+            continue; /* the replicator has it, and loops until the queue is empty */
+        if (!p->link_up || p->pending.len > 0) {
+            pthread_cond_signal(&p->cond);
+            continue;
+        }
+        taken[count] = p;
+        batches[count++] = take_queue(p);
+    }
+    *mask = 0;
+    if (count == 0)
+        return;
+    pthread_mutex_unlock(&n->mu);
+    struct proto_buf buf = { 0 };
+    for (int i = 0; i < count; i++) {
+        encode_batch(taken[i], batches[i], &buf);
+        free_frames(batches[i]);
+        send_inline(taken[i], &buf);
+    }
+    proto_buf_free(&buf);
+    pthread_mutex_lock(&n->mu);
+    for (int i = 0; i < count; i++)
+        give_back(taken[i]);
+}
+
 static void *replicator_main(void *arg)
 {
     struct node_peer *p = arg;
     struct node *n = p->node;
-    struct link l = { .fd = -1, .state = LINK_NEW,
-                      .seed = (unsigned)(node_now_ms() + (uint64_t)p->id) };
     struct proto_buf buf = { 0 };
     pthread_mutex_lock(&n->mu);
     while (!n->shutdown) {
-        if (p->head == NULL) {
+        if (p->sending || (p->head == NULL && p->pending.len == 0)) {
             pthread_cond_wait(&p->cond, &n->mu);
             continue;
         }
-        struct node_frame *batch = p->head;
-        p->head = p->tail = NULL;
-        p->queued_bytes = 0;
+        struct node_frame *batch = take_queue(p);
         pthread_mutex_unlock(&n->mu);
+        bool ok = send_pending(p);
         encode_batch(p, batch, &buf);
         free_frames(batch);
-        bool ok = send_batch(p, &l, &buf);
+        if (ok)
+            ok = send_batch(p, &p->link, &buf);
         pthread_mutex_lock(&n->mu);
+        p->sending = false;
+        p->link_up = p->link.state == LINK_UP && p->link.fd >= 0;
         if (!ok)
-            backoff(p, &l);
+            backoff(p, &p->link);
     }
     free_frames(p->head);
     p->head = p->tail = NULL;
     pthread_mutex_unlock(&n->mu);
     proto_buf_free(&buf);
-    if (l.fd >= 0)
-        close(l.fd);
+    proto_buf_free(&p->pending);
+    if (p->link.fd >= 0)
+        close(p->link.fd);
     return NULL;
 }
 
 int node_replicator_start(struct node_peer *p)
 {
+    p->link = (struct node_link){ .fd = -1, .state = LINK_NEW,
+                             .seed = (unsigned)(node_now_ms() + (uint64_t)p->id) };
     if (pthread_create(&p->thread, NULL, replicator_main, p) != 0)
         return RK_ERR_NOMEM;
     p->started = true;
