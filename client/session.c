@@ -16,7 +16,7 @@
 #include "../common/registry.h"
 
 #define SESSION_CONNECT_TIMEOUT_MS 500
-#define SESSION_BACKOFF_START_MS 50
+#define SESSION_BACKOFF_START_MS 10  /* an election here takes tens of ms */
 #define SESSION_BACKOFF_MAX_MS 500
 /* Redirects followed in a row before the attempt counts as failed (stops A->B->A loops). */
 #define SESSION_MAX_HOPS 4
