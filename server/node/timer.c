@@ -11,6 +11,7 @@ static void *timer_main(void *arg)
     pthread_mutex_lock(&n->mu);
     while (!n->shutdown) {
         uint64_t now = node_now_ms();
+        node_inline_begin(n); /* heartbeats go out from here, no replicator woken */
         raft_tick(n->raft, now);
         uint64_t wake = now + TIMER_MAX_SLEEP_MS;
         uint64_t deadline = raft_next_deadline(n->raft);
@@ -18,6 +19,7 @@ static void *timer_main(void *arg)
             wake = deadline > now ? deadline : now + 1; /* never spin */
         n->timer_wake_ms = wake; /* before after_step, so it can wake us for sooner work */
         node_after_step(n);
+        node_inline_finish(n);
         if (!n->shutdown && n->timer_wake_ms > node_now_ms())
             node_cond_wait_until(&n->timer_cond, &n->mu, n->timer_wake_ms);
     }
