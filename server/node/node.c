@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../common/errors.h"
 #include "../kv/kv.h"
@@ -295,11 +296,10 @@ void node_inline_finish(struct node *n)
 {
     if (!inline_work.active)
         return;
-    if (!n->shutdown) {
+    if (!n->shutdown)
         node_replicator_flush(n, &inline_work.peers);
-        if (!n->shutdown && node_io_run_inline(n))
-            node_replicator_flush(n, &inline_work.peers);
-    }
+    if (!n->shutdown && node_io_run_inline(n) && !n->shutdown)
+        node_replicator_flush(n, &inline_work.peers);
     inline_work.active = false;
     if (inline_work.peers != 0) /* only if shutting down: the replicators stop anyway */
         inline_work.peers = 0;
@@ -320,6 +320,33 @@ int node_start(struct node *n)
     return rc;
 }
 
+static bool tokens_held(const struct node *n)
+{
+    if (n->io_busy)
+        return true;
+    for (int i = 0; i < n->reg.n; i++)
+        if (n->peers[i].sending)
+            return true;
+    return false;
+}
+
+#define STOP_WAIT_STEP_US 1000
+#define STOP_WAIT_STEPS 10000 /* 10 s */
+
+/* Under mu, after shutdown is set: waits until no thread holds the io token or a send
+ * token. None is taken after shutdown, so the storage and the links can then be closed
+ * under nobody's feet. Polls: this happens once. */
+static void wait_tokens_released(struct node *n)
+{
+    for (int i = 0; i < STOP_WAIT_STEPS && tokens_held(n); i++) {
+        pthread_mutex_unlock(&n->mu);
+        usleep(STOP_WAIT_STEP_US);
+        pthread_mutex_lock(&n->mu);
+    }
+    if (tokens_held(n))
+        node_log(n, "stopping while a write is still in progress");
+}
+
 void node_stop(struct node *n)
 {
     pthread_mutex_lock(&n->mu);
@@ -332,6 +359,7 @@ void node_stop(struct node *n)
         pthread_cond_broadcast(&n->peers[i].cond);
     pthread_cond_broadcast(&n->snap.cond);
     node_snap_cancel(n);
+    wait_tokens_released(n);
     pthread_mutex_unlock(&n->mu);
     if (n->io_started)
         pthread_join(n->io_thread, NULL);

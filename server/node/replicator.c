@@ -254,7 +254,7 @@ static void give_back(struct node_peer *p)
 {
     p->sending = false;
     p->link_up = p->link.state == LINK_UP && p->link.fd >= 0;
-    if (p->head != NULL || p->pending.len > 0)
+    if (p->head != NULL || p->pending.len > 0 || p->node->shutdown)
         pthread_cond_signal(&p->cond);
 }
 
@@ -313,7 +313,7 @@ void node_replicator_flush(struct node *n, uint64_t *mask)
     struct node_peer *taken[REGISTRY_MAX_SERVERS];
     struct node_frame *batches[REGISTRY_MAX_SERVERS];
     int count = 0;
-    for (int i = 0; i < n->reg.n && i < 64; i++) {
+    for (int i = 0; !n->shutdown && i < n->reg.n && i < 64; i++) {
         if ((*mask & ((uint64_t)1 << i)) == 0)
             continue;
         struct node_peer *p = &n->peers[i];
@@ -366,6 +366,10 @@ static void *replicator_main(void *arg)
         if (!ok)
             backoff(p, &p->link);
     }
+    /* An inline sender may still be writing to the link: it gives the token back soon,
+     * since its sends never block (bounded anyway: 10 s). */
+    for (int i = 0; p->sending && i < 1000; i++)
+        node_cond_wait_until(&p->cond, &n->mu, node_now_ms() + 10);
     free_frames(p->head);
     p->head = p->tail = NULL;
     pthread_mutex_unlock(&n->mu);
