@@ -61,17 +61,29 @@ static void path_of(char *out, size_t len, const char *dir, const char *suffix)
     snprintf(out, len, "%s/%s%s", dir, NAME, suffix);
 }
 
-/* Reads a whole file (NUL-terminated); *len gets its size. */
+/* Reads a file's text (NUL-terminated): its bytes up to the last non-zero one, since a
+ * log is followed by preallocated zeros (storage.h). *len gets the text's length. */
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     ck_assert_ptr_nonnull(f);
-    char *data = malloc(1 << 20);
+    size_t cap = 4u << 20;
+    char *data = malloc(cap);
     ck_assert_ptr_nonnull(data);
-    *len = fread(data, 1, (1 << 20) - 1, f);
+    *len = fread(data, 1, cap - 1, f);
+    ck_assert_uint_lt(*len, cap - 1);
+    while (*len > 0 && data[*len - 1] == '\0')
+        (*len)--;
     data[*len] = '\0';
     fclose(f);
     return data;
+}
+
+static off_t text_size(const char *path)
+{
+    size_t len;
+    free(read_file(path, &len));
+    return (off_t)len;
 }
 
 static void write_file(const char *path, const char *mode, const char *data, size_t len)
@@ -517,6 +529,55 @@ START_TEST(test_torn_tail_without_newline)
 }
 END_TEST
 
+/* The log file keeps zeros written ahead of its last line (storage.h). A crash while an
+ * append overwrote them leaves part of a line before the zeros: a torn tail, dropped.
+ * Zeros followed by more lines are not a tail: that is corruption, reported with the
+ * byte offset. */
+START_TEST(test_preallocated_tail)
+{
+    char dir[128], err[256], path[256], want[64];
+    off_t starts[8];
+    struct storage_loaded ld;
+    new_dir(dir, sizeof(dir));
+    make_log(dir, 3, path, sizeof(path), starts);
+    size_t len;
+    char *text = read_file(path, &len);
+    ck_assert_int_gt(file_size(path), (off_t)len); /* preallocated */
+    free(text);
+
+    int fd = open(path, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    const char partial[] = "4 1 set \"k4\" \"v4";
+    ck_assert_int_eq(pwrite(fd, partial, sizeof(partial) - 1, starts[3]),
+                     (ssize_t)sizeof(partial) - 1);
+    struct storage *s = open_ok(dir, &ld, err, sizeof(err));
+    ck_assert_int_eq(ld.dropped_torn_tail, 1);
+    ck_assert_uint_eq(ld.n_entries, 3);
+    append_sets(s, 4, 5, 1); /* the log goes on where the torn line was */
+    storage_loaded_free(&ld);
+    storage_close(s);
+    s = open_ok(dir, &ld, err, sizeof(err));
+    ck_assert_uint_eq(ld.n_entries, 5);
+    ck_assert_int_eq(ld.dropped_torn_tail, 0);
+    storage_loaded_free(&ld);
+    storage_close(s);
+
+    /* a hole of zeros, then lines further on: not a torn last line */
+    text = read_file(path, &len);
+    const char line5[] = "5 1 noop 00000000\n6 1 noop 00000000\n";
+    ck_assert_int_eq(pwrite(fd, line5, sizeof(line5) - 1, (off_t)len + 100),
+                     (ssize_t)sizeof(line5) - 1);
+    close(fd);
+    free(text);
+    s = (struct storage *)&ld;
+    ck_assert_int_eq(storage_open(&s, dir, NAME, &ld, err, sizeof(err)), RK_ERR_CORRUPT);
+    ck_assert_ptr_null(s);
+    snprintf(want, sizeof(want), "(byte offset %zu)", len);
+    ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(test_torn_tail_bad_crc)
 {
     char dir[128], err[256], path[256];
@@ -662,7 +723,7 @@ START_TEST(test_failed_write_rolls_back)
     struct storage *s = open_ok(dir, &ld, err, sizeof(err));
     append_sets(s, 1, 2, 1);
     path_of(path, sizeof(path), dir, "_log.txt");
-    off_t size = file_size(path);
+    off_t size = text_size(path);
 
     struct rlimit old, lim;
     ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -678,7 +739,7 @@ START_TEST(test_failed_write_rolls_back)
     ck_assert_int_eq(rc, RK_ERR_IO);
     ck_assert_msg(strstr(err, NAME "_log.txt: write: ") != NULL, "%s", err);
     ck_assert_uint_eq(storage_last_index(s), 2);
-    ck_assert_int_eq(file_size(path), size);
+    ck_assert_int_eq(text_size(path), size);
     append_sets(s, 3, 3, 1); /* a small entry still fits */
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
     storage_close(s);
@@ -825,6 +886,7 @@ static Suite *storage_suite(void)
     tcase_add_test(log, test_append_rejects_bad_batches);
     tcase_add_test(log, test_torn_tail_without_newline);
     tcase_add_test(log, test_torn_tail_bad_crc);
+    tcase_add_test(log, test_preallocated_tail);
     tcase_add_test(log, test_corrupt_middle_line);
     tcase_add_test(log, test_checksummed_bad_lines_are_corrupt);
     tcase_add_test(log, test_many_entries);

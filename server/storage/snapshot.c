@@ -294,31 +294,57 @@ int snapshot_save(const struct snapshot_paths *p, const struct snapshot_meta *m,
 
 /* ---------- reading ---------- */
 
-/* A buffered reader that keeps the CRC of what it returned. */
+/* A buffered reader that keeps the CRC of what it returned. Its bytes come from a file
+ * (fd >= 0: read into io, up to IO_BUF_BYTES at a time) or from memory (fd < 0: src,
+ * handed out piece bytes at a time); everything above refill() is the same for both, so
+ * the fuzzer (snapshot_parse) runs the loader's code. */
 struct reader {
     int fd;
-    uint8_t *buf;
-    size_t len, pos;     /* buffered bytes are buf[pos .. len) */
-    uint64_t offset;     /* file offset of buf[pos] */
+    uint8_t *io;                 /* the file's read buffer, io_cap bytes */
+    size_t io_cap;
+    const uint8_t *src;          /* the memory source */
+    size_t src_len, src_pos, piece;
+    const uint8_t *buf;          /* the current piece: io, or a part of src */
+    size_t len, pos;             /* buffered bytes are buf[pos .. len) */
+    uint64_t offset;             /* file offset of buf[pos] */
     uint32_t crc;
-    char why[WHY_LEN];   /* what went wrong in r_get */
+    char why[WHY_LEN];           /* what went wrong in r_get */
 };
+
+static int end_of_file(struct reader *r)
+{
+    snprintf(r->why, sizeof(r->why), "unexpected end of file at byte offset %" PRIu64,
+             r->offset);
+    return RK_ERR_CORRUPT;
+}
+
+static int refill_from_memory(struct reader *r)
+{
+    if (r->src_pos == r->src_len)
+        return end_of_file(r);
+    size_t left = r->src_len - r->src_pos;
+    r->buf = r->src + r->src_pos;
+    r->len = r->piece > 0 && r->piece < left ? r->piece : left;
+    r->pos = 0;
+    r->src_pos += r->len;
+    return RK_OK;
+}
 
 static int refill(struct reader *r)
 {
+    if (r->fd < 0)
+        return refill_from_memory(r);
     for (;;) {
-        ssize_t n = read(r->fd, r->buf, IO_BUF_BYTES);
+        ssize_t n = read(r->fd, r->io, r->io_cap);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
             snprintf(r->why, sizeof(r->why), "read: %s", strerror(errno));
             return RK_ERR_IO;
         }
-        if (n == 0) {
-            snprintf(r->why, sizeof(r->why), "unexpected end of file at byte offset %" PRIu64,
-                     r->offset);
-            return RK_ERR_CORRUPT;
-        }
+        if (n == 0)
+            return end_of_file(r);
+        r->buf = r->io;
         r->len = (size_t)n;
         r->pos = 0;
         return RK_OK;
@@ -479,14 +505,11 @@ static int check_crc(struct reader *r, struct snapshot_meta *m, const char *path
     return RK_OK;
 }
 
-static int load_fd(struct reader *r, struct snapshot_meta *m, struct kv **kv,
-                   const char *path, char *err, size_t errlen)
+/* The whole file through r, whose m->file_len is set: header, length, image, CRC. On
+ * RK_OK *kv (if kv is not NULL) holds the new map; on an error it is left NULL. */
+static int parse_file(struct reader *r, struct snapshot_meta *m, struct kv **kv,
+                      const char *path, char *err, size_t errlen)
 {
-    struct stat st;
-    if (fstat(r->fd, &st) != 0)
-        return io_err(err, errlen, path, "fstat");
-    memset(m, 0, sizeof(*m));
-    m->file_len = (uint64_t)st.st_size;
     int rc = read_header(r, m, path, err, errlen);
     if (rc == RK_OK)
         rc = check_length(r, m, path, err, errlen);
@@ -494,7 +517,32 @@ static int load_fd(struct reader *r, struct snapshot_meta *m, struct kv **kv,
         rc = read_image(r, m, kv, path, err, errlen);
     if (rc == RK_OK)
         rc = check_crc(r, m, path, err, errlen);
+    if (rc != RK_OK && kv != NULL) {
+        kv_free(*kv);
+        *kv = NULL;
+    }
     return rc;
+}
+
+int snapshot_parse(const uint8_t *data, size_t len, size_t piece, const char *path,
+                   struct snapshot_meta *m, struct kv **kv, char *err, size_t errlen)
+{
+    struct reader r = { .fd = -1, .src = data, .src_len = len, .piece = piece };
+    struct kv *loaded = NULL;
+    memset(m, 0, sizeof(*m));
+    m->file_len = len;
+    int rc = parse_file(&r, m, kv != NULL ? &loaded : NULL, path, err, errlen);
+    if (rc == RK_OK && kv != NULL)
+        *kv = loaded;
+    return rc;
+}
+
+/* IO_BUF_BYTES, or less for a smaller file (most are: a few keys). */
+static size_t read_buffer_size(off_t file_size)
+{
+    if (file_size >= (off_t)IO_BUF_BYTES)
+        return IO_BUF_BYTES;
+    return file_size < 4096 ? 4096 : (size_t)file_size + 1;
 }
 
 int snapshot_load(const char *path, struct snapshot_meta *m, struct kv **kv, char *err,
@@ -505,19 +553,27 @@ int snapshot_load(const char *path, struct snapshot_meta *m, struct kv **kv, cha
         return set_err(err, errlen, RK_ERR_NOTFOUND, "%s: no such file", path);
     if (r.fd < 0)
         return io_err(err, errlen, path, "open");
-    r.buf = malloc(IO_BUF_BYTES);
+    memset(m, 0, sizeof(*m));
+    struct stat st;
     struct kv *loaded = NULL;
-    int rc = r.buf == NULL ? set_err(err, errlen, RK_ERR_NOMEM, "%s: out of memory", path)
-                           : load_fd(&r, m, kv != NULL ? &loaded : NULL, path, err, errlen);
-    free(r.buf);
-    close(r.fd);
-    if (rc != RK_OK) {
-        kv_free(loaded);
-        return rc;
+    int rc = RK_OK;
+    if (fstat(r.fd, &st) != 0)
+        rc = io_err(err, errlen, path, "fstat");
+    if (rc == RK_OK) {
+        r.io_cap = read_buffer_size(st.st_size);
+        r.io = malloc(r.io_cap);
+        if (r.io == NULL)
+            rc = set_err(err, errlen, RK_ERR_NOMEM, "%s: out of memory", path);
     }
-    if (kv != NULL)
+    if (rc == RK_OK) {
+        m->file_len = (uint64_t)st.st_size;
+        rc = parse_file(&r, m, kv != NULL ? &loaded : NULL, path, err, errlen);
+    }
+    free(r.io);
+    close(r.fd);
+    if (rc == RK_OK && kv != NULL)
         *kv = loaded;
-    return RK_OK;
+    return rc;
 }
 
 /* ---------- chunks ---------- */

@@ -83,6 +83,13 @@ int snapshot_save(const struct snapshot_paths *p, const struct snapshot_meta *m,
  * corrupt snapshot is never used. *kv is set only on RK_OK. */
 int snapshot_load(const char *path, struct snapshot_meta *m, struct kv **kv, char *err,
                   size_t errlen);
+/* The same checks and results for a whole snapshot file already in memory (len bytes at
+ * data), named path in err. snapshot_load (and so snapshot_recv_verify and snapshot_dump)
+ * runs this very parser on the bytes it reads, up to 1 MiB at a time; piece > 0 hands
+ * them to it at most piece bytes at a time instead of all at once, so a test (the
+ * fuzzer, tests/fuzz/fuzz_snapshot.c) can reach reads that straddle two pieces. */
+int snapshot_parse(const uint8_t *data, size_t len, size_t piece, const char *path,
+                   struct snapshot_meta *m, struct kv **kv, char *err, size_t errlen);
 
 /* ---- InstallSnapshot chunks (Figure 13) ---- */
 /* Up to max bytes of the snapshot file at path from offset, malloc'ed into *data; *done

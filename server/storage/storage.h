@@ -6,6 +6,9 @@
  *                 " client=<id> seq=<n>" before the crc, e.g.
  *                 "6 2 set \"my key\" \"v\" client=5 seq=3 1a2b3c4d"; lines without
  *                 them (older logs) load with client_id = seq = 0.
+ *                 Up to 1 MiB of zero bytes follows the last line: space written ahead
+ *                 so that appends do not grow the file (faster fdatasync); the log
+ *                 ends at its last non-zero byte.
  *   NAME_state    the current term and vote ("term=N vote=NAME|- crc=HEX"), replaced atomically.
  * Nothing here is durable until storage_sync() (or storage_save_hard_state()) returns. */
 #ifndef RK_STORAGE_H
@@ -19,9 +22,12 @@
 
 struct storage;
 
+#define STORAGE_VOTE_MAX_LEN 63     /* the longest vote name NAME_state holds */
+#define STORAGE_STATE_MAX_LEN 256   /* a longer NAME_state is corrupt */
+
 struct storage_loaded {
     raft_term_t term;
-    char voted_for[64];         /* "" = no vote in this term */
+    char voted_for[STORAGE_VOTE_MAX_LEN + 1]; /* "" = no vote in this term */
     struct raft_entry *entries; /* entries[0] is index first_index; the caller owns the array */
     raft_index_t n_entries;
     raft_index_t first_index;   /* 1, or more when the log was compacted (Raft paper §7):
@@ -69,6 +75,14 @@ void storage_close(struct storage *s);
 int storage_parse_line(const char *line, size_t len, raft_index_t expect_index,
                        raft_term_t min_term, struct raft_entry *e, bool *torn, char *why,
                        size_t whylen);
+/* Parses a whole NAME_state file (len bytes): exactly "term=N vote=NAME|- crc=XXXXXXXX\n"
+ * (N without leading zeros, the CRC-32 of what precedes " crc=" in lowercase hex), as
+ * storage_save_hard_state writes it. On RK_OK sets *term and voted_for (at least
+ * STORAGE_VOTE_MAX_LEN + 1 bytes; "" for "-", no vote). Otherwise RK_ERR_CORRUPT with the
+ * reason in why, and *term and voted_for untouched. storage_open's loader uses it; the
+ * fuzzer (tests/fuzz/fuzz_state.c) too. */
+int storage_parse_state(const char *text, size_t len, raft_term_t *term, char *voted_for,
+                        char *why, size_t whylen);
 /* Frees loaded->entries and each entry. */
 void storage_loaded_free(struct storage_loaded *loaded);
 

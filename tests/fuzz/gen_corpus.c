@@ -1,7 +1,8 @@
 /* tests/fuzz/gen_corpus.c - writes the seed corpus of every fuzz target into DIR/<target>/
- * from real encoded frames (common/proto.c), real log lines (written by
- * server/storage/storage.c) and real registry and client lines. Run it again after a
- * protocol or log format change: tests/fuzz/run_fuzz.sh --corpus (see tests/fuzz/README.md). */
+ * from real encoded frames (common/proto.c), real log lines, snapshots and state files
+ * (written by server/storage/storage.c and snapshot.c) and real registry and client
+ * lines. Run it again after a protocol or file format change: tests/fuzz/run_fuzz.sh
+ * --corpus (see tests/fuzz/README.md). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 
 #include "../../common/errors.h"
 #include "../../common/proto.h"
+#include "../../server/kv/kv.h"
+#include "../../server/storage/snapshot.h"
 #include "../../server/storage/storage.h"
 
 static const char *out_dir;
@@ -32,6 +35,8 @@ static void write_seed(const char *target, const char *name, const void *data, s
     if (f == NULL || fwrite(data, 1, len, f) != len || fclose(f) != 0)
         die(path);
 }
+
+static void text_seed(const char *target, const char *name, const char *text);
 
 static void must(int rc, const char *what)
 {
@@ -258,6 +263,8 @@ static void log_seeds(void)
     char line[4096];
     for (int i = 1; fgets(line, sizeof(line), f) != NULL; i++) {
         size_t len = strcspn(line, "\n");
+        if (line[len] != '\n')
+            break; /* not a line: the zeros the storage preallocates after the log */
         char seed[4097], name[64];
         seed[0] = 0x02; /* the index from the line, min term 0, checksum as written */
         memcpy(seed + 1, line, len);
@@ -280,6 +287,211 @@ static void log_seeds(void)
     rmdir(dir);
     static const char torn[] = "\x02" "3 1 set \"k\" \"v";
     write_seed("log_line", "torn", torn, sizeof(torn) - 1);
+}
+
+/* ---- snapshot and state files, written by the real code ---- */
+
+static uint8_t *read_whole(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *data = malloc(65536);
+    if (f == NULL || data == NULL)
+        die(path);
+    *len = fread(data, 1, 65536, f);
+    if (ferror(f) || !feof(f))
+        die(path);
+    fclose(f);
+    return data;
+}
+
+static void apply(struct kv *kv, const struct raft_entry *e)
+{
+    if (kv_apply(kv, kv_last_applied(kv) + 1, e) < 0) {
+        fprintf(stderr, "gen_corpus: kv_apply failed\n");
+        exit(1);
+    }
+}
+
+static void apply_set(struct kv *kv, char *key, uint32_t key_len, char *val,
+                      uint32_t val_len, uint64_t client_id, uint64_t seq)
+{
+    struct raft_entry e = { .type = RAFT_ENTRY_SET, .key = key, .key_len = key_len,
+                            .val = val, .val_len = val_len, .client_id = client_id,
+                            .seq = seq };
+    apply(kv, &e);
+}
+
+/* One snapshot seed under several modes (fuzz_snapshot.c): as written; with the target
+ * fixing the length and CRC; verification only; in 3-byte pieces; also through
+ * snapshot_load. */
+static void snapshot_seed(const char *name, const uint8_t *file, size_t len)
+{
+    static const struct { const char *suffix; uint8_t mode; } modes[] = {
+        { "", 0x00 }, { "_fixed", 0x03 }, { "_verify_only", 0x04 },
+        { "_pieces_3", 0x10 }, { "_via_load", 0x40 },
+    };
+    uint8_t *seed = malloc(len + 1);
+    if (seed == NULL)
+        die("malloc");
+    memcpy(seed + 1, file, len);
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        char full[128];
+        snprintf(full, sizeof(full), "%s%s", name, modes[i].suffix);
+        seed[0] = modes[i].mode;
+        write_seed("snapshot", full, seed, len + 1);
+    }
+    free(seed);
+}
+
+/* Saves kv as a snapshot with snapshot_save and returns the file's bytes. */
+static uint8_t *saved_snapshot(const char *dir, raft_index_t index, raft_term_t term,
+                               const char *const *servers, int n, const struct kv *kv,
+                               size_t *len)
+{
+    struct snapshot_paths p;
+    struct snapshot_meta m = { .index = index, .term = term, .n_servers = n };
+    char err[512];
+    for (int i = 0; i < n; i++)
+        snprintf(m.servers[i], sizeof(m.servers[i]), "%s", servers[i]);
+    must(snapshot_paths_init(&p, dir, "s1"), "snapshot paths");
+    must(snapshot_save(&p, &m, kv, err, sizeof(err)), err);
+    uint8_t *data = read_whole(p.file, len);
+    unlink(p.file);
+    return data;
+}
+
+static void snapshot_seeds(void)
+{
+    char dir[] = "/tmp/rk_gen_corpus_XXXXXX";
+    if (mkdtemp(dir) == NULL)
+        die("mkdtemp");
+    static const char *const three[] = { "server2", "server3", "server4" };
+    static const char *const one[] = { "s1" };
+    struct kv *kv = kv_new_with_max_sessions(4);
+    if (kv == NULL)
+        die("kv_new");
+    size_t len;
+    uint8_t *file = saved_snapshot(dir, 0, 0, one, 1, kv, &len);
+    snapshot_seed("empty_kv", file, len);
+    free(file);
+
+    struct raft_entry noop = { .type = RAFT_ENTRY_NOOP, .key = "", .val = "" };
+    apply(kv, &noop);
+    apply_set(kv, "greeting", 8, "hello world", 11, 0, 0);
+    file = saved_snapshot(dir, 2, 1, three, 3, kv, &len);
+    snapshot_seed("one_key", file, len);
+    free(file);
+
+    static char odd[] = { 'q', '"', '\\', '\n', 0, (char)0x7f, (char)0xe9 };
+    apply_set(kv, odd, sizeof(odd), odd, sizeof(odd), 0, 0);
+    apply_set(kv, "empty", 5, "", 0, 0, 0);
+    struct raft_entry del = { .type = RAFT_ENTRY_DELETE, .key = "greeting", .key_len = 8,
+                              .val = "" };
+    apply(kv, &del);
+    apply_set(kv, "k", 1, "v", 1, 0, 0);
+    file = saved_snapshot(dir, 6, 2, three, 3, kv, &len);
+    snapshot_seed("three_keys", file, len);
+    uint8_t *bad = malloc(len + 1);
+    if (bad == NULL)
+        die("malloc");
+    bad[0] = 0x00; /* as is: the checksum catches the damage */
+    memcpy(bad + 1, file, len);
+    bad[1 + len - 12] ^= 0x20;
+    write_seed("snapshot", "flipped_image_byte", bad, len + 1);
+    memcpy(bad + 1, file, len);
+    bad[1 + len - 1] ^= 0x01;
+    write_seed("snapshot", "flipped_checksum_byte", bad, len + 1);
+    free(bad);
+    free(file);
+
+    struct raft_entry reg = { .type = RAFT_ENTRY_REGISTER, .key = "", .val = "" };
+    for (int i = 0; i < 5; i++) /* the bound is 4: the first session expires */
+        apply(kv, &reg);
+    raft_index_t client = kv_last_applied(kv);
+    apply_set(kv, "counter", 7, "1", 1, client, 1);
+    apply_set(kv, "counter", 7, "2", 1, client, 2);
+    struct raft_entry del_absent = { .type = RAFT_ENTRY_DELETE, .key = "none", .key_len = 4,
+                                     .val = "", .client_id = client - 1, .seq = 1 };
+    apply(kv, &del_absent);
+    file = saved_snapshot(dir, kv_last_applied(kv), 3, three, 3, kv, &len);
+    snapshot_seed("sessions", file, len);
+    free(file);
+    kv_free(kv);
+
+    static const char *const long_names[] = {
+        "a-very-long-server-name.with_every.allowed-char_0123456789-abcd", "b", "c", "d", "e"
+    };
+    kv = kv_new();
+    if (kv == NULL)
+        die("kv_new");
+    apply(kv, &reg);
+    file = saved_snapshot(dir, UINT64_MAX, UINT64_MAX, long_names, 5, kv, &len);
+    snapshot_seed("long_names_max_index", file, len);
+    static const uint8_t mode_plain = 0x00;
+    uint8_t *cut = malloc(len + 1);
+    if (cut == NULL)
+        die("malloc");
+    cut[0] = mode_plain;
+    memcpy(cut + 1, file, len);
+    write_seed("snapshot", "truncated", cut, len + 1 - 7);
+    write_seed("snapshot", "header_only", cut, 1 + 28);
+    cut[1 + 8 + 3] = 2; /* version 2 */
+    write_seed("snapshot", "version_2", cut, len + 1);
+    free(cut);
+    free(file);
+    kv_free(kv);
+    rmdir(dir);
+    write_seed("snapshot", "not_a_snapshot", "\x03term=1 vote=- crc=00000000\n", 29);
+}
+
+static void state_seeds(void)
+{
+    char dir[] = "/tmp/rk_gen_corpus_XXXXXX";
+    if (mkdtemp(dir) == NULL)
+        die("mkdtemp");
+    static const struct { const char *name; raft_term_t term; const char *vote; } states[] = {
+        { "term_0_no_vote", 0, NULL },
+        { "term_5_vote", 5, "server3" },
+        { "term_max_long_vote", UINT64_MAX,
+          "a-very-long-server-name.with_every.allowed-char_0123456789-abcd" },
+        { "term_10_odd_vote", 10, "~!\"#$%&'()*+,./:;<=>?@[\\]^_`{|}" },
+    };
+    struct storage *st;
+    struct storage_loaded ld;
+    char err[512], path[256];
+    must(storage_open(&st, dir, "s1", &ld, err, sizeof(err)), err);
+    storage_loaded_free(&ld);
+    snprintf(path, sizeof(path), "%s/s1_state", dir);
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        must(storage_save_hard_state(st, states[i].term, states[i].vote, err, sizeof(err)),
+             err);
+        size_t len;
+        uint8_t *file = read_whole(path, &len);
+        uint8_t seed[300];
+        char name[96];
+        seed[0] = 0x00; /* as written */
+        memcpy(seed + 1, file, len);
+        write_seed("state", states[i].name, seed, len + 1);
+        seed[0] = 0x01; /* without its checksum: the target appends it */
+        snprintf(name, sizeof(name), "%s_body", states[i].name);
+        write_seed("state", name, seed, len + 1 - 14);
+        free(file);
+    }
+    storage_close(st);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/s1_log.txt", dir);
+    unlink(path);
+    rmdir(dir);
+    text_seed("state", "leading_zero", "\x01term=05 vote=s1");
+    text_seed("state", "vote_too_long", "\x01term=1 vote="
+              "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm");
+    text_seed("state", "term_overflow", "\x01term=18446744073709551616 vote=-");
+    text_seed("state", "space_in_vote", "\x01term=1 vote=a b");
+    static const char upper[] = "\0term=5 vote=server3 crc=3A1B2C4D\n";
+    write_seed("state", "uppercase_crc", upper, sizeof(upper) - 1);
+    static const char no_newline[] = "\0term=1 vote=- crc=00000000";
+    write_seed("state", "no_newline", no_newline, sizeof(no_newline) - 1);
+    write_seed("state", "empty", "", 1);
 }
 
 /* ---- registry files and client command lines ---- */
@@ -348,6 +560,8 @@ int main(int argc, char **argv)
     proto_seeds();
     frame_seeds();
     log_seeds();
+    snapshot_seeds();
+    state_seeds();
     registry_seeds();
     client_seeds();
     for (int i = 0; i < n_frames; i++)

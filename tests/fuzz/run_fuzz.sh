@@ -13,7 +13,7 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 
-TARGETS_ALL="proto frame client_parse registry log_line"
+TARGETS_ALL="proto frame client_parse registry log_line snapshot state"
 FLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -pthread"
 OUT=build/fuzz
 
@@ -21,7 +21,8 @@ OUT=build/fuzz
 sources_of() {
     case "$1" in
     client_parse) echo "common/*.c client/parse.c" ;;
-    log_line) echo "common/*.c server/storage/storage.c" ;;
+    log_line | state) echo "common/*.c server/storage/storage.c" ;;
+    snapshot) echo "common/*.c server/storage/snapshot.c server/storage/storage.c server/kv/*.c" ;;
     *) echo "common/*.c" ;;
     esac
 }
@@ -41,7 +42,7 @@ build_replay() {
 mkdir -p "$OUT"
 case "${1:-}" in
 --corpus)
-    ${CC:-cc} $FLAGS -O2 tests/fuzz/gen_corpus.c common/*.c server/storage/storage.c \
+    ${CC:-cc} $FLAGS -O2 tests/fuzz/gen_corpus.c $(sources_of snapshot) \
         -o "$OUT/gen_corpus" && "$OUT/gen_corpus" tests/fuzz/corpus
     exit $?
     ;;
