@@ -111,7 +111,7 @@ $(BENCH_BIN): $(call obj,$(sort $(wildcard tools/*.c))) $(CLIENT_OBJ) $(COMMON_O
 	$(CC) $^ -o $@ $(LDFLAGS)
 
 bench: all $(BENCH_BIN)
-	$(BENCH_BIN) --matrix
+	$(BENCH_BIN) --matrix && $(BENCH_BIN) --snapshot-targets
 
 run: all
 	./run_servers.sh

@@ -1,6 +1,7 @@
 /* tools/bench.h - the parts of raft_bench (the load generator of `make bench`): a cluster of
  * raft_server processes it owns (or one from a registry), closed-loop load with latency
- * statistics, the no-Raft ceiling server, and the leader-failover measurement. */
+ * statistics, the no-Raft ceiling server, the leader-failover measurement, and the snapshot
+ * targets. */
 #ifndef RK_BENCH_H
 #define RK_BENCH_H
 
@@ -177,5 +178,25 @@ int bench_failover(struct bench_cluster *c, int trials, struct bench_failover_re
 
 /* Median of n values (sorted in place). */
 double bench_median(double *v, int n);
+
+/* ---- the snapshot targets of issue 6 (bench_snapshot.c) ---- */
+
+struct bench_snapshot_opts {
+    const char *server_bin;
+    const char *server_args[BENCH_MAX_SERVER_ARGS]; /* extra raft_server options */
+    int n_server_args;
+    const char *server_args_text; /* the same, for the report ("none" if none) */
+    int nodes, clients, keys, value_size;
+    double steady_seconds;        /* the overwrite phase of target 4 */
+    const char *out_path;         /* the section goes there too ("-": stdout only) */
+    const char *command;          /* the command line, for the report */
+};
+
+/* Writes o->keys keys into a new cluster, overwrites random ones for steady_seconds, restarts a
+ * follower and the leader, wipes and restarts a follower, and prints (and saves into
+ * out_path, replacing an earlier such section) a Markdown section: disk use against live
+ * data, restart to serving, the wiped follower's catch-up, write latency during snapshots.
+ * RK_OK when every measurement was made (whether or not the targets were met). */
+int bench_snapshot_targets(const struct bench_snapshot_opts *o);
 
 #endif

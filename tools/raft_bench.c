@@ -1,6 +1,7 @@
 /* tools/raft_bench.c - the raft-kv load generator behind `make bench`: options, one load run
  * (against a cluster it starts, or one from --registry) beside the generator's ceiling, the
- * leader-failover measurement, and the standard matrix written as a Markdown table. */
+ * leader-failover measurement, the standard matrix written as a Markdown table, and the
+ * snapshot targets (bench_snapshot.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -17,13 +18,19 @@
 
 #define LEADER_WAIT_MS 20000
 #define PREFILL_CLIENTS 32
+#define SNAP_KEYS 1000000       /* --snapshot-targets: the issue's 1,000,000 keys */
+#define SNAP_KEYS_QUICK 50000
+#define SNAP_CLIENTS 64
+#define SNAP_STEADY_S 20.0      /* the overwrite phase of target 4 */
+#define SNAP_STEADY_S_QUICK 5.0
 
 struct options {
     int nodes, clients, value_size, keys, failover;
     long ops;
     double read_ratio, max_seconds;
     const char *registry, *server_bin, *out_path, *perf_path;
-    bool ceiling_only, no_ceiling, matrix, quick, no_sessions;
+    bool ceiling_only, no_ceiling, matrix, quick, no_sessions, snapshot_targets;
+    bool clients_set, keys_set, max_seconds_set; /* given on the command line */
     unsigned seed;
     const char *server_args[BENCH_MAX_SERVER_ARGS];
     int n_server_args;
@@ -35,6 +42,11 @@ static void usage(FILE *f)
             "usage: raft_bench [options]           one closed-loop run, then the ceiling run\n"
             "       raft_bench --failover K [...]  kill -9 the leader K times, time to first ack\n"
             "       raft_bench --matrix [--out F]  the standard matrix of `make bench` (Markdown)\n"
+            "       raft_bench --snapshot-targets [--keys K] [--quick] [--out F]\n"
+            "                     issue 6's snapshot targets: disk use, restart to serving, a\n"
+            "                     wiped follower's catch-up, writes during snapshots (K keys,\n"
+            "                     default 1000000; 64 clients; 20 s of overwrites, or\n"
+            "                     --max-seconds; the section also replaces the one in --out)\n"
             "  --nodes N          cluster size to start (default 3)\n"
             "  --clients N        concurrent clients: one thread and one connection each (1)\n"
             "  --ops N            total measured operations (10000)\n"
@@ -51,7 +63,8 @@ static void usage(FILE *f)
             "  --perf FILE        perf record -g the leader during the run into FILE\n"
             "  --out FILE         --matrix: also write the Markdown there\n"
             "                     (default docs/benchmarks-latest.md; - for stdout only)\n"
-            "  --quick            --matrix: a short smoke run (few ops, 3 kills)\n"
+            "  --quick            --matrix: a short smoke run (few ops, 3 kills);\n"
+            "                     --snapshot-targets: 50000 keys, 5 s of overwrites\n"
             "  --seed N           random seed (1)\n"
             "Servers run in a temp dir on free 127.0.0.1 ports and are killed on exit or ^C\n"
             "(RK_KEEP_DIR=1 keeps the dir).\n");
@@ -81,7 +94,7 @@ static bool parse_double(const char *s, double min, double max, double *out)
 
 enum { OPT_NODES = 256, OPT_CLIENTS, OPT_OPS, OPT_MAXSEC, OPT_VSIZE, OPT_KEYS, OPT_READS,
        OPT_REGISTRY, OPT_CEILING, OPT_NOCEIL, OPT_FAILOVER, OPT_MATRIX, OPT_OUT, OPT_SBIN,
-       OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_HELP };
+       OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_SNAP, OPT_HELP };
 
 static const struct option long_opts[] = {
     { "nodes", 1, NULL, OPT_NODES },        { "clients", 1, NULL, OPT_CLIENTS },
@@ -93,7 +106,8 @@ static const struct option long_opts[] = {
     { "out", 1, NULL, OPT_OUT },            { "server-bin", 1, NULL, OPT_SBIN },
     { "server-arg", 1, NULL, OPT_SARG },    { "perf", 1, NULL, OPT_PERF },
     { "quick", 0, NULL, OPT_QUICK },        { "seed", 1, NULL, OPT_SEED },
-    { "no-sessions", 0, NULL, OPT_NOSESS }, { "help", 0, NULL, OPT_HELP },
+    { "no-sessions", 0, NULL, OPT_NOSESS }, { "snapshot-targets", 0, NULL, OPT_SNAP },
+    { "help", 0, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
 
@@ -124,6 +138,7 @@ static bool apply_option(struct options *o, int opt, const char *arg)
     case OPT_PERF: o->perf_path = arg; return true;
     case OPT_QUICK: o->quick = true; return true;
     case OPT_NOSESS: o->no_sessions = true; return true;
+    case OPT_SNAP: o->snapshot_targets = true; return true;
     case OPT_SEED: return parse_long(arg, 0, 1L << 30, &v) && ((o->seed = (unsigned)v), true);
     }
     return false;
@@ -149,6 +164,9 @@ static void parse_args(int argc, char **argv, struct options *o)
             usage(stderr);
             exit(2);
         }
+        o->clients_set |= opt == OPT_CLIENTS;
+        o->keys_set |= opt == OPT_KEYS;
+        o->max_seconds_set |= opt == OPT_MAXSEC;
     }
     if (optind < argc) {
         fprintf(stderr, "raft_bench: unexpected argument '%s'\n", argv[optind]);
@@ -605,6 +623,57 @@ static int run_matrix(const struct options *base)
     return rc;
 }
 
+/* ---- the snapshot targets ---- */
+
+/* The words of argv joined by spaces into out (cut if too long). */
+static void join_words(char *out, size_t len, int argc, char **argv)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int k = 0; k < argc && used < len; k++) {
+        int w = snprintf(out + used, len - used, "%s%s", k ? " " : "", argv[k]);
+        used += w > 0 ? (size_t)w : 0;
+    }
+}
+
+static int run_snapshot_targets(const struct options *o, int argc, char **argv)
+{
+    if (o->registry != NULL) {
+        fprintf(stderr, "raft_bench: --snapshot-targets kills and wipes servers: it needs its "
+                        "own cluster, not --registry\n");
+        return 2;
+    }
+    if (o->nodes < 3) {
+        fprintf(stderr, "raft_bench: --snapshot-targets needs --nodes 3 or more (it restarts "
+                        "followers while a majority serves)\n");
+        return 2;
+    }
+    if (access(o->server_bin, X_OK) != 0) {
+        fprintf(stderr, "raft_bench: %s: %s (build it with make, or set RK_SERVER_BIN)\n",
+                o->server_bin, strerror(errno));
+        return 1;
+    }
+    static char command[1024], server_args[512];
+    join_words(command, sizeof(command), argc, argv);
+    join_words(server_args, sizeof(server_args), o->n_server_args, (char **)o->server_args);
+    struct bench_snapshot_opts so = {
+        .server_bin = o->server_bin, .n_server_args = o->n_server_args,
+        .server_args_text = o->n_server_args > 0 ? server_args : "none",
+        .nodes = o->nodes, .value_size = o->value_size, .out_path = o->out_path,
+        .command = command,
+        .clients = o->clients_set ? o->clients : SNAP_CLIENTS,
+        .keys = o->keys_set ? o->keys : o->quick ? SNAP_KEYS_QUICK : SNAP_KEYS,
+        .steady_seconds = o->max_seconds_set ? o->max_seconds
+                                             : o->quick ? SNAP_STEADY_S_QUICK : SNAP_STEADY_S,
+    };
+    memcpy(so.server_args, o->server_args, sizeof(so.server_args));
+    int rc = bench_snapshot_targets(&so);
+    if (rc != RK_OK)
+        fprintf(stderr, "raft_bench: --snapshot-targets: not every measurement was made (%s)\n",
+                rk_strerror(rc));
+    return rc == RK_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], BENCH_CEILING_OPTION) == 0) /* see bench_ceiling_start */
@@ -615,6 +684,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (o.matrix)
         return run_matrix(&o);
+    if (o.snapshot_targets)
+        return run_snapshot_targets(&o, argc, argv);
     if (o.failover > 0)
         return run_failover(&o);
     return run_single(&o);
