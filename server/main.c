@@ -374,6 +374,7 @@ static void restore_snapshot(struct node *n, const struct options *o, struct sto
         kv_free(n->kv);
         n->kv = kv;
         n->applied = n->snap.base = n->snap.on_disk = m->index;
+        n->snap.last_file_bytes = m->file_len;
         check_configuration(n, m);
     }
     if (snapshot_align_log(n->storage, ld, m->index, m->term, err, sizeof(err)) != RK_OK) {

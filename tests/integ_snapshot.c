@@ -307,6 +307,56 @@ START_TEST(test_snapshots_without_fork)
 }
 END_TEST
 
+/* ---- 2b. a big state is not rewritten for a few small changes ---- */
+
+#define BIG_VALUE_BYTES 8000
+
+/* Sets keys big0..big(n-1) to values of BIG_VALUE_BYTES bytes holding tag. */
+static void write_big(struct harness_cluster *c, struct client_session *s, int n, char tag)
+{
+    static char val[BIG_VALUE_BYTES + 1];
+    memset(val, tag, BIG_VALUE_BYTES);
+    val[BIG_VALUE_BYTES] = '\0';
+    for (int i = 0; i < n; i++) {
+        char key[32], out[256];
+        snprintf(key, sizeof(key), "big%d", i);
+        int st = harness_call(s, PROTO_OP_SET, key, val, out, sizeof(out));
+        HARNESS_ASSERT(c, st == PROTO_ST_OK, "set %s: status %d (%s)", key, st, out);
+    }
+}
+
+/* The entry count passes --snapshot-entries three times over, but the commands since
+ * the last snapshot hold far less than half of it: no new snapshot. Once they hold
+ * more, there is one. */
+START_TEST(test_big_state_waits_for_half_its_size)
+{
+    struct harness_cluster *c = start_cluster("");
+    struct client_session *s = session_to(c, -1, true);
+    write_big(c, s, SNAPSHOT_ENTRIES, 'a'); /* ~400 KB of state */
+    HARNESS_ASSERT(c, wait_snapshots(c, SNAPSHOT_ENTRIES, 10000), "no first snapshot");
+    harness_sleep_ms(500); /* a snapshot started just now has finished */
+    long long first[N_SERVERS];
+    for (int i = 0; i < c->n; i++)
+        first[i] = status_snapshot(c, i);
+    write_range(c, s, 0, 3 * SNAPSHOT_ENTRIES); /* small values: ~12 KB of commands */
+    harness_sleep_ms(1000);
+    for (int i = 0; i < c->n; i++)
+        HARNESS_ASSERT(c, status_snapshot(c, i) == first[i], "%s took a snapshot of %d KB of "
+                       "state for a few KB of changes: snapshot=%lld, was %lld",
+                       c->servers[i].name, SNAPSHOT_ENTRIES * BIG_VALUE_BYTES / 1000,
+                       status_snapshot(c, i), first[i]);
+    write_big(c, s, SNAPSHOT_ENTRIES / 2 + 5, 'b'); /* now over half the snapshot */
+    long long after = first[0];
+    for (int i = 1; i < c->n; i++)
+        after = first[i] > after ? first[i] : after;
+    HARNESS_ASSERT(c, wait_snapshots(c, after + 1, 10000),
+                   "no snapshot once the changes held over half the state");
+    check_values(c, s, 3 * SNAPSHOT_ENTRIES);
+    client_session_free(s);
+    finish(c);
+}
+END_TEST
+
 /* ---- 3. a wiped follower catches up through InstallSnapshot ---- */
 
 static void wipe_all(struct harness_cluster *c, int i)
@@ -438,6 +488,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(one_case(s, "log_bounded", 120), test_log_stays_bounded);
     tcase_add_test(one_case(s, "restart", 90), test_restart_replays_suffix);
     tcase_add_test(one_case(s, "no_fork", 90), test_snapshots_without_fork);
+    tcase_add_test(one_case(s, "big_state", 90), test_big_state_waits_for_half_its_size);
     tcase_add_test(one_case(s, "install", 120), test_wiped_follower_installs_snapshot);
     tcase_add_test(one_case(s, "corrupt", 60), test_corrupt_snapshot_stops_server);
     return s;

@@ -57,6 +57,7 @@ struct received_snapshot {
     raft_term_t term;
     bool ok;
     struct kv *kv;       /* the state machine loaded from it, when ok */
+    uint64_t file_bytes; /* its size */
     uint64_t took_ms;
 };
 
@@ -72,6 +73,7 @@ static void finish_received(struct node *n, const struct raft_snap_chunk *c,
     int rc = m == NULL ? RK_ERR_NOMEM
                        : snapshot_recv_verify(n->snap.paths, c->index, c->term, m, &kv, err,
                                               sizeof(err));
+    uint64_t file_bytes = rc == RK_OK ? m->file_len : 0;
     free(m);
     if (rc == RK_OK) {
         rc = node_snap_install_file(n, c->index, true, err, sizeof(err));
@@ -85,7 +87,7 @@ static void finish_received(struct node *n, const struct raft_snap_chunk *c,
         kv = NULL;
     }
     *out = (struct received_snapshot){ .complete = true, .index = c->index, .term = c->term,
-                                       .ok = rc == RK_OK, .kv = kv,
+                                       .ok = rc == RK_OK, .kv = kv, .file_bytes = file_bytes,
                                        .took_ms = node_now_ms() - start };
 }
 
@@ -120,6 +122,7 @@ static struct kv *install_received(struct node *n, struct received_snapshot *rs)
     n->applied = rs->index;
     n->snap.base = rs->index;
     n->snap.bytes_since = 0;
+    n->snap.last_file_bytes = rs->file_bytes;
     node_log(n, "installed snapshot %" PRIu64 " (term %" PRIu64 ", %zu keys) from the "
              "leader; loading and verifying it took %" PRIu64 " ms", rs->index, rs->term,
              kv_count(n->kv), rs->took_ms);

@@ -124,6 +124,9 @@ struct node_snap {
     /* Under mu: */
     raft_index_t base;        /* index of the last snapshot taken, installed or loaded */
     uint64_t bytes_since;     /* approximate command bytes applied since base */
+    uint64_t last_file_bytes; /* the size of NAME_snapshot as last written, installed or
+                                 loaded (0: none): the next one waits until the log
+                                 since holds half that (see node_snap_maybe_start) */
     bool running;             /* a snapshot is being written (one at a time) */
     bool pending;             /* ... and the snapshot thread has not picked it up yet */
     raft_index_t index;       /* the snapshot being written ... */
