@@ -18,6 +18,9 @@
 #define LLVMFuzzerTestOneInput fz_frame_one
 #include "fuzz/fuzz_frame.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fz_reader_one
+#include "fuzz/fuzz_frame_reader.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fz_cli_one
 #include "fuzz/fuzz_client_parse.c"
 #undef LLVMFuzzerTestOneInput
@@ -54,6 +57,9 @@ START_TEST(test_replay_proto) { replay_target("proto", fz_proto_one, 20); }
 END_TEST
 
 START_TEST(test_replay_frame) { replay_target("frame", fz_frame_one, 20); }
+END_TEST
+
+START_TEST(test_replay_frame_reader) { replay_target("frame_reader", fz_reader_one, 40); }
 END_TEST
 
 START_TEST(test_replay_client_parse) { replay_target("client_parse", fz_cli_one, 15); }
@@ -134,6 +140,7 @@ static Suite *fuzz_corpus_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_replay_proto);
     tcase_add_test(tc, test_replay_frame);
+    tcase_add_test(tc, test_replay_frame_reader);
     tcase_add_test(tc, test_replay_client_parse);
     tcase_add_test(tc, test_replay_registry);
     tcase_add_test(tc, test_replay_log_line);

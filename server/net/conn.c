@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../../common/errors.h"
+#include "../../common/frame_reader.h"
 #include "../../common/net.h"
 #include "../node/node.h"
 #include "conn.h"
@@ -29,27 +30,15 @@
 #define CONN_STACK_BYTES (512u * 1024)   /* a thousand clients are a thousand threads */
 #define LOG_QUIET_MS 10000               /* one line per kind of refusal per 10 s */
 #define REASON_LEN 256
-#define NO_DEADLINE UINT64_MAX
-
-#define RBUF_CLIENT_BYTES 4096u          /* a client's read buffer to start with */
-#define RBUF_PEER_BYTES (64u * 1024)     /* a peer's: batches of entries */
-#define RBUF_KEEP_BYTES (1u << 20)       /* a bigger buffer is freed once it is empty */
+#define NO_DEADLINE FRAME_READER_NO_DEADLINE /* node_now_ms and the reader share a clock */
 #define PEER_STEP_BATCH 16               /* buffered peer messages stepped per lock hold */
-
-/* What was received but not consumed yet: bytes [start, end) of data. One recv takes
- * whatever the socket holds, so a burst of frames costs one system call, not three
- * per frame. */
-struct rbuf {
-    uint8_t *data;
-    size_t cap, start, end;
-};
 
 struct conn {
     struct node *node;
     int fd;
     uint64_t accepted_ms;
     char addr[96]; /* "host:port" of the remote side */
-    struct rbuf in;
+    struct frame_reader in; /* received, not consumed yet (common/frame_reader.h) */
 };
 
 /* ---- logging a flood of refusals without flooding the log ---- */
@@ -125,7 +114,7 @@ static void conn_close(struct conn *c, const char *reason)
     if (reason != NULL && reason[0] != '\0')
         log_quietly(c->node, "closing connection", c->addr, reason);
     close(c->fd);
-    free(c->in.data);
+    frame_reader_free(&c->in);
     free(c);
 }
 
@@ -163,154 +152,25 @@ static int recv_until(int fd, uint8_t *buf, size_t len, uint64_t deadline)
     return RK_OK;
 }
 
-/* How one frame may be read: its size, how long the connection may stay silent before
- * it, and how long the frame may take once begun. */
-struct frame_rules {
-    uint32_t max;             /* payload bytes */
-    uint64_t idle_deadline;   /* for the first byte (NO_DEADLINE: wait forever) */
-    uint32_t frame_ms;        /* first byte to last */
-    uint64_t hard_deadline;   /* for the last byte, whatever frame_ms says */
-    const char *idle_why;     /* the reason when idle_deadline passes */
-};
-
 static uint32_t be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-/* Makes room for want bytes from in.start on (compacting, or growing to want). */
-static int rbuf_reserve(struct rbuf *in, size_t want, size_t initial)
-{
-    if (in->start + want <= in->cap)
-        return RK_OK;
-    if (in->start > 0) {
-        memmove(in->data, in->data + in->start, in->end - in->start);
-        in->end -= in->start;
-        in->start = 0;
-    }
-    if (want <= in->cap)
-        return RK_OK;
-    size_t cap = in->cap > 0 ? in->cap : initial;
-    while (cap < want)
-        cap *= 2;
-    uint8_t *bigger = realloc(in->data, cap);
-    if (bigger == NULL)
-        return RK_ERR_NOMEM;
-    in->data = bigger;
-    in->cap = cap;
-    return RK_OK;
-}
-
-/* Frees a big buffer once it holds nothing (a peer's snapshot chunks were in it). */
-static void rbuf_trim(struct rbuf *in)
-{
-    if (in->start == in->end && in->cap > RBUF_KEEP_BYTES) {
-        free(in->data);
-        *in = (struct rbuf){ 0 };
-    }
-}
-
-/* Waits until fd is readable or deadline passes. RK_OK, RK_ERR_TIMEOUT or RK_ERR_IO. */
-static int wait_readable(int fd, uint64_t deadline)
-{
-    int wait_ms = -1;
-    if (deadline != NO_DEADLINE) {
-        uint64_t now = node_now_ms();
-        if (now >= deadline)
-            return RK_ERR_TIMEOUT;
-        wait_ms = deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
-    }
-    struct pollfd pfd = { .fd = fd, .events = POLLIN };
-    if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR)
-        return RK_ERR_IO;
-    return RK_OK;
-}
-
-/* Has at least want bytes buffered, receiving before deadline as needed. RK_OK,
- * RK_ERR_CLOSED (EOF with nothing buffered), RK_ERR_IO (EOF after some, or an error),
- * RK_ERR_TIMEOUT, RK_ERR_NOMEM. A deadline, unlike SO_RCVTIMEO, also stops a peer that
- * trickles one byte at a time (slowloris). */
-static int fill(struct conn *c, size_t want, uint64_t deadline, size_t initial)
-{
-    struct rbuf *in = &c->in;
-    if (in->end - in->start >= want)
-        return RK_OK;
-    if (rbuf_reserve(in, want, initial) != RK_OK)
-        return RK_ERR_NOMEM;
-    while (in->end - in->start < want) {
-        ssize_t n = recv(c->fd, in->data + in->end, in->cap - in->end, MSG_DONTWAIT);
-        if (n > 0) {
-            in->end += (size_t)n;
-            continue;
-        }
-        if (n == 0)
-            return in->end == in->start ? RK_ERR_CLOSED : RK_ERR_IO;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return RK_ERR_IO;
-        int rc = wait_readable(c->fd, deadline);
-        if (rc != RK_OK)
-            return rc;
-    }
-    return RK_OK;
-}
-
 /* Whether a whole frame is buffered already (reading it will not wait). */
 static bool frame_buffered(const struct conn *c)
 {
-    size_t have = c->in.end - c->in.start;
-    return have >= 4 && have - 4 >= be32(c->in.data + c->in.start);
+    return frame_reader_buffered(&c->in);
 }
 
 /* Reads one frame; *payload points into the connection's buffer and stays valid until
  * the next read_frame. On failure fills reason (empty for a clean close between
  * frames); RK_ERR_TOOBIG means the length prefix was 0 or over rules->max (*len holds
  * it). */
-static int read_frame(struct conn *c, const struct frame_rules *rules, uint8_t **payload,
-                      size_t *len, char *reason)
+static int read_frame(struct conn *c, const struct frame_reader_rules *rules,
+                      uint8_t **payload, size_t *len, char *reason)
 {
-    *payload = NULL;
-    *len = 0;
-    reason[0] = '\0';
-    rbuf_trim(&c->in);
-    size_t initial = rules->max > RBUF_CLIENT_BYTES ? RBUF_PEER_BYTES : RBUF_CLIENT_BYTES;
-    int rc = fill(c, 1, rules->idle_deadline, initial);
-    if (rc == RK_ERR_TIMEOUT) {
-        snprintf(reason, REASON_LEN, "%s", rules->idle_why ? rules->idle_why : "idle");
-        return rc;
-    }
-    uint64_t deadline = node_now_ms() + rules->frame_ms;
-    if (deadline > rules->hard_deadline)
-        deadline = rules->hard_deadline;
-    if (rc == RK_OK)
-        rc = fill(c, 4, deadline, initial);
-    uint32_t n = rc == RK_OK ? be32(c->in.data + c->in.start) : 0;
-    if (rc == RK_OK && (n == 0 || n > rules->max)) {
-        *len = n;
-        if (n == 0)
-            snprintf(reason, REASON_LEN, "empty frame (length 0)");
-        else
-            snprintf(reason, REASON_LEN, "frame length %" PRIu32 " over the limit %" PRIu32,
-                     n, rules->max);
-        return RK_ERR_TOOBIG;
-    }
-    if (rc == RK_OK)
-        rc = fill(c, 4 + (size_t)n, deadline, initial);
-    if (rc == RK_OK) {
-        *payload = c->in.data + c->in.start + 4;
-        *len = n;
-        c->in.start += 4 + (size_t)n;
-        return RK_OK;
-    }
-    if (rc == RK_ERR_TIMEOUT)
-        snprintf(reason, REASON_LEN, "a frame was not complete within %" PRIu32
-                 " ms (--frame-timeout-ms)", rules->frame_ms);
-    else if (rc == RK_ERR_NOMEM)
-        snprintf(reason, REASON_LEN, "out of memory for a %" PRIu32 "-byte frame", n);
-    else if (rc != RK_ERR_CLOSED)
-        snprintf(reason, REASON_LEN, "connection cut mid-frame (%s)", rk_strerror(rc));
-    return rc;
+    return frame_reader_read(&c->in, rules, payload, len, reason, REASON_LEN);
 }
 
 /* ---- refusing a client politely ---- */
@@ -383,8 +243,8 @@ static void peer_gone(struct node *n, int peer)
 /* Reads and decodes the next frame into m; with wait false only if one is buffered
  * whole. RK_OK, RK_ERR_AGAIN (nothing buffered, wait false), or the error with reason
  * filled (and the peer reported gone if its connection closed). */
-static int next_peer_msg(struct conn *c, int peer, const struct frame_rules *rules, bool wait,
-                         struct raft_msg *m, char *reason)
+static int next_peer_msg(struct conn *c, int peer, const struct frame_reader_rules *rules,
+                         bool wait, struct raft_msg *m, char *reason)
 {
     if (!wait && !frame_buffered(c))
         return RK_ERR_AGAIN;
@@ -404,9 +264,9 @@ static int next_peer_msg(struct conn *c, int peer, const struct frame_rules *rul
 static void peer_loop(struct conn *c, int peer)
 {
     const struct node_limits *lim = &c->node->limits;
-    struct frame_rules rules = { .max = PROTO_MAX_FRAME, .idle_deadline = NO_DEADLINE,
-                                 .frame_ms = lim->frame_timeout_ms,
-                                 .hard_deadline = NO_DEADLINE };
+    struct frame_reader_rules rules = { .max = PROTO_MAX_FRAME, .idle_deadline = NO_DEADLINE,
+                                        .frame_ms = lim->frame_timeout_ms,
+                                        .hard_deadline = NO_DEADLINE };
     char reason[REASON_LEN];
     struct raft_msg msgs[PEER_STEP_BATCH];
     int rc = RK_OK;
@@ -498,8 +358,9 @@ static void client_loop(struct conn *c)
     char idle_why[96];
     snprintf(idle_why, sizeof(idle_why), "idle for %" PRIu32 " ms (--client-idle-timeout-ms)",
              lim->client_idle_ms);
-    struct frame_rules rules = { .max = lim->max_frame_bytes, .frame_ms = lim->frame_timeout_ms,
-                                 .hard_deadline = NO_DEADLINE, .idle_why = idle_why };
+    struct frame_reader_rules rules = { .max = lim->max_frame_bytes,
+                                        .frame_ms = lim->frame_timeout_ms,
+                                        .hard_deadline = NO_DEADLINE, .idle_why = idle_why };
     struct proto_buf out = { 0 };
     char reason[REASON_LEN];
     for (;;) {
@@ -608,9 +469,9 @@ static void *conn_main(void *arg)
     uint64_t deadline = c->accepted_ms + n->limits.frame_timeout_ms;
     snprintf(idle_why, sizeof(idle_why), "no hello within %" PRIu32 " ms",
              n->limits.frame_timeout_ms);
-    struct frame_rules rules = { .max = HELLO_MAX_FRAME, .idle_deadline = deadline,
-                                 .frame_ms = n->limits.frame_timeout_ms,
-                                 .hard_deadline = deadline, .idle_why = idle_why };
+    struct frame_reader_rules rules = { .max = HELLO_MAX_FRAME, .idle_deadline = deadline,
+                                        .frame_ms = n->limits.frame_timeout_ms,
+                                        .hard_deadline = deadline, .idle_why = idle_why };
     int rc = read_frame(c, &rules, &payload, &len, reason);
     atomic_fetch_sub(&n->n_unidentified, 1);
     if (rc != RK_OK) {
@@ -683,6 +544,7 @@ void conn_spawn(struct node *n, int fd, const struct sockaddr *addr, socklen_t a
     }
     c->node = n;
     c->fd = fd;
+    frame_reader_init(&c->in, fd);
     c->accepted_ms = node_now_ms();
     snprintf(c->addr, sizeof(c->addr), "%s", where);
     start_thread(c);

@@ -223,6 +223,114 @@ static void frame_seeds(void)
     write_seed("frame", "empty_stream", "\xff\xff", 2);
 }
 
+/* A stream for fuzz_frame_reader: a mode byte, 3 bytes of frame limit - 1, the count of
+ * write sizes and each size - 1 (2 bytes), then the frames (less cut bytes at the end). */
+static void reader_seed(const char *name, uint8_t mode, uint32_t max, const uint16_t *sizes,
+                        int k, const int *idx, int n, size_t cut)
+{
+    size_t cap = 5 + 2 * (size_t)k;
+    for (int i = 0; i < n; i++)
+        cap += frames[idx[i]].b.len;
+    uint8_t *s = malloc(cap);
+    if (s == NULL)
+        die("malloc");
+    size_t len = 0;
+    s[len++] = mode;
+    s[len++] = (uint8_t)((max - 1) >> 16);
+    s[len++] = (uint8_t)((max - 1) >> 8);
+    s[len++] = (uint8_t)(max - 1);
+    s[len++] = (uint8_t)k;
+    for (int i = 0; i < k; i++) {
+        s[len++] = (uint8_t)((sizes[i] - 1) >> 8);
+        s[len++] = (uint8_t)(sizes[i] - 1);
+    }
+    for (int i = 0; i < n; i++) {
+        memcpy(s + len, frames[idx[i]].b.data, frames[idx[i]].b.len);
+        len += frames[idx[i]].b.len;
+    }
+    write_seed("frame_reader", name, s, len - cut);
+    free(s);
+}
+
+/* The same with raw bytes for a stream. */
+static void reader_raw_seed(const char *name, uint8_t mode, uint32_t max, const void *bytes,
+                            size_t len)
+{
+    uint8_t s[256];
+    s[0] = mode;
+    s[1] = (uint8_t)((max - 1) >> 16);
+    s[2] = (uint8_t)((max - 1) >> 8);
+    s[3] = (uint8_t)(max - 1);
+    s[4] = 0;
+    memcpy(s + 5, bytes, len);
+    write_seed("frame_reader", name, s, 5 + len);
+}
+
+/* Seeds as the server reads: a HELLO (limit 1024, deadline from the accept), a client's
+ * and a peer's frames, in one write, byte by byte and in uneven pieces; cut short; after
+ * a 1 MiB frame; lengths 0 and over the limit; a small reason buffer. */
+static void frame_reader_seeds(void)
+{
+    int client[] = { frame_index("hello_client"), frame_index("req_register"),
+                     frame_index("req_set_session_binary"), frame_index("req_get"),
+                     frame_index("req_delete"), frame_index("req_status") };
+    int peer[] = { frame_index("hello_peer"), frame_index("raft_prevote"),
+                   frame_index("raft_vote"), frame_index("raft_heartbeat"),
+                   frame_index("raft_append_4"), frame_index("raft_append_1"),
+                   frame_index("raft_snapshot") };
+    int hello = frame_index("hello_peer_long_name");
+    static const uint16_t one[] = { 1 }, uneven[] = { 3, 7, 1, 40 }, big[] = { 200 };
+    const uint32_t max = PROTO_MAX_FRAME; /* a client's by default, and a peer's */
+    reader_seed("hello_one_write", 0x02, 1024, NULL, 0, &hello, 1, 0);
+    reader_seed("hello_byte_by_byte", 0x02, 1024, one, 1, &hello, 1, 0);
+    reader_seed("hello_cut", 0x06, 1024, uneven, 4, &hello, 1, 5);
+    reader_seed("hello_small_limit", 0x00, 16, NULL, 0, &hello, 1, 0);
+    reader_seed("client_session", 0x00, max, NULL, 0, client, 6, 0);
+    reader_seed("client_session_byte_by_byte", 0x00, max, one, 1, client, 6, 0);
+    reader_seed("client_session_uneven", 0x00, max, uneven, 4, client, 6, 0);
+    reader_seed("client_session_no_idle_text", 0x01, max, uneven, 4, client, 6, 0);
+    reader_seed("client_session_cut_mid_frame", 0x04, max, uneven, 4, client, 6, 3);
+    reader_seed("client_session_cut_in_length", 0x00, max, NULL, 0, client, 2, 8);
+    reader_seed("client_session_small_limit", 0x00, 16, uneven, 4, client, 6, 0);
+    reader_seed("client_session_short_reason", 0x20, 16, NULL, 0, client, 6, 0);
+    reader_seed("client_session_no_reads_between", 0x10, max, one, 1, client, 6, 0);
+    reader_seed("peer_stream", 0x00, max, big, 1, peer, 7, 0);
+    reader_seed("peer_stream_uneven", 0x04, max, uneven, 4, peer, 7, 0);
+    reader_seed("peer_stream_limit_100", 0x00, 100, uneven, 4, peer, 7, 0);
+    reader_seed("peer_stream_after_big_frame", 0x08, max, big, 1, peer, 7, 0);
+    reader_seed("peer_stream_after_big_frame_cut", 0x0c, max, uneven, 4, peer, 7, 9);
+    reader_seed("big_frame_over_limit", 0x08, 65536, NULL, 0, peer, 1, 0);
+    reader_seed("hello_polls", 0x42, 1024, uneven, 4, &hello, 1, 0);
+    reader_seed("client_session_polls", 0x40, max, uneven, 4, client, 6, 0);
+    int many[180]; /* over 4 KiB: the buffer is compacted on the way */
+    for (int i = 0; i < 180; i++)
+        many[i] = client[i % 6];
+    reader_seed("client_sessions_limit_4096", 0x00, 4096, uneven, 4, many, 180, 0);
+    reader_seed("client_sessions_limit_4096_cut", 0x14, 4096, big, 1, many, 180, 2);
+    reader_seed("client_sessions_socket_full", 0x10, max, one, 1, many, 180, 0);
+    uint32_t largest = 0; /* the limit exactly at a frame's size, and one below */
+    for (int i = 0; i < 6; i++)
+        if (frames[client[i]].b.len - 4 > largest)
+            largest = (uint32_t)(frames[client[i]].b.len - 4);
+    reader_seed("client_session_limit_exact", 0x00, largest, uneven, 4, client, 6, 0);
+    reader_seed("client_session_limit_one_below", 0x00, largest - 1, uneven, 4, client, 6, 0);
+    for (int i = 0; i < n_frames; i++) {
+        char name[96];
+        snprintf(name, sizeof(name), "one_%s", frames[i].name);
+        reader_seed(name, (uint8_t)(i & 0x17), max, uneven, i % 5, &i, 1, 0);
+    }
+    static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    reader_raw_seed("http_request", 0x00, max, http, sizeof(http) - 1);
+    static const uint8_t zero[] = { 0, 0, 0, 0 }, negative[] = { 0x80, 0, 0, 1, 1, 2 };
+    reader_raw_seed("zero_length", 0x00, max, zero, sizeof(zero));
+    reader_raw_seed("zero_length_short_reason", 0x20, max, zero, sizeof(zero));
+    reader_raw_seed("negative_length", 0x00, max, negative, sizeof(negative));
+    static const uint8_t huge[] = { 0x00, 0xff, 0xff, 0xff, 'x' };
+    reader_raw_seed("length_16m_cut", 0x04, max, huge, sizeof(huge));
+    reader_raw_seed("empty_stream", 0x00, max, "", 0);
+    reader_raw_seed("empty_stream_no_idle_text", 0x05, max, "", 0);
+}
+
 /* ---- log lines, written by the real storage ---- */
 
 static void log_seeds(void)
@@ -559,6 +667,7 @@ int main(int argc, char **argv)
     raft_frames();
     proto_seeds();
     frame_seeds();
+    frame_reader_seeds();
     log_seeds();
     snapshot_seeds();
     state_seeds();

@@ -13,7 +13,7 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 
-TARGETS_ALL="proto frame client_parse registry log_line snapshot state"
+TARGETS_ALL="proto frame frame_reader client_parse registry log_line snapshot state"
 FLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -pthread"
 OUT=build/fuzz
 
