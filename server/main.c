@@ -16,6 +16,7 @@
 #include "../common/registry.h"
 #include "core/raft.h"
 #include "kv/kv.h"
+#include "net/client_loop.h"
 #include "net/listener.h"
 #include "node/node.h"
 #include "storage/snapshot.h"
@@ -457,7 +458,8 @@ static void wait_for_stop_signal(const sigset_t *set)
 
 static void start_threads(struct node *n, struct listener *l, int listen_fd, bool campaign)
 {
-    if (node_start(n) != RK_OK || listener_start(l, n, listen_fd) != RK_OK)
+    if (node_start(n) != RK_OK || client_loop_start(n) != RK_OK ||
+        listener_start(l, n, listen_fd) != RK_OK)
         node_fatal(n, "cannot start the server threads");
     if (!campaign)
         return;
@@ -498,6 +500,7 @@ int main(int argc, char **argv)
     wait_for_stop_signal(&stop_signals);
     node_log(&node, "shutting down");
     listener_stop(&listener);
+    client_loop_stop(&node);
     node_stop(&node);
     storage_close(node.storage);
     node_snap_free(&node);

@@ -12,17 +12,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "../../common/errors.h"
 #include "../../common/frame_reader.h"
 #include "../../common/net.h"
 #include "../node/node.h"
+#include "client_loop.h"
 #include "conn.h"
 
 #define HELLO_MAX_FRAME 1024u            /* a HELLO is at most 77 bytes */
-#define CLIENT_SEND_TIMEOUT_MS 5000
 #define REFUSE_DRAIN_MS 200              /* read what a refused client sent, so the close
                                             does not reset the connection before it reads
                                             our ERR frame */
@@ -86,7 +85,7 @@ static struct quiet_slot *quiet_slot_for(const char *kind)
 /* Logs "what from ADDR: why", unless the same kind of why was logged in the last
  * LOG_QUIET_MS: then it is counted, and the next line logged for it says how many were
  * left out. */
-static void log_quietly(struct node *n, const char *what, const char *addr, const char *why)
+void conn_log_quietly(struct node *n, const char *what, const char *addr, const char *why)
 {
     char kind[REASON_LEN];
     quiet_kind(why, kind, sizeof(kind));
@@ -112,7 +111,7 @@ static void log_quietly(struct node *n, const char *what, const char *addr, cons
 static void conn_close(struct conn *c, const char *reason)
 {
     if (reason != NULL && reason[0] != '\0')
-        log_quietly(c->node, "closing connection", c->addr, reason);
+        conn_log_quietly(c->node, "closing connection", c->addr, reason);
     close(c->fd);
     frame_reader_free(&c->in);
     free(c);
@@ -150,11 +149,6 @@ static int recv_until(int fd, uint8_t *buf, size_t len, uint64_t deadline)
             return RK_ERR_IO;
     }
     return RK_OK;
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
 /* Whether a whole frame is buffered already (reading it will not wait). */
@@ -285,102 +279,7 @@ static void peer_loop(struct conn *c, int peer)
     conn_close(c, reason);
 }
 
-/* ---- clients ---- */
-
-static int send_out(struct conn *c, struct proto_buf *out)
-{
-    int rc = out->len > 0 ? net_write_full(c->fd, out->data, out->len) : RK_OK;
-    out->len = 0;
-    return rc;
-}
-
-/* The ERR reason for a CLIENT_REQ the decoder found over the protocol's limits (the
- * frame itself was whole, so the connection can go on). */
-static void too_big_reason(const struct node_limits *lim, const uint8_t *payload, size_t len,
-                           char *why, size_t whylen)
-{
-    uint32_t key_len = len >= 6 ? be32(payload + 2) : 0;
-    if (key_len > lim->max_key_bytes)
-        snprintf(why, whylen, "key too long (%" PRIu32 " bytes; the limit is %" PRIu32 ")",
-                 key_len, lim->max_key_bytes);
-    else
-        snprintf(why, whylen, "value too long (the limit is %" PRIu32 " bytes)",
-                 lim->max_value_bytes);
-}
-
-/* Handles one client frame, appending the response to out. false = close the connection
- * (reason filled). A request with an unknown op, or a key or value over the limits, gets
- * an error reply and the loop goes on: the frame boundary is intact. */
-static bool client_frame(struct conn *c, const uint8_t *payload, size_t len,
-                         struct proto_buf *out, char *reason)
-{
-    int type = proto_frame_type(payload, len);
-    if (type != PROTO_CLIENT_REQ) {
-        snprintf(reason, REASON_LEN, "unexpected frame type %d on a client connection", type);
-        return false;
-    }
-    struct proto_client_req req;
-    int rc = proto_decode_client_req(payload, len, &req);
-    if (rc != RK_OK && len >= 2 && (payload[1] < PROTO_OP_GET || payload[1] > PROTO_OP_REGISTER))
-        return node_client_error(out, "unknown command") == RK_OK;
-    if (rc == RK_ERR_TOOBIG) {
-        char why[128];
-        too_big_reason(&c->node->limits, payload, len, why, sizeof(why));
-        return node_client_error(out, why) == RK_OK;
-    }
-    if (rc != RK_OK) {
-        snprintf(reason, REASON_LEN, "bad client request: %s", rk_strerror(rc));
-        return false;
-    }
-    rc = node_client_handle(c->node, &req, out);
-    if (rc != RK_OK) {
-        out->len = 0;
-        rc = node_client_error(out, rk_strerror(rc));
-    }
-    return rc == RK_OK;
-}
-
-/* A frame over --max-frame-bytes: the client gets an ERR saying so before the close (its
- * stream cannot be resynchronised without reading the frame). */
-static void refuse_big_frame(struct conn *c, size_t len, char *reason)
-{
-    char msg[160];
-    snprintf(msg, sizeof(msg), "frame of %zu bytes is over this server's limit of %" PRIu32
-             " bytes", len, c->node->limits.max_frame_bytes);
-    refuse_fd(c->fd, len == 0 ? "empty frame" : msg);
-    if (len == 0)
-        snprintf(reason, REASON_LEN, "empty frame (length 0)");
-}
-
-static void client_loop(struct conn *c)
-{
-    const struct node_limits *lim = &c->node->limits;
-    char idle_why[96];
-    snprintf(idle_why, sizeof(idle_why), "idle for %" PRIu32 " ms (--client-idle-timeout-ms)",
-             lim->client_idle_ms);
-    struct frame_reader_rules rules = { .max = lim->max_frame_bytes,
-                                        .frame_ms = lim->frame_timeout_ms,
-                                        .hard_deadline = NO_DEADLINE, .idle_why = idle_why };
-    struct proto_buf out = { 0 };
-    char reason[REASON_LEN];
-    for (;;) {
-        uint8_t *payload;
-        size_t len;
-        rules.idle_deadline = lim->client_idle_ms > 0 ? node_now_ms() + lim->client_idle_ms
-                                                      : NO_DEADLINE;
-        int rc = read_frame(c, &rules, &payload, &len, reason);
-        if (rc == RK_ERR_TOOBIG)
-            refuse_big_frame(c, len, reason);
-        if (rc != RK_OK)
-            break;
-        bool keep = client_frame(c, payload, len, &out, reason);
-        if (!keep || send_out(c, &out) != RK_OK)
-            break;
-    }
-    proto_buf_free(&out);
-    atomic_fetch_sub(&c->node->n_clients, 1);
-    conn_close(c, reason);
-}
+/* ---- clients: served by the client loop (client_loop.c) ---- */
 
 /* A slot among the --max-clients client connections, or false. */
 static bool take_client_slot(struct node *n)
@@ -398,15 +297,8 @@ static void too_many_clients(struct conn *c)
     snprintf(msg, sizeof(msg), "too many connections (the limit is %" PRIu32
              "); try again later", c->node->limits.max_clients);
     refuse_fd(c->fd, msg);
-    log_quietly(c->node, "refusing a client", c->addr, msg);
+    conn_log_quietly(c->node, "refusing a client", c->addr, msg);
     conn_close(c, NULL);
-}
-
-/* No read timeout on the socket (read_frame keeps its own deadlines); bounded sends. */
-static void set_client_send_timeout(int fd)
-{
-    struct timeval tv = { .tv_sec = CLIENT_SEND_TIMEOUT_MS / 1000, .tv_usec = 0 };
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
 /* ---- the handshake ---- */
@@ -445,13 +337,13 @@ static void serve_hello(struct conn *c, const uint8_t *payload, size_t len)
             too_many_clients(c);
             return;
         }
-        set_client_send_timeout(c->fd);
-        client_loop(c);
+        client_loop_adopt(c->node, &c->in, c->addr); /* with what came after the HELLO */
+        free(c);
         return;
     }
     int id = check_peer(c->node, &h, reason, sizeof(reason));
     if (id < 0) {
-        log_quietly(c->node, "refusing peer connection", c->addr, reason);
+        conn_log_quietly(c->node, "refusing peer connection", c->addr, reason);
         conn_close(c, NULL);
         return;
     }
@@ -512,7 +404,7 @@ static void start_thread(struct conn *c)
     pthread_attr_setstacksize(&attr, CONN_STACK_BYTES);
     if (pthread_create(&t, &attr, conn_main, c) != 0) {
         atomic_fetch_sub(&c->node->n_unidentified, 1);
-        log_quietly(c->node, "refusing a connection", c->addr, "cannot start a thread");
+        conn_log_quietly(c->node, "refusing a connection", c->addr, "cannot start a thread");
         refuse_fd(c->fd, "server overloaded (cannot start a thread); try again later");
         close(c->fd);
         free(c);
@@ -528,7 +420,7 @@ void conn_spawn(struct node *n, int fd, const struct sockaddr *addr, socklen_t a
         char msg[96];
         snprintf(msg, sizeof(msg), "too many connections (the limit is %" PRIu32
                  "); try again later", n->limits.max_clients);
-        log_quietly(n, "refusing a connection", where, msg);
+        conn_log_quietly(n, "refusing a connection", where, msg);
         struct proto_buf out = { 0 }; /* no draining here: the listener must not wait */
         if (node_client_error(&out, msg) == RK_OK)
             (void)send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);

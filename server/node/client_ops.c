@@ -10,7 +10,6 @@
 #include "../kv/kv.h"
 #include "node.h"
 
-#define CLIENT_WAIT_MS 3000
 #define STATUS_LEN 512
 
 static int reply(struct proto_buf *out, uint8_t status, const char *body, uint32_t body_len)
@@ -71,17 +70,6 @@ static int reply_status(struct node *n, struct proto_buf *out)
     if (len < 0 || (size_t)len >= sizeof(line))
         return node_client_error(out, "status line too long");
     return reply(out, PROTO_ST_VALUE, line, (uint32_t)len);
-}
-
-/* Under mu: waits until the waiter is done, the deadline passes or the node stops. */
-static int wait_for(struct node *n, struct node_waiter *w)
-{
-    uint64_t deadline = node_now_ms() + CLIENT_WAIT_MS;
-    while (!w->done && !n->shutdown && node_now_ms() < deadline)
-        node_cond_wait_until(&w->cond, &n->mu, deadline);
-    if (w->done)
-        return RK_OK;
-    return n->shutdown ? RK_ERR_SHUTDOWN : RK_ERR_TIMEOUT;
 }
 
 /* REGISTER: the new session's client id is the index of its entry (thesis §6.3). */
@@ -152,27 +140,35 @@ static struct raft_entry command_of(const struct proto_client_req *req)
     return cmd;
 }
 
-/* Under mu, as leader: append the command, answer once it is applied (Raft paper §8). */
-static int do_write(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
+/* Under mu, as leader: appends the command (Raft paper §8); the answer comes once it is
+ * applied (node_client_finish). false with the answer in out if it cannot start. */
+static bool start_write(struct node *n, struct node_request *r, struct proto_buf *out)
 {
-    struct raft_entry cmd = command_of(req);
+    struct raft_entry cmd = command_of(&r->req);
     raft_index_t index = 0;
     raft_term_t term = 0;
     int rc = raft_propose_entry(n->raft, &cmd, &index, &term);
-    struct node_waiter w = { .kind = NODE_WAIT_WRITE, .index = index, .term = term };
+    r->w.kind = NODE_WAIT_WRITE;
+    r->w.index = index;
+    r->w.term = term;
     if (rc == RK_OK)
-        node_waiter_add(n, &w); /* before after_step, so no completion is missed */
+        node_waiter_add(n, &r->w); /* before after_step, so no completion is missed */
     node_after_step(n);
-    node_inline_finish(n); /* the appends go out, then our own fsync, in this thread */
+    if (rc == RK_OK)
+        return true;
     if (rc == RK_ERR_NOTLEADER)
+        reply_redirect(n, out);
+    else
+        node_client_error(out, rk_strerror(rc));
+    return false;
+}
+
+static int finish_write(struct node *n, const struct node_request *r, int wait_rc,
+                        struct proto_buf *out)
+{
+    if (outcome_unknown(wait_rc, &r->w) && retry_is_safe(&r->req))
         return reply_redirect(n, out);
-    if (rc != RK_OK)
-        return node_client_error(out, rk_strerror(rc));
-    int wait_rc = wait_for(n, &w);
-    node_waiter_remove(n, &w);
-    if (outcome_unknown(wait_rc, &w) && retry_is_safe(req))
-        return reply_redirect(n, out);
-    return write_result(out, req->op, wait_rc, &w);
+    return write_result(out, r->req.op, wait_rc, &r->w);
 }
 
 /* Under mu: the value as of the read index (copied into out before the lock goes). */
@@ -186,23 +182,34 @@ static int reply_value(struct node *n, const struct proto_client_req *req, struc
 }
 
 /* Under mu, as leader: a linearizable read through ReadIndex (Raft thesis §6.4). */
-static int do_get(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
+static bool start_get(struct node *n, struct node_request *r, struct proto_buf *out)
 {
-    struct node_waiter w = { .kind = NODE_WAIT_READ, .read_id = n->next_read_id++ };
-    node_waiter_add(n, &w); /* the answer may come inside raft_read_index */
-    int rc = raft_read_index(n->raft, w.read_id);
+    r->w.kind = NODE_WAIT_READ;
+    r->w.read_id = n->next_read_id++;
+    node_waiter_add(n, &r->w); /* the answer may come inside raft_read_index */
+    int rc = raft_read_index(n->raft, r->w.read_id);
     node_after_step(n);
-    node_inline_finish(n); /* the heartbeat round goes out from this thread */
-    int wait_rc = rc == RK_OK ? wait_for(n, &w) : rc;
-    node_waiter_remove(n, &w);
-    if (wait_rc == RK_OK && w.result == RK_OK)
-        return reply_value(n, req, out);
+    if (rc == RK_OK)
+        return true;
+    node_waiter_remove(n, &r->w);
+    if (rc == RK_ERR_NOTLEADER)
+        reply_redirect(n, out);
+    else
+        node_client_error(out, rk_strerror(rc));
+    return false;
+}
+
+static int finish_get(struct node *n, const struct node_request *r, int wait_rc,
+                      struct proto_buf *out)
+{
+    if (wait_rc == RK_OK && r->w.result == RK_OK)
+        return reply_value(n, &r->req, out);
     /* A read changes nothing, so whatever went wrong, the client may try the leader
      * (or whoever is leader next) again. */
-    if (rc == RK_ERR_NOTLEADER || wait_rc == RK_ERR_TIMEOUT || wait_rc == RK_ERR_SHUTDOWN ||
-        (wait_rc == RK_OK && w.result == RK_ERR_NOTLEADER))
+    if (wait_rc == RK_ERR_TIMEOUT || wait_rc == RK_ERR_SHUTDOWN ||
+        (wait_rc == RK_OK && r->w.result == RK_ERR_NOTLEADER))
         return reply_redirect(n, out);
-    return node_client_error(out, rk_strerror(wait_rc != RK_OK ? wait_rc : w.result));
+    return node_client_error(out, rk_strerror(wait_rc != RK_OK ? wait_rc : r->w.result));
 }
 
 /* A reason the request is invalid (written into why), or NULL. Keys and values are
@@ -231,26 +238,39 @@ static const char *invalid_reason(const struct node_limits *lim,
     return NULL;
 }
 
-int node_client_handle(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
+bool node_client_start(struct node *n, struct node_request *r, struct proto_buf *out)
 {
     char why[128];
-    const char *bad = invalid_reason(&n->limits, req, why, sizeof(why));
+    const char *bad = invalid_reason(&n->limits, &r->req, why, sizeof(why));
+    struct proto_client_req req = r->req;
+    struct node_waiter_notify notify = r->w.notify;
+    memset(&r->w, 0, sizeof(r->w));
+    r->w.notify = notify;
+    r->pending = false;
     if (bad != NULL)
-        return node_client_error(out, bad);
-    pthread_mutex_lock(&n->mu);
-    node_inline_begin(n);
-    int rc;
-    if (n->shutdown)
-        rc = node_client_error(out, "server shutting down");
-    else if (req->op == PROTO_OP_STATUS)
-        rc = reply_status(n, out);
+        node_client_error(out, bad);
+    else if (n->shutdown)
+        node_client_error(out, "server shutting down");
+    else if (req.op == PROTO_OP_STATUS)
+        reply_status(n, out);
     else if (raft_role(n->raft) != RAFT_LEADER)
-        rc = reply_redirect(n, out);
-    else if (req->op == PROTO_OP_GET)
-        rc = do_get(n, req, out);
+        reply_redirect(n, out);
+    else if (req.op == PROTO_OP_GET)
+        r->pending = start_get(n, r, out);
     else
-        rc = do_write(n, req, out);
-    node_inline_finish(n); /* if not done already */
-    pthread_mutex_unlock(&n->mu);
-    return rc;
+        r->pending = start_write(n, r, out);
+    return r->pending;
+}
+
+int node_client_finish(struct node *n, struct node_request *r, int wait_rc, struct proto_buf *out)
+{
+    if (!r->pending)
+        return RK_OK;
+    if (wait_rc == RK_OK && !r->w.done)
+        wait_rc = n->shutdown ? RK_ERR_SHUTDOWN : RK_ERR_TIMEOUT;
+    node_waiter_remove(n, &r->w);
+    r->pending = false;
+    if (r->req.op == PROTO_OP_GET)
+        return finish_get(n, r, wait_rc, out);
+    return finish_write(n, r, wait_rc, out);
 }

@@ -16,6 +16,7 @@
 /* This thread's inline work (node_inline_begin .. node_inline_finish). */
 static __thread struct {
     bool active;
+    bool no_io;     /* sends only: the io thread persists (node_inline_begin_sends) */
     uint64_t peers; /* bit i: peer i's queue is this thread's to send */
 } inline_work;
 
@@ -108,7 +109,7 @@ int node_init(struct node *n, struct registry *reg, int self, struct storage *st
 
 void node_waiter_add(struct node *n, struct node_waiter *w)
 {
-    if (node_cond_init(&w->cond) != RK_OK)
+    if (w->notify.fn == NULL && node_cond_init(&w->cond) != RK_OK)
         node_fatal(n, "cannot create a condition variable for a client request");
     w->prev = NULL;
     w->next = n->waiters;
@@ -126,15 +127,19 @@ void node_waiter_remove(struct node *n, struct node_waiter *w)
     if (w->next != NULL)
         w->next->prev = w->prev;
     w->prev = w->next = NULL;
-    pthread_cond_destroy(&w->cond);
+    if (w->notify.fn == NULL)
+        pthread_cond_destroy(&w->cond);
 }
 
-/* A waiter's result is final: wake just that client thread. */
+/* A waiter's result is final: wake just that client thread, or tell its owner. */
 static void finish(struct node_waiter *w, int result)
 {
     w->done = true;
     w->result = result;
-    pthread_cond_signal(&w->cond);
+    if (w->notify.fn != NULL)
+        w->notify.fn(w->notify.ctx, w);
+    else
+        pthread_cond_signal(&w->cond);
 }
 
 /* The write waiters for the entry just applied: theirs if the term matches, else their
@@ -145,8 +150,8 @@ static void complete_writes(struct node *n, raft_index_t index, raft_term_t term
         if (w->done || w->kind != NODE_WAIT_WRITE || w->index != index)
             continue;
         if (w->term == term) {
-            finish(w, RK_OK);
             w->kv_result = kv_rc;
+            finish(w, RK_OK);
         } else {
             finish(w, RK_ERR_LOST);
         }
@@ -278,7 +283,14 @@ void node_inline_begin(struct node *n)
 {
     (void)n;
     inline_work.active = true;
+    inline_work.no_io = false;
     inline_work.peers = 0;
+}
+
+void node_inline_begin_sends(struct node *n)
+{
+    node_inline_begin(n);
+    inline_work.no_io = true;
 }
 
 bool node_inline_mark(int peer)
@@ -298,7 +310,7 @@ void node_inline_finish(struct node *n)
         return;
     if (!n->shutdown)
         node_replicator_flush(n, &inline_work.peers);
-    if (!n->shutdown && node_io_run_inline(n) && !n->shutdown)
+    if (!n->shutdown && !inline_work.no_io && node_io_run_inline(n) && !n->shutdown)
         node_replicator_flush(n, &inline_work.peers);
     inline_work.active = false;
     if (inline_work.peers != 0) /* only if shutting down: the replicators stop anyway */
@@ -354,7 +366,8 @@ void node_stop(struct node *n)
     pthread_cond_broadcast(&n->io_cond);
     pthread_cond_broadcast(&n->timer_cond);
     for (struct node_waiter *w = n->waiters; w != NULL; w = w->next)
-        pthread_cond_signal(&w->cond);
+        if (w->notify.fn == NULL)
+            pthread_cond_signal(&w->cond);
     for (int i = 0; i < n->reg.n; i++)
         pthread_cond_broadcast(&n->peers[i].cond);
     pthread_cond_broadcast(&n->snap.cond);

@@ -16,6 +16,7 @@
 #include "../../common/registry.h"
 #include "../core/raft.h"
 
+struct client_loop;
 struct kv;
 struct snapshot_meta;
 struct snapshot_paths;
@@ -24,6 +25,16 @@ struct storage;
 /* A client request waiting for its entry to be applied (write) or for a ReadIndex
  * answer plus applied >= that index (read). Lives on the waiting thread's stack. */
 enum node_wait_kind { NODE_WAIT_WRITE, NODE_WAIT_READ };
+
+struct node_waiter;
+
+/* How a waiter learns that its result is final: by default its own condition variable
+ * (cond); with fn set, fn(ctx, w) is called instead, under mu (the client loop queues it
+ * and wakes its thread). */
+struct node_waiter_notify {
+    void (*fn)(void *ctx, struct node_waiter *w);
+    void *ctx;
+};
 
 struct node_waiter {
     struct node_waiter *prev, *next;
@@ -36,7 +47,18 @@ struct node_waiter {
     int result;          /* RK_OK, RK_ERR_LOST (write), RK_ERR_NOTLEADER (read) */
     int kv_result;       /* write: what kv_apply returned (KV_APPLIED, KV_ABSENT,
                             KV_SESSION_EXPIRED, KV_STALE) */
-    pthread_cond_t cond; /* signalled when done, or on shutdown: only this waiter wakes */
+    pthread_cond_t cond; /* signalled when done, or on shutdown: only this waiter wakes
+                            (set up only when notify.fn is NULL) */
+    struct node_waiter_notify notify;
+    struct node_waiter *done_next; /* for notify.fn's own list */
+};
+
+/* One client request being served: the decoded request (its key and value point into
+ * the caller's buffer, which must stay put until it is finished) and its waiter. */
+struct node_request {
+    struct proto_client_req req;
+    struct node_waiter w;
+    bool pending;        /* waiting for commit / ReadIndex: node_client_finish answers */
 };
 
 /* One queued message for a peer; the replicator encodes it outside the lock. */
@@ -185,6 +207,8 @@ struct node {
     bool shutdown;
 
     struct node_snap snap;        /* snapshots, see snapshotter.c */
+    struct client_loop *client_loop; /* serves client connections (server/net/client_loop.c);
+                                        set before the listener starts */
 
     _Atomic uint64_t log_term;    /* the term for log lines written without the lock */
     pthread_t io_thread, timer_thread;
@@ -224,6 +248,9 @@ void node_stop(struct node *n);
  * returns with mu held. */
 void node_inline_begin(struct node *n);
 void node_inline_finish(struct node *n);
+/* The same, but node_inline_finish only sends: a thread that must not block on the disk
+ * (the client loop) leaves the Ready batch to the io thread. */
+void node_inline_begin_sends(struct node *n);
 /* Inside node_inline_begin/finish: notes that this thread will send peer's queue
  * itself, and returns true; false outside (the caller then wakes the replicator). */
 bool node_inline_mark(int peer);
@@ -280,9 +307,15 @@ void node_replicator_push(struct node *n, struct raft_msg *m);
 void node_replicator_flush(struct node *n, uint64_t *mask);
 
 /* --- client_ops.c --- */
-/* Handles one client request and appends one CLIENT_RESP frame to out.
- * Takes mu itself; may wait up to a few seconds for commit. */
-int node_client_handle(struct node *n, const struct proto_client_req *req, struct proto_buf *out);
+/* Under mu: starts serving r->req (r->w.notify is kept, the rest of r->w is reset).
+ * Either appends the CLIENT_RESP frame to out at once and returns false, or returns
+ * true: r->pending, the answer waits for r->w to be done (a write applied, a read's
+ * ReadIndex answered and applied); call node_client_finish then, or on giving up. */
+bool node_client_start(struct node *n, struct node_request *r, struct proto_buf *out);
+/* Under mu: appends the answer of a pending request to out and unlinks its waiter.
+ * wait_rc: RK_OK when r->w.done, else RK_ERR_TIMEOUT (gave up) or RK_ERR_SHUTDOWN; a
+ * write whose outcome is unknown is answered with a redirect if retrying it is safe. */
+int node_client_finish(struct node *n, struct node_request *r, int wait_rc, struct proto_buf *out);
 /* Appends an ERR response with msg. */
 int node_client_error(struct proto_buf *out, const char *msg);
 

@@ -1,0 +1,552 @@
+/* server/net/client_loop.c - every client connection of this server on one thread (see
+ * client_loop.h). Per connection one request is served at a time, so answers keep the
+ * order of the requests; a client that sends several without waiting has them served in
+ * turn. The limits of node.h apply as on any connection: frame and request sizes, the
+ * idle timeout, and the half-sent-frame timeout (slowloris). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../../common/errors.h"
+#include "../node/node.h"
+#include "client_loop.h"
+#include "conn.h"
+
+#define LOOP_EVENTS 128
+#define LOOP_TICK_MS 20              /* how often deadlines are checked */
+#define CLIENT_WAIT_MS 3000          /* a write's commit, a read's ReadIndex round */
+#define REFUSE_DRAIN_MS 200          /* after an ERR for a frame we will not read */
+#define REFUSE_DRAIN_BYTES (64u * 1024)
+#define REASON_LEN 256
+
+struct client_conn {
+    struct client_conn *prev, *next;
+    int fd;
+    char addr[96];
+    struct frame_reader in;
+    struct proto_buf out;       /* answers not yet sent: bytes [sent, len) */
+    size_t sent;
+    struct node_request r;      /* the request being served (r.pending) */
+    uint64_t wait_deadline;     /* r.pending: give up then */
+    uint64_t active_ms;         /* the last frame started or answered (idle timeout) */
+    uint64_t frame_started_ms;  /* part of a frame is buffered since (0: none) */
+    bool readable;              /* the socket may hold bytes we have not read */
+    bool draining;              /* refused: reading and dropping until drain_deadline */
+    uint64_t drain_deadline;
+    size_t drained;
+    bool started;               /* in this round's batch */
+    bool closing;
+    char reason[REASON_LEN];    /* logged when closing ("" = a quiet close) */
+};
+
+struct client_loop {
+    struct node *node;
+    int ep, efd;
+    pthread_t thread;
+    atomic_bool stopping;
+    struct client_conn *conns;     /* the loop thread's */
+    pthread_mutex_t adopt_mu;
+    struct client_conn *adopted;   /* under adopt_mu: handed over, not yet in epoll */
+    struct node_waiter *done;      /* under the node's mu: finished requests */
+    bool woken;                    /* under mu: efd written since the loop took `done` */
+};
+
+static uint64_t now_ms(void)
+{
+    return node_now_ms();
+}
+
+static void wake(struct client_loop *l)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(l->efd, &one, sizeof(one)); /* fails only if the counter is full */
+    (void)rc;
+}
+
+static struct client_conn *conn_of(struct node_waiter *w)
+{
+    return (struct client_conn *)((char *)w - offsetof(struct client_conn, r.w));
+}
+
+/* The waiter's notify.fn, under mu, from whichever thread finished the request. */
+static void request_done(void *ctx, struct node_waiter *w)
+{
+    struct client_loop *l = ctx;
+    w->done_next = l->done;
+    l->done = w;
+    if (!l->woken) {
+        l->woken = true;
+        wake(l);
+    }
+}
+
+/* ---------- closing ---------- */
+
+/* Under mu: takes c's waiter out of the done list (it may be there). */
+static void unlink_done(struct client_loop *l, struct node_waiter *w)
+{
+    for (struct node_waiter **p = &l->done; *p != NULL; p = &(*p)->done_next) {
+        if (*p == w) {
+            *p = w->done_next;
+            return;
+        }
+    }
+}
+
+static void close_now(struct client_loop *l, struct client_conn *c)
+{
+    struct node *n = l->node;
+    if (c->r.pending) {
+        pthread_mutex_lock(&n->mu);
+        unlink_done(l, &c->r.w);
+        node_waiter_remove(n, &c->r.w);
+        c->r.pending = false;
+        pthread_mutex_unlock(&n->mu);
+    }
+    epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->reason[0] != '\0')
+        conn_log_quietly(n, "closing connection", c->addr, c->reason);
+    close(c->fd);
+    frame_reader_free(&c->in);
+    proto_buf_free(&c->out);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    atomic_fetch_sub(&n->n_clients, 1);
+    free(c);
+}
+
+static void close_later(struct client_conn *c, const char *reason)
+{
+    if (!c->closing)
+        snprintf(c->reason, sizeof(c->reason), "%s", reason);
+    c->closing = true;
+}
+
+/* ---------- sending ---------- */
+
+/* Sends what is queued without blocking; the rest goes when epoll says the socket is
+ * writable again. A client that does not read its answers is cut off by the idle rule
+ * only if it also sends nothing, so a full socket with a request pending just waits. */
+static void flush_out(struct client_conn *c)
+{
+    while (c->sent < c->out.len && !c->closing) {
+        ssize_t w = send(c->fd, c->out.data + c->sent, c->out.len - c->sent,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0)
+            c->sent += (size_t)w;
+        else if (w < 0 && errno == EINTR)
+            continue;
+        else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        else
+            close_later(c, ""); /* the client went away */
+    }
+    if (c->sent == c->out.len)
+        c->out.len = c->sent = 0;
+}
+
+/* ---------- reading ---------- */
+
+/* A frame over --max-frame-bytes: the client gets an ERR saying so, then we stop writing
+ * and drop what it sends for a moment before closing, so that it can read the ERR (its
+ * stream cannot be resynchronised without reading the frame). */
+static void refuse_big_frame(struct client_loop *l, struct client_conn *c, size_t len,
+                             const char *reason)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg), "frame of %zu bytes is over this server's limit of %" PRIu32
+             " bytes", len, l->node->limits.max_frame_bytes);
+    node_client_error(&c->out, len == 0 ? "empty frame" : msg);
+    flush_out(c);
+    shutdown(c->fd, SHUT_WR);
+    snprintf(c->reason, sizeof(c->reason), "%s", reason);
+    c->draining = true;
+    c->drain_deadline = now_ms() + REFUSE_DRAIN_MS;
+    c->readable = true;
+}
+
+static void drain(struct client_conn *c)
+{
+    uint8_t sink[4096];
+    while (c->drained < REFUSE_DRAIN_BYTES) {
+        ssize_t got = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->readable = false;
+            return;
+        }
+        if (got <= 0)
+            break;
+        c->drained += (size_t)got;
+    }
+    c->closing = true; /* reason already set */
+}
+
+/* The ERR reason for a CLIENT_REQ the decoder found over the protocol's limits (the
+ * frame itself was whole, so the connection can go on). */
+static void too_big_reason(const struct node_limits *lim, const uint8_t *payload, size_t len,
+                           char *why, size_t whylen)
+{
+    uint32_t key_len = len >= 6 ? (uint32_t)payload[2] << 24 | (uint32_t)payload[3] << 16 |
+                                      (uint32_t)payload[4] << 8 | payload[5]
+                                : 0;
+    if (key_len > lim->max_key_bytes)
+        snprintf(why, whylen, "key too long (%" PRIu32 " bytes; the limit is %" PRIu32 ")",
+                 key_len, lim->max_key_bytes);
+    else
+        snprintf(why, whylen, "value too long (the limit is %" PRIu32 " bytes)",
+                 lim->max_value_bytes);
+}
+
+/* Decodes one client frame into c->r.req: true if it is a request to start. A request
+ * with an unknown op, or a key or value over the protocol's limits, gets an ERR answer
+ * and the connection goes on (the frame boundary is intact); anything else malformed
+ * closes it. */
+static bool decode_request(struct client_loop *l, struct client_conn *c, const uint8_t *payload,
+                           size_t len)
+{
+    int type = proto_frame_type(payload, len);
+    if (type != PROTO_CLIENT_REQ) {
+        char why[REASON_LEN];
+        snprintf(why, sizeof(why), "unexpected frame type %d on a client connection", type);
+        close_later(c, why);
+        return false;
+    }
+    int rc = proto_decode_client_req(payload, len, &c->r.req);
+    if (rc != RK_OK && len >= 2 && (payload[1] < PROTO_OP_GET || payload[1] > PROTO_OP_REGISTER)) {
+        node_client_error(&c->out, "unknown command");
+        return false;
+    }
+    if (rc == RK_ERR_TOOBIG) {
+        char why[128];
+        too_big_reason(&l->node->limits, payload, len, why, sizeof(why));
+        node_client_error(&c->out, why);
+        return false;
+    }
+    if (rc != RK_OK) {
+        char why[REASON_LEN];
+        snprintf(why, sizeof(why), "bad client request: %s", rk_strerror(rc));
+        close_later(c, why);
+        return false;
+    }
+    return true;
+}
+
+/* Reads c's next frame if it is whole (never waits). true if it holds a request to
+ * start; answers, refusals and closes are set up on c. */
+static bool next_request(struct client_loop *l, struct client_conn *c)
+{
+    const struct node_limits *lim = &l->node->limits;
+    struct frame_reader_rules rules = { .max = lim->max_frame_bytes, .idle_deadline = 0,
+                                        .frame_ms = 0, .hard_deadline = 0 };
+    uint8_t *payload;
+    size_t len;
+    char reason[REASON_LEN];
+    int rc = frame_reader_read(&c->in, &rules, &payload, &len, reason, sizeof(reason));
+    if (rc == RK_ERR_TIMEOUT) { /* not whole yet: what came stays buffered */
+        c->readable = false;
+        if (c->in.end > c->in.start && c->frame_started_ms == 0)
+            c->frame_started_ms = now_ms();
+        return false;
+    }
+    c->frame_started_ms = 0;
+    c->active_ms = now_ms();
+    if (rc == RK_ERR_TOOBIG) {
+        refuse_big_frame(l, c, len, reason);
+        return false;
+    }
+    if (rc != RK_OK) {
+        close_later(c, rc == RK_ERR_CLOSED ? "" : reason);
+        return false;
+    }
+    return decode_request(l, c, payload, len);
+}
+
+/* Whether c can take its next request now: nothing pending, its answers sent. */
+static bool ready_for_next(const struct client_conn *c)
+{
+    return !c->closing && !c->draining && !c->r.pending && c->out.len == 0 &&
+           (c->readable || frame_reader_buffered(&c->in));
+}
+
+/* ---------- a round: read, start under one lock, finish, send ---------- */
+
+static bool collect(struct client_loop *l)
+{
+    bool any = false;
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
+        c->started = false;
+        if (c->draining && c->readable && !c->closing)
+            drain(c);
+        else if (ready_for_next(c) && next_request(l, c))
+            c->started = any = true;
+    }
+    return any;
+}
+
+/* Under mu: answers the requests whose waiters are done. */
+static void finish_done(struct client_loop *l)
+{
+    struct node_waiter *w = l->done;
+    l->done = NULL;
+    l->woken = false;
+    while (w != NULL) {
+        struct node_waiter *next = w->done_next;
+        struct client_conn *c = conn_of(w);
+        if (c->r.pending)
+            node_client_finish(l->node, &c->r, RK_OK, &c->out);
+        w = next;
+    }
+}
+
+/* Under mu: answers the requests that waited too long (the outcome of a write is then
+ * unknown: a redirect if the client may retry it, else an error saying so). */
+static void finish_expired(struct client_loop *l, uint64_t now)
+{
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
+        if (c->r.pending && now >= c->wait_deadline) {
+            unlink_done(l, &c->r.w);
+            node_client_finish(l->node, &c->r, c->r.w.done ? RK_OK : RK_ERR_TIMEOUT, &c->out);
+        }
+    }
+}
+
+static void run_round(struct client_loop *l, bool tick)
+{
+    struct node *n = l->node;
+    bool started = collect(l);
+    pthread_mutex_lock(&n->mu);
+    if (started) {
+        node_inline_begin_sends(n); /* the appends go out from here; the io thread syncs */
+        uint64_t deadline = now_ms() + CLIENT_WAIT_MS;
+        for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
+            if (c->started && node_client_start(n, &c->r, &c->out))
+                c->wait_deadline = deadline;
+        }
+        node_inline_finish(n);
+    }
+    finish_done(l);
+    if (tick)
+        finish_expired(l, now_ms());
+    pthread_mutex_unlock(&n->mu);
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next)
+        if (c->out.len > c->sent)
+            flush_out(c);
+}
+
+/* Idle connections, half-sent frames (slowloris) and finished refusals. */
+static void check_deadlines(struct client_loop *l)
+{
+    const struct node_limits *lim = &l->node->limits;
+    uint64_t now = now_ms(); /* after every stamp of this round: no negative ages */
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
+        char why[REASON_LEN];
+        if (c->closing || c->r.pending)
+            continue;
+        if (c->draining) {
+            if (now >= c->drain_deadline)
+                c->closing = true;
+        } else if (c->frame_started_ms != 0) {
+            if (now - c->frame_started_ms >= lim->frame_timeout_ms) {
+                snprintf(why, sizeof(why), "a frame was not complete within %" PRIu32
+                         " ms (--frame-timeout-ms)", lim->frame_timeout_ms);
+                close_later(c, why);
+            }
+        } else if (lim->client_idle_ms > 0 && c->out.len == 0 &&
+                   now - c->active_ms >= lim->client_idle_ms) {
+            snprintf(why, sizeof(why), "idle for %" PRIu32 " ms (--client-idle-timeout-ms)",
+                     lim->client_idle_ms);
+            close_later(c, why);
+        }
+    }
+}
+
+static void reap(struct client_loop *l)
+{
+    struct client_conn *c = l->conns;
+    while (c != NULL) {
+        struct client_conn *next = c->next;
+        if (c->closing)
+            close_now(l, c);
+        c = next;
+    }
+}
+
+/* New connections from the connection threads. */
+static void take_adopted(struct client_loop *l)
+{
+    pthread_mutex_lock(&l->adopt_mu);
+    struct client_conn *c = l->adopted;
+    l->adopted = NULL;
+    pthread_mutex_unlock(&l->adopt_mu);
+    while (c != NULL) {
+        struct client_conn *next = c->next;
+        struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                  .data.ptr = c };
+        c->prev = NULL;
+        c->next = l->conns;
+        if (l->conns != NULL)
+            l->conns->prev = c;
+        l->conns = c;
+        if (epoll_ctl(l->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+            close_later(c, "cannot watch the connection (epoll)");
+        c = next;
+    }
+}
+
+static bool any_ready(const struct client_loop *l)
+{
+    for (const struct client_conn *c = l->conns; c != NULL; c = c->next)
+        if (ready_for_next(c) || c->closing || (c->draining && c->readable))
+            return true;
+    return false;
+}
+
+static void handle_events(struct client_loop *l, const struct epoll_event *evs, int count)
+{
+    for (int i = 0; i < count; i++) {
+        struct client_conn *c = evs[i].data.ptr;
+        if (c == NULL) {
+            uint64_t v;
+            ssize_t rc = read(l->efd, &v, sizeof(v));
+            (void)rc;
+            continue;
+        }
+        if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            c->readable = true;
+        if ((evs[i].events & EPOLLOUT) && c->out.len > c->sent)
+            flush_out(c);
+    }
+}
+
+/* On stop: every pending request gets its answer (shutting down), best effort. */
+static void close_all(struct client_loop *l)
+{
+    struct node *n = l->node;
+    take_adopted(l);
+    pthread_mutex_lock(&n->mu);
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
+        if (c->r.pending) {
+            unlink_done(l, &c->r.w);
+            node_client_finish(n, &c->r, c->r.w.done ? RK_OK : RK_ERR_SHUTDOWN, &c->out);
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    while (l->conns != NULL) {
+        flush_out(l->conns);
+        l->conns->reason[0] = '\0';
+        close_now(l, l->conns);
+    }
+}
+
+static void *loop_main(void *arg)
+{
+    struct client_loop *l = arg;
+    struct epoll_event evs[LOOP_EVENTS];
+    uint64_t next_tick = now_ms() + LOOP_TICK_MS;
+    while (!atomic_load(&l->stopping)) {
+        int timeout = any_ready(l) ? 0 : LOOP_TICK_MS;
+        int count = epoll_wait(l->ep, evs, LOOP_EVENTS, timeout);
+        if (count > 0)
+            handle_events(l, evs, count);
+        take_adopted(l);
+        uint64_t now = now_ms();
+        bool tick = now >= next_tick;
+        run_round(l, tick);
+        if (tick) {
+            check_deadlines(l);
+            next_tick = now + LOOP_TICK_MS;
+        }
+        reap(l);
+    }
+    close_all(l);
+    return NULL;
+}
+
+/* ---------- the API ---------- */
+
+int client_loop_start(struct node *n)
+{
+    struct client_loop *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return RK_ERR_NOMEM;
+    l->node = n;
+    atomic_init(&l->stopping, false);
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    l->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+    if (l->ep < 0 || l->efd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ev) != 0 ||
+        pthread_mutex_init(&l->adopt_mu, NULL) != 0 ||
+        pthread_create(&l->thread, NULL, loop_main, l) != 0) {
+        if (l->ep >= 0)
+            close(l->ep);
+        if (l->efd >= 0)
+            close(l->efd);
+        free(l);
+        return RK_ERR_IO;
+    }
+    n->client_loop = l;
+    return RK_OK;
+}
+
+void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr)
+{
+    struct client_loop *l = n->client_loop;
+    struct client_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL || l == NULL || atomic_load(&l->stopping)) {
+        close(in->fd);
+        frame_reader_free(in);
+        free(c);
+        atomic_fetch_sub(&n->n_clients, 1);
+        return;
+    }
+    c->fd = in->fd;
+    c->in = *in;
+    *in = (struct frame_reader){ .fd = -1 };
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
+    c->active_ms = now_ms();
+    c->readable = true;
+    c->r.w.notify = (struct node_waiter_notify){ .fn = request_done, .ctx = l };
+    pthread_mutex_lock(&l->adopt_mu);
+    c->next = l->adopted;
+    l->adopted = c;
+    pthread_mutex_unlock(&l->adopt_mu);
+    wake(l);
+}
+
+void client_loop_stop(struct node *n)
+{
+    struct client_loop *l = n->client_loop;
+    if (l == NULL)
+        return;
+    atomic_store(&l->stopping, true);
+    wake(l);
+    pthread_join(l->thread, NULL);
+    /* l stays allocated (and n->client_loop set): a connection thread finishing its
+     * HELLO now finds it stopping and closes its connection itself. */
+    pthread_mutex_lock(&l->adopt_mu);
+    struct client_conn *late = l->adopted;
+    l->adopted = NULL;
+    pthread_mutex_unlock(&l->adopt_mu);
+    while (late != NULL) {
+        struct client_conn *next = late->next;
+        close(late->fd);
+        frame_reader_free(&late->in);
+        atomic_fetch_sub(&n->n_clients, 1);
+        free(late);
+        late = next;
+    }
+}
