@@ -27,7 +27,12 @@ done
 
 die() { echo "compare_etcd.sh: $*" >&2; exit 1; }
 # Waits (bounded) for an idle machine before each phase; says what it saw either way.
-quiet() { python3 "$SHARED/quiet.py" --threshold 15 --max-wait "${QUIET_MAX_WAIT:-120}" | sed 's/^/  gate: /'; }
+# sync first: the previous phase's dirty pages (etcd writes a lot) would otherwise be
+# written back during the next phase and slow its fsyncs, which the CPU gate cannot see.
+quiet() {
+    sync; sleep 2
+    python3 "$SHARED/quiet.py" --threshold 15 --max-wait "${QUIET_MAX_WAIT:-120}" | sed 's/^/  gate: /'
+}
 command -v etcd >/dev/null && command -v etcdctl >/dev/null ||
     die "etcd is not installed: apt-get install -y etcd-server etcd-client"
 [ -x "$SHARED/etcd_cluster.sh" ] || [ -f "$SHARED/etcd_cluster.sh" ] ||
