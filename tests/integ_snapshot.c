@@ -326,9 +326,9 @@ static void write_big(struct harness_cluster *c, struct client_session *s, int n
 }
 
 /* The entry count passes --snapshot-entries three times over, but the commands since
- * the last snapshot hold far less than half of it: no new snapshot. Once they hold
+ * the last snapshot hold far less than a quarter of it: no new snapshot. Once they hold
  * more, there is one. */
-START_TEST(test_big_state_waits_for_half_its_size)
+START_TEST(test_big_state_waits_for_a_share_of_its_size)
 {
     struct harness_cluster *c = start_cluster("");
     struct client_session *s = session_to(c, -1, true);
@@ -345,12 +345,12 @@ START_TEST(test_big_state_waits_for_half_its_size)
                        "state for a few KB of changes: snapshot=%lld, was %lld",
                        c->servers[i].name, SNAPSHOT_ENTRIES * BIG_VALUE_BYTES / 1000,
                        status_snapshot(c, i), first[i]);
-    write_big(c, s, SNAPSHOT_ENTRIES / 2 + 5, 'b'); /* now over half the snapshot */
+    write_big(c, s, SNAPSHOT_ENTRIES / 2 + 5, 'b'); /* now over 7/16 of the snapshot */
     long long after = first[0];
     for (int i = 1; i < c->n; i++)
         after = first[i] > after ? first[i] : after;
     HARNESS_ASSERT(c, wait_snapshots(c, after + 1, 10000),
-                   "no snapshot once the changes held over half the state");
+                   "no snapshot once the changes held over 7/16 of the state");
     check_values(c, s, 3 * SNAPSHOT_ENTRIES);
     client_session_free(s);
     finish(c);
@@ -488,7 +488,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(one_case(s, "log_bounded", 120), test_log_stays_bounded);
     tcase_add_test(one_case(s, "restart", 90), test_restart_replays_suffix);
     tcase_add_test(one_case(s, "no_fork", 90), test_snapshots_without_fork);
-    tcase_add_test(one_case(s, "big_state", 90), test_big_state_waits_for_half_its_size);
+    tcase_add_test(one_case(s, "big_state", 90), test_big_state_waits_for_a_share_of_its_size);
     tcase_add_test(one_case(s, "install", 120), test_wiped_follower_installs_snapshot);
     tcase_add_test(one_case(s, "corrupt", 60), test_corrupt_snapshot_stops_server);
     return s;

@@ -194,14 +194,17 @@ static bool step_messages(struct node *n, int peer, struct raft_msg *msgs, int c
 {
     pthread_mutex_lock(&n->mu);
     bool running = !n->shutdown;
-    node_inline_begin(n);
+    /* Sends only: this thread must keep reading the leader's messages (its heartbeats
+     * hold off an election) while the io thread waits on the disk, which can take 100 ms
+     * and more while a snapshot is flushed. */
+    node_inline_begin_sends(n);
     for (int i = 0; running && i < count; i++) {
         msgs[i].from = peer;
         msgs[i].to = n->self;
         raft_step(n->raft, node_now_ms(), &msgs[i]);
         node_after_step(n);
     }
-    node_inline_finish(n); /* a follower's fsync and its answer, from this thread */
+    node_inline_finish(n); /* answers that need nothing persisted, from this thread */
     pthread_mutex_unlock(&n->mu);
     return running;
 }

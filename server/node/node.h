@@ -148,7 +148,8 @@ struct node_snap {
     uint64_t bytes_since;     /* approximate command bytes applied since base */
     uint64_t last_file_bytes; /* the size of NAME_snapshot as last written, installed or
                                  loaded (0: none): the next one waits until the log
-                                 since holds half that (see node_snap_maybe_start) */
+                                 since holds a quarter or more of that (see
+                                 node_snap_maybe_start) */
     bool running;             /* a snapshot is being written (one at a time) */
     bool pending;             /* ... and the snapshot thread has not picked it up yet */
     raft_index_t index;       /* the snapshot being written ... */

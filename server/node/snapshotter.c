@@ -151,10 +151,13 @@ void node_snap_maybe_start(struct node *n)
                (s->opts.bytes > 0 && s->bytes_since >= s->opts.bytes);
     /* A big state and few changes: rewriting the whole state every opts.entries would
      * write far more than the log it replaces (1M keys: a 111 MB file per 10,000
-     * entries). So wait until the log since the last snapshot holds half its size: the
-     * disk then holds at most about two snapshots plus the log, under 3x the live data,
-     * and the write cost per entry stays bounded (etcd and Redis bound it the same way). */
-    if (due && s->bytes_since < s->last_file_bytes / 2)
+     * entries). So wait until the log since the last snapshot holds a share of its size:
+     * the disk then holds about two snapshots plus under half of one in log, under 3x
+     * the live data, and the write cost per entry stays bounded (etcd and Redis bound it
+     * the same way). The share is 1/4..7/16 by server, so that servers applying the same
+     * entries do not all flush a snapshot at once on a shared disk. */
+    uint64_t share = s->last_file_bytes / 4 + s->last_file_bytes / 16 * (uint64_t)(n->self % 4);
+    if (due && s->bytes_since < share)
         due = false;
     if (!due || node_now_ms() < s->retry_ms)
         return;

@@ -11,7 +11,9 @@ static void *timer_main(void *arg)
     pthread_mutex_lock(&n->mu);
     while (!n->shutdown) {
         uint64_t now = node_now_ms();
-        node_inline_begin(n); /* heartbeats go out from here, no replicator woken */
+        /* Heartbeats go out from here, no replicator woken; the disk is left to the io
+         * thread, so a slow fsync never delays a heartbeat or an election. */
+        node_inline_begin_sends(n);
         raft_tick(n->raft, now);
         uint64_t wake = now + TIMER_MAX_SLEEP_MS;
         uint64_t deadline = raft_next_deadline(n->raft);
