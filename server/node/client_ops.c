@@ -242,7 +242,6 @@ bool node_client_start(struct node *n, struct node_request *r, struct proto_buf 
 {
     char why[128];
     const char *bad = invalid_reason(&n->limits, &r->req, why, sizeof(why));
-    struct proto_client_req req = r->req;
     struct node_waiter_notify notify = r->w.notify;
     memset(&r->w, 0, sizeof(r->w));
     r->w.notify = notify;
@@ -251,11 +250,11 @@ bool node_client_start(struct node *n, struct node_request *r, struct proto_buf 
         node_client_error(out, bad);
     else if (n->shutdown)
         node_client_error(out, "server shutting down");
-    else if (req.op == PROTO_OP_STATUS)
+    else if (r->req.op == PROTO_OP_STATUS)
         reply_status(n, out);
     else if (raft_role(n->raft) != RAFT_LEADER)
         reply_redirect(n, out);
-    else if (req.op == PROTO_OP_GET)
+    else if (r->req.op == PROTO_OP_GET)
         r->pending = start_get(n, r, out);
     else
         r->pending = start_write(n, r, out);

@@ -212,8 +212,7 @@ static void *io_main(void *arg)
             n->io_busy = false;
         }
         node_inline_begin(n);
-        node_io_run_inline(n);
-        node_inline_finish(n);
+        node_inline_finish(n); /* persists the batch, then sends what it released */
     }
     pthread_mutex_unlock(&n->mu);
     return NULL;

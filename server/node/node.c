@@ -313,8 +313,7 @@ void node_inline_finish(struct node *n)
     if (!n->shutdown && !inline_work.no_io && node_io_run_inline(n) && !n->shutdown)
         node_replicator_flush(n, &inline_work.peers);
     inline_work.active = false;
-    if (inline_work.peers != 0) /* only if shutting down: the replicators stop anyway */
-        inline_work.peers = 0;
+    inline_work.peers = 0; /* left only when stopping: the replicators stop anyway */
     if (raft_has_ready(n->raft) && !n->io_busy)
         pthread_cond_signal(&n->io_cond);
 }

@@ -25,7 +25,6 @@
 
 enum link_state { LINK_NEW, LINK_UP, LINK_DOWN };
 
-
 static void free_frames(struct node_frame *f)
 {
     while (f != NULL) {
