@@ -574,6 +574,41 @@ static void attack_silent_peer(struct world *w, int leader)
     close(fd);
 }
 
+#define BIG_VALUE_BYTES (1u << 20)
+#define UNREAD_GETS 32            /* 32 MiB of answers: far more than socket buffers hold */
+#define SEND_TIMEOUT_MS 5000      /* client_loop.c's CLIENT_SEND_TIMEOUT_MS */
+
+/* A client that asks for big values and never reads the answers: once the socket is
+ * full it must not hold its connection (and its memory) forever. */
+static void attack_unread_answers(struct world *w, int leader)
+{
+    struct harness_cluster *c = w->c;
+    char *big = malloc(BIG_VALUE_BYTES);
+    HARNESS_ASSERT(c, big != NULL, "out of memory");
+    memset(big, 'b', BIG_VALUE_BYTES);
+    int fd = raw_connect(c, leader);
+    struct proto_buf b = { 0 };
+    encode_hello_client(c, &b);
+    encode_req(c, &b, PROTO_OP_SET, "big", 3, big, BIG_VALUE_BYTES);
+    send_frame(fd, &b);
+    free(big);
+    char body[256];
+    int st = read_resp(fd, 5000, body, sizeof(body));
+    HARNESS_ASSERT(c, st == PROTO_ST_OK, "set big: status %d (%s)", st, body);
+    b.len = 0;
+    for (int i = 0; i < UNREAD_GETS; i++)
+        encode_req(c, &b, PROTO_OP_GET, "big", 3, NULL, 0);
+    send_frame(fd, &b);
+    proto_buf_free(&b);
+    int64_t deadline = harness_now_ms() + SEND_TIMEOUT_MS + 10000;
+    while (log_lines_with(c, leader, "answer not read", NULL) == 0 &&
+           harness_now_ms() < deadline)
+        harness_sleep_ms(200);
+    HARNESS_ASSERT(c, log_lines_with(c, leader, "answer not read", NULL) == 1,
+                   "a client that does not read its answers was not cut off");
+    close(fd);
+}
+
 START_TEST(test_slowloris_and_idle)
 {
     struct world w;
@@ -585,6 +620,8 @@ START_TEST(test_slowloris_and_idle)
     world_check_healthy(&w, "idle connections");
     attack_silent_peer(&w, leader);
     world_check_healthy(&w, "a silent peer");
+    attack_unread_answers(&w, leader);
+    world_check_healthy(&w, "a client not reading its answers");
     world_finish(&w);
 }
 END_TEST

@@ -23,6 +23,7 @@
 #define LOOP_EVENTS 128
 #define LOOP_TICK_MS 20              /* how often deadlines are checked */
 #define CLIENT_WAIT_MS 3000          /* a write's commit, a read's ReadIndex round */
+#define CLIENT_SEND_TIMEOUT_MS 5000  /* an answer the client does not take for this long */
 #define REFUSE_DRAIN_MS 200          /* after an ERR for a frame we will not read */
 #define REFUSE_DRAIN_BYTES (64u * 1024)
 #define REASON_LEN 256
@@ -34,6 +35,7 @@ struct client_conn {
     struct frame_reader in;
     struct proto_buf out;       /* answers not yet sent: bytes [sent, len) */
     size_t sent;
+    uint64_t blocked_ms;        /* the socket took no more of out since (0: it did) */
     struct node_request r;      /* the request being served (r.pending) */
     uint64_t wait_deadline;     /* r.pending: give up then */
     uint64_t active_ms;         /* the last frame started or answered (idle timeout) */
@@ -137,24 +139,30 @@ static void close_later(struct client_conn *c, const char *reason)
 /* ---------- sending ---------- */
 
 /* Sends what is queued without blocking; the rest goes when epoll says the socket is
- * writable again. A client that does not read its answers is cut off by the idle rule
- * only if it also sends nothing, so a full socket with a request pending just waits. */
+ * writable again. A client that leaves an answer unread for CLIENT_SEND_TIMEOUT_MS is
+ * cut off (check_deadlines): its next request is not read until the answer is sent. */
 static void flush_out(struct client_conn *c)
 {
     while (c->sent < c->out.len && !c->closing) {
         ssize_t w = send(c->fd, c->out.data + c->sent, c->out.len - c->sent,
                          MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (w > 0)
+        if (w > 0) {
             c->sent += (size_t)w;
-        else if (w < 0 && errno == EINTR)
+            c->blocked_ms = 0;
+        } else if (w < 0 && errno == EINTR) {
             continue;
-        else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (c->blocked_ms == 0)
+                c->blocked_ms = now_ms();
             return;
-        else
+        } else {
             close_later(c, ""); /* the client went away */
+        }
     }
-    if (c->sent == c->out.len)
+    if (c->sent == c->out.len) {
         c->out.len = c->sent = 0;
+        c->blocked_ms = 0;
+    }
 }
 
 /* ---------- reading ---------- */
@@ -354,6 +362,11 @@ static void check_deadlines(struct client_loop *l)
     uint64_t now = now_ms(); /* after every stamp of this round: no negative ages */
     for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
         char why[REASON_LEN];
+        if (!c->closing && c->blocked_ms != 0 &&
+            now - c->blocked_ms >= CLIENT_SEND_TIMEOUT_MS) {
+            snprintf(why, sizeof(why), "answer not read for %d ms", CLIENT_SEND_TIMEOUT_MS);
+            close_later(c, why);
+        }
         if (c->closing || c->r.pending)
             continue;
         if (c->draining) {
