@@ -468,6 +468,7 @@ static void close_all(struct client_loop *l)
 static void *loop_main(void *arg)
 {
     struct client_loop *l = arg;
+    node_name_thread("clients", -1);
     struct epoll_event evs[LOOP_EVENTS];
     uint64_t next_tick = now_ms() + LOOP_TICK_MS;
     while (!atomic_load(&l->stopping)) {

@@ -260,6 +260,7 @@ static int next_peer_msg(struct conn *c, int peer, const struct frame_reader_rul
  * The frames that came together are stepped together. */
 static void peer_loop(struct conn *c, int peer)
 {
+    node_name_thread("peer", peer);
     const struct node_limits *lim = &c->node->limits;
     struct frame_reader_rules rules = { .max = PROTO_MAX_FRAME, .idle_deadline = NO_DEADLINE,
                                         .frame_ms = lim->frame_timeout_ms,
@@ -360,6 +361,7 @@ static void *conn_main(void *arg)
     char reason[REASON_LEN], idle_why[64];
     uint8_t *payload;
     size_t len;
+    node_name_thread("conn", -1);
     /* The whole HELLO must come within the frame timeout of the accept. */
     uint64_t deadline = c->accepted_ms + n->limits.frame_timeout_ms;
     snprintf(idle_why, sizeof(idle_why), "no hello within %" PRIu32 " ms",

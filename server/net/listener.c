@@ -36,6 +36,7 @@ static void accept_failed(struct listener *l, int e, bool *logged)
 static void *listener_main(void *arg)
 {
     struct listener *l = arg;
+    node_name_thread("listen", -1);
     bool logged = false;
     while (!atomic_load(&l->stopping)) {
         struct sockaddr_storage sa;

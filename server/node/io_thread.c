@@ -199,6 +199,7 @@ bool node_io_run_inline(struct node *n)
 static void *io_main(void *arg)
 {
     struct node *n = arg;
+    node_name_thread("io", -1);
     pthread_mutex_lock(&n->mu);
     for (;;) {
         while (!n->shutdown &&

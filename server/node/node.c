@@ -2,6 +2,7 @@
  * applies committed entries, answers client waiters and reacts to role changes. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,16 @@ uint64_t node_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void node_name_thread(const char *role, int id)
+{
+    char name[16]; /* the kernel keeps 15 characters */
+    if (id >= 0)
+        snprintf(name, sizeof(name), "rk-%s-%d", role, id);
+    else
+        snprintf(name, sizeof(name), "rk-%s", role);
+    pthread_setname_np(pthread_self(), name);
 }
 
 int node_cond_init(pthread_cond_t *cond)
@@ -142,15 +153,27 @@ static void finish(struct node_waiter *w, int result)
         pthread_cond_signal(&w->cond);
 }
 
-/* The write waiters for the entry just applied: theirs if the term matches, else their
- * entry was overwritten by another leader's (Raft paper §5.3). */
-static void complete_writes(struct node *n, raft_index_t index, raft_term_t term, int kv_rc)
+/* What applying one chunk of committed entries gave, for the write waiters. */
+#define APPLY_CHUNK 256
+struct applied_chunk {
+    raft_index_t first;               /* index of terms[0] */
+    uint32_t count;
+    raft_term_t terms[APPLY_CHUNK];
+    int kv_rc[APPLY_CHUNK];
+};
+
+/* The write waiters for the entries of the chunk: theirs if the term matches, else their
+ * entry was overwritten by another leader's (Raft paper §5.3). One pass over the waiters
+ * per chunk, not per entry. */
+static void complete_writes(struct node *n, const struct applied_chunk *c)
 {
     for (struct node_waiter *w = n->waiters; w != NULL; w = w->next) {
-        if (w->done || w->kind != NODE_WAIT_WRITE || w->index != index)
+        if (w->done || w->kind != NODE_WAIT_WRITE || w->index < c->first ||
+            w->index - c->first >= c->count)
             continue;
-        if (w->term == term) {
-            w->kv_result = kv_rc;
+        uint32_t i = (uint32_t)(w->index - c->first);
+        if (w->term == c->terms[i]) {
+            w->kv_result = c->kv_rc[i];
             finish(w, RK_OK);
         } else {
             finish(w, RK_ERR_LOST);
@@ -163,16 +186,27 @@ static void complete_writes(struct node *n, raft_index_t index, raft_term_t term
 static void apply_committed(struct node *n)
 {
     raft_index_t commit = raft_commit_index(n->raft);
+    struct applied_chunk c;
     while (n->applied < commit) {
-        const struct raft_entry *e = raft_entry_at(n->raft, n->applied + 1);
-        if (e == NULL)
-            node_fatal(n, "committed entry %" PRIu64 " missing from the log", n->applied + 1);
-        int rc = kv_apply(n->kv, n->applied + 1, e);
-        if (rc < 0)
-            node_fatal(n, "cannot apply entry %" PRIu64 ": %s", n->applied + 1, rk_strerror(rc));
-        n->applied++;
-        n->snap.bytes_since += 64u + e->key_len + e->val_len; /* about a log line's size */
-        complete_writes(n, n->applied, e->term, rc);
+        c.first = n->applied + 1;
+        c.count = 0;
+        while (n->applied < commit && c.count < APPLY_CHUNK) {
+            const struct raft_entry *e = raft_entry_at(n->raft, n->applied + 1);
+            if (e == NULL)
+                node_fatal(n, "committed entry %" PRIu64 " missing from the log",
+                           n->applied + 1);
+            int rc = kv_apply(n->kv, n->applied + 1, e);
+            if (rc < 0)
+                node_fatal(n, "cannot apply entry %" PRIu64 ": %s", n->applied + 1,
+                           rk_strerror(rc));
+            n->applied++;
+            n->snap.bytes_since += 64u + e->key_len + e->val_len; /* about a log line */
+            c.terms[c.count] = e->term;
+            c.kv_rc[c.count] = rc;
+            c.count++;
+        }
+        if (n->waiters != NULL)
+            complete_writes(n, &c);
     }
 }
 

@@ -219,6 +219,9 @@ struct node {
 /* --- node.c --- */
 /* Milliseconds from CLOCK_MONOTONIC. */
 uint64_t node_now_ms(void);
+/* Names the calling thread "rk-<role>" or "rk-<role>-<id>" (id >= 0), as top -H and
+ * perf show it. */
+void node_name_thread(const char *role, int id);
 /* A condition variable that waits against CLOCK_MONOTONIC. */
 int node_cond_init(pthread_cond_t *cond);
 /* pthread_cond_timedwait until deadline_ms (monotonic). Returns like it. */

@@ -344,6 +344,7 @@ void node_replicator_flush(struct node *n, uint64_t *mask)
 static void *replicator_main(void *arg)
 {
     struct node_peer *p = arg;
+    node_name_thread("repl", p->id);
     struct node *n = p->node;
     struct proto_buf buf = { 0 };
     pthread_mutex_lock(&n->mu);

@@ -310,6 +310,7 @@ static void run_job(struct node *n)
 static void *snap_main(void *arg)
 {
     struct node *n = arg;
+    node_name_thread("snap", -1);
     pthread_mutex_lock(&n->mu);
     for (;;) {
         while (!n->shutdown && !n->snap.pending)

@@ -8,6 +8,7 @@
 static void *timer_main(void *arg)
 {
     struct node *n = arg;
+    node_name_thread("timer", -1);
     pthread_mutex_lock(&n->mu);
     while (!n->shutdown) {
         uint64_t now = node_now_ms();

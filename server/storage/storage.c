@@ -228,47 +228,70 @@ static int buf_reserve(struct buf *b, size_t extra)
     return RK_OK;
 }
 
-/* Appends printf output; the caller has reserved enough room. */
-__attribute__((format(printf, 2, 3)))
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n > 0 && (size_t)n < b->cap - b->len)
-        b->len += (size_t)n;
-}
-
 /* ---------- writing a log line ---------- */
 
-/* Appends "\"...\"" with the escapes of storage.h; needs 2 + 4 * len reserved bytes. */
+/* The escape a byte needs inside quotes (storage.h): 0 for none, 'x' for \\xHH, else the
+ * letter after the backslash. */
+static char escape_of(unsigned char c)
+{
+    switch (c) {
+    case '\\': return '\\';
+    case '"':  return '"';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default:   return (c < 0x20 || c >= 0x7f) ? 'x' : 0;
+    }
+}
+
+/* Appends "\"...\"" with the escapes of storage.h; needs 2 + 4 * len reserved bytes.
+ * Runs of plain bytes are copied whole. */
 static void put_quoted(struct buf *b, const char *bytes, uint32_t len)
 {
     static const char hex[] = "0123456789abcdef";
     char *out = b->data + b->len;
     *out++ = '"';
-    for (uint32_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)bytes[i];
-        switch (c) {
-        case '\\': *out++ = '\\'; *out++ = '\\'; break;
-        case '"':  *out++ = '\\'; *out++ = '"'; break;
-        case '\n': *out++ = '\\'; *out++ = 'n'; break;
-        case '\r': *out++ = '\\'; *out++ = 'r'; break;
-        case '\t': *out++ = '\\'; *out++ = 't'; break;
-        default:
-            if (c < 0x20 || c >= 0x7f) {
-                *out++ = '\\';
-                *out++ = 'x';
-                *out++ = hex[c >> 4];
-                *out++ = hex[c & 0xf];
-            } else {
-                *out++ = (char)c;
-            }
+    uint32_t i = 0;
+    while (i < len) {
+        uint32_t run = i;
+        while (run < len && escape_of((unsigned char)bytes[run]) == 0)
+            run++;
+        memcpy(out, bytes + i, run - i);
+        out += run - i;
+        if (run == len)
+            break;
+        unsigned char c = (unsigned char)bytes[run];
+        char esc = escape_of(c);
+        *out++ = '\\';
+        *out++ = esc;
+        if (esc == 'x') {
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 0xf];
         }
+        i = run + 1;
     }
     *out++ = '"';
     b->len = (size_t)(out - b->data);
+}
+
+/* Appends v in decimal (at most 20 digits; the caller has reserved them). */
+static void put_uint(struct buf *b, uint64_t v)
+{
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        b->data[b->len++] = digits[--n];
+}
+
+static void put_text(struct buf *b, const char *text)
+{
+    size_t len = strlen(text);
+    memcpy(b->data + b->len, text, len);
+    b->len += len;
 }
 
 static bool has_key(uint8_t type)
@@ -286,8 +309,14 @@ static int encode_line(struct buf *b, raft_index_t index, const struct raft_entr
     if (buf_reserve(b, 128 + 4 * key_len + 4 * val_len) != RK_OK)
         return RK_ERR_NOMEM;
     size_t start = b->len;
-    buf_printf(b, "%" PRIu64 " %" PRIu64 " %s", index, e->term,
-               raft_entry_type_name(e->type));
+    put_uint(b, index);
+    b->data[b->len++] = ' ';
+    put_uint(b, e->term);
+    b->data[b->len++] = ' ';
+    const char *name = raft_entry_type_name(e->type);
+    if (name == NULL)
+        return RK_ERR_INVAL;
+    put_text(b, name);
     if (has_key(e->type)) {
         b->data[b->len++] = ' ';
         put_quoted(b, e->key, e->key_len);
@@ -296,10 +325,18 @@ static int encode_line(struct buf *b, raft_index_t index, const struct raft_entr
         b->data[b->len++] = ' ';
         put_quoted(b, e->val, e->val_len);
     }
-    if (e->client_id != 0 || e->seq != 0)
-        buf_printf(b, " client=%" PRIu64 " seq=%" PRIu64, e->client_id, e->seq);
+    if (e->client_id != 0 || e->seq != 0) {
+        put_text(b, " client=");
+        put_uint(b, e->client_id);
+        put_text(b, " seq=");
+        put_uint(b, e->seq);
+    }
     uint32_t crc = crc32_update(0, b->data + start, b->len - start);
-    buf_printf(b, " %08" PRIx32 "\n", crc);
+    static const char hex[] = "0123456789abcdef";
+    b->data[b->len++] = ' ';
+    for (int shift = 28; shift >= 0; shift -= 4)
+        b->data[b->len++] = hex[(crc >> shift) & 0xfu];
+    b->data[b->len++] = '\n';
     return RK_OK;
 }
 
