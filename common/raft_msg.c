@@ -1,23 +1,38 @@
 /* common/raft_msg.c - allocation helpers for Raft entries and messages (see raft_msg.h). */
 #include "raft_msg.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
 
+struct raft_entry_bytes {
+    atomic_uint refs;
+    char data[];
+};
+
+int raft_entry_alloc(struct raft_entry *e, size_t size)
+{
+    struct raft_entry_bytes *b = calloc(1, sizeof(*b) + size);
+    if (b == NULL)
+        return RK_ERR_NOMEM;
+    atomic_init(&b->refs, 1);
+    e->bytes = b;
+    e->key = e->val = b->data;
+    return RK_OK;
+}
+
 int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
                     const char *key, uint32_t key_len, const char *val, uint32_t val_len)
 {
-    char *buf = malloc((size_t)key_len + val_len + 2);
-    if (buf == NULL)
+    if (raft_entry_alloc(e, (size_t)key_len + val_len + 2) != RK_OK)
         return RK_ERR_NOMEM;
+    char *buf = e->bytes->data;
     if (key_len > 0)
         memcpy(buf, key, key_len);
-    buf[key_len] = '\0';
     if (val_len > 0)
         memcpy(buf + key_len + 1, val, val_len);
-    buf[key_len + 1 + val_len] = '\0';
     e->term = term;
     e->type = type;
     e->client_id = 0;
@@ -31,6 +46,11 @@ int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
 
 int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src)
 {
+    if (src->bytes != NULL) {
+        atomic_fetch_add_explicit(&src->bytes->refs, 1, memory_order_relaxed);
+        *dst = *src;
+        return RK_OK;
+    }
     int rc = raft_entry_init(dst, src->term, src->type, src->key, src->key_len,
                              src->val, src->val_len);
     dst->client_id = src->client_id;
@@ -40,7 +60,11 @@ int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src)
 
 void raft_entry_free(struct raft_entry *e)
 {
-    free(e->key);
+    /* acq_rel: the last owner sees every write made before the others let go */
+    if (e->bytes != NULL &&
+        atomic_fetch_sub_explicit(&e->bytes->refs, 1, memory_order_acq_rel) == 1)
+        free(e->bytes);
+    e->bytes = NULL;
     e->key = NULL;
     e->val = NULL;
     e->key_len = e->val_len = 0;

@@ -4,6 +4,7 @@
 #define RK_RAFT_MSG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef uint64_t raft_index_t;
@@ -19,8 +20,16 @@ enum raft_entry_type {
                                 (Raft thesis §6.3) */
 };
 
-/* One log entry. key and val point into one allocation owned by the entry;
- * each is followed by a NUL byte for convenience, but may itself hold any bytes. */
+/* The bytes of an entry's key and value, shared by all its copies: the log, the
+ * AppendEntries to each follower and the batch being persisted hold one allocation
+ * (freed by the last raft_entry_free), so a copy costs no malloc. Never written once the
+ * entry is built. */
+struct raft_entry_bytes;
+
+/* One log entry. key and val point into `bytes`; each is followed by a NUL byte for
+ * convenience, but may itself hold any bytes. An entry with bytes == NULL borrows its
+ * key and val (a command being proposed): raft_entry_copy copies them, and
+ * raft_entry_free leaves them alone. */
 struct raft_entry {
     raft_term_t term;
     uint8_t type;
@@ -30,11 +39,16 @@ struct raft_entry {
     uint32_t val_len;
     char *key;
     char *val;
+    struct raft_entry_bytes *bytes;
 };
 
 /* Fills *e with a copy of key and val (client_id and seq zero). RK_OK or RK_ERR_NOMEM. */
 int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
                     const char *key, uint32_t key_len, const char *val, uint32_t val_len);
+/* Gives *e a new allocation of size bytes (zeroed) and points key and val at its start;
+ * the caller fills it, then sets key/val and their lengths. RK_OK or RK_ERR_NOMEM. */
+int raft_entry_alloc(struct raft_entry *e, size_t size);
+/* *dst becomes a copy of src: sharing src's bytes, or copying borrowed ones. */
 int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src);
 void raft_entry_free(struct raft_entry *e);
 /* "noop", "set", "delete", or NULL for an unknown type. */

@@ -131,6 +131,8 @@ void node_waiter_add(struct node *n, struct node_waiter *w)
 
 void node_waiter_remove(struct node *n, struct node_waiter *w)
 {
+    if (w->kind == NODE_WAIT_READ && w->answered && !w->done)
+        n->reads_answered--;
     if (w->prev != NULL)
         w->prev->next = w->next;
     else
@@ -143,8 +145,10 @@ void node_waiter_remove(struct node *n, struct node_waiter *w)
 }
 
 /* A waiter's result is final: wake just that client thread, or tell its owner. */
-static void finish(struct node_waiter *w, int result)
+static void finish(struct node *n, struct node_waiter *w, int result)
 {
+    if (w->kind == NODE_WAIT_READ && w->answered)
+        n->reads_answered--;
     w->done = true;
     w->result = result;
     if (w->notify.fn != NULL)
@@ -174,9 +178,9 @@ static void complete_writes(struct node *n, const struct applied_chunk *c)
         uint32_t i = (uint32_t)(w->index - c->first);
         if (w->term == c->terms[i]) {
             w->kv_result = c->kv_rc[i];
-            finish(w, RK_OK);
+            finish(n, w, RK_OK);
         } else {
-            finish(w, RK_ERR_LOST);
+            finish(n, w, RK_ERR_LOST);
         }
     }
 }
@@ -230,9 +234,11 @@ static void take_reads(struct node *n)
             if (w == NULL || w->done)
                 continue;
             if (!reads[i].ok) {
-                finish(w, RK_ERR_NOTLEADER);
+                finish(n, w, RK_ERR_NOTLEADER);
                 continue;
             }
+            if (!w->answered)
+                n->reads_answered++;
             w->answered = true;
             w->index = reads[i].index;
         }
@@ -241,9 +247,11 @@ static void take_reads(struct node *n)
 
 static void finish_ready_reads(struct node *n)
 {
+    if (n->reads_answered == 0)
+        return; /* the usual case under writes: no walk over every waiter */
     for (struct node_waiter *w = n->waiters; w != NULL; w = w->next)
         if (w->kind == NODE_WAIT_READ && !w->done && w->answered && n->applied >= w->index)
-            finish(w, RK_OK);
+            finish(n, w, RK_OK);
 }
 
 static void fail_all_waiters(struct node *n)
@@ -251,7 +259,7 @@ static void fail_all_waiters(struct node *n)
     for (struct node_waiter *w = n->waiters; w != NULL; w = w->next) {
         if (w->done)
             continue;
-        finish(w, w->kind == NODE_WAIT_WRITE ? RK_ERR_LOST : RK_ERR_NOTLEADER);
+        finish(n, w, w->kind == NODE_WAIT_WRITE ? RK_ERR_LOST : RK_ERR_NOTLEADER);
     }
 }
 

@@ -197,6 +197,7 @@ struct node {
     raft_index_t applied;         /* last entry applied to kv */
     struct node_waiter *waiters;  /* pending client requests */
     uint64_t next_read_id;
+    uint32_t reads_answered;      /* read waiters answered by ReadIndex, not yet done */
 
     /* What node_after_step last saw, to log changes and fail waiters. */
     enum raft_role seen_role;

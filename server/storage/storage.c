@@ -244,6 +244,12 @@ static char escape_of(unsigned char c)
     }
 }
 
+/* A byte copied as is inside quotes (the test of escape_of, in short). */
+static bool is_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f && c != '\\' && c != '"';
+}
+
 /* Appends "\"...\"" with the escapes of storage.h; needs 2 + 4 * len reserved bytes.
  * Runs of plain bytes are copied whole. */
 static void put_quoted(struct buf *b, const char *bytes, uint32_t len)
@@ -254,7 +260,7 @@ static void put_quoted(struct buf *b, const char *bytes, uint32_t len)
     uint32_t i = 0;
     while (i < len) {
         uint32_t run = i;
-        while (run < len && escape_of((unsigned char)bytes[run]) == 0)
+        while (run < len && is_plain((unsigned char)bytes[run]))
             run++;
         memcpy(out, bytes + i, run - i);
         out += run - i;
@@ -602,7 +608,7 @@ static enum line_status parse_args(const char **pp, const char *end, uint8_t typ
     return LINE_OK;
 }
 
-/* Parses one line (without its newline) into *e, which then owns a new allocation. */
+/* Parses one line (without its newline) into *e, which then owns new bytes. */
 static enum line_status parse_line(const char *line, size_t len, struct raft_entry *e,
                                    struct line_ctx *ctx)
 {
@@ -617,12 +623,11 @@ static enum line_status parse_line(const char *line, size_t len, struct raft_ent
         return st;
     if (parse_command(&p, end, &type) != 0)
         return bad_line(ctx, "unknown command (expected noop, set, delete or register)");
-    char *buf = malloc((size_t)(end - p) + 2);
-    if (buf == NULL)
+    if (raft_entry_alloc(e, (size_t)(end - p) + 2) != RK_OK)
         return LINE_NOMEM;
-    st = parse_args(&p, end, type, buf, e, ctx);
+    st = parse_args(&p, end, type, e->key, e, ctx);
     if (st != LINE_OK) {
-        free(buf);
+        raft_entry_free(e);
         return st;
     }
     e->term = term;
