@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# tools/compare_etcd.sh - raft-kv beside etcd on this machine, back to back: etcd with 3 and 5
-# members (the scripts in ../shared/bench, Debian's etcd-server) under 1, 8, 32 and 64 clients
-# of 100-byte puts, etcd's failover on 5 members, then `raft_bench --matrix`; prints both
-# side by side as Markdown. etcd is a comparison only, never a dependency of raft-kv.
+# tools/compare_etcd.sh - raft-kv beside etcd on this machine, back to back: for 3 and then 5
+# members, etcd's rows (the scripts in ../shared/bench, Debian's etcd-server; 1, 8, 32 and 64
+# clients of 100-byte puts) and right after them ours (`raft_bench --matrix-writes N`), so
+# the two are measured a minute apart; then etcd's failover on 5 members and the whole
+# `raft_bench --matrix`. Prints both side by side as Markdown. etcd is a comparison only,
+# never a dependency of raft-kv.
 #
 # Usage (from the repo root, after `make all tools/raft_bench`):
 #   tools/compare_etcd.sh [--no-failover] [--etcd-trials N]
@@ -64,8 +66,14 @@ for members in 3 5; do
         grep -E '^(ok=|latency|other)' "$RESULTS/etcd-$members-$c.txt" | sed "s/^/  $c clients: /"
     done
     bash "$SHARED/etcd_cluster.sh" stop >/dev/null 2>&1
+    bash "$SHARED/etcd_cluster.sh" clean >/dev/null 2>&1
+    echo "== raft-kv, $members nodes: tools/raft_bench --matrix-writes $members"
+    quiet
+    tools/raft_bench --matrix-writes "$members" --out "$RESULTS/raft-writes-$members.md" \
+        > /dev/null 2> "$RESULTS/raft-writes-$members.err" ||
+        echo "raft_bench --matrix-writes reported a failure (see $RESULTS/raft-writes-$members.err)"
+    grep -E '^  [0-9] nodes' "$RESULTS/raft-writes-$members.err"
 done
-bash "$SHARED/etcd_cluster.sh" clean >/dev/null 2>&1
 
 if [ "$ETCD_FAILOVER" = 1 ]; then
     echo "== etcd failover, 5 members, $ETCD_TRIALS kills"
@@ -80,7 +88,8 @@ quiet
 tools/raft_bench --matrix --out "$RESULTS/raft.md" > /dev/null 2> "$RESULTS/raft.err" ||
     echo "raft_bench --matrix reported a failure (see $RESULTS/raft.err)"
 
-# Side by side: the write-only rows of our matrix beside etcd's puts.
+# Side by side: etcd's puts beside our write rows measured right after them, and beside the
+# same rows of the whole matrix, run minutes later (how much the machine drifted).
 python3 - "$RESULTS" <<'EOF'
 import json, re, statistics, sys
 d = sys.argv[1]
@@ -88,21 +97,34 @@ etcd = {}
 for line in open(d + "/etcd.jsonl"):
     r = json.loads(line)
     etcd[(int(r["label"].split("-")[1]), r["clients"])] = r
-ours = {}
-for line in open(d + "/raft.md"):
-    cells = [c.strip() for c in line.strip().strip("|").split("|")]
-    if len(cells) >= 10 and cells[0].isdigit() and cells[2] == "0%" and cells[4]:
-        ours[(int(cells[0]), int(cells[1]))] = {"ops": float(cells[4]), "p50": float(cells[5]),
-                                                "p99": float(cells[7])}
+def write_rows(paths):
+    rows = {}
+    for path in paths:
+        try:
+            lines = open(path).readlines()
+        except OSError:
+            continue
+        for line in lines:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 10 and cells[0].isdigit() and cells[2] == "0%" and cells[4]:
+                rows[(int(cells[0]), int(cells[1]))] = {
+                    "ops": float(cells[4]), "p50": float(cells[5]), "p99": float(cells[7])}
+    return rows
+ours = write_rows([d + "/raft-writes-3.md", d + "/raft-writes-5.md"])
+later = write_rows([d + "/raft.md"])
+def ratio(o, e):
+    return "%.1fx" % (o["ops"] / e["ops_per_s"]) if e and o and e["ops_per_s"] else "-"
 print("\n| nodes | clients | etcd puts/s | etcd p50 ms | etcd p99 ms | raft-kv writes/s "
-      "| raft-kv p50 ms | raft-kv p99 ms | throughput ratio |")
-print("|---|---|---|---|---|---|---|---|---|")
-for key in sorted(set(etcd) | set(ours)):
-    e, o = etcd.get(key), ours.get(key)
+      "| raft-kv p50 ms | raft-kv p99 ms | throughput ratio | matrix writes/s (later) "
+      "| ratio (later) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for key in sorted(set(etcd) | set(ours) | set(later)):
+    e, o, l = etcd.get(key), ours.get(key), later.get(key)
     ecol = "%.0f | %.2f | %.2f" % (e["ops_per_s"], e["p50_ms"], e["p99_ms"]) if e else "- | - | -"
     ocol = "%.0f | %.3f | %.3f" % (o["ops"], o["p50"], o["p99"]) if o else "- | - | -"
-    ratio = "%.1fx" % (o["ops"] / e["ops_per_s"]) if e and o and e["ops_per_s"] else "-"
-    print("| %d | %d | %s | %s | %s |" % (key[0], key[1], ecol, ocol, ratio))
+    lcol = "%.0f" % l["ops"] if l else "-"
+    print("| %d | %d | %s | %s | %s | %s | %s |" % (key[0], key[1], ecol, ocol, ratio(o, e),
+                                                   lcol, ratio(l, e)))
 try:
     fo = [json.loads(l[7:]) for l in open(d + "/etcd-failover.txt") if l.startswith("RESULT ")]
     rec = sorted(o["recovery_ms"] for o in fo if o["recovery_ms"] is not None)

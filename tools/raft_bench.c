@@ -26,6 +26,7 @@
 
 struct options {
     int nodes, clients, value_size, keys, failover;
+    int matrix_writes;   /* --matrix-writes N: only the write rows of N nodes */
     long ops;
     double read_ratio, max_seconds;
     const char *registry, *server_bin, *out_path, *perf_path;
@@ -42,6 +43,10 @@ static void usage(FILE *f)
             "usage: raft_bench [options]           one closed-loop run, then the ceiling run\n"
             "       raft_bench --failover K [...]  kill -9 the leader K times, time to first ack\n"
             "       raft_bench --matrix [--out F]  the standard matrix of `make bench` (Markdown)\n"
+            "       raft_bench --matrix-writes N [--out F]\n"
+            "                     only the matrix's write rows on N nodes (no ceiling, no reads,\n"
+            "                     no failover): what tools/compare_etcd.sh runs right after\n"
+            "                     etcd's rows of the same size\n"
             "       raft_bench --snapshot-targets [--keys K] [--quick] [--out F]\n"
             "                     issue 6's snapshot targets: disk use, restart to serving, a\n"
             "                     wiped follower's catch-up, writes during snapshots (K keys,\n"
@@ -94,7 +99,7 @@ static bool parse_double(const char *s, double min, double max, double *out)
 
 enum { OPT_NODES = 256, OPT_CLIENTS, OPT_OPS, OPT_MAXSEC, OPT_VSIZE, OPT_KEYS, OPT_READS,
        OPT_REGISTRY, OPT_CEILING, OPT_NOCEIL, OPT_FAILOVER, OPT_MATRIX, OPT_OUT, OPT_SBIN,
-       OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_SNAP, OPT_HELP };
+       OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_SNAP, OPT_MWRITES, OPT_HELP };
 
 static const struct option long_opts[] = {
     { "nodes", 1, NULL, OPT_NODES },        { "clients", 1, NULL, OPT_CLIENTS },
@@ -107,6 +112,7 @@ static const struct option long_opts[] = {
     { "server-arg", 1, NULL, OPT_SARG },    { "perf", 1, NULL, OPT_PERF },
     { "quick", 0, NULL, OPT_QUICK },        { "seed", 1, NULL, OPT_SEED },
     { "no-sessions", 0, NULL, OPT_NOSESS }, { "snapshot-targets", 0, NULL, OPT_SNAP },
+    { "matrix-writes", 1, NULL, OPT_MWRITES },
     { "help", 0, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -139,6 +145,9 @@ static bool apply_option(struct options *o, int opt, const char *arg)
     case OPT_QUICK: o->quick = true; return true;
     case OPT_NOSESS: o->no_sessions = true; return true;
     case OPT_SNAP: o->snapshot_targets = true; return true;
+    case OPT_MWRITES:
+        o->matrix = true;
+        return parse_long(arg, 1, BENCH_MAX_NODES, &v) && ((o->matrix_writes = (int)v), true);
     case OPT_SEED: return parse_long(arg, 0, 1L << 30, &v) && ((o->seed = (unsigned)v), true);
     }
     return false;
@@ -415,6 +424,7 @@ struct matrix {
     int n_rows;
     struct bench_result ceiling[N_CLIENTS][N_READS];
     struct bench_failover_result fo;
+    bool fo_ran, ceiling_ran;
     int fo_rc;
     char fo_err[BENCH_ERR_LEN];
     double load_before[3], load_after[3];
@@ -430,7 +440,8 @@ static long matrix_ops(const struct options *o, int clients)
     return o->quick ? ops / 10 : ops;
 }
 
-static void matrix_cluster(const struct options *base, int nodes, struct matrix *m)
+static void matrix_cluster(const struct options *base, int nodes, int n_reads,
+                           struct matrix *m)
 {
     char err[BENCH_ERR_LEN] = "";
     struct bench_cluster c = { 0 };
@@ -439,7 +450,7 @@ static void matrix_cluster(const struct options *base, int nodes, struct matrix 
     const struct bench_node *ln = leader >= 0 ? &c.nodes[leader] : NULL;
     int rc = leader < 0 ? RK_ERR_TIMEOUT : prefill(&o, ln->host, ln->port, err, sizeof(err));
     for (int ci = 0; ci < N_CLIENTS; ci++) {
-        for (int ri = 0; ri < N_READS; ri++) {
+        for (int ri = 0; ri < n_reads; ri++) {
             struct matrix_row *row = &m->rows[m->n_rows++];
             *row = (struct matrix_row){ .nodes = nodes, .clients = matrix_clients[ci],
                                         .reads = matrix_reads[ri], .rc = rc };
@@ -488,6 +499,7 @@ static void matrix_failover(const struct options *base, struct matrix *m)
 {
     struct bench_cluster c = { 0 };
     int kills = base->failover > 0 ? base->failover : base->quick ? 3 : 10;
+    m->fo_ran = true;
     m->fo_rc = open_cluster(base, 5, &c, m->fo_err, sizeof(m->fo_err)) < 0 ? RK_ERR_TIMEOUT
                                                                             : RK_OK;
     if (m->fo_rc == RK_OK)
@@ -546,12 +558,16 @@ static void write_table(FILE *f, const struct matrix *m)
             fprintf(f, "failed: %s | | | | | | | | | | | |\n", rk_strerror(row->rc));
             continue;
         }
-        fprintf(f, "%ld | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %ld%s | %.0f | %.0f%% | "
-                   "%.0f / %.0f / %.0f%% |\n",
-                r->ops, r->ops_per_s, r->p50_ms, r->p90_ms, r->p99_ms, r->p999_ms, r->max_ms,
-                r->errors, r->new_terms > 0 ? " (election)" : "", c->ops_per_s,
-                c->ops_per_s > 0 ? 100 * r->ops_per_s / c->ops_per_s : 0, r->gen_cpu_pct,
-                r->server_cpu_pct, r->other_cpu_pct);
+        fprintf(f, "%ld | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %ld%s | ", r->ops,
+                r->ops_per_s, r->p50_ms, r->p90_ms, r->p99_ms, r->p999_ms, r->max_ms,
+                r->errors, r->new_terms > 0 ? " (election)" : "");
+        if (m->ceiling_ran)
+            fprintf(f, "%.0f | %.0f%% | ", c->ops_per_s,
+                    c->ops_per_s > 0 ? 100 * r->ops_per_s / c->ops_per_s : 0);
+        else
+            fprintf(f, "- | - | ");
+        fprintf(f, "%.0f / %.0f / %.0f%% |\n", r->gen_cpu_pct, r->server_cpu_pct,
+                r->other_cpu_pct);
     }
 }
 
@@ -578,7 +594,8 @@ static void write_matrix(FILE *f, const struct matrix *m)
 {
     write_header(f, m);
     write_table(f, m);
-    write_failover(f, m);
+    if (m->fo_ran)
+        write_failover(f, m);
 }
 
 static int run_matrix(const struct options *base)
@@ -593,14 +610,20 @@ static int run_matrix(const struct options *base)
     m->started = time(NULL);
     int64_t t0 = bench_now_ns();
     getloadavg(m->load_before, 3);
-    fprintf(stderr, "raft_bench --matrix: generator ceiling\n");
-    matrix_ceilings(&o, m);
-    for (int nodes = 3; nodes <= 5; nodes += 2) {
-        fprintf(stderr, "raft_bench --matrix: %d nodes\n", nodes);
-        matrix_cluster(&o, nodes, m);
+    if (o.matrix_writes > 0) {
+        fprintf(stderr, "raft_bench --matrix-writes: %d nodes\n", o.matrix_writes);
+        matrix_cluster(&o, o.matrix_writes, 1, m); /* matrix_reads[0] is 0: writes */
+    } else {
+        fprintf(stderr, "raft_bench --matrix: generator ceiling\n");
+        matrix_ceilings(&o, m);
+        m->ceiling_ran = true;
+        for (int nodes = 3; nodes <= 5; nodes += 2) {
+            fprintf(stderr, "raft_bench --matrix: %d nodes\n", nodes);
+            matrix_cluster(&o, nodes, N_READS, m);
+        }
+        fprintf(stderr, "raft_bench --matrix: failover, 5 nodes\n");
+        matrix_failover(&o, m);
     }
-    fprintf(stderr, "raft_bench --matrix: failover, 5 nodes\n");
-    matrix_failover(&o, m);
     getloadavg(m->load_after, 3);
     m->seconds = (double)(bench_now_ns() - t0) / 1e9;
     write_matrix(stdout, m);
@@ -618,7 +641,7 @@ static int run_matrix(const struct options *base)
     }
     for (int k = 0; k < m->n_rows; k++)
         rc |= m->rows[k].rc != RK_OK;
-    rc |= m->fo_rc != RK_OK;
+    rc |= m->fo_ran && m->fo_rc != RK_OK;
     free(m);
     return rc;
 }
