@@ -66,6 +66,9 @@ $(BUILD)/tests/%.o: tests/%.c
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS_OBJ) $(SERVER_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	$(CC) $^ -o $@ $(LDFLAGS) $(CHECK_LIBS)
 
+# The etcd codec of raft_bench has its own unit test.
+$(BUILD)/tests/unit_bench_http: $(call obj,tools/bench_http.c)
+
 # Check is the one test dependency; install it if missing (or say how).
 check-deps:
 	@tests/ensure_check.sh

@@ -105,7 +105,7 @@ void bench_cpu_usage(const struct bench_cpu *a, const struct bench_cpu *b, doubl
 struct bench_load_opts {
     const char *host;     /* where the clients connect (the leader) */
     uint16_t port;
-    int clients;          /* threads, one connection each */
+    int clients;          /* one connection each */
     long ops;             /* total measured operations */
     double max_seconds;   /* stop earlier than ops when this passes (0: no limit) */
     int value_size;
@@ -116,6 +116,9 @@ struct bench_load_opts {
     unsigned seed;
     const char *key_prefix;
     bool sessions;        /* each client opens a server-side session (REGISTER) first */
+    int loop_threads;     /* 0: a thread per client; N: N epoll threads share them */
+    const char *etcd_path; /* non-NULL: the target is etcd's gateway (puts to this path,
+                              e.g. "/v3/kv/put"; event loop only, writes only) */
 };
 
 struct bench_result {
@@ -129,7 +132,8 @@ struct bench_result {
     long long new_terms;  /* terms begun during the run (> 0: there was an election) */
 };
 
-/* Runs closed-loop load: each client sends one request and waits for its answer. */
+/* Runs closed-loop load: each client sends one request and waits for its answer, on a
+ * thread of its own or on one of o->loop_threads event loops. */
 int bench_run_load(const struct bench_load_opts *o, struct bench_result *r, char *err,
                    size_t errlen);
 
@@ -148,6 +152,18 @@ void bench_conn_close(struct bench_conn *c);
  * c->buf until the next call. */
 int bench_conn_call(struct bench_conn *c, const uint8_t *req, size_t len,
                     struct proto_client_resp *resp);
+
+/* ---- etcd's JSON gateway (bench_http.c) ---- */
+
+/* Appends an HTTP/1.1 request putting key := val through etcd's gateway at path
+ * (e.g. "/v3/kv/put"), as ../shared/bench/kvload.py's raw mode sends it. */
+int bench_http_encode_put(struct proto_buf *b, const char *path, const char *key,
+                          size_t key_len, const char *val, size_t val_len);
+/* Parses the HTTP answer at the start of buf[0..have): RK_OK with *consumed (its bytes),
+ * *status (the HTTP code) and *put_ok (200 with etcd's {"header"... body); RK_ERR_AGAIN
+ * if it is not all there yet; RK_ERR_PROTO if it is not an answer we can read. */
+int bench_http_parse_answer(const uint8_t *buf, size_t have, size_t *consumed, int *status,
+                            bool *put_ok);
 
 /* ---- the ceiling server (bench_ceiling.c) ---- */
 

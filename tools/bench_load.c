@@ -1,11 +1,17 @@
-/* tools/bench_load.c - raft_bench's closed-loop load: one thread and one raw protocol
- * connection per client, every operation's latency recorded, then sorted for percentiles. */
+/* tools/bench_load.c - raft_bench's closed-loop load: one raw protocol connection per
+ * client, each with one request outstanding, served by a thread of its own (like
+ * ../shared/bench/kvload.py's clients) or by a few epoll loops (a generator that costs
+ * less CPU on the cores it shares with the servers; it also drives etcd's gateway, so both
+ * stores can be measured by one generator). Every operation's latency is recorded, then
+ * sorted for percentiles. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -154,6 +160,15 @@ struct client {
     struct proto_buf req;
     uint64_t client_id; /* the server-side session of this client (0: none), thesis §6.3 */
     uint64_t seq;       /* the last write's number in it */
+    /* event loop only: the request in flight */
+    bool busy;          /* a request is out (or partly sent) */
+    bool want_out;      /* waiting for EPOLLOUT to send the rest */
+    bool done;          /* no more operations for this client */
+    size_t sent;        /* bytes of req already sent */
+    int64_t t0;         /* when it was sent */
+    long op_no;
+    int warm_left;      /* warm-up operations still to do */
+    int in_a_row;       /* failures in a row */
 };
 
 static uint64_t next_rand(uint64_t *s)
@@ -178,16 +193,29 @@ static int record(struct client *cl, uint64_t ns)
     return RK_OK;
 }
 
-/* Encodes operation number op_no into cl->req. */
+/* The key of operation number op_no (into key[96]; returns its length) and whether the
+ * operation reads. */
+static int pick_key(struct client *cl, long op_no, char *key, bool *read)
+{
+    const struct bench_load_opts *o = cl->sh->o;
+    uint64_t k = o->sequential_keys ? (uint64_t)op_no % (uint64_t)o->keys
+                                    : next_rand(&cl->rng) % (uint64_t)o->keys;
+    *read = o->read_ratio > 0 &&
+            (double)(next_rand(&cl->rng) >> 11) / (double)(1ull << 53) < o->read_ratio;
+    return snprintf(key, 96, "%s%08llu", o->key_prefix, (unsigned long long)k);
+}
+
+/* Encodes operation number op_no into cl->req: a CLIENT_REQ frame, or for etcd an HTTP put. */
 static int encode_op(struct client *cl, long op_no)
 {
     const struct bench_load_opts *o = cl->sh->o;
     char key[96];
-    uint64_t k = o->sequential_keys ? (uint64_t)op_no % (uint64_t)o->keys
-                                    : next_rand(&cl->rng) % (uint64_t)o->keys;
-    int klen = snprintf(key, sizeof(key), "%s%08llu", o->key_prefix, (unsigned long long)k);
-    bool read = o->read_ratio > 0 &&
-                (double)(next_rand(&cl->rng) >> 11) / (double)(1ull << 53) < o->read_ratio;
+    bool read;
+    int klen = pick_key(cl, op_no, key, &read);
+    cl->req.len = 0; /* the buffer is reused: no allocation once it is big enough */
+    if (o->etcd_path != NULL)
+        return bench_http_encode_put(&cl->req, o->etcd_path, key, (size_t)klen,
+                                     cl->sh->value, (size_t)o->value_size);
     struct proto_client_req r = {
         .op = read ? PROTO_OP_GET : PROTO_OP_SET,
         .key = key,
@@ -197,7 +225,6 @@ static int encode_op(struct client *cl, long op_no)
         .client_id = read ? 0 : cl->client_id,
         .seq = read || cl->client_id == 0 ? 0 : ++cl->seq,
     };
-    cl->req.len = 0; /* the buffer is reused: no allocation once it is big enough */
     return proto_encode_client_req(&cl->req, &r);
 }
 
@@ -345,6 +372,338 @@ static void *client_main(void *arg)
     return NULL;
 }
 
+/* ---- the event loops ---- */
+
+#define LOOP_EVENTS 128
+#define LOOP_WAIT_MS 50
+
+struct loop {
+    struct load_shared *sh;
+    struct client **mine; /* the clients this loop serves */
+    int n;
+    int epfd;
+    pthread_t thread;
+};
+
+static void set_failed(struct client *cl, int rc, const char *what)
+{
+    cl->rc = rc;
+    cl->done = true;
+    cl->busy = false;
+    if (cl->err[0] == '\0')
+        snprintf(cl->err, sizeof(cl->err), "client %d: %s", cl->id, what);
+}
+
+/* The connection joins the loop: non-blocking, watched for answers. */
+static int loop_watch(struct loop *lp, struct client *cl)
+{
+    int flags = fcntl(cl->conn.fd, F_GETFL);
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = cl };
+    cl->want_out = false;
+    if (flags < 0 || fcntl(cl->conn.fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+        epoll_ctl(lp->epfd, EPOLL_CTL_ADD, cl->conn.fd, &ev) < 0)
+        return RK_ERR_IO;
+    return RK_OK;
+}
+
+/* Connects (blocking) to the target: raft-kv with HELLO and a session, or etcd. */
+static int open_target(struct client *cl)
+{
+    const struct bench_load_opts *o = cl->sh->o;
+    if (o->etcd_path == NULL)
+        return connect_client(cl, o->sessions);
+    cl->conn.fd = net_connect(cl->host, cl->port, CONNECT_MS, cl->err, sizeof(cl->err));
+    return cl->conn.fd >= 0 ? RK_OK : RK_ERR_IO;
+}
+
+/* Sends what is left of the request; waits for EPOLLOUT if the socket is full. */
+static int loop_send(struct loop *lp, struct client *cl)
+{
+    while (cl->sent < cl->req.len) {
+        ssize_t w = send(cl->conn.fd, cl->req.data + cl->sent, cl->req.len - cl->sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            cl->sent += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        return RK_ERR_IO;
+    }
+    bool want_out = cl->sent < cl->req.len;
+    if (want_out != cl->want_out) {
+        struct epoll_event ev = { .events = EPOLLIN | (want_out ? EPOLLOUT : 0u),
+                                  .data.ptr = cl };
+        if (epoll_ctl(lp->epfd, EPOLL_CTL_MOD, cl->conn.fd, &ev) < 0)
+            return RK_ERR_IO;
+        cl->want_out = want_out;
+    }
+    return RK_OK;
+}
+
+/* Starts the client's next operation, or marks it done. */
+static void loop_issue(struct loop *lp, struct client *cl, bool measured, int64_t deadline)
+{
+    const struct bench_load_opts *o = lp->sh->o;
+    cl->busy = false;
+    if (cl->done || cl->rc != RK_OK)
+        return;
+    if (measured) {
+        cl->op_no = atomic_fetch_add(&lp->sh->next_op, 1);
+        if (cl->op_no >= o->ops || time_is_up(deadline)) {
+            cl->done = true;
+            cl->end_ns = bench_now_ns();
+            return;
+        }
+    } else {
+        if (cl->warm_left <= 0)
+            return;
+        cl->op_no = o->warmup - cl->warm_left--;
+    }
+    int rc = encode_op(cl, cl->op_no);
+    if (rc != RK_OK) {
+        set_failed(cl, rc, "cannot encode a request");
+        return;
+    }
+    cl->busy = true;
+    cl->sent = 0;
+    cl->t0 = bench_now_ns();
+    rc = loop_send(lp, cl);
+    if (rc != RK_OK)
+        set_failed(cl, rc, "send failed");
+}
+
+/* A failed operation: counted; then a redirect is followed or the connection remade
+ * (blocking, as in the threads' recover), unless too many failed in a row. */
+static void loop_failed(struct loop *lp, struct client *cl, bool measured, int status,
+                        const struct proto_client_resp *resp)
+{
+    char what[BENCH_FAILURE_LEN];
+    if (lp->sh->o->etcd_path != NULL && status >= 0)
+        snprintf(what, sizeof(what), "HTTP %d", status);
+    else
+        describe_failure(status, resp, what, sizeof(what));
+    if (measured && cl->errors++ == 0)
+        snprintf(cl->first_failure, sizeof(cl->first_failure), "%s", what);
+    if (++cl->in_a_row >= MAX_ERRORS_IN_A_ROW) {
+        char msg[BENCH_FAILURE_LEN + 64];
+        snprintf(msg, sizeof(msg), "%d failures in a row (last: %s)", cl->in_a_row, what);
+        set_failed(cl, RK_ERR_IO, msg);
+        return;
+    }
+    if (status == PROTO_ST_ERR && lp->sh->o->etcd_path == NULL)
+        return; /* the connection is fine */
+    if (lp->sh->o->etcd_path == NULL) {
+        recover(cl, status, resp); /* closes the old socket: epoll forgets it */
+    } else {
+        bench_conn_close(&cl->conn);
+        bench_sleep_ms(RETRY_PAUSE_MS);
+        open_target(cl);
+    }
+    if (cl->conn.fd < 0 || loop_watch(lp, cl) != RK_OK)
+        set_failed(cl, RK_ERR_IO, "cannot reconnect");
+}
+
+/* Reads what came; RK_OK with *status once the whole answer is there (then dropped from
+ * the buffer after *handled is called), RK_ERR_AGAIN if more is to come. */
+static int loop_take_answer(struct client *cl, int *status, struct proto_client_resp *resp,
+                            bool etcd)
+{
+    struct bench_conn *c = &cl->conn;
+    for (;;) {
+        if (grow(c, c->have + 4096) != RK_OK)
+            return RK_ERR_NOMEM;
+        ssize_t r = recv(c->fd, c->buf + c->have, c->cap - c->have, MSG_DONTWAIT);
+        if (r > 0) {
+            c->have += (size_t)r;
+            continue;
+        }
+        if (r == 0)
+            return RK_ERR_CLOSED;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            break;
+        return RK_ERR_IO;
+    }
+    if (etcd) {
+        bool ok = false;
+        int rc = bench_http_parse_answer(c->buf, c->have, &c->consumed, status, &ok);
+        if (rc == RK_OK && ok)
+            *status = PROTO_ST_OK;
+        return rc;
+    }
+    if (c->have < 4)
+        return RK_ERR_AGAIN;
+    uint32_t n = be32(c->buf);
+    if (n == 0 || n > PROTO_MAX_FRAME)
+        return RK_ERR_PROTO;
+    if (c->have < 4 + (size_t)n)
+        return RK_ERR_AGAIN;
+    c->consumed = 4 + (size_t)n;
+    if (proto_frame_type(c->buf + 4, n) != PROTO_CLIENT_RESP ||
+        proto_decode_client_resp(c->buf + 4, n, resp) != RK_OK)
+        return RK_ERR_PROTO;
+    *status = resp->status;
+    return RK_OK;
+}
+
+static void drop_answer(struct bench_conn *c)
+{
+    if (c->have == 0) {
+        c->consumed = 0;
+        return;
+    }
+    size_t k = c->consumed < c->have ? c->consumed : c->have;
+    memmove(c->buf, c->buf + k, c->have - k);
+    c->have -= k;
+    c->consumed = 0;
+}
+
+/* The socket is readable: if the answer is whole, record it and start the next one. */
+static void loop_readable(struct loop *lp, struct client *cl, bool measured,
+                          int64_t deadline)
+{
+    struct proto_client_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    int status = 0;
+    int rc = loop_take_answer(cl, &status, &resp, lp->sh->o->etcd_path != NULL);
+    if (rc == RK_ERR_AGAIN)
+        return;
+    int64_t t1 = bench_now_ns();
+    if (!cl->busy) { /* nothing was asked: the server spoke out of turn or closed */
+        set_failed(cl, RK_ERR_PROTO, "an answer to no request");
+        return;
+    }
+    if (rc != RK_OK) {
+        cl->conn.have = cl->conn.consumed = 0;
+        loop_failed(lp, cl, measured, rc, &resp);
+    } else if (status == PROTO_ST_OK || status == PROTO_ST_VALUE || status == PROTO_ST_NIL) {
+        cl->in_a_row = 0;
+        if (measured && record(cl, (uint64_t)(t1 - cl->t0)) != RK_OK)
+            set_failed(cl, RK_ERR_NOMEM, "out of memory");
+        drop_answer(&cl->conn);
+    } else {
+        loop_failed(lp, cl, measured, status, &resp);
+        drop_answer(&cl->conn);
+    }
+    loop_issue(lp, cl, measured, deadline);
+}
+
+/* A request unanswered for IO_MS fails like a timed-out read in the threads. */
+static void loop_check_timeouts(struct loop *lp, bool measured, int64_t deadline)
+{
+    int64_t now = bench_now_ns();
+    for (int i = 0; i < lp->n; i++) {
+        struct client *cl = lp->mine[i];
+        if (cl->busy && now - cl->t0 > (int64_t)IO_MS * 1000000) {
+            struct proto_client_resp resp;
+            memset(&resp, 0, sizeof(resp));
+            cl->conn.have = cl->conn.consumed = 0;
+            loop_failed(lp, cl, measured, RK_ERR_TIMEOUT, &resp);
+            loop_issue(lp, cl, measured, deadline);
+        }
+    }
+}
+
+static int busy_clients(const struct loop *lp)
+{
+    int busy = 0;
+    for (int i = 0; i < lp->n; i++)
+        busy += lp->mine[i]->busy;
+    return busy;
+}
+
+/* Every client does its warm-up operations (measured false) or takes operation numbers
+ * until they run out or the deadline passes (measured true). */
+static void loop_phase(struct loop *lp, bool measured, int64_t deadline)
+{
+    struct epoll_event evs[LOOP_EVENTS];
+    for (int i = 0; i < lp->n; i++)
+        loop_issue(lp, lp->mine[i], measured, deadline);
+    int64_t next_check = bench_now_ns() + 100000000;
+    while (busy_clients(lp) > 0) {
+        if (measured && time_is_up(deadline))
+            break;
+        int k = epoll_wait(lp->epfd, evs, LOOP_EVENTS, LOOP_WAIT_MS);
+        for (int e = 0; e < k; e++) {
+            struct client *cl = evs[e].data.ptr;
+            if (cl->done || cl->rc != RK_OK)
+                continue;
+            if ((evs[e].events & EPOLLOUT) && loop_send(lp, cl) != RK_OK) {
+                struct proto_client_resp resp;
+                memset(&resp, 0, sizeof(resp));
+                loop_failed(lp, cl, measured, RK_ERR_IO, &resp);
+                loop_issue(lp, cl, measured, deadline);
+                continue;
+            }
+            if (evs[e].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                loop_readable(lp, cl, measured, deadline);
+        }
+        if (bench_now_ns() >= next_check) {
+            loop_check_timeouts(lp, measured, deadline);
+            next_check = bench_now_ns() + 100000000;
+        }
+    }
+    int64_t end = bench_now_ns();
+    for (int i = 0; measured && i < lp->n; i++)
+        if (lp->mine[i]->end_ns == 0)
+            lp->mine[i]->end_ns = end;
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop *lp = arg;
+    struct load_shared *sh = lp->sh;
+    const struct bench_load_opts *o = sh->o;
+    for (int i = 0; i < lp->n; i++) {
+        struct client *cl = lp->mine[i];
+        cl->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)o->seed << 20) ^ (uint64_t)(cl->id + 1);
+        snprintf(cl->host, sizeof(cl->host), "%s", o->host);
+        cl->port = o->port;
+        cl->conn.fd = -1;
+        cl->warm_left = o->warmup;
+        cl->rc = open_target(cl);
+        if (cl->rc == RK_OK && loop_watch(lp, cl) != RK_OK)
+            set_failed(cl, RK_ERR_IO, "cannot watch the connection");
+        if (cl->rc != RK_OK)
+            cl->done = true;
+    }
+    loop_phase(lp, false, 0);
+    pthread_barrier_wait(&sh->start);
+    int64_t deadline = o->max_seconds > 0 ? bench_now_ns() + (int64_t)(o->max_seconds * 1e9)
+                                          : 0;
+    loop_phase(lp, true, deadline);
+    for (int i = 0; i < lp->n; i++) {
+        bench_conn_close(&lp->mine[i]->conn);
+        proto_buf_free(&lp->mine[i]->req);
+    }
+    return NULL;
+}
+
+/* Starts the loops, each with every loop_threads-th client; false if one could not start
+ * (the started ones then wait on the barrier forever: the caller exits). */
+static bool start_loops(struct load_shared *sh, struct client *cls, struct loop *loops,
+                        int n_loops)
+{
+    const struct bench_load_opts *o = sh->o;
+    for (int t = 0; t < n_loops; t++) {
+        struct loop *lp = &loops[t];
+        lp->sh = sh;
+        lp->epfd = epoll_create1(EPOLL_CLOEXEC);
+        lp->mine = calloc((size_t)o->clients / (size_t)n_loops + 1, sizeof(*lp->mine));
+        if (lp->epfd < 0 || lp->mine == NULL)
+            return false;
+        for (int i = t; i < o->clients; i += n_loops)
+            lp->mine[lp->n++] = &cls[i];
+        if (pthread_create(&lp->thread, NULL, loop_main, lp) != 0)
+            return false;
+    }
+    return true;
+}
+
 /* ---- statistics ---- */
 
 static int cmp_u64(const void *a, const void *b)
@@ -403,9 +762,13 @@ static int summarize(struct client *cls, int n, int64_t t0, struct bench_result 
 
 static int check_opts(const struct bench_load_opts *o, char *err, size_t errlen)
 {
+    if (o->etcd_path != NULL && (o->loop_threads < 1 || o->read_ratio > 0)) {
+        snprintf(err, errlen, "etcd is driven by the event loop, with writes only");
+        return RK_ERR_INVAL;
+    }
     if (o->clients < 1 || o->clients > 4096 || o->ops < 1 || o->keys < 1 ||
         o->value_size < 0 || (uint32_t)o->value_size > PROTO_MAX_VALUE || o->read_ratio < 0 ||
-        o->read_ratio > 1) {
+        o->read_ratio > 1 || o->loop_threads < 0) {
         snprintf(err, errlen, "bad load options (clients 1..4096, ops >= 1, keys >= 1, "
                               "value size 0..%u, read ratio 0..1)",
                  PROTO_MAX_VALUE);
@@ -433,23 +796,40 @@ int bench_run_load(const struct bench_load_opts *o, struct bench_result *r, char
     for (int i = 0; i < o->value_size; i++)
         sh.value[i] = (char)('a' + i % 26);
     atomic_init(&sh.next_op, 0);
-    pthread_barrier_init(&sh.start, NULL, (unsigned)o->clients + 1);
-    int started = 0;
-    for (; started < o->clients; started++) {
-        cls[started].sh = &sh;
-        cls[started].id = started;
-        if (pthread_create(&cls[started].thread, NULL, client_main, &cls[started]) != 0)
-            break;
+    int n_loops = o->loop_threads > o->clients ? o->clients : o->loop_threads;
+    struct loop *loops = NULL;
+    pthread_barrier_init(&sh.start, NULL, (unsigned)(n_loops > 0 ? n_loops : o->clients) + 1);
+    for (int i = 0; i < o->clients; i++) {
+        cls[i].sh = &sh;
+        cls[i].id = i;
     }
-    if (started < o->clients) { /* the started ones wait on the barrier forever */
-        fprintf(stderr, "raft_bench: could only start %d of %d client threads\n", started,
-                o->clients);
-        exit(1);
+    if (n_loops > 0) {
+        loops = calloc((size_t)n_loops, sizeof(*loops));
+        if (loops == NULL || !start_loops(&sh, cls, loops, n_loops)) {
+            fprintf(stderr, "raft_bench: cannot start %d event loops\n", n_loops);
+            exit(1); /* the started ones wait on the barrier forever */
+        }
+    } else {
+        int started = 0;
+        for (; started < o->clients; started++)
+            if (pthread_create(&cls[started].thread, NULL, client_main, &cls[started]) != 0)
+                break;
+        if (started < o->clients) { /* the started ones wait on the barrier forever */
+            fprintf(stderr, "raft_bench: could only start %d of %d client threads\n", started,
+                    o->clients);
+            exit(1);
+        }
     }
     /* the clock starts once every client is connected and warmed up */
     pthread_barrier_wait(&sh.start);
     int64_t t0 = bench_now_ns();
-    for (int i = 0; i < o->clients; i++)
+    for (int t = 0; t < n_loops; t++) {
+        pthread_join(loops[t].thread, NULL);
+        close(loops[t].epfd);
+        free(loops[t].mine);
+    }
+    free(loops);
+    for (int i = 0; n_loops == 0 && i < o->clients; i++)
         pthread_join(cls[i].thread, NULL);
     rc = summarize(cls, o->clients, t0, r);
     for (int i = 0; i < o->clients; i++) {

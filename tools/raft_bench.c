@@ -27,6 +27,8 @@
 struct options {
     int nodes, clients, value_size, keys, failover;
     int matrix_writes;   /* --matrix-writes N: only the write rows of N nodes */
+    int loop_threads;    /* 0: a thread per client; N: --engine loop with N loops */
+    const char *etcd_url, *pidfile; /* --etcd: drive etcd's gateway there */
     long ops;
     double read_ratio, max_seconds;
     const char *registry, *server_bin, *out_path, *perf_path;
@@ -53,7 +55,14 @@ static void usage(FILE *f)
             "                     default 1000000; 64 clients; 20 s of overwrites, or\n"
             "                     --max-seconds; the section also replaces the one in --out)\n"
             "  --nodes N          cluster size to start (default 3)\n"
-            "  --clients N        concurrent clients: one thread and one connection each (1)\n"
+            "  --clients N        concurrent clients, one connection each (1)\n"
+            "  --engine E         threads: a thread per client, blocking (the default, like\n"
+            "                     kvload.py); loop: every client on one epoll thread (less\n"
+            "                     generator CPU on cores shared with the servers)\n"
+            "  --loop-threads N   --engine loop with N epoll threads (1)\n"
+            "  --etcd URL         drive etcd's JSON gateway at URL (http://HOST:PORT) instead:\n"
+            "                     puts only, --engine loop; the same load and statistics\n"
+            "  --server-pidfile F with --etcd: the servers' pids (one per line), for CPU use\n"
             "  --ops N            total measured operations (10000)\n"
             "  --max-seconds S    stop a run after S seconds even if --ops is not reached (60)\n"
             "  --value-size B     bytes per value (100)\n"
@@ -99,7 +108,8 @@ static bool parse_double(const char *s, double min, double max, double *out)
 
 enum { OPT_NODES = 256, OPT_CLIENTS, OPT_OPS, OPT_MAXSEC, OPT_VSIZE, OPT_KEYS, OPT_READS,
        OPT_REGISTRY, OPT_CEILING, OPT_NOCEIL, OPT_FAILOVER, OPT_MATRIX, OPT_OUT, OPT_SBIN,
-       OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_SNAP, OPT_MWRITES, OPT_HELP };
+       OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_SNAP, OPT_MWRITES, OPT_ENGINE, OPT_LOOPS, OPT_ETCD,
+       OPT_PIDFILE, OPT_HELP };
 
 static const struct option long_opts[] = {
     { "nodes", 1, NULL, OPT_NODES },        { "clients", 1, NULL, OPT_CLIENTS },
@@ -112,7 +122,9 @@ static const struct option long_opts[] = {
     { "server-arg", 1, NULL, OPT_SARG },    { "perf", 1, NULL, OPT_PERF },
     { "quick", 0, NULL, OPT_QUICK },        { "seed", 1, NULL, OPT_SEED },
     { "no-sessions", 0, NULL, OPT_NOSESS }, { "snapshot-targets", 0, NULL, OPT_SNAP },
-    { "matrix-writes", 1, NULL, OPT_MWRITES },
+    { "matrix-writes", 1, NULL, OPT_MWRITES }, { "engine", 1, NULL, OPT_ENGINE },
+    { "loop-threads", 1, NULL, OPT_LOOPS },    { "etcd", 1, NULL, OPT_ETCD },
+    { "server-pidfile", 1, NULL, OPT_PIDFILE },
     { "help", 0, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -145,6 +157,17 @@ static bool apply_option(struct options *o, int opt, const char *arg)
     case OPT_QUICK: o->quick = true; return true;
     case OPT_NOSESS: o->no_sessions = true; return true;
     case OPT_SNAP: o->snapshot_targets = true; return true;
+    case OPT_ENGINE:
+        if (strcmp(arg, "threads") == 0)
+            o->loop_threads = 0;
+        else if (strcmp(arg, "loop") == 0)
+            o->loop_threads = o->loop_threads > 0 ? o->loop_threads : 1;
+        else
+            return false;
+        return true;
+    case OPT_LOOPS: return parse_long(arg, 1, 64, &v) && ((o->loop_threads = (int)v), true);
+    case OPT_ETCD: o->etcd_url = arg; return true;
+    case OPT_PIDFILE: o->pidfile = arg; return true;
     case OPT_MWRITES:
         o->matrix = true;
         return parse_long(arg, 1, BENCH_MAX_NODES, &v) && ((o->matrix_writes = (int)v), true);
@@ -246,7 +269,7 @@ static struct bench_load_opts load_opts(const struct options *o, const char *hos
         .host = host, .port = port, .clients = o->clients, .ops = o->ops,
         .max_seconds = o->max_seconds, .value_size = o->value_size, .keys = o->keys,
         .read_ratio = o->read_ratio, .warmup = 5, .seed = o->seed, .key_prefix = "k",
-        .sessions = !o->no_sessions,
+        .sessions = !o->no_sessions, .loop_threads = o->loop_threads,
     };
 }
 
@@ -379,6 +402,64 @@ static int run_single(const struct options *o)
     if (!o->ceiling_only && cr.ops_per_s > 0)
         printf("the cluster ran at %.0f%% of the generator's ceiling\n",
                100 * r.ops_per_s / cr.ops_per_s);
+    return 0;
+}
+
+/* HOST and PORT of http://HOST:PORT[/] (or HOST:PORT). */
+static bool parse_url(const char *url, char *host, size_t hostlen, uint16_t *port)
+{
+    if (strncmp(url, "http://", 7) == 0)
+        url += 7;
+    const char *colon = strrchr(url, ':');
+    long p = 0;
+    char digits[8];
+    if (colon == NULL || colon == url || (size_t)(colon - url) >= hostlen)
+        return false;
+    snprintf(digits, sizeof(digits), "%.*s", (int)strcspn(colon + 1, "/"), colon + 1);
+    if (!parse_long(digits, 1, 65535, &p))
+        return false;
+    snprintf(host, hostlen, "%.*s", (int)(colon - url), url);
+    *port = (uint16_t)p;
+    return true;
+}
+
+/* The pids in a file of one pid per line (etcd_cluster.sh's), for the CPU columns. */
+static void read_pids(const char *path, struct bench_cluster *c)
+{
+    FILE *f = path != NULL ? fopen(path, "r") : NULL;
+    long pid;
+    while (f != NULL && c->n < BENCH_MAX_NODES && fscanf(f, "%ld", &pid) == 1)
+        if (pid > 0)
+            c->nodes[c->n++].pid = (pid_t)pid;
+    if (f != NULL)
+        fclose(f);
+}
+
+/* The same closed loop against etcd's gateway: puts, on the event loop. */
+static int run_etcd(const struct options *o)
+{
+    char err[BENCH_ERR_LEN] = "", host[REGISTRY_HOST_MAX + 1];
+    uint16_t port;
+    if (!parse_url(o->etcd_url, host, sizeof(host), &port)) {
+        fprintf(stderr, "raft_bench: --etcd %s: expected http://HOST:PORT\n", o->etcd_url);
+        return 2;
+    }
+    struct options eo = *o;
+    eo.loop_threads = o->loop_threads > 0 ? o->loop_threads : 1;
+    struct bench_load_opts lo = load_opts(&eo, host, port);
+    lo.etcd_path = "/v3/kv/put";
+    lo.sessions = false;
+    struct bench_cluster c = { 0 }; /* no dir: nothing of ours to query or clean */
+    read_pids(o->pidfile, &c);
+    printf("raft_bench: etcd at %s:%u, %d clients, %d-byte values, %d keys, %ld puts\n",
+           host, (unsigned)port, o->clients, o->value_size, o->keys, o->ops);
+    struct bench_result r;
+    int rc = measured_load(&c, &lo, &r, err, sizeof(err));
+    if (rc != RK_OK) {
+        fprintf(stderr, "raft_bench: etcd: %s\n", err);
+        return 1;
+    }
+    print_result(stdout, "etcd", &r);
     return 0;
 }
 
@@ -705,6 +786,8 @@ int main(int argc, char **argv)
     parse_args(argc, argv, &o);
     bench_install_cleanup();
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (o.etcd_url != NULL)
+        return run_etcd(&o);
     if (o.matrix)
         return run_matrix(&o);
     if (o.snapshot_targets)

@@ -1,0 +1,98 @@
+/* tests/unit_bench_http.c - tools/bench_http.c: the etcd put raft_bench sends (the same bytes
+ * as ../shared/bench/kvload.py's raw mode) and the parsing of etcd's answers. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/errors.h"
+#include "../tools/bench.h"
+#include "check_main.h"
+
+START_TEST(test_put_request_bytes)
+{
+    struct proto_buf b = { 0 };
+    ck_assert_int_eq(bench_http_encode_put(&b, "/v3/kv/put", "k00000001", 9, "ab", 2), RK_OK);
+    /* base64("k00000001") = "azAwMDAwMDAx", base64("ab") = "YWI=" */
+    const char *body = "{\"key\":\"azAwMDAwMDAx\",\"value\":\"YWI=\"}";
+    char want[512];
+    snprintf(want, sizeof(want),
+             "POST /v3/kv/put HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(body), body);
+    ck_assert_uint_eq(b.len, strlen(want));
+    ck_assert_int_eq(memcmp(b.data, want, b.len), 0);
+    proto_buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_base64_padding)
+{
+    const char *vals[] = { "", "a", "ab", "abc", "abcd" };
+    const char *want[] = { "\"value\":\"\"}", "\"value\":\"YQ==\"}", "\"value\":\"YWI=\"}",
+                           "\"value\":\"YWJj\"}", "\"value\":\"YWJjZA==\"}" };
+    for (int i = 0; i < 5; i++) {
+        struct proto_buf b = { 0 };
+        ck_assert_int_eq(bench_http_encode_put(&b, "/p", "k", 1, vals[i], strlen(vals[i])),
+                         RK_OK);
+        size_t n = strlen(want[i]);
+        ck_assert_uint_ge(b.len, n);
+        ck_assert_int_eq(memcmp(b.data + b.len - n, want[i], n), 0);
+        proto_buf_free(&b);
+    }
+}
+END_TEST
+
+static const char ok_answer[] =
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n"
+    "{\"header\":{\"rev\":\"7\"}}";
+
+START_TEST(test_answer_whole_and_in_pieces)
+{
+    size_t len = strlen(ok_answer), consumed = 0;
+    int status = 0;
+    bool ok = false;
+    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)ok_answer, len, &consumed,
+                                             &status, &ok), RK_OK);
+    ck_assert_uint_eq(consumed, len);
+    ck_assert_int_eq(status, 200);
+    ck_assert(ok);
+    for (size_t cut = 0; cut < len; cut++)
+        ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)ok_answer, cut, &consumed,
+                                                 &status, &ok), RK_ERR_AGAIN);
+}
+END_TEST
+
+START_TEST(test_answer_failures)
+{
+    size_t consumed;
+    int status;
+    bool ok = true;
+    const char *err500 = "HTTP/1.1 500 Internal\r\ncontent-length: 2\r\n\r\n{}";
+    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)err500, strlen(err500),
+                                             &consumed, &status, &ok), RK_OK);
+    ck_assert_int_eq(status, 500);
+    ck_assert(!ok);
+    const char *not_etcd = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)not_etcd, strlen(not_etcd),
+                                             &consumed, &status, &ok), RK_OK);
+    ck_assert(!ok);
+    const char *bad[] = { "SMTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" };
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)bad[i], strlen(bad[i]),
+                                                 &consumed, &status, &ok), RK_ERR_PROTO);
+}
+END_TEST
+
+static Suite *bench_http_suite(void)
+{
+    Suite *s = suite_create("bench_http");
+    TCase *tc = tcase_create("bench_http");
+    tcase_add_test(tc, test_put_request_bytes);
+    tcase_add_test(tc, test_base64_padding);
+    tcase_add_test(tc, test_answer_whole_and_in_pieces);
+    tcase_add_test(tc, test_answer_failures);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+RK_CHECK_MAIN(bench_http_suite)
