@@ -332,27 +332,45 @@ static void finish_expired(struct client_loop *l, uint64_t now)
     }
 }
 
+static void send_answers(struct client_loop *l)
+{
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next)
+        if (c->out.len > c->sent)
+            flush_out(c);
+}
+
+/* Under mu: starts the requests collect() read, their appends sent from here. */
+static void start_requests(struct client_loop *l)
+{
+    struct node *n = l->node;
+    node_inline_begin_sends(n); /* the appends go out from here; the io thread syncs */
+    uint64_t deadline = now_ms() + CLIENT_WAIT_MS;
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
+        if (c->started && node_client_start(n, &c->r, &c->out))
+            c->wait_deadline = deadline;
+    }
+    node_inline_finish(n);
+}
+
+/* A round: the answers that became ready go out first, so that their clients can send
+ * their next requests while we start the ones that came; then the requests that arrived
+ * together are started under one hold of the lock. */
 static void run_round(struct client_loop *l, bool tick)
 {
     struct node *n = l->node;
-    bool started = collect(l);
     pthread_mutex_lock(&n->mu);
-    if (started) {
-        node_inline_begin_sends(n); /* the appends go out from here; the io thread syncs */
-        uint64_t deadline = now_ms() + CLIENT_WAIT_MS;
-        for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
-            if (c->started && node_client_start(n, &c->r, &c->out))
-                c->wait_deadline = deadline;
-        }
-        node_inline_finish(n);
-    }
     finish_done(l);
     if (tick)
         finish_expired(l, now_ms());
     pthread_mutex_unlock(&n->mu);
-    for (struct client_conn *c = l->conns; c != NULL; c = c->next)
-        if (c->out.len > c->sent)
-            flush_out(c);
+    send_answers(l);
+    if (!collect(l))
+        return;
+    pthread_mutex_lock(&n->mu);
+    start_requests(l);
+    finish_done(l); /* and any that completed meanwhile */
+    pthread_mutex_unlock(&n->mu);
+    send_answers(l);
 }
 
 /* Idle connections, half-sent frames (slowloris) and finished refusals. */
