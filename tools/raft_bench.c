@@ -506,6 +506,8 @@ struct matrix {
     struct bench_result ceiling[N_CLIENTS][N_READS];
     struct bench_failover_result fo;
     bool fo_ran, ceiling_ran;
+    int loop_threads;   /* the engine: 0 = a thread per client */
+    int matrix_writes;  /* --matrix-writes N, or 0 */
     int fo_rc;
     char fo_err[BENCH_ERR_LEN];
     double load_before[3], load_after[3];
@@ -609,13 +611,25 @@ static void write_header(FILE *f, const struct matrix *m)
     struct utsname u;
     uname(&u);
     fprintf(f, "# raft-kv benchmark (`make bench`)\n\n");
-    fprintf(f, "Run %s by `tools/raft_bench --matrix` in %.0f s on %ld CPUs (%s), Linux %s.\n",
-            when, m->seconds, sysconf(_SC_NPROCESSORS_ONLN), cpu, u.release);
+    char cmd[64];
+    if (m->matrix_writes > 0)
+        snprintf(cmd, sizeof(cmd), "--matrix-writes %d", m->matrix_writes);
+    else
+        snprintf(cmd, sizeof(cmd), "--matrix");
+    fprintf(f, "Run %s by `tools/raft_bench %s%s` in %.0f s on %ld CPUs (%s), Linux %s.\n",
+            when, cmd, m->loop_threads > 0 ? " --engine loop" : "", m->seconds,
+            sysconf(_SC_NPROCESSORS_ONLN), cpu, u.release);
     fprintf(f, "Load average before: %.2f %.2f %.2f; after: %.2f %.2f %.2f.\n\n",
             m->load_before[0], m->load_before[1], m->load_before[2], m->load_after[0],
             m->load_after[1], m->load_after[2]);
-    fprintf(f, "Closed loop: each client (one thread, one TCP connection to the leader) sends a "
-               "request and waits for its answer. 100-byte values, 1000 keys (written once "
+    if (m->loop_threads > 0)
+        fprintf(f, "Closed loop: each client (one TCP connection to the leader, all of them "
+                   "served by %d epoll thread%s: `--engine loop`) sends a ", m->loop_threads,
+                m->loop_threads > 1 ? "s" : "");
+    else
+        fprintf(f, "Closed loop: each client (one thread, one TCP connection to the leader) "
+                   "sends a ");
+    fprintf(f, "request and waits for its answer. 100-byte values, 1000 keys (written once "
                "before the runs), servers on 127.0.0.1 with fsync on, in a temp dir. Latency "
                "in ms, every operation recorded. *Ceiling*: the same load against a server in "
                "raft_bench that answers at once, without Raft or disk. *CPU*: %% of one core "
@@ -689,6 +703,8 @@ static int run_matrix(const struct options *base)
     if (m == NULL)
         return 1;
     m->started = time(NULL);
+    m->loop_threads = o.loop_threads;
+    m->matrix_writes = o.matrix_writes;
     int64_t t0 = bench_now_ns();
     getloadavg(m->load_before, 3);
     if (o.matrix_writes > 0) {
