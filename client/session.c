@@ -49,19 +49,6 @@ struct call_state {
     int tried;                      /* failed attempts since the last pause */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void note(const struct client_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -144,11 +131,11 @@ struct client_session *client_session_new(const char *host, uint16_t port,
                                           bool verbose, char *err, size_t errlen)
 {
     if (host != NULL && (host[0] == '\0' || strlen(host) > REGISTRY_HOST_MAX || port == 0)) {
-        set_err(err, errlen, "bad server address '%s' port %u", host, (unsigned)port);
+        rk_errf(err, errlen, "bad server address '%s' port %u", host, (unsigned)port);
         return NULL;
     }
     if (timeout_ms <= 0) {
-        set_err(err, errlen, "timeout must be positive");
+        rk_errf(err, errlen, "timeout must be positive");
         return NULL;
     }
     struct registry reg = { 0 };
@@ -157,7 +144,7 @@ struct client_session *client_session_new(const char *host, uint16_t port,
                                        : RK_ERR_NOTFOUND;
     bool have_reg = reg_rc == RK_OK;
     if (!have_reg && host == NULL) {
-        set_err(err, errlen, "no server to contact: %s", rerr);
+        rk_errf(err, errlen, "no server to contact: %s", rerr);
         return NULL;
     }
     struct client_session *s = calloc(1, sizeof(*s));
@@ -165,7 +152,7 @@ struct client_session *client_session_new(const char *host, uint16_t port,
         if (have_reg)
             registry_free(&reg);
         client_session_free(s);
-        set_err(err, errlen, "out of memory");
+        rk_errf(err, errlen, "out of memory");
         return NULL;
     }
     if (have_reg)
@@ -336,19 +323,19 @@ static int check_request(uint8_t op, const char *key, uint32_t key_len, const ch
                          uint32_t val_len, char *err, size_t errlen)
 {
     if (op < PROTO_OP_GET || op > PROTO_OP_STATUS) {
-        set_err(err, errlen, "unknown operation %u", (unsigned)op);
+        rk_errf(err, errlen, "unknown operation %u", (unsigned)op);
         return RK_ERR_INVAL;
     }
     if ((key == NULL && key_len > 0) || (val == NULL && val_len > 0)) {
-        set_err(err, errlen, "missing key or value bytes");
+        rk_errf(err, errlen, "missing key or value bytes");
         return RK_ERR_INVAL;
     }
     if (key_len > PROTO_MAX_KEY) {
-        set_err(err, errlen, "key longer than %u bytes", PROTO_MAX_KEY);
+        rk_errf(err, errlen, "key longer than %u bytes", PROTO_MAX_KEY);
         return RK_ERR_TOOBIG;
     }
     if (val_len > PROTO_MAX_VALUE) {
-        set_err(err, errlen, "value longer than %u bytes", PROTO_MAX_VALUE);
+        rk_errf(err, errlen, "value longer than %u bytes", PROTO_MAX_VALUE);
         return RK_ERR_TOOBIG;
     }
     return RK_OK;
@@ -423,15 +410,15 @@ static int run_request(struct client_session *s, const struct proto_client_req *
     int rc = proto_encode_client_req(&req, r);
     if (rc != RK_OK) {
         proto_buf_free(&req);
-        set_err(err, errlen, "cannot encode the request: %s", rk_strerror(rc));
+        rk_errf(err, errlen, "cannot encode the request: %s", rk_strerror(rc));
         return rc;
     }
     rc = session_run(s, &req, st, out);
     proto_buf_free(&req);
     if (rc == RK_ERR_TIMEOUT)
-        set_err(err, errlen, "no leader reachable");
+        rk_errf(err, errlen, "no leader reachable");
     else if (rc != RK_OK)
-        set_err(err, errlen, "%s", rk_strerror(rc));
+        rk_errf(err, errlen, "%s", rk_strerror(rc));
     return rc;
 }
 
@@ -444,7 +431,7 @@ static int take_client_id(struct client_session *s, struct client_reply *reply, 
               proto_parse_client_id(reply->body, reply->body_len, &id) == RK_OK;
     client_reply_free(reply);
     if (!ok) {
-        set_err(err, errlen, "bad reply to REGISTER (expected a client id)");
+        rk_errf(err, errlen, "bad reply to REGISTER (expected a client id)");
         return RK_ERR_PROTO;
     }
     s->client_id = id;
@@ -465,7 +452,7 @@ static int session_register(struct client_session *s, struct call_state *st, cha
         struct client_reply reply;
         int rc = run_request(s, &r, st, &reply, err, errlen);
         if (rc == RK_ERR_TIMEOUT && reason[0] != '\0')
-            set_err(err, errlen, "no leader reachable (cannot open a client session: %s)",
+            rk_errf(err, errlen, "no leader reachable (cannot open a client session: %s)",
                     reason);
         if (rc != RK_OK)
             return rc;
@@ -500,7 +487,7 @@ int client_session_call(struct client_session *s, uint8_t op, const char *key,
                         struct client_reply *out, char *err, size_t errlen)
 {
     if (s == NULL || out == NULL) {
-        set_err(err, errlen, "no session or reply");
+        rk_errf(err, errlen, "no session or reply");
         return RK_ERR_INVAL;
     }
     memset(out, 0, sizeof(*out));

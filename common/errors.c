@@ -1,5 +1,11 @@
-/* common/errors.c - messages for the RK_ERR_* codes of errors.h. */
+/* common/errors.c - messages for the RK_ERR_* codes of errors.h, and the helpers that
+ * fill a caller's error buffer. */
 #include "errors.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 
 const char *rk_strerror(int err)
 {
@@ -20,4 +26,33 @@ const char *rk_strerror(int err)
     case RK_ERR_AGAIN: return "nothing ready yet";
     }
     return "unknown error";
+}
+
+static void format_into(char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    if (err != NULL && errlen > 0)
+        vsnprintf(err, errlen, fmt, ap);
+}
+
+void rk_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    format_into(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int rk_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    format_into(err, errlen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int rk_fail_io(char *err, size_t errlen, const char *path, const char *op)
+{
+    int saved = errno;
+    return rk_fail(err, errlen, RK_ERR_IO, "%s: %s: %s", path, op, strerror(saved));
 }

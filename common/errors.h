@@ -3,6 +3,8 @@
 #ifndef RK_ERRORS_H
 #define RK_ERRORS_H
 
+#include <stddef.h>
+
 enum rk_err {
     RK_OK = 0,
     RK_ERR_NOMEM = -1,      /* out of memory */
@@ -22,5 +24,14 @@ enum rk_err {
 
 /* A short, static, human-readable message for an RK_ERR_* code. */
 const char *rk_strerror(int err);
+
+/* The detail a caller asked for: formats into err[0..errlen) unless err is NULL. */
+void rk_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* rk_errf, then returns code: `return rk_fail(err, errlen, RK_ERR_CORRUPT, "...", ...);` */
+int rk_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* "path: op: strerror(errno)" into err, and RK_ERR_IO. */
+int rk_fail_io(char *err, size_t errlen, const char *path, const char *op);
 
 #endif

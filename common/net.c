@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,19 +19,6 @@
 #include "errors.h"
 
 #define NET_MAX_ADDRS 16
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int64_t now_ms(void)
 {
@@ -92,7 +78,7 @@ int net_listen(const char *host, uint16_t port, int backlog, char *err, size_t e
     const char *shown = host && host[0] ? host : "*";
     int gai = resolve(host, port, 1, &list);
     if (gai != 0) {
-        set_err(err, errlen, "listen %s:%u: %s", shown, (unsigned)port, gai_strerror(gai));
+        rk_errf(err, errlen, "listen %s:%u: %s", shown, (unsigned)port, gai_strerror(gai));
         return -1;
     }
     int n = order_addrs(list, addrs);
@@ -104,7 +90,7 @@ int net_listen(const char *host, uint16_t port, int backlog, char *err, size_t e
     }
     freeaddrinfo(list);
     if (fd < 0)
-        set_err(err, errlen, "listen %s:%u: %s", shown, (unsigned)port, strerror(saved));
+        rk_errf(err, errlen, "listen %s:%u: %s", shown, (unsigned)port, strerror(saved));
     return fd;
 }
 
@@ -169,12 +155,12 @@ int net_connect(const char *host, uint16_t port, int timeout_ms, char *err, size
 {
     struct addrinfo *list = NULL, *addrs[NET_MAX_ADDRS];
     if (host == NULL || host[0] == '\0' || port == 0) {
-        set_err(err, errlen, "connect: no host or port given");
+        rk_errf(err, errlen, "connect: no host or port given");
         return -1;
     }
     int gai = resolve(host, port, 0, &list);
     if (gai != 0) {
-        set_err(err, errlen, "connect %s:%u: %s", host, (unsigned)port, gai_strerror(gai));
+        rk_errf(err, errlen, "connect %s:%u: %s", host, (unsigned)port, gai_strerror(gai));
         return -1;
     }
     int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
@@ -189,7 +175,7 @@ int net_connect(const char *host, uint16_t port, int timeout_ms, char *err, size
     }
     freeaddrinfo(list);
     if (fd < 0)
-        set_err(err, errlen, "connect %s:%u: %s", host, (unsigned)port, strerror(saved));
+        rk_errf(err, errlen, "connect %s:%u: %s", host, (unsigned)port, strerror(saved));
     return fd;
 }
 

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,19 +31,6 @@ struct parser {
     char *err;
     size_t errlen;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static bool is_space(char c)
 {
@@ -101,7 +87,7 @@ static bool parse_port(const struct token *t, uint16_t *port)
 /* "PATH:LINE: <what> '<token>'", the token cut to 80 bytes. */
 static int line_error(struct parser *p, const char *what, const struct token *t)
 {
-    set_err(p->err, p->errlen, "%s:%d: %s '%.*s%s'", p->path, p->line, what,
+    rk_errf(p->err, p->errlen, "%s:%d: %s '%.*s%s'", p->path, p->line, what,
             (int)(t->len > 80 ? 80 : t->len), t->s, t->len > 80 ? "..." : "");
     return RK_ERR_INVAL;
 }
@@ -109,7 +95,7 @@ static int line_error(struct parser *p, const char *what, const struct token *t)
 static int check_name(struct parser *p, const struct token *t)
 {
     if (t->len > REGISTRY_NAME_MAX) {
-        set_err(p->err, p->errlen, "%s:%d: server name '%.20s...' is longer than %d bytes",
+        rk_errf(p->err, p->errlen, "%s:%d: server name '%.20s...' is longer than %d bytes",
                 p->path, p->line, t->s, REGISTRY_NAME_MAX);
         return RK_ERR_INVAL;
     }
@@ -123,7 +109,7 @@ static int check_name(struct parser *p, const struct token *t)
 static int check_host(struct parser *p, const struct token *t)
 {
     if (t->len > REGISTRY_HOST_MAX) {
-        set_err(p->err, p->errlen, "%s:%d: host '%.20s...' is longer than %d bytes",
+        rk_errf(p->err, p->errlen, "%s:%d: host '%.20s...' is longer than %d bytes",
                 p->path, p->line, t->s, REGISTRY_HOST_MAX);
         return RK_ERR_INVAL;
     }
@@ -139,12 +125,12 @@ static int check_duplicates(struct parser *p, const struct registry_server *s)
     for (int i = 0; i < p->reg->n; i++) {
         const struct registry_server *o = &p->reg->servers[i];
         if (strcmp(o->name, s->name) == 0) {
-            set_err(p->err, p->errlen, "%s:%d: duplicate server name '%s' (first on line %d)",
+            rk_errf(p->err, p->errlen, "%s:%d: duplicate server name '%s' (first on line %d)",
                     p->path, p->line, s->name, p->first_line[i]);
             return RK_ERR_INVAL;
         }
         if (strcmp(o->host, s->host) == 0 && o->port == s->port) {
-            set_err(p->err, p->errlen,
+            rk_errf(p->err, p->errlen,
                     "%s:%d: duplicate address '%s:%u' (first on line %d, server '%s')",
                     p->path, p->line, s->host, (unsigned)s->port, p->first_line[i], o->name);
             return RK_ERR_INVAL;
@@ -161,7 +147,7 @@ static int parse_line(struct parser *p, const char *line, size_t len)
     if (n == 0)
         return RK_OK;
     if (n != REGISTRY_FIELDS) {
-        set_err(p->err, p->errlen, "%s:%d: expected 'name host port', got %d field%s",
+        rk_errf(p->err, p->errlen, "%s:%d: expected 'name host port', got %d field%s",
                 p->path, p->line, n, n == 1 ? "" : "s");
         return RK_ERR_INVAL;
     }
@@ -173,7 +159,7 @@ static int parse_line(struct parser *p, const char *line, size_t len)
     if (rc != RK_OK)
         return rc;
     if (!parse_port(&tok[2], &s.port)) {
-        set_err(p->err, p->errlen, "%s:%d: port '%.*s%s' is not a number 1..65535", p->path,
+        rk_errf(p->err, p->errlen, "%s:%d: port '%.*s%s' is not a number 1..65535", p->path,
                 p->line, (int)(tok[2].len > 20 ? 20 : tok[2].len), tok[2].s,
                 tok[2].len > 20 ? "..." : "");
         return RK_ERR_INVAL;
@@ -184,7 +170,7 @@ static int parse_line(struct parser *p, const char *line, size_t len)
     if (rc != RK_OK)
         return rc;
     if (p->reg->n >= REGISTRY_MAX_SERVERS) {
-        set_err(p->err, p->errlen, "%s:%d: too many servers (at most %d)", p->path, p->line,
+        rk_errf(p->err, p->errlen, "%s:%d: too many servers (at most %d)", p->path, p->line,
                 REGISTRY_MAX_SERVERS);
         return RK_ERR_INVAL;
     }
@@ -201,7 +187,7 @@ int registry_parse(const char *text, size_t len, const char *path, struct regist
     out->n = 0;
     out->servers = calloc(REGISTRY_MAX_SERVERS, sizeof(*out->servers));
     if (out->servers == NULL) {
-        set_err(err, errlen, "%s: out of memory", p.path);
+        rk_errf(err, errlen, "%s: out of memory", p.path);
         return RK_ERR_NOMEM;
     }
     int rc = RK_OK;
@@ -214,7 +200,7 @@ int registry_parse(const char *text, size_t len, const char *path, struct regist
         pos += line_len + 1;
     }
     if (rc == RK_OK && out->n == 0) {
-        set_err(err, errlen, "%s: no servers listed", p.path);
+        rk_errf(err, errlen, "%s: no servers listed", p.path);
         rc = RK_ERR_INVAL;
     }
     if (rc != RK_OK)
@@ -227,7 +213,7 @@ static int read_file(const char *path, char **text, size_t *len, char *err, size
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        rk_errf(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ENOENT ? RK_ERR_NOTFOUND : RK_ERR_IO;
     }
     char *buf = malloc(REGISTRY_FILE_MAX + 1);
@@ -238,17 +224,17 @@ static int read_file(const char *path, char **text, size_t *len, char *err, size
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            set_err(err, errlen, "%s: %s", path, strerror(errno));
+            rk_errf(err, errlen, "%s: %s", path, strerror(errno));
             rc = RK_ERR_IO;
         } else if (r == 0) {
             break;
         } else if ((got += (size_t)r) > REGISTRY_FILE_MAX) {
-            set_err(err, errlen, "%s: file is larger than %d bytes", path, REGISTRY_FILE_MAX);
+            rk_errf(err, errlen, "%s: file is larger than %d bytes", path, REGISTRY_FILE_MAX);
             rc = RK_ERR_INVAL;
         }
     }
     if (rc == RK_ERR_NOMEM)
-        set_err(err, errlen, "%s: out of memory", path);
+        rk_errf(err, errlen, "%s: out of memory", path);
     close(fd);
     if (rc != RK_OK) {
         free(buf);

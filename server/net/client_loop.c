@@ -27,6 +27,8 @@
 #define REFUSE_DRAIN_MS 200          /* after an ERR for a frame we will not read */
 #define REFUSE_DRAIN_BYTES (64u * 1024)
 #define REASON_LEN 256
+/* A client must not wait for an answer that will never come: its connection is closed. */
+#define NO_ANSWER "cannot encode the answer (out of memory); closing so the client retries"
 
 struct client_conn {
     struct client_conn *prev, *next;
@@ -314,8 +316,8 @@ static void finish_done(struct client_loop *l)
     while (w != NULL) {
         struct node_waiter *next = w->done_next;
         struct client_conn *c = conn_of(w);
-        if (c->r.pending)
-            node_client_finish(l->node, &c->r, RK_OK, &c->out);
+        if (c->r.pending && node_client_finish(l->node, &c->r, RK_OK, &c->out) != RK_OK)
+            close_later(c, NO_ANSWER);
         w = next;
     }
 }
@@ -327,7 +329,9 @@ static void finish_expired(struct client_loop *l, uint64_t now)
     for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
         if (c->r.pending && now >= c->wait_deadline) {
             unlink_done(l, &c->r.w);
-            node_client_finish(l->node, &c->r, c->r.w.done ? RK_OK : RK_ERR_TIMEOUT, &c->out);
+            if (node_client_finish(l->node, &c->r, c->r.w.done ? RK_OK : RK_ERR_TIMEOUT,
+                                   &c->out) != RK_OK)
+                close_later(c, NO_ANSWER);
         }
     }
 }
@@ -346,8 +350,13 @@ static void start_requests(struct client_loop *l)
     node_inline_begin_sends(n); /* the appends go out from here; the io thread syncs */
     uint64_t deadline = now_ms() + CLIENT_WAIT_MS;
     for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
-        if (c->started && node_client_start(n, &c->r, &c->out))
+        if (!c->started)
+            continue;
+        size_t before = c->out.len;
+        if (node_client_start(n, &c->r, &c->out))
             c->wait_deadline = deadline;
+        else if (c->out.len == before) /* no answer now and none to come */
+            close_later(c, NO_ANSWER);
     }
     node_inline_finish(n);
 }

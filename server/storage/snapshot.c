@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,24 +24,6 @@ static const uint8_t MAGIC[8] = { 'R', 'K', 'S', 'N', 'A', 'P', '\0', '\n' };
 #define WHY_LEN 256
 
 /* ---------- small helpers ---------- */
-
-__attribute__((format(printf, 4, 5)))
-static int set_err(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static int io_err(char *err, size_t errlen, const char *path, const char *op)
-{
-    int saved = errno;
-    return set_err(err, errlen, RK_ERR_IO, "%s: %s: %s", path, op, strerror(saved));
-}
 
 static void put_be(uint8_t *p, uint64_t v, int bytes)
 {
@@ -80,8 +61,8 @@ static int fsync_dir(const char *dir, char *err, size_t errlen)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return io_err(err, errlen, dir, "open");
-    int rc = fsync(fd) == 0 ? RK_OK : io_err(err, errlen, dir, "fsync");
+        return rk_fail_io(err, errlen, dir, "open");
+    int rc = fsync(fd) == 0 ? RK_OK : rk_fail_io(err, errlen, dir, "fsync");
     close(fd);
     return rc;
 }
@@ -254,7 +235,7 @@ int snapshot_tmp_create(const struct snapshot_paths *p, char *err, size_t errlen
 {
     int fd = open(p->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        io_err(err, errlen, p->tmp, "open");
+        rk_fail_io(err, errlen, p->tmp, "open");
     return fd;
 }
 
@@ -265,7 +246,7 @@ int snapshot_install_file(const struct snapshot_paths *p, bool from_recv, char *
 {
     const char *src = from_recv ? p->recv : p->tmp;
     if (rename(src, p->file) != 0)
-        return io_err(err, errlen, p->file, "rename");
+        return rk_fail_io(err, errlen, p->file, "rename");
     return fsync_dir(p->dir, err, errlen);
 }
 
@@ -274,15 +255,15 @@ int snapshot_save(const struct snapshot_paths *p, const struct snapshot_meta *m,
 {
     uint8_t *buf = malloc(IO_BUF_BYTES);
     if (buf == NULL)
-        return set_err(err, errlen, RK_ERR_NOMEM, "%s: out of memory", p->tmp);
+        return rk_fail(err, errlen, RK_ERR_NOMEM, "%s: out of memory", p->tmp);
     int fd = snapshot_tmp_create(p, err, errlen);
     int rc = fd < 0 ? RK_ERR_IO : RK_OK;
     if (rc == RK_OK) {
         int e = snapshot_write_kv(fd, m, kv, buf, IO_BUF_BYTES);
         if (e != 0)
-            rc = set_err(err, errlen, RK_ERR_IO, "%s: write: %s", p->tmp, strerror(e));
+            rc = rk_fail(err, errlen, RK_ERR_IO, "%s: write: %s", p->tmp, strerror(e));
         if (close(fd) != 0 && rc == RK_OK)
-            rc = io_err(err, errlen, p->tmp, "close");
+            rc = rk_fail_io(err, errlen, p->tmp, "close");
     }
     free(buf);
     if (rc == RK_OK)
@@ -382,15 +363,15 @@ static int read_servers(struct reader *r, struct snapshot_meta *m, const char *p
         uint8_t len;
         int rc = r_get(r, &len, 1);
         if (rc == RK_OK && (len == 0 || len > REGISTRY_NAME_MAX))
-            return set_err(err, errlen, RK_ERR_CORRUPT, "%s: server name %d has length %u "
+            return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: server name %d has length %u "
                            "(byte offset %" PRIu64 ")", path, i + 1, (unsigned)len, at);
         if (rc == RK_OK)
             rc = r_get(r, m->servers[i], len);
         if (rc != RK_OK)
-            return set_err(err, errlen, rc, "%s: %s", path, r->why);
+            return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
         m->servers[i][len] = '\0';
         if (strlen(m->servers[i]) != len)
-            return set_err(err, errlen, RK_ERR_CORRUPT, "%s: NUL byte in server name %d "
+            return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: NUL byte in server name %d "
                            "(byte offset %" PRIu64 ")", path, i + 1, at);
     }
     return RK_OK;
@@ -402,27 +383,27 @@ static int read_header(struct reader *r, struct snapshot_meta *m, const char *pa
     uint8_t head[FIXED_HEAD_BYTES];
     int rc = r_get(r, head, sizeof(head));
     if (rc != RK_OK)
-        return set_err(err, errlen, rc, "%s: too short for a snapshot header: %s", path,
+        return rk_fail(err, errlen, rc, "%s: too short for a snapshot header: %s", path,
                        r->why);
     if (memcmp(head, MAGIC, sizeof(MAGIC)) != 0)
-        return set_err(err, errlen, RK_ERR_CORRUPT, "%s: bad magic at byte offset 0: not a "
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: bad magic at byte offset 0: not a "
                        "raft-kv snapshot", path);
     uint32_t version = (uint32_t)get_be(head + 8, 4);
     if (version != SNAPSHOT_VERSION)
-        return set_err(err, errlen, RK_ERR_CORRUPT, "%s: version %" PRIu32 " at byte offset 8 "
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: version %" PRIu32 " at byte offset 8 "
                        "(this server reads version %u)", path, version, SNAPSHOT_VERSION);
     m->index = get_be(head + 12, 8);
     m->term = get_be(head + 20, 8);
     uint32_t n_servers = (uint32_t)get_be(head + 28, 4);
     if (n_servers == 0 || n_servers > REGISTRY_MAX_SERVERS)
-        return set_err(err, errlen, RK_ERR_CORRUPT, "%s: %" PRIu32 " servers in the "
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: %" PRIu32 " servers in the "
                        "configuration at byte offset 28 (1..%d allowed)", path, n_servers,
                        REGISTRY_MAX_SERVERS);
     m->n_servers = (int)n_servers;
     rc = read_servers(r, m, path, err, errlen);
     uint8_t image_head[8];
     if (rc == RK_OK && (rc = r_get(r, image_head, sizeof(image_head))) != RK_OK)
-        return set_err(err, errlen, rc, "%s: %s", path, r->why);
+        return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
     m->image_len = get_be(image_head, 8);
     return rc;
 }
@@ -433,7 +414,7 @@ static int check_length(const struct reader *r, struct snapshot_meta *m, const c
 {
     uint64_t head = r->offset;
     if (m->image_len > m->file_len || m->file_len - m->image_len != head + CRC_BYTES)
-        return set_err(err, errlen, RK_ERR_CORRUPT, "%s: the file has %" PRIu64 " bytes but "
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: the file has %" PRIu64 " bytes but "
                        "its header says %" PRIu64 " (header) + %" PRIu64 " (image length at "
                        "byte offset %" PRIu64 ") + %u (checksum): truncated or corrupt", path,
                        m->file_len, head, m->image_len, head - 8, CRC_BYTES);
@@ -466,9 +447,9 @@ static int malformed_image(struct reader *r, struct snapshot_meta *m, const char
     char crc_err[PATH_MAX + WHY_LEN] = "";
     if (skip_image(r, m->file_len - CRC_BYTES - r->offset) == RK_OK &&
         check_crc(r, m, path, crc_err, sizeof(crc_err)) == RK_ERR_CORRUPT)
-        return set_err(err, errlen, RK_ERR_CORRUPT, "%s; the image is malformed near byte "
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s; the image is malformed near byte "
                        "offset %" PRIu64 " (%s)", crc_err, at, why);
-    return set_err(err, errlen, RK_ERR_CORRUPT, "%s: malformed state machine image near byte "
+    return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: malformed state machine image near byte "
                    "offset %" PRIu64 ": %s", path, at, why);
 }
 
@@ -477,14 +458,14 @@ static int read_image(struct reader *r, struct snapshot_meta *m, struct kv **kv,
 {
     if (kv == NULL) {
         int rc = skip_image(r, m->image_len);
-        return rc == RK_OK ? RK_OK : set_err(err, errlen, rc, "%s: %s", path, r->why);
+        return rc == RK_OK ? RK_OK : rk_fail(err, errlen, rc, "%s: %s", path, r->why);
     }
     char why[WHY_LEN] = "";
     int rc = kv_image_read(kv, m->image_len, r_get, r, why, sizeof(why));
     if (rc == RK_ERR_CORRUPT && why[0] != '\0')
         return malformed_image(r, m, why, path, err, errlen);
     if (rc != RK_OK)
-        return set_err(err, errlen, rc, "%s: %s", path, r->why[0] ? r->why : rk_strerror(rc));
+        return rk_fail(err, errlen, rc, "%s: %s", path, r->why[0] ? r->why : rk_strerror(rc));
     return RK_OK;
 }
 
@@ -495,10 +476,10 @@ static int check_crc(struct reader *r, struct snapshot_meta *m, const char *path
     uint8_t trailer[CRC_BYTES];
     int rc = r_get(r, trailer, sizeof(trailer));
     if (rc != RK_OK)
-        return set_err(err, errlen, rc, "%s: %s", path, r->why);
+        return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
     uint32_t stored = (uint32_t)get_be(trailer, CRC_BYTES);
     if (stored != computed)
-        return set_err(err, errlen, RK_ERR_CORRUPT, "%s: checksum mismatch (stored %08" PRIx32
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: checksum mismatch (stored %08" PRIx32
                        " at byte offset %" PRIu64 ", computed %08" PRIx32 "): the file is "
                        "corrupt", path, stored, r->offset - CRC_BYTES, computed);
     m->crc = stored;
@@ -550,20 +531,20 @@ int snapshot_load(const char *path, struct snapshot_meta *m, struct kv **kv, cha
 {
     struct reader r = { .fd = open(path, O_RDONLY | O_CLOEXEC) };
     if (r.fd < 0 && errno == ENOENT)
-        return set_err(err, errlen, RK_ERR_NOTFOUND, "%s: no such file", path);
+        return rk_fail(err, errlen, RK_ERR_NOTFOUND, "%s: no such file", path);
     if (r.fd < 0)
-        return io_err(err, errlen, path, "open");
+        return rk_fail_io(err, errlen, path, "open");
     memset(m, 0, sizeof(*m));
     struct stat st;
     struct kv *loaded = NULL;
     int rc = RK_OK;
     if (fstat(r.fd, &st) != 0)
-        rc = io_err(err, errlen, path, "fstat");
+        rc = rk_fail_io(err, errlen, path, "fstat");
     if (rc == RK_OK) {
         r.io_cap = read_buffer_size(st.st_size);
         r.io = malloc(r.io_cap);
         if (r.io == NULL)
-            rc = set_err(err, errlen, RK_ERR_NOMEM, "%s: out of memory", path);
+            rc = rk_fail(err, errlen, RK_ERR_NOMEM, "%s: out of memory", path);
     }
     if (rc == RK_OK) {
         m->file_len = (uint64_t)st.st_size;
@@ -613,17 +594,17 @@ int snapshot_read_chunk(const char *path, raft_index_t expect_index, uint64_t of
     *done = false;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return errno == ENOENT ? set_err(err, errlen, RK_ERR_NOTFOUND, "%s: no such file", path)
-                               : io_err(err, errlen, path, "open");
+        return errno == ENOENT ? rk_fail(err, errlen, RK_ERR_NOTFOUND, "%s: no such file", path)
+                               : rk_fail_io(err, errlen, path, "open");
     struct stat st;
     int rc = RK_OK;
     if (!holds_index(fd, expect_index))
-        rc = set_err(err, errlen, RK_ERR_NOTFOUND, "%s: does not hold the snapshot at index %"
+        rc = rk_fail(err, errlen, RK_ERR_NOTFOUND, "%s: does not hold the snapshot at index %"
                      PRIu64, path, expect_index);
     else if (fstat(fd, &st) != 0)
-        rc = io_err(err, errlen, path, "fstat");
+        rc = rk_fail_io(err, errlen, path, "fstat");
     else if (offset > (uint64_t)st.st_size)
-        rc = set_err(err, errlen, RK_ERR_INVAL, "%s: offset %" PRIu64 " is past the end (%jd "
+        rc = rk_fail(err, errlen, RK_ERR_INVAL, "%s: offset %" PRIu64 " is past the end (%jd "
                      "bytes)", path, offset, (intmax_t)st.st_size);
     if (rc == RK_OK) {
         uint64_t left = (uint64_t)st.st_size - offset;
@@ -632,7 +613,7 @@ int snapshot_read_chunk(const char *path, raft_index_t expect_index, uint64_t of
         rc = buf == NULL ? RK_ERR_NOMEM : read_at(fd, buf, n, offset);
         if (rc != RK_OK) {
             free(buf);
-            set_err(err, errlen, rc, "%s: cannot read %" PRIu32 " bytes at offset %" PRIu64,
+            rk_fail(err, errlen, rc, "%s: cannot read %" PRIu32 " bytes at offset %" PRIu64,
                     path, n, offset);
         } else {
             *data = buf;
@@ -650,19 +631,19 @@ int snapshot_recv_chunk(const struct snapshot_paths *p, uint64_t offset, const u
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (offset == 0 ? O_TRUNC : 0);
     int fd = open(p->recv, flags, 0644);
     if (fd < 0)
-        return io_err(err, errlen, p->recv, "open");
+        return rk_fail_io(err, errlen, p->recv, "open");
     struct stat st;
     int rc = RK_OK;
     if (fstat(fd, &st) != 0)
-        rc = io_err(err, errlen, p->recv, "fstat");
+        rc = rk_fail_io(err, errlen, p->recv, "fstat");
     else if (offset > (uint64_t)st.st_size)
-        rc = set_err(err, errlen, RK_ERR_INVAL, "%s: a chunk at offset %" PRIu64 " but only %jd "
+        rc = rk_fail(err, errlen, RK_ERR_INVAL, "%s: a chunk at offset %" PRIu64 " but only %jd "
                      "bytes were received", p->recv, offset, (intmax_t)st.st_size);
     int e = rc == RK_OK && len > 0 ? pwrite_all(fd, data, len, (off_t)offset) : 0;
     if (e != 0)
-        rc = set_err(err, errlen, RK_ERR_IO, "%s: write: %s", p->recv, strerror(e));
+        rc = rk_fail(err, errlen, RK_ERR_IO, "%s: write: %s", p->recv, strerror(e));
     if (close(fd) != 0 && rc == RK_OK)
-        rc = io_err(err, errlen, p->recv, "close");
+        rc = rk_fail_io(err, errlen, p->recv, "close");
     return rc;
 }
 
@@ -671,15 +652,15 @@ int snapshot_recv_verify(const struct snapshot_paths *p, raft_index_t index, raf
 {
     int fd = open(p->recv, O_RDWR | O_CLOEXEC);
     if (fd < 0)
-        return io_err(err, errlen, p->recv, "open");
-    int rc = fdatasync(fd) == 0 ? RK_OK : io_err(err, errlen, p->recv, "fdatasync");
+        return rk_fail_io(err, errlen, p->recv, "open");
+    int rc = fdatasync(fd) == 0 ? RK_OK : rk_fail_io(err, errlen, p->recv, "fdatasync");
     close(fd);
     if (rc != RK_OK)
         return rc;
     struct kv *loaded = NULL;
     rc = snapshot_load(p->recv, m, kv != NULL ? &loaded : NULL, err, errlen);
     if (rc == RK_OK && (m->index != index || m->term != term))
-        rc = set_err(err, errlen, RK_ERR_CORRUPT, "%s: holds index %" PRIu64 " term %" PRIu64
+        rc = rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: holds index %" PRIu64 " term %" PRIu64
                      ", expected index %" PRIu64 " term %" PRIu64, p->recv, m->index, m->term,
                      index, term);
     if (rc != RK_OK) {
@@ -717,10 +698,10 @@ static int discard_log(struct storage *s, struct storage_loaded *ld, raft_index_
 int snapshot_align_log(struct storage *s, struct storage_loaded *ld, raft_index_t index,
                        raft_term_t term, char *err, size_t errlen)
 {
-    set_err(err, errlen, RK_OK, "%s", "");
+    rk_fail(err, errlen, RK_OK, "%s", "");
     raft_index_t first = ld->first_index, last = first + ld->n_entries - 1;
     if (first > index + 1 && ld->n_entries > 0)
-        return set_err(err, errlen, RK_ERR_CORRUPT, "the log starts at index %" PRIu64 " but "
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "the log starts at index %" PRIu64 " but "
                        "the snapshot ends at %" PRIu64 ": entries %" PRIu64 "..%" PRIu64
                        " are missing", first, index, index + 1, first - 1);
     if (index == 0)
@@ -729,7 +710,7 @@ int snapshot_align_log(struct storage *s, struct storage_loaded *ld, raft_index_
         raft_index_t n = ld->n_entries;
         int rc = discard_log(s, ld, index, err, errlen);
         if (rc == RK_OK && n > 0)
-            set_err(err, errlen, RK_OK, "discarded the whole log (%" PRIu64 " entries, all "
+            rk_fail(err, errlen, RK_OK, "discarded the whole log (%" PRIu64 " entries, all "
                     "covered by the snapshot)", n);
         return rc;
     }
@@ -739,13 +720,13 @@ int snapshot_align_log(struct storage *s, struct storage_loaded *ld, raft_index_
     if (at != term) {
         int rc = discard_log(s, ld, index, err, errlen);
         if (rc == RK_OK)
-            set_err(err, errlen, RK_OK, "discarded the whole log: its entry %" PRIu64
+            rk_fail(err, errlen, RK_OK, "discarded the whole log: its entry %" PRIu64
                     " has term %" PRIu64 ", the snapshot's has term %" PRIu64 " (Raft "
                     "Figure 13, step 7)", index, at, term);
         return rc;
     }
     drop_loaded_prefix(ld, index - first + 1);
-    set_err(err, errlen, RK_OK, "skipped log entries %" PRIu64 "..%" PRIu64 " (in the "
+    rk_fail(err, errlen, RK_OK, "skipped log entries %" PRIu64 "..%" PRIu64 " (in the "
             "snapshot)", first, index);
     return RK_OK;
 }

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,29 +49,10 @@ struct buf {
 
 /* ---------- errors ---------- */
 
-__attribute__((format(printf, 4, 5)))
-static int set_err(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-/* "path: operation: strerror(errno)" as RK_ERR_IO. */
-static int io_err(char *err, size_t errlen, const char *path, const char *op)
-{
-    int saved = errno;
-    return set_err(err, errlen, RK_ERR_IO, "%s: %s: %s", path, op, strerror(saved));
-}
-
 static int check_usable(const struct storage *s, char *err, size_t errlen)
 {
     if (s->broken)
-        return set_err(err, errlen, RK_ERR_IO,
+        return rk_fail(err, errlen, RK_ERR_IO,
                        "%s: unusable after an earlier failed fdatasync or rollback",
                        s->log_path);
     return RK_OK;
@@ -680,12 +660,12 @@ static int drop_torn_tail(struct storage *s, struct storage_loaded *ld, off_t st
                           const char *why, char *err, size_t errlen)
 {
     if (ftruncate(s->log_fd, start) != 0)
-        return io_err(err, errlen, s->log_path, "ftruncate");
+        return rk_fail_io(err, errlen, s->log_path, "ftruncate");
     if (fdatasync(s->log_fd) != 0)
-        return io_err(err, errlen, s->log_path, "fdatasync");
+        return rk_fail_io(err, errlen, s->log_path, "fdatasync");
     s->alloc = start;
     ld->dropped_torn_tail = 1;
-    return set_err(err, errlen, RK_OK, "%s:%" PRIu64 ": dropped torn last line (crash "
+    return rk_fail(err, errlen, RK_OK, "%s:%" PRIu64 ": dropped torn last line (crash "
                    "during write): %s at byte offset %jd", s->log_path, s->n_lines + 1,
                    why, (intmax_t)start);
 }
@@ -693,7 +673,7 @@ static int drop_torn_tail(struct storage *s, struct storage_loaded *ld, off_t st
 static int corrupt_line(const struct storage *s, const char *why, off_t start, char *err,
                         size_t errlen)
 {
-    return set_err(err, errlen, RK_ERR_CORRUPT, "%s:%" PRIu64 ": %s (byte offset %jd)",
+    return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s:%" PRIu64 ": %s (byte offset %jd)",
                    s->log_path, s->n_lines + 1, why, (intmax_t)start);
 }
 
@@ -725,7 +705,7 @@ static int parse_log(struct loader *l, const char *data, size_t size, char *err,
         if (rc != RK_OK || keep_entry(l, &e, (off_t)pos) != RK_OK) {
             if (rc == RK_OK)
                 raft_entry_free(&e);
-            return set_err(err, errlen, RK_ERR_NOMEM, "%s: out of memory", s->log_path);
+            return rk_fail(err, errlen, RK_ERR_NOMEM, "%s: out of memory", s->log_path);
         }
         pos += len + 1;
         s->size = (off_t)pos;
@@ -748,9 +728,9 @@ static int load_log(struct storage *s, struct storage_loaded *ld, char *err, siz
     size_t size;
     int rc = read_whole_fd(s->log_fd, &data, &size);
     if (rc == RK_ERR_IO)
-        return io_err(err, errlen, s->log_path, "read");
+        return rk_fail_io(err, errlen, s->log_path, "read");
     if (rc != RK_OK)
-        return set_err(err, errlen, rc, "%s: out of memory", s->log_path);
+        return rk_fail(err, errlen, rc, "%s: out of memory", s->log_path);
     s->alloc = (off_t)size;
     size = data_end(data, size);
     struct loader l = { .s = s, .ld = ld };
@@ -818,7 +798,7 @@ int storage_parse_state(const char *text, size_t len, raft_term_t *term, char *v
     char vote[STORAGE_VOTE_MAX_LEN + 1];
     const char *bad = parse_state(text, len, &t, vote);
     if (bad != NULL)
-        return set_err(why, whylen, RK_ERR_CORRUPT, "%s", bad);
+        return rk_fail(why, whylen, RK_ERR_CORRUPT, "%s", bad);
     *term = t;
     memcpy(voted_for, vote, strlen(vote) + 1);
     return RK_OK;
@@ -830,20 +810,20 @@ static int load_state(struct storage *s, struct storage_loaded *ld, char *err, s
     if (fd < 0 && errno == ENOENT)
         return RK_OK; /* a fresh server: term 0, no vote */
     if (fd < 0)
-        return io_err(err, errlen, s->state_path, "open");
+        return rk_fail_io(err, errlen, s->state_path, "open");
     char *text;
     size_t len;
     int rc = read_whole_fd(fd, &text, &len);
     if (rc == RK_ERR_IO)
-        rc = io_err(err, errlen, s->state_path, "read");
+        rc = rk_fail_io(err, errlen, s->state_path, "read");
     close(fd);
     if (rc != RK_OK)
-        return rc == RK_ERR_NOMEM ? set_err(err, errlen, rc, "out of memory") : rc;
+        return rc == RK_ERR_NOMEM ? rk_fail(err, errlen, rc, "out of memory") : rc;
     char why[64];
     rc = storage_parse_state(text, len, &ld->term, ld->voted_for, why, sizeof(why));
     free(text);
     if (rc != RK_OK)
-        return set_err(err, errlen, rc, "%s: %s", s->state_path, why);
+        return rk_fail(err, errlen, rc, "%s: %s", s->state_path, why);
     return RK_OK;
 }
 
@@ -853,14 +833,14 @@ static int write_tmp_file(const struct storage *s, const char *text, size_t len,
 {
     int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return io_err(err, errlen, s->tmp_path, "open");
+        return rk_fail_io(err, errlen, s->tmp_path, "open");
     int rc = RK_OK;
     if (pwrite_all(fd, text, len, 0) != 0)
-        rc = io_err(err, errlen, s->tmp_path, "write");
+        rc = rk_fail_io(err, errlen, s->tmp_path, "write");
     else if (fdatasync(fd) != 0)
-        rc = io_err(err, errlen, s->tmp_path, "fdatasync");
+        rc = rk_fail_io(err, errlen, s->tmp_path, "fdatasync");
     if (close(fd) != 0 && rc == RK_OK)
-        rc = io_err(err, errlen, s->tmp_path, "close");
+        rc = rk_fail_io(err, errlen, s->tmp_path, "close");
     return rc;
 }
 
@@ -872,7 +852,7 @@ int storage_save_hard_state(struct storage *s, raft_term_t term, const char *vot
     if (voted_for == NULL || voted_for[0] == '\0')
         voted_for = "-";
     else if (!valid_vote_name(voted_for))
-        return set_err(err, errlen, RK_ERR_INVAL, "bad vote name (1..%d printable "
+        return rk_fail(err, errlen, RK_ERR_INVAL, "bad vote name (1..%d printable "
                        "characters, no spaces, not \"-\")", STORAGE_VOTE_MAX_LEN);
     char text[STORAGE_STATE_MAX_LEN];
     int len = snprintf(text, sizeof(text), "term=%" PRIu64 " vote=%s", term, voted_for);
@@ -880,13 +860,13 @@ int storage_save_hard_state(struct storage *s, raft_term_t term, const char *vot
     len += snprintf(text + len, sizeof(text) - (size_t)len, " crc=%08" PRIx32 "\n", crc);
     int rc = write_tmp_file(s, text, (size_t)len, err, errlen);
     if (rc == RK_OK && rename(s->tmp_path, s->state_path) != 0)
-        rc = io_err(err, errlen, s->state_path, "rename");
+        rc = rk_fail_io(err, errlen, s->state_path, "rename");
     if (rc != RK_OK) {
         unlink(s->tmp_path);
         return rc;
     }
     if (fsync(s->dir_fd) != 0)
-        return io_err(err, errlen, s->dir_path, "fsync");
+        return rk_fail_io(err, errlen, s->dir_path, "fsync");
     return RK_OK;
 }
 
@@ -908,12 +888,12 @@ static int open_log_file(struct storage *s, char *err, size_t errlen)
 {
     s->log_fd = open(s->log_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (s->log_fd < 0)
-        return io_err(err, errlen, s->log_path, "open");
+        return rk_fail_io(err, errlen, s->log_path, "open");
     if (flock(s->log_fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno == EWOULDBLOCK)
-            return set_err(err, errlen, RK_ERR_IO, "%s: in use by another process (is "
+            return rk_fail(err, errlen, RK_ERR_IO, "%s: in use by another process (is "
                            "this server already running?)", s->log_path);
-        return io_err(err, errlen, s->log_path, "flock");
+        return rk_fail_io(err, errlen, s->log_path, "flock");
     }
     return RK_OK;
 }
@@ -923,7 +903,7 @@ static int open_files(struct storage *s, struct storage_loaded *ld, char *err,
 {
     s->dir_fd = open(s->dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dir_fd < 0)
-        return io_err(err, errlen, s->dir_path, "open");
+        return rk_fail_io(err, errlen, s->dir_path, "open");
     int rc = open_log_file(s, err, errlen);
     if (rc != RK_OK)
         return rc;
@@ -933,7 +913,7 @@ static int open_files(struct storage *s, struct storage_loaded *ld, char *err,
     if (rc == RK_OK)
         rc = load_log(s, ld, err, errlen);
     if (rc == RK_OK && fsync(s->dir_fd) != 0) /* a newly created log file's name */
-        rc = io_err(err, errlen, s->dir_path, "fsync");
+        rc = rk_fail_io(err, errlen, s->dir_path, "fsync");
     return rc;
 }
 
@@ -944,16 +924,16 @@ int storage_open(struct storage **out, const char *dir, const char *name,
         err[0] = '\0';
     if (out == NULL || dir == NULL || name == NULL || loaded == NULL || name[0] == '\0' ||
         strchr(name, '/') != NULL)
-        return set_err(err, errlen, RK_ERR_INVAL, "storage_open: bad arguments");
+        return rk_fail(err, errlen, RK_ERR_INVAL, "storage_open: bad arguments");
     *out = NULL;
     memset(loaded, 0, sizeof(*loaded));
     struct storage *s = calloc(1, sizeof(*s));
     if (s == NULL)
-        return set_err(err, errlen, RK_ERR_NOMEM, "out of memory");
+        return rk_fail(err, errlen, RK_ERR_NOMEM, "out of memory");
     s->log_fd = s->dir_fd = -1;
     int rc = make_paths(s, dir, name);
     if (rc != RK_OK)
-        set_err(err, errlen, rc, "out of memory");
+        rk_fail(err, errlen, rc, "out of memory");
     else
         rc = open_files(s, loaded, err, errlen);
     if (rc != RK_OK) {
@@ -1003,15 +983,15 @@ int storage_truncate(struct storage *s, raft_index_t from, char *err, size_t err
     if (rc != RK_OK)
         return rc;
     if (from < 1)
-        return set_err(err, errlen, RK_ERR_INVAL, "storage_truncate: index 0");
+        return rk_fail(err, errlen, RK_ERR_INVAL, "storage_truncate: index 0");
     if (from > s->base + s->n_lines)
         return RK_OK;
     if (from <= s->base)
-        return set_err(err, errlen, RK_ERR_INVAL, "storage_truncate: index %" PRIu64
+        return rk_fail(err, errlen, RK_ERR_INVAL, "storage_truncate: index %" PRIu64
                        " is compacted (the log starts at %" PRIu64 ")", from, s->base + 1);
     off_t cut = s->line_start[from - s->base - 1];
     if (ftruncate(s->log_fd, cut) != 0)
-        return io_err(err, errlen, s->log_path, "ftruncate");
+        return rk_fail_io(err, errlen, s->log_path, "ftruncate");
     s->n_lines = from - s->base - 1;
     s->size = cut;
     s->alloc = cut;
@@ -1024,18 +1004,18 @@ static int check_batch(const struct storage *s, raft_index_t first_index,
                        size_t errlen)
 {
     if (first_index != s->base + s->n_lines + 1)
-        return set_err(err, errlen, RK_ERR_INVAL, "storage_append: first index %" PRIu64
+        return rk_fail(err, errlen, RK_ERR_INVAL, "storage_append: first index %" PRIu64
                        " but the log ends at %" PRIu64, first_index, s->base + s->n_lines);
     if (n > 0 && entries == NULL)
-        return set_err(err, errlen, RK_ERR_INVAL, "storage_append: no entries");
+        return rk_fail(err, errlen, RK_ERR_INVAL, "storage_append: no entries");
     raft_term_t prev = last_term(s);
     for (uint32_t i = 0; i < n; i++) {
         if (raft_entry_type_name(entries[i].type) == NULL)
-            return set_err(err, errlen, RK_ERR_INVAL, "storage_append: entry %" PRIu64
+            return rk_fail(err, errlen, RK_ERR_INVAL, "storage_append: entry %" PRIu64
                            " has unknown type %u", first_index + i,
                            (unsigned)entries[i].type);
         if (entries[i].term < prev)
-            return set_err(err, errlen, RK_ERR_INVAL, "storage_append: entry %" PRIu64
+            return rk_fail(err, errlen, RK_ERR_INVAL, "storage_append: entry %" PRIu64
                            " has term %" PRIu64 " below the previous %" PRIu64,
                            first_index + i, entries[i].term, prev);
         prev = entries[i].term;
@@ -1063,7 +1043,7 @@ static int write_batch(struct storage *s, const struct buf *b, char *err, size_t
 {
     if (pwrite_all(s->log_fd, b->data, b->len, s->size) == 0)
         return RK_OK;
-    int rc = io_err(err, errlen, s->log_path, "write");
+    int rc = rk_fail_io(err, errlen, s->log_path, "write");
     if (ftruncate(s->log_fd, s->size) != 0)
         s->broken = 1; /* the file may now hold a partial line we cannot remove */
     s->alloc = s->size;
@@ -1105,7 +1085,7 @@ int storage_append(struct storage *s, raft_index_t first_index,
     struct buf b = { 0 };
     rc = encode_batch(s, entries, n, &b);
     if (rc != RK_OK)
-        set_err(err, errlen, rc, "%s: out of memory", s->log_path);
+        rk_fail(err, errlen, rc, "%s: out of memory", s->log_path);
     else
         rc = write_batch(s, &b, err, errlen);
     if (rc == RK_OK) {
@@ -1128,7 +1108,7 @@ int storage_sync(struct storage *s, char *err, size_t errlen)
         return rc;
     if (fault_sync_fails() || fdatasync(s->log_fd) != 0) {
         s->broken = 1;
-        return io_err(err, errlen, s->log_path, "fdatasync");
+        return rk_fail_io(err, errlen, s->log_path, "fdatasync");
     }
     return RK_OK;
 }
@@ -1152,7 +1132,7 @@ static int copy_suffix(const struct storage *s, int fd, off_t from, char *err, s
 {
     char *chunk = malloc(COPY_CHUNK);
     if (chunk == NULL)
-        return set_err(err, errlen, RK_ERR_NOMEM, "%s: out of memory", s->compact_path);
+        return rk_fail(err, errlen, RK_ERR_NOMEM, "%s: out of memory", s->compact_path);
     int rc = RK_OK;
     for (off_t pos = from; pos < s->size && rc == RK_OK;) {
         size_t want = (size_t)(s->size - pos) < COPY_CHUNK ? (size_t)(s->size - pos)
@@ -1163,9 +1143,9 @@ static int copy_suffix(const struct storage *s, int fd, off_t from, char *err, s
         if (n <= 0) {
             if (n == 0)
                 errno = EIO; /* the file is shorter than the lines we know of */
-            rc = io_err(err, errlen, s->log_path, "read");
+            rc = rk_fail_io(err, errlen, s->log_path, "read");
         } else if (pwrite_all(fd, chunk, (size_t)n, pos - from) != 0) {
-            rc = io_err(err, errlen, s->compact_path, "write");
+            rc = rk_fail_io(err, errlen, s->compact_path, "write");
         }
         pos += n > 0 ? n : 0;
     }
@@ -1178,16 +1158,16 @@ static int write_kept_suffix(const struct storage *s, off_t from, char *err, siz
 {
     int fd = open(s->compact_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        io_err(err, errlen, s->compact_path, "open");
+        rk_fail_io(err, errlen, s->compact_path, "open");
         return -1;
     }
     /* Locked before it gets the log's name, so no second server can take it over. */
     int rc = flock(fd, LOCK_EX | LOCK_NB) == 0 ? RK_OK
-                                              : io_err(err, errlen, s->compact_path, "flock");
+                                              : rk_fail_io(err, errlen, s->compact_path, "flock");
     if (rc == RK_OK)
         rc = copy_suffix(s, fd, from, err, errlen);
     if (rc == RK_OK && fdatasync(fd) != 0)
-        rc = io_err(err, errlen, s->compact_path, "fdatasync");
+        rc = rk_fail_io(err, errlen, s->compact_path, "fdatasync");
     if (rc != RK_OK) {
         close(fd);
         unlink(s->compact_path);
@@ -1228,7 +1208,7 @@ int storage_compact(struct storage *s, raft_index_t index, char *err, size_t err
     if (fd < 0)
         return RK_ERR_IO;
     if (rename(s->compact_path, s->log_path) != 0) {
-        rc = io_err(err, errlen, s->log_path, "rename");
+        rc = rk_fail_io(err, errlen, s->log_path, "rename");
         close(fd);
         unlink(s->compact_path);
         return rc;
@@ -1238,7 +1218,7 @@ int storage_compact(struct storage *s, raft_index_t index, char *err, size_t err
     drop_prefix_lines(s, drop, from);
     s->alloc = s->size; /* the copy holds no preallocated zeros */
     if (fsync(s->dir_fd) != 0)
-        return io_err(err, errlen, s->dir_path, "fsync");
+        return rk_fail_io(err, errlen, s->dir_path, "fsync");
     return RK_OK;
 }
 
@@ -1250,10 +1230,10 @@ int storage_reset(struct storage *s, raft_index_t index, char *err, size_t errle
     if (rc != RK_OK)
         return rc;
     if (ftruncate(s->log_fd, 0) != 0)
-        return io_err(err, errlen, s->log_path, "ftruncate");
+        return rk_fail_io(err, errlen, s->log_path, "ftruncate");
     if (fdatasync(s->log_fd) != 0) {
         s->broken = 1;
-        return io_err(err, errlen, s->log_path, "fdatasync");
+        return rk_fail_io(err, errlen, s->log_path, "fdatasync");
     }
     s->n_lines = 0;
     s->size = 0;
