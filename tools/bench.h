@@ -93,12 +93,14 @@ int bench_wait_applied(const struct bench_cluster *c, int i, long long index, in
 struct bench_cpu {
     int64_t ns;                      /* CLOCK_MONOTONIC */
     double machine_busy_s, self_s, servers_s;
+    double steal_s;                  /* time the hypervisor gave our vCPUs to others */
 };
 void bench_cpu_sample(const struct bench_cluster *c, struct bench_cpu *s);
 /* Between two samples, in % of one core: the generator, the servers, and everything else
- * (other processes on the machine, kernel work not charged to ours). */
+ * (other processes on the machine, kernel work not charged to ours: interrupts, softirqs,
+ * and steal, which *steal_pct also gives alone). */
 void bench_cpu_usage(const struct bench_cpu *a, const struct bench_cpu *b, double *gen_pct,
-                     double *servers_pct, double *other_pct);
+                     double *servers_pct, double *other_pct, double *steal_pct);
 
 /* ---- load (bench_load.c) ---- */
 
@@ -128,6 +130,7 @@ struct bench_result {
     double ops_per_s;
     double p50_ms, p90_ms, p99_ms, p999_ms, max_ms;
     double gen_cpu_pct, server_cpu_pct, other_cpu_pct; /* % of one core, see bench_cpu */
+    double steal_cpu_pct;                             /* the part of other that is steal */
     char first_failure[BENCH_FAILURE_LEN];            /* what the first error was */
     long long new_terms;  /* terms begun during the run (> 0: there was an election) */
 };

@@ -588,7 +588,8 @@ int bench_wait_applied(const struct bench_cluster *c, int i, long long index, in
 /* ---- CPU accounting ---- */
 
 /* Busy (non-idle, non-iowait) seconds of the whole machine, from /proc/stat. */
-static double machine_busy_seconds(void)
+/* Busy time of the whole machine (user, nice, system, irq, softirq, steal), and *steal. */
+static double machine_busy_seconds(double *steal)
 {
     FILE *f = fopen("/proc/stat", "r");
     unsigned long long v[8] = { 0 };
@@ -597,9 +598,11 @@ static double machine_busy_seconds(void)
                         : 0;
     if (f != NULL)
         fclose(f);
+    *steal = 0;
     if (got != 8)
         return 0;
     unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    *steal = (double)v[7] / (double)sysconf(_SC_CLK_TCK);
     return (double)busy / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -626,7 +629,7 @@ void bench_cpu_sample(const struct bench_cluster *c, struct bench_cpu *s)
 {
     memset(s, 0, sizeof(*s));
     s->ns = bench_now_ns();
-    s->machine_busy_s = machine_busy_seconds();
+    s->machine_busy_s = machine_busy_seconds(&s->steal_s);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         s->self_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
@@ -637,7 +640,7 @@ void bench_cpu_sample(const struct bench_cluster *c, struct bench_cpu *s)
 }
 
 void bench_cpu_usage(const struct bench_cpu *a, const struct bench_cpu *b, double *gen_pct,
-                     double *servers_pct, double *other_pct)
+                     double *servers_pct, double *other_pct, double *steal_pct)
 {
     double wall = (double)(b->ns - a->ns) / 1e9;
     if (wall <= 0)
@@ -645,4 +648,5 @@ void bench_cpu_usage(const struct bench_cpu *a, const struct bench_cpu *b, doubl
     *gen_pct = 100 * (b->self_s - a->self_s) / wall;
     *servers_pct = 100 * (b->servers_s - a->servers_s) / wall;
     *other_pct = 100 * (b->machine_busy_s - a->machine_busy_s) / wall - *gen_pct - *servers_pct;
+    *steal_pct = 100 * (b->steal_s - a->steal_s) / wall;
 }

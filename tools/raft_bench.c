@@ -214,9 +214,10 @@ static void print_result(FILE *f, const char *what, const struct bench_result *r
     fprintf(f,
             "%-8s %9.0f ops/s   p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f ms   "
             "(%ld ops in %.2f s, %ld errors; CPU %% of a core: generator %.0f, servers %.0f, "
-            "other %.0f)\n",
+            "other %.0f, of it steal %.0f)\n",
             what, r->ops_per_s, r->p50_ms, r->p90_ms, r->p99_ms, r->p999_ms, r->max_ms, r->ops,
-            r->seconds, r->errors, r->gen_cpu_pct, r->server_cpu_pct, r->other_cpu_pct);
+            r->seconds, r->errors, r->gen_cpu_pct, r->server_cpu_pct, r->other_cpu_pct,
+            r->steal_cpu_pct);
     if (r->errors > 0)
         fprintf(f, "         first error: %s\n", r->first_failure);
     if (r->new_terms > 0)
@@ -247,7 +248,8 @@ static int measured_load(const struct bench_cluster *c, const struct bench_load_
     int rc = bench_run_load(lo, r, err, errlen);
     bench_cpu_sample(c, &b);
     r->new_terms = highest_term(c) - term_before;
-    bench_cpu_usage(&a, &b, &r->gen_cpu_pct, &r->server_cpu_pct, &r->other_cpu_pct);
+    bench_cpu_usage(&a, &b, &r->gen_cpu_pct, &r->server_cpu_pct, &r->other_cpu_pct,
+                    &r->steal_cpu_pct);
     return rc;
 }
 
@@ -634,13 +636,15 @@ static void write_header(FILE *f, const struct matrix *m)
                "in ms, every operation recorded. *Ceiling*: the same load against a server in "
                "raft_bench that answers at once, without Raft or disk. *CPU*: %% of one core "
                "used by the generator, by the servers, and by everything else on the machine "
-               "during the run (high *other* = a shared, noisy machine).\n\n");
+               "during the run: interrupts and softirqs not charged to a process, other "
+               "processes, and *steal* (in brackets), the time the hypervisor gave our vCPUs "
+               "to other machines. High steal = a shared, noisy host.\n\n");
 }
 
 static void write_table(FILE *f, const struct matrix *m)
 {
     fprintf(f, "| nodes | clients | reads | ops | ops/s | p50 | p90 | p99 | p99.9 | max | "
-               "errors | ceiling ops/s | of ceiling | CPU gen / servers / other |\n");
+               "errors | ceiling ops/s | of ceiling | CPU gen / servers / other (steal) |\n");
     fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < m->n_rows; k++) {
         const struct matrix_row *row = &m->rows[k];
@@ -661,8 +665,8 @@ static void write_table(FILE *f, const struct matrix *m)
                     c->ops_per_s > 0 ? 100 * r->ops_per_s / c->ops_per_s : 0);
         else
             fprintf(f, "- | - | ");
-        fprintf(f, "%.0f / %.0f / %.0f%% |\n", r->gen_cpu_pct, r->server_cpu_pct,
-                r->other_cpu_pct);
+        fprintf(f, "%.0f / %.0f / %.0f (%.0f)%% |\n", r->gen_cpu_pct, r->server_cpu_pct,
+                r->other_cpu_pct, r->steal_cpu_pct);
     }
 }
 
