@@ -490,6 +490,8 @@ static int run_failover(const struct options *o)
 
 /* ---- the matrix ---- */
 
+#define DISTURBED_STEAL_PCT 20 /* % of one core taken by other VMs during a row */
+
 static const int matrix_clients[] = { 1, 8, 32, 64 };
 static const double matrix_reads[] = { 0, 0.9 };
 #define N_CLIENTS (int)(sizeof(matrix_clients) / sizeof(matrix_clients[0]))
@@ -638,7 +640,8 @@ static void write_header(FILE *f, const struct matrix *m)
                "used by the generator, by the servers, and by everything else on the machine "
                "during the run: interrupts and softirqs not charged to a process, other "
                "processes, and *steal* (in brackets), the time the hypervisor gave our vCPUs "
-               "to other machines. High steal = a shared, noisy host.\n\n");
+               "to other machines. A row with %d%% or more steal is marked **disturbed**: "
+               "the host, not the cluster, set its pace.\n\n", DISTURBED_STEAL_PCT);
 }
 
 static void write_table(FILE *f, const struct matrix *m)
@@ -665,8 +668,9 @@ static void write_table(FILE *f, const struct matrix *m)
                     c->ops_per_s > 0 ? 100 * r->ops_per_s / c->ops_per_s : 0);
         else
             fprintf(f, "- | - | ");
-        fprintf(f, "%.0f / %.0f / %.0f (%.0f)%% |\n", r->gen_cpu_pct, r->server_cpu_pct,
-                r->other_cpu_pct, r->steal_cpu_pct);
+        fprintf(f, "%.0f / %.0f / %.0f (%.0f)%%%s |\n", r->gen_cpu_pct, r->server_cpu_pct,
+                r->other_cpu_pct, r->steal_cpu_pct,
+                r->steal_cpu_pct >= DISTURBED_STEAL_PCT ? " **disturbed**" : "");
     }
 }
 
