@@ -391,7 +391,7 @@ static void set_failed(struct client *cl, int rc, const char *what)
     cl->done = true;
     cl->busy = false;
     if (cl->err[0] == '\0')
-        snprintf(cl->err, sizeof(cl->err), "client %d: %s", cl->id, what);
+        snprintf(cl->err, sizeof(cl->err), "client %d: %.400s", cl->id, what);
 }
 
 /* The connection joins the loop: non-blocking, watched for answers. */
@@ -502,8 +502,22 @@ static void loop_failed(struct loop *lp, struct client *cl, bool measured, int s
         bench_sleep_ms(RETRY_PAUSE_MS);
         open_target(cl);
     }
-    if (cl->conn.fd < 0 || loop_watch(lp, cl) != RK_OK)
-        set_failed(cl, RK_ERR_IO, "cannot reconnect");
+    /* A server that refuses (restarting, say) is retried like the threads retry a call:
+     * each failed attempt counts, up to MAX_ERRORS_IN_A_ROW in a row. */
+    while (cl->conn.fd < 0 && ++cl->in_a_row < MAX_ERRORS_IN_A_ROW) {
+        bench_sleep_ms(RETRY_PAUSE_MS);
+        if (lp->sh->o->etcd_path == NULL)
+            reconnect(cl);
+        else
+            open_target(cl);
+    }
+    if (cl->conn.fd < 0 || loop_watch(lp, cl) != RK_OK) {
+        char msg[BENCH_ERR_LEN];
+        snprintf(msg, sizeof(msg), "cannot reconnect after %.150s (%.200s)", what,
+                 cl->err[0] ? cl->err : "no detail");
+        cl->err[0] = '\0';
+        set_failed(cl, RK_ERR_IO, msg);
+    }
 }
 
 /* Reads what came; RK_OK with *status once the whole answer is there (then dropped from
