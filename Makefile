@@ -37,6 +37,7 @@ HARNESS_OBJ := $(call obj,$(HARNESS_SRC))
 ifneq ($(SAN),)
 SERVER_BIN := $(BUILD)/raft_server
 CLIENT_BIN := $(BUILD)/raft_client
+BENCH_BIN  := $(BUILD)/raft_bench
 else
 SERVER_BIN := server/raft_server
 CLIENT_BIN := client/raft_client
@@ -74,7 +75,8 @@ check-deps:
 	@tests/ensure_check.sh
 
 tests: check-deps
-	@$(MAKE) --no-print-directory $(SERVER_BIN) $(CLIENT_BIN) $(TEST_BINS) $(SIM_BIN)
+	@$(MAKE) --no-print-directory $(SERVER_BIN) $(CLIENT_BIN) $(TEST_BINS) $(SIM_BIN) \
+		$(BENCH_BIN)
 
 # Every test program runs even if an earlier one failed; the target fails if any did.
 RUN_TESTS = RK_SERVER_BIN=$(SERVER_BIN) RK_CLIENT_BIN=$(CLIENT_BIN) tests/run_tests.sh $(1)
@@ -108,8 +110,9 @@ FUZZ_TIME ?= 60
 fuzz:
 	tests/fuzz/run_fuzz.sh $(FUZZ_TIME)
 
-# The benchmark matrix (tools/raft_bench): writes docs/benchmarks-latest.md.
-BENCH_BIN := tools/raft_bench
+# The benchmark matrix (tools/raft_bench): writes docs/benchmarks-latest.md. `make check`
+# builds it too (under a sanitizer, into the build directory), so it cannot rot unseen.
+BENCH_BIN ?= tools/raft_bench
 $(BENCH_BIN): $(call obj,$(sort $(wildcard tools/*.c))) $(CLIENT_OBJ) $(COMMON_OBJ)
 	$(CC) $^ -o $@ $(LDFLAGS)
 
