@@ -210,6 +210,30 @@ START_TEST(test_fresh_server)
 }
 END_TEST
 
+/* An entry of a type the log has no name for is refused before anything is written: the
+ * batch with it leaves the file as it was. */
+START_TEST(test_unknown_type_refused)
+{
+    char dir[128], err[256];
+    struct raft_entry es[] = { set_entry(1, "a", "1"), entry(1, 99, "b", 1, "2", 1) };
+    struct storage_loaded ld;
+    new_dir(dir, sizeof(dir));
+    struct storage *s = open_ok(dir, &ld, err, sizeof(err));
+    storage_loaded_free(&ld);
+    append_ok(s, 1, es, 1);
+    ck_assert_int_eq(storage_append(s, 2, es + 1, 1, err, sizeof(err)), RK_ERR_INVAL);
+    ck_assert_msg(strstr(err, "unknown type") != NULL, "err: %s", err);
+    ck_assert_uint_eq(storage_last_index(s), 1);
+    storage_close(s);
+    s = open_ok(dir, &ld, err, sizeof(err));
+    ck_assert_uint_eq(ld.n_entries, 1);
+    storage_loaded_free(&ld);
+    storage_close(s);
+    free_entries(es, 2);
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(test_round_trip_binary)
 {
     char dir[128], err[256], all[256], rev[256];
@@ -879,6 +903,7 @@ static Suite *storage_suite(void)
     tcase_add_unchecked_fixture(log, base_setup, base_teardown);
     tcase_add_test(log, test_fresh_server);
     tcase_add_test(log, test_round_trip_binary);
+    tcase_add_test(log, test_unknown_type_refused);
     tcase_add_test(log, test_file_is_readable_text);
     tcase_add_test(log, test_round_trip_sessions);
     tcase_add_test(log, test_old_format_lines_load);

@@ -210,6 +210,8 @@ static int buf_reserve(struct buf *b, size_t extra)
 
 /* ---------- writing a log line ---------- */
 
+static const char hex_digits[] = "0123456789abcdef";
+
 /* The escape a byte needs inside quotes (storage.h): 0 for none, 'x' for \\xHH, else the
  * letter after the backslash. */
 static char escape_of(unsigned char c)
@@ -234,7 +236,6 @@ static bool is_plain(unsigned char c)
  * Runs of plain bytes are copied whole. */
 static void put_quoted(struct buf *b, const char *bytes, uint32_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     char *out = b->data + b->len;
     *out++ = '"';
     uint32_t i = 0;
@@ -251,8 +252,8 @@ static void put_quoted(struct buf *b, const char *bytes, uint32_t len)
         *out++ = '\\';
         *out++ = esc;
         if (esc == 'x') {
-            *out++ = hex[c >> 4];
-            *out++ = hex[c & 0xf];
+            *out++ = hex_digits[c >> 4];
+            *out++ = hex_digits[c & 0xf];
         }
         i = run + 1;
     }
@@ -290,6 +291,9 @@ static bool has_key(uint8_t type)
  * (Raft thesis §6.3) only when the entry has them. */
 static int encode_line(struct buf *b, raft_index_t index, const struct raft_entry *e)
 {
+    const char *name = raft_entry_type_name(e->type);
+    if (name == NULL)
+        return RK_ERR_INVAL;
     size_t key_len = has_key(e->type) ? e->key_len : 0;
     size_t val_len = e->type == RAFT_ENTRY_SET ? e->val_len : 0;
     if (buf_reserve(b, 128 + 4 * key_len + 4 * val_len) != RK_OK)
@@ -299,9 +303,6 @@ static int encode_line(struct buf *b, raft_index_t index, const struct raft_entr
     b->data[b->len++] = ' ';
     put_uint(b, e->term);
     b->data[b->len++] = ' ';
-    const char *name = raft_entry_type_name(e->type);
-    if (name == NULL)
-        return RK_ERR_INVAL;
     put_text(b, name);
     if (has_key(e->type)) {
         b->data[b->len++] = ' ';
@@ -318,10 +319,9 @@ static int encode_line(struct buf *b, raft_index_t index, const struct raft_entr
         put_uint(b, e->seq);
     }
     uint32_t crc = crc32_update(0, b->data + start, b->len - start);
-    static const char hex[] = "0123456789abcdef";
     b->data[b->len++] = ' ';
     for (int shift = 28; shift >= 0; shift -= 4)
-        b->data[b->len++] = hex[(crc >> shift) & 0xfu];
+        b->data[b->len++] = hex_digits[(crc >> shift) & 0xfu];
     b->data[b->len++] = '\n';
     return RK_OK;
 }
@@ -1032,8 +1032,9 @@ static int encode_batch(struct storage *s, const struct raft_entry *entries, uin
     for (uint32_t i = 0; i < n; i++) {
         s->line_start[s->n_lines + i] = s->size + (off_t)b->len;
         s->line_term[s->n_lines + i] = entries[i].term;
-        if (encode_line(b, s->base + s->n_lines + i + 1, &entries[i]) != RK_OK)
-            return RK_ERR_NOMEM;
+        int rc = encode_line(b, s->base + s->n_lines + i + 1, &entries[i]);
+        if (rc != RK_OK)
+            return rc;
     }
     return RK_OK;
 }
@@ -1085,7 +1086,8 @@ int storage_append(struct storage *s, raft_index_t first_index,
     struct buf b = { 0 };
     rc = encode_batch(s, entries, n, &b);
     if (rc != RK_OK)
-        rk_fail(err, errlen, rc, "%s: out of memory", s->log_path);
+        rk_fail(err, errlen, rc, "%s: %s", s->log_path,
+                rc == RK_ERR_NOMEM ? "out of memory" : "an entry of unknown type");
     else
         rc = write_batch(s, &b, err, errlen);
     if (rc == RK_OK) {
