@@ -527,6 +527,8 @@ static int loop_take_answer(struct client *cl, int *status, struct proto_client_
 {
     struct bench_conn *c = &cl->conn;
     for (;;) {
+        if (c->have > 4 + (size_t)PROTO_MAX_FRAME)
+            return RK_ERR_PROTO; /* more than one answer can hold: not a server we know */
         if (grow(c, c->have + 4096) != RK_OK)
             return RK_ERR_NOMEM;
         ssize_t r = recv(c->fd, c->buf + c->have, c->cap - c->have, MSG_DONTWAIT);
