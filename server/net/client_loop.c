@@ -425,13 +425,20 @@ static void reap(struct client_loop *l)
     }
 }
 
-/* New connections from the connection threads. */
-static void take_adopted(struct client_loop *l)
+/* The connections handed over since the last call. */
+static struct client_conn *detach_adopted(struct client_loop *l)
 {
     pthread_mutex_lock(&l->adopt_mu);
     struct client_conn *c = l->adopted;
     l->adopted = NULL;
     pthread_mutex_unlock(&l->adopt_mu);
+    return c;
+}
+
+/* New connections from the connection threads. */
+static void take_adopted(struct client_loop *l)
+{
+    struct client_conn *c = detach_adopted(l);
     while (c != NULL) {
         struct client_conn *next = c->next;
         struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
@@ -578,10 +585,7 @@ void client_loop_stop(struct node *n)
     pthread_join(l->thread, NULL);
     /* l stays allocated (and n->client_loop set): a connection thread finishing its
      * HELLO now finds it stopping and closes its connection itself. */
-    pthread_mutex_lock(&l->adopt_mu);
-    struct client_conn *late = l->adopted;
-    l->adopted = NULL;
-    pthread_mutex_unlock(&l->adopt_mu);
+    struct client_conn *late = detach_adopted(l);
     while (late != NULL) {
         struct client_conn *next = late->next;
         close(late->fd);
