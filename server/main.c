@@ -43,7 +43,31 @@ struct options {
 /* File descriptors besides the connections: files, listener, outgoing peer links... */
 #define FD_RESERVE 64u
 
-/* Prints the problem (if any) and the usage, and exits 2. */
+static void print_usage(FILE *to, const char *prog)
+{
+    fprintf(to,
+            "usage: %s NAME HOST PORT [True|False] [--dir DIR] [--election-min-ms N]\n"
+            "          [--election-max-ms N] [--heartbeat-ms N] [--cluster-id ID]\n"
+            "          [--max-frame-bytes N] [--max-key-bytes N] [--max-value-bytes N]\n"
+            "          [--max-clients N] [--client-idle-timeout-ms N] [--frame-timeout-ms N]\n"
+            "          [--max-peer-queue-bytes N] [--snapshot-entries N] [--snapshot-bytes N]\n"
+            "          [--snapshot-keep N] [--snapshot-fork True|False]\n"
+            "       %s --dump-snapshot FILE\n"
+            "       %s -h|--help\n"
+            "  NAME must be listed in DIR/server_registry.txt (DIR defaults to logs).\n"
+            "  True: start an election at once; False (default): wait for the timeout.\n"
+            "  Election timeout defaults to 150..300 ms, heartbeat to 50 ms.\n"
+            "  The limits and their defaults are in README.md (Options).\n"
+            "  A snapshot is taken every --snapshot-entries applied entries (default %u) or\n"
+            "  --snapshot-bytes of commands (default %llu; 0 = no limit); --snapshot-keep\n"
+            "  entries (default %u) stay in memory behind it for slow followers. It is\n"
+            "  written by a forked child; --snapshot-fork False serializes it in memory.\n"
+            "  --dump-snapshot prints a snapshot file and exits (1 if it is corrupt).\n",
+            prog, prog, prog, NODE_SNAPSHOT_ENTRIES_DEFAULT,
+            (unsigned long long)NODE_SNAPSHOT_BYTES_DEFAULT, NODE_SNAPSHOT_KEEP_DEFAULT);
+}
+
+/* Prints the problem (if any) and the usage on stderr, and exits 2. */
 static void usage(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 static void usage(const char *prog, const char *fmt, ...)
@@ -56,25 +80,7 @@ static void usage(const char *prog, const char *fmt, ...)
         fputc('\n', stderr);
         va_end(ap);
     }
-    fprintf(stderr,
-            "usage: %s NAME HOST PORT [True|False] [--dir DIR] [--election-min-ms N]\n"
-            "          [--election-max-ms N] [--heartbeat-ms N] [--cluster-id ID]\n"
-            "          [--max-frame-bytes N] [--max-key-bytes N] [--max-value-bytes N]\n"
-            "          [--max-clients N] [--client-idle-timeout-ms N] [--frame-timeout-ms N]\n"
-            "          [--max-peer-queue-bytes N] [--snapshot-entries N] [--snapshot-bytes N]\n"
-            "          [--snapshot-keep N] [--snapshot-fork True|False]\n"
-            "       %s --dump-snapshot FILE\n"
-            "  NAME must be listed in DIR/server_registry.txt (DIR defaults to logs).\n"
-            "  True: start an election at once; False (default): wait for the timeout.\n"
-            "  Election timeout defaults to 150..300 ms, heartbeat to 50 ms.\n"
-            "  The limits and their defaults are in README.md (Options).\n"
-            "  A snapshot is taken every --snapshot-entries applied entries (default %u) or\n"
-            "  --snapshot-bytes of commands (default %llu; 0 = no limit); --snapshot-keep\n"
-            "  entries (default %u) stay in memory behind it for slow followers. It is\n"
-            "  written by a forked child; --snapshot-fork False serializes it in memory.\n"
-            "  --dump-snapshot prints a snapshot file and exits (1 if it is corrupt).\n",
-            prog, prog, NODE_SNAPSHOT_ENTRIES_DEFAULT,
-            (unsigned long long)NODE_SNAPSHOT_BYTES_DEFAULT, NODE_SNAPSHOT_KEEP_DEFAULT);
+    print_usage(stderr, prog);
     exit(2);
 }
 
@@ -209,6 +215,10 @@ static void parse_args(int argc, char **argv, struct options *o)
                                        .keep = NODE_SNAPSHOT_KEEP_DEFAULT, .fork = true };
     int pos = 0;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            print_usage(stdout, argv[0]);
+            exit(0);
+        }
         if (!strncmp(argv[i], "--", 2)) {
             if (i + 1 >= argc)
                 usage(argv[0], "missing value for %s", argv[i]);

@@ -1,6 +1,7 @@
 /* tests/integ_client_cli.c - runs the raft_client program against a real 3-server cluster
  * and checks its exact output and exit codes: one-shot commands, stdin mode, status,
- * no reachable server, and a follower's address (redirect followed). */
+ * no reachable server, and a follower's address (redirect followed). Also raft_server's
+ * own command line: --help, and the refusals of bad arguments. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
@@ -171,6 +172,63 @@ START_TEST(test_follower_address)
 }
 END_TEST
 
+/* Runs raft_server with args (no cluster: each of these exits before it starts). */
+static void run_server_args(struct cli_result *r, const char *const args[])
+{
+    char *argv[32];
+    int a = 0;
+    argv[a++] = (char *)harness_server_bin();
+    for (int k = 0; args[k] != NULL && a < 31; k++)
+        argv[a++] = (char *)args[k];
+    argv[a] = NULL;
+    int rc = harness_run(argv, NULL, r->out, sizeof(r->out), r->err, sizeof(r->err),
+                         RUN_TIMEOUT_MS, &r->exit_status);
+    ck_assert_msg(rc == RK_OK, "running raft_server: %s", rk_strerror(rc));
+}
+
+/* A refused command line: exit 2, nothing on stdout, the problem then the usage on
+ * stderr. */
+static void expect_refused(const char *const args[], const char *problem)
+{
+    struct cli_result r;
+    run_server_args(&r, args);
+    ck_assert_msg(r.exit_status == 2 && r.out[0] == '\0' && strstr(r.err, problem) != NULL &&
+                      strstr(r.err, "usage: ") != NULL,
+                  "want exit 2 and '%s' then the usage on stderr, got exit %d, stdout '%s', "
+                  "stderr '%s'", problem, r.exit_status, r.out, r.err);
+}
+
+START_TEST(test_server_command_line)
+{
+    for (int k = 0; k < 2; k++) {
+        const char *args[] = {k == 0 ? "--help" : "-h", NULL};
+        struct cli_result r;
+        run_server_args(&r, args);
+        ck_assert_msg(r.exit_status == 0 && strncmp(r.out, "usage: ", 7) == 0 &&
+                          strstr(r.out, "--election-min-ms") != NULL && r.err[0] == '\0',
+                      "%s: want the usage on stdout and exit 0, got exit %d, stdout '%s', "
+                      "stderr '%s'", args[0], r.exit_status, r.out, r.err);
+    }
+    const char *none[] = {NULL};
+    expect_refused(none, "usage: ");
+    const char *two[] = {"s1", "127.0.0.1", NULL};
+    expect_refused(two, "NAME, HOST and PORT are required");
+    const char *port[] = {"s1", "127.0.0.1", "99999", NULL};
+    expect_refused(port, "PORT must be a number 1..65535, not '99999'");
+    const char *flag[] = {"s1", "127.0.0.1", "4000", "yes", NULL};
+    expect_refused(flag, "the start flag must be True or False, not 'yes'");
+    const char *bogus[] = {"s1", "127.0.0.1", "4000", "--bogus", "3", NULL};
+    expect_refused(bogus, "bad option or value: --bogus 3");
+    const char *bad_value[] = {"s1", "127.0.0.1", "4000", "--heartbeat-ms", "x", NULL};
+    expect_refused(bad_value, "bad option or value: --heartbeat-ms x");
+    const char *missing[] = {"s1", "127.0.0.1", "4000", "--dir", NULL};
+    expect_refused(missing, "missing value for --dir");
+    const char *order[] = {"s1", "127.0.0.1", "4000", "--election-min-ms", "300",
+                           "--election-max-ms", "200", NULL};
+    expect_refused(order, "--election-min-ms (300) must be below --election-max-ms (200)");
+}
+END_TEST
+
 static Suite *integ_client_cli_suite(void)
 {
     Suite *s = suite_create("integ_client_cli");
@@ -180,6 +238,7 @@ static Suite *integ_client_cli_suite(void)
     tcase_add_test(tc, test_stdin_mode_and_status);
     tcase_add_test(tc, test_no_server_reachable);
     tcase_add_test(tc, test_follower_address);
+    tcase_add_test(tc, test_server_command_line);
     suite_add_tcase(s, tc);
     return s;
 }
