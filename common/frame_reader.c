@@ -95,9 +95,16 @@ static int fill(struct frame_reader *r, size_t want, uint64_t deadline, size_t i
     if (reserve(r, want, initial) != RK_OK)
         return RK_ERR_NOMEM;
     while (r->end - r->start < want) {
-        ssize_t n = recv(r->fd, r->data + r->end, r->cap - r->end, MSG_DONTWAIT);
+        if (r->emptied) { /* the socket held no more: wait, rather than recv for EAGAIN */
+            int rc = wait_readable(r->fd, deadline);
+            if (rc != RK_OK)
+                return rc;
+        }
+        size_t room = r->cap - r->end;
+        ssize_t n = recv(r->fd, r->data + r->end, room, MSG_DONTWAIT);
         if (n > 0) {
             r->end += (size_t)n;
+            r->emptied = (size_t)n < room;
             continue;
         }
         if (n == 0)
@@ -106,9 +113,7 @@ static int fill(struct frame_reader *r, size_t want, uint64_t deadline, size_t i
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return RK_ERR_IO;
-        int rc = wait_readable(r->fd, deadline);
-        if (rc != RK_OK)
-            return rc;
+        r->emptied = true;
     }
     return RK_OK;
 }
@@ -138,6 +143,7 @@ int frame_reader_read(struct frame_reader *r, const struct frame_reader_rules *r
     *payload = NULL;
     *len = 0;
     reason[0] = '\0';
+    r->emptied = false;
     trim(r);
     size_t initial = rules->max > FRAME_READER_CLIENT_BYTES ? FRAME_READER_PEER_BYTES
                                                              : FRAME_READER_CLIENT_BYTES;

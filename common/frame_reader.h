@@ -18,6 +18,9 @@ struct frame_reader {
     int fd;
     uint8_t *data;
     size_t cap, start, end;
+    bool emptied; /* the last frame_reader_read's last recv left the socket empty (it
+                     returned less than it could take, or EAGAIN): an edge-triggered
+                     caller need not recv again before its next event */
 };
 
 /* How one frame may be read: its size, how long the connection may stay silent before

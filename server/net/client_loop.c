@@ -43,6 +43,8 @@ struct client_conn {
     uint64_t active_ms;         /* the last frame started or answered (idle timeout) */
     uint64_t frame_started_ms;  /* part of a frame is buffered since (0: none) */
     bool readable;              /* the socket may hold bytes we have not read */
+    bool hup;                   /* epoll saw the peer's close or an error: read on, to
+                                   learn it, even when a read found the socket empty */
     bool draining;              /* refused: reading and dropping until drain_deadline */
     uint64_t drain_deadline;
     size_t drained;
@@ -267,7 +269,7 @@ static bool next_request(struct client_loop *l, struct client_conn *c)
     char reason[REASON_LEN];
     int rc = frame_reader_read(&c->in, &rules, &payload, &len, reason, sizeof(reason));
     if (rc == RK_ERR_TIMEOUT) { /* not whole yet: what came stays buffered */
-        c->readable = false;
+        c->readable = c->hup;
         if (c->in.end > c->in.start && c->frame_started_ms == 0)
             c->frame_started_ms = now_ms();
         return false;
@@ -282,6 +284,8 @@ static bool next_request(struct client_loop *l, struct client_conn *c)
         close_later(c, rc == RK_ERR_CLOSED ? "" : reason);
         return false;
     }
+    if (c->in.emptied && !c->hup)
+        c->readable = false; /* epoll (edge-triggered) tells us when more comes */
     return decode_request(l, c, payload, len);
 }
 
@@ -474,6 +478,8 @@ static void handle_events(struct client_loop *l, const struct epoll_event *evs, 
         }
         if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             c->readable = true;
+        if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            c->hup = true;
         if ((evs[i].events & EPOLLOUT) && c->out.len > c->sent)
             flush_out(c);
     }
