@@ -531,9 +531,13 @@ static int loop_take_answer(struct client *cl, int *status, struct proto_client_
             return RK_ERR_PROTO; /* more than one answer can hold: not a server we know */
         if (grow(c, c->have + 4096) != RK_OK)
             return RK_ERR_NOMEM;
-        ssize_t r = recv(c->fd, c->buf + c->have, c->cap - c->have, MSG_DONTWAIT);
+        size_t room = c->cap - c->have;
+        ssize_t r = recv(c->fd, c->buf + c->have, room, MSG_DONTWAIT);
         if (r > 0) {
             c->have += (size_t)r;
+            if ((size_t)r < room)
+                break; /* the socket is empty: no recv just to hear EAGAIN (epoll is
+                          level-triggered, so anything that comes later is reported) */
             continue;
         }
         if (r == 0)
