@@ -36,19 +36,28 @@ static struct harness_cluster *start_cluster(void)
     return c;
 }
 
-/* Runs raft_client with the given arguments (NULL-terminated) and stdin text. */
-static void run_client(struct harness_cluster *c, struct cli_result *r, const char *stdin_text,
+/* Runs bin with the given arguments (NULL-terminated) and stdin text: harness_run's
+ * result, the output in r. */
+static int run_program(const char *bin, struct cli_result *r, const char *stdin_text,
                        const char *const args[])
 {
     char *argv[32];
     int a = 0;
-    argv[a++] = (char *)harness_client_bin();
+    argv[a++] = (char *)bin;
     for (int k = 0; args[k] != NULL && a < 31; k++)
         argv[a++] = (char *)args[k];
     argv[a] = NULL;
-    int rc = harness_run(argv, stdin_text, r->out, sizeof(r->out), r->err, sizeof(r->err),
-                         RUN_TIMEOUT_MS, &r->exit_status);
-    HARNESS_ASSERT(c, rc == RK_OK, "running %s %s ...: %s", argv[0], args[0], rk_strerror(rc));
+    return harness_run(argv, stdin_text, r->out, sizeof(r->out), r->err, sizeof(r->err),
+                       RUN_TIMEOUT_MS, &r->exit_status);
+}
+
+/* Runs raft_client with the given arguments (NULL-terminated) and stdin text. */
+static void run_client(struct harness_cluster *c, struct cli_result *r, const char *stdin_text,
+                       const char *const args[])
+{
+    int rc = run_program(harness_client_bin(), r, stdin_text, args);
+    HARNESS_ASSERT(c, rc == RK_OK, "running raft_client %s ...: %s",
+                   args[0] != NULL ? args[0] : "", rk_strerror(rc));
     bool clean = strstr(r->err, "Sanitizer") == NULL && strstr(r->err, "runtime error:") == NULL;
     HARNESS_ASSERT(c, clean, "the client printed a sanitizer report: %s", r->err);
 }
@@ -175,14 +184,7 @@ END_TEST
 /* Runs raft_server with args (no cluster: each of these exits before it starts). */
 static void run_server_args(struct cli_result *r, const char *const args[])
 {
-    char *argv[32];
-    int a = 0;
-    argv[a++] = (char *)harness_server_bin();
-    for (int k = 0; args[k] != NULL && a < 31; k++)
-        argv[a++] = (char *)args[k];
-    argv[a] = NULL;
-    int rc = harness_run(argv, NULL, r->out, sizeof(r->out), r->err, sizeof(r->err),
-                         RUN_TIMEOUT_MS, &r->exit_status);
+    int rc = run_program(harness_server_bin(), r, NULL, args);
     ck_assert_msg(rc == RK_OK, "running raft_server: %s", rk_strerror(rc));
 }
 

@@ -18,12 +18,17 @@
 struct pair {
     int rd, wr;
     struct frame_reader r;
+    uint8_t out[16384]; /* frames to send: bytes [0, queued) */
+    size_t queued;
+    size_t len;         /* the last frame read: its length and first byte */
+    uint8_t first;
 };
 
 static void pair_open(struct pair *p)
 {
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    memset(p, 0, sizeof(*p));
     p->rd = sv[0];
     p->wr = sv[1];
     frame_reader_init(&p->r, p->rd);
@@ -37,24 +42,26 @@ static void pair_close(struct pair *p)
         close(p->wr);
 }
 
-/* Appends a frame of len bytes of fill to buf at *at. */
-static void put_frame(uint8_t *buf, size_t *at, uint32_t len, uint8_t fill)
+/* Queues a frame of len bytes of fill. */
+static void queue_frame(struct pair *p, uint32_t len, uint8_t fill)
 {
-    buf[(*at)++] = (uint8_t)(len >> 24);
-    buf[(*at)++] = (uint8_t)(len >> 16);
-    buf[(*at)++] = (uint8_t)(len >> 8);
-    buf[(*at)++] = (uint8_t)len;
-    memset(buf + *at, fill, len);
-    *at += len;
+    ck_assert_uint_le(p->queued + 4 + len, sizeof(p->out));
+    uint8_t *o = p->out + p->queued;
+    o[0] = (uint8_t)(len >> 24);
+    o[1] = (uint8_t)(len >> 16);
+    o[2] = (uint8_t)(len >> 8);
+    o[3] = (uint8_t)len;
+    memset(o + 4, fill, len);
+    p->queued += 4 + len;
 }
 
-static void write_all(int fd, const uint8_t *data, size_t len)
+/* Sends the queued bytes [from, to). */
+static void send_queued(struct pair *p, size_t from, size_t to)
 {
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
+    while (from < to) {
+        ssize_t n = write(p->wr, p->out + from, to - from);
         ck_assert_msg(n > 0, "write: %s", strerror(errno));
-        data += n;
-        len -= (size_t)n;
+        from += (size_t)n;
     }
 }
 
@@ -62,14 +69,19 @@ static void write_all(int fd, const uint8_t *data, size_t len)
 static const struct frame_reader_rules no_wait = { .max = 1u << 20, .idle_deadline = 0,
                                                    .frame_ms = 0, .hard_deadline = 0 };
 
-static int read_frame(struct pair *p, const struct frame_reader_rules *rules, size_t *len,
-                      uint8_t *first)
+static struct frame_reader_rules with_max(uint32_t max)
+{
+    struct frame_reader_rules rules = no_wait;
+    rules.max = max;
+    return rules;
+}
+
+static int read_one(struct pair *p, const struct frame_reader_rules *rules)
 {
     uint8_t *payload;
     char reason[REASON];
-    int rc = frame_reader_read(&p->r, rules, &payload, len, reason, sizeof(reason));
-    if (rc == RK_OK)
-        *first = payload[0];
+    int rc = frame_reader_read(&p->r, rules, &payload, &p->len, reason, sizeof(reason));
+    p->first = rc == RK_OK ? payload[0] : 0;
     return rc;
 }
 
@@ -77,16 +89,13 @@ START_TEST(test_one_frame_then_empty)
 {
     struct pair p;
     pair_open(&p);
-    uint8_t buf[64];
-    size_t at = 0, len = 0;
-    uint8_t first = 0;
-    put_frame(buf, &at, 10, 'a');
-    write_all(p.wr, buf, at);
-    ck_assert_int_eq(read_frame(&p, &no_wait, &len, &first), RK_OK);
-    ck_assert_uint_eq(len, 10);
-    ck_assert_uint_eq(first, 'a');
+    queue_frame(&p, 10, 'a');
+    send_queued(&p, 0, p.queued);
+    ck_assert_int_eq(read_one(&p, &no_wait), RK_OK);
+    ck_assert_uint_eq(p.len, 10);
+    ck_assert_uint_eq(p.first, 'a');
     ck_assert_msg(p.r.emptied, "one recv took all there was: the socket is empty");
-    ck_assert_int_eq(read_frame(&p, &no_wait, &len, &first), RK_ERR_TIMEOUT);
+    ck_assert_int_eq(read_one(&p, &no_wait), RK_ERR_TIMEOUT);
     ck_assert(p.r.emptied);
     pair_close(&p);
 }
@@ -98,18 +107,15 @@ START_TEST(test_buffered_frame_says_nothing)
 {
     struct pair p;
     pair_open(&p);
-    uint8_t buf[64];
-    size_t at = 0, len = 0;
-    uint8_t first = 0;
-    put_frame(buf, &at, 5, 'a');
-    put_frame(buf, &at, 7, 'b');
-    write_all(p.wr, buf, at);
-    ck_assert_int_eq(read_frame(&p, &no_wait, &len, &first), RK_OK);
+    queue_frame(&p, 5, 'a');
+    queue_frame(&p, 7, 'b');
+    send_queued(&p, 0, p.queued);
+    ck_assert_int_eq(read_one(&p, &no_wait), RK_OK);
     ck_assert(p.r.emptied);
     ck_assert(frame_reader_buffered(&p.r));
-    ck_assert_int_eq(read_frame(&p, &no_wait, &len, &first), RK_OK);
-    ck_assert_uint_eq(len, 7);
-    ck_assert_uint_eq(first, 'b');
+    ck_assert_int_eq(read_one(&p, &no_wait), RK_OK);
+    ck_assert_uint_eq(p.len, 7);
+    ck_assert_uint_eq(p.first, 'b');
     ck_assert_msg(!p.r.emptied, "no recv was made: emptiness is unknown");
     pair_close(&p);
 }
@@ -120,30 +126,26 @@ START_TEST(test_full_recv_not_emptied)
 {
     struct pair p;
     pair_open(&p);
-    static uint8_t buf[16384];
-    size_t at = 0, len = 0;
-    uint8_t first = 0;
-    put_frame(buf, &at, 100, 'a');
-    put_frame(buf, &at, 8000, 'b');
-    write_all(p.wr, buf, at);
-    struct frame_reader_rules small = no_wait, big = no_wait;
-    small.max = FRAME_READER_CLIENT_BYTES; /* so the buffer starts at 4 KiB */
-    big.max = 16000;
-    ck_assert_int_eq(read_frame(&p, &small, &len, &first), RK_OK);
-    ck_assert_uint_eq(len, 100);
+    queue_frame(&p, 100, 'a');
+    queue_frame(&p, 8000, 'b');
+    send_queued(&p, 0, p.queued);
+    struct frame_reader_rules small = with_max(FRAME_READER_CLIENT_BYTES); /* a 4 KiB buffer */
+    struct frame_reader_rules big = with_max(16000);
+    ck_assert_int_eq(read_one(&p, &small), RK_OK);
+    ck_assert_uint_eq(p.len, 100);
     ck_assert_msg(!p.r.emptied, "the first recv filled the buffer: the rest is unread");
-    ck_assert_int_eq(read_frame(&p, &big, &len, &first), RK_OK);
-    ck_assert_uint_eq(len, 8000);
-    ck_assert_uint_eq(first, 'b');
+    ck_assert_int_eq(read_one(&p, &big), RK_OK);
+    ck_assert_uint_eq(p.len, 8000);
+    ck_assert_uint_eq(p.first, 'b');
     ck_assert(p.r.emptied);
     pair_close(&p);
 }
 END_TEST
 
+/* After delay_ms, sends the queued bytes from `from` on, then closes if asked. */
 struct late_write {
-    int fd;
-    const uint8_t *data;
-    size_t len;
+    struct pair *p;
+    size_t from;
     int delay_ms;
     bool close_after;
 };
@@ -153,40 +155,47 @@ static void *late_writer(void *arg)
     struct late_write *w = arg;
     struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)w->delay_ms * 1000000L };
     nanosleep(&ts, NULL);
-    if (w->len > 0 && write(w->fd, w->data, w->len) != (ssize_t)w->len)
-        abort();
+    size_t from = w->from;
+    while (from < w->p->queued) {
+        ssize_t n = write(w->p->wr, w->p->out + from, w->p->queued - from);
+        if (n <= 0)
+            abort();
+        from += (size_t)n;
+    }
     if (w->close_after)
-        close(w->fd);
+        close(w->p->wr);
     return NULL;
 }
 
-static struct frame_reader_rules waiting(void)
+/* A peer thread's read (waits up to 3 s) while w writes; *took_ms: how long it took. */
+static int read_during(struct pair *p, struct late_write *w, uint64_t *took_ms)
 {
-    uint64_t now = frame_reader_now_ms();
-    return (struct frame_reader_rules){ .max = 1u << 20, .idle_deadline = now + 3000,
-                                        .frame_ms = 3000, .hard_deadline = now + 3000 };
+    uint64_t t0 = frame_reader_now_ms();
+    struct frame_reader_rules rules = { .max = 1u << 20, .idle_deadline = t0 + 3000,
+                                        .frame_ms = 3000, .hard_deadline = t0 + 3000 };
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, late_writer, w), 0);
+    int rc = read_one(p, &rules);
+    *took_ms = frame_reader_now_ms() - t0;
+    pthread_join(t, NULL);
+    if (w->close_after)
+        p->wr = -1;
+    return rc;
 }
 
-/* A peer thread's read: half a frame, then the rest later. After the short read the
- * reader waits (poll) for the rest instead of failing or spinning. */
+/* Half a frame, then the rest later. After the short read the reader waits (poll) for
+ * the rest instead of failing or spinning. */
 START_TEST(test_waits_for_the_rest)
 {
     struct pair p;
     pair_open(&p);
-    uint8_t buf[64];
-    size_t at = 0, len = 0;
-    uint8_t first = 0;
-    put_frame(buf, &at, 20, 'c');
-    write_all(p.wr, buf, 9);
-    struct late_write w = { .fd = p.wr, .data = buf + 9, .len = at - 9, .delay_ms = 50 };
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, late_writer, &w), 0);
-    struct frame_reader_rules rules = waiting();
-    int rc = read_frame(&p, &rules, &len, &first);
-    pthread_join(t, NULL);
-    ck_assert_int_eq(rc, RK_OK);
-    ck_assert_uint_eq(len, 20);
-    ck_assert_uint_eq(first, 'c');
+    queue_frame(&p, 20, 'c');
+    send_queued(&p, 0, 9);
+    struct late_write w = { .p = &p, .from = 9, .delay_ms = 50 };
+    uint64_t took;
+    ck_assert_int_eq(read_during(&p, &w, &took), RK_OK);
+    ck_assert_uint_eq(p.len, 20);
+    ck_assert_uint_eq(p.first, 'c');
     pair_close(&p);
 }
 END_TEST
@@ -196,21 +205,12 @@ START_TEST(test_eof_inside_a_frame)
 {
     struct pair p;
     pair_open(&p);
-    uint8_t buf[64];
-    size_t at = 0, len = 0;
-    uint8_t first = 0;
-    put_frame(buf, &at, 20, 'd');
-    write_all(p.wr, buf, 9);
-    struct late_write w = { .fd = p.wr, .len = 0, .delay_ms = 30, .close_after = true };
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, late_writer, &w), 0);
-    struct frame_reader_rules rules = waiting();
-    uint64_t t0 = frame_reader_now_ms();
-    int rc = read_frame(&p, &rules, &len, &first);
-    uint64_t took = frame_reader_now_ms() - t0;
-    pthread_join(t, NULL);
-    p.wr = -1; /* closed by the writer */
-    ck_assert_int_eq(rc, RK_ERR_IO);
+    queue_frame(&p, 20, 'd');
+    send_queued(&p, 0, 9);
+    p.queued = 9; /* the rest never comes */
+    struct late_write w = { .p = &p, .from = 9, .delay_ms = 30, .close_after = true };
+    uint64_t took;
+    ck_assert_int_eq(read_during(&p, &w, &took), RK_ERR_IO);
     ck_assert_msg(took < 2000, "EOF seen after %llu ms", (unsigned long long)took);
     pair_close(&p);
 }
@@ -220,15 +220,11 @@ START_TEST(test_length_over_limit)
 {
     struct pair p;
     pair_open(&p);
-    uint8_t buf[64];
-    size_t at = 0, len = 0;
-    uint8_t first = 0;
-    put_frame(buf, &at, 40, 'e');
-    write_all(p.wr, buf, at);
-    struct frame_reader_rules rules = no_wait;
-    rules.max = 39;
-    ck_assert_int_eq(read_frame(&p, &rules, &len, &first), RK_ERR_TOOBIG);
-    ck_assert_uint_eq(len, 40);
+    queue_frame(&p, 40, 'e');
+    send_queued(&p, 0, p.queued);
+    struct frame_reader_rules rules = with_max(39);
+    ck_assert_int_eq(read_one(&p, &rules), RK_ERR_TOOBIG);
+    ck_assert_uint_eq(p.len, 40);
     pair_close(&p);
 }
 END_TEST
