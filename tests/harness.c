@@ -24,6 +24,7 @@
 #include "../common/errors.h"
 #include "../common/net.h"
 #include "../common/proto.h"
+#include "../tools/free_port.h"
 
 #define STOP_WAIT_MS 5000
 #define POLL_PAUSE_MS 30
@@ -105,63 +106,6 @@ static void live_add(struct harness_cluster *c)
 
 /* ---- ports and files ---- */
 
-/* True if 127.0.0.1:port can be bound now; the socket is returned open in *fd so the
- * caller holds the port while it picks the others. */
-static bool try_bind(uint16_t port, int *fd)
-{
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return false;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(s);
-        return false;
-    }
-    *fd = s;
-    return true;
-}
-
-/* Lowest port of the kernel's ephemeral range (32768 if unknown). */
-static int ephemeral_low(void)
-{
-    int lo = 32768, hi = 60999;
-    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-    if (f != NULL) {
-        if (fscanf(f, "%d %d", &lo, &hi) != 2)
-            lo = 32768;
-        fclose(f);
-    }
-    return lo;
-}
-
-/* Picks a free port. Ports below the ephemeral range are preferred: a restarted server
- * must be able to bind its port again, and an ephemeral port may meanwhile be taken as
- * the source port of some outgoing connection. Falls back on binding port 0. */
-static int pick_port(unsigned *seed, int *held_fd)
-{
-    int lo = ephemeral_low();
-    if (lo > 12000) {
-        for (int attempt = 0; attempt < 200; attempt++) {
-            uint16_t port = (uint16_t)(10000 + rand_r(seed) % (unsigned)(lo - 10000));
-            if (try_bind(port, held_fd))
-                return port;
-        }
-    }
-    if (!try_bind(0, held_fd))
-        return -1;
-    struct sockaddr_in a;
-    socklen_t alen = sizeof(a);
-    if (getsockname(*held_fd, (struct sockaddr *)&a, &alen) != 0) {
-        close(*held_fd);
-        return -1;
-    }
-    return ntohs(a.sin_port);
-}
-
 static int write_registry(struct harness_cluster *c, char *err, size_t errlen)
 {
     FILE *f = fopen(c->registry_path, "w");
@@ -182,22 +126,11 @@ static int write_registry(struct harness_cluster *c, char *err, size_t errlen)
 
 static int pick_ports(struct harness_cluster *c, char *err, size_t errlen)
 {
-    int held[HARNESS_MAX_SERVERS];
-    unsigned seed = (unsigned)getpid() ^ (unsigned)harness_now_ms();
-    int ok = RK_OK;
-    int got = 0;
-    for (; got < c->n; got++) {
-        int port = pick_port(&seed, &held[got]);
-        if (port < 0) {
-            snprintf(err, errlen, "no free port: %s", strerror(errno));
-            ok = RK_ERR_IO;
-            break;
-        }
-        c->servers[got].port = (uint16_t)port;
-    }
-    for (int k = 0; k < got; k++)
-        close(held[k]);
-    return ok;
+    uint16_t ports[HARNESS_MAX_SERVERS];
+    int rc = free_ports_pick(ports, c->n, err, errlen);
+    for (int i = 0; rc == RK_OK && i < c->n; i++)
+        c->servers[i].port = ports[i];
+    return rc;
 }
 
 /* Forks a process that waits for EOF on a pipe whose only write end this process holds,

@@ -22,6 +22,7 @@
 #include "../common/net.h"
 #include "../common/proto.h"
 #include "bench.h"
+#include "free_port.h"
 
 #define MAX_CHILDREN 64
 #define MAX_DIRS 4
@@ -195,49 +196,6 @@ void bench_end_child(pid_t pid, int sig)
 
 /* ---- ports and the registry ---- */
 
-static bool try_bind(uint16_t port, int *fd)
-{
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return false;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(s);
-        return false;
-    }
-    *fd = s;
-    return true;
-}
-
-static int ephemeral_low(void)
-{
-    int lo = 32768, hi = 60999;
-    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-    if (f != NULL) {
-        if (fscanf(f, "%d %d", &lo, &hi) != 2)
-            lo = 32768;
-        fclose(f);
-    }
-    return lo;
-}
-
-/* A free port below the ephemeral range (a restarted server must get its port back), held
- * open in *fd while the others are picked. */
-static int pick_port(unsigned *seed, int *fd)
-{
-    int lo = ephemeral_low();
-    for (int attempt = 0; lo > 12000 && attempt < 200; attempt++) {
-        uint16_t port = (uint16_t)(10000 + rand_r(seed) % (unsigned)(lo - 10000));
-        if (try_bind(port, fd))
-            return port;
-    }
-    return -1;
-}
-
 static int write_registry(struct bench_cluster *c, char *err, size_t errlen)
 {
     FILE *f = fopen(c->registry_path, "w");
@@ -257,20 +215,10 @@ static int write_registry(struct bench_cluster *c, char *err, size_t errlen)
 
 static int pick_ports(struct bench_cluster *c, char *err, size_t errlen)
 {
-    int held[BENCH_MAX_NODES];
-    unsigned seed = (unsigned)getpid() ^ (unsigned)bench_now_ns();
-    int got = 0, rc = RK_OK;
-    for (; got < c->n; got++) {
-        int port = pick_port(&seed, &held[got]);
-        if (port < 0) {
-            snprintf(err, errlen, "no free port on 127.0.0.1");
-            rc = RK_ERR_IO;
-            break;
-        }
-        c->nodes[got].port = (uint16_t)port;
-    }
-    for (int k = 0; k < got; k++)
-        close(held[k]);
+    uint16_t ports[BENCH_MAX_NODES];
+    int rc = free_ports_pick(ports, c->n, err, errlen);
+    for (int i = 0; rc == RK_OK && i < c->n; i++)
+        c->nodes[i].port = ports[i];
     return rc;
 }
 
