@@ -7,6 +7,8 @@
 #include <check.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,6 +328,31 @@ static void attack_bad_lengths(struct world *w, int target)
 
 /* Frames cut short, then the connection closed; and a cut frame left hanging (the
  * frame timeout closes it: default 5 s, so this one is only closed by us). */
+/* Sends len bytes and the close (FIN) in one TCP segment (corked): the server reads the
+ * bytes and finds the close already there, with no later event to announce it. */
+static void send_then_close(int fd, const void *data, size_t len)
+{
+    int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+    send_raw(fd, data, len);
+    shutdown(fd, SHUT_WR);
+}
+
+/* A connection that said HELLO and was answered, so the client loop serves it; then
+ * the first cut bytes of req and the close, which the loop must notice at once. */
+static bool served_then_cut(struct world *w, int target, const struct proto_buf *req,
+                            size_t cut, char *got, size_t gotlen)
+{
+    char body[256];
+    int status;
+    int fd = served_client(w->c, target, body, sizeof(body), &status);
+    HARNESS_ASSERT(w->c, status == PROTO_ST_VALUE, "status before the cut: %d", status);
+    send_then_close(fd, req->data, cut);
+    bool closed = wait_closed(fd, CLOSE_WAIT_MS, got, gotlen);
+    close(fd);
+    return closed;
+}
+
 static void attack_truncated(struct world *w, int target)
 {
     struct proto_buf b = { 0 };
@@ -333,12 +360,21 @@ static void attack_truncated(struct world *w, int target)
     encode_req(w->c, &b, PROTO_OP_SET, "k", 1, "v", 1);
     for (size_t cut = 1; cut < b.len; cut += 3) {
         int fd = raw_connect(w->c, target);
-        send_raw(fd, b.data, cut); /* in the hello, or in the request after it */
-        shutdown(fd, SHUT_WR);
+        send_then_close(fd, b.data, cut); /* in the hello, or in the request after it */
         HARNESS_ASSERT(w->c, wait_closed(fd, CLOSE_WAIT_MS, NULL, 0),
                        "truncated at %zu: not closed", cut);
         close(fd);
     }
+    b.len = 0;
+    encode_req(w->c, &b, PROTO_OP_SET, "k", 1, "v", 1);
+    char got[512];
+    for (size_t cut = 1; cut < b.len; cut += 3)
+        HARNESS_ASSERT(w->c, served_then_cut(w, target, &b, cut, got, sizeof(got)),
+                       "served, then a request truncated at %zu: not closed", cut);
+    /* The whole request, then the close: the answer, then the server's close, at once. */
+    HARNESS_ASSERT(w->c, served_then_cut(w, target, &b, b.len, got, sizeof(got)),
+                   "served, then a whole request and a close: not closed");
+    HARNESS_ASSERT(w->c, got[0] != '\0', "served, then a whole request and a close: no answer");
     proto_buf_free(&b);
 }
 
