@@ -288,12 +288,10 @@ static bool has_key(uint8_t type)
 
 /* Appends one whole line
  * "INDEX TERM CMD [\"key\" [\"value\"]] [client=ID seq=N] CRC\n"; the session fields
- * (Raft thesis §6.3) only when the entry has them. */
+ * (Raft thesis §6.3) only when the entry has them. e's type is a known one (check_batch
+ * refused the others). RK_OK or RK_ERR_NOMEM. */
 static int encode_line(struct buf *b, raft_index_t index, const struct raft_entry *e)
 {
-    const char *name = raft_entry_type_name(e->type);
-    if (name == NULL)
-        return RK_ERR_INVAL;
     size_t key_len = has_key(e->type) ? e->key_len : 0;
     size_t val_len = e->type == RAFT_ENTRY_SET ? e->val_len : 0;
     if (buf_reserve(b, 128 + 4 * key_len + 4 * val_len) != RK_OK)
@@ -303,7 +301,7 @@ static int encode_line(struct buf *b, raft_index_t index, const struct raft_entr
     b->data[b->len++] = ' ';
     put_uint(b, e->term);
     b->data[b->len++] = ' ';
-    put_text(b, name);
+    put_text(b, raft_entry_type_name(e->type));
     if (has_key(e->type)) {
         b->data[b->len++] = ' ';
         put_quoted(b, e->key, e->key_len);
@@ -1032,9 +1030,8 @@ static int encode_batch(struct storage *s, const struct raft_entry *entries, uin
     for (uint32_t i = 0; i < n; i++) {
         s->line_start[s->n_lines + i] = s->size + (off_t)b->len;
         s->line_term[s->n_lines + i] = entries[i].term;
-        int rc = encode_line(b, s->base + s->n_lines + i + 1, &entries[i]);
-        if (rc != RK_OK)
-            return rc;
+        if (encode_line(b, s->base + s->n_lines + i + 1, &entries[i]) != RK_OK)
+            return RK_ERR_NOMEM;
     }
     return RK_OK;
 }
@@ -1086,8 +1083,7 @@ int storage_append(struct storage *s, raft_index_t first_index,
     struct buf b = { 0 };
     rc = encode_batch(s, entries, n, &b);
     if (rc != RK_OK)
-        rk_fail(err, errlen, rc, "%s: %s", s->log_path,
-                rc == RK_ERR_NOMEM ? "out of memory" : "an entry of unknown type");
+        rk_fail(err, errlen, rc, "%s: out of memory", s->log_path);
     else
         rc = write_batch(s, &b, err, errlen);
     if (rc == RK_OK) {
