@@ -520,8 +520,20 @@ static void loop_failed(struct loop *lp, struct client *cl, bool measured, int s
     }
 }
 
-/* Reads what came; RK_OK with *status once the whole answer is there (then dropped from
- * the buffer after *handled is called), RK_ERR_AGAIN if more is to come. */
+/* The connection failed (rc): the answer so far is dropped, the failure counted and the
+ * connection remade (loop_failed), then the client's next operation starts. */
+static void loop_broken(struct loop *lp, struct client *cl, bool measured, int rc,
+                        int64_t deadline)
+{
+    struct proto_client_resp resp;
+    memset(&resp, 0, sizeof(resp));
+    cl->conn.have = cl->conn.consumed = 0;
+    loop_failed(lp, cl, measured, rc, &resp);
+    loop_issue(lp, cl, measured, deadline);
+}
+
+/* Reads what came; RK_OK with *status once the whole answer is there (drop_answer takes
+ * it out of the buffer once handled), RK_ERR_AGAIN if more is to come. */
 static int loop_take_answer(struct client *cl, int *status, struct proto_client_resp *resp,
                             bool etcd)
 {
@@ -598,9 +610,10 @@ static void loop_readable(struct loop *lp, struct client *cl, bool measured,
         return;
     }
     if (rc != RK_OK) {
-        cl->conn.have = cl->conn.consumed = 0;
-        loop_failed(lp, cl, measured, rc, &resp);
-    } else if (status == PROTO_ST_OK || status == PROTO_ST_VALUE || status == PROTO_ST_NIL) {
+        loop_broken(lp, cl, measured, rc, deadline);
+        return;
+    }
+    if (status == PROTO_ST_OK || status == PROTO_ST_VALUE || status == PROTO_ST_NIL) {
         cl->in_a_row = 0;
         if (measured && record(cl, (uint64_t)(t1 - cl->t0)) != RK_OK)
             set_failed(cl, RK_ERR_NOMEM, "out of memory");
@@ -618,13 +631,8 @@ static void loop_check_timeouts(struct loop *lp, bool measured, int64_t deadline
     int64_t now = bench_now_ns();
     for (int i = 0; i < lp->n; i++) {
         struct client *cl = lp->mine[i];
-        if (cl->busy && now - cl->t0 > (int64_t)IO_MS * 1000000) {
-            struct proto_client_resp resp;
-            memset(&resp, 0, sizeof(resp));
-            cl->conn.have = cl->conn.consumed = 0;
-            loop_failed(lp, cl, measured, RK_ERR_TIMEOUT, &resp);
-            loop_issue(lp, cl, measured, deadline);
-        }
+        if (cl->busy && now - cl->t0 > (int64_t)IO_MS * 1000000)
+            loop_broken(lp, cl, measured, RK_ERR_TIMEOUT, deadline);
     }
 }
 
@@ -653,10 +661,7 @@ static void loop_phase(struct loop *lp, bool measured, int64_t deadline)
             if (cl->done || cl->rc != RK_OK)
                 continue;
             if ((evs[e].events & EPOLLOUT) && loop_send(lp, cl) != RK_OK) {
-                struct proto_client_resp resp;
-                memset(&resp, 0, sizeof(resp));
-                loop_failed(lp, cl, measured, RK_ERR_IO, &resp);
-                loop_issue(lp, cl, measured, deadline);
+                loop_broken(lp, cl, measured, RK_ERR_IO, deadline);
                 continue;
             }
             if (evs[e].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
