@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/errors.h"
 #include "../common/net.h"
 #include "../common/proto.h"
@@ -61,22 +62,6 @@ static void note(const struct client_session *s, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0)
-        ; /* EINTR: sleep the rest */
 }
 
 static void target_set(struct session_target *t, const char *name, const char *host,
@@ -195,7 +180,7 @@ void client_reply_free(struct client_reply *r)
  * that one silent server does not use up the whole timeout. At least 1 (0 means none). */
 static int io_budget_ms(const struct client_session *s, int64_t deadline)
 {
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - (int64_t)rk_clock_ms();
     int64_t cap = s->timeout_ms / 3 > SESSION_ATTEMPT_MIN_MS ? s->timeout_ms / 3
                                                              : SESSION_ATTEMPT_MIN_MS;
     if (left > cap)
@@ -208,7 +193,7 @@ static int session_connect(struct client_session *s, const struct session_target
                            int64_t deadline)
 {
     char cerr[512];
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - (int64_t)rk_clock_ms();
     if (left <= 0)
         return RK_ERR_TIMEOUT;
     int fd = net_connect(t->host, t->port,
@@ -275,11 +260,11 @@ static void session_failover(struct client_session *s, struct call_state *st, bo
     st->tried++;
     if (!pause_now && st->tried < s->n_targets)
         return;
-    int64_t left = st->deadline - now_ms();
+    int64_t left = st->deadline - (int64_t)rk_clock_ms();
     int64_t wait = st->backoff_ms < left ? st->backoff_ms : left;
     if (wait > 0)
         note(s, "no leader reachable yet; retrying in %lld ms", (long long)wait);
-    sleep_ms(wait);
+    rk_sleep_ms(wait);
     st->tried = 0;
     st->backoff_ms = st->backoff_ms * 2 > SESSION_BACKOFF_MAX_MS ? SESSION_BACKOFF_MAX_MS
                                                                  : st->backoff_ms * 2;
@@ -351,7 +336,7 @@ static int session_run(struct client_session *s, const struct proto_buf *req,
     struct session_target next;
     bool have_next = false, reopened = false;
     int hops = 0;
-    while (now_ms() < st->deadline) {
+    while ((int64_t)rk_clock_ms() < st->deadline) {
         bool fresh = s->fd < 0;
         if (fresh) {
             const struct session_target *t = have_next ? &next : &s->targets[s->current];
@@ -495,7 +480,7 @@ int client_session_call(struct client_session *s, uint8_t op, const char *key,
     if (rc != RK_OK)
         return rc;
     struct call_state st = {
-        .deadline = now_ms() + s->timeout_ms, .backoff_ms = SESSION_BACKOFF_START_MS,
+        .deadline = (int64_t)rk_clock_ms() + s->timeout_ms, .backoff_ms = SESSION_BACKOFF_START_MS,
     };
     struct proto_client_req r = {
         .op = op, .key = key, .key_len = key_len, .val = val, .val_len = val_len,

@@ -13,14 +13,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "bytes.h"
+#include "clock.h"
 #include "errors.h"
-
-uint64_t frame_reader_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 void frame_reader_init(struct frame_reader *r, int fd)
 {
@@ -31,11 +26,6 @@ void frame_reader_free(struct frame_reader *r)
 {
     free(r->data);
     *r = (struct frame_reader){ .fd = r->fd };
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
 /* Makes room for want bytes from r->start on (compacting, or growing to want). */
@@ -73,7 +63,7 @@ static int wait_readable(int fd, uint64_t deadline)
 {
     int wait_ms = -1;
     if (deadline != FRAME_READER_NO_DEADLINE) {
-        uint64_t now = frame_reader_now_ms();
+        uint64_t now = rk_clock_ms();
         if (now >= deadline)
             return RK_ERR_TIMEOUT;
         wait_ms = deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
@@ -121,7 +111,7 @@ static int fill(struct frame_reader *r, size_t want, uint64_t deadline, size_t i
 bool frame_reader_buffered(const struct frame_reader *r)
 {
     size_t have = r->end - r->start;
-    return have >= 4 && have - 4 >= be32(r->data + r->start);
+    return have >= 4 && have - 4 >= rk_get_be32(r->data + r->start);
 }
 
 /* The reason for a frame that failed after its first byte (none for a clean close). */
@@ -152,12 +142,12 @@ int frame_reader_read(struct frame_reader *r, const struct frame_reader_rules *r
         snprintf(reason, reason_len, "%s", rules->idle_why ? rules->idle_why : "idle");
         return rc;
     }
-    uint64_t deadline = frame_reader_now_ms() + rules->frame_ms;
+    uint64_t deadline = rk_clock_ms() + rules->frame_ms;
     if (deadline > rules->hard_deadline)
         deadline = rules->hard_deadline;
     if (rc == RK_OK)
         rc = fill(r, 4, deadline, initial);
-    uint32_t n = rc == RK_OK ? be32(r->data + r->start) : 0;
+    uint32_t n = rc == RK_OK ? rk_get_be32(r->data + r->start) : 0;
     if (rc == RK_OK && (n == 0 || n > rules->max)) {
         *len = n;
         if (n == 0)

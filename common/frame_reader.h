@@ -24,8 +24,8 @@ struct frame_reader {
 };
 
 /* How one frame may be read: its size, how long the connection may stay silent before
- * it, and how long the frame may take once begun. Deadlines are frame_reader_now_ms()
- * values (FRAME_READER_NO_DEADLINE: none). */
+ * it, and how long the frame may take once begun. Deadlines are rk_clock_ms()
+ * values (common/clock.h) (FRAME_READER_NO_DEADLINE: none). */
 struct frame_reader_rules {
     uint32_t max;             /* payload bytes */
     uint64_t idle_deadline;   /* for the first byte */
@@ -33,9 +33,6 @@ struct frame_reader_rules {
     uint64_t hard_deadline;   /* for the last byte, whatever frame_ms says */
     const char *idle_why;     /* the reason when idle_deadline passes (NULL: "idle") */
 };
-
-/* The clock of the deadlines: CLOCK_MONOTONIC in milliseconds (as node_now_ms). */
-uint64_t frame_reader_now_ms(void);
 
 /* A reader of fd with an empty buffer (nothing is allocated until the first read). */
 void frame_reader_init(struct frame_reader *r, int fd);

@@ -16,16 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "errors.h"
 
 #define NET_MAX_ADDRS 16
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Resolves host:port into a getaddrinfo list. A NULL or empty host with passive set
  * means every local address. Returns 0 or a getaddrinfo error. */
@@ -101,7 +95,7 @@ static int wait_connected(int fd, int64_t deadline)
     for (;;) {
         int wait = -1;
         if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - (int64_t)rk_clock_ms();
             if (left <= 0) {
                 errno = ETIMEDOUT;
                 return -1;
@@ -163,7 +157,7 @@ int net_connect(const char *host, uint16_t port, int timeout_ms, char *err, size
         rk_errf(err, errlen, "connect %s:%u: %s", host, (unsigned)port, gai_strerror(gai));
         return -1;
     }
-    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+    int64_t deadline = timeout_ms > 0 ? (int64_t)rk_clock_ms() + timeout_ms : -1;
     int n = order_addrs(list, addrs);
     int fd = -1, saved = ENOENT;
     for (int i = 0; i < n && fd < 0; i++) {

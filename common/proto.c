@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "errors.h"
 
 /* The smallest encoded log entry:
@@ -70,19 +71,11 @@ static uint8_t *w_space(struct writer *w, size_t n)
     return p;
 }
 
-static void put_be(uint8_t *p, uint64_t v, int bytes)
-{
-    for (int i = bytes - 1; i >= 0; i--) {
-        p[i] = (uint8_t)(v & 0xFFu);
-        v >>= 8;
-    }
-}
-
 static void w_uint(struct writer *w, uint64_t v, int bytes)
 {
     uint8_t *p = w_space(w, (size_t)bytes);
     if (p != NULL)
-        put_be(p, v, bytes);
+        rk_put_be(p, v, bytes);
 }
 
 static void w_u8(struct writer *w, uint8_t v) { w_uint(w, v, 1); }
@@ -119,7 +112,7 @@ static int w_end(struct writer *w)
         w->b->len = w->start;
         return w->err;
     }
-    put_be(w->b->data + w->start, w->b->len - w->start - 4, 4);
+    rk_put_be(w->b->data + w->start, w->b->len - w->start - 4, 4);
     return RK_OK;
 }
 
@@ -147,10 +140,7 @@ static const uint8_t *r_take(struct reader *r, size_t n)
 static uint64_t r_uint(struct reader *r, int bytes)
 {
     const uint8_t *p = r_take(r, (size_t)bytes);
-    uint64_t v = 0;
-    for (int i = 0; p != NULL && i < bytes; i++)
-        v = v << 8 | p[i];
-    return v;
+    return p != NULL ? rk_get_be(p, bytes) : 0;
 }
 
 static uint8_t r_u8(struct reader *r) { return (uint8_t)r_uint(r, 1); }

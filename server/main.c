@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/errors.h"
 #include "../common/net.h"
 #include "../common/registry.h"
@@ -336,10 +337,10 @@ static struct raft *create_core(struct node *n, const struct options *o,
     };
     struct raft *r = snap->index == 0
                          ? raft_new(&cfg, loaded->term, voted_for, loaded->entries,
-                                    loaded->n_entries, node_now_ms())
+                                    loaded->n_entries, rk_clock_ms())
                          : raft_new_from_snapshot(&cfg, snap->index, snap->term, loaded->term,
                                                   voted_for, loaded->entries,
-                                                  loaded->n_entries, node_now_ms());
+                                                  loaded->n_entries, rk_clock_ms());
     if (r == NULL) {
         fprintf(stderr, "cannot create the Raft core (bad configuration or out of memory)\n");
         exit(1);
@@ -475,7 +476,7 @@ static void start_threads(struct node *n, struct listener *l, int listen_fd, boo
         return;
     pthread_mutex_lock(&n->mu);
     node_log(n, "starting an election at once (start flag True)");
-    raft_campaign(n->raft, node_now_ms());
+    raft_campaign(n->raft, rk_clock_ms());
     node_after_step(n);
     pthread_mutex_unlock(&n->mu);
 }

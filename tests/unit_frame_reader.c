@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/errors.h"
 #include "../common/frame_reader.h"
 #include "check_main.h"
@@ -170,13 +171,13 @@ static void *late_writer(void *arg)
 /* A peer thread's read (waits up to 3 s) while w writes; *took_ms: how long it took. */
 static int read_during(struct pair *p, struct late_write *w, uint64_t *took_ms)
 {
-    uint64_t t0 = frame_reader_now_ms();
+    uint64_t t0 = rk_clock_ms();
     struct frame_reader_rules rules = { .max = 1u << 20, .idle_deadline = t0 + 3000,
                                         .frame_ms = 3000, .hard_deadline = t0 + 3000 };
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, late_writer, w), 0);
     int rc = read_one(p, &rules);
-    *took_ms = frame_reader_now_ms() - t0;
+    *took_ms = rk_clock_ms() - t0;
     pthread_join(t, NULL);
     if (w->close_after)
         p->wr = -1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/bytes.h"
 #include "../../common/errors.h"
 #include "kv_internal.h"
 
@@ -15,21 +16,6 @@
 #define SESSION_BYTES 25u         /* u64 id | u64 last_seq | u64 last_use | u8 result */
 #define MAX_SESSIONS_LIMIT (1u << 24) /* a larger bound in an image is corrupt */
 
-static void put_be(uint8_t *p, uint64_t v, int bytes)
-{
-    for (int i = bytes - 1; i >= 0; i--) {
-        p[i] = (uint8_t)(v & 0xFFu);
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be(const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < bytes; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 /* ---------- visitors ---------- */
 
@@ -71,8 +57,8 @@ static int write_pair(void *ctx, const char *key, uint32_t key_len, const char *
 {
     struct image_writer *w = ctx;
     uint8_t head[PAIR_HEADER_BYTES];
-    put_be(head, key_len, 4);
-    put_be(head + 4, val_len, 4);
+    rk_put_be(head, key_len, 4);
+    rk_put_be(head + 4, val_len, 4);
     int rc = w->put(w->ctx, head, sizeof(head));
     if (rc == 0 && key_len > 0)
         rc = w->put(w->ctx, key, key_len);
@@ -85,9 +71,9 @@ static int write_session(void *ctx, uint64_t id, const struct kv_session_info *s
 {
     struct image_writer *w = ctx;
     uint8_t rec[SESSION_BYTES];
-    put_be(rec, id, 8);
-    put_be(rec + 8, s->last_seq, 8);
-    put_be(rec + 16, s->last_use, 8);
+    rk_put_be(rec, id, 8);
+    rk_put_be(rec + 8, s->last_seq, 8);
+    rk_put_be(rec + 16, s->last_use, 8);
     rec[24] = (uint8_t)s->last_result;
     return w->put(w->ctx, rec, sizeof(rec));
 }
@@ -96,16 +82,16 @@ int kv_image_write(const struct kv *kv, kv_image_put_fn put, void *ctx)
 {
     struct image_writer w = { .put = put, .ctx = ctx };
     uint8_t head[16];
-    put_be(head, kv->last_applied, 8);
-    put_be(head + 8, kv->count, 8);
+    rk_put_be(head, kv->last_applied, 8);
+    rk_put_be(head + 8, kv->count, 8);
     int rc = put(ctx, head, sizeof(head));
     if (rc == 0)
         rc = kv_visit_pairs(kv, write_pair, &w);
     if (rc != 0)
         return rc;
     uint8_t sessions_head[8];
-    put_be(sessions_head, kv_sessions_max(kv->sessions), 4);
-    put_be(sessions_head + 4, kv_sessions_count(kv->sessions), 4);
+    rk_put_be(sessions_head, kv_sessions_max(kv->sessions), 4);
+    rk_put_be(sessions_head + 4, kv_sessions_count(kv->sessions), 4);
     rc = put(ctx, sessions_head, sizeof(sessions_head));
     if (rc == 0)
         rc = kv_visit_sessions(kv, write_session, &w);
@@ -166,7 +152,7 @@ static int take_u64(struct image_reader *r, uint64_t *v, const char *what)
     uint8_t b[8];
     int rc = take(r, b, sizeof(b), what);
     if (rc == RK_OK)
-        *v = get_be(b, 8);
+        *v = rk_get_be(b, 8);
     return rc;
 }
 
@@ -191,7 +177,7 @@ static int read_pair(struct image_reader *r, struct kv *kv)
     int rc = take(r, head, sizeof(head), "a pair's lengths");
     if (rc != RK_OK)
         return rc;
-    uint32_t key_len = (uint32_t)get_be(head, 4), val_len = (uint32_t)get_be(head + 4, 4);
+    uint32_t key_len = (uint32_t)rk_get_be(head, 4), val_len = (uint32_t)rk_get_be(head + 4, 4);
     uint64_t both = (uint64_t)key_len + val_len;
     if (both > r->len - r->pos)
         return corrupt(r, "a key of %" PRIu32 " and a value of %" PRIu32 " bytes run past "
@@ -227,8 +213,8 @@ static int read_session(struct image_reader *r, struct kv *kv, raft_index_t *pre
     int rc = take(r, rec, sizeof(rec), "a session");
     if (rc != RK_OK)
         return rc;
-    uint64_t id = get_be(rec, 8), last_seq = get_be(rec + 8, 8);
-    raft_index_t last_use = get_be(rec + 16, 8);
+    uint64_t id = rk_get_be(rec, 8), last_seq = rk_get_be(rec + 8, 8);
+    raft_index_t last_use = rk_get_be(rec + 16, 8);
     int result = rec[24];
     if (id == 0 || last_use <= *prev_use || last_use > kv->last_applied)
         return corrupt(r, "session %" PRIu64 " last used at %" PRIu64 " is out of order",
@@ -254,8 +240,8 @@ static int read_sessions_head(struct image_reader *r, uint32_t *max, uint32_t *c
     int rc = take(r, head, sizeof(head), "the session counts");
     if (rc != RK_OK)
         return rc;
-    *max = (uint32_t)get_be(head, 4);
-    *count = (uint32_t)get_be(head + 4, 4);
+    *max = (uint32_t)rk_get_be(head, 4);
+    *count = (uint32_t)rk_get_be(head + 4, 4);
     if (*max == 0 || *max > MAX_SESSIONS_LIMIT || *count > *max)
         return corrupt(r, "%" PRIu32 " sessions with a bound of %" PRIu32, *count, *max);
     if ((uint64_t)*count * SESSION_BYTES != r->len - r->pos)

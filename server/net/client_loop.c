@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "../node/node.h"
 #include "client_loop.h"
@@ -64,11 +65,6 @@ struct client_loop {
     struct node_waiter *done;      /* under the node's mu: finished requests */
     bool woken;                    /* under mu: efd written since the loop took `done` */
 };
-
-static uint64_t now_ms(void)
-{
-    return node_now_ms();
-}
 
 static void wake(struct client_loop *l)
 {
@@ -157,7 +153,7 @@ static void flush_out(struct client_conn *c)
             continue;
         } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (c->blocked_ms == 0)
-                c->blocked_ms = now_ms();
+                c->blocked_ms = rk_clock_ms();
             return;
         } else {
             close_later(c, ""); /* the client went away */
@@ -185,7 +181,7 @@ static void refuse_big_frame(struct client_loop *l, struct client_conn *c, size_
     shutdown(c->fd, SHUT_WR);
     snprintf(c->reason, sizeof(c->reason), "%s", reason);
     c->draining = true;
-    c->drain_deadline = now_ms() + REFUSE_DRAIN_MS;
+    c->drain_deadline = rk_clock_ms() + REFUSE_DRAIN_MS;
     c->readable = true;
 }
 
@@ -271,11 +267,11 @@ static bool next_request(struct client_loop *l, struct client_conn *c)
     if (rc == RK_ERR_TIMEOUT) { /* not whole yet: what came stays buffered */
         c->readable = c->hup;
         if (c->in.end > c->in.start && c->frame_started_ms == 0)
-            c->frame_started_ms = now_ms();
+            c->frame_started_ms = rk_clock_ms();
         return false;
     }
     c->frame_started_ms = 0;
-    c->active_ms = now_ms();
+    c->active_ms = rk_clock_ms();
     if (rc == RK_ERR_TOOBIG) {
         refuse_big_frame(l, c, len, reason);
         return false;
@@ -352,7 +348,7 @@ static void start_requests(struct client_loop *l)
 {
     struct node *n = l->node;
     node_inline_begin_sends(n); /* the appends go out from here; the io thread syncs */
-    uint64_t deadline = now_ms() + CLIENT_WAIT_MS;
+    uint64_t deadline = rk_clock_ms() + CLIENT_WAIT_MS;
     for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
         if (!c->started)
             continue;
@@ -374,7 +370,7 @@ static void run_round(struct client_loop *l, bool tick)
     pthread_mutex_lock(&n->mu);
     finish_done(l);
     if (tick)
-        finish_expired(l, now_ms());
+        finish_expired(l, rk_clock_ms());
     pthread_mutex_unlock(&n->mu);
     send_answers(l);
     if (!collect(l))
@@ -390,7 +386,7 @@ static void run_round(struct client_loop *l, bool tick)
 static void check_deadlines(struct client_loop *l)
 {
     const struct node_limits *lim = &l->node->limits;
-    uint64_t now = now_ms(); /* after every stamp of this round: no negative ages */
+    uint64_t now = rk_clock_ms(); /* after every stamp of this round: no negative ages */
     for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
         char why[REASON_LEN];
         if (!c->closing && c->blocked_ms != 0 &&
@@ -510,14 +506,14 @@ static void *loop_main(void *arg)
     struct client_loop *l = arg;
     node_name_thread("clients", -1);
     struct epoll_event evs[LOOP_EVENTS];
-    uint64_t next_tick = now_ms() + LOOP_TICK_MS;
+    uint64_t next_tick = rk_clock_ms() + LOOP_TICK_MS;
     while (!atomic_load(&l->stopping)) {
         int timeout = any_ready(l) ? 0 : LOOP_TICK_MS;
         int count = epoll_wait(l->ep, evs, LOOP_EVENTS, timeout);
         if (count > 0)
             handle_events(l, evs, count);
         take_adopted(l);
-        uint64_t now = now_ms();
+        uint64_t now = rk_clock_ms();
         bool tick = now >= next_tick;
         run_round(l, tick);
         if (tick) {
@@ -571,7 +567,7 @@ void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr
     c->in = *in;
     *in = (struct frame_reader){ .fd = -1 };
     snprintf(c->addr, sizeof(c->addr), "%s", addr);
-    c->active_ms = now_ms();
+    c->active_ms = rk_clock_ms();
     c->readable = true;
     c->r.w.notify = (struct node_waiter_notify){ .fn = request_done, .ctx = l };
     pthread_mutex_lock(&l->adopt_mu);

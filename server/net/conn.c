@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "../../common/frame_reader.h"
 #include "../../common/net.h"
@@ -29,7 +30,7 @@
 #define CONN_STACK_BYTES (512u * 1024)   /* a thousand clients are a thousand threads */
 #define LOG_QUIET_MS 10000               /* one line per kind of refusal per 10 s */
 #define REASON_LEN 256
-#define NO_DEADLINE FRAME_READER_NO_DEADLINE /* node_now_ms and the reader share a clock */
+#define NO_DEADLINE FRAME_READER_NO_DEADLINE
 #define PEER_STEP_BATCH 16               /* buffered peer messages stepped per lock hold */
 
 struct conn {
@@ -89,7 +90,7 @@ void conn_log_quietly(struct node *n, const char *what, const char *addr, const 
 {
     char kind[REASON_LEN];
     quiet_kind(why, kind, sizeof(kind));
-    uint64_t now = node_now_ms();
+    uint64_t now = rk_clock_ms();
     pthread_mutex_lock(&quiet_mu);
     struct quiet_slot *q = quiet_slot_for(kind);
     if (q->last_ms != 0 && now - q->last_ms < LOG_QUIET_MS) {
@@ -119,7 +120,7 @@ static void conn_close(struct conn *c, const char *reason)
 
 /* ---- reading with deadlines ---- */
 
-/* Reads exactly len bytes before deadline (node_now_ms; NO_DEADLINE: none). RK_OK,
+/* Reads exactly len bytes before deadline (rk_clock_ms; NO_DEADLINE: none). RK_OK,
  * RK_ERR_CLOSED (EOF before the first byte), RK_ERR_IO (EOF after some, or an error),
  * RK_ERR_TIMEOUT. A deadline, unlike SO_RCVTIMEO, also stops a peer that trickles one
  * byte at a time (slowloris). */
@@ -129,7 +130,7 @@ static int recv_until(int fd, uint8_t *buf, size_t len, uint64_t deadline)
     while (got < len) {
         int wait_ms = -1;
         if (deadline != NO_DEADLINE) {
-            uint64_t now = node_now_ms();
+            uint64_t now = rk_clock_ms();
             if (now >= deadline)
                 return RK_ERR_TIMEOUT;
             wait_ms = deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
@@ -178,7 +179,7 @@ static void refuse_fd(int fd, const char *msg)
         (void)send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
     proto_buf_free(&out);
     shutdown(fd, SHUT_WR);
-    uint64_t deadline = node_now_ms() + REFUSE_DRAIN_MS;
+    uint64_t deadline = rk_clock_ms() + REFUSE_DRAIN_MS;
     uint8_t sink[4096];
     for (size_t drained = 0; drained < REFUSE_DRAIN_BYTES; drained += sizeof(sink))
         if (recv_until(fd, sink, sizeof(sink), deadline) != RK_OK)
@@ -201,7 +202,7 @@ static bool step_messages(struct node *n, int peer, struct raft_msg *msgs, int c
     for (int i = 0; running && i < count; i++) {
         msgs[i].from = peer;
         msgs[i].to = n->self;
-        raft_step(n->raft, node_now_ms(), &msgs[i]);
+        raft_step(n->raft, rk_clock_ms(), &msgs[i]);
         node_after_step(n);
     }
     node_inline_finish(n); /* answers that need nothing persisted, from this thread */
@@ -231,7 +232,7 @@ static void peer_gone(struct node *n, int peer)
 {
     pthread_mutex_lock(&n->mu);
     if (!n->shutdown) {
-        raft_peer_disconnected(n->raft, node_now_ms(), peer);
+        raft_peer_disconnected(n->raft, rk_clock_ms(), peer);
         node_after_step(n);
     }
     pthread_mutex_unlock(&n->mu);
@@ -442,7 +443,7 @@ void conn_spawn(struct node *n, int fd, const struct sockaddr *addr, socklen_t a
     c->node = n;
     c->fd = fd;
     frame_reader_init(&c->in, fd);
-    c->accepted_ms = node_now_ms();
+    c->accepted_ms = rk_clock_ms();
     snprintf(c->addr, sizeof(c->addr), "%s", where);
     start_thread(c);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "../kv/kv.h"
 #include "../storage/snapshot.h"
@@ -67,7 +68,7 @@ static void finish_received(struct node *n, const struct raft_snap_chunk *c,
                             struct received_snapshot *out)
 {
     char err[IO_ERR_LEN] = "";
-    uint64_t start = node_now_ms();
+    uint64_t start = rk_clock_ms();
     struct kv *kv = NULL;
     struct snapshot_meta *m = malloc(sizeof(*m));
     int rc = m == NULL ? RK_ERR_NOMEM
@@ -88,7 +89,7 @@ static void finish_received(struct node *n, const struct raft_snap_chunk *c,
     }
     *out = (struct received_snapshot){ .complete = true, .index = c->index, .term = c->term,
                                        .ok = rc == RK_OK, .kv = kv, .file_bytes = file_bytes,
-                                       .took_ms = node_now_ms() - start };
+                                       .took_ms = rk_clock_ms() - start };
 }
 
 /* Writes the chunks in order into NAME_snapshot.recv. A chunk that cannot be written is
@@ -115,7 +116,7 @@ static void receive_chunks(struct node *n, const struct raft_ready *rd,
  * replaces ours. Returns the map to free (outside the lock). */
 static struct kv *install_received(struct node *n, struct received_snapshot *rs)
 {
-    if (!raft_snapshot_installed(n->raft, node_now_ms(), rs->index, rs->term, rs->ok))
+    if (!raft_snapshot_installed(n->raft, rk_clock_ms(), rs->index, rs->term, rs->ok))
         return rs->kv;
     struct kv *old = n->kv;
     n->kv = rs->kv;
@@ -151,7 +152,7 @@ static void run_batch(struct node *n)
     struct kv *unused = rs.complete ? install_received(n, &rs) : NULL;
     for (uint32_t i = 0; i < rd.n_msgs; i++)
         node_replicator_push(n, &rd.msgs[i]);
-    raft_ready_done(n->raft, node_now_ms(), &rd);
+    raft_ready_done(n->raft, rk_clock_ms(), &rd);
     node_after_step(n);
     pthread_mutex_unlock(&n->mu);
     kv_free(unused);
@@ -171,11 +172,11 @@ static void compact_storage(struct node *n)
     raft_index_t to = n->snap.compact_to;
     pthread_mutex_unlock(&n->mu);
     char err[IO_ERR_LEN] = "";
-    uint64_t start = node_now_ms();
+    uint64_t start = rk_clock_ms();
     if (storage_compact(n->storage, to, err, sizeof(err)) != RK_OK)
         persist_failed(n, err);
     node_log(n, "compacted the log file up to index %" PRIu64 " in %" PRIu64 " ms; it now "
-             "holds %" PRIu64 "..%" PRIu64, to, node_now_ms() - start,
+             "holds %" PRIu64 "..%" PRIu64, to, rk_clock_ms() - start,
              storage_first_index(n->storage), storage_last_index(n->storage));
     pthread_mutex_lock(&n->mu);
     n->snap.compacted = to;

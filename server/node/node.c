@@ -21,13 +21,6 @@ static __thread struct {
     uint64_t peers; /* bit i: peer i's queue is this thread's to send */
 } inline_work;
 
-uint64_t node_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void node_name_thread(const char *role, int id)
 {
     char name[16]; /* the kernel keeps 15 characters */

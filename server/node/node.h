@@ -218,8 +218,6 @@ struct node {
 };
 
 /* --- node.c --- */
-/* Milliseconds from CLOCK_MONOTONIC. */
-uint64_t node_now_ms(void);
 /* Names the calling thread "rk-<role>" or "rk-<role>-<id>" (id >= 0), as top -H and
  * perf show it. */
 void node_name_thread(const char *role, int id);

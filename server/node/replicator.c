@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "../../common/net.h"
 #include "../storage/snapshot.h"
@@ -49,7 +50,7 @@ static size_t msg_size(const struct raft_msg *m)
  * from the replicator, which may be stuck in a send to that very peer. */
 static void note_drops(struct node *n, struct node_peer *p)
 {
-    uint64_t now = node_now_ms();
+    uint64_t now = rk_clock_ms();
     if (p->drops_logged_ms != 0 && now - p->drops_logged_ms < DROP_LOG_MS)
         return;
     node_log(n, "dropped %llu messages for %s: queue over %zu bytes (--max-peer-queue-bytes)",
@@ -232,9 +233,9 @@ static bool send_batch(struct node_peer *p, struct node_link *l, const struct pr
 static void backoff(struct node_peer *p, struct node_link *l)
 {
     struct node *n = p->node;
-    uint64_t until = node_now_ms() + BACKOFF_MIN_MS +
+    uint64_t until = rk_clock_ms() + BACKOFF_MIN_MS +
                      (uint64_t)(rand_r(&l->seed) % BACKOFF_SPREAD_MS);
-    while (!n->shutdown && node_now_ms() < until)
+    while (!n->shutdown && rk_clock_ms() < until)
         node_cond_wait_until(&p->cond, &n->mu, until);
 }
 
@@ -369,7 +370,7 @@ static void *replicator_main(void *arg)
     /* An inline sender may still be writing to the link: it gives the token back soon,
      * since its sends never block (bounded anyway: 10 s). */
     for (int i = 0; p->sending && i < 1000; i++)
-        node_cond_wait_until(&p->cond, &n->mu, node_now_ms() + 10);
+        node_cond_wait_until(&p->cond, &n->mu, rk_clock_ms() + 10);
     free_frames(p->head);
     p->head = p->tail = NULL;
     pthread_mutex_unlock(&n->mu);
@@ -383,7 +384,7 @@ static void *replicator_main(void *arg)
 int node_replicator_start(struct node_peer *p)
 {
     p->link = (struct node_link){ .fd = -1, .state = LINK_NEW,
-                             .seed = (unsigned)(node_now_ms() + (uint64_t)p->id) };
+                             .seed = (unsigned)(rk_clock_ms() + (uint64_t)p->id) };
     if (pthread_create(&p->thread, NULL, replicator_main, p) != 0)
         return RK_ERR_NOMEM;
     p->started = true;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../../common/crc32.h"
+#include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "../kv/kv.h"
 #include "../storage/snapshot.h"
@@ -26,13 +27,6 @@
 #define CHILD_BUF_BYTES (1u << 20)    /* the forked writer's output buffer */
 #define CHILD_FD 3                    /* the child keeps only this fd (and 0-2) */
 #define ENTRY_OVERHEAD_BYTES 64u      /* a log line's bytes besides key and value, roughly */
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 int node_snap_init(struct node *n, const char *dir)
 {
@@ -115,7 +109,7 @@ static bool serialize_in_memory(struct node *n, int fd, int fork_errno)
 static void start_snapshot(struct node *n, raft_index_t index, raft_term_t term)
 {
     struct node_snap *s = &n->snap;
-    uint64_t t0 = now_us();
+    uint64_t t0 = rk_clock_us();
     char err[SNAP_ERR_LEN];
     snapshot_meta_init(s->meta, index, term, &n->reg);
     int fd = snapshot_tmp_create(s->paths, err, sizeof(err));
@@ -126,15 +120,15 @@ static void start_snapshot(struct node *n, raft_index_t index, raft_term_t term)
         if (fd < 0)
             node_log(n, "snapshot: %s; will retry", err);
         unlink(s->paths->tmp);
-        s->retry_ms = node_now_ms() + SNAP_RETRY_MS;
+        s->retry_ms = rk_clock_ms() + SNAP_RETRY_MS;
         return;
     }
-    s->stall_us = now_us() - t0;
+    s->stall_us = rk_clock_us() - t0;
     s->running = s->pending = true;
     s->index = index;
     s->term = term;
     s->bytes_at_start = s->bytes_since;
-    s->started_ms = node_now_ms();
+    s->started_ms = rk_clock_ms();
     node_log(n, "snapshot at index %" PRIu64 " (term %" PRIu64 ", %zu keys) started; the "
              "lock was held %" PRIu64 " us to %s", index, term, kv_count(n->kv), s->stall_us,
              s->child > 0 ? "fork the writer" : "serialize the state");
@@ -159,7 +153,7 @@ void node_snap_maybe_start(struct node *n)
     uint64_t share = s->last_file_bytes / 4 + s->last_file_bytes / 16 * (uint64_t)(n->self % 4);
     if (due && s->bytes_since < share)
         due = false;
-    if (!due || node_now_ms() < s->retry_ms)
+    if (!due || rk_clock_ms() < s->retry_ms)
         return;
     const struct raft_entry *e = raft_entry_at(n->raft, n->applied);
     if (e == NULL)
@@ -268,7 +262,7 @@ static void snapshot_durable(struct node *n, const struct snap_job *j)
     }
     node_log(n, "snapshot at index %" PRIu64 " done in %" PRIu64 " ms: %" PRIu64 " bytes "
              "(lock held %" PRIu64 " us to start it); the log up to %" PRIu64 " will be "
-             "dropped", j->index, node_now_ms() - s->started_ms, j->file_bytes, s->stall_us,
+             "dropped", j->index, rk_clock_ms() - s->started_ms, j->file_bytes, s->stall_us,
              j->index);
     node_after_step(n);
 }
@@ -303,7 +297,7 @@ static void run_job(struct node *n)
     } else if (!n->shutdown) {
         node_log(n, "snapshot at index %" PRIu64 " failed: %s; retrying in %u ms", j.index,
                  err, SNAP_RETRY_MS);
-        s->retry_ms = node_now_ms() + SNAP_RETRY_MS;
+        s->retry_ms = rk_clock_ms() + SNAP_RETRY_MS;
     }
 }
 

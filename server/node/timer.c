@@ -1,5 +1,6 @@
 /* server/node/timer.c - the timer thread: ticks the core (election timeouts and
  * heartbeats, Raft paper §5.2) and sleeps until the core's next deadline, at most 50 ms. */
+#include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "node.h"
 
@@ -11,7 +12,7 @@ static void *timer_main(void *arg)
     node_name_thread("timer", -1);
     pthread_mutex_lock(&n->mu);
     while (!n->shutdown) {
-        uint64_t now = node_now_ms();
+        uint64_t now = rk_clock_ms();
         /* Heartbeats go out from here, no replicator woken; the disk is left to the io
          * thread, so a slow fsync never delays a heartbeat or an election. */
         node_inline_begin_sends(n);
@@ -23,7 +24,7 @@ static void *timer_main(void *arg)
         n->timer_wake_ms = wake; /* before after_step, so it can wake us for sooner work */
         node_after_step(n);
         node_inline_finish(n);
-        if (!n->shutdown && n->timer_wake_ms > node_now_ms())
+        if (!n->shutdown && n->timer_wake_ms > rk_clock_ms())
             node_cond_wait_until(&n->timer_cond, &n->mu, n->timer_wake_ms);
     }
     pthread_mutex_unlock(&n->mu);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../common/bytes.h"
 #include "../../common/crc32.h"
 #include "../../common/errors.h"
 #include "../kv/kv.h"
@@ -25,21 +26,6 @@ static const uint8_t MAGIC[8] = { 'R', 'K', 'S', 'N', 'A', 'P', '\0', '\n' };
 
 /* ---------- small helpers ---------- */
 
-static void put_be(uint8_t *p, uint64_t v, int bytes)
-{
-    for (int i = bytes - 1; i >= 0; i--) {
-        p[i] = (uint8_t)(v & 0xFFu);
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be(const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < bytes; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 /* Writes all len bytes at offset off (async-signal-safe). 0 or an errno value. */
 static int pwrite_all(int fd, const uint8_t *data, size_t len, off_t off)
@@ -165,10 +151,10 @@ static int write_header(struct writer *w, const struct snapshot_meta *m, uint64_
 {
     uint8_t head[FIXED_HEAD_BYTES];
     memcpy(head, MAGIC, sizeof(MAGIC));
-    put_be(head + 8, SNAPSHOT_VERSION, 4);
-    put_be(head + 12, m->index, 8);
-    put_be(head + 20, m->term, 8);
-    put_be(head + 28, (uint64_t)m->n_servers, 4);
+    rk_put_be(head + 8, SNAPSHOT_VERSION, 4);
+    rk_put_be(head + 12, m->index, 8);
+    rk_put_be(head + 20, m->term, 8);
+    rk_put_be(head + 28, (uint64_t)m->n_servers, 4);
     int rc = w_put(w, head, sizeof(head));
     for (int i = 0; i < m->n_servers && rc == 0; i++) {
         uint8_t len = (uint8_t)strnlen(m->servers[i], REGISTRY_NAME_MAX);
@@ -177,7 +163,7 @@ static int write_header(struct writer *w, const struct snapshot_meta *m, uint64_
             rc = w_put(w, m->servers[i], len);
     }
     uint8_t image_head[8];
-    put_be(image_head, image_len, 8);
+    rk_put_be(image_head, image_len, 8);
     return rc != 0 ? rc : w_put(w, image_head, sizeof(image_head));
 }
 
@@ -190,7 +176,7 @@ static int write_file(struct writer *w, const struct snapshot_meta *m, const str
     if (rc != 0)
         return rc;
     uint8_t trailer[CRC_BYTES];
-    put_be(trailer, w->crc, CRC_BYTES);
+    rk_put_be(trailer, w->crc, CRC_BYTES);
     rc = w_raw(w, trailer, sizeof(trailer));
     return rc != 0 || w->fd < 0 ? rc : w_flush(w);
 }
@@ -388,13 +374,13 @@ static int read_header(struct reader *r, struct snapshot_meta *m, const char *pa
     if (memcmp(head, MAGIC, sizeof(MAGIC)) != 0)
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: bad magic at byte offset 0: not a "
                        "raft-kv snapshot", path);
-    uint32_t version = (uint32_t)get_be(head + 8, 4);
+    uint32_t version = (uint32_t)rk_get_be(head + 8, 4);
     if (version != SNAPSHOT_VERSION)
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: version %" PRIu32 " at byte offset 8 "
                        "(this server reads version %u)", path, version, SNAPSHOT_VERSION);
-    m->index = get_be(head + 12, 8);
-    m->term = get_be(head + 20, 8);
-    uint32_t n_servers = (uint32_t)get_be(head + 28, 4);
+    m->index = rk_get_be(head + 12, 8);
+    m->term = rk_get_be(head + 20, 8);
+    uint32_t n_servers = (uint32_t)rk_get_be(head + 28, 4);
     if (n_servers == 0 || n_servers > REGISTRY_MAX_SERVERS)
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: %" PRIu32 " servers in the "
                        "configuration at byte offset 28 (1..%d allowed)", path, n_servers,
@@ -404,7 +390,7 @@ static int read_header(struct reader *r, struct snapshot_meta *m, const char *pa
     uint8_t image_head[8];
     if (rc == RK_OK && (rc = r_get(r, image_head, sizeof(image_head))) != RK_OK)
         return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
-    m->image_len = get_be(image_head, 8);
+    m->image_len = rk_get_be(image_head, 8);
     return rc;
 }
 
@@ -477,7 +463,7 @@ static int check_crc(struct reader *r, struct snapshot_meta *m, const char *path
     int rc = r_get(r, trailer, sizeof(trailer));
     if (rc != RK_OK)
         return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
-    uint32_t stored = (uint32_t)get_be(trailer, CRC_BYTES);
+    uint32_t stored = (uint32_t)rk_get_be(trailer, CRC_BYTES);
     if (stored != computed)
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: checksum mismatch (stored %08" PRIx32
                        " at byte offset %" PRIu64 ", computed %08" PRIx32 "): the file is "
@@ -568,7 +554,7 @@ static bool holds_index(int fd, raft_index_t index)
         n = pread(fd, head, sizeof(head), 0);
     } while (n < 0 && errno == EINTR);
     return n == (ssize_t)sizeof(head) && memcmp(head, MAGIC, sizeof(MAGIC)) == 0 &&
-           get_be(head + 8, 4) == SNAPSHOT_VERSION && get_be(head + 12, 8) == index;
+           rk_get_be(head + 8, 4) == SNAPSHOT_VERSION && rk_get_be(head + 12, 8) == index;
 }
 
 static int read_at(int fd, uint8_t *data, uint32_t len, uint64_t offset)

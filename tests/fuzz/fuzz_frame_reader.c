@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "../../common/frame_reader.h"
 #include "fuzz.h"
@@ -182,7 +183,7 @@ static struct frame_reader_rules fz_rd_wait_rules(struct fz_rd *t)
     uint64_t away = t->poll_rounds > 0 ? 1 : 0;
     if (away > 0)
         t->poll_rounds--;
-    uint64_t deadline = away > 0 ? frame_reader_now_ms() + away : 0;
+    uint64_t deadline = away > 0 ? rk_clock_ms() + away : 0;
     struct frame_reader_rules rules = {
         .max = t->max, .idle_deadline = deadline,
         .idle_why = t->mode & 0x01 ? NULL : FZ_RD_IDLE_WHY,
@@ -269,7 +270,7 @@ static void fz_rd_run(struct fz_rd *t, const uint8_t *sizes, size_t k)
 {
     fz_rd_write_all(t, sizes, k);
     FUZZ_CHECK(shutdown(t->wfd, SHUT_WR) == 0);
-    uint64_t soon = frame_reader_now_ms() + FZ_RD_GENEROUS_MS;
+    uint64_t soon = rk_clock_ms() + FZ_RD_GENEROUS_MS;
     struct frame_reader_rules end_rules = {
         .max = t->max, .idle_why = t->mode & 0x01 ? NULL : FZ_RD_IDLE_WHY,
         .frame_ms = FZ_RD_GENEROUS_MS,
