@@ -58,9 +58,12 @@ static void trim(struct frame_reader *r)
         frame_reader_free(r);
 }
 
-/* Waits until fd is readable or deadline passes. RK_OK, RK_ERR_TIMEOUT or RK_ERR_IO. */
+/* Waits until fd is readable or deadline passes. RK_OK, RK_ERR_TIMEOUT, RK_ERR_AGAIN
+ * (FRAME_READER_NO_WAIT) or RK_ERR_IO. */
 static int wait_readable(int fd, uint64_t deadline)
 {
+    if (deadline == FRAME_READER_NO_WAIT)
+        return RK_ERR_AGAIN;
     int wait_ms = -1;
     if (deadline != FRAME_READER_NO_DEADLINE) {
         uint64_t now = rk_clock_ms();
@@ -76,7 +79,7 @@ static int wait_readable(int fd, uint64_t deadline)
 
 /* Has at least want bytes buffered, receiving before deadline as needed. RK_OK,
  * RK_ERR_CLOSED (EOF with nothing buffered), RK_ERR_IO (EOF after some, or an error),
- * RK_ERR_TIMEOUT, RK_ERR_NOMEM. A deadline, unlike SO_RCVTIMEO, also stops a peer that
+ * RK_ERR_TIMEOUT, RK_ERR_AGAIN, RK_ERR_NOMEM. A deadline, unlike SO_RCVTIMEO, also stops a peer that
  * trickles one byte at a time (slowloris). */
 static int fill(struct frame_reader *r, size_t want, uint64_t deadline, size_t initial)
 {
@@ -114,7 +117,8 @@ bool frame_reader_buffered(const struct frame_reader *r)
     return have >= 4 && have - 4 >= rk_get_be32(r->data + r->start);
 }
 
-/* The reason for a frame that failed after its first byte (none for a clean close). */
+/* The reason for a frame that failed after its first byte (none for a clean close, or
+ * for RK_ERR_AGAIN: that is no failure). */
 static void failure_reason(int rc, const struct frame_reader_rules *rules, uint32_t n,
                            char *reason, size_t reason_len)
 {
@@ -123,7 +127,7 @@ static void failure_reason(int rc, const struct frame_reader_rules *rules, uint3
                  " ms (--frame-timeout-ms)", rules->frame_ms);
     else if (rc == RK_ERR_NOMEM)
         snprintf(reason, reason_len, "out of memory for a %" PRIu32 "-byte frame", n);
-    else if (rc != RK_ERR_CLOSED)
+    else if (rc != RK_ERR_CLOSED && rc != RK_ERR_AGAIN)
         snprintf(reason, reason_len, "connection cut mid-frame (%s)", rk_strerror(rc));
 }
 

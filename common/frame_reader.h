@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #define FRAME_READER_NO_DEADLINE UINT64_MAX
+#define FRAME_READER_NO_WAIT 0  /* a deadline that never waits: what is missing is
+                                   RK_ERR_AGAIN, not a timeout */
 #define FRAME_READER_CLIENT_BYTES 4096u        /* the buffer to start with, small frames */
 #define FRAME_READER_PEER_BYTES (64u * 1024)   /* ... frames over 4 KiB allowed: batches */
 #define FRAME_READER_KEEP_BYTES (1u << 20)     /* a bigger buffer is freed once it is empty */
@@ -25,7 +27,8 @@ struct frame_reader {
 
 /* How one frame may be read: its size, how long the connection may stay silent before
  * it, and how long the frame may take once begun. Deadlines are rk_clock_ms()
- * values (common/clock.h) (FRAME_READER_NO_DEADLINE: none). */
+ * values (common/clock.h), FRAME_READER_NO_DEADLINE (none) or FRAME_READER_NO_WAIT. A frame's
+ * deadline is the earlier of its first byte + frame_ms and hard_deadline. */
 struct frame_reader_rules {
     uint32_t max;             /* payload bytes */
     uint64_t idle_deadline;   /* for the first byte */
@@ -43,7 +46,8 @@ void frame_reader_free(struct frame_reader *r);
  * next frame_reader_read (or free). RK_OK; RK_ERR_CLOSED (EOF between frames: reason
  * left empty); RK_ERR_IO (EOF inside a frame, or a socket error); RK_ERR_TIMEOUT (the
  * idle deadline passed before the first byte, or the frame was not whole in time: what
- * came stays buffered); RK_ERR_TOOBIG (the length prefix was 0 or over rules->max: *len
+ * came stays buffered); RK_ERR_AGAIN (the same with a FRAME_READER_NO_WAIT deadline: no
+ * reason is given, what came stays buffered); RK_ERR_TOOBIG (the length prefix was 0 or over rules->max: *len
  * holds it, and nothing past the prefix is read); RK_ERR_NOMEM. On failure reason (of
  * reason_len bytes) says why; it only waits (poll) when recv finds nothing. */
 int frame_reader_read(struct frame_reader *r, const struct frame_reader_rules *rules,

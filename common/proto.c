@@ -358,6 +358,15 @@ int proto_decode_client_req(const uint8_t *payload, size_t len, struct proto_cli
     return rc;
 }
 
+uint32_t proto_client_req_key_len(const uint8_t *payload, size_t len)
+{
+    struct reader r;
+    r_begin(&r, payload, len, PROTO_CLIENT_REQ);
+    r_u8(&r); /* op */
+    uint32_t key_len = r_u32(&r);
+    return r.err == RK_OK ? key_len : 0;
+}
+
 int proto_encode_client_resp(struct proto_buf *b, const struct proto_client_resp *resp)
 {
     if (!status_valid(resp->status))

@@ -102,6 +102,10 @@ int proto_decode_hello_msg(const uint8_t *payload, size_t len, struct proto_hell
 /* The same, for callers that need only the type and a peer's name (NUL-terminated). */
 int proto_decode_hello(const uint8_t *payload, size_t len, int *type, char name[64]);
 int proto_decode_client_req(const uint8_t *payload, size_t len, struct proto_client_req *out);
+/* The length a CLIENT_REQ's key field declares, read without decoding the rest (0 if the
+ * frame is too short to hold it): for the answer to a request refused as RK_ERR_TOOBIG,
+ * which must say whether the key or the value was too long. */
+uint32_t proto_client_req_key_len(const uint8_t *payload, size_t len);
 int proto_decode_client_resp(const uint8_t *payload, size_t len, struct proto_client_resp *out);
 /* The REGISTER reply body: the client id in decimal, 1..20 digits, no sign or leading
  * zero. proto_format_client_id writes it NUL-terminated and returns its length;

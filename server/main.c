@@ -1,48 +1,31 @@
-/* server/main.c - raft_server: parses the command line, loads the registry and this
- * server's files, starts the threads, and shuts down cleanly on SIGINT / SIGTERM. */
+/* server/main.c - raft_server: parses the command line, opens the node from this
+ * server's files (node_open), starts the threads, and shuts down cleanly on SIGINT /
+ * SIGTERM. Runs on the main thread, which then only waits for the stop signal. */
 #include <errno.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "../common/clock.h"
 #include "../common/errors.h"
 #include "../common/net.h"
-#include "../common/registry.h"
-#include "core/raft.h"
-#include "kv/kv.h"
 #include "net/client_loop.h"
 #include "net/listener.h"
+#include "net/replicator.h"
 #include "node/node.h"
 #include "storage/snapshot.h"
-#include "storage/storage.h"
 
 #define ERR_LEN 512
 #define LISTEN_BACKLOG 128
 
 struct options {
-    const char *name;
-    const char *host;
-    uint16_t port;
-    bool campaign;
-    const char *dir;
-    uint32_t election_min_ms, election_max_ms, heartbeat_ms;
-    struct node_limits limits;
-    bool has_cluster_id;
-    uint64_t cluster_id;
-    struct node_snap_opts snap;  /* --snapshot-entries, -bytes, -keep, -fork */
+    struct node_config cfg;      /* what node_open needs */
+    bool campaign;               /* the start flag True */
 };
 
 /* A client request (key + value + the CLIENT_REQ fields) must fit in a frame. */
 #define CLIENT_REQ_OVERHEAD 64u
-/* File descriptors besides the connections: files, listener, outgoing peer links... */
-#define FD_RESERVE 64u
 
 static void print_usage(FILE *to, const char *prog)
 {
@@ -155,40 +138,40 @@ static bool parse_flag(const char *s, bool *out)
 static bool parse_option(struct options *o, const char *opt, const char *val)
 {
     if (!strcmp(opt, "--dir")) {
-        o->dir = val;
+        o->cfg.dir = val;
         return val[0] != '\0';
     }
     if (!strcmp(opt, "--election-min-ms"))
-        return parse_u32(val, 1, 3600000, &o->election_min_ms);
+        return parse_u32(val, 1, 3600000, &o->cfg.election_min_ms);
     if (!strcmp(opt, "--election-max-ms"))
-        return parse_u32(val, 1, 3600000, &o->election_max_ms);
+        return parse_u32(val, 1, 3600000, &o->cfg.election_max_ms);
     if (!strcmp(opt, "--heartbeat-ms"))
-        return parse_u32(val, 1, 3600000, &o->heartbeat_ms);
+        return parse_u32(val, 1, 3600000, &o->cfg.heartbeat_ms);
     if (!strcmp(opt, "--cluster-id")) {
-        o->has_cluster_id = true;
-        return parse_u64(val, 0, UINT64_MAX, &o->cluster_id);
+        o->cfg.has_cluster_id = true;
+        return parse_u64(val, 0, UINT64_MAX, &o->cfg.cluster_id);
     }
     if (!strcmp(opt, "--snapshot-entries"))
-        return parse_u64(val, 0, UINT64_MAX, &o->snap.entries);
+        return parse_u64(val, 0, UINT64_MAX, &o->cfg.snap.entries);
     if (!strcmp(opt, "--snapshot-bytes"))
-        return parse_u64(val, 0, UINT64_MAX, &o->snap.bytes);
+        return parse_u64(val, 0, UINT64_MAX, &o->cfg.snap.bytes);
     if (!strcmp(opt, "--snapshot-keep"))
-        return parse_u64(val, 0, UINT64_MAX, &o->snap.keep);
+        return parse_u64(val, 0, UINT64_MAX, &o->cfg.snap.keep);
     if (!strcmp(opt, "--snapshot-fork"))
-        return parse_flag(val, &o->snap.fork);
-    return parse_limit(&o->limits, opt, val);
+        return parse_flag(val, &o->cfg.snap.fork);
+    return parse_limit(&o->cfg.limits, opt, val);
 }
 
 static bool parse_positional(struct options *o, int pos, const char *arg)
 {
     uint32_t port;
     switch (pos) {
-    case 0: o->name = arg; return arg[0] != '\0';
-    case 1: o->host = arg; return arg[0] != '\0';
+    case 0: o->cfg.name = arg; return arg[0] != '\0';
+    case 1: o->cfg.host = arg; return arg[0] != '\0';
     case 2:
         if (!parse_u32(arg, 1, 65535, &port))
             return false;
-        o->port = (uint16_t)port;
+        o->cfg.port = (uint16_t)port;
         return true;
     case 3: return parse_flag(arg, &o->campaign);
     }
@@ -208,12 +191,10 @@ static const char *positional_problem(int pos)
 
 static void parse_args(int argc, char **argv, struct options *o)
 {
-    *o = (struct options){ .dir = "logs", .election_min_ms = 150, .election_max_ms = 300,
-                           .heartbeat_ms = 50 };
-    node_limits_default(&o->limits);
-    o->snap = (struct node_snap_opts){ .entries = NODE_SNAPSHOT_ENTRIES_DEFAULT,
-                                       .bytes = NODE_SNAPSHOT_BYTES_DEFAULT,
-                                       .keep = NODE_SNAPSHOT_KEEP_DEFAULT, .fork = true };
+    *o = (struct options){ .cfg = { .dir = "logs", .election_min_ms = 150,
+                                    .election_max_ms = 300, .heartbeat_ms = 50 } };
+    node_limits_default(&o->cfg.limits);
+    node_snap_opts_default(&o->cfg.snap);
     int pos = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -232,10 +213,10 @@ static void parse_args(int argc, char **argv, struct options *o)
     }
     if (pos < 3)
         usage(argv[0], pos == 0 ? NULL : "NAME, HOST and PORT are required");
-    if (o->election_min_ms >= o->election_max_ms)
+    if (o->cfg.election_min_ms >= o->cfg.election_max_ms)
         usage(argv[0], "--election-min-ms (%u) must be below --election-max-ms (%u)",
-              (unsigned)o->election_min_ms, (unsigned)o->election_max_ms);
-    const struct node_limits *l = &o->limits;
+              (unsigned)o->cfg.election_min_ms, (unsigned)o->cfg.election_max_ms);
+    const struct node_limits *l = &o->cfg.limits;
     if ((uint64_t)l->max_key_bytes + l->max_value_bytes + CLIENT_REQ_OVERHEAD > l->max_frame_bytes)
         usage(argv[0], "--max-frame-bytes (%u) must be at least --max-key-bytes (%u) + "
               "--max-value-bytes (%u) + %u, so that every request within them fits a frame",
@@ -243,206 +224,13 @@ static void parse_args(int argc, char **argv, struct options *o)
               (unsigned)l->max_value_bytes, CLIENT_REQ_OVERHEAD);
 }
 
-/* Each client connection is a file descriptor, and so is each connection still waiting
- * for its HELLO (up to --max-clients of each): raise the soft limit as far as the hard
- * one allows, and if that is not enough, serve fewer clients rather than fail accept(). */
-static void fit_fd_limit(struct node *n)
-{
-    struct node_limits *l = &n->limits;
-    rlim_t need = (rlim_t)l->max_clients * 2 + (rlim_t)n->reg.n * 2 + FD_RESERVE;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
-        return;
-    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
-        return;
-    rlim_t spare = rl.rlim_cur > FD_RESERVE + (rlim_t)n->reg.n * 2
-                       ? rl.rlim_cur - FD_RESERVE - (rlim_t)n->reg.n * 2 : 2;
-    uint32_t fit = spare / 2 > 0 ? (uint32_t)(spare / 2) : 1;
-    node_log(n, "warning: the file descriptor limit (%llu) is too low for --max-clients %u; "
-             "serving at most %u clients (raise ulimit -n)", (unsigned long long)rl.rlim_cur,
-             (unsigned)l->max_clients, (unsigned)fit);
-    l->max_clients = fit;
-}
-
-/* Loads the registry and finds this server in it (exits 1 on error). */
-static int load_registry(const struct options *o, struct registry *reg)
-{
-    char path[4096], err[ERR_LEN];
-    snprintf(path, sizeof(path), "%s/server_registry.txt", o->dir);
-    if (registry_load(path, reg, err, sizeof(err)) != RK_OK) {
-        fprintf(stderr, "%s\n", err);
-        exit(1);
-    }
-    int self = registry_find(reg, o->name);
-    if (self < 0) {
-        fprintf(stderr, "%s: not in %s\n", o->name, path);
-        exit(1);
-    }
-    const struct registry_server *s = &reg->servers[self];
-    if (strcmp(s->host, o->host) != 0 || s->port != o->port)
-        node_log_as(o->name, 0, "warning: %s is %s:%u in %s, but was started on %s:%u; "
-                    "listening on %s:%u", o->name, s->host, (unsigned)s->port, path, o->host,
-                    (unsigned)o->port, o->host, (unsigned)o->port);
-    return self;
-}
-
-static struct storage *open_storage(const struct options *o, struct storage_loaded *loaded)
-{
-    struct storage *st = NULL;
-    char err[ERR_LEN] = "";
-    if (storage_open(&st, o->dir, o->name, loaded, err, sizeof(err)) != RK_OK) {
-        fprintf(stderr, "%s\n", err);
-        exit(1);
-    }
-    if (loaded->dropped_torn_tail)
-        node_log_as(o->name, loaded->term, "warning: %s", err);
-    return st;
-}
-
-/* The stored vote as a node id (RAFT_NO_NODE if none); an unknown name exits 1. */
-static int vote_id(const struct options *o, const struct registry *reg, const char *vote)
-{
-    if (vote[0] == '\0')
-        return RAFT_NO_NODE;
-    int id = registry_find(reg, vote);
-    if (id < 0) {
-        fprintf(stderr, "%s/%s_state: voted for '%s', which is not in the registry\n", o->dir,
-                o->name, vote);
-        exit(1);
-    }
-    return id;
-}
-
-static struct raft *create_core(struct node *n, const struct options *o,
-                                struct storage_loaded *loaded, int voted_for,
-                                const struct snapshot_meta *snap)
-{
-    const char *names[REGISTRY_MAX_SERVERS];
-    for (int i = 0; i < n->reg.n && i < REGISTRY_MAX_SERVERS; i++)
-        names[i] = n->reg.servers[i].name;
-    struct raft_config cfg = {
-        .node_names = names,
-        .self = n->self,
-        .n_nodes = n->reg.n,
-        .election_timeout_min_ms = o->election_min_ms,
-        .election_timeout_max_ms = o->election_max_ms,
-        .heartbeat_ms = o->heartbeat_ms,
-        .pre_vote = true,
-        .check_quorum = true,
-        .seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16),
-        .log_fn = node_log_core,
-        .log_ctx = n,
-    };
-    struct raft *r = snap->index == 0
-                         ? raft_new(&cfg, loaded->term, voted_for, loaded->entries,
-                                    loaded->n_entries, rk_clock_ms())
-                         : raft_new_from_snapshot(&cfg, snap->index, snap->term, loaded->term,
-                                                  voted_for, loaded->entries,
-                                                  loaded->n_entries, rk_clock_ms());
-    if (r == NULL) {
-        fprintf(stderr, "cannot create the Raft core (bad configuration or out of memory)\n");
-        exit(1);
-    }
-    loaded->entries = NULL; /* owned by the core now */
-    loaded->n_entries = 0;
-    return r;
-}
-
-/* Warns if the snapshot was taken with another configuration than the registry's. */
-static void check_configuration(struct node *n, const struct snapshot_meta *m)
-{
-    bool same = m->n_servers == n->reg.n;
-    for (int i = 0; same && i < m->n_servers; i++)
-        same = strcmp(m->servers[i], n->reg.servers[i].name) == 0;
-    if (!same)
-        node_log(n, "warning: %s was taken with another server list than the registry's",
-                 n->snap.paths->file);
-}
-
-/* Raft paper §7: the state machine starts from NAME_snapshot, if there is one (a corrupt
- * one stops the server: it is never used), with applied = its index; the log keeps only
- * the entries after it (Figure 13, step 7, if they do not match). Leftover temp files of
- * an interrupted snapshot write or transfer are removed first. */
-static void restore_snapshot(struct node *n, const struct options *o, struct storage_loaded *ld,
-                             struct snapshot_meta *m)
-{
-    char err[ERR_LEN] = "";
-    if (node_snap_init(n, o->dir) != RK_OK) {
-        fprintf(stderr, "%s/%s_snapshot: path too long, or out of memory\n", o->dir, o->name);
-        exit(1);
-    }
-    n->snap.opts = o->snap;
-    snapshot_remove_leftovers(n->snap.paths);
-    struct kv *kv = NULL;
-    int rc = snapshot_load(n->snap.paths->file, m, &kv, err, sizeof(err));
-    if (rc == RK_ERR_NOTFOUND) {
-        memset(m, 0, sizeof(*m));
-    } else if (rc != RK_OK) {
-        node_log(n, "FATAL: cannot load the snapshot: %s", err);
-        exit(1);
-    } else {
-        kv_free(n->kv);
-        n->kv = kv;
-        n->applied = n->snap.base = n->snap.on_disk = m->index;
-        n->snap.last_file_bytes = m->file_len;
-        check_configuration(n, m);
-    }
-    if (snapshot_align_log(n->storage, ld, m->index, m->term, err, sizeof(err)) != RK_OK) {
-        node_log(n, "FATAL: %s/%s_log.txt: %s", o->dir, o->name, err);
-        exit(1);
-    }
-    if (err[0] != '\0')
-        node_log(n, "%s/%s_log.txt: %s", o->dir, o->name, err);
-}
-
-/* Sets up the node from the registry and the stored state (exits 1 on any error). */
-static void setup_node(struct node *n, const struct options *o)
-{
-    struct registry reg;
-    int self = load_registry(o, &reg);
-    struct storage_loaded loaded;
-    memset(&loaded, 0, sizeof(loaded));
-    struct storage *st = open_storage(o, &loaded);
-    int voted_for = vote_id(o, &reg, loaded.voted_for);
-    if (node_init(n, &reg, self, st) != RK_OK) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    atomic_store(&n->log_term, loaded.term);
-    n->limits = o->limits;
-    if (o->has_cluster_id)
-        n->cluster_id = o->cluster_id;
-    fit_fd_limit(n);
-    struct snapshot_meta *snap = malloc(sizeof(*snap));
-    if (snap == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    restore_snapshot(n, o, &loaded, snap);
-    raft_index_t n_entries = loaded.n_entries;
-    n->raft = create_core(n, o, &loaded, voted_for, snap);
-    storage_loaded_free(&loaded);
-    if (snap->index > 0)
-        raft_snapshot_saved(n->raft, snap->index, snap->term);
-    n->seen_term = raft_term(n->raft);
-    node_log(n, "starting: %d servers in the registry, cluster id %016" PRIx64 ", snapshot "
-             "at index %" PRIu64 " (%zu keys), loaded %" PRIu64 " entries after it, term %"
-             PRIu64, n->reg.n, n->cluster_id, snap->index, kv_count(n->kv), n_entries,
-             raft_term(n->raft));
-    free(snap);
-}
-
-static int open_listener(struct node *n, const struct options *o)
+static int open_listener(struct node *n, const struct node_config *cfg)
 {
     char err[ERR_LEN];
-    int fd = net_listen(o->host, o->port, LISTEN_BACKLOG, err, sizeof(err));
-    if (fd < 0) {
-        node_log(n, "cannot listen on %s:%u: %s", o->host, (unsigned)o->port, err);
-        exit(1);
-    }
-    node_log(n, "listening on %s:%u", o->host, (unsigned)o->port);
+    int fd = net_listen(cfg->host, cfg->port, LISTEN_BACKLOG, err, sizeof(err));
+    if (fd < 0)
+        node_fatal(n, "cannot listen on %s:%u: %s", cfg->host, (unsigned)cfg->port, err);
+    node_log(n, "listening on %s:%u", cfg->host, (unsigned)cfg->port);
     return fd;
 }
 
@@ -467,18 +255,28 @@ static void wait_for_stop_signal(const sigset_t *set)
         ;
 }
 
+/* The replicators first (they fill in n->transport), then the node's own threads, then
+ * the client loop and the listener that feed it. */
 static void start_threads(struct node *n, struct listener *l, int listen_fd, bool campaign)
 {
-    if (node_start(n) != RK_OK || client_loop_start(n) != RK_OK ||
-        listener_start(l, n, listen_fd) != RK_OK)
+    if (replicators_start(n) != RK_OK || node_start(n) != RK_OK ||
+        client_loop_start(n) != RK_OK || listener_start(l, n, listen_fd) != RK_OK)
         node_fatal(n, "cannot start the server threads");
     if (!campaign)
         return;
     pthread_mutex_lock(&n->mu);
-    node_log(n, "starting an election at once (start flag True)");
-    raft_campaign(n->raft, rk_clock_ms());
-    node_after_step(n);
+    node_campaign(n);
     pthread_mutex_unlock(&n->mu);
+}
+
+/* In the reverse order: nothing new comes in, clients are answered, the node stops (no
+ * send token is held after it), then the replicators close the peer links. */
+static void stop_threads(struct node *n, struct listener *l)
+{
+    listener_stop(l);
+    client_loop_stop(n);
+    node_stop(n);
+    replicators_stop(n);
 }
 
 /* raft_server --dump-snapshot FILE: prints it; exit 0, or 1 with the reason if corrupt. */
@@ -503,18 +301,17 @@ int main(int argc, char **argv)
     sigset_t stop_signals;
     block_signals(&stop_signals); /* before any thread or file write */
     static struct node node;
-    setup_node(&node, &o);
-    int listen_fd = open_listener(&node, &o);
+    char err[ERR_LEN] = "";
+    if (node_open(&node, &o.cfg, err, sizeof(err)) != RK_OK)
+        node_fatal_as(o.cfg.name, "%s", err);
+    int listen_fd = open_listener(&node, &o.cfg);
     struct listener listener;
     start_threads(&node, &listener, listen_fd, o.campaign);
 
     wait_for_stop_signal(&stop_signals);
     node_log(&node, "shutting down");
-    listener_stop(&listener);
-    client_loop_stop(&node);
-    node_stop(&node);
-    storage_close(node.storage);
-    node_snap_free(&node);
+    stop_threads(&node, &listener);
+    node_close(&node);
     node_log(&node, "stopped");
     return 0;
 }

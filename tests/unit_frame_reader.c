@@ -67,8 +67,9 @@ static void send_queued(struct pair *p, size_t from, size_t to)
 }
 
 /* Never waits: the client loop's rules. */
-static const struct frame_reader_rules no_wait = { .max = 1u << 20, .idle_deadline = 0,
-                                                   .frame_ms = 0, .hard_deadline = 0 };
+static const struct frame_reader_rules no_wait = {
+    .max = 1u << 20, .idle_deadline = FRAME_READER_NO_WAIT, .frame_ms = 0,
+    .hard_deadline = FRAME_READER_NO_WAIT };
 
 static struct frame_reader_rules with_max(uint32_t max)
 {
@@ -96,7 +97,7 @@ START_TEST(test_one_frame_then_empty)
     ck_assert_uint_eq(p.len, 10);
     ck_assert_uint_eq(p.first, 'a');
     ck_assert_msg(p.r.emptied, "one recv took all there was: the socket is empty");
-    ck_assert_int_eq(read_one(&p, &no_wait), RK_ERR_TIMEOUT);
+    ck_assert_int_eq(read_one(&p, &no_wait), RK_ERR_AGAIN);
     ck_assert(p.r.emptied);
     pair_close(&p);
 }
@@ -139,6 +140,31 @@ START_TEST(test_full_recv_not_emptied)
     ck_assert_uint_eq(p.len, 8000);
     ck_assert_uint_eq(p.first, 'b');
     ck_assert(p.r.emptied);
+    pair_close(&p);
+}
+END_TEST
+
+/* Half a frame: never waiting is "not yet" (RK_ERR_AGAIN, no reason to log), while a
+ * deadline that has passed is a timeout with its reason; either way what came stays. */
+START_TEST(test_no_wait_is_again_not_timeout)
+{
+    struct pair p;
+    pair_open(&p);
+    queue_frame(&p, 100, 'a');
+    send_queued(&p, 0, 50);
+    uint8_t *payload;
+    char reason[REASON];
+    int rc = frame_reader_read(&p.r, &no_wait, &payload, &p.len, reason, sizeof(reason));
+    ck_assert_int_eq(rc, RK_ERR_AGAIN);
+    ck_assert_str_eq(reason, "");
+    struct frame_reader_rules passed = { .max = 1u << 20, .idle_deadline = 1, .frame_ms = 0,
+                                         .hard_deadline = 1 };
+    rc = frame_reader_read(&p.r, &passed, &payload, &p.len, reason, sizeof(reason));
+    ck_assert_int_eq(rc, RK_ERR_TIMEOUT);
+    ck_assert_msg(strstr(reason, "not complete") != NULL, "reason '%s'", reason);
+    send_queued(&p, 50, p.queued);
+    ck_assert_int_eq(read_one(&p, &no_wait), RK_OK);
+    ck_assert_uint_eq(p.len, 100);
     pair_close(&p);
 }
 END_TEST
@@ -237,6 +263,7 @@ static Suite *frame_reader_suite(void)
     tcase_add_test(tc, test_one_frame_then_empty);
     tcase_add_test(tc, test_buffered_frame_says_nothing);
     tcase_add_test(tc, test_full_recv_not_emptied);
+    tcase_add_test(tc, test_no_wait_is_again_not_timeout);
     tcase_add_test(tc, test_waits_for_the_rest);
     tcase_add_test(tc, test_eof_inside_a_frame);
     tcase_add_test(tc, test_length_over_limit);

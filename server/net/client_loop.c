@@ -39,8 +39,8 @@ struct client_conn {
     struct proto_buf out;       /* answers not yet sent: bytes [sent, len) */
     size_t sent;
     uint64_t blocked_ms;        /* the socket took no more of out since (0: it did) */
-    struct node_request r;      /* the request being served (r.pending) */
-    uint64_t wait_deadline;     /* r.pending: give up then */
+    struct node_request r;      /* the request being served (r.waiting) */
+    uint64_t wait_deadline;     /* r.waiting: give up then */
     uint64_t active_ms;         /* the last frame started or answered (idle timeout) */
     uint64_t frame_started_ms;  /* part of a frame is buffered since (0: none) */
     bool readable;              /* the socket may hold bytes we have not read */
@@ -62,6 +62,7 @@ struct client_loop {
     struct client_conn *conns;     /* the loop thread's */
     pthread_mutex_t adopt_mu;
     struct client_conn *adopted;   /* under adopt_mu: handed over, not yet in epoll */
+    bool closed;                   /* under adopt_mu: stopped; adopts no more */
     struct node_waiter *done;      /* under the node's mu: finished requests */
     bool woken;                    /* under mu: efd written since the loop took `done` */
 };
@@ -78,7 +79,7 @@ static struct client_conn *conn_of(struct node_waiter *w)
     return (struct client_conn *)((char *)w - offsetof(struct client_conn, r.w));
 }
 
-/* The waiter's notify.fn, under mu, from whichever thread finished the request. */
+/* The waiter's on_done, under mu, from whichever thread finished the request. */
 static void request_done(void *ctx, struct node_waiter *w)
 {
     struct client_loop *l = ctx;
@@ -106,11 +107,11 @@ static void unlink_done(struct client_loop *l, struct node_waiter *w)
 static void close_now(struct client_loop *l, struct client_conn *c)
 {
     struct node *n = l->node;
-    if (c->r.pending) {
+    if (c->r.waiting) {
         pthread_mutex_lock(&n->mu);
         unlink_done(l, &c->r.w);
         node_waiter_remove(n, &c->r.w);
-        c->r.pending = false;
+        c->r.waiting = false;
         pthread_mutex_unlock(&n->mu);
     }
     epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -208,9 +209,7 @@ static void drain(struct client_conn *c)
 static void too_big_reason(const struct node_limits *lim, const uint8_t *payload, size_t len,
                            char *why, size_t whylen)
 {
-    uint32_t key_len = len >= 6 ? (uint32_t)payload[2] << 24 | (uint32_t)payload[3] << 16 |
-                                      (uint32_t)payload[4] << 8 | payload[5]
-                                : 0;
+    uint32_t key_len = proto_client_req_key_len(payload, len);
     if (key_len > lim->max_key_bytes)
         snprintf(why, whylen, "key too long (%" PRIu32 " bytes; the limit is %" PRIu32 ")",
                  key_len, lim->max_key_bytes);
@@ -258,13 +257,14 @@ static bool decode_request(struct client_loop *l, struct client_conn *c, const u
 static bool next_request(struct client_loop *l, struct client_conn *c)
 {
     const struct node_limits *lim = &l->node->limits;
-    struct frame_reader_rules rules = { .max = lim->max_frame_bytes, .idle_deadline = 0,
-                                        .frame_ms = 0, .hard_deadline = 0 };
+    struct frame_reader_rules rules = { .max = lim->max_frame_bytes,
+                                        .idle_deadline = FRAME_READER_NO_WAIT, .frame_ms = 0,
+                                        .hard_deadline = FRAME_READER_NO_WAIT };
     uint8_t *payload;
     size_t len;
     char reason[REASON_LEN];
     int rc = frame_reader_read(&c->in, &rules, &payload, &len, reason, sizeof(reason));
-    if (rc == RK_ERR_TIMEOUT) { /* not whole yet: what came stays buffered */
+    if (rc == RK_ERR_AGAIN) { /* not whole yet: what came stays buffered */
         c->readable = c->hup;
         if (c->in.end > c->in.start && c->frame_started_ms == 0)
             c->frame_started_ms = rk_clock_ms();
@@ -288,7 +288,7 @@ static bool next_request(struct client_loop *l, struct client_conn *c)
 /* Whether c can take its next request now: nothing pending, its answers sent. */
 static bool ready_for_next(const struct client_conn *c)
 {
-    return !c->closing && !c->draining && !c->r.pending && c->out.len == 0 &&
+    return !c->closing && !c->draining && !c->r.waiting && c->out.len == 0 &&
            (c->readable || frame_reader_buffered(&c->in));
 }
 
@@ -316,7 +316,7 @@ static void finish_done(struct client_loop *l)
     while (w != NULL) {
         struct node_waiter *next = w->done_next;
         struct client_conn *c = conn_of(w);
-        if (c->r.pending && node_client_finish(l->node, &c->r, RK_OK, &c->out) != RK_OK)
+        if (c->r.waiting && node_client_finish(l->node, &c->r, RK_OK, &c->out) != RK_OK)
             close_later(c, NO_ANSWER);
         w = next;
     }
@@ -327,7 +327,7 @@ static void finish_done(struct client_loop *l)
 static void finish_expired(struct client_loop *l, uint64_t now)
 {
     for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
-        if (c->r.pending && now >= c->wait_deadline) {
+        if (c->r.waiting && now >= c->wait_deadline) {
             unlink_done(l, &c->r.w);
             if (node_client_finish(l->node, &c->r, c->r.w.done ? RK_OK : RK_ERR_TIMEOUT,
                                    &c->out) != RK_OK)
@@ -343,22 +343,23 @@ static void send_answers(struct client_loop *l)
             flush_out(c);
 }
 
-/* Under mu: starts the requests collect() read, their appends sent from here. */
+/* Under mu: starts the requests collect() read. The leader's appends for them go out
+ * from this thread (the io thread writes our own log meanwhile). */
 static void start_requests(struct client_loop *l)
 {
     struct node *n = l->node;
-    node_inline_begin_sends(n); /* the appends go out from here; the io thread syncs */
+    struct node_outbox ob = { .any = false };
     uint64_t deadline = rk_clock_ms() + CLIENT_WAIT_MS;
     for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
         if (!c->started)
             continue;
         size_t before = c->out.len;
-        if (node_client_start(n, &c->r, &c->out))
+        if (node_client_start(n, &c->r, &c->out, &ob))
             c->wait_deadline = deadline;
         else if (c->out.len == before) /* no answer now and none to come */
             close_later(c, NO_ANSWER);
     }
-    node_inline_finish(n);
+    node_outbox_flush(n, &ob);
 }
 
 /* A round: the answers that became ready go out first, so that their clients can send
@@ -394,7 +395,7 @@ static void check_deadlines(struct client_loop *l)
             snprintf(why, sizeof(why), "answer not read for %d ms", CLIENT_SEND_TIMEOUT_MS);
             close_later(c, why);
         }
-        if (c->closing || c->r.pending)
+        if (c->closing || c->r.waiting)
             continue;
         if (c->draining) {
             if (now >= c->drain_deadline)
@@ -488,7 +489,7 @@ static void close_all(struct client_loop *l)
     take_adopted(l);
     pthread_mutex_lock(&n->mu);
     for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
-        if (c->r.pending) {
+        if (c->r.waiting) {
             unlink_done(l, &c->r.w);
             node_client_finish(n, &c->r, c->r.w.done ? RK_OK : RK_ERR_SHUTDOWN, &c->out);
         }
@@ -552,15 +553,20 @@ int client_loop_start(struct node *n)
     return RK_OK;
 }
 
+/* A connection the loop will not serve: closed, and its client slot given back. */
+static void drop_unserved(struct node *n, int fd, struct frame_reader *in)
+{
+    close(fd);
+    frame_reader_free(in);
+    atomic_fetch_sub(&n->n_clients, 1);
+}
+
 void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr)
 {
     struct client_loop *l = n->client_loop;
-    struct client_conn *c = calloc(1, sizeof(*c));
-    if (c == NULL || l == NULL || atomic_load(&l->stopping)) {
-        close(in->fd);
-        frame_reader_free(in);
-        free(c);
-        atomic_fetch_sub(&n->n_clients, 1);
+    struct client_conn *c = l != NULL ? calloc(1, sizeof(*c)) : NULL;
+    if (c == NULL) {
+        drop_unserved(n, in->fd, in);
         return;
     }
     c->fd = in->fd;
@@ -569,12 +575,23 @@ void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr
     snprintf(c->addr, sizeof(c->addr), "%s", addr);
     c->active_ms = rk_clock_ms();
     c->readable = true;
-    c->r.w.notify = (struct node_waiter_notify){ .fn = request_done, .ctx = l };
+    c->r.w.on_done = request_done;
+    c->r.w.on_done_ctx = l;
+    /* Checked and linked under one hold of adopt_mu: once client_loop_stop has set
+     * closed, nothing is left on the list that nobody will take. */
     pthread_mutex_lock(&l->adopt_mu);
-    c->next = l->adopted;
-    l->adopted = c;
+    bool taken = !l->closed;
+    if (taken) {
+        c->next = l->adopted;
+        l->adopted = c;
+    }
     pthread_mutex_unlock(&l->adopt_mu);
-    wake(l);
+    if (taken) {
+        wake(l);
+    } else {
+        drop_unserved(n, c->fd, &c->in);
+        free(c);
+    }
 }
 
 void client_loop_stop(struct node *n)
@@ -586,13 +603,15 @@ void client_loop_stop(struct node *n)
     wake(l);
     pthread_join(l->thread, NULL);
     /* l stays allocated (and n->client_loop set): a connection thread finishing its
-     * HELLO now finds it stopping and closes its connection itself. */
-    struct client_conn *late = detach_adopted(l);
+     * HELLO now finds it closed and closes its connection itself. */
+    pthread_mutex_lock(&l->adopt_mu);
+    l->closed = true;
+    struct client_conn *late = l->adopted;
+    l->adopted = NULL;
+    pthread_mutex_unlock(&l->adopt_mu);
     while (late != NULL) {
         struct client_conn *next = late->next;
-        close(late->fd);
-        frame_reader_free(&late->in);
-        atomic_fetch_sub(&n->n_clients, 1);
+        drop_unserved(n, late->fd, &late->in);
         free(late);
         late = next;
     }

@@ -188,24 +188,17 @@ static void refuse_fd(int fd, const char *msg)
 
 /* ---- peers ---- */
 
-/* Steps Raft messages from peer into the core, all under one hold of the lock. The
- * sender is the handshake's peer, whatever the frames say. false if the node is
- * stopping. */
+/* Steps Raft messages from peer into the node, all under one hold of the lock, and
+ * sends what they release for idle links from this thread (answers that need nothing
+ * persisted). It never writes the log: it must keep reading the leader's messages (its
+ * heartbeats hold off an election) while the io thread waits on the disk, which can take
+ * 100 ms and more while a snapshot is flushed. false if the node is stopping. */
 static bool step_messages(struct node *n, int peer, struct raft_msg *msgs, int count)
 {
+    struct node_outbox ob = { .any = false };
     pthread_mutex_lock(&n->mu);
-    bool running = !n->shutdown;
-    /* Sends only: this thread must keep reading the leader's messages (its heartbeats
-     * hold off an election) while the io thread waits on the disk, which can take 100 ms
-     * and more while a snapshot is flushed. */
-    node_inline_begin_sends(n);
-    for (int i = 0; running && i < count; i++) {
-        msgs[i].from = peer;
-        msgs[i].to = n->self;
-        raft_step(n->raft, rk_clock_ms(), &msgs[i]);
-        node_after_step(n);
-    }
-    node_inline_finish(n); /* answers that need nothing persisted, from this thread */
+    bool running = node_step_peer_msgs(n, peer, msgs, count, &ob);
+    node_outbox_flush(n, &ob);
     pthread_mutex_unlock(&n->mu);
     return running;
 }
@@ -231,10 +224,7 @@ static int decode_peer_frame(const uint8_t *payload, size_t len, struct raft_msg
 static void peer_gone(struct node *n, int peer)
 {
     pthread_mutex_lock(&n->mu);
-    if (!n->shutdown) {
-        raft_peer_disconnected(n->raft, rk_clock_ms(), peer);
-        node_after_step(n);
-    }
+    node_peer_gone(n, peer);
     pthread_mutex_unlock(&n->mu);
 }
 

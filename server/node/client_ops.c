@@ -43,16 +43,6 @@ static int reply_redirect(struct node *n, struct proto_buf *out)
     return proto_encode_client_resp(out, &resp);
 }
 
-static const char *role_word(enum raft_role role)
-{
-    switch (role) {
-    case RAFT_LEADER: return "leader";
-    case RAFT_CANDIDATE: return "candidate";
-    case RAFT_FOLLOWER: break;
-    }
-    return "follower";
-}
-
 /* Under mu: "name=S role=R term=N leader=S|none commit=N applied=N last=N snapshot=N"
  * (snapshot: the index of the last snapshot saved or installed, 0 if none). Scripts parse
  * these fields: new ones go at the end. */
@@ -63,7 +53,7 @@ static int reply_status(struct node *n, struct proto_buf *out)
     int len = snprintf(line, sizeof(line),
                        "name=%s role=%s term=%" PRIu64 " leader=%s commit=%" PRIu64
                        " applied=%" PRIu64 " last=%" PRIu64 " snapshot=%" PRIu64,
-                       n->name, role_word(raft_role(n->raft)), raft_term(n->raft),
+                       n->name, raft_role_name(raft_role(n->raft)), raft_term(n->raft),
                        leader == RAFT_NO_NODE ? "none" : node_name_of(n, leader),
                        raft_commit_index(n->raft), n->applied, raft_last_index(n->raft),
                        raft_snapshot_index(n->raft));
@@ -142,7 +132,8 @@ static struct raft_entry command_of(const struct proto_client_req *req)
 
 /* Under mu, as leader: appends the command (Raft paper §8); the answer comes once it is
  * applied (node_client_finish). false with the answer in out if it cannot start. */
-static bool start_write(struct node *n, struct node_request *r, struct proto_buf *out)
+static bool start_write(struct node *n, struct node_request *r, struct proto_buf *out,
+                        struct node_outbox *ob)
 {
     struct raft_entry cmd = command_of(&r->req);
     raft_index_t index = 0;
@@ -153,7 +144,7 @@ static bool start_write(struct node *n, struct node_request *r, struct proto_buf
     r->w.term = term;
     if (rc == RK_OK)
         node_waiter_add(n, &r->w); /* before after_step, so no completion is missed */
-    node_after_step(n);
+    node_after_step(n, ob);
     if (rc == RK_OK)
         return true;
     if (rc == RK_ERR_NOTLEADER)
@@ -182,13 +173,14 @@ static int reply_value(struct node *n, const struct proto_client_req *req, struc
 }
 
 /* Under mu, as leader: a linearizable read through ReadIndex (Raft thesis §6.4). */
-static bool start_get(struct node *n, struct node_request *r, struct proto_buf *out)
+static bool start_get(struct node *n, struct node_request *r, struct proto_buf *out,
+                      struct node_outbox *ob)
 {
     r->w.kind = NODE_WAIT_READ;
     r->w.read_id = n->next_read_id++;
     node_waiter_add(n, &r->w); /* the answer may come inside raft_read_index */
     int rc = raft_read_index(n->raft, r->w.read_id);
-    node_after_step(n);
+    node_after_step(n, ob);
     if (rc == RK_OK)
         return true;
     node_waiter_remove(n, &r->w);
@@ -238,14 +230,17 @@ static const char *invalid_reason(const struct node_limits *lim,
     return NULL;
 }
 
-bool node_client_start(struct node *n, struct node_request *r, struct proto_buf *out)
+bool node_client_start(struct node *n, struct node_request *r, struct proto_buf *out,
+                       struct node_outbox *ob)
 {
     char why[128];
     const char *bad = invalid_reason(&n->limits, &r->req, why, sizeof(why));
-    struct node_waiter_notify notify = r->w.notify;
+    node_waiter_done_fn on_done = r->w.on_done;
+    void *on_done_ctx = r->w.on_done_ctx;
     memset(&r->w, 0, sizeof(r->w));
-    r->w.notify = notify;
-    r->pending = false;
+    r->w.on_done = on_done;
+    r->w.on_done_ctx = on_done_ctx;
+    r->waiting = false;
     if (bad != NULL)
         node_client_error(out, bad);
     else if (n->shutdown)
@@ -255,20 +250,20 @@ bool node_client_start(struct node *n, struct node_request *r, struct proto_buf 
     else if (raft_role(n->raft) != RAFT_LEADER)
         reply_redirect(n, out);
     else if (r->req.op == PROTO_OP_GET)
-        r->pending = start_get(n, r, out);
+        r->waiting = start_get(n, r, out, ob);
     else
-        r->pending = start_write(n, r, out);
-    return r->pending;
+        r->waiting = start_write(n, r, out, ob);
+    return r->waiting;
 }
 
 int node_client_finish(struct node *n, struct node_request *r, int wait_rc, struct proto_buf *out)
 {
-    if (!r->pending)
+    if (!r->waiting)
         return RK_OK;
     if (wait_rc == RK_OK && !r->w.done)
         wait_rc = n->shutdown ? RK_ERR_SHUTDOWN : RK_ERR_TIMEOUT;
     node_waiter_remove(n, &r->w);
-    r->pending = false;
+    r->waiting = false;
     if (r->req.op == PROTO_OP_GET)
         return finish_get(n, r, wait_rc, out);
     return finish_write(n, r, wait_rc, out);

@@ -1,9 +1,10 @@
 /* server/node/io_thread.c - the log writer: takes the core's Ready batches, makes them
  * durable (log reset, hard state, truncation, entries, fdatasync) WITHOUT the lock,
  * writes incoming snapshot chunks and installs a complete snapshot (Raft paper Figure 13),
- * then hands the messages that waited on all that to the replicators and reports the
- * batch done. Whatever accumulates during one fsync goes into the next batch (group
- * commit). It also compacts the log file once a snapshot covers its prefix (§7). */
+ * then sends the messages that waited on all that and reports the batch done. Whatever
+ * accumulates during one fsync goes into the next batch (group commit). It also compacts
+ * the log file once a snapshot covers its prefix (§7). It is the only thread that uses
+ * n->storage, which it does without the lock. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,9 +78,8 @@ static void finish_received(struct node *n, const struct raft_snap_chunk *c,
     uint64_t file_bytes = rc == RK_OK ? m->file_len : 0;
     free(m);
     if (rc == RK_OK) {
-        rc = node_snap_install_file(n, c->index, true, err, sizeof(err));
-        if (rc == RK_ERR_INVAL)
-            rc = RK_OK; /* we already have a newer one on disk: nothing to replace */
+        bool installed; /* if not, we already have a newer one on disk: that is fine */
+        rc = node_snap_install_file(n, c->index, true, &installed, err, sizeof(err));
     }
     if (rc != RK_OK) {
         node_log(n, "received snapshot %" PRIu64 " is unusable: %s; asking for it again",
@@ -118,12 +118,7 @@ static struct kv *install_received(struct node *n, struct received_snapshot *rs)
 {
     if (!raft_snapshot_installed(n->raft, rk_clock_ms(), rs->index, rs->term, rs->ok))
         return rs->kv;
-    struct kv *old = n->kv;
-    n->kv = rs->kv;
-    n->applied = rs->index;
-    n->snap.base = rs->index;
-    n->snap.bytes_since = 0;
-    n->snap.last_file_bytes = rs->file_bytes;
+    struct kv *old = node_snap_adopt(n, rs->index, rs->file_bytes, rs->kv);
     node_log(n, "installed snapshot %" PRIu64 " (term %" PRIu64 ", %zu keys) from the "
              "leader; loading and verifying it took %" PRIu64 " ms", rs->index, rs->term,
              kv_count(n->kv), rs->took_ms);
@@ -132,9 +127,9 @@ static struct kv *install_received(struct node *n, struct received_snapshot *rs)
 
 /* ---------- the loop ---------- */
 
-/* One batch: take under the lock, persist outside it, then under it hand over the
- * messages and report the batch durable. Entered and left with the lock held. */
-static void run_batch(struct node *n)
+/* One batch: take under the lock, persist outside it, then under it queue the messages
+ * (for ob) and report the batch durable. Entered and left with the lock held. */
+static void run_batch(struct node *n, struct node_outbox *ob)
 {
     struct raft_ready rd;
     int rc = raft_ready_take(n->raft, &rd);
@@ -151,9 +146,9 @@ static void run_batch(struct node *n)
     pthread_mutex_lock(&n->mu);
     struct kv *unused = rs.complete ? install_received(n, &rs) : NULL;
     for (uint32_t i = 0; i < rd.n_msgs; i++)
-        node_replicator_push(n, &rd.msgs[i]);
+        node_peer_push(n, &rd.msgs[i], ob);
     raft_ready_done(n->raft, rk_clock_ms(), &rd);
-    node_after_step(n);
+    node_after_step(n, ob);
     pthread_mutex_unlock(&n->mu);
     kv_free(unused);
     raft_ready_free(&rd);
@@ -182,39 +177,27 @@ static void compact_storage(struct node *n)
     n->snap.compacted = to;
 }
 
-bool node_io_run_inline(struct node *n)
-{
-    if (n->io_busy || n->shutdown || !raft_has_ready(n->raft))
-        return false;
-    n->io_busy = true;
-    run_batch(n);
-    n->io_busy = false;
-    if (raft_has_ready(n->raft) || compaction_due(n))
-        pthread_cond_signal(&n->io_cond); /* it may have waited for the token */
-    return true;
-}
-
-/* The io thread persists what no stepping thread took inline (node_inline_finish): a
- * batch that grew while the token was held, the timer's heartbeats' fallout, a
- * compaction. It sends what its batches release itself, like an inline caller. */
+/* The only thread that writes the log. Whatever the stepping threads produced while it
+ * wrote the last batch is the next batch (group commit); the messages a batch releases
+ * (a follower's acknowledgements, a candidate's votes) it sends itself when their links
+ * are idle, saving the replicators' thread switch. */
 static void *io_main(void *arg)
 {
     struct node *n = arg;
     node_name_thread("io", -1);
     pthread_mutex_lock(&n->mu);
     for (;;) {
-        while (!n->shutdown &&
-               (n->io_busy || (!raft_has_ready(n->raft) && !compaction_due(n))))
+        while (!n->shutdown && !raft_has_ready(n->raft) && !compaction_due(n))
             pthread_cond_wait(&n->io_cond, &n->mu);
         if (n->shutdown)
             break;
-        if (compaction_due(n)) {
-            n->io_busy = true;
+        if (compaction_due(n))
             compact_storage(n);
-            n->io_busy = false;
-        }
-        node_inline_begin(n);
-        node_inline_finish(n); /* persists the batch, then sends what it released */
+        if (!raft_has_ready(n->raft))
+            continue;
+        struct node_outbox ob = { .any = false };
+        run_batch(n, &ob);
+        node_outbox_flush(n, &ob);
     }
     pthread_mutex_unlock(&n->mu);
     return NULL;

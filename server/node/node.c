@@ -1,25 +1,21 @@
-/* server/node/node.c - the node's shared state and node_after_step(), the one place that
- * applies committed entries, answers client waiters and reacts to role changes. */
+/* server/node/node.c - the node's shared state: setting it up, starting and stopping its
+ * threads, the events net/ brings in (a peer's messages, a lost peer), and
+ * node_after_step(), the one place that applies committed entries, answers client
+ * waiters and reacts to role changes. Every function here runs under mu unless it says
+ * otherwise. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "../kv/kv.h"
 #include "node.h"
 
 #define READS_PER_TAKE 64
-
-/* This thread's inline work (node_inline_begin .. node_inline_finish). */
-static __thread struct {
-    bool active;
-    bool no_io;     /* sends only: the io thread persists (node_inline_begin_sends) */
-    uint64_t peers; /* bit i: peer i's queue is this thread's to send */
-} inline_work;
 
 void node_name_thread(const char *role, int id)
 {
@@ -65,7 +61,6 @@ static int init_peers(struct node *n)
     if (n->peers == NULL)
         return RK_ERR_NOMEM;
     for (int i = 0; i < n->reg.n; i++) {
-        n->peers[i].node = n;
         n->peers[i].id = i;
         if (node_cond_init(&n->peers[i].cond) != RK_OK)
             return RK_ERR_NOMEM;
@@ -102,8 +97,8 @@ int node_init(struct node *n, struct registry *reg, int self, struct storage *st
     n->next_read_id = 1;
     if (pthread_mutex_init(&n->mu, NULL) != 0)
         return RK_ERR_NOMEM;
-    if (node_cond_init(&n->io_cond) != RK_OK ||
-        node_cond_init(&n->timer_cond) != RK_OK)
+    if (node_cond_init(&n->io_cond) != RK_OK || node_cond_init(&n->timer_cond) != RK_OK ||
+        node_cond_init(&n->tokens_cond) != RK_OK)
         return RK_ERR_NOMEM;
     n->kv = kv_new();
     if (n->kv == NULL)
@@ -113,8 +108,6 @@ int node_init(struct node *n, struct registry *reg, int self, struct storage *st
 
 void node_waiter_add(struct node *n, struct node_waiter *w)
 {
-    if (w->notify.fn == NULL && node_cond_init(&w->cond) != RK_OK)
-        node_fatal(n, "cannot create a condition variable for a client request");
     w->prev = NULL;
     w->next = n->waiters;
     if (n->waiters != NULL)
@@ -133,21 +126,16 @@ void node_waiter_remove(struct node *n, struct node_waiter *w)
     if (w->next != NULL)
         w->next->prev = w->prev;
     w->prev = w->next = NULL;
-    if (w->notify.fn == NULL)
-        pthread_cond_destroy(&w->cond);
 }
 
-/* A waiter's result is final: wake just that client thread, or tell its owner. */
+/* A waiter's result is final: tell its owner. */
 static void finish(struct node *n, struct node_waiter *w, int result)
 {
     if (w->kind == NODE_WAIT_READ && w->answered)
         n->reads_answered--;
     w->done = true;
     w->result = result;
-    if (w->notify.fn != NULL)
-        w->notify.fn(w->notify.ctx, w);
-    else
-        pthread_cond_signal(&w->cond);
+    w->on_done(w->on_done_ctx, w);
 }
 
 /* What applying one chunk of committed entries gave, for the write waiters. */
@@ -289,68 +277,58 @@ static void notice_role_change(struct node *n)
     n->seen_leader = leader;
 }
 
-/* Messages that need nothing persisted first (a leader's appends) go to the replicators
- * now, so the followers write while our own fsync runs (Raft thesis §10.2.1). */
-static void send_early_messages(struct node *n)
+/* Messages that need nothing persisted first (a leader's appends) are queued now, so the
+ * followers write while our own fsync runs (Raft thesis §10.2.1). */
+static void queue_early_messages(struct node *n, struct node_outbox *ob)
 {
     struct raft_msg *msgs = NULL;
     uint32_t count = raft_take_early_msgs(n->raft, &msgs);
     for (uint32_t i = 0; i < count; i++)
-        node_replicator_push(n, &msgs[i]);
+        node_peer_push(n, &msgs[i], ob);
     free(msgs);
 }
 
-void node_after_step(struct node *n)
+void node_after_step(struct node *n, struct node_outbox *ob)
 {
-    send_early_messages(n);
+    queue_early_messages(n, ob);
     apply_committed(n);
     node_snap_maybe_start(n); /* Raft paper §7: a snapshot once the log grew enough */
     take_reads(n);
     finish_ready_reads(n);
     notice_role_change(n);
-    if (raft_has_ready(n->raft) && !n->io_busy && !inline_work.active)
-        pthread_cond_signal(&n->io_cond); /* busy: whoever holds the token signals */
+    if (ob == NULL && raft_has_ready(n->raft))
+        pthread_cond_signal(&n->io_cond); /* with an outbox: node_outbox_flush does */
     if (raft_next_deadline(n->raft) < n->timer_wake_ms)
         pthread_cond_signal(&n->timer_cond);
 }
 
-void node_inline_begin(struct node *n)
+bool node_step_peer_msgs(struct node *n, int peer, struct raft_msg *msgs, int count,
+                         struct node_outbox *ob)
 {
-    (void)n;
-    inline_work.active = true;
-    inline_work.no_io = false;
-    inline_work.peers = 0;
-}
-
-void node_inline_begin_sends(struct node *n)
-{
-    node_inline_begin(n);
-    inline_work.no_io = true;
-}
-
-bool node_inline_mark(int peer)
-{
-    if (!inline_work.active || peer < 0 || peer >= 64)
+    if (n->shutdown)
         return false;
-    inline_work.peers |= (uint64_t)1 << peer;
+    for (int i = 0; i < count; i++) {
+        msgs[i].from = peer;
+        msgs[i].to = n->self;
+        raft_step(n->raft, rk_clock_ms(), &msgs[i]);
+        node_after_step(n, ob);
+    }
     return true;
 }
 
-/* The leader's appends go out first, so that the followers write while we do (Raft
- * thesis §10.2.1); then our own batch; then the messages it released (a follower's
- * acknowledgement). */
-void node_inline_finish(struct node *n)
+void node_peer_gone(struct node *n, int peer)
 {
-    if (!inline_work.active)
+    if (n->shutdown)
         return;
-    if (!n->shutdown)
-        node_replicator_flush(n, &inline_work.peers);
-    if (!n->shutdown && !inline_work.no_io && node_io_run_inline(n) && !n->shutdown)
-        node_replicator_flush(n, &inline_work.peers);
-    inline_work.active = false;
-    inline_work.peers = 0; /* left only when stopping: the replicators stop anyway */
-    if (raft_has_ready(n->raft) && !n->io_busy)
-        pthread_cond_signal(&n->io_cond);
+    raft_peer_disconnected(n->raft, rk_clock_ms(), peer);
+    node_after_step(n, NULL);
+}
+
+void node_campaign(struct node *n)
+{
+    node_log(n, "starting an election at once (start flag True)");
+    raft_campaign(n->raft, rk_clock_ms());
+    node_after_step(n, NULL);
 }
 
 int node_start(struct node *n)
@@ -360,37 +338,15 @@ int node_start(struct node *n)
         rc = node_io_start(n);
     if (rc == RK_OK)
         rc = node_timer_start(n);
-    for (int i = 0; rc == RK_OK && i < n->reg.n; i++)
-        if (i != n->self)
-            rc = node_replicator_start(&n->peers[i]);
     return rc;
 }
 
 static bool tokens_held(const struct node *n)
 {
-    if (n->io_busy)
-        return true;
     for (int i = 0; i < n->reg.n; i++)
         if (n->peers[i].sending)
             return true;
     return false;
-}
-
-#define STOP_WAIT_STEP_US 1000
-#define STOP_WAIT_STEPS 10000 /* 10 s */
-
-/* Under mu, after shutdown is set: waits until no thread holds the io token or a send
- * token. None is taken after shutdown, so the storage and the links can then be closed
- * under nobody's feet. Polls: this happens once. */
-static void wait_tokens_released(struct node *n)
-{
-    for (int i = 0; i < STOP_WAIT_STEPS && tokens_held(n); i++) {
-        pthread_mutex_unlock(&n->mu);
-        usleep(STOP_WAIT_STEP_US);
-        pthread_mutex_lock(&n->mu);
-    }
-    if (tokens_held(n))
-        node_log(n, "stopping while a write is still in progress");
 }
 
 void node_stop(struct node *n)
@@ -399,14 +355,15 @@ void node_stop(struct node *n)
     n->shutdown = true;
     pthread_cond_broadcast(&n->io_cond);
     pthread_cond_broadcast(&n->timer_cond);
-    for (struct node_waiter *w = n->waiters; w != NULL; w = w->next)
-        if (w->notify.fn == NULL)
-            pthread_cond_signal(&w->cond);
     for (int i = 0; i < n->reg.n; i++)
         pthread_cond_broadcast(&n->peers[i].cond);
     pthread_cond_broadcast(&n->snap.cond);
     node_snap_cancel(n);
-    wait_tokens_released(n);
+    /* No token is taken after shutdown; once the held ones are back, nobody writes to a
+     * link, and net/ may close them. A holder gives its token back within a send timeout
+     * (node_peer_give_back signals tokens_cond). */
+    while (tokens_held(n))
+        pthread_cond_wait(&n->tokens_cond, &n->mu);
     pthread_mutex_unlock(&n->mu);
     if (n->io_started)
         pthread_join(n->io_thread, NULL);
@@ -414,7 +371,4 @@ void node_stop(struct node *n)
         pthread_join(n->snap.thread, NULL);
     if (n->timer_started)
         pthread_join(n->timer_thread, NULL);
-    for (int i = 0; i < n->reg.n; i++)
-        if (n->peers[i].started)
-            pthread_join(n->peers[i].thread, NULL);
 }

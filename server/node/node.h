@@ -1,6 +1,12 @@
-/* server/node/node.h - the threaded server around the Raft core: one mutex (mu) guards the
- * core, the key-value map, the client waiters and the outgoing frame queues; threads
- * (io, timer, one replicator per peer, listener, connections) meet through condition variables. */
+/* server/node/node.h - the node: the state that the server's threads share around the Raft
+ * core, and what they may do with it. One mutex (mu) guards the core, the key-value map,
+ * the client waiters, the peers' message queues and the snapshot bookkeeping; condition
+ * variables wake the threads. Which thread runs what, and which field each may touch, is
+ * in docs/architecture.md.
+ *
+ * node/ decides what is sent to a peer and when; the bytes go out through net/ (the
+ * replicator threads of net/replicator.c, and node_transport below). node/ includes
+ * nothing from net/. */
 #ifndef RK_NODE_H
 #define RK_NODE_H
 
@@ -22,19 +28,16 @@ struct snapshot_meta;
 struct snapshot_paths;
 struct storage;
 
+/* ---------- client requests ---------- */
+
 /* A client request waiting for its entry to be applied (write) or for a ReadIndex
- * answer plus applied >= that index (read). Lives on the waiting thread's stack. */
+ * answer plus applied >= that index (read). Owned by the client loop's connection. */
 enum node_wait_kind { NODE_WAIT_WRITE, NODE_WAIT_READ };
 
 struct node_waiter;
 
-/* How a waiter learns that its result is final: by default its own condition variable
- * (cond); with fn set, fn(ctx, w) is called instead, under mu (the client loop queues it
- * and wakes its thread). */
-struct node_waiter_notify {
-    void (*fn)(void *ctx, struct node_waiter *w);
-    void *ctx;
-};
+/* Called under mu, by whichever thread finished the waiter, once its result is final. */
+typedef void (*node_waiter_done_fn)(void *ctx, struct node_waiter *w);
 
 struct node_waiter {
     struct node_waiter *prev, *next;
@@ -47,10 +50,9 @@ struct node_waiter {
     int result;          /* RK_OK, RK_ERR_LOST (write), RK_ERR_NOTLEADER (read) */
     int kv_result;       /* write: what kv_apply returned (KV_APPLIED, KV_ABSENT,
                             KV_SESSION_EXPIRED, KV_STALE) */
-    pthread_cond_t cond; /* signalled when done, or on shutdown: only this waiter wakes
-                            (set up only when notify.fn is NULL) */
-    struct node_waiter_notify notify;
-    struct node_waiter *done_next; /* for notify.fn's own list */
+    node_waiter_done_fn on_done; /* required */
+    void *on_done_ctx;
+    struct node_waiter *done_next; /* for on_done's own list */
 };
 
 /* One client request being served: the decoded request (its key and value point into
@@ -58,45 +60,58 @@ struct node_waiter {
 struct node_request {
     struct proto_client_req req;
     struct node_waiter w;
-    bool pending;        /* waiting for commit / ReadIndex: node_client_finish answers */
+    bool waiting;        /* for a commit or a ReadIndex answer: node_client_finish
+                            answers it */
 };
 
-/* One queued message for a peer; the replicator encodes it outside the lock. */
+/* ---------- peers: what node/ queues for them ---------- */
+
+/* One queued message for a peer; it is encoded outside the lock (node_peer_encode). */
 struct node_frame {
     struct node_frame *next;
     struct raft_msg msg;  /* owns its entries */
     size_t size;          /* approximate encoded size, for the queue bound */
 };
 
-/* The TCP connection to a peer; used only by whoever holds the peer's send token. */
-struct node_link {
-    int fd;
-    int state;                    /* replicator.c's link_state */
-    unsigned seed;                /* for the reconnect backoff */
-};
-
-/* The outgoing side of one peer: a queue filled under the lock, drained by whoever holds
- * the send token (`sending`): the peer's replicator thread, or a thread that has just
- * stepped the core and sends inline while the replicator is idle (node_inline_finish). */
+/* The outgoing side of one peer as node/ sees it: a queue filled under mu and a send
+ * token. Whoever holds the token (`sending`) takes the whole queue, encodes it and writes
+ * it to the peer's link without the lock: the peer's replicator thread (net/), or a thread
+ * that has just stepped the core and writes without blocking (node_outbox_flush). */
 struct node_peer {
-    struct node *node;
     int id;
-    pthread_t thread;
-    bool started;
-    pthread_cond_t cond;          /* signalled when frames are queued or on shutdown */
+    pthread_cond_t cond;          /* wakes the peer's replicator: work, or shutdown */
     struct node_frame *head, *tail;
     size_t queued_bytes;
-    bool sending;                 /* the send token is taken (under mu) */
-    bool link_up;                 /* the link was up when the token was last given back */
-    struct node_link link;        /* token holder only */
-    struct proto_buf pending;     /* token holder only: encoded bytes an inline send
-                                     could not write without blocking */
-    bool pending_whole;           /* pending starts at a frame boundary (else it is the
-                                     rest of a frame and only fits the same connection) */
+    bool sending;                 /* the send token is taken */
+    bool inline_ok;               /* when the token was last given back, the link was up
+                                     with nothing of an earlier send left over: another
+                                     thread may write to it without blocking */
+    bool backlog;                 /* the link holds bytes a non-blocking write left: the
+                                     replicator must send them before anything else */
     uint64_t dropped_frames;      /* dropped because the queue was over its bound */
     uint64_t reported_drops;      /* dropped_frames when the last drop was logged */
     uint64_t drops_logged_ms;     /* when that was (0: never) */
 };
+
+/* The peers a thread that steps the core will write to itself once it is done stepping
+ * (node_outbox_flush), instead of waking their replicators: a thread switch saved per
+ * message round. Lives on the stepping thread's stack; passed to every call that may
+ * queue a message. A NULL outbox means: wake the replicators. */
+struct node_outbox {
+    bool peers[REGISTRY_MAX_SERVERS];
+    bool any;
+};
+
+/* How node/ writes to a peer's link without knowing sockets: net/replicator.c fills it
+ * in before node_start. Called without mu, by the holder of the peer's send token. */
+struct node_transport {
+    /* Writes what the link takes now, never blocking; the link keeps the rest for the
+     * replicator. true if all of it went. */
+    bool (*send_nowait)(void *ctx, int peer, const uint8_t *data, size_t len);
+    void *ctx;
+};
+
+/* ---------- limits ---------- */
 
 /* Resource limits (issue 7), each a raft_server option (server/main.c, README). Set
  * before node_start and read-only afterwards, so read without the lock. */
@@ -123,7 +138,8 @@ struct node_limits {
 /* The defaults: PROTO_MAX_FRAME/KEY/VALUE, the NODE_DEFAULT_* above, NODE_PEER_QUEUE_MAX. */
 void node_limits_default(struct node_limits *l);
 
-/* Snapshots and log compaction (Raft paper §7), server/node/snapshotter.c. */
+/* ---------- snapshots (Raft paper §7), snapshotter.c ---------- */
+
 #define NODE_SNAPSHOT_ENTRIES_DEFAULT 10000u
 #define NODE_SNAPSHOT_BYTES_DEFAULT (64ull << 20)
 #define NODE_SNAPSHOT_KEEP_DEFAULT 1000u
@@ -151,7 +167,7 @@ struct node_snap {
                                  since holds a quarter or more of that (see
                                  node_snap_maybe_start) */
     bool running;             /* a snapshot is being written (one at a time) */
-    bool pending;             /* ... and the snapshot thread has not picked it up yet */
+    bool handed_over;         /* ... and the snapshot thread has not taken it yet */
     raft_index_t index;       /* the snapshot being written ... */
     raft_term_t term;         /* ... and the term of its last entry */
     uint64_t bytes_at_start;  /* bytes_since when it started */
@@ -175,14 +191,31 @@ struct node_snap {
     raft_index_t on_disk;     /* the index of NAME_snapshot (0: none); under file_mu */
 };
 
+/* ---------- what a server is started with (boot.c) ---------- */
+
+struct node_config {
+    const char *name;            /* this server; must be in DIR/server_registry.txt */
+    const char *host;            /* where it listens (a mismatch with the registry warns) */
+    uint16_t port;
+    const char *dir;             /* the registry and this server's files */
+    uint32_t election_min_ms, election_max_ms, heartbeat_ms;
+    struct node_limits limits;
+    bool has_cluster_id;         /* --cluster-id given; else the registry's hash */
+    uint64_t cluster_id;
+    struct node_snap_opts snap;  /* --snapshot-entries, -bytes, -keep, -fork */
+};
+
+/* ---------- the node ---------- */
+
 struct node {
     pthread_mutex_t mu;
     pthread_cond_t io_cond;       /* the io thread waits here for raft_has_ready */
     pthread_cond_t timer_cond;    /* the timer waits here for its next deadline */
+    pthread_cond_t tokens_cond;   /* node_stop waits here until no send token is held */
 
     struct raft *raft;
     struct kv *kv;
-    struct storage *storage;      /* used by the io thread only, without the lock */
+    struct storage *storage;      /* the io thread's only, used without the lock */
     struct registry reg;
     int self;
     const char *name;             /* reg.servers[self].name */
@@ -192,8 +225,6 @@ struct node {
     atomic_uint n_clients;        /* client connections being served */
     atomic_uint n_unidentified;   /* accepted connections whose HELLO has not come yet */
 
-    bool io_busy;                 /* the io token: the io thread or an inline caller is
-                                     persisting a Ready batch (storage is theirs) */
     raft_index_t applied;         /* last entry applied to kv */
     struct node_waiter *waiters;  /* pending client requests */
     uint64_t next_read_id;
@@ -206,6 +237,7 @@ struct node {
 
     uint64_t timer_wake_ms;       /* when the timer thread will next wake */
     struct node_peer *peers;      /* reg.n entries; peers[self] unused */
+    struct node_transport transport; /* set before node_start, read-only afterwards */
     bool shutdown;
 
     struct node_snap snap;        /* snapshots, see snapshotter.c */
@@ -221,44 +253,78 @@ struct node {
 /* Names the calling thread "rk-<role>" or "rk-<role>-<id>" (id >= 0), as top -H and
  * perf show it. */
 void node_name_thread(const char *role, int id);
-/* A condition variable that waits against CLOCK_MONOTONIC. */
+/* A condition variable that waits against CLOCK_MONOTONIC (common/clock.h). */
 int node_cond_init(pthread_cond_t *cond);
-/* pthread_cond_timedwait until deadline_ms (monotonic). Returns like it. */
+/* pthread_cond_timedwait until deadline_ms (rk_clock_ms). Returns like it. */
 int node_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, uint64_t deadline_ms);
-/* Sets up locks, the key-value map and the peers; raft is created by the caller. The
- * limits start as node_limits_default() and the cluster id as registry_cluster_id(reg). */
+/* Sets up locks, the key-value map and the peers; the core is created by node_open. The
+ * limits start as node_limits_default() and the cluster id as registry_cluster_id(reg).
+ * Takes reg's server list. */
 int node_init(struct node *n, struct registry *reg, int self, struct storage *st);
-/* Called under mu after EVERY core call: applies committed entries, answers waiters,
- * logs role changes, wakes the io thread; a client waiter is woken when it is done. */
-void node_after_step(struct node *n);
-/* Links / unlinks a waiter (under mu); add sets up its condition variable, remove frees
- * it. */
+/* Under mu, after EVERY core call: applies committed entries, answers waiters, logs role
+ * changes, queues the core's early messages (for ob to send, or for the replicators if
+ * ob is NULL) and wakes the io and timer threads as needed. */
+void node_after_step(struct node *n, struct node_outbox *ob);
+/* Links / unlinks a waiter (under mu). */
 void node_waiter_add(struct node *n, struct node_waiter *w);
 void node_waiter_remove(struct node *n, struct node_waiter *w);
 /* Name of a node id for logs and storage ("" for RAFT_NO_NODE or out of range). */
 const char *node_name_of(const struct node *n, int id);
-/* Starts io, timer and replicator threads. RK_OK or RK_ERR_NOMEM. */
+/* Under mu: steps count Raft messages from peer into the core (the sender is the
+ * handshake's peer, whatever the messages say); what they release for peers goes to ob.
+ * false if the node is stopping (nothing stepped). */
+bool node_step_peer_msgs(struct node *n, int peer, struct raft_msg *msgs, int count,
+                         struct node_outbox *ob);
+/* Under mu: the connection from peer closed: if it was our leader, elect sooner. */
+void node_peer_gone(struct node *n, int peer);
+/* Under mu: starts an election now (the start flag True). */
+void node_campaign(struct node *n);
+/* Starts the io, timer and snapshot threads (n->transport must be set). RK_OK or
+ * RK_ERR_NOMEM. */
 int node_start(struct node *n);
-/* Sets shutdown, wakes everyone, joins the io, timer and replicator threads. */
+/* Sets shutdown, wakes everyone, waits until no thread holds a send token, and joins the
+ * io, timer and snapshot threads. The replicators (net/) stop on shutdown; join them
+ * after this. */
 void node_stop(struct node *n);
 
-/* Inline work: a thread that steps the core may do the follow-up itself instead of
- * waking the io thread and the replicators, saving two thread switches per round trip
- * (the leader's appends, a follower's fsync and its reply). Under mu:
- * node_inline_begin() before the core calls; node_inline_finish() after them sends what
- * was queued for peers whose replicator is idle, persists the Ready batch if the io
- * thread is idle, then sends what that produced. It unlocks mu while it writes and
- * returns with mu held. */
-void node_inline_begin(struct node *n);
-void node_inline_finish(struct node *n);
-/* The same, but node_inline_finish only sends: a thread that must not block on the disk
- * (the client loop) leaves the Ready batch to the io thread. */
-void node_inline_begin_sends(struct node *n);
-/* Inside node_inline_begin/finish: notes that this thread will send peer's queue
- * itself, and returns true; false outside (the caller then wakes the replicator). */
-bool node_inline_mark(int peer);
+/* --- boot.c --- */
+/* Opens the node from cfg->dir: the registry, this server's log, state and snapshot (the
+ * state machine starts from the snapshot, the log after it is replayed), and the Raft
+ * core. RK_OK, or an error with the reason in err (the node is then unusable). */
+int node_open(struct node *n, const struct node_config *cfg, char *err, size_t errlen);
+/* Frees what node_open allocated (after node_stop). */
+void node_close(struct node *n);
 
-/* --- log.c --- */
+/* --- peers.c --- */
+/* Under mu: queues m for its destination (m->to): ob will send it if the link is idle
+ * and up, else the peer's replicator is woken. Takes ownership of m's entries (m is left
+ * with none). The queue is bounded (--max-peer-queue-bytes): the oldest are dropped. */
+void node_peer_push(struct node *n, struct raft_msg *m, struct node_outbox *ob);
+/* Under mu: whether peer's replicator has something to do (the token is free and there
+ * is a queue or a backlog). */
+bool node_peer_has_work(const struct node_peer *p);
+/* Under mu: takes p's send token and its whole queue. */
+struct node_frame *node_peer_take(struct node_peer *p);
+/* Without mu, by the token holder: encodes batch into buf (emptied first; snapshot
+ * chunks are read from NAME_snapshot here) and frees the batch. A message that cannot be
+ * encoded is dropped like a lost packet. */
+void node_peer_encode(struct node *n, const struct node_peer *p, struct node_frame *batch,
+                      struct proto_buf *buf);
+/* Under mu: gives the token back: inline_ok and backlog as the link is now (node_peer).
+ * Wakes the replicator if there is work left, and node_stop if it waits. */
+void node_peer_give_back(struct node *n, struct node_peer *p, bool inline_ok, bool backlog);
+/* Under mu: writes what was queued for ob's peers (through n->transport, never
+ * blocking) and clears ob; wakes the io thread if the core has a Ready batch. Unlocks mu
+ * while it writes. */
+void node_outbox_flush(struct node *n, struct node_outbox *ob);
+
+/* --- io_thread.c --- */
+int node_io_start(struct node *n);
+
+/* --- timer.c --- */
+int node_timer_start(struct node *n);
+
+/* --- logging.c --- */
 /* One line on stderr: "YYYY-MM-DD HH:MM:SS.mmm NAME term=N message". */
 void node_log(struct node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The same line for a given name and term, before the node exists. */
@@ -266,14 +332,24 @@ void node_log_as(const char *name, uint64_t term, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* raft_config.log_fn: ctx is the node; called with mu held. */
 void node_log_core(void *ctx, const char *msg);
-/* Writes a FATAL line and exits with status 1. */
+/* Writes a FATAL line and exits with status 1: the one way a server stops on an error. */
 void node_fatal(struct node *n, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+/* The same, before the node exists. */
+void node_fatal_as(const char *name, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 
 /* --- snapshotter.c (Raft paper §7) --- */
-/* After node_init, before node_start: the snapshot files are DIR/NAME_snapshot*; the
- * options start at their defaults. RK_OK or RK_ERR_NOMEM / RK_ERR_TOOBIG. */
+/* The defaults: every NODE_SNAPSHOT_*_DEFAULT entries or bytes, forked. */
+void node_snap_opts_default(struct node_snap_opts *o);
+/* After node_init: the snapshot files are DIR/NAME_snapshot*; the options start at their
+ * defaults. RK_OK or RK_ERR_NOMEM / RK_ERR_TOOBIG. */
 int node_snap_init(struct node *n, const char *dir);
+/* Under mu (or before node_start): the state machine becomes kv, the map of a snapshot
+ * at index whose file is file_bytes long (loaded at start, or received from the leader).
+ * Returns the old map, for the caller to free (outside the lock). */
+struct kv *node_snap_adopt(struct node *n, raft_index_t index, uint64_t file_bytes,
+                           struct kv *kv);
 /* Under mu (node_after_step): starts a snapshot of the state machine at the applied
  * index if the thresholds are passed and none is running: forks a child that writes it
  * while the parent goes on. */
@@ -283,39 +359,22 @@ int node_snap_start_thread(struct node *n);
 /* Under mu: stops a running snapshot writer (shutdown). */
 void node_snap_cancel(struct node *n);
 /* Replaces NAME_snapshot with the written (from_recv: received) file if index is newer
- * than the one on disk, in file order. RK_OK; RK_ERR_INVAL if it was not newer (the file
- * is removed); or an I/O error in err. */
-int node_snap_install_file(struct node *n, raft_index_t index, bool from_recv, char *err,
-                           size_t errlen);
+ * than the one on disk, in file order. RK_OK with *installed true, or false if it was
+ * not newer (the file is removed); or an I/O error in err. */
+int node_snap_install_file(struct node *n, raft_index_t index, bool from_recv,
+                           bool *installed, char *err, size_t errlen);
 /* Frees what node_snap_init allocated (after node_stop). */
 void node_snap_free(struct node *n);
 
-/* --- io_thread.c --- */
-int node_io_start(struct node *n);
-/* Under mu: if the io token is free and the core has a Ready batch, takes the token and
- * persists the batch in this thread (unlocking while it writes). true if it did. */
-bool node_io_run_inline(struct node *n);
-
-/* --- timer.c --- */
-int node_timer_start(struct node *n);
-
-/* --- replicator.c --- */
-int node_replicator_start(struct node_peer *p);
-/* Under mu: queues m for its destination (m->to) and signals that replicator, or,
- * inside node_inline_begin/finish with the replicator idle and the link up, leaves it
- * for this thread to send. Takes ownership of m's entries (m is left with none). */
-void node_replicator_push(struct node *n, struct raft_msg *m);
-/* Under mu: sends inline what was queued for the peers in *mask (bits by peer id), or
- * hands it to their replicators; clears *mask. Unlocks mu while it writes. */
-void node_replicator_flush(struct node *n, uint64_t *mask);
-
 /* --- client_ops.c --- */
-/* Under mu: starts serving r->req (r->w.notify is kept, the rest of r->w is reset).
+/* Under mu: starts serving r->req (r->w.on_done is kept, the rest of r->w is reset).
  * Either appends the CLIENT_RESP frame to out at once and returns false, or returns
- * true: r->pending, the answer waits for r->w to be done (a write applied, a read's
- * ReadIndex answered and applied); call node_client_finish then, or on giving up. */
-bool node_client_start(struct node *n, struct node_request *r, struct proto_buf *out);
-/* Under mu: appends the answer of a pending request to out and unlinks its waiter.
+ * true: r->waiting, the answer waits for r->w to be done (a write applied, a read's
+ * ReadIndex answered and applied); call node_client_finish then, or on giving up. What
+ * the request releases for peers goes to ob. */
+bool node_client_start(struct node *n, struct node_request *r, struct proto_buf *out,
+                       struct node_outbox *ob);
+/* Under mu: appends the answer of a waiting request to out and unlinks its waiter.
  * wait_rc: RK_OK when r->w.done, else RK_ERR_TIMEOUT (gave up) or RK_ERR_SHUTDOWN; a
  * write whose outcome is unknown is answered with a redirect if retrying it is safe. */
 int node_client_finish(struct node *n, struct node_request *r, int wait_rc, struct proto_buf *out);

@@ -28,12 +28,17 @@
 #define CHILD_FD 3                    /* the child keeps only this fd (and 0-2) */
 #define ENTRY_OVERHEAD_BYTES 64u      /* a log line's bytes besides key and value, roughly */
 
+void node_snap_opts_default(struct node_snap_opts *o)
+{
+    *o = (struct node_snap_opts){ .entries = NODE_SNAPSHOT_ENTRIES_DEFAULT,
+                                  .bytes = NODE_SNAPSHOT_BYTES_DEFAULT,
+                                  .keep = NODE_SNAPSHOT_KEEP_DEFAULT, .fork = true };
+}
+
 int node_snap_init(struct node *n, const char *dir)
 {
     struct node_snap *s = &n->snap;
-    s->opts = (struct node_snap_opts){ .entries = NODE_SNAPSHOT_ENTRIES_DEFAULT,
-                                       .bytes = NODE_SNAPSHOT_BYTES_DEFAULT,
-                                       .keep = NODE_SNAPSHOT_KEEP_DEFAULT, .fork = true };
+    node_snap_opts_default(&s->opts);
     s->fd = -1;
     if (pthread_mutex_init(&s->file_mu, NULL) != 0 || node_cond_init(&s->cond) != RK_OK)
         return RK_ERR_NOMEM;
@@ -124,7 +129,7 @@ static void start_snapshot(struct node *n, raft_index_t index, raft_term_t term)
         return;
     }
     s->stall_us = rk_clock_us() - t0;
-    s->running = s->pending = true;
+    s->running = s->handed_over = true;
     s->index = index;
     s->term = term;
     s->bytes_at_start = s->bytes_since;
@@ -169,24 +174,37 @@ void node_snap_cancel(struct node *n)
 
 /* ---------- finishing it (snapshot thread, without mu) ---------- */
 
-int node_snap_install_file(struct node *n, raft_index_t index, bool from_recv, char *err,
-                           size_t errlen)
+int node_snap_install_file(struct node *n, raft_index_t index, bool from_recv,
+                           bool *installed, char *err, size_t errlen)
 {
     struct node_snap *s = &n->snap;
     pthread_mutex_lock(&s->file_mu);
-    int rc = RK_ERR_INVAL;
-    if (index > s->on_disk) {
+    *installed = index > s->on_disk;
+    int rc = RK_OK;
+    if (*installed) {
         rc = snapshot_install_file(s->paths, from_recv, err, errlen);
         if (rc == RK_OK)
             s->on_disk = index;
-    }
-    if (rc != RK_OK)
-        unlink(from_recv ? s->paths->recv : s->paths->tmp);
-    if (rc == RK_ERR_INVAL)
+    } else {
         snprintf(err, errlen, "snapshot %" PRIu64 " is not newer than the one on disk (%"
                  PRIu64 ")", index, s->on_disk);
+    }
+    if (rc != RK_OK || !*installed)
+        unlink(from_recv ? s->paths->recv : s->paths->tmp);
     pthread_mutex_unlock(&s->file_mu);
     return rc;
+}
+
+struct kv *node_snap_adopt(struct node *n, raft_index_t index, uint64_t file_bytes,
+                           struct kv *kv)
+{
+    struct kv *old = n->kv;
+    n->kv = kv;
+    n->applied = index;
+    n->snap.base = index;
+    n->snap.bytes_since = 0;
+    n->snap.last_file_bytes = file_bytes;
+    return old;
 }
 
 /* What the snapshot thread took over from start_snapshot. */
@@ -229,9 +247,12 @@ static int write_image(struct snap_job *j, char *err, size_t errlen)
     return e == 0 ? RK_OK : RK_ERR_IO;
 }
 
-/* The file is complete and synced: make it NAME_snapshot. */
-static int finish_job(struct node *n, struct snap_job *j, char *err, size_t errlen)
+/* The file is complete and synced: make it NAME_snapshot (*installed: unless the one
+ * there is newer). */
+static int finish_job(struct node *n, struct snap_job *j, bool *installed, char *err,
+                      size_t errlen)
 {
+    *installed = false;
     int rc = j->child > 0 ? wait_child(j->child, err, errlen) : write_image(j, err, errlen);
     struct stat st;
     if (rc == RK_OK && stat(n->snap.paths->tmp, &st) == 0)
@@ -240,7 +261,7 @@ static int finish_job(struct node *n, struct snap_job *j, char *err, size_t errl
         unlink(n->snap.paths->tmp);
         return rc;
     }
-    return node_snap_install_file(n, j->index, false, err, errlen);
+    return node_snap_install_file(n, j->index, false, installed, err, errlen);
 }
 
 /* Under mu, once NAME_snapshot holds the new snapshot: only now may the log prefix go
@@ -264,7 +285,7 @@ static void snapshot_durable(struct node *n, const struct snap_job *j)
              "(lock held %" PRIu64 " us to start it); the log up to %" PRIu64 " will be "
              "dropped", j->index, rk_clock_ms() - s->started_ms, j->file_bytes, s->stall_us,
              j->index);
-    node_after_step(n);
+    node_after_step(n, NULL);
 }
 
 /* Under mu: takes the started snapshot over from start_snapshot. */
@@ -274,7 +295,7 @@ static struct snap_job take_job(struct node_snap *s)
                           .fd = s->fd, .image = s->image, .image_len = s->image_len };
     s->image = NULL;
     s->fd = -1;
-    s->pending = false;
+    s->handed_over = false;
     return j;
 }
 
@@ -285,14 +306,15 @@ static void run_job(struct node *n)
     struct snap_job j = take_job(s);
     pthread_mutex_unlock(&n->mu);
     char err[SNAP_ERR_LEN] = "";
-    int rc = finish_job(n, &j, err, sizeof(err));
+    bool installed;
+    int rc = finish_job(n, &j, &installed, err, sizeof(err));
     free(j.image);
     pthread_mutex_lock(&n->mu);
     s->running = false;
     s->child = 0;
-    if (rc == RK_OK) {
+    if (rc == RK_OK && installed) {
         snapshot_durable(n, &j);
-    } else if (rc == RK_ERR_INVAL) {
+    } else if (rc == RK_OK) {
         node_log(n, "snapshot at index %" PRIu64 " dropped: %s", j.index, err);
     } else if (!n->shutdown) {
         node_log(n, "snapshot at index %" PRIu64 " failed: %s; retrying in %u ms", j.index,
@@ -307,9 +329,9 @@ static void *snap_main(void *arg)
     node_name_thread("snap", -1);
     pthread_mutex_lock(&n->mu);
     for (;;) {
-        while (!n->shutdown && !n->snap.pending)
+        while (!n->shutdown && !n->snap.handed_over)
             pthread_cond_wait(&n->snap.cond, &n->mu);
-        if (n->snap.pending)
+        if (n->snap.handed_over)
             run_job(n); /* even at shutdown: the child (killed) must be reaped */
         else if (n->shutdown)
             break;

@@ -15,15 +15,15 @@ static void *timer_main(void *arg)
         uint64_t now = rk_clock_ms();
         /* Heartbeats go out from here, no replicator woken; the disk is left to the io
          * thread, so a slow fsync never delays a heartbeat or an election. */
-        node_inline_begin_sends(n);
+        struct node_outbox ob = { .any = false };
         raft_tick(n->raft, now);
         uint64_t wake = now + TIMER_MAX_SLEEP_MS;
         uint64_t deadline = raft_next_deadline(n->raft);
         if (deadline < wake)
             wake = deadline > now ? deadline : now + 1; /* never spin */
         n->timer_wake_ms = wake; /* before after_step, so it can wake us for sooner work */
-        node_after_step(n);
-        node_inline_finish(n);
+        node_after_step(n, &ob);
+        node_outbox_flush(n, &ob);
         if (!n->shutdown && n->timer_wake_ms > rk_clock_ms())
             node_cond_wait_until(&n->timer_cond, &n->mu, n->timer_wake_ms);
     }

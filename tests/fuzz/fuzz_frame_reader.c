@@ -11,13 +11,15 @@
  * reads between writes (only when the socket is full). Bit 5: a 16-byte reason buffer.
  * Bit 6: the first FZ_RD_POLL_ROUNDS rounds of reads between writes have deadlines 1 ms
  * away (the reader polls, then times out all the same).
- * Other reads between writes have deadlines that have passed, so they never wait: they
- * return RK_ERR_TIMEOUT once the socket is empty, and what came stays buffered.
+ * Other reads between writes never wait: their idle deadline is FRAME_READER_NO_WAIT, so
+ * they return RK_ERR_AGAIN once the socket is empty (and, inside a frame, RK_ERR_AGAIN
+ * through a NO_WAIT hard deadline, or RK_ERR_TIMEOUT through a frame_ms of 0), and what
+ * came stays buffered.
  * Oracles: each read returns exactly what the stream says at that place (a frame of
  * 1..max bytes equal to the bytes written there; RK_ERR_TOOBIG with the length for 0 or
- * over max; RK_ERR_TIMEOUT only before the end, idle only with nothing pending; after
- * the end RK_ERR_CLOSED at a frame boundary, RK_ERR_IO inside a frame), with the reason
- * text the server logs; never more frames than the stream holds whole; what is buffered
+ * over max; RK_ERR_AGAIN or RK_ERR_TIMEOUT only before the end, idle only with nothing
+ * pending; after the end RK_ERR_CLOSED at a frame boundary, RK_ERR_IO inside a frame),
+ * with the reason text the server logs; never more frames than the stream holds whole; what is buffered
  * is the stream's next bytes and frame_reader_buffered says whether a frame is whole;
  * a big buffer is freed when a read starts with it empty. */
 #include <errno.h>
@@ -74,19 +76,30 @@ static size_t fz_rd_whole_frames(const uint8_t *s, size_t size, uint32_t max)
     return count;
 }
 
+/* What a read must return that runs out of bytes before the stream's end: before the
+ * first byte the idle deadline decides, inside a frame the frame's (the earlier of
+ * now + frame_ms, never 0, and the hard deadline). */
+static int fz_rd_out_of_bytes(const struct frame_reader_rules *rules, bool first_byte)
+{
+    uint64_t deadline = first_byte ? rules->idle_deadline : rules->hard_deadline;
+    return deadline == FRAME_READER_NO_WAIT ? RK_ERR_AGAIN : RK_ERR_TIMEOUT;
+}
+
 /* What frame_reader_read must return at t->pos when avail bytes of the stream were
  * sent (and the writer's end is shut if eof); *n: the length prefix, if there is one. */
-static int fz_rd_expect(const struct fz_rd *t, size_t avail, bool eof, uint32_t *n)
+static int fz_rd_expect(const struct fz_rd *t, const struct frame_reader_rules *rules,
+                        size_t avail, bool eof, uint32_t *n)
 {
     size_t have = avail - t->pos;
     *n = 0;
     if (have < 4)
-        return have == 0 && eof ? RK_ERR_CLOSED : eof ? RK_ERR_IO : RK_ERR_TIMEOUT;
+        return have == 0 && eof ? RK_ERR_CLOSED : eof ? RK_ERR_IO
+                                                      : fz_rd_out_of_bytes(rules, have == 0);
     *n = fz_rd_be32(t->s + t->pos);
     if (*n == 0 || *n > t->max)
         return RK_ERR_TOOBIG;
     if (have - 4 < *n)
-        return eof ? RK_ERR_IO : RK_ERR_TIMEOUT;
+        return eof ? RK_ERR_IO : fz_rd_out_of_bytes(rules, false);
     return RK_OK;
 }
 
@@ -145,7 +158,7 @@ static int fz_rd_read_one(struct fz_rd *t, const struct frame_reader_rules *rule
     memset(reason, 'x', sizeof(reason));
     int rc = frame_reader_read(&t->r, rules, &payload, &len, reason, t->reason_len);
     uint32_t n;
-    int want = fz_rd_expect(t, avail, eof, &n);
+    int want = fz_rd_expect(t, rules, avail, eof, &n);
     FUZZ_CHECK(rc == want);
     fz_rd_reason(t, rules, rc, n, avail, want_reason);
     FUZZ_CHECK(strcmp(reason, want_reason) == 0);
@@ -169,7 +182,7 @@ static void fz_rd_read_round(struct fz_rd *t, const struct frame_reader_rules *r
     size_t avail = t->written;
     while (!t->done) {
         int rc = fz_rd_read_one(t, rules, avail, eof);
-        if (rc == RK_ERR_TIMEOUT)
+        if (rc == RK_ERR_TIMEOUT || rc == RK_ERR_AGAIN)
             return;
         if (rc != RK_OK)
             t->done = true;
@@ -183,7 +196,7 @@ static struct frame_reader_rules fz_rd_wait_rules(struct fz_rd *t)
     uint64_t away = t->poll_rounds > 0 ? 1 : 0;
     if (away > 0)
         t->poll_rounds--;
-    uint64_t deadline = away > 0 ? rk_clock_ms() + away : 0;
+    uint64_t deadline = away > 0 ? rk_clock_ms() + away : FRAME_READER_NO_WAIT;
     struct frame_reader_rules rules = {
         .max = t->max, .idle_deadline = deadline,
         .idle_why = t->mode & 0x01 ? NULL : FZ_RD_IDLE_WHY,

@@ -1,4 +1,4 @@
-/* server/node/log.c - human-readable log lines on stderr, one write(2) each:
+/* server/node/logging.c - human-readable log lines on stderr, one write(2) each:
  * "2026-11-26 21:13:14.123 server4 term=3 message". Also the Raft core's log_fn. */
 #include <errno.h>
 #include <inttypes.h>
@@ -73,13 +73,26 @@ void node_log_core(void *ctx, const char *msg)
     node_log_as(n->name, term, "%s", msg);
 }
 
-void node_fatal(struct node *n, const char *fmt, ...)
+static void fatal_line(const char *name, uint64_t term, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0), noreturn));
+static void fatal_line(const char *name, uint64_t term, const char *fmt, va_list ap)
 {
     char msg[LOG_LINE_MAX];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    node_log_as(name, term, "FATAL: %s", msg);
+    exit(1);
+}
+
+void node_fatal(struct node *n, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    node_log_as(n->name, current_term(n), "FATAL: %s", msg);
-    exit(1);
+    fatal_line(n->name, current_term(n), fmt, ap);
+}
+
+void node_fatal_as(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fatal_line(name, 0, fmt, ap);
 }

@@ -1,0 +1,219 @@
+/* server/node/boot.c - opening a node from this server's files before any thread runs:
+ * the registry, the log and the hard state (storage/), the snapshot that the state
+ * machine starts from (Raft paper §7), and the Raft core with the log after it. Every
+ * problem is returned with its reason; the caller (server/main.c) stops on it. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../common/clock.h"
+#include "../../common/errors.h"
+#include "../kv/kv.h"
+#include "../storage/snapshot.h"
+#include "../storage/storage.h"
+#include "node.h"
+
+#define BOOT_PATH_MAX 4096
+/* File descriptors besides the connections: files, listener, outgoing peer links... */
+#define FD_RESERVE 64u
+
+/* Loads DIR/server_registry.txt and finds this server in it; *self gets its id. */
+static int load_registry(const struct node_config *cfg, struct registry *reg, int *self,
+                         char *err, size_t errlen)
+{
+    char path[BOOT_PATH_MAX];
+    snprintf(path, sizeof(path), "%s/server_registry.txt", cfg->dir);
+    int rc = registry_load(path, reg, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    *self = registry_find(reg, cfg->name);
+    if (*self < 0) {
+        registry_free(reg);
+        return rk_fail(err, errlen, RK_ERR_NOTFOUND, "%s: not in %s", cfg->name, path);
+    }
+    const struct registry_server *s = &reg->servers[*self];
+    if (strcmp(s->host, cfg->host) != 0 || s->port != cfg->port)
+        node_log_as(cfg->name, 0, "warning: %s is %s:%u in %s, but was started on %s:%u; "
+                    "listening on %s:%u", cfg->name, s->host, (unsigned)s->port, path,
+                    cfg->host, (unsigned)cfg->port, cfg->host, (unsigned)cfg->port);
+    return RK_OK;
+}
+
+/* The stored vote as a node id (RAFT_NO_NODE if none); an unknown name is an error. */
+static int vote_id(const struct node *n, const struct node_config *cfg, const char *vote,
+                   int *id, char *err, size_t errlen)
+{
+    *id = RAFT_NO_NODE;
+    if (vote[0] == '\0')
+        return RK_OK;
+    *id = registry_find(&n->reg, vote);
+    if (*id < 0)
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s/%s_state: voted for '%s', which is "
+                       "not in the registry", cfg->dir, cfg->name, vote);
+    return RK_OK;
+}
+
+/* Each client connection is a file descriptor, and so is each connection still waiting
+ * for its HELLO (up to --max-clients of each): raise the soft limit as far as the hard
+ * one allows, and if that is not enough, serve fewer clients rather than fail accept(). */
+static void fit_fd_limit(struct node *n)
+{
+    struct node_limits *l = &n->limits;
+    rlim_t need = (rlim_t)l->max_clients * 2 + (rlim_t)n->reg.n * 2 + FD_RESERVE;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    rlim_t spare = rl.rlim_cur > FD_RESERVE + (rlim_t)n->reg.n * 2
+                       ? rl.rlim_cur - FD_RESERVE - (rlim_t)n->reg.n * 2 : 2;
+    uint32_t fit = spare / 2 > 0 ? (uint32_t)(spare / 2) : 1;
+    node_log(n, "warning: the file descriptor limit (%llu) is too low for --max-clients %u; "
+             "serving at most %u clients (raise ulimit -n)", (unsigned long long)rl.rlim_cur,
+             (unsigned)l->max_clients, (unsigned)fit);
+    l->max_clients = fit;
+}
+
+/* Warns if the snapshot was taken with another configuration than the registry's. */
+static void check_configuration(struct node *n, const struct snapshot_meta *m)
+{
+    bool same = m->n_servers == n->reg.n;
+    for (int i = 0; same && i < m->n_servers; i++)
+        same = strcmp(m->servers[i], n->reg.servers[i].name) == 0;
+    if (!same)
+        node_log(n, "warning: %s was taken with another server list than the registry's",
+                 n->snap.paths->file);
+}
+
+/* Raft paper §7: the state machine starts from NAME_snapshot, if there is one (a corrupt
+ * one is an error: it is never used), with applied = its index; the log keeps only the
+ * entries after it (Figure 13, step 7, if they do not match). Leftover temp files of an
+ * interrupted snapshot write or transfer are removed first. */
+static int restore_snapshot(struct node *n, const struct node_config *cfg,
+                            struct storage_loaded *ld, struct snapshot_meta *m, char *err,
+                            size_t errlen)
+{
+    if (node_snap_init(n, cfg->dir) != RK_OK)
+        return rk_fail(err, errlen, RK_ERR_NOMEM, "%s/%s_snapshot: path too long, or out "
+                       "of memory", cfg->dir, cfg->name);
+    n->snap.opts = cfg->snap;
+    snapshot_remove_leftovers(n->snap.paths);
+    struct kv *kv = NULL;
+    char why[BOOT_PATH_MAX / 4] = "";
+    int rc = snapshot_load(n->snap.paths->file, m, &kv, why, sizeof(why));
+    if (rc == RK_ERR_NOTFOUND) {
+        memset(m, 0, sizeof(*m));
+    } else if (rc != RK_OK) {
+        return rk_fail(err, errlen, rc, "cannot load the snapshot: %s", why);
+    } else {
+        kv_free(node_snap_adopt(n, m->index, m->file_len, kv));
+        n->snap.on_disk = m->index;
+        check_configuration(n, m);
+    }
+    why[0] = '\0';
+    rc = snapshot_align_log(n->storage, ld, m->index, m->term, why, sizeof(why));
+    if (rc != RK_OK)
+        return rk_fail(err, errlen, rc, "%s/%s_log.txt: %s", cfg->dir, cfg->name, why);
+    if (why[0] != '\0')
+        node_log(n, "%s/%s_log.txt: %s", cfg->dir, cfg->name, why);
+    return RK_OK;
+}
+
+/* The core, with the log after the snapshot (which it takes from ld). */
+static int create_core(struct node *n, const struct node_config *cfg,
+                       struct storage_loaded *ld, int voted_for,
+                       const struct snapshot_meta *snap, char *err, size_t errlen)
+{
+    const char *names[REGISTRY_MAX_SERVERS];
+    for (int i = 0; i < n->reg.n && i < REGISTRY_MAX_SERVERS; i++)
+        names[i] = n->reg.servers[i].name;
+    struct raft_config rc = {
+        .node_names = names,
+        .self = n->self,
+        .n_nodes = n->reg.n,
+        .election_timeout_min_ms = cfg->election_min_ms,
+        .election_timeout_max_ms = cfg->election_max_ms,
+        .heartbeat_ms = cfg->heartbeat_ms,
+        .pre_vote = true,
+        .check_quorum = true,
+        .seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16),
+        .log_fn = node_log_core,
+        .log_ctx = n,
+    };
+    n->raft = snap->index == 0
+                  ? raft_new(&rc, ld->term, voted_for, ld->entries, ld->n_entries,
+                             rk_clock_ms())
+                  : raft_new_from_snapshot(&rc, snap->index, snap->term, ld->term, voted_for,
+                                           ld->entries, ld->n_entries, rk_clock_ms());
+    if (n->raft == NULL)
+        return rk_fail(err, errlen, RK_ERR_INVAL, "cannot create the Raft core (bad "
+                       "configuration or out of memory)");
+    ld->entries = NULL; /* owned by the core now */
+    ld->n_entries = 0;
+    if (snap->index > 0)
+        raft_snapshot_saved(n->raft, snap->index, snap->term);
+    n->seen_term = raft_term(n->raft);
+    return RK_OK;
+}
+
+/* The node's fields from cfg, then its files. */
+static int open_files(struct node *n, const struct node_config *cfg, struct storage_loaded *ld,
+                      struct snapshot_meta *snap, char *err, size_t errlen)
+{
+    atomic_store(&n->log_term, ld->term);
+    n->limits = cfg->limits;
+    if (cfg->has_cluster_id)
+        n->cluster_id = cfg->cluster_id;
+    fit_fd_limit(n);
+    int voted_for;
+    int rc = vote_id(n, cfg, ld->voted_for, &voted_for, err, errlen);
+    if (rc == RK_OK)
+        rc = restore_snapshot(n, cfg, ld, snap, err, errlen);
+    raft_index_t n_entries = ld->n_entries;
+    if (rc == RK_OK)
+        rc = create_core(n, cfg, ld, voted_for, snap, err, errlen);
+    if (rc == RK_OK)
+        node_log(n, "starting: %d servers in the registry, cluster id %016" PRIx64 ", "
+                 "snapshot at index %" PRIu64 " (%zu keys), loaded %" PRIu64 " entries after "
+                 "it, term %" PRIu64, n->reg.n, n->cluster_id, snap->index, kv_count(n->kv),
+                 n_entries, raft_term(n->raft));
+    return rc;
+}
+
+int node_open(struct node *n, const struct node_config *cfg, char *err, size_t errlen)
+{
+    struct registry reg;
+    int self;
+    int rc = load_registry(cfg, &reg, &self, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    struct storage_loaded loaded;
+    memset(&loaded, 0, sizeof(loaded));
+    struct storage *st = NULL;
+    rc = storage_open(&st, cfg->dir, cfg->name, &loaded, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    if (loaded.dropped_torn_tail)
+        node_log_as(cfg->name, loaded.term, "warning: %s", err);
+    if (node_init(n, &reg, self, st) != RK_OK)
+        return rk_fail(err, errlen, RK_ERR_NOMEM, "out of memory");
+    struct snapshot_meta *snap = malloc(sizeof(*snap));
+    rc = snap == NULL ? rk_fail(err, errlen, RK_ERR_NOMEM, "out of memory")
+                      : open_files(n, cfg, &loaded, snap, err, errlen);
+    free(snap);
+    storage_loaded_free(&loaded);
+    return rc;
+}
+
+void node_close(struct node *n)
+{
+    storage_close(n->storage);
+    n->storage = NULL;
+    node_snap_free(n);
+}
