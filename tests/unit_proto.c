@@ -616,6 +616,12 @@ START_TEST(test_oversize_rejected)
     ck_assert_int_eq(proto_decode_client_req(p, n, &req), RK_ERR_TOOBIG);
     n = req_header(p, PROTO_OP_GET, PROTO_MAX_KEY); /* allowed but missing */
     ck_assert_int_eq(proto_decode_client_req(p, n, &req), RK_ERR_PROTO);
+    /* what the server's answer to a refused request names: the key's declared length */
+    n = req_header(p, PROTO_OP_SET, PROTO_MAX_KEY + 7);
+    ck_assert_uint_eq(proto_client_req_key_len(p, n), PROTO_MAX_KEY + 7);
+    ck_assert_uint_eq(proto_client_req_key_len(p, 5), 0); /* too short to hold it */
+    p[0] = PROTO_CLIENT_RESP;
+    ck_assert_uint_eq(proto_client_req_key_len(p, n), 0); /* not a request */
 
     /* value over PROTO_MAX_VALUE after an empty key */
     n = req_header(p, PROTO_OP_SET, 0);
