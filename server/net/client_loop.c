@@ -561,14 +561,13 @@ static void drop_unserved(struct node *n, int fd, struct frame_reader *in)
     atomic_fetch_sub(&n->n_clients, 1);
 }
 
-void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr)
+/* A connection record for the loop, taking over the reader (and its fd). */
+static struct client_conn *conn_new(struct client_loop *l, struct frame_reader *in,
+                                    const char *addr)
 {
-    struct client_loop *l = n->client_loop;
-    struct client_conn *c = l != NULL ? calloc(1, sizeof(*c)) : NULL;
-    if (c == NULL) {
-        drop_unserved(n, in->fd, in);
-        return;
-    }
+    struct client_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
     c->fd = in->fd;
     c->in = *in;
     *in = (struct frame_reader){ .fd = -1 };
@@ -577,6 +576,17 @@ void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr
     c->readable = true;
     c->r.w.on_done = request_done;
     c->r.w.on_done_ctx = l;
+    return c;
+}
+
+void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr)
+{
+    struct client_loop *l = n->client_loop;
+    struct client_conn *c = l != NULL ? conn_new(l, in, addr) : NULL;
+    if (c == NULL) {
+        drop_unserved(n, in->fd, in);
+        return;
+    }
     /* Checked and linked under one hold of adopt_mu: once client_loop_stop has set
      * closed, nothing is left on the list that nobody will take. */
     pthread_mutex_lock(&l->adopt_mu);
@@ -588,10 +598,10 @@ void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr
     pthread_mutex_unlock(&l->adopt_mu);
     if (taken) {
         wake(l);
-    } else {
-        drop_unserved(n, c->fd, &c->in);
-        free(c);
+        return;
     }
+    drop_unserved(n, c->fd, &c->in);
+    free(c);
 }
 
 void client_loop_stop(struct node *n)
