@@ -276,13 +276,13 @@ static void peer_loop(struct conn *c, int peer)
 
 /* ---- clients: served by the client loop (client_loop.c) ---- */
 
-/* A slot among the --max-clients client connections, or false. */
-static bool take_client_slot(struct node *n)
+/* One of max slots counted by count (a connection of some kind), or false. */
+static bool take_slot(atomic_uint *count, uint32_t max)
 {
-    unsigned before = atomic_fetch_add(&n->n_clients, 1);
-    if (before < n->limits.max_clients)
+    unsigned before = atomic_fetch_add(count, 1);
+    if (before < max)
         return true;
-    atomic_fetch_sub(&n->n_clients, 1);
+    atomic_fetch_sub(count, 1);
     return false;
 }
 
@@ -328,7 +328,8 @@ static void serve_hello(struct conn *c, const uint8_t *payload, size_t len)
         return;
     }
     if (h.type == PROTO_HELLO_CLIENT) {
-        if (!take_client_slot(c->node)) {
+        /* At most --max-clients client connections are served. */
+        if (!take_slot(&c->node->n_clients, c->node->limits.max_clients)) {
             too_many_clients(c);
             return;
         }
@@ -380,17 +381,6 @@ static void format_addr(const struct sockaddr *sa, socklen_t len, char *out, siz
         snprintf(out, outlen, "%s:%s", host, port);
 }
 
-/* At most --max-clients connections may be waiting for their HELLO (each for at most
- * the frame timeout); past that a new one is refused at once, without a thread. */
-static bool take_unidentified_slot(struct node *n)
-{
-    unsigned before = atomic_fetch_add(&n->n_unidentified, 1);
-    if (before < n->limits.max_clients)
-        return true;
-    atomic_fetch_sub(&n->n_unidentified, 1);
-    return false;
-}
-
 static void start_thread(struct conn *c)
 {
     pthread_attr_t attr;
@@ -412,7 +402,10 @@ void conn_spawn(struct node *n, int fd, const struct sockaddr *addr, socklen_t a
 {
     char where[96];
     format_addr(addr, addr_len, where, sizeof(where));
-    if (!take_unidentified_slot(n)) {
+    /* At most --max-clients connections may be waiting for their HELLO (each for at
+     * most the frame timeout); past that a new one is refused at once, without a
+     * thread. */
+    if (!take_slot(&n->n_unidentified, n->limits.max_clients)) {
         char msg[96];
         snprintf(msg, sizeof(msg), "too many connections (the limit is %" PRIu32
                  "); try again later", n->limits.max_clients);
