@@ -70,6 +70,15 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(HARNESS_OBJ) $(SERVER_OBJ) $(CLIENT_OBJ) 
 # integ_shell plays races out in a fixed order by holding a thread at its next lock.
 $(BUILD)/tests/integ_shell: LDFLAGS += -Wl,--wrap=pthread_mutex_lock
 
+# A test-only server: raft_server with tests/fault_io.c in place of the storage I/O seam
+# (server/storage/storage_io.c), so that an environment variable can fill its disk or
+# fail its fdatasync (tests/integ_disk.c). raft_server itself holds no fault code.
+FAULT_SERVER_BIN := $(BUILD)/tests/raft_server_faults
+$(FAULT_SERVER_BIN): $(call obj,server/main.c tests/fault_io.c) \
+                     $(filter-out $(call obj,server/storage/storage_io.c),$(SERVER_OBJ)) \
+                     $(COMMON_OBJ)
+	$(CC) $^ -o $@ $(LDFLAGS)
+
 # The etcd codec of raft_bench has its own unit test.
 $(BUILD)/tests/unit_bench_http: $(call obj,tools/bench_http.c)
 
@@ -78,11 +87,12 @@ check-deps:
 	@tests/ensure_check.sh
 
 tests: check-deps
-	@$(MAKE) --no-print-directory $(SERVER_BIN) $(CLIENT_BIN) $(TEST_BINS) $(SIM_BIN) \
-		$(BENCH_BIN)
+	@$(MAKE) --no-print-directory $(SERVER_BIN) $(CLIENT_BIN) $(FAULT_SERVER_BIN) \
+		$(TEST_BINS) $(SIM_BIN) $(BENCH_BIN)
 
 # Every test program runs even if an earlier one failed; the target fails if any did.
-RUN_TESTS = RK_SERVER_BIN=$(SERVER_BIN) RK_CLIENT_BIN=$(CLIENT_BIN) tests/run_tests.sh $(1)
+RUN_TESTS = RK_SERVER_BIN=$(SERVER_BIN) RK_CLIENT_BIN=$(CLIENT_BIN) \
+            RK_FAULT_SERVER_BIN=$(FAULT_SERVER_BIN) tests/run_tests.sh $(1)
 
 check: tests
 	@$(call RUN_TESTS,$(TEST_BINS))

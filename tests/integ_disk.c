@@ -3,9 +3,12 @@
  * line saying why (never acknowledging a write it did not persist), the other two go on,
  * and after a restart of everything with space, every acknowledged write is there.
  * Cases: the full disk under the leader, under a follower, and an fdatasync that fails
- * with EIO on the leader (the fsyncgate case, injected through server/storage's
- * RK_FAULT_EIO_AFTER_SYNCS). Without the right to mount (EPERM), the full disk is
- * injected with RK_FAULT_ENOSPC_AFTER_BYTES instead; the test prints which path ran.
+ * with EIO on the leader (the fsyncgate case, injected with RK_FAULT_EIO_AFTER_SYNCS).
+ * Without the right to mount (EPERM), the full disk is injected with
+ * RK_FAULT_ENOSPC_AFTER_BYTES instead; the test prints which path ran. Injected faults
+ * need the test-only server $RK_FAULT_SERVER_BIN (tests/fault_io.c linked in place of
+ * server/storage/storage_io.c; default build/default/tests/raft_server_faults): the
+ * victim runs it while a fault is injected, raft_server otherwise.
  * Mount points are /tmp/rk_disk_<runner pid>: unmounted by an unchecked fixture (which
  * runs in the Check runner, so also when a test's child dies), stale ones at start. */
 #include <check.h>
@@ -37,6 +40,7 @@
 #define WRITES_AFTER_DOWN 20     /* the cluster must go on without the victim */
 #define MNT_PREFIX "/tmp/rk_disk_"
 #define CASE_TIMEOUT_S 180
+#define FAULT_SERVER_DEFAULT "build/default/tests/raft_server_faults"
 
 /* ---- the mount point: named in the runner, cleaned up by it ---- */
 
@@ -102,25 +106,36 @@ struct disk_test {
     bool mounted;
     enum fault fault;
     char real_bin[PATH_MAX];
+    char fault_bin[PATH_MAX];  /* raft_server with tests/fault_io.c */
     int n_acked;
     bool acked[MAX_WRITES];
 };
 
+static const char *fault_server_bin(void)
+{
+    const char *p = getenv("RK_FAULT_SERVER_BIN");
+    return p != NULL && p[0] != '\0' ? p : FAULT_SERVER_DEFAULT;
+}
+
 /* The harness runs $RK_SERVER_BIN NAME HOST PORT False --dir DIR ...: a script in the
- * cluster's dir passes everything on, giving the victim its own --dir and the fault. */
+ * cluster's dir passes everything on, giving the victim its own --dir and, for an
+ * injected fault, the fault server and the variable that sets it off. */
 static void write_wrapper(struct disk_test *t, enum fault fault)
 {
     char script[HARNESS_DIR_MAX + 32], env[96] = "";
+    const char *victim_bin = t->real_bin;
     if (fault == FAULT_INJECT_ENOSPC)
         snprintf(env, sizeof(env), "RK_FAULT_ENOSPC_AFTER_BYTES=%d", INJECTED_DISK_BYTES);
     else if (fault == FAULT_INJECT_EIO_SYNC)
         snprintf(env, sizeof(env), "RK_FAULT_EIO_AFTER_SYNCS=40");
+    if (env[0] != '\0')
+        victim_bin = t->fault_bin;
     snprintf(script, sizeof(script), "%s/server_disk.sh", t->c->dir);
     FILE *f = fopen(script, "w");
     HARNESS_ASSERT(t->c, f != NULL, "cannot write %s", script);
     fprintf(f, "#!/bin/sh\nif [ \"$1\" = '%s' ]; then\n"
                "    exec env %s '%s' \"$@\" --dir '%s'\nfi\nexec '%s' \"$@\"\n",
-            t->c->servers[VICTIM].name, env, t->real_bin, t->data_dir, t->real_bin);
+            t->c->servers[VICTIM].name, env, victim_bin, t->data_dir, t->real_bin);
     fclose(f);
     chmod(script, 0755);
     setenv("RK_SERVER_BIN", script, 1);
@@ -177,6 +192,9 @@ static void disk_test_start(struct disk_test *t, enum fault fault)
     ck_assert_msg(t->c != NULL, "harness_cluster_new: %s", err);
     HARNESS_ASSERT(t->c, realpath(harness_server_bin(), t->real_bin) != NULL, "no server %s",
                    harness_server_bin());
+    HARNESS_ASSERT(t->c, realpath(fault_server_bin(), t->fault_bin) != NULL,
+                   "no fault server %s (make builds it; RK_FAULT_SERVER_BIN names it)",
+                   fault_server_bin());
     t->fault = fault;
     make_data_dir(t);
     write_wrapper(t, t->fault);

@@ -2,11 +2,11 @@
  * "Persistent state on all servers"): the log as a checksummed text file NAME_log.txt
  * and currentTerm/votedFor in NAME_state, replaced atomically. See storage.h. */
 #include "storage.h"
+#include "storage_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,74 +60,11 @@ static int check_usable(const struct storage *s, char *err, size_t errlen)
 
 /* ---------- small I/O helpers ---------- */
 
-/* ---------- fault injection, for tests (tests/integ_disk.c) ----------
- * RK_FAULT_ENOSPC_AFTER_BYTES=N: once N bytes went through pwrite_all, writes fail with
- * ENOSPC (the write that crosses N writes its first bytes, as a full disk does).
- * RK_FAULT_EIO_AFTER_SYNCS=N: the log's fdatasync fails with EIO after N successes.
- * Without these variables (the normal case) nothing changes. */
-
-static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
-static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
-static bool fault_on;              /* set once, read-only afterwards */
-static long long fault_bytes_left = -1, fault_syncs_left = -1; /* -1: no fault; under fault_mu */
-
-static long long fault_env(const char *name)
-{
-    const char *v = getenv(name);
-    return v != NULL && v[0] >= '0' && v[0] <= '9' ? strtoll(v, NULL, 10) : -1;
-}
-
-static void fault_read_env(void)
-{
-    fault_bytes_left = fault_env("RK_FAULT_ENOSPC_AFTER_BYTES");
-    fault_syncs_left = fault_env("RK_FAULT_EIO_AFTER_SYNCS");
-    fault_on = fault_bytes_left >= 0 || fault_syncs_left >= 0;
-}
-
-/* How many of len bytes may be written before the injected ENOSPC (len if none). */
-static size_t fault_write_allowance(size_t len)
-{
-    pthread_once(&fault_once, fault_read_env);
-    if (!fault_on)
-        return len;
-    pthread_mutex_lock(&fault_mu);
-    size_t allowed = len;
-    if (fault_bytes_left >= 0) {
-        allowed = (unsigned long long)fault_bytes_left < len ? (size_t)fault_bytes_left : len;
-        fault_bytes_left -= (long long)allowed;
-    }
-    pthread_mutex_unlock(&fault_mu);
-    return allowed;
-}
-
-/* True (errno = EIO) when this fdatasync of the log must fail. */
-static bool fault_sync_fails(void)
-{
-    pthread_once(&fault_once, fault_read_env);
-    if (!fault_on)
-        return false;
-    pthread_mutex_lock(&fault_mu);
-    bool fail = fault_syncs_left == 0;
-    if (fault_syncs_left > 0)
-        fault_syncs_left--;
-    pthread_mutex_unlock(&fault_mu);
-    if (fail)
-        errno = EIO;
-    return fail;
-}
-
 /* Writes all len bytes at offset off, retrying short writes and EINTR. */
 static int pwrite_all(int fd, const char *data, size_t len, off_t off)
 {
-    size_t allowed = fault_write_allowance(len);
-    if (allowed < len) {
-        int rc = allowed > 0 ? pwrite_all(fd, data, allowed, off) : 0;
-        if (rc == 0)
-            errno = ENOSPC;
-        return -1;
-    }
     while (len > 0) {
-        ssize_t n = pwrite(fd, data, len, off);
+        ssize_t n = storage_io_pwrite(fd, data, len, off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
@@ -1053,7 +990,8 @@ static int write_batch(struct storage *s, const struct buf *b, char *err, size_t
  * data only, with no journal commit for a new size or new blocks. That halves the sync
  * time here (etcd's WAL preallocates its segments for the same reason). Best effort: if
  * the disk is full, appends just extend the file as they would anyway. The zeros are not
- * log data, so they do not count against an injected ENOSPC (fault_write_allowance). */
+ * log data: they go to pwrite itself, not through storage_io_pwrite, so an injected
+ * ENOSPC (tests/fault_io.c) does not count them. */
 static void preallocate(struct storage *s)
 {
     if (s->alloc - s->size >= (off_t)(STORAGE_PREALLOC_BYTES / 2))
@@ -1104,7 +1042,7 @@ int storage_sync(struct storage *s, char *err, size_t errlen)
     int rc = check_usable(s, err, errlen);
     if (rc != RK_OK)
         return rc;
-    if (fault_sync_fails() || fdatasync(s->log_fd) != 0) {
+    if (storage_io_sync_log(s->log_fd) != 0) {
         s->broken = 1;
         return rk_fail_io(err, errlen, s->log_path, "fdatasync");
     }

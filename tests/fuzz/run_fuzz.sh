@@ -21,8 +21,9 @@ OUT=build/fuzz
 sources_of() {
     case "$1" in
     client_parse) echo "common/*.c client/parse.c" ;;
-    log_line | state) echo "common/*.c server/storage/storage.c" ;;
-    snapshot) echo "common/*.c server/storage/snapshot.c server/storage/storage.c server/kv/*.c" ;;
+    log_line | state) echo "common/*.c server/storage/storage.c server/storage/storage_io.c" ;;
+    snapshot) echo "common/*.c server/storage/snapshot.c server/storage/storage.c" \
+        "server/storage/storage_io.c server/kv/*.c" ;;
     *) echo "common/*.c" ;;
     esac
 }
