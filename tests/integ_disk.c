@@ -2,10 +2,11 @@
  * mounted by the test; the cluster's writes fill it. That server must stop with a FATAL
  * line saying why (never acknowledging a write it did not persist), the other two go on,
  * and after a restart of everything with space, every acknowledged write is there.
- * Cases: the full disk under the leader, under a follower, and an fdatasync that fails
- * with EIO on the leader (the fsyncgate case, injected with RK_FAULT_EIO_AFTER_SYNCS).
- * Without the right to mount (EPERM), the full disk is injected with
- * RK_FAULT_ENOSPC_AFTER_BYTES instead; the test prints which path ran. Injected faults
+ * Cases: the full disk under the leader, under a follower, an injected full disk under
+ * a follower, and an fdatasync that fails with EIO on the leader (the fsyncgate case,
+ * injected with RK_FAULT_EIO_AFTER_SYNCS). Without the right to mount (EPERM), the full
+ * disk is injected with RK_FAULT_ENOSPC_AFTER_BYTES instead; the test prints which path
+ * ran. Injected faults
  * need the test-only server $RK_FAULT_SERVER_BIN (tests/fault_io.c linked in place of
  * server/storage/storage_io.c; default build/default/tests/raft_server_faults): the
  * victim runs it while a fault is injected, raft_server otherwise.
@@ -364,6 +365,20 @@ START_TEST(test_full_disk_on_follower)
 }
 END_TEST
 
+/* The injected full disk, which runs in place of the tmpfs where mounting is refused;
+ * run here as well so that it is tested where mounting is allowed too. */
+START_TEST(test_injected_full_disk_on_follower)
+{
+    struct disk_test t;
+    disk_test_start(&t, FAULT_INJECT_ENOSPC);
+    arrange_victim_role(&t, false);
+    fill_until_victim_stops(&t);
+    check_fatal_line(&t, "No space left on device");
+    restart_and_verify(&t);
+    disk_test_finish(&t);
+}
+END_TEST
+
 /* fsyncgate: after a failed fdatasync the dirty pages may be gone; the server must not
  * retry and carry on as if the data were safe. It stops; the log is re-read on restart. */
 START_TEST(test_fsync_eio_on_leader)
@@ -386,6 +401,7 @@ static Suite *disk_suite(void)
     tcase_set_timeout(tc, CASE_TIMEOUT_S);
     tcase_add_test(tc, test_full_disk_on_leader);
     tcase_add_test(tc, test_full_disk_on_follower);
+    tcase_add_test(tc, test_injected_full_disk_on_follower);
     tcase_add_test(tc, test_fsync_eio_on_leader);
     suite_add_tcase(s, tc);
     return s;
