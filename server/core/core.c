@@ -12,19 +12,19 @@
 
 /* ---- small helpers ---------------------------------------------------------------- */
 
-const char *raft_node_name(const struct raft *r, int id)
+const char *core_node_name(const struct raft *r, int id)
 {
     if (id < 0 || id >= r->cfg.n_nodes)
         return "?";
     return r->names[id];
 }
 
-int raft_majority(const struct raft *r)
+int core_majority(const struct raft *r)
 {
     return r->cfg.n_nodes / 2 + 1;
 }
 
-void raft_notice(struct raft *r, const char *fmt, ...)
+void core_notice(struct raft *r, const char *fmt, ...)
 {
     if (r->cfg.log_fn == NULL)
         return;
@@ -47,7 +47,7 @@ static uint64_t core_random(struct raft *r)
 
 /* Queues m for the next Ready. On allocation failure the message is dropped, which
  * Raft tolerates as a lost message. */
-void raft_send(struct raft *r, struct raft_msg *m)
+void core_send(struct raft *r, struct raft_msg *m)
 {
     m->from = r->cfg.self;
     if (r->n_out == r->cap_out) {
@@ -65,7 +65,7 @@ void raft_send(struct raft *r, struct raft_msg *m)
 
 /* Drops queued, unsent acknowledgments of entries from index on: those entries are being
  * truncated before they were written, and Figure 2 says persist before responding. */
-void raft_drop_acks_from(struct raft *r, raft_index_t index)
+void core_drop_acks_from(struct raft *r, raft_index_t index)
 {
     uint32_t kept = 0;
     for (uint32_t i = 0; i < r->n_out; i++) {
@@ -80,7 +80,7 @@ void raft_drop_acks_from(struct raft *r, raft_index_t index)
 }
 
 /* §5.2: a randomized election timeout, uniform in [min, max). */
-void raft_reset_election_timer(struct raft *r)
+void core_reset_election_timer(struct raft *r)
 {
     uint32_t span = r->cfg.election_timeout_max_ms - r->cfg.election_timeout_min_ms;
     uint64_t jitter = span ? core_random(r) % span : 0;
@@ -89,7 +89,7 @@ void raft_reset_election_timer(struct raft *r)
 
 /* An election within a random fraction of a heartbeat interval (randomized, so the
  * followers that noticed the same thing do not all campaign at once). */
-void raft_election_soon(struct raft *r)
+void core_shorten_election_timer(struct raft *r)
 {
     uint64_t deadline = r->now + core_random(r) % (r->cfg.heartbeat_ms + 1);
     if (deadline < r->election_deadline)
@@ -107,7 +107,7 @@ static void set_term(struct raft *r, raft_term_t term)
 
 /* ---- role changes (§5.2) ----------------------------------------------------------- */
 
-void raft_become_follower(struct raft *r, raft_term_t term, int leader)
+void core_become_follower(struct raft *r, raft_term_t term, int leader)
 {
     bool was_leader = r->role == RAFT_LEADER;
     set_term(r, term);
@@ -116,12 +116,12 @@ void raft_become_follower(struct raft *r, raft_term_t term, int leader)
     r->leader = leader;
     if (leader != RAFT_NO_NODE)
         r->leader_contact = r->now;
-    raft_reset_election_timer(r);
+    core_reset_election_timer(r);
     if (was_leader)
-        read_index_fail_all(r);
+        core_read_index_fail_all(r);
 }
 
-void raft_become_candidate(struct raft *r)
+void core_become_candidate(struct raft *r)
 {
     set_term(r, r->term + 1);
     r->voted_for = r->cfg.self;
@@ -130,12 +130,12 @@ void raft_become_candidate(struct raft *r)
     r->pre_voting = false;
     r->leader = RAFT_NO_NODE;
     memset(r->granted, 0, sizeof(r->granted));
-    raft_reset_election_timer(r);
+    core_reset_election_timer(r);
 }
 
 /* §5.3: reinitialize nextIndex and matchIndex; §8: commit a no-op of the new term at
  * once, so entries of earlier terms get committed and ReadIndex can start. */
-void raft_become_leader(struct raft *r)
+void core_become_leader(struct raft *r)
 {
     r->role = RAFT_LEADER;
     r->leader = r->cfg.self;
@@ -145,16 +145,16 @@ void raft_become_leader(struct raft *r)
         pr->next = r->log.last + 1;
         pr->state = RAFT_PROBE;
     }
-    raft_notice(r, "won the election with a log of %llu entries",
+    core_notice(r, "won the election with a log of %llu entries",
                 (unsigned long long)r->log.last);
     struct raft_entry noop = { .term = r->term, .type = RAFT_ENTRY_NOOP };
-    if (raft_log_append_copy(&r->log, &noop) != RK_OK)
-        raft_notice(r, "out of memory appending the leader's no-op");
+    if (core_log_append_copy(&r->log, &noop) != RK_OK)
+        core_notice(r, "out of memory appending the leader's no-op");
     r->heartbeat_deadline = r->now + r->cfg.heartbeat_ms;
     r->quorum_deadline = r->now + r->cfg.election_timeout_max_ms;
     memset(r->active, 0, sizeof(r->active));
-    replication_broadcast(r);
-    replication_maybe_commit(r);
+    core_repl_broadcast(r);
+    core_repl_maybe_commit(r);
 }
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -192,7 +192,7 @@ struct raft *raft_new_from_snapshot(const struct raft_config *cfg, raft_index_t 
     r->voted_for = voted_for;
     r->durable_term = term;
     r->durable_vote = voted_for;
-    raft_log_init(&r->log, snap_index, snap_term, entries, n_entries);
+    core_log_init(&r->log, snap_index, snap_term, entries, n_entries);
     r->commit = snap_index; /* a snapshot holds only committed entries */
     r->snap_index = snap_index;
     r->snap_term = snap_term;
@@ -207,7 +207,7 @@ struct raft *raft_new_from_snapshot(const struct raft_config *cfg, raft_index_t 
             snprintf(r->names[i], sizeof(r->names[i]), "node%d", i);
     }
     r->cfg.node_names = NULL; /* copied; the caller's array need not outlive raft_new */
-    raft_reset_election_timer(r);
+    core_reset_election_timer(r);
     return r;
 }
 
@@ -226,9 +226,9 @@ void raft_free(struct raft *r)
     free(r->outbox);
     free(r->reads);
     free(r->done_reads);
-    snapshot_free_chunks(r);
+    core_snap_free_chunks(r);
     free(r->chunks);
-    raft_log_free(&r->log);
+    core_log_free(&r->log);
     free(r);
 }
 
@@ -240,18 +240,18 @@ void raft_tick(struct raft *r, uint64_t now_ms)
         r->now = now_ms;
     if (r->role == RAFT_LEADER) {
         if (r->cfg.check_quorum && r->now >= r->quorum_deadline) {
-            election_check_leader_quorum(r);
+            core_election_check_leader_quorum(r);
             if (r->role != RAFT_LEADER)
                 return;
         }
         if (r->now >= r->heartbeat_deadline) {
             r->heartbeat_deadline = r->now + r->cfg.heartbeat_ms;
-            replication_heartbeat(r);
+            core_repl_heartbeat(r);
         }
         return;
     }
     if (r->now >= r->election_deadline)
-        election_timeout(r);
+        core_election_timeout(r);
 }
 
 void raft_campaign(struct raft *r, uint64_t now_ms)
@@ -259,7 +259,7 @@ void raft_campaign(struct raft *r, uint64_t now_ms)
     if (now_ms > r->now)
         r->now = now_ms;
     if (r->role != RAFT_LEADER)
-        election_timeout(r);
+        core_election_timeout(r);
 }
 
 /* Whether a message with a higher term should make us adopt that term (Figure 2, all
@@ -270,7 +270,7 @@ static bool step_adopts_term(const struct raft *r, const struct raft_msg *m)
     switch (m->type) {
     case RAFT_MSG_PREVOTE: return false;
     case RAFT_MSG_PREVOTE_RESP: return !m->vote_granted;
-    case RAFT_MSG_VOTE: return !(r->cfg.check_quorum && election_in_lease(r));
+    case RAFT_MSG_VOTE: return !(r->cfg.check_quorum && core_election_in_lease(r));
     default: return true;
     }
 }
@@ -284,27 +284,27 @@ void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
     /* Figure 2, all servers: a higher term makes us a follower of that term. */
     if (m->term > r->term) {
         if (m->type == RAFT_MSG_VOTE && !step_adopts_term(r, m)) {
-            raft_notice(r, "ignoring a vote request from %s for term %llu: we hear from "
-                        "leader %s", raft_node_name(r, m->from),
-                        (unsigned long long)m->term, raft_node_name(r, r->leader));
+            core_notice(r, "ignoring a vote request from %s for term %llu: we hear from "
+                        "leader %s", core_node_name(r, m->from),
+                        (unsigned long long)m->term, core_node_name(r, r->leader));
             return;
         }
         if (step_adopts_term(r, m)) {
             int leader = m->type == RAFT_MSG_APPEND ? m->from : RAFT_NO_NODE;
-            raft_become_follower(r, m->term, leader);
+            core_become_follower(r, m->term, leader);
         }
     }
     if (r->cfg.check_quorum && r->role == RAFT_LEADER && m->term == r->term)
         r->active[m->from] = true;
     switch (m->type) {
-    case RAFT_MSG_VOTE: election_recv_vote(r, m); break;
-    case RAFT_MSG_VOTE_RESP: election_recv_vote_resp(r, m); break;
-    case RAFT_MSG_APPEND: replication_recv_append(r, m); break;
-    case RAFT_MSG_APPEND_RESP: replication_recv_append_resp(r, m); break;
-    case RAFT_MSG_PREVOTE: election_recv_prevote(r, m); break;
-    case RAFT_MSG_PREVOTE_RESP: election_recv_prevote_resp(r, m); break;
-    case RAFT_MSG_SNAPSHOT: snapshot_recv(r, m); break;
-    case RAFT_MSG_SNAPSHOT_RESP: snapshot_recv_resp(r, m); break;
+    case RAFT_MSG_VOTE: core_election_recv_vote(r, m); break;
+    case RAFT_MSG_VOTE_RESP: core_election_recv_vote_resp(r, m); break;
+    case RAFT_MSG_APPEND: core_repl_recv_append(r, m); break;
+    case RAFT_MSG_APPEND_RESP: core_repl_recv_append_resp(r, m); break;
+    case RAFT_MSG_PREVOTE: core_election_recv_prevote(r, m); break;
+    case RAFT_MSG_PREVOTE_RESP: core_election_recv_prevote_resp(r, m); break;
+    case RAFT_MSG_SNAPSHOT: core_snap_recv(r, m); break;
+    case RAFT_MSG_SNAPSHOT_RESP: core_snap_recv_resp(r, m); break;
     default: break;
     }
 }
@@ -321,15 +321,15 @@ int raft_propose_entry(struct raft *r, const struct raft_entry *cmd, raft_index_
     if (rc != RK_OK)
         return rc;
     e.term = r->term;
-    rc = raft_log_append_owned(&r->log, &e);
+    rc = core_log_append_owned(&r->log, &e);
     if (rc != RK_OK) {
         raft_entry_free(&e);
         return rc;
     }
     *index = r->log.last;
     *term = r->term;
-    replication_broadcast(r);
-    replication_maybe_commit(r);
+    core_repl_broadcast(r);
+    core_repl_maybe_commit(r);
     return RK_OK;
 }
 
@@ -398,7 +398,7 @@ static int ready_copy_entries(struct raft *r, struct raft_ready *rd)
         return RK_ERR_NOMEM;
     rd->first_index = from;
     for (raft_index_t i = 0; i < n; i++) {
-        if (raft_entry_copy(&rd->entries[i], raft_log_get(&r->log, from + i)) != RK_OK)
+        if (raft_entry_copy(&rd->entries[i], core_log_get(&r->log, from + i)) != RK_OK)
             return RK_ERR_NOMEM;
         rd->n_entries = (uint32_t)(i + 1);
     }
@@ -445,14 +445,14 @@ void raft_ready_done(struct raft *r, uint64_t now_ms, const struct raft_ready *r
         raft_term_t term = rd->entries[rd->n_entries - 1].term;
         /* Log Matching (§5.3): same index and term means the same entry, so the
          * entry is still ours unless a later truncation dropped it. */
-        if (raft_log_term_at(&r->log, last) == term && last > r->log.stable &&
+        if (core_log_term_at(&r->log, last) == term && last > r->log.stable &&
             (r->log.truncate_from == 0 || r->log.truncate_from > last))
             r->log.stable = last;
     }
     if (r->role == RAFT_CANDIDATE)
-        election_check_quorum(r);
+        core_election_check_quorum(r);
     else if (r->role == RAFT_LEADER)
-        replication_maybe_commit(r);
+        core_repl_maybe_commit(r);
 }
 
 void raft_ready_free(struct raft_ready *rd)
@@ -494,12 +494,12 @@ int raft_leader(const struct raft *r) { return r->leader; }
 int raft_self(const struct raft *r) { return r->cfg.self; }
 raft_index_t raft_commit_index(const struct raft *r) { return r->commit; }
 raft_index_t raft_last_index(const struct raft *r) { return r->log.last; }
-raft_term_t raft_last_term(const struct raft *r) { return raft_log_term_at(&r->log, r->log.last); }
+raft_term_t raft_last_term(const struct raft *r) { return core_log_term_at(&r->log, r->log.last); }
 raft_index_t raft_stable_index(const struct raft *r) { return r->log.stable; }
 
 const struct raft_entry *raft_entry_at(const struct raft *r, raft_index_t index)
 {
-    return raft_log_get(&r->log, index);
+    return core_log_get(&r->log, index);
 }
 
 raft_index_t raft_peer_match(const struct raft *r, int peer)

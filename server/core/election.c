@@ -8,6 +8,7 @@
 #include "raft_internal.h"
 
 static bool candidate_log_ok(const struct raft *r, const struct raft_msg *m);
+static void election_start(struct raft *r);
 
 /* A RequestVote (or pre-vote) to peer for term, with our last log index and term. */
 static void vote_request(const struct raft *r, struct raft_msg *m, uint8_t type,
@@ -18,7 +19,7 @@ static void vote_request(const struct raft *r, struct raft_msg *m, uint8_t type,
     m->to = peer;
     m->term = term;
     m->last_log_index = r->log.last;
-    m->last_log_term = raft_log_term_at(&r->log, r->log.last);
+    m->last_log_term = core_log_term_at(&r->log, r->log.last);
 }
 
 /* Thesis §9.6: before raising its term, a server asks whether it could win. It changes
@@ -33,14 +34,14 @@ static void election_start_prevote(struct raft *r)
     r->leader = RAFT_NO_NODE;
     memset(r->granted, 0, sizeof(r->granted));
     r->granted[r->cfg.self] = true;
-    raft_reset_election_timer(r);
-    raft_notice(r, "starting a pre-vote for term %llu", (unsigned long long)(r->term + 1));
+    core_reset_election_timer(r);
+    core_notice(r, "starting a pre-vote for term %llu", (unsigned long long)(r->term + 1));
     for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
         if (peer == r->cfg.self)
             continue;
         struct raft_msg m;
         vote_request(r, &m, RAFT_MSG_PREVOTE, r->term + 1, peer);
-        raft_send(r, &m);
+        core_send(r, &m);
     }
     if (r->cfg.n_nodes == 1)
         election_start(r);
@@ -48,7 +49,7 @@ static void election_start_prevote(struct raft *r)
 
 /* §5.2: on election timeout a follower or candidate starts a new election (after a
  * pre-vote, if configured). */
-void election_timeout(struct raft *r)
+void core_election_timeout(struct raft *r)
 {
     if (r->cfg.pre_vote)
         election_start_prevote(r);
@@ -62,16 +63,16 @@ void raft_peer_disconnected(struct raft *r, uint64_t now_ms, int peer)
         r->now = now_ms;
     if (r->role != RAFT_FOLLOWER || peer != r->leader || peer == RAFT_NO_NODE)
         return;
-    raft_notice(r, "lost the connection from leader %s; electing sooner",
-                raft_node_name(r, peer));
+    core_notice(r, "lost the connection from leader %s; electing sooner",
+                core_node_name(r, peer));
     r->leader = RAFT_NO_NODE;
-    raft_election_soon(r);
+    core_shorten_election_timer(r);
 }
 
 /* Whether we heard from a leader within the minimum election timeout (a leader is
  * always in its own lease). Thesis §9.6: such a server denies pre-votes; with
  * check-quorum it also ignores vote requests. */
-bool election_in_lease(const struct raft *r)
+bool core_election_in_lease(const struct raft *r)
 {
     if (r->role == RAFT_LEADER)
         return true;
@@ -81,7 +82,7 @@ bool election_in_lease(const struct raft *r)
 
 /* Thesis §6.2: a leader that has not heard from a majority within an election timeout
  * steps down, so its clients go looking for the real leader. */
-void election_check_leader_quorum(struct raft *r)
+void core_election_check_leader_quorum(struct raft *r)
 {
     int active = 1;
     for (int i = 0; i < r->cfg.n_nodes; i++)
@@ -89,26 +90,26 @@ void election_check_leader_quorum(struct raft *r)
             active++;
     memset(r->active, 0, sizeof(r->active));
     r->quorum_deadline = r->now + r->cfg.election_timeout_max_ms;
-    if (active >= raft_majority(r))
+    if (active >= core_majority(r))
         return;
-    raft_notice(r, "stepping down: heard from %d of %d servers in the last %u ms", active,
+    core_notice(r, "stepping down: heard from %d of %d servers in the last %u ms", active,
                 r->cfg.n_nodes, r->cfg.election_timeout_max_ms);
-    raft_become_follower(r, r->term, RAFT_NO_NODE);
+    core_become_follower(r, r->term, RAFT_NO_NODE);
 }
 
-void election_recv_prevote(struct raft *r, const struct raft_msg *m)
+void core_election_recv_prevote(struct raft *r, const struct raft_msg *m)
 {
-    bool grant = m->term > r->term && !election_in_lease(r) && candidate_log_ok(r, m);
+    bool grant = m->term > r->term && !core_election_in_lease(r) && candidate_log_ok(r, m);
     struct raft_msg resp = {
         .type = RAFT_MSG_PREVOTE_RESP,
         .to = m->from,
         .term = grant ? m->term : r->term,
         .vote_granted = grant,
     };
-    raft_send(r, &resp);
+    core_send(r, &resp);
 }
 
-void election_recv_prevote_resp(struct raft *r, const struct raft_msg *m)
+void core_election_recv_prevote_resp(struct raft *r, const struct raft_msg *m)
 {
     if (!r->pre_voting || r->role != RAFT_FOLLOWER || !m->vote_granted ||
         m->term != r->term + 1)
@@ -118,31 +119,31 @@ void election_recv_prevote_resp(struct raft *r, const struct raft_msg *m)
     for (int i = 0; i < r->cfg.n_nodes; i++)
         if (r->granted[i])
             votes++;
-    if (votes >= raft_majority(r))
+    if (votes >= core_majority(r))
         election_start(r);
 }
 
 /* §5.2: become a candidate in a new term and ask every server for its vote. */
-void election_start(struct raft *r)
+static void election_start(struct raft *r)
 {
-    raft_become_candidate(r);
-    raft_notice(r, "starting an election (last index %llu, last term %llu)",
+    core_become_candidate(r);
+    core_notice(r, "starting an election (last index %llu, last term %llu)",
                 (unsigned long long)r->log.last,
-                (unsigned long long)raft_log_term_at(&r->log, r->log.last));
+                (unsigned long long)core_log_term_at(&r->log, r->log.last));
     for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
         if (peer == r->cfg.self)
             continue;
         struct raft_msg m;
         vote_request(r, &m, RAFT_MSG_VOTE, r->term, peer);
-        raft_send(r, &m);
+        core_send(r, &m);
     }
     /* A one-node cluster wins once its vote for itself is durable (raft_ready_done). */
-    election_check_quorum(r);
+    core_election_check_quorum(r);
 }
 
 /* Counts granted votes. Our own vote counts only once it is durable: a server must not
  * count itself toward a majority on state it could forget in a crash. */
-void election_check_quorum(struct raft *r)
+void core_election_check_quorum(struct raft *r)
 {
     if (r->role != RAFT_CANDIDATE)
         return;
@@ -152,21 +153,21 @@ void election_check_quorum(struct raft *r)
             votes++;
     if (r->durable_term == r->term && r->durable_vote == r->cfg.self)
         votes++;
-    if (votes >= raft_majority(r))
-        raft_become_leader(r);
+    if (votes >= core_majority(r))
+        core_become_leader(r);
 }
 
 /* §5.4.1: the candidate's log is at least as up to date as ours. */
 static bool candidate_log_ok(const struct raft *r, const struct raft_msg *m)
 {
-    raft_term_t our_last_term = raft_log_term_at(&r->log, r->log.last);
+    raft_term_t our_last_term = core_log_term_at(&r->log, r->log.last);
     if (m->last_log_term != our_last_term)
         return m->last_log_term > our_last_term;
     return m->last_log_index >= r->log.last;
 }
 
 /* Figure 2, RequestVote receiver. (A higher term was already adopted by raft_step.) */
-void election_recv_vote(struct raft *r, const struct raft_msg *m)
+void core_election_recv_vote(struct raft *r, const struct raft_msg *m)
 {
     bool grant = false;
     if (m->term == r->term && r->role == RAFT_FOLLOWER &&
@@ -177,7 +178,7 @@ void election_recv_vote(struct raft *r, const struct raft_msg *m)
             r->hard_state_dirty = true;
         }
         /* §5.2: granting a vote resets the election timer. */
-        raft_reset_election_timer(r);
+        core_reset_election_timer(r);
     }
     struct raft_msg resp = {
         .type = RAFT_MSG_VOTE_RESP,
@@ -185,14 +186,14 @@ void election_recv_vote(struct raft *r, const struct raft_msg *m)
         .term = r->term,
         .vote_granted = grant,
     };
-    raft_send(r, &resp);
+    core_send(r, &resp);
 }
 
-void election_recv_vote_resp(struct raft *r, const struct raft_msg *m)
+void core_election_recv_vote_resp(struct raft *r, const struct raft_msg *m)
 {
     if (r->role != RAFT_CANDIDATE || m->term != r->term)
         return;
     if (m->vote_granted)
         r->granted[m->from] = true;
-    election_check_quorum(r);
+    core_election_check_quorum(r);
 }

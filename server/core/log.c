@@ -7,7 +7,7 @@
 #include "../../common/errors.h"
 #include "raft_internal.h"
 
-void raft_log_init(struct raft_log *log, raft_index_t offset, raft_term_t snap_term,
+void core_log_init(struct raft_log *log, raft_index_t offset, raft_term_t snap_term,
                    struct raft_entry *entries, raft_index_t n)
 {
     log->entries = entries;
@@ -25,7 +25,7 @@ static raft_index_t log_count(const struct raft_log *log)
     return log->last - log->offset;
 }
 
-void raft_log_free(struct raft_log *log)
+void core_log_free(struct raft_log *log)
 {
     for (raft_index_t i = 0; i < log_count(log); i++)
         raft_entry_free(&log->entries[i]);
@@ -35,7 +35,7 @@ void raft_log_free(struct raft_log *log)
     log->last = log->offset;
 }
 
-const struct raft_entry *raft_log_get(const struct raft_log *log, raft_index_t index)
+const struct raft_entry *core_log_get(const struct raft_log *log, raft_index_t index)
 {
     if (index <= log->offset || index > log->last)
         return NULL;
@@ -44,11 +44,11 @@ const struct raft_entry *raft_log_get(const struct raft_log *log, raft_index_t i
 
 /* The term of the entry at index; the snapshot's term at its last index; 0 if unknown
  * (compacted away, or past the end). */
-raft_term_t raft_log_term_at(const struct raft_log *log, raft_index_t index)
+raft_term_t core_log_term_at(const struct raft_log *log, raft_index_t index)
 {
     if (index == log->offset)
         return log->snap_term;
-    const struct raft_entry *e = raft_log_get(log, index);
+    const struct raft_entry *e = core_log_get(log, index);
     return e ? e->term : 0;
 }
 
@@ -67,7 +67,7 @@ static int log_reserve(struct raft_log *log, raft_index_t want)
     return RK_OK;
 }
 
-int raft_log_append_copy(struct raft_log *log, const struct raft_entry *e)
+int core_log_append_copy(struct raft_log *log, const struct raft_entry *e)
 {
     int rc = log_reserve(log, log_count(log) + 1);
     if (rc != RK_OK)
@@ -80,7 +80,7 @@ int raft_log_append_copy(struct raft_log *log, const struct raft_entry *e)
 }
 
 /* Appends *e itself: the log takes over its allocation. On failure *e is untouched. */
-int raft_log_append_owned(struct raft_log *log, struct raft_entry *e)
+int core_log_append_owned(struct raft_log *log, struct raft_entry *e)
 {
     int rc = log_reserve(log, log_count(log) + 1);
     if (rc != RK_OK)
@@ -92,7 +92,7 @@ int raft_log_append_owned(struct raft_log *log, struct raft_entry *e)
 
 /* Drops every entry with index >= from (Figure 2, AppendEntries receiver, step 3).
  * If storage may hold any of them (they were handed out), the next Ready says so. */
-void raft_log_truncate(struct raft_log *log, raft_index_t from)
+void core_log_truncate(struct raft_log *log, raft_index_t from)
 {
     if (from <= log->offset || from > log->last)
         return;
@@ -110,13 +110,13 @@ void raft_log_truncate(struct raft_log *log, raft_index_t from)
 
 /* Drops entries up to index, which a durable snapshot covers (§7). Only durable entries
  * are dropped, so what is still to be persisted is never lost. */
-void raft_log_compact(struct raft_log *log, raft_index_t index)
+void core_log_compact(struct raft_log *log, raft_index_t index)
 {
     if (index > log->stable)
         index = log->stable;
     if (index <= log->offset)
         return;
-    raft_term_t term = raft_log_term_at(log, index);
+    raft_term_t term = core_log_term_at(log, index);
     raft_index_t drop = index - log->offset;
     for (raft_index_t i = 0; i < drop; i++)
         raft_entry_free(&log->entries[i]);
@@ -126,7 +126,7 @@ void raft_log_compact(struct raft_log *log, raft_index_t index)
 }
 
 /* Discards the whole log: it restarts after a snapshot at offset (Figure 13, step 7). */
-void raft_log_reset(struct raft_log *log, raft_index_t offset, raft_term_t snap_term)
+void core_log_reset(struct raft_log *log, raft_index_t offset, raft_term_t snap_term)
 {
     for (raft_index_t i = 0; i < log_count(log); i++)
         raft_entry_free(&log->entries[i]);
@@ -140,22 +140,22 @@ void raft_log_reset(struct raft_log *log, raft_index_t offset, raft_term_t snap_
 
 /* The first index of the run of entries that share the term at index (not before the
  * first entry in memory). */
-raft_index_t raft_log_first_of_term(const struct raft_log *log, raft_index_t index)
+raft_index_t core_log_first_of_term(const struct raft_log *log, raft_index_t index)
 {
-    raft_term_t term = raft_log_term_at(log, index);
-    while (index > log->offset + 1 && raft_log_term_at(log, index - 1) == term)
+    raft_term_t term = core_log_term_at(log, index);
+    while (index > log->offset + 1 && core_log_term_at(log, index - 1) == term)
         index--;
     return index;
 }
 
 /* The last index <= at_most holding an entry of term, or 0 if there is none in memory.
  * Terms never decrease along a log, so the scan stops at the first smaller term. */
-raft_index_t raft_log_last_of_term(const struct raft_log *log, raft_term_t term,
+raft_index_t core_log_last_of_term(const struct raft_log *log, raft_term_t term,
                                    raft_index_t at_most)
 {
     raft_index_t i = at_most < log->last ? at_most : log->last;
     for (; i >= log->offset && i >= 1; i--) {
-        raft_term_t t = raft_log_term_at(log, i);
+        raft_term_t t = core_log_term_at(log, i);
         if (t == term)
             return i;
         if (t < term)

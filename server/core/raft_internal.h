@@ -1,6 +1,9 @@
 /* server/core/raft_internal.h - the Raft core's private state, shared by the core's files:
  * core.c (life cycle, Ready, role changes), log.c (the in-memory log), election.c,
- * replication.c and read_index.c. Nothing outside server/core includes this. */
+ * replication.c, snapshot.c and read_index.c. Nothing outside server/core includes this.
+ * The functions declared here are the core's internals: each is named core_ and its
+ * file's module (core_log_, core_election_, core_repl_, core_snap_, core_read_index_;
+ * plain core_ for core.c), apart from the public raft_ API of raft.h. */
 #ifndef RK_RAFT_INTERNAL_H
 #define RK_RAFT_INTERNAL_H
 
@@ -104,61 +107,59 @@ struct raft {
 };
 
 /* log.c */
-void raft_log_init(struct raft_log *log, raft_index_t offset, raft_term_t snap_term,
+void core_log_init(struct raft_log *log, raft_index_t offset, raft_term_t snap_term,
                    struct raft_entry *entries, raft_index_t n);
-void raft_log_compact(struct raft_log *log, raft_index_t index);
-void raft_log_reset(struct raft_log *log, raft_index_t offset, raft_term_t snap_term);
-void raft_log_free(struct raft_log *log);
-raft_term_t raft_log_term_at(const struct raft_log *log, raft_index_t index); /* 0 if none */
-const struct raft_entry *raft_log_get(const struct raft_log *log, raft_index_t index);
-int raft_log_append_copy(struct raft_log *log, const struct raft_entry *e);
-int raft_log_append_owned(struct raft_log *log, struct raft_entry *e);
-void raft_log_truncate(struct raft_log *log, raft_index_t from);
-raft_index_t raft_log_first_of_term(const struct raft_log *log, raft_index_t index);
-raft_index_t raft_log_last_of_term(const struct raft_log *log, raft_term_t term,
+void core_log_compact(struct raft_log *log, raft_index_t index);
+void core_log_reset(struct raft_log *log, raft_index_t offset, raft_term_t snap_term);
+void core_log_free(struct raft_log *log);
+raft_term_t core_log_term_at(const struct raft_log *log, raft_index_t index); /* 0 if none */
+const struct raft_entry *core_log_get(const struct raft_log *log, raft_index_t index);
+int core_log_append_copy(struct raft_log *log, const struct raft_entry *e);
+int core_log_append_owned(struct raft_log *log, struct raft_entry *e);
+void core_log_truncate(struct raft_log *log, raft_index_t from);
+raft_index_t core_log_first_of_term(const struct raft_log *log, raft_index_t index);
+raft_index_t core_log_last_of_term(const struct raft_log *log, raft_term_t term,
                                    raft_index_t at_most);
 
 /* core.c */
-int raft_majority(const struct raft *r);
-const char *raft_node_name(const struct raft *r, int id);
-void raft_notice(struct raft *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void raft_send(struct raft *r, struct raft_msg *m);  /* takes ownership of m->entries */
-void raft_drop_acks_from(struct raft *r, raft_index_t index);
-void raft_reset_election_timer(struct raft *r);
-void raft_election_soon(struct raft *r);
-void raft_become_follower(struct raft *r, raft_term_t term, int leader);
-void raft_become_candidate(struct raft *r);
-void raft_become_leader(struct raft *r);
+int core_majority(const struct raft *r);
+const char *core_node_name(const struct raft *r, int id);
+void core_notice(struct raft *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void core_send(struct raft *r, struct raft_msg *m);  /* takes ownership of m->entries */
+void core_drop_acks_from(struct raft *r, raft_index_t index);
+void core_reset_election_timer(struct raft *r);
+void core_shorten_election_timer(struct raft *r);
+void core_become_follower(struct raft *r, raft_term_t term, int leader);
+void core_become_candidate(struct raft *r);
+void core_become_leader(struct raft *r);
 
 /* election.c */
-void election_timeout(struct raft *r);
-void election_start(struct raft *r);
-bool election_in_lease(const struct raft *r);
-void election_check_leader_quorum(struct raft *r);
-void election_recv_prevote(struct raft *r, const struct raft_msg *m);
-void election_recv_prevote_resp(struct raft *r, const struct raft_msg *m);
-void election_check_quorum(struct raft *r);
-void election_recv_vote(struct raft *r, const struct raft_msg *m);
-void election_recv_vote_resp(struct raft *r, const struct raft_msg *m);
+void core_election_timeout(struct raft *r);
+bool core_election_in_lease(const struct raft *r);
+void core_election_check_leader_quorum(struct raft *r);
+void core_election_recv_prevote(struct raft *r, const struct raft_msg *m);
+void core_election_recv_prevote_resp(struct raft *r, const struct raft_msg *m);
+void core_election_check_quorum(struct raft *r);
+void core_election_recv_vote(struct raft *r, const struct raft_msg *m);
+void core_election_recv_vote_resp(struct raft *r, const struct raft_msg *m);
 
 /* replication.c */
-void replication_send_append(struct raft *r, int peer);
-void replication_broadcast(struct raft *r);
-void replication_heartbeat(struct raft *r);
-void replication_maybe_commit(struct raft *r);
-void replication_recv_append(struct raft *r, const struct raft_msg *m);
-void replication_recv_append_resp(struct raft *r, const struct raft_msg *m);
-void replication_follow(struct raft *r, const struct raft_msg *m);
-void replication_accepted(struct raft *r, int peer, raft_index_t match);
+void core_repl_broadcast(struct raft *r);
+void core_repl_heartbeat(struct raft *r);
+void core_repl_maybe_commit(struct raft *r);
+void core_repl_recv_append(struct raft *r, const struct raft_msg *m);
+void core_repl_recv_append_resp(struct raft *r, const struct raft_msg *m);
+void core_repl_follow(struct raft *r, const struct raft_msg *m);
+void core_repl_accepted(struct raft *r, int peer, raft_index_t match);
 
 /* snapshot.c */
-void snapshot_send(struct raft *r, int peer);
-void snapshot_recv(struct raft *r, const struct raft_msg *m);
-void snapshot_recv_resp(struct raft *r, const struct raft_msg *m);
-void snapshot_free_chunks(struct raft *r);
+void core_snap_send(struct raft *r, int peer);
+void core_snap_recv(struct raft *r, const struct raft_msg *m);
+void core_snap_recv_resp(struct raft *r, const struct raft_msg *m);
+void core_snap_free_chunks(struct raft *r);
 
 /* read_index.c */
-void read_index_on_ack(struct raft *r);
-void read_index_fail_all(struct raft *r);
+void core_read_index_on_ack(struct raft *r);
+void core_read_index_fail_all(struct raft *r);
 
 #endif

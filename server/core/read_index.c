@@ -23,7 +23,7 @@ static void read_done(struct raft *r, uint64_t id, raft_index_t index, bool ok)
  * know the latest commit index. */
 static bool committed_in_term(const struct raft *r)
 {
-    return raft_log_term_at(&r->log, r->commit) == r->term;
+    return core_log_term_at(&r->log, r->commit) == r->term;
 }
 
 static int acks_for(const struct raft *r, uint64_t ctx)
@@ -55,20 +55,20 @@ int raft_read_index(struct raft *r, uint64_t read_id)
     };
     /* §6.4 step 2: a heartbeat round; every follower echoes read_ctx. */
     if (r->cfg.n_nodes > 1)
-        replication_heartbeat(r);
-    read_index_on_ack(r);
+        core_repl_heartbeat(r);
+    core_read_index_on_ack(r);
     return RK_OK;
 }
 
 /* Answers, in order, every pending read whose heartbeat round a majority answered. */
-void read_index_on_ack(struct raft *r)
+void core_read_index_on_ack(struct raft *r)
 {
     if (r->role != RAFT_LEADER || r->n_reads == 0 || !committed_in_term(r))
         return;
     uint32_t served = 0;
     for (; served < r->n_reads; served++) {
         struct raft_pending_read *rd = &r->reads[served];
-        if (acks_for(r, rd->ctx) < raft_majority(r))
+        if (acks_for(r, rd->ctx) < core_majority(r))
             break;
         read_done(r, rd->id, rd->index ? rd->index : r->commit, true);
     }
@@ -80,7 +80,7 @@ void read_index_on_ack(struct raft *r)
         r->reads[i] = r->reads[i + served];
 }
 
-void read_index_fail_all(struct raft *r)
+void core_read_index_fail_all(struct raft *r)
 {
     for (uint32_t i = 0; i < r->n_reads; i++)
         read_done(r, r->reads[i].id, 0, false);

@@ -23,7 +23,7 @@ static uint32_t append_fill_entries(struct raft *r, struct raft_msg *m, raft_ind
     uint64_t bytes = 0;
     uint32_t i = 0;
     for (; i < n; i++) {
-        const struct raft_entry *e = raft_log_get(&r->log, next + i);
+        const struct raft_entry *e = core_log_get(&r->log, next + i);
         if (i > 0 && bytes + e->key_len + e->val_len > r->cfg.max_append_bytes)
             break;
         if (raft_entry_copy(&m->entries[i], e) != RK_OK)
@@ -43,7 +43,7 @@ static struct raft_msg append_header(const struct raft *r, int peer)
         .to = peer,
         .term = r->term,
         .prev_log_index = pr->next - 1,
-        .prev_log_term = raft_log_term_at(&r->log, pr->next - 1),
+        .prev_log_term = core_log_term_at(&r->log, pr->next - 1),
         .leader_commit = r->commit,
         .read_ctx = r->read_ctx,
     };
@@ -53,7 +53,7 @@ static struct raft_msg append_header(const struct raft *r, int peer)
 static void append_send_empty(struct raft *r, int peer)
 {
     struct raft_msg m = append_header(r, peer);
-    raft_send(r, &m);
+    core_send(r, &m);
 }
 
 /* Sends one AppendEntries to peer starting at its nextIndex (Figure 2, leader rules). */
@@ -61,7 +61,7 @@ static void append_send_one(struct raft *r, int peer)
 {
     struct raft_progress *pr = &r->progress[peer];
     if (pr->next <= r->log.offset) { /* §7: what it needs is compacted away */
-        snapshot_send(r, peer);
+        core_snap_send(r, peer);
         return;
     }
     struct raft_msg m = append_header(r, peer);
@@ -70,7 +70,7 @@ static void append_send_one(struct raft *r, int peer)
         pr->next += n; /* pipelining: assume it arrives; a rejection resets next */
     else
         pr->paused = true; /* probing: one at a time until the follower answers */
-    raft_send(r, &m);
+    core_send(r, &m);
 }
 
 /* REPLICATE: may more entries be sent before the follower acknowledges? */
@@ -83,12 +83,12 @@ static bool append_window_open(const struct raft *r, const struct raft_progress 
 
 /* Sends what peer is missing: one probe, or in REPLICATE as many batches as the
  * in-flight window allows. Sends nothing to a paused probe. */
-void replication_send_append(struct raft *r, int peer)
+static void replication_send_append(struct raft *r, int peer)
 {
     struct raft_progress *pr = &r->progress[peer];
     if (pr->state == RAFT_SNAPSHOT) {
         if (!pr->paused)
-            snapshot_send(r, peer);
+            core_snap_send(r, peer);
         return;
     }
     if (pr->state == RAFT_PROBE) {
@@ -103,7 +103,7 @@ void replication_send_append(struct raft *r, int peer)
     }
 }
 
-void replication_broadcast(struct raft *r)
+void core_repl_broadcast(struct raft *r)
 {
     for (int peer = 0; peer < r->cfg.n_nodes; peer++)
         if (peer != r->cfg.self)
@@ -112,7 +112,7 @@ void replication_broadcast(struct raft *r)
 
 /* §5.2: heartbeats keep followers from starting elections. A follower that is
  * caught up gets an empty AppendEntries; a paused probe is retried. */
-void replication_heartbeat(struct raft *r)
+void core_repl_heartbeat(struct raft *r)
 {
     for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
         if (peer == r->cfg.self)
@@ -140,7 +140,7 @@ static int cmp_index_desc(const void *a, const void *b)
 
 /* §5.3, §5.4.2 (Figure 8): commit the highest index stored on a majority, but only if
  * it holds an entry of the current term. The leader counts only its durable log. */
-void replication_maybe_commit(struct raft *r)
+void core_repl_maybe_commit(struct raft *r)
 {
     if (r->role != RAFT_LEADER)
         return;
@@ -148,10 +148,10 @@ void replication_maybe_commit(struct raft *r)
     for (int i = 0; i < r->cfg.n_nodes; i++)
         match[i] = i == r->cfg.self ? r->log.stable : r->progress[i].match;
     qsort(match, (size_t)r->cfg.n_nodes, sizeof(match[0]), cmp_index_desc);
-    raft_index_t n = match[raft_majority(r) - 1];
-    if (n > r->commit && raft_log_term_at(&r->log, n) == r->term) {
+    raft_index_t n = match[core_majority(r) - 1];
+    if (n > r->commit && core_log_term_at(&r->log, n) == r->term) {
         r->commit = n;
-        read_index_on_ack(r);
+        core_read_index_on_ack(r);
     }
 }
 
@@ -164,7 +164,7 @@ static void append_reply(struct raft *r, const struct raft_msg *m, struct raft_m
     resp->term = r->term;
     resp->reject_index = m->prev_log_index;
     resp->read_ctx = m->read_ctx;
-    raft_send(r, resp);
+    core_send(r, resp);
 }
 
 /* The rejection hint that lets the leader skip a whole term at a time: the term we
@@ -177,8 +177,8 @@ static void append_reject_hint(const struct raft *r, const struct raft_msg *m,
         resp->conflict_term = 0;
         return;
     }
-    resp->conflict_term = raft_log_term_at(&r->log, m->prev_log_index);
-    resp->conflict_index = raft_log_first_of_term(&r->log, m->prev_log_index);
+    resp->conflict_term = core_log_term_at(&r->log, m->prev_log_index);
+    resp->conflict_index = core_log_first_of_term(&r->log, m->prev_log_index);
     if (resp->conflict_index <= r->commit)
         resp->conflict_index = r->commit + 1; /* committed entries always match */
 }
@@ -193,17 +193,17 @@ static int append_merge(struct raft *r, const struct raft_msg *m)
         if (index <= r->log.offset)
             continue; /* in our snapshot: committed, so it matches */
         if (index <= r->log.last) {
-            if (raft_log_term_at(&r->log, index) == e->term)
+            if (core_log_term_at(&r->log, index) == e->term)
                 continue;
             if (index <= r->commit) {
-                raft_notice(r, "BUG: leader %s conflicts with committed index %llu; ignored",
-                            raft_node_name(r, m->from), (unsigned long long)index);
+                core_notice(r, "BUG: leader %s conflicts with committed index %llu; ignored",
+                            core_node_name(r, m->from), (unsigned long long)index);
                 return RK_ERR_INVAL;
             }
-            raft_drop_acks_from(r, index);
-            raft_log_truncate(&r->log, index);
+            core_drop_acks_from(r, index);
+            core_log_truncate(&r->log, index);
         }
-        int rc = raft_log_append_copy(&r->log, e);
+        int rc = core_log_append_copy(&r->log, e);
         if (rc != RK_OK)
             return rc;
     }
@@ -211,17 +211,17 @@ static int append_merge(struct raft *r, const struct raft_msg *m)
 }
 
 /* A message from the leader of our term: follow it, and hold off elections (§5.2). */
-void replication_follow(struct raft *r, const struct raft_msg *m)
+void core_repl_follow(struct raft *r, const struct raft_msg *m)
 {
     if (r->role != RAFT_FOLLOWER || r->leader != m->from)
-        raft_become_follower(r, m->term, m->from);
+        core_become_follower(r, m->term, m->from);
     r->pre_voting = false;
     r->leader_contact = r->now;
-    raft_reset_election_timer(r);
+    core_reset_election_timer(r);
 }
 
 /* Figure 2, AppendEntries receiver. (A higher term was already adopted by raft_step.) */
-void replication_recv_append(struct raft *r, const struct raft_msg *m)
+void core_repl_recv_append(struct raft *r, const struct raft_msg *m)
 {
     struct raft_msg resp = { 0 };
     if (m->term < r->term) { /* step 1: a stale leader; our term tells it to step down */
@@ -231,19 +231,19 @@ void replication_recv_append(struct raft *r, const struct raft_msg *m)
         resp.to = m->from;
         resp.term = r->term;
         resp.reject_index = m->prev_log_index;
-        raft_send(r, &resp);
+        core_send(r, &resp);
         return;
     }
     if (r->role == RAFT_LEADER) {
-        raft_notice(r, "BUG: two leaders in term %llu (%s)",
-                    (unsigned long long)r->term, raft_node_name(r, m->from));
+        core_notice(r, "BUG: two leaders in term %llu (%s)",
+                    (unsigned long long)r->term, core_node_name(r, m->from));
         return;
     }
-    replication_follow(r, m);
+    core_repl_follow(r, m);
     /* Entries in our snapshot are committed, so they match the leader's. */
     bool prev_ok = m->prev_log_index <= r->log.offset ||
                    (m->prev_log_index <= r->log.last &&
-                    raft_log_term_at(&r->log, m->prev_log_index) == m->prev_log_term);
+                    core_log_term_at(&r->log, m->prev_log_index) == m->prev_log_term);
     if (!prev_ok) { /* step 2 */
         append_reject_hint(r, m, &resp);
         append_reply(r, m, &resp);
@@ -271,7 +271,7 @@ static raft_index_t append_next_from_hint(const struct raft *r, const struct raf
 {
     raft_index_t next = m->conflict_index;
     if (m->conflict_term != 0) {
-        raft_index_t ours = raft_log_last_of_term(&r->log, m->conflict_term, m->reject_index);
+        raft_index_t ours = core_log_last_of_term(&r->log, m->conflict_term, m->reject_index);
         if (ours != 0)
             next = ours + 1;
     }
@@ -286,8 +286,8 @@ static void append_rejected(struct raft *r, int peer, const struct raft_msg *m)
     if (m->conflict_term == 0 && m->conflict_index <= pr->match) {
         /* Its log ends before what it confirmed: it restarted with its files lost.
          * Forget the old match and bring it up to date from where its log ends. */
-        raft_notice(r, "follower %s lost its log after index %llu; resending from there",
-                    raft_node_name(r, peer), (unsigned long long)(m->conflict_index - 1));
+        core_notice(r, "follower %s lost its log after index %llu; resending from there",
+                    core_node_name(r, peer), (unsigned long long)(m->conflict_index - 1));
         pr->match = m->conflict_index - 1;
     } else if (m->reject_index <= pr->match) {
         return; /* stale: we already know it matches there */
@@ -300,8 +300,8 @@ static void append_rejected(struct raft *r, int peer, const struct raft_msg *m)
     if (next < 1)
         next = 1;
     if (r->log.last + 1 - next > r->cfg.max_append_entries)
-        raft_notice(r, "catching up follower %s: probing from index %llu (leader last %llu)",
-                    raft_node_name(r, peer), (unsigned long long)next, (unsigned long long)r->log.last);
+        core_notice(r, "catching up follower %s: probing from index %llu (leader last %llu)",
+                    core_node_name(r, peer), (unsigned long long)next, (unsigned long long)r->log.last);
     pr->next = next;
     pr->state = RAFT_PROBE;
     pr->paused = false;
@@ -309,7 +309,7 @@ static void append_rejected(struct raft *r, int peer, const struct raft_msg *m)
 }
 
 /* The follower's log matches ours up to match (an AppendEntries or snapshot reply). */
-void replication_accepted(struct raft *r, int peer, raft_index_t match)
+void core_repl_accepted(struct raft *r, int peer, raft_index_t match)
 {
     struct raft_progress *pr = &r->progress[peer];
     if (match > r->log.last)
@@ -326,15 +326,15 @@ void replication_accepted(struct raft *r, int peer, raft_index_t match)
         pr->state = RAFT_REPLICATE; /* the probe found where our logs agree */
         pr->next = pr->match + 1;
         if (r->log.last - pr->match > r->cfg.max_append_entries)
-            raft_notice(r, "catching up follower %s: %llu entries behind",
-                        raft_node_name(r, peer), (unsigned long long)(r->log.last - pr->match));
+            core_notice(r, "catching up follower %s: %llu entries behind",
+                        core_node_name(r, peer), (unsigned long long)(r->log.last - pr->match));
     }
     pr->paused = false;
-    replication_maybe_commit(r);
+    core_repl_maybe_commit(r);
     replication_send_append(r, peer);
 }
 
-void replication_recv_append_resp(struct raft *r, const struct raft_msg *m)
+void core_repl_recv_append_resp(struct raft *r, const struct raft_msg *m)
 {
     if (r->role != RAFT_LEADER || m->term != r->term)
         return;
@@ -344,8 +344,8 @@ void replication_recv_append_resp(struct raft *r, const struct raft_msg *m)
     if (m->read_ctx > pr->acked_ctx)
         pr->acked_ctx = m->read_ctx;
     if (m->success)
-        replication_accepted(r, m->from, m->match_index);
+        core_repl_accepted(r, m->from, m->match_index);
     else if (pr->state != RAFT_SNAPSHOT)
         append_rejected(r, m->from, m);
-    read_index_on_ack(r);
+    core_read_index_on_ack(r);
 }

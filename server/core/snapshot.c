@@ -14,15 +14,15 @@
 /* Sends the chunk at the follower's offset of our latest snapshot; restarts at offset 0
  * if a newer snapshot replaced the one being sent. The chunk's bytes are filled in by
  * whoever encodes the message. */
-void snapshot_send(struct raft *r, int peer)
+void core_snap_send(struct raft *r, int peer)
 {
     struct raft_progress *pr = &r->progress[peer];
     if (r->snap_index == 0)
         return; /* nothing compacted, nothing to send */
     if (pr->state != RAFT_SNAPSHOT || pr->snap_index != r->snap_index) {
         if (pr->state != RAFT_SNAPSHOT)
-            raft_notice(r, "catching up follower %s with snapshot %llu (it needs index %llu)",
-                        raft_node_name(r, peer), (unsigned long long)r->snap_index,
+            core_notice(r, "catching up follower %s with snapshot %llu (it needs index %llu)",
+                        core_node_name(r, peer), (unsigned long long)r->snap_index,
                         (unsigned long long)pr->next);
         pr->state = RAFT_SNAPSHOT;
         pr->snap_index = r->snap_index;
@@ -37,20 +37,20 @@ void snapshot_send(struct raft *r, int peer)
         .snap_offset = pr->snap_offset,
     };
     pr->paused = true; /* one chunk at a time; a heartbeat resends a lost one */
-    raft_send(r, &m);
+    core_send(r, &m);
 }
 
-void snapshot_recv_resp(struct raft *r, const struct raft_msg *m)
+void core_snap_recv_resp(struct raft *r, const struct raft_msg *m)
 {
     if (r->role != RAFT_LEADER || m->term != r->term)
         return;
     struct raft_progress *pr = &r->progress[m->from];
     if (m->success) {
         if (pr->state == RAFT_SNAPSHOT)
-            raft_notice(r, "follower %s installed snapshot %llu",
-                        raft_node_name(r, m->from), (unsigned long long)m->snap_index);
+            core_notice(r, "follower %s installed snapshot %llu",
+                        core_node_name(r, m->from), (unsigned long long)m->snap_index);
         pr->paused = false;
-        replication_accepted(r, m->from, m->match_index);
+        core_repl_accepted(r, m->from, m->match_index);
         return;
     }
     if (pr->state != RAFT_SNAPSHOT || m->snap_index != pr->snap_index)
@@ -62,7 +62,7 @@ void snapshot_recv_resp(struct raft *r, const struct raft_msg *m)
         return;
     pr->snap_offset = m->snap_offset;
     pr->paused = false;
-    snapshot_send(r, m->from);
+    core_snap_send(r, m->from);
 }
 
 /* ---- follower side -------------------------------------------------------------- */
@@ -80,7 +80,7 @@ static void snapshot_reply(struct raft *r, int to, const struct raft_msg *m, boo
         .snap_term = m->snap_term,
         .snap_offset = next_offset,
     };
-    raft_send(r, &resp);
+    core_send(r, &resp);
 }
 
 static int queue_chunk(struct raft *r, const struct raft_msg *m)
@@ -109,7 +109,7 @@ static int queue_chunk(struct raft *r, const struct raft_msg *m)
 
 /* Figure 13, InstallSnapshot receiver, steps 1-5: chunks must come in order; a chunk at
  * offset 0 of another snapshot starts over. (A higher term was adopted by raft_step.) */
-void snapshot_recv(struct raft *r, const struct raft_msg *m)
+void core_snap_recv(struct raft *r, const struct raft_msg *m)
 {
     struct raft_incoming_snapshot *in = &r->incoming;
     if (m->term < r->term) { /* step 1 */
@@ -118,7 +118,7 @@ void snapshot_recv(struct raft *r, const struct raft_msg *m)
     }
     if (r->role == RAFT_LEADER)
         return;
-    replication_follow(r, m);
+    core_repl_follow(r, m);
     if (m->snap_index <= r->commit) { /* we already have all it holds */
         snapshot_reply(r, m->from, m, true, r->commit, 0);
         return;
@@ -161,7 +161,7 @@ bool raft_snapshot_installed(struct raft *r, uint64_t now_ms, raft_index_t index
     int to = in->from;
     memset(in, 0, sizeof(*in));
     if (!ok) {
-        raft_notice(r, "snapshot %llu failed verification; asking for it again",
+        core_notice(r, "snapshot %llu failed verification; asking for it again",
                     (unsigned long long)index);
         snapshot_reply(r, to, &m, false, 0, 0);
         return false;
@@ -170,10 +170,10 @@ bool raft_snapshot_installed(struct raft *r, uint64_t now_ms, raft_index_t index
         snapshot_reply(r, to, &m, true, r->commit, 0);
         return false;
     }
-    if (raft_log_term_at(&r->log, index) == term && index <= r->log.last) {
-        raft_log_compact(&r->log, index); /* step 6: keep what follows it */
+    if (core_log_term_at(&r->log, index) == term && index <= r->log.last) {
+        core_log_compact(&r->log, index); /* step 6: keep what follows it */
     } else {
-        raft_log_reset(&r->log, index, term); /* step 7: discard the whole log */
+        core_log_reset(&r->log, index, term); /* step 7: discard the whole log */
         r->reset_log_to = index;
     }
     r->commit = index; /* step 8: the state machine is loaded from the snapshot */
@@ -181,7 +181,7 @@ bool raft_snapshot_installed(struct raft *r, uint64_t now_ms, raft_index_t index
         r->snap_index = index;
         r->snap_term = term;
     }
-    raft_notice(r, "installed snapshot %llu (term %llu)", (unsigned long long)index,
+    core_notice(r, "installed snapshot %llu (term %llu)", (unsigned long long)index,
                 (unsigned long long)term);
     snapshot_reply(r, to, &m, true, index, 0);
     return true;
@@ -201,10 +201,10 @@ void raft_compact(struct raft *r, raft_index_t index)
 {
     if (index > r->snap_index)
         index = r->snap_index;
-    raft_log_compact(&r->log, index);
+    core_log_compact(&r->log, index);
 }
 
-void snapshot_free_chunks(struct raft *r)
+void core_snap_free_chunks(struct raft *r)
 {
     for (uint32_t i = 0; i < r->n_chunks; i++)
         free(r->chunks[i].data);
