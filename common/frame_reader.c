@@ -16,6 +16,7 @@
 #include "bytes.h"
 #include "clock.h"
 #include "errors.h"
+#include "grow.h"
 
 void frame_reader_init(struct frame_reader *r, int fd)
 {
@@ -38,17 +39,7 @@ static int reserve(struct frame_reader *r, size_t want, size_t initial)
         r->end -= r->start;
         r->start = 0;
     }
-    if (want <= r->cap)
-        return RK_OK;
-    size_t cap = r->cap > 0 ? r->cap : initial;
-    while (cap < want)
-        cap *= 2;
-    uint8_t *bigger = realloc(r->data, cap);
-    if (bigger == NULL)
-        return RK_ERR_NOMEM;
-    r->data = bigger;
-    r->cap = cap;
-    return RK_OK;
+    return rk_grow(&r->data, &r->cap, want, 1, initial);
 }
 
 /* Frees a big buffer once it holds nothing (a peer's snapshot chunks were in it). */

@@ -10,6 +10,7 @@
 
 #include "bytes.h"
 #include "errors.h"
+#include "grow.h"
 
 /* The smallest encoded log entry:
  * u64 term | u8 type | u32 key_len | u32 val_len | u64 client_id | u64 seq. */
@@ -29,18 +30,9 @@ static int buf_reserve(struct proto_buf *b, size_t more)
 {
     if (b->cap - b->len >= more)
         return RK_OK;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < more) {
-        if (cap > SIZE_MAX / 2)
-            return RK_ERR_NOMEM;
-        cap *= 2;
-    }
-    uint8_t *data = realloc(b->data, cap);
-    if (data == NULL)
+    if (more > SIZE_MAX - b->len)
         return RK_ERR_NOMEM;
-    b->data = data;
-    b->cap = cap;
-    return RK_OK;
+    return rk_grow(&b->data, &b->cap, b->len + more, 1, 256);
 }
 
 int proto_buf_append(struct proto_buf *b, const void *data, size_t len)

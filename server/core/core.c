@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../common/errors.h"
+#include "../../common/grow.h"
 #include "raft_internal.h"
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -50,15 +51,9 @@ static uint64_t core_random(struct raft *r)
 void core_send(struct raft *r, struct raft_msg *m)
 {
     m->from = r->cfg.self;
-    if (r->n_out == r->cap_out) {
-        uint32_t cap = r->cap_out ? r->cap_out * 2 : 16;
-        struct raft_msg *grown = realloc(r->outbox, cap * sizeof(*grown));
-        if (grown == NULL) {
-            raft_msg_free_entries(m);
-            return;
-        }
-        r->outbox = grown;
-        r->cap_out = cap;
+    if (rk_grow(&r->outbox, &r->cap_out, (size_t)r->n_out + 1, sizeof(*r->outbox), 16) != RK_OK) {
+        raft_msg_free_entries(m);
+        return;
     }
     r->outbox[r->n_out++] = *m;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../common/errors.h"
+#include "../../common/grow.h"
 #include "raft_internal.h"
 
 void core_log_init(struct raft_log *log, raft_index_t offset, raft_term_t snap_term,
@@ -54,17 +55,7 @@ raft_term_t core_log_term_at(const struct raft_log *log, raft_index_t index)
 
 static int log_reserve(struct raft_log *log, raft_index_t want)
 {
-    if (want <= log->cap)
-        return RK_OK;
-    raft_index_t cap = log->cap ? log->cap * 2 : 64;
-    while (cap < want)
-        cap *= 2;
-    struct raft_entry *grown = realloc(log->entries, cap * sizeof(*grown));
-    if (grown == NULL)
-        return RK_ERR_NOMEM;
-    log->entries = grown;
-    log->cap = cap;
-    return RK_OK;
+    return rk_grow(&log->entries, &log->cap, (size_t)want, sizeof(*log->entries), 64);
 }
 
 int core_log_append_copy(struct raft_log *log, const struct raft_entry *e)

@@ -17,7 +17,7 @@
  * caller in a Ready. */
 struct raft_log {
     struct raft_entry *entries;
-    raft_index_t cap;
+    size_t cap;
     raft_index_t offset;
     raft_term_t snap_term;
     raft_index_t last;
@@ -89,7 +89,8 @@ struct raft {
     struct raft_progress progress[RAFT_MAX_NODES];
     uint64_t read_ctx;
     struct raft_pending_read *reads;
-    uint32_t n_reads, cap_reads;
+    uint32_t n_reads;
+    size_t cap_reads;
 
     /* Snapshots (§7): the last one saved or installed, and one being received. */
     raft_index_t snap_index;
@@ -98,12 +99,15 @@ struct raft {
 
     /* Outputs waiting for the caller. */
     struct raft_snap_chunk *chunks;
-    uint32_t n_chunks, cap_chunks;
+    uint32_t n_chunks;
+    size_t cap_chunks;
     raft_index_t reset_log_to;
     struct raft_msg *outbox;
-    uint32_t n_out, cap_out;
+    uint32_t n_out;
+    size_t cap_out;
     struct raft_read *done_reads;
-    uint32_t n_done_reads, cap_done_reads;
+    uint32_t n_done_reads;
+    size_t cap_done_reads;
 };
 
 /* log.c */

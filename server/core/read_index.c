@@ -4,18 +4,14 @@
 #include <stdlib.h>
 
 #include "../../common/errors.h"
+#include "../../common/grow.h"
 #include "raft_internal.h"
 
 static void read_done(struct raft *r, uint64_t id, raft_index_t index, bool ok)
 {
-    if (r->n_done_reads == r->cap_done_reads) {
-        uint32_t cap = r->cap_done_reads ? r->cap_done_reads * 2 : 16;
-        struct raft_read *grown = realloc(r->done_reads, cap * sizeof(*grown));
-        if (grown == NULL)
-            return; /* the waiter times out instead */
-        r->done_reads = grown;
-        r->cap_done_reads = cap;
-    }
+    if (rk_grow(&r->done_reads, &r->cap_done_reads, (size_t)r->n_done_reads + 1,
+                sizeof(*r->done_reads), 16) != RK_OK)
+        return; /* the waiter times out instead */
     r->done_reads[r->n_done_reads++] = (struct raft_read){ .id = id, .index = index, .ok = ok };
 }
 
@@ -39,14 +35,9 @@ int raft_read_index(struct raft *r, uint64_t read_id)
 {
     if (r->role != RAFT_LEADER)
         return RK_ERR_NOTLEADER;
-    if (r->n_reads == r->cap_reads) {
-        uint32_t cap = r->cap_reads ? r->cap_reads * 2 : 16;
-        struct raft_pending_read *grown = realloc(r->reads, cap * sizeof(*grown));
-        if (grown == NULL)
-            return RK_ERR_NOMEM;
-        r->reads = grown;
-        r->cap_reads = cap;
-    }
+    if (rk_grow(&r->reads, &r->cap_reads, (size_t)r->n_reads + 1, sizeof(*r->reads), 16) !=
+        RK_OK)
+        return RK_ERR_NOMEM;
     r->read_ctx++;
     r->reads[r->n_reads++] = (struct raft_pending_read){
         .id = read_id,

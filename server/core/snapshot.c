@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../../common/errors.h"
+#include "../../common/grow.h"
 #include "raft_internal.h"
 
 /* ---- leader side ---------------------------------------------------------------- */
@@ -85,14 +86,9 @@ static void snapshot_reply(struct raft *r, int to, const struct raft_msg *m, boo
 
 static int queue_chunk(struct raft *r, const struct raft_msg *m)
 {
-    if (r->n_chunks == r->cap_chunks) {
-        uint32_t cap = r->cap_chunks ? r->cap_chunks * 2 : 4;
-        struct raft_snap_chunk *grown = realloc(r->chunks, cap * sizeof(*grown));
-        if (grown == NULL)
-            return RK_ERR_NOMEM;
-        r->chunks = grown;
-        r->cap_chunks = cap;
-    }
+    if (rk_grow(&r->chunks, &r->cap_chunks, (size_t)r->n_chunks + 1, sizeof(*r->chunks), 4) !=
+        RK_OK)
+        return RK_ERR_NOMEM;
     struct raft_snap_chunk c = {
         .index = m->snap_index, .term = m->snap_term, .offset = m->snap_offset,
         .len = m->snap_len, .done = m->snap_done,

@@ -10,6 +10,7 @@
 
 #include "../../common/bytes.h"
 #include "../../common/errors.h"
+#include "../../common/grow.h"
 #include "kv_internal.h"
 
 #define PAIR_HEADER_BYTES 8u      /* u32 key_len | u32 val_len */
@@ -158,17 +159,7 @@ static int take_u64(struct image_reader *r, uint64_t *v, const char *what)
 
 static int grow_scratch(struct image_reader *r, size_t need)
 {
-    if (need <= r->scratch_cap)
-        return RK_OK;
-    size_t cap = r->scratch_cap ? r->scratch_cap : 256;
-    while (cap < need)
-        cap *= 2;
-    char *bigger = realloc(r->scratch, cap);
-    if (bigger == NULL)
-        return RK_ERR_NOMEM;
-    r->scratch = bigger;
-    r->scratch_cap = cap;
-    return RK_OK;
+    return rk_grow(&r->scratch, &r->scratch_cap, need, 1, 256);
 }
 
 static int read_pair(struct image_reader *r, struct kv *kv)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../../common/errors.h"
+#include "../../common/grow.h"
 #include "../kv/kv.h"
 #include "../kv/kv_image.h"
 #include "snapshot.h"
@@ -46,14 +47,8 @@ static int collect_pair(void *ctx, const char *key, uint32_t key_len, const char
                         uint32_t val_len)
 {
     struct pair_list *l = ctx;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 1024;
-        struct pair_ref *bigger = realloc(l->items, cap * sizeof(*bigger));
-        if (bigger == NULL)
-            return RK_ERR_NOMEM;
-        l->items = bigger;
-        l->cap = cap;
-    }
+    if (rk_grow(&l->items, &l->cap, l->n + 1, sizeof(*l->items), 1024) != RK_OK)
+        return RK_ERR_NOMEM;
     l->items[l->n++] = (struct pair_ref){ key, val, key_len, val_len };
     return 0;
 }

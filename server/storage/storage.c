@@ -16,6 +16,7 @@
 
 #include "../../common/crc32.h"
 #include "../../common/errors.h"
+#include "../../common/grow.h"
 
 #define CRC_FIELD_LEN 9       /* " " + 8 hex digits, before the newline */
 #define STORAGE_PREALLOC_BYTES (1u << 20) /* zeros kept written ahead of the log */
@@ -131,18 +132,7 @@ static int buf_reserve(struct buf *b, size_t extra)
 {
     if (extra > SIZE_MAX / 2 - b->len)
         return RK_ERR_NOMEM;
-    size_t need = b->len + extra;
-    if (need <= b->cap)
-        return RK_OK;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need)
-        cap *= 2;
-    char *data = realloc(b->data, cap);
-    if (data == NULL)
-        return RK_ERR_NOMEM;
-    b->data = data;
-    b->cap = cap;
-    return RK_OK;
+    return rk_grow(&b->data, &b->cap, b->len + extra, 1, 256);
 }
 
 /* ---------- writing a log line ---------- */
@@ -265,20 +255,12 @@ static int encode_line(struct buf *b, raft_index_t index, const struct raft_entr
 
 static int reserve_lines(struct storage *s, raft_index_t need)
 {
-    if (need <= s->cap)
-        return RK_OK;
-    size_t cap = s->cap ? s->cap : 1024;
-    while (cap < need)
-        cap *= 2;
-    off_t *starts = realloc(s->line_start, cap * sizeof(*starts));
-    if (starts == NULL)
+    /* Two arrays of one capacity: both grow the same way from s->cap. */
+    size_t starts_cap = s->cap, terms_cap = s->cap;
+    if (rk_grow(&s->line_start, &starts_cap, (size_t)need, sizeof(*s->line_start), 1024) != RK_OK ||
+        rk_grow(&s->line_term, &terms_cap, (size_t)need, sizeof(*s->line_term), 1024) != RK_OK)
         return RK_ERR_NOMEM;
-    s->line_start = starts;
-    raft_term_t *terms = realloc(s->line_term, cap * sizeof(*terms));
-    if (terms == NULL)
-        return RK_ERR_NOMEM;
-    s->line_term = terms;
-    s->cap = cap;
+    s->cap = starts_cap;
     return RK_OK;
 }
 
@@ -574,14 +556,9 @@ struct loader {
 static int keep_entry(struct loader *l, const struct raft_entry *e, off_t start)
 {
     struct storage_loaded *ld = l->ld;
-    if (ld->n_entries == l->entries_cap) {
-        size_t cap = l->entries_cap ? l->entries_cap * 2 : 1024;
-        struct raft_entry *bigger = realloc(ld->entries, cap * sizeof(*bigger));
-        if (bigger == NULL)
-            return RK_ERR_NOMEM;
-        ld->entries = bigger;
-        l->entries_cap = cap;
-    }
+    if (rk_grow(&ld->entries, &l->entries_cap, (size_t)ld->n_entries + 1, sizeof(*ld->entries),
+                1024) != RK_OK)
+        return RK_ERR_NOMEM;
     if (reserve_lines(l->s, ld->n_entries + 1) != RK_OK)
         return RK_ERR_NOMEM;
     ld->entries[ld->n_entries++] = *e;
