@@ -130,6 +130,17 @@ static struct raft_entry command_of(const struct proto_client_req *req)
     return cmd;
 }
 
+/* The answer to a request the core would not start (rc): where the leader is, if we no
+ * longer are, or the error. Returns false (nothing to wait for). */
+static bool not_started(struct node *n, int rc, struct proto_buf *out)
+{
+    if (rc == RK_ERR_NOTLEADER)
+        reply_redirect(n, out);
+    else
+        node_client_error(out, rk_strerror(rc));
+    return false;
+}
+
 /* Under mu, as leader: appends the command (Raft paper §8); the answer comes once it is
  * applied (node_client_finish). false with the answer in out if it cannot start. */
 static bool start_write(struct node *n, struct node_request *r, struct proto_buf *out,
@@ -145,13 +156,7 @@ static bool start_write(struct node *n, struct node_request *r, struct proto_buf
     if (rc == RK_OK)
         node_waiter_add(n, &r->w); /* before after_step, so no completion is missed */
     node_after_step(n, ob);
-    if (rc == RK_OK)
-        return true;
-    if (rc == RK_ERR_NOTLEADER)
-        reply_redirect(n, out);
-    else
-        node_client_error(out, rk_strerror(rc));
-    return false;
+    return rc == RK_OK || not_started(n, rc, out);
 }
 
 static int finish_write(struct node *n, const struct node_request *r, int wait_rc,
@@ -184,11 +189,7 @@ static bool start_get(struct node *n, struct node_request *r, struct proto_buf *
     if (rc == RK_OK)
         return true;
     node_waiter_remove(n, &r->w);
-    if (rc == RK_ERR_NOTLEADER)
-        reply_redirect(n, out);
-    else
-        node_client_error(out, rk_strerror(rc));
-    return false;
+    return not_started(n, rc, out);
 }
 
 static int finish_get(struct node *n, const struct node_request *r, int wait_rc,
