@@ -23,7 +23,9 @@ COMMON_SRC := $(sort $(wildcard common/*.c))
 SERVER_SRC := $(sort $(wildcard server/core/*.c server/storage/*.c server/kv/*.c \
                                 server/net/*.c server/node/*.c))
 CLIENT_SRC := $(filter-out client/main.c,$(sort $(wildcard client/*.c)))
-HARNESS_SRC := $(sort $(wildcard tests/harness*.c tests/lincheck.c)) tools/free_port.c
+# The cluster control shared by the tests and tools (not linked into the two programs).
+CTL_SRC    := $(sort $(wildcard common/cluster_ctl/*.c))
+HARNESS_SRC := $(sort $(wildcard tests/harness*.c tests/lincheck.c)) $(CTL_SRC)
 # Unit tests first (fast), then integration, then stress.
 TEST_SRC   := $(sort $(wildcard tests/unit_*.c)) $(sort $(wildcard tests/integ_*.c)) \
               $(sort $(wildcard tests/stress_*.c))

@@ -1,6 +1,7 @@
 /* tests/harness_net.c - network namespaces for the harness: one namespace per server on a
  * veth pair into a bridge in the root namespace, blackhole routes and link-down to cut
- * servers apart, and removal (also of what dead runs left behind). Uses iproute2's `ip`. */
+ * servers apart, and removal (also of what dead runs left behind, and by the cluster's
+ * janitor). A common/cluster_ctl cluster carries them as its ext. Uses iproute2's `ip`. */
 #include "harness.h"
 
 #include <dirent.h>
@@ -27,12 +28,12 @@ struct harness_netns {
     int subnet;                            /* X of 10.77.X.0/24 */
     char ip_bin[64];
     char bridge[16];
-    char ns[HARNESS_MAX_SERVERS][16];
-    char veth[HARNESS_MAX_SERVERS][16];    /* the root namespace's end, on the bridge */
-    char peer[HARNESS_MAX_SERVERS][16];    /* the end inside ns[i] */
-    char addr[HARNESS_MAX_SERVERS][32];
-    bool cut[HARNESS_MAX_SERVERS][HARNESS_MAX_SERVERS];
-    bool down[HARNESS_MAX_SERVERS];
+    char ns[CTL_MAX_SERVERS][16];
+    char veth[CTL_MAX_SERVERS][16];    /* the root namespace's end, on the bridge */
+    char peer[CTL_MAX_SERVERS][16];    /* the end inside ns[i] */
+    char addr[CTL_MAX_SERVERS][32];
+    bool cut[CTL_MAX_SERVERS][CTL_MAX_SERVERS];
+    bool down[CTL_MAX_SERVERS];
 };
 
 /* ---- running ip ---- */
@@ -137,35 +138,35 @@ static void remove_leftovers(const struct harness_netns *net)
 
 /* ---- setup ---- */
 
-int harness_net_alloc(struct harness_cluster *c, char *err, size_t errlen)
+/* The names of n servers' namespaces, links and bridge; nothing made yet. */
+static struct harness_netns *net_alloc(int n, char *err, size_t errlen)
 {
     static int clusters_made; /* tells apart the clusters of one process */
     if (geteuid() != 0) {
         snprintf(err, errlen, "not root (network namespaces need CAP_SYS_ADMIN)");
-        return RK_ERR_INVAL;
+        return NULL;
     }
-    struct harness_netns *net = calloc(1, sizeof(*net));
+    struct harness_netns *net = n >= 1 && n <= CTL_MAX_SERVERS ? calloc(1, sizeof(*net)) : NULL;
     if (net == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return RK_ERR_NOMEM;
+        snprintf(err, errlen, "out of memory, or a bad cluster size %d", n);
+        return NULL;
     }
     if (!find_ip(net->ip_bin, sizeof(net->ip_bin))) {
         snprintf(err, errlen, "no `ip` program (iproute2) found");
         free(net);
-        return RK_ERR_NOTFOUND;
+        return NULL;
     }
     char base[16];
     snprintf(base, sizeof(base), NET_PREFIX "%d%c", (int)getpid(),
              'a' + __atomic_fetch_add(&clusters_made, 1, __ATOMIC_RELAXED) % 26);
-    net->n = c->n;
+    net->n = n;
     snprintf(net->bridge, sizeof(net->bridge), "%.12sb", base);
-    for (int i = 0; i < c->n; i++) {
+    for (int i = 0; i < n; i++) {
         snprintf(net->ns[i], sizeof(net->ns[i]), "%.12ss%c", base, (char)('0' + i));
         snprintf(net->veth[i], sizeof(net->veth[i]), "%.12sh%c", base, (char)('0' + i));
         snprintf(net->peer[i], sizeof(net->peer[i]), "%.12sn%c", base, (char)('0' + i));
     }
-    c->net = net;
-    return RK_OK;
+    return net;
 }
 
 /* A 10.77.X.0/24 that no interface uses yet. */
@@ -229,9 +230,11 @@ static int create_server_ns(struct harness_netns *net, int i, char *err, size_t 
     return rc;
 }
 
-int harness_net_create(struct harness_cluster *c, char *err, size_t errlen)
+/* ctl_ext.place: makes the bridge and every server's namespace, and puts the servers at
+ * their addresses. */
+static int net_place(void *arg, struct ctl_cluster *c, char *err, size_t errlen)
 {
-    struct harness_netns *net = c->net;
+    struct harness_netns *net = arg;
     remove_leftovers(net);
     net->subnet = pick_subnet(net, err, errlen);
     if (net->subnet < 0)
@@ -239,48 +242,58 @@ int harness_net_create(struct harness_cluster *c, char *err, size_t errlen)
     int rc = create_bridge(net, err, errlen);
     for (int i = 0; rc == RK_OK && i < c->n; i++)
         rc = create_server_ns(net, i, err, errlen);
-    if (rc != RK_OK)
-        return rc;
-    for (int i = 0; i < c->n; i++) {
+    for (int i = 0; rc == RK_OK && i < c->n; i++) {
         snprintf(c->servers[i].host, sizeof(c->servers[i].host), "%s", net->addr[i]);
         c->servers[i].port = NET_PORT;
     }
-    return RK_OK;
+    return rc;
 }
 
-int harness_net_open_ns(const struct harness_cluster *c, int i)
+/* ctl_ext.netns_fd: an fd of server i's namespace. */
+static int net_open_ns(void *arg, int i)
 {
+    const struct harness_netns *net = arg;
     char path[64];
-    snprintf(path, sizeof(path), NETNS_DIR "/%s", c->net->ns[i]);
+    snprintf(path, sizeof(path), NETNS_DIR "/%s", net->ns[i]);
     return open(path, O_RDONLY | O_CLOEXEC);
 }
 
 /* ---- teardown ---- */
 
-void harness_net_remove(const struct harness_netns *net, bool quiet)
+/* ctl_ext.remove: deletes what exists of it (also in the janitor: reads net only). */
+static void net_remove(void *arg)
 {
+    const struct harness_netns *net = arg;
     char err[512];
     for (int i = 0; i < net->n; i++) {
         /* deleting one end of a veth pair deletes both */
         if (path_exists(SYS_NET_DIR, net->veth[i]) &&
-            ip_cmd(net, err, sizeof(err), "link", "del", net->veth[i], (char *)NULL) != RK_OK &&
-            !quiet)
+            ip_cmd(net, err, sizeof(err), "link", "del", net->veth[i], (char *)NULL) != RK_OK)
             fprintf(stderr, "harness: %s\n", err);
         if (path_exists(NETNS_DIR, net->ns[i]) &&
-            ip_cmd(net, err, sizeof(err), "netns", "del", net->ns[i], (char *)NULL) != RK_OK &&
-            !quiet)
+            ip_cmd(net, err, sizeof(err), "netns", "del", net->ns[i], (char *)NULL) != RK_OK)
             fprintf(stderr, "harness: %s\n", err);
     }
     if (path_exists(SYS_NET_DIR, net->bridge) &&
-        ip_cmd(net, err, sizeof(err), "link", "del", net->bridge, (char *)NULL) != RK_OK &&
-        !quiet)
+        ip_cmd(net, err, sizeof(err), "link", "del", net->bridge, (char *)NULL) != RK_OK)
         fprintf(stderr, "harness: %s\n", err);
 }
 
-void harness_net_free(struct harness_cluster *c)
+struct ctl_cluster *harness_cluster_new_netns(int n, char *err, size_t errlen)
 {
-    free(c->net);
-    c->net = NULL;
+    struct harness_netns *net = net_alloc(n, err, errlen);
+    if (net == NULL)
+        return NULL;
+    struct ctl_ext ext = { .arg = net, .place = net_place, .netns_fd = net_open_ns,
+                           .remove = net_remove, .release = free };
+    signal(SIGPIPE, SIG_IGN);
+    return ctl_cluster_new(n, "integ", &ext, err, errlen);
+}
+
+/* The namespaces of c, or NULL if it has none. */
+static struct harness_netns *net_of(const struct ctl_cluster *c)
+{
+    return c->ext.remove == net_remove ? c->ext.arg : NULL;
 }
 
 /* ---- faults ---- */
@@ -294,75 +307,80 @@ static int blackhole(struct harness_netns *net, int from, int to, bool add, char
                   "blackhole", dst, (char *)NULL);
 }
 
-static bool valid_pair(const struct harness_cluster *c, int i, int j)
+/* The namespaces of c, if servers i and j are two of them. */
+static struct harness_netns *pair_net(const struct ctl_cluster *c, int i, int j)
 {
-    return c->net != NULL && i >= 0 && j >= 0 && i < c->n && j < c->n && i != j;
+    bool ok = i >= 0 && j >= 0 && i < c->n && j < c->n && i != j;
+    return ok ? net_of(c) : NULL;
 }
 
-int harness_net_cut(struct harness_cluster *c, int i, int j)
+int harness_net_cut(struct ctl_cluster *c, int i, int j)
 {
-    if (!valid_pair(c, i, j))
+    struct harness_netns *net = pair_net(c, i, j);
+    if (net == NULL)
         return RK_ERR_INVAL;
-    if (c->net->cut[i][j])
+    if (net->cut[i][j])
         return RK_OK;
     char err[512];
-    int rc = blackhole(c->net, i, j, true, err, sizeof(err));
+    int rc = blackhole(net, i, j, true, err, sizeof(err));
     if (rc == RK_OK)
-        rc = blackhole(c->net, j, i, true, err, sizeof(err));
+        rc = blackhole(net, j, i, true, err, sizeof(err));
     if (rc != RK_OK)
         fprintf(stderr, "harness: %s\n", err);
-    c->net->cut[i][j] = c->net->cut[j][i] = true; /* heal removes whatever half exists */
+    net->cut[i][j] = net->cut[j][i] = true; /* heal removes whatever half exists */
     return rc;
 }
 
-int harness_net_heal(struct harness_cluster *c, int i, int j)
+int harness_net_heal(struct ctl_cluster *c, int i, int j)
 {
-    if (!valid_pair(c, i, j))
+    struct harness_netns *net = pair_net(c, i, j);
+    if (net == NULL)
         return RK_ERR_INVAL;
-    if (!c->net->cut[i][j])
+    if (!net->cut[i][j])
         return RK_OK;
     char err[512];
     int rc = RK_OK;
     for (int side = 0; side < 2; side++) {
         int from = side == 0 ? i : j, to = side == 0 ? j : i;
-        if (blackhole(c->net, from, to, false, err, sizeof(err)) != RK_OK) {
+        if (blackhole(net, from, to, false, err, sizeof(err)) != RK_OK) {
             fprintf(stderr, "harness: %s\n", err);
             rc = RK_ERR_IO;
         }
     }
-    c->net->cut[i][j] = c->net->cut[j][i] = false;
+    net->cut[i][j] = net->cut[j][i] = false;
     return rc;
 }
 
-bool harness_net_is_cut(const struct harness_cluster *c, int i, int j)
+bool harness_net_is_cut(const struct ctl_cluster *c, int i, int j)
 {
-    return valid_pair(c, i, j) && c->net->cut[i][j];
+    const struct harness_netns *net = pair_net(c, i, j);
+    return net != NULL && net->cut[i][j];
 }
 
-int harness_net_link(struct harness_cluster *c, int i, bool up)
+int harness_net_link(struct ctl_cluster *c, int i, bool up)
 {
-    if (c->net == NULL || i < 0 || i >= c->n)
+    struct harness_netns *net = net_of(c);
+    if (net == NULL || i < 0 || i >= c->n)
         return RK_ERR_INVAL;
     char err[512];
-    int rc = ip_cmd(c->net, err, sizeof(err), "link", "set", c->net->veth[i],
-                    up ? "up" : "down", (char *)NULL);
+    int rc = ip_cmd(net, err, sizeof(err), "link", "set", net->veth[i], up ? "up" : "down",
+                    (char *)NULL);
     if (rc != RK_OK)
         fprintf(stderr, "harness: %s\n", err);
     else
-        c->net->down[i] = !up;
+        net->down[i] = !up;
     return rc;
 }
 
-int harness_net_heal_all(struct harness_cluster *c)
+int harness_net_heal_all(struct ctl_cluster *c)
 {
-    if (c->net == NULL)
-        return RK_OK;
+    struct harness_netns *net = net_of(c);
     int rc = RK_OK;
-    for (int i = 0; i < c->n; i++) {
+    for (int i = 0; net != NULL && i < c->n; i++) {
         for (int j = i + 1; j < c->n; j++)
-            if (c->net->cut[i][j] && harness_net_heal(c, i, j) != RK_OK)
+            if (net->cut[i][j] && harness_net_heal(c, i, j) != RK_OK)
                 rc = RK_ERR_IO;
-        if (c->net->down[i] && harness_net_link(c, i, true) != RK_OK)
+        if (net->down[i] && harness_net_link(c, i, true) != RK_OK)
             rc = RK_ERR_IO;
     }
     return rc;

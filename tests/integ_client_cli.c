@@ -26,13 +26,13 @@ struct cli_result {
     int exit_status;
 };
 
-static struct harness_cluster *start_cluster(void)
+static struct ctl_cluster *start_cluster(void)
 {
     char err[256];
-    struct harness_cluster *c = harness_cluster_new(CLI_SERVERS, err, sizeof(err));
+    struct ctl_cluster *c = harness_cluster_new(CLI_SERVERS, err, sizeof(err));
     ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "cannot start the servers");
-    HARNESS_ASSERT(c, harness_wait_leader(c, 10000, NULL) >= 0, "no leader within 10 s");
+    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "cannot start the servers");
+    HARNESS_ASSERT(c, ctl_wait_leader(c, 10000, NULL) >= 0, "no leader within 10 s");
     return c;
 }
 
@@ -52,7 +52,7 @@ static int run_program(const char *bin, struct cli_result *r, const char *stdin_
 }
 
 /* Runs raft_client with the given arguments (NULL-terminated) and stdin text. */
-static void run_client(struct harness_cluster *c, struct cli_result *r, const char *stdin_text,
+static void run_client(struct ctl_cluster *c, struct cli_result *r, const char *stdin_text,
                        const char *const args[])
 {
     int rc = run_program(harness_client_bin(), r, stdin_text, args);
@@ -63,17 +63,17 @@ static void run_client(struct harness_cluster *c, struct cli_result *r, const ch
 }
 
 /* The servers must not have printed sanitizer reports; then the cluster goes. */
-static void finish(struct harness_cluster *c)
+static void finish(struct ctl_cluster *c)
 {
     char first[512];
     int reports = harness_sanitizer_reports(c, first, sizeof(first));
     HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
                    reports, first);
-    harness_cluster_destroy(c);
+    ctl_cluster_destroy(c);
 }
 
 /* One-shot: raft_client --dir DIR --timeout 5 ARGS... must print want and exit 0. */
-static void expect_oneshot(struct harness_cluster *c, const char *want, const char *cmd,
+static void expect_oneshot(struct ctl_cluster *c, const char *want, const char *cmd,
                            const char *a1, const char *a2, const char *a3)
 {
     const char *args[] = {"--dir", c->dir, "--timeout", "5", cmd, a1, a2, a3, NULL};
@@ -86,7 +86,7 @@ static void expect_oneshot(struct harness_cluster *c, const char *want, const ch
 
 START_TEST(test_oneshot_commands)
 {
-    struct harness_cluster *c = start_cluster();
+    struct ctl_cluster *c = start_cluster();
     expect_oneshot(c, "OK\n", "set", "k", "hello", "world");
     expect_oneshot(c, "hello world\n", "get", "k", NULL, NULL);
     expect_oneshot(c, "(nil)\n", "get", "nokey", NULL, NULL);
@@ -99,7 +99,7 @@ END_TEST
 
 START_TEST(test_stdin_mode_and_status)
 {
-    struct harness_cluster *c = start_cluster();
+    struct ctl_cluster *c = start_cluster();
     const char *args[] = {"--dir", c->dir, "--timeout", "5", NULL};
     struct cli_result r;
     run_client(c, &r, "set a 1\nget a\n\ndelete a\nget a\n", args);
@@ -145,9 +145,9 @@ START_TEST(test_no_server_reachable)
     snprintf(port, sizeof(port), "%u", (unsigned)dead_port());
     const char *args[] = {"127.0.0.1", port, "--timeout", "0.5", "get", "k", NULL};
     struct cli_result r;
-    int64_t t0 = harness_now_ms();
+    uint64_t t0 = rk_clock_ms();
     run_client(NULL, &r, NULL, args);
-    int64_t took = harness_now_ms() - t0;
+    uint64_t took = rk_clock_ms() - t0;
     ck_assert_msg(strcmp(r.out, "ERR no leader reachable\n") == 0,
                   "want 'ERR no leader reachable', got '%s' (stderr: %s)", r.out, r.err);
     ck_assert_msg(r.exit_status != 0, "exit status 0 after an error");
@@ -157,8 +157,8 @@ END_TEST
 
 START_TEST(test_follower_address)
 {
-    struct harness_cluster *c = start_cluster();
-    int leader = harness_wait_leader(c, 10000, NULL);
+    struct ctl_cluster *c = start_cluster();
+    int leader = ctl_wait_leader(c, 10000, NULL);
     HARNESS_ASSERT(c, leader >= 0, "no leader");
     int follower = (leader + 1) % c->n;
     char port[8];
@@ -184,7 +184,7 @@ END_TEST
 /* Runs raft_server with args (no cluster: each of these exits before it starts). */
 static void run_server_args(struct cli_result *r, const char *const args[])
 {
-    int rc = run_program(harness_server_bin(), r, NULL, args);
+    int rc = run_program(ctl_server_bin(), r, NULL, args);
     ck_assert_msg(rc == RK_OK, "running raft_server: %s", rk_strerror(rc));
 }
 

@@ -39,46 +39,46 @@ static const char *status_name(int st)
     }
 }
 
-static struct harness_cluster *start_cluster(int n)
+static struct ctl_cluster *start_cluster(int n)
 {
     char err[256];
-    struct harness_cluster *c = harness_cluster_new(n, err, sizeof(err));
+    struct ctl_cluster *c = harness_cluster_new(n, err, sizeof(err));
     ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    int rc = harness_cluster_start_all(c);
+    int rc = ctl_start_all(c);
     HARNESS_ASSERT(c, rc == RK_OK, "starting the servers: %s", rk_strerror(rc));
     return c;
 }
 
-static int wait_leader(struct harness_cluster *c, struct harness_status *st)
+static int wait_leader(struct ctl_cluster *c, struct ctl_status *st)
 {
-    int leader = harness_wait_leader(c, LEADER_WAIT_MS, st);
+    int leader = ctl_wait_leader(c, LEADER_WAIT_MS, st);
     HARNESS_ASSERT(c, leader >= 0, "no leader within %d ms", LEADER_WAIT_MS);
     return leader;
 }
 
 /* Every server the harness did not stop itself must still be running, and no server
  * may have printed a sanitizer report (when built with SAN=...). */
-static void finish(struct harness_cluster *c)
+static void finish(struct ctl_cluster *c)
 {
     for (int i = 0; i < c->n; i++)
-        harness_is_running(c, i);
+        ctl_is_running(c, i);
     HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
                    c->unexpected_exits);
     char first[512];
     int reports = harness_sanitizer_reports(c, first, sizeof(first));
     HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
                    reports, first);
-    harness_cluster_destroy(c);
+    ctl_cluster_destroy(c);
 }
 
-static struct client_session *session_to(struct harness_cluster *c, int i, bool registry)
+static struct client_session *session_to(struct ctl_cluster *c, int i, bool registry)
 {
     struct client_session *s = harness_session(c, i, registry, CALL_TIMEOUT_MS);
     HARNESS_ASSERT(c, s != NULL, "cannot create a client session");
     return s;
 }
 
-static void must_set(struct harness_cluster *c, struct client_session *s, const char *key,
+static void must_set(struct ctl_cluster *c, struct client_session *s, const char *key,
                      const char *val)
 {
     char out[256];
@@ -88,7 +88,7 @@ static void must_set(struct harness_cluster *c, struct client_session *s, const 
 }
 
 /* expect NULL: the key must be missing (NIL). */
-static void must_get(struct harness_cluster *c, struct client_session *s, const char *key,
+static void must_get(struct ctl_cluster *c, struct client_session *s, const char *key,
                      const char *expect)
 {
     char out[512];
@@ -104,7 +104,7 @@ static void must_get(struct harness_cluster *c, struct client_session *s, const 
                    out);
 }
 
-static void must_delete(struct harness_cluster *c, struct client_session *s,
+static void must_delete(struct ctl_cluster *c, struct client_session *s,
                         const char *key, int want)
 {
     char out[256];
@@ -113,15 +113,15 @@ static void must_delete(struct harness_cluster *c, struct client_session *s,
                    status_name(st), out);
 }
 
-static int other_than(const struct harness_cluster *c, int not_this)
+static int other_than(const struct ctl_cluster *c, int not_this)
 {
     return (not_this + 1) % c->n;
 }
 
-static struct harness_status must_status(struct harness_cluster *c, int i)
+static struct ctl_status must_status(struct ctl_cluster *c, int i)
 {
-    struct harness_status st;
-    int rc = harness_status(c, i, &st, 1000);
+    struct ctl_status st;
+    int rc = ctl_status_of(c, i, &st, 1000);
     HARNESS_ASSERT(c, rc == RK_OK, "status of %s: %s", c->servers[i].name, rk_strerror(rc));
     return st;
 }
@@ -139,7 +139,7 @@ static void model_key(int k, char *out, size_t outlen)
 
 /* Sets every key, overwrites every third and deletes every fifth, tagging values with
  * round so that two calls write different data. */
-static void model_write(struct harness_cluster *c, struct client_session *s,
+static void model_write(struct ctl_cluster *c, struct client_session *s,
                         struct model *m, int round)
 {
     char key[32];
@@ -158,7 +158,7 @@ static void model_write(struct harness_cluster *c, struct client_session *s,
     }
 }
 
-static void model_check(struct harness_cluster *c, struct client_session *s,
+static void model_check(struct ctl_cluster *c, struct client_session *s,
                         const struct model *m)
 {
     char key[32];
@@ -172,23 +172,23 @@ static void model_check(struct harness_cluster *c, struct client_session *s,
 
 START_TEST(test_elects_one_leader)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
-    struct harness_status lst;
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_status lst;
     int leader = wait_leader(c, &lst);
-    int agreed = harness_wait_agreement(c, 5000);
+    int agreed = ctl_wait_agreement(c, 5000);
     HARNESS_ASSERT(c, agreed >= 0, "the five servers did not agree on a leader in 5 s");
 
     /* With heartbeats flowing, leadership stays put: one leader, same term, 1 s later. */
-    harness_sleep_ms(1000);
-    int again = harness_wait_agreement(c, 3000);
+    rk_sleep_ms(1000);
+    int again = ctl_wait_agreement(c, 3000);
     HARNESS_ASSERT(c, again >= 0, "no agreement on a leader 1 s later");
-    struct harness_status st = must_status(c, again);
+    struct ctl_status st = must_status(c, again);
     HARNESS_ASSERT(c, again == leader && st.term == lst.term,
                    "leadership moved without faults: %s term %lld -> %s term %lld",
                    c->servers[leader].name, lst.term, c->servers[again].name, st.term);
     int leaders = 0;
     for (int i = 0; i < c->n; i++) {
-        struct harness_status si = must_status(c, i);
+        struct ctl_status si = must_status(c, i);
         HARNESS_ASSERT(c, strcmp(si.name, c->servers[i].name) == 0,
                        "server %s calls itself %s", c->servers[i].name, si.name);
         leaders += strcmp(si.role, "leader") == 0;
@@ -202,7 +202,7 @@ END_TEST
 
 START_TEST(test_follower_redirect)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
     int leader = wait_leader(c, NULL);
     int follower = other_than(c, leader);
     struct client_session *s = session_to(c, follower, false);
@@ -237,19 +237,19 @@ END_TEST
 
 /* Kills the leader with SIGKILL and returns how long until a set is acknowledged. The
  * session s was already talking to the old leader. */
-static int64_t kill_leader_and_write(struct harness_cluster *c, struct client_session *s,
+static int64_t kill_leader_and_write(struct ctl_cluster *c, struct client_session *s,
                                      int leader)
 {
-    int64_t t0 = harness_now_ms();
-    HARNESS_ASSERT(c, harness_kill(c, leader) == RK_OK, "cannot kill the leader");
+    uint64_t t0 = rk_clock_ms();
+    HARNESS_ASSERT(c, ctl_kill(c, leader) == RK_OK, "cannot kill the leader");
     int st = -1;
     char out[256] = "";
-    while (harness_now_ms() - t0 < 8000) {
+    while (rk_clock_ms() - t0 < 8000) {
         st = harness_call(s, PROTO_OP_SET, "after-crash", "yes", out, sizeof(out));
         if (st == PROTO_ST_OK)
             break;
     }
-    int64_t took = harness_now_ms() - t0;
+    uint64_t took = rk_clock_ms() - t0;
     HARNESS_ASSERT(c, st == PROTO_ST_OK, "no write acknowledged %lld ms after the crash: %s "
                    "(%s)", (long long)took, status_name(st), out);
     return took;
@@ -257,7 +257,7 @@ static int64_t kill_leader_and_write(struct harness_cluster *c, struct client_se
 
 START_TEST(test_leader_crash_failover)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
     int leader = wait_leader(c, NULL);
     struct client_session *s = session_to(c, -1, true);
     struct model m;
@@ -281,7 +281,7 @@ END_TEST
 
 START_TEST(test_old_leader_rejoins)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
     int old = wait_leader(c, NULL);
     struct client_session *s = session_to(c, -1, true);
     struct model m;
@@ -290,18 +290,18 @@ START_TEST(test_old_leader_rejoins)
     wait_leader(c, NULL);
     must_set(c, s, "while-down", "1");
 
-    HARNESS_ASSERT(c, harness_start(c, old) == RK_OK, "cannot restart the old leader");
+    HARNESS_ASSERT(c, ctl_start(c, old) == RK_OK, "cannot restart the old leader");
     must_set(c, s, "after-rejoin", "2");
-    int64_t deadline = harness_now_ms() + 10000;
+    uint64_t deadline = rk_clock_ms() + 10000;
     bool rejoined = false;
-    struct harness_status ost = {0}, lst = {0};
-    while (!rejoined && harness_now_ms() < deadline) {
-        int leader = harness_wait_leader(c, 2000, &lst);
-        if (leader >= 0 && leader != old && harness_status(c, old, &ost, 500) == RK_OK)
+    struct ctl_status ost = {0}, lst = {0};
+    while (!rejoined && rk_clock_ms() < deadline) {
+        int leader = ctl_wait_leader(c, 2000, &lst);
+        if (leader >= 0 && leader != old && ctl_status_of(c, old, &ost, 500) == RK_OK)
             rejoined = strcmp(ost.role, "follower") == 0 && ost.term == lst.term &&
                        strcmp(ost.leader, lst.name) == 0 && ost.commit >= lst.commit;
         if (!rejoined)
-            harness_sleep_ms(50);
+            rk_sleep_ms(50);
     }
     HARNESS_ASSERT(c, rejoined,
                    "old leader: role=%s term=%lld leader=%s commit=%lld; leader %s: term=%lld "
@@ -319,42 +319,42 @@ END_TEST
 
 START_TEST(test_wiped_follower_catches_up)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
     int leader = wait_leader(c, NULL);
     int f = other_than(c, leader);
     struct client_session *s = session_to(c, -1, true);
     struct model m;
     model_write(c, s, &m, 1);
 
-    int rc = harness_stop(c, f);
+    int rc = ctl_stop(c, f);
     HARNESS_ASSERT(c, rc == RK_OK, "SIGTERM of %s: not a clean exit (%s)",
                    c->servers[f].name, rk_strerror(rc));
-    HARNESS_ASSERT(c, harness_wipe(c, f) == RK_OK, "cannot wipe %s", c->servers[f].name);
+    HARNESS_ASSERT(c, ctl_wipe(c, f) == RK_OK, "cannot wipe %s", c->servers[f].name);
     model_write(c, s, &m, 2);
     leader = wait_leader(c, NULL);
-    struct harness_status lst = must_status(c, leader);
+    struct ctl_status lst = must_status(c, leader);
 
-    HARNESS_ASSERT(c, harness_start(c, f) == RK_OK, "cannot restart %s", c->servers[f].name);
-    rc = harness_wait_commit(c, f, lst.commit, 10000);
-    struct harness_status fst = must_status(c, f);
+    HARNESS_ASSERT(c, ctl_start(c, f) == RK_OK, "cannot restart %s", c->servers[f].name);
+    rc = ctl_wait_commit(c, f, lst.commit, 10000);
+    struct ctl_status fst = must_status(c, f);
     HARNESS_ASSERT(c, rc == RK_OK && fst.last >= lst.commit,
                    "wiped %s: commit=%lld last=%lld, leader commit was %lld",
                    c->servers[f].name, fst.commit, fst.last, lst.commit);
 
     /* No writes now: wait until both logs end at the same index, then compare files. */
-    int64_t deadline = harness_now_ms() + 5000;
+    uint64_t deadline = rk_clock_ms() + 5000;
     do {
         lst = must_status(c, leader);
         fst = must_status(c, f);
         if (fst.last == lst.last && fst.commit == lst.commit)
             break;
-        harness_sleep_ms(50);
-    } while (harness_now_ms() < deadline);
+        rk_sleep_ms(50);
+    } while (rk_clock_ms() < deadline);
     HARNESS_ASSERT(c, fst.last == lst.last, "logs end at %lld (%s) and %lld (leader %s)",
                    fst.last, c->servers[f].name, lst.last, c->servers[leader].name);
     char fpath[256], lpath[256];
-    harness_server_path(c, f, "_log.txt", fpath, sizeof(fpath));
-    harness_server_path(c, leader, "_log.txt", lpath, sizeof(lpath));
+    ctl_server_path(c, f, "_log.txt", fpath, sizeof(fpath));
+    ctl_server_path(c, leader, "_log.txt", lpath, sizeof(lpath));
     long flines = harness_count_lines(fpath), llines = harness_count_lines(lpath);
     HARNESS_ASSERT(c, flines > 0 && flines == llines,
                    "%s has %ld lines, the leader's %s has %ld", fpath, flines, lpath, llines);
@@ -368,12 +368,12 @@ END_TEST
 
 START_TEST(test_no_quorum_no_writes)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
     int leader = wait_leader(c, NULL);
     struct client_session *s = session_to(c, -1, true);
     struct model m;
     model_write(c, s, &m, 1);
-    struct harness_status before = must_status(c, leader);
+    struct ctl_status before = must_status(c, leader);
 
     /* Three followers down: the leader alone with one follower cannot commit. */
     int down[3], nd = 0;
@@ -381,25 +381,25 @@ START_TEST(test_no_quorum_no_writes)
         if (i != leader)
             down[nd++] = i;
     for (int k = 0; k < 3; k++)
-        HARNESS_ASSERT(c, harness_kill(c, down[k]) == RK_OK, "cannot kill %d", down[k]);
+        HARNESS_ASSERT(c, ctl_kill(c, down[k]) == RK_OK, "cannot kill %d", down[k]);
 
     struct client_session *quick = harness_session(c, -1, true, 1500);
     HARNESS_ASSERT(c, quick != NULL, "no session");
     char out[256] = "";
-    int64_t t0 = harness_now_ms();
+    uint64_t t0 = rk_clock_ms();
     int st = harness_call(quick, PROTO_OP_SET, "no-quorum", "must-not-ack", out, sizeof(out));
-    int64_t took = harness_now_ms() - t0;
+    uint64_t took = rk_clock_ms() - t0;
     client_session_free(quick);
     HARNESS_ASSERT(c, st != PROTO_ST_OK, "a set was acknowledged with 3 of 5 servers down");
     HARNESS_ASSERT(c, took < 5000, "a set with a 1.5 s timeout took %lld ms",
                    (long long)took);
-    struct harness_status during = must_status(c, leader);
+    struct ctl_status during = must_status(c, leader);
     HARNESS_ASSERT(c, during.commit == before.commit,
                    "commit index moved from %lld to %lld without a quorum", before.commit,
                    during.commit);
 
     for (int k = 0; k < 3; k++)
-        HARNESS_ASSERT(c, harness_start(c, down[k]) == RK_OK, "cannot restart %d", down[k]);
+        HARNESS_ASSERT(c, ctl_start(c, down[k]) == RK_OK, "cannot restart %d", down[k]);
     wait_leader(c, NULL);
     must_set(c, s, "quorum-back", "yes");
     must_get(c, s, "quorum-back", "yes");
@@ -411,7 +411,7 @@ END_TEST
 
 /* ---- 7. garbage on the wire ---- */
 
-static int raw_connect(struct harness_cluster *c, int i)
+static int raw_connect(struct ctl_cluster *c, int i)
 {
     char err[256];
     int fd = net_connect("127.0.0.1", c->servers[i].port, 2000, err, sizeof(err));
@@ -428,7 +428,7 @@ static void fill_random(uint8_t *buf, size_t len, unsigned *seed)
 
 /* Sends each kind of junk on its own connection; write errors are fine (the server may
  * close early), a crash or a stuck server is not. */
-static void send_garbage(struct harness_cluster *c, int i, unsigned *seed)
+static void send_garbage(struct ctl_cluster *c, int i, unsigned *seed)
 {
     uint8_t junk[4096];
     int fd = raw_connect(c, i); /* random bytes from the first byte on */
@@ -468,7 +468,7 @@ static void send_garbage(struct harness_cluster *c, int i, unsigned *seed)
 
 START_TEST(test_garbage_does_not_hurt)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
     int leader = wait_leader(c, NULL);
     int follower = other_than(c, leader);
     unsigned seed = 12345;
@@ -477,8 +477,8 @@ START_TEST(test_garbage_does_not_hurt)
         send_garbage(c, leader, &seed);
         send_garbage(c, follower, &seed);
     }
-    harness_sleep_ms(200);
-    HARNESS_ASSERT(c, harness_is_running(c, leader) && harness_is_running(c, follower),
+    rk_sleep_ms(200);
+    HARNESS_ASSERT(c, ctl_is_running(c, leader) && ctl_is_running(c, follower),
                    "a server died after garbage input");
     must_status(c, leader);
     must_status(c, follower);
@@ -499,7 +499,7 @@ END_TEST
 
 START_TEST(test_full_restart_keeps_data)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
     wait_leader(c, NULL);
     struct client_session *s = session_to(c, -1, true);
     struct model m;
@@ -507,11 +507,11 @@ START_TEST(test_full_restart_keeps_data)
     client_session_free(s);
 
     for (int i = 0; i < c->n; i++) {
-        int rc = harness_stop(c, i);
+        int rc = ctl_stop(c, i);
         HARNESS_ASSERT(c, rc == RK_OK, "SIGTERM of %s: not a clean exit (%s)",
                        c->servers[i].name, rk_strerror(rc));
     }
-    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "cannot restart the cluster");
+    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "cannot restart the cluster");
     wait_leader(c, NULL);
     s = session_to(c, -1, true);
     model_check(c, s, &m);
@@ -526,7 +526,7 @@ END_TEST
 
 START_TEST(test_full_crash_keeps_acknowledged_data)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
     wait_leader(c, NULL);
     struct client_session *s = session_to(c, -1, true);
     struct model m;
@@ -534,8 +534,8 @@ START_TEST(test_full_crash_keeps_acknowledged_data)
     client_session_free(s);
 
     for (int i = 0; i < c->n; i++)
-        HARNESS_ASSERT(c, harness_kill(c, i) == RK_OK, "cannot kill %s", c->servers[i].name);
-    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "cannot restart the cluster");
+        HARNESS_ASSERT(c, ctl_kill(c, i) == RK_OK, "cannot kill %s", c->servers[i].name);
+    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "cannot restart the cluster");
     wait_leader(c, NULL);
     s = session_to(c, -1, true);
     model_check(c, s, &m);
@@ -548,15 +548,15 @@ END_TEST
 
 START_TEST(test_paused_leader_no_stale_read)
 {
-    struct harness_cluster *c = start_cluster(N_SERVERS);
+    struct ctl_cluster *c = start_cluster(N_SERVERS);
     int old = wait_leader(c, NULL);
     struct client_session *to_old = session_to(c, old, false);
     must_set(c, to_old, "x", "before-pause");
-    struct harness_status ost = must_status(c, old);
+    struct ctl_status ost = must_status(c, old);
 
-    HARNESS_ASSERT(c, harness_pause(c, old) == RK_OK, "cannot SIGSTOP the leader");
-    struct harness_status nst;
-    int next = harness_wait_leader(c, LEADER_WAIT_MS, &nst);
+    HARNESS_ASSERT(c, ctl_pause(c, old) == RK_OK, "cannot SIGSTOP the leader");
+    struct ctl_status nst;
+    int next = ctl_wait_leader(c, LEADER_WAIT_MS, &nst);
     HARNESS_ASSERT(c, next >= 0 && next != old, "no new leader while the old one is paused");
     HARNESS_ASSERT(c, nst.term > ost.term, "new leader's term %lld is not above %lld",
                    nst.term, ost.term);
@@ -565,16 +565,16 @@ START_TEST(test_paused_leader_no_stale_read)
 
     /* The old leader wakes up believing it leads: a read through it must not be stale
      * (§8: a leader must check it has not been deposed before answering a read). */
-    HARNESS_ASSERT(c, harness_resume(c, old) == RK_OK, "cannot SIGCONT the old leader");
+    HARNESS_ASSERT(c, ctl_resume(c, old) == RK_OK, "cannot SIGCONT the old leader");
     must_get(c, to_old, "x", "after-pause");
     must_set(c, to_old, "y", "via-old-address");
-    int64_t deadline = harness_now_ms() + 3000;
+    uint64_t deadline = rk_clock_ms() + 3000;
     bool stepped_down = false;
-    while (!stepped_down && harness_now_ms() < deadline) {
-        if (harness_status(c, old, &ost, 500) == RK_OK)
+    while (!stepped_down && rk_clock_ms() < deadline) {
+        if (ctl_status_of(c, old, &ost, 500) == RK_OK)
             stepped_down = strcmp(ost.role, "leader") != 0 && ost.term >= nst.term;
         if (!stepped_down)
-            harness_sleep_ms(30);
+            rk_sleep_ms(30);
     }
     HARNESS_ASSERT(c, stepped_down, "old leader after SIGCONT: role=%s term=%lld", ost.role,
                    ost.term);

@@ -102,7 +102,7 @@ static void runner_teardown(void)
 enum fault { FAULT_TMPFS, FAULT_INJECT_ENOSPC, FAULT_INJECT_EIO_SYNC, FAULT_NONE };
 
 struct disk_test {
-    struct harness_cluster *c;
+    struct ctl_cluster *c;
     char data_dir[PATH_MAX];   /* the victim's --dir */
     bool mounted;
     enum fault fault;
@@ -123,7 +123,7 @@ static const char *fault_server_bin(void)
  * injected fault, the fault server and the variable that sets it off. */
 static void write_wrapper(struct disk_test *t, enum fault fault)
 {
-    char script[HARNESS_DIR_MAX + 32], env[96] = "";
+    char script[CTL_DIR_MAX + 32], env[96] = "";
     const char *victim_bin = t->real_bin;
     if (fault == FAULT_INJECT_ENOSPC)
         snprintf(env, sizeof(env), "RK_FAULT_ENOSPC_AFTER_BYTES=%d", INJECTED_DISK_BYTES);
@@ -142,7 +142,7 @@ static void write_wrapper(struct disk_test *t, enum fault fault)
     setenv("RK_SERVER_BIN", script, 1);
 }
 
-static void copy_file(struct harness_cluster *c, const char *from, const char *to)
+static void copy_file(struct ctl_cluster *c, const char *from, const char *to)
 {
     char buf[4096];
     FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
@@ -158,7 +158,7 @@ static void copy_file(struct harness_cluster *c, const char *from, const char *t
  * injected ENOSPC (fault FAULT_TMPFS asks for the tmpfs). */
 static void make_data_dir(struct disk_test *t)
 {
-    struct harness_cluster *c = t->c;
+    struct ctl_cluster *c = t->c;
     if (t->fault == FAULT_TMPFS) {
         remove_mount(mnt_dir);
         HARNESS_ASSERT(c, mkdir(mnt_dir, 0755) == 0, "mkdir %s: %s", mnt_dir, strerror(errno));
@@ -191,15 +191,15 @@ static void disk_test_start(struct disk_test *t, enum fault fault)
     char err[256];
     t->c = harness_cluster_new(N_SERVERS, err, sizeof(err));
     ck_assert_msg(t->c != NULL, "harness_cluster_new: %s", err);
-    HARNESS_ASSERT(t->c, realpath(harness_server_bin(), t->real_bin) != NULL, "no server %s",
-                   harness_server_bin());
+    HARNESS_ASSERT(t->c, realpath(ctl_server_bin(), t->real_bin) != NULL, "no server %s",
+                   ctl_server_bin());
     HARNESS_ASSERT(t->c, realpath(fault_server_bin(), t->fault_bin) != NULL,
                    "no fault server %s (make builds it; RK_FAULT_SERVER_BIN names it)",
                    fault_server_bin());
     t->fault = fault;
     make_data_dir(t);
     write_wrapper(t, t->fault);
-    int rc = harness_cluster_start_all(t->c);
+    int rc = ctl_start_all(t->c);
     HARNESS_ASSERT(t->c, rc == RK_OK, "start: %s", rk_strerror(rc));
 }
 
@@ -210,7 +210,7 @@ static void disk_test_finish(struct disk_test *t)
     int reports = harness_sanitizer_reports(t->c, first, sizeof(first));
     HARNESS_ASSERT(t->c, reports == 0, "%d sanitizer report line(s), first: %s", reports,
                    first);
-    harness_cluster_destroy(t->c);
+    ctl_cluster_destroy(t->c);
     if (t->mounted)
         remove_mount(mnt_dir);
     unsetenv("RK_SERVER_BIN");
@@ -218,7 +218,7 @@ static void disk_test_finish(struct disk_test *t)
 
 static int wait_leader(struct disk_test *t)
 {
-    int leader = harness_wait_leader(t->c, LEADER_WAIT_MS, NULL);
+    int leader = ctl_wait_leader(t->c, LEADER_WAIT_MS, NULL);
     HARNESS_ASSERT(t->c, leader >= 0, "no leader within %d ms", LEADER_WAIT_MS);
     return leader;
 }
@@ -230,7 +230,7 @@ static void arrange_victim_role(struct disk_test *t, bool want_leader)
         int leader = wait_leader(t);
         if ((leader == VICTIM) == want_leader)
             return;
-        HARNESS_ASSERT(t->c, harness_restart(t->c, leader) == RK_OK, "restart %s",
+        HARNESS_ASSERT(t->c, ctl_restart(t->c, leader) == RK_OK, "restart %s",
                        t->c->servers[leader].name);
     }
     HARNESS_ASSERT(t->c, false, "could not make %s the %s", t->c->servers[VICTIM].name,
@@ -256,7 +256,7 @@ static void value_of(int i, char *val)
  * writes were acknowledged. */
 static void fill_until_victim_stops(struct disk_test *t)
 {
-    struct harness_cluster *c = t->c;
+    struct ctl_cluster *c = t->c;
     struct client_session *s = harness_session(c, -1, true, CALL_TIMEOUT_MS);
     HARNESS_ASSERT(c, s != NULL, "session");
     static char val[VALUE_LEN + 1];
@@ -269,7 +269,7 @@ static void fill_until_victim_stops(struct disk_test *t)
         t->acked[i] = st == PROTO_ST_OK;
         t->n_acked += t->acked[i];
         acked_after_down += down_at >= 0 && t->acked[i];
-        if (down_at < 0 && !harness_is_running(c, VICTIM))
+        if (down_at < 0 && !ctl_is_running(c, VICTIM))
             down_at = i;
         if (down_at >= 0 && i >= down_at + WRITES_AFTER_DOWN)
             break;
@@ -285,8 +285,8 @@ static void fill_until_victim_stops(struct disk_test *t)
 /* The victim's log (NAME.err) must say it stopped, and why. */
 static void check_fatal_line(struct disk_test *t, const char *why)
 {
-    char path[HARNESS_DIR_MAX + 32], line[2048];
-    harness_server_path(t->c, VICTIM, ".err", path, sizeof(path));
+    char path[CTL_DIR_MAX + 32], line[2048];
+    ctl_server_path(t->c, VICTIM, ".err", path, sizeof(path));
     FILE *f = fopen(path, "r");
     HARNESS_ASSERT(t->c, f != NULL, "no %s", path);
     bool found = false;
@@ -300,20 +300,20 @@ static void check_fatal_line(struct disk_test *t, const char *why)
  * and reads back every acknowledged write. */
 static void restart_and_verify(struct disk_test *t)
 {
-    struct harness_cluster *c = t->c;
+    struct ctl_cluster *c = t->c;
     for (int i = 0; i < c->n; i++)
         if (i != VICTIM)
-            HARNESS_ASSERT(c, harness_stop(c, i) == RK_OK, "clean stop of %s",
+            HARNESS_ASSERT(c, ctl_stop(c, i) == RK_OK, "clean stop of %s",
                            c->servers[i].name);
     if (t->mounted)
         HARNESS_ASSERT(c, mount("tmpfs", mnt_dir, "tmpfs", MS_REMOUNT, TMPFS_BIG) == 0,
                        "remount %s: %s", mnt_dir, strerror(errno));
     write_wrapper(t, FAULT_NONE);
-    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "restart");
+    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "restart");
     int leader = wait_leader(t);
-    struct harness_status st;
-    HARNESS_ASSERT(c, harness_status(c, leader, &st, 2000) == RK_OK, "status");
-    HARNESS_ASSERT(c, harness_wait_commit(c, VICTIM, st.commit, 20000) == RK_OK,
+    struct ctl_status st;
+    HARNESS_ASSERT(c, ctl_status_of(c, leader, &st, 2000) == RK_OK, "status");
+    HARNESS_ASSERT(c, ctl_wait_commit(c, VICTIM, st.commit, 20000) == RK_OK,
                    "%s did not catch up to %lld after the restart", c->servers[VICTIM].name,
                    st.commit);
     struct client_session *s = harness_session(c, -1, true, CALL_TIMEOUT_MS);
@@ -335,7 +335,7 @@ static void restart_and_verify(struct disk_test *t)
     HARNESS_ASSERT(c, checked == t->n_acked && checked > 0, "checked %d of %d", checked,
                    t->n_acked);
     for (int i = 0; i < c->n; i++)
-        HARNESS_ASSERT(c, harness_is_running(c, i), "%s died after the restart",
+        HARNESS_ASSERT(c, ctl_is_running(c, i), "%s died after the restart",
                        c->servers[i].name);
 }
 

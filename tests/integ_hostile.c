@@ -37,7 +37,7 @@
 
 /* The cluster, what was written to it, and how fast it normally answers. */
 struct world {
-    struct harness_cluster *c;
+    struct ctl_cluster *c;
     int n_keys;
     char keys[MAX_KEYS][32];
     char vals[MAX_KEYS][48];
@@ -47,11 +47,11 @@ struct world {
 
 /* The harness starts $RK_SERVER_BIN with its own arguments; to add ours (the limits under
  * test) it is pointed at a script in the cluster's dir that appends them. */
-static void use_server_args(struct harness_cluster *c, const char *args)
+static void use_server_args(struct ctl_cluster *c, const char *args)
 {
-    char real[PATH_MAX], script[HARNESS_DIR_MAX + 32];
-    HARNESS_ASSERT(c, realpath(harness_server_bin(), real) != NULL, "no server binary %s",
-                   harness_server_bin());
+    char real[PATH_MAX], script[CTL_DIR_MAX + 32];
+    HARNESS_ASSERT(c, realpath(ctl_server_bin(), real) != NULL, "no server binary %s",
+                   ctl_server_bin());
     snprintf(script, sizeof(script), "%s/server_with_args.sh", c->dir);
     FILE *f = fopen(script, "w");
     HARNESS_ASSERT(c, f != NULL, "cannot write %s", script);
@@ -72,9 +72,9 @@ static void world_start(struct world *w, const char *args)
     w->c = harness_cluster_new(N_SERVERS, err, sizeof(err));
     ck_assert_msg(w->c != NULL, "harness_cluster_new: %s", err);
     use_server_args(w->c, args);
-    int rc = harness_cluster_start_all(w->c);
+    int rc = ctl_start_all(w->c);
     HARNESS_ASSERT(w->c, rc == RK_OK, "starting the servers: %s", rk_strerror(rc));
-    HARNESS_ASSERT(w->c, harness_wait_leader(w->c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
+    HARNESS_ASSERT(w->c, ctl_wait_leader(w->c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
     w->latency_bound_ms = 1000000; /* the first checks measure */
     long worst = 0;
     for (int i = 0; i < 3; i++) {
@@ -86,20 +86,20 @@ static void world_start(struct world *w, const char *args)
 
 static void world_finish(struct world *w)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     for (int i = 0; i < c->n; i++)
-        harness_is_running(c, i);
+        ctl_is_running(c, i);
     HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died", c->unexpected_exits);
     char first[512];
     int reports = harness_sanitizer_reports(c, first, sizeof(first));
     HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s), first: %s", reports, first);
-    harness_cluster_destroy(c);
+    ctl_cluster_destroy(c);
     unsetenv("RK_SERVER_BIN");
 }
 
 static int world_leader(struct world *w)
 {
-    int leader = harness_wait_leader(w->c, LEADER_WAIT_MS, NULL);
+    int leader = ctl_wait_leader(w->c, LEADER_WAIT_MS, NULL);
     HARNESS_ASSERT(w->c, leader >= 0, "no leader within %d ms", LEADER_WAIT_MS);
     return leader;
 }
@@ -112,13 +112,13 @@ static int other_than(int i)
 /* A new client sets key k and reads it back; returns how long that took (ms). */
 static long timed_set_get(struct world *w, struct client_session *s, int k, const char *after)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     char out[128];
-    int64_t t0 = harness_now_ms();
+    uint64_t t0 = rk_clock_ms();
     int st = harness_call(s, PROTO_OP_SET, w->keys[k], w->vals[k], out, sizeof(out));
     HARNESS_ASSERT(c, st == PROTO_ST_OK, "after %s: set answered %d (%s)", after, st, out);
     st = harness_call(s, PROTO_OP_GET, w->keys[k], NULL, out, sizeof(out));
-    long took = (long)(harness_now_ms() - t0);
+    long took = (long)(rk_clock_ms() - t0);
     HARNESS_ASSERT(c, st == PROTO_ST_VALUE && strcmp(out, w->vals[k]) == 0,
                    "after %s: get answered %d '%s'", after, st, out);
     return took;
@@ -129,9 +129,9 @@ static long timed_set_get(struct world *w, struct client_session *s, int k, cons
  * doing, a server that stays slow is); every key written before still has its value. */
 static void world_check_healthy(struct world *w, const char *after)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     for (int i = 0; i < c->n; i++)
-        HARNESS_ASSERT(c, harness_is_running(c, i), "after %s: server %s is down", after,
+        HARNESS_ASSERT(c, ctl_is_running(c, i), "after %s: server %s is down", after,
                        c->servers[i].name);
     HARNESS_ASSERT(c, w->n_keys < MAX_KEYS, "too many checks");
     int k = w->n_keys++;
@@ -159,7 +159,7 @@ static void world_check_healthy(struct world *w, const char *after)
 
 /* ---- raw connections ---- */
 
-static int raw_connect(struct harness_cluster *c, int i)
+static int raw_connect(struct ctl_cluster *c, int i)
 {
     char err[256];
     int fd = net_connect(c->servers[i].host, c->servers[i].port, 2000, err, sizeof(err));
@@ -183,9 +183,9 @@ static void send_frame(int fd, const struct proto_buf *b)
 static bool wait_closed(int fd, int ms, char *buf, size_t buflen)
 {
     size_t got = 0;
-    int64_t deadline = harness_now_ms() + ms;
+    uint64_t deadline = rk_clock_ms() + ms;
     for (;;) {
-        int64_t left = deadline - harness_now_ms();
+        int64_t left = (int64_t)(deadline - rk_clock_ms());
         if (left <= 0)
             break;
         struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -206,12 +206,12 @@ static bool wait_closed(int fd, int ms, char *buf, size_t buflen)
     return false;
 }
 
-static void encode_hello_client(struct harness_cluster *c, struct proto_buf *b)
+static void encode_hello_client(struct ctl_cluster *c, struct proto_buf *b)
 {
     HARNESS_ASSERT(c, proto_encode_hello_client(b) == RK_OK, "encode hello");
 }
 
-static void encode_req(struct harness_cluster *c, struct proto_buf *b, uint8_t op,
+static void encode_req(struct ctl_cluster *c, struct proto_buf *b, uint8_t op,
                        const char *key, uint32_t key_len, const char *val, uint32_t val_len)
 {
     struct proto_client_req req = { .op = op, .key = key, .key_len = key_len, .val = val,
@@ -242,7 +242,7 @@ static int read_resp(int fd, int ms, char *body, size_t bodylen)
 }
 
 /* A client connection that said HELLO and got a STATUS answer: it is being served. */
-static int served_client(struct harness_cluster *c, int i, char *body, size_t bodylen,
+static int served_client(struct ctl_cluster *c, int i, char *body, size_t bodylen,
                          int *status)
 {
     int fd = raw_connect(c, i);
@@ -262,10 +262,10 @@ static void fill_random(uint8_t *buf, size_t len, unsigned *seed)
 }
 
 /* Counts the lines of server i's log (NAME.err) that hold both needles. */
-static int log_lines_with(struct harness_cluster *c, int i, const char *a, const char *b)
+static int log_lines_with(struct ctl_cluster *c, int i, const char *a, const char *b)
 {
-    char path[HARNESS_DIR_MAX + 32], line[2048];
-    harness_server_path(c, i, ".err", path, sizeof(path));
+    char path[CTL_DIR_MAX + 32], line[2048];
+    ctl_server_path(c, i, ".err", path, sizeof(path));
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
@@ -453,7 +453,7 @@ START_TEST(test_thousand_connections)
     char args[64];
     snprintf(args, sizeof(args), "--max-clients %d", n_held);
     world_start(&w, args);
-    struct harness_cluster *c = w.c;
+    struct ctl_cluster *c = w.c;
     int leader = world_leader(&w);
     static int held[HELD];
     char body[256];
@@ -479,10 +479,10 @@ START_TEST(test_thousand_connections)
     /* The followers were not touched, and the leader serves again once some go. */
     for (int i = 0; i < 50; i++)
         close(held[i]);
-    int64_t deadline = harness_now_ms() + 3000;
-    struct harness_status hs;
-    while (harness_status(c, leader, &hs, 500) != RK_OK && harness_now_ms() < deadline)
-        harness_sleep_ms(20);
+    uint64_t deadline = rk_clock_ms() + 3000;
+    struct ctl_status hs;
+    while (ctl_status_of(c, leader, &hs, 500) != RK_OK && rk_clock_ms() < deadline)
+        rk_sleep_ms(20);
     world_check_healthy(&w, "1000 connections held");
     /* The held connections are still served. */
     struct proto_buf b = { 0 };
@@ -512,7 +512,7 @@ END_TEST
  * and serves real clients meanwhile. */
 static void attack_slowloris(struct world *w, int target)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     struct proto_buf hello = { 0 }, req = { 0 };
     encode_hello_client(c, &hello);
     encode_req(c, &req, PROTO_OP_STATUS, NULL, 0, NULL, 0);
@@ -521,7 +521,7 @@ static void attack_slowloris(struct world *w, int target)
         fds[i] = (struct pollfd){ .fd = raw_connect(c, target), .events = POLLIN };
         send_frame(fds[i].fd, &hello);
     }
-    int64_t start = harness_now_ms();
+    uint64_t start = rk_clock_ms();
     int n_open = SLOW_CLIENTS;
     for (size_t byte = 0; byte < req.len && n_open > 0; byte++) {
         for (int i = 0; i < SLOW_CLIENTS; i++)
@@ -529,9 +529,9 @@ static void attack_slowloris(struct world *w, int target)
                 send_raw(fds[i].fd, req.data + byte, 1);
         if (byte == 1)
             world_check_healthy(w, "slowloris clients (while they trickle)");
-        int64_t next = start + 1000 * (int64_t)(byte + 1);
+        uint64_t next = start + 1000 * (uint64_t)(byte + 1);
         /* Until the next byte is due, note every connection the server closes. */
-        for (int64_t now = harness_now_ms(); now < next && n_open > 0; now = harness_now_ms()) {
+        for (uint64_t now = rk_clock_ms(); now < next && n_open > 0; now = rk_clock_ms()) {
             if (poll(fds, SLOW_CLIENTS, (int)(next - now)) <= 0)
                 continue;
             for (int i = 0; i < SLOW_CLIENTS; i++) {
@@ -545,7 +545,7 @@ static void attack_slowloris(struct world *w, int target)
             }
         }
     }
-    long took = (long)(harness_now_ms() - start);
+    long took = (long)(rk_clock_ms() - start);
     for (int i = 0; i < SLOW_CLIENTS; i++)
         if (fds[i].fd >= 0)
             close(fds[i].fd);
@@ -563,20 +563,20 @@ static void attack_slowloris(struct world *w, int target)
  * the idle timeout. */
 static void attack_idle(struct world *w, int target)
 {
-    struct harness_cluster *c = w->c;
-    int64_t t0 = harness_now_ms();
+    struct ctl_cluster *c = w->c;
+    uint64_t t0 = rk_clock_ms();
     int fd = raw_connect(c, target);
     HARNESS_ASSERT(c, wait_closed(fd, FRAME_TIMEOUT_MS + 2000, NULL, 0), "no hello: not closed");
-    long took = (long)(harness_now_ms() - t0);
+    long took = (long)(rk_clock_ms() - t0);
     HARNESS_ASSERT(c, took >= FRAME_TIMEOUT_MS - 200, "no hello: closed after %ld ms", took);
     close(fd);
     char body[256];
     int st;
     fd = served_client(c, target, body, sizeof(body), &st);
     HARNESS_ASSERT(c, st == PROTO_ST_VALUE, "status %d", st);
-    t0 = harness_now_ms();
+    t0 = rk_clock_ms();
     HARNESS_ASSERT(c, wait_closed(fd, IDLE_TIMEOUT_MS + 2000, NULL, 0), "idle: not closed");
-    took = (long)(harness_now_ms() - t0);
+    took = (long)(rk_clock_ms() - t0);
     HARNESS_ASSERT(c, took >= IDLE_TIMEOUT_MS - 200, "idle: closed after %ld ms", took);
     close(fd);
 }
@@ -585,7 +585,7 @@ static void attack_idle(struct world *w, int target)
  * leave a frame half-sent. It claims to be a follower, talking to the leader. */
 static void attack_silent_peer(struct world *w, int leader)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     struct registry reg;
     char err[256];
     HARNESS_ASSERT(c, registry_load(c->registry_path, &reg, err, sizeof(err)) == RK_OK, "%s",
@@ -602,10 +602,10 @@ static void attack_silent_peer(struct world *w, int leader)
                    "a silent peer was closed like an idle client");
     static const uint8_t half[] = { 0, 0, 0, 40, PROTO_RAFT, RAFT_MSG_VOTE };
     send_raw(fd, half, sizeof(half));
-    int64_t t0 = harness_now_ms();
+    uint64_t t0 = rk_clock_ms();
     HARNESS_ASSERT(c, wait_closed(fd, FRAME_TIMEOUT_MS + 2000, NULL, 0),
                    "a peer's half-sent frame was not timed out");
-    long took = (long)(harness_now_ms() - t0);
+    long took = (long)(rk_clock_ms() - t0);
     HARNESS_ASSERT(c, took >= FRAME_TIMEOUT_MS - 200, "half frame: closed after %ld ms", took);
     close(fd);
 }
@@ -618,7 +618,7 @@ static void attack_silent_peer(struct world *w, int leader)
  * full it must not hold its connection (and its memory) forever. */
 static void attack_unread_answers(struct world *w, int leader)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     char *big = malloc(BIG_VALUE_BYTES);
     HARNESS_ASSERT(c, big != NULL, "out of memory");
     memset(big, 'b', BIG_VALUE_BYTES);
@@ -636,10 +636,10 @@ static void attack_unread_answers(struct world *w, int leader)
         encode_req(c, &b, PROTO_OP_GET, "big", 3, NULL, 0);
     send_frame(fd, &b);
     proto_buf_free(&b);
-    int64_t deadline = harness_now_ms() + SEND_TIMEOUT_MS + 10000;
+    uint64_t deadline = rk_clock_ms() + SEND_TIMEOUT_MS + 10000;
     while (log_lines_with(c, leader, "answer not read", NULL) == 0 &&
-           harness_now_ms() < deadline)
-        harness_sleep_ms(200);
+           rk_clock_ms() < deadline)
+        rk_sleep_ms(200);
     HARNESS_ASSERT(c, log_lines_with(c, leader, "answer not read", NULL) == 1,
                    "a client that does not read its answers was not cut off");
     close(fd);
@@ -669,7 +669,7 @@ END_TEST
 static void fake_peer(struct world *w, int target, const char *name, uint64_t cluster_id,
                       long long term)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     struct proto_buf b = { 0 };
     HARNESS_ASSERT(c, proto_encode_hello_peer(&b, name, cluster_id) == RK_OK, "hello");
     struct raft_msg m = { .type = RAFT_MSG_VOTE, .term = (raft_term_t)term + 100,
@@ -686,7 +686,7 @@ static void fake_peer(struct world *w, int target, const char *name, uint64_t cl
 /* The same VOTE on a client connection. */
 static void client_sends_raft(struct world *w, int target, long long term)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     struct proto_buf b = { 0 };
     encode_hello_client(c, &b);
     struct raft_msg m = { .type = RAFT_MSG_VOTE, .term = (raft_term_t)term + 100,
@@ -704,9 +704,9 @@ START_TEST(test_peer_identity)
 {
     struct world w;
     world_start(&w, "");
-    struct harness_cluster *c = w.c;
-    struct harness_status before, after;
-    int leader = harness_wait_leader(c, LEADER_WAIT_MS, &before);
+    struct ctl_cluster *c = w.c;
+    struct ctl_status before, after;
+    int leader = ctl_wait_leader(c, LEADER_WAIT_MS, &before);
     HARNESS_ASSERT(c, leader >= 0, "no leader");
     int follower = other_than(leader);
     struct registry reg;
@@ -722,8 +722,8 @@ START_TEST(test_peer_identity)
     fake_peer(&w, leader, c->servers[leader].name, id, before.term);
     client_sends_raft(&w, leader, before.term);
     client_sends_raft(&w, follower, before.term);
-    harness_sleep_ms(300);
-    HARNESS_ASSERT(c, harness_wait_leader(c, LEADER_WAIT_MS, &after) == leader &&
+    rk_sleep_ms(300);
+    HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, &after) == leader &&
                           after.term == before.term,
                    "a fake peer changed the leader or term: %s term %lld -> %s term %lld",
                    before.name, before.term, after.name, after.term);
@@ -758,7 +758,7 @@ static size_t put_be32(uint8_t *p, uint32_t v)
 
 /* Sends one SET on fd, built by hand (the encoder refuses keys over PROTO_MAX_KEY), and
  * expects an ERR containing want (the connection stays open). */
-static void expect_set_error(struct harness_cluster *c, int fd, uint32_t key_len,
+static void expect_set_error(struct ctl_cluster *c, int fd, uint32_t key_len,
                              uint32_t val_len, const char *want)
 {
     size_t payload = 2 + 4 + key_len + 4 + val_len + 16;
@@ -784,7 +784,7 @@ static void expect_set_error(struct harness_cluster *c, int fd, uint32_t key_len
 
 static void attack_bad_sizes(struct world *w, int leader)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     int fd = raw_connect(c, leader);
     struct proto_buf b = { 0 };
     encode_hello_client(c, &b);
@@ -822,7 +822,7 @@ static void attack_bad_sizes(struct world *w, int leader)
 /* The command line client passes the server's refusal on as an ERR line. */
 static void cli_oversize_key(struct world *w)
 {
-    struct harness_cluster *c = w->c;
+    struct ctl_cluster *c = w->c;
     static char key[2001];
     memset(key, 'x', 2000);
     char *argv[] = { (char *)harness_client_bin(), "--dir", c->dir, "-q", "set", key, "v", NULL };
@@ -856,7 +856,7 @@ END_TEST
 /* Listens on server i's address in its place, never accepting or reading, with a tiny
  * receive buffer: a follower that is stuck, as seen from the leader. (A SIGSTOPped
  * server is not enough: the kernel keeps taking tens of MiB into its buffers.) */
-static int stuck_follower(struct harness_cluster *c, int i)
+static int stuck_follower(struct ctl_cluster *c, int i)
 {
     char err[256];
     int fd = net_listen(c->servers[i].host, c->servers[i].port, 4, err, sizeof(err));
@@ -871,10 +871,10 @@ START_TEST(test_slow_follower_queue_bounded)
 {
     struct world w;
     world_start(&w, "--max-peer-queue-bytes 65536");
-    struct harness_cluster *c = w.c;
+    struct ctl_cluster *c = w.c;
     int leader = world_leader(&w);
     int slow = other_than(leader);
-    HARNESS_ASSERT(c, harness_stop(c, slow) == RK_OK, "stop %s", c->servers[slow].name);
+    HARNESS_ASSERT(c, ctl_stop(c, slow) == RK_OK, "stop %s", c->servers[slow].name);
     int stuck = stuck_follower(c, slow);
     char dropped_for[64];
     snprintf(dropped_for, sizeof(dropped_for), "messages for %s: queue over 65536 bytes",
@@ -900,10 +900,10 @@ START_TEST(test_slow_follower_queue_bounded)
                    c->servers[slow].name, writes, BIG_VALUE);
     /* The follower comes back: Raft resends what was dropped (§5.3) and it catches up. */
     close(stuck);
-    struct harness_status st;
-    HARNESS_ASSERT(c, harness_status(c, leader, &st, 2000) == RK_OK, "leader status");
-    HARNESS_ASSERT(c, harness_start(c, slow) == RK_OK, "restart %s", c->servers[slow].name);
-    HARNESS_ASSERT(c, harness_wait_commit(c, slow, st.commit, 30000) == RK_OK,
+    struct ctl_status st;
+    HARNESS_ASSERT(c, ctl_status_of(c, leader, &st, 2000) == RK_OK, "leader status");
+    HARNESS_ASSERT(c, ctl_start(c, slow) == RK_OK, "restart %s", c->servers[slow].name);
+    HARNESS_ASSERT(c, ctl_wait_commit(c, slow, st.commit, 30000) == RK_OK,
                    "%s did not catch up to %lld", c->servers[slow].name, st.commit);
     world_check_healthy(&w, "a stuck follower");
     world_finish(&w);

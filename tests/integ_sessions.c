@@ -32,31 +32,31 @@ struct reply {
     char body[BODY_MAX]; /* NUL-terminated, cut */
 };
 
-static struct harness_cluster *start_cluster(void)
+static struct ctl_cluster *start_cluster(void)
 {
     char err[256];
-    struct harness_cluster *c = harness_cluster_new(N_SERVERS, err, sizeof(err));
+    struct ctl_cluster *c = harness_cluster_new(N_SERVERS, err, sizeof(err));
     ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    int rc = harness_cluster_start_all(c);
+    int rc = ctl_start_all(c);
     HARNESS_ASSERT(c, rc == RK_OK, "starting the servers: %s", rk_strerror(rc));
     return c;
 }
 
-static void finish(struct harness_cluster *c)
+static void finish(struct ctl_cluster *c)
 {
     for (int i = 0; i < c->n; i++)
-        harness_is_running(c, i);
+        ctl_is_running(c, i);
     HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
                    c->unexpected_exits);
     char first[512];
     int reports = harness_sanitizer_reports(c, first, sizeof(first));
     HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
                    reports, first);
-    harness_cluster_destroy(c);
+    ctl_cluster_destroy(c);
 }
 
 /* A client connection to server i (HELLO sent), or -1. */
-static int raw_open(struct harness_cluster *c, int i)
+static int raw_open(struct ctl_cluster *c, int i)
 {
     char err[256];
     int fd = net_connect("127.0.0.1", c->servers[i].port, IO_TIMEOUT_MS, err, sizeof(err));
@@ -109,12 +109,12 @@ static void raw_receive(int fd, struct reply *out)
 /* One request to whoever leads now, retried (with the same fields, so a write keeps its
  * client id and seq) after a redirect, a lost connection or an ERR ending in "outcome
  * unknown", until CALL_TIMEOUT_MS. */
-static struct reply leader_call(struct harness_cluster *c, const struct proto_client_req *req)
+static struct reply leader_call(struct ctl_cluster *c, const struct proto_client_req *req)
 {
     struct reply r = { .status = RK_ERR_TIMEOUT };
-    int64_t deadline = harness_now_ms() + CALL_TIMEOUT_MS;
-    while (harness_now_ms() < deadline) {
-        int leader = harness_wait_leader(c, LEADER_WAIT_MS, NULL);
+    uint64_t deadline = rk_clock_ms() + CALL_TIMEOUT_MS;
+    while (rk_clock_ms() < deadline) {
+        int leader = ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
         int fd = leader >= 0 ? raw_open(c, leader) : -1;
         if (fd >= 0 && raw_send(fd, req) == RK_OK)
             raw_receive(fd, &r);
@@ -124,7 +124,7 @@ static struct reply leader_call(struct harness_cluster *c, const struct proto_cl
                      (r.status == PROTO_ST_ERR && strstr(r.body, "outcome unknown") != NULL);
         if (!retry)
             return r;
-        harness_sleep_ms(100);
+        rk_sleep_ms(100);
     }
     return r;
 }
@@ -141,7 +141,7 @@ static const char *status_name(int st)
     }
 }
 
-static uint64_t must_register(struct harness_cluster *c)
+static uint64_t must_register(struct ctl_cluster *c)
 {
     struct proto_client_req req = { .op = PROTO_OP_REGISTER };
     struct reply r = leader_call(c, &req);
@@ -155,7 +155,7 @@ static uint64_t must_register(struct harness_cluster *c)
 
 /* A SET (val != NULL) or DELETE in session (client, seq); checks the reply's status and,
  * for ERR, that the body contains want_err. */
-static void must_write(struct harness_cluster *c, uint64_t client, uint64_t seq,
+static void must_write(struct ctl_cluster *c, uint64_t client, uint64_t seq,
                        const char *key, const char *val, int want, const char *want_err)
 {
     struct proto_client_req req = {
@@ -173,7 +173,7 @@ static void must_write(struct harness_cluster *c, uint64_t client, uint64_t seq,
 }
 
 /* expect NULL: the key must be missing. */
-static void must_get(struct harness_cluster *c, const char *key, const char *expect)
+static void must_get(struct ctl_cluster *c, const char *key, const char *expect)
 {
     struct proto_client_req req = { .op = PROTO_OP_GET, .key = key,
                                     .key_len = (uint32_t)strlen(key), .val = "" };
@@ -192,8 +192,8 @@ static void must_get(struct harness_cluster *c, const char *key, const char *exp
 
 START_TEST(test_duplicate_not_applied_twice)
 {
-    struct harness_cluster *c = start_cluster();
-    harness_wait_leader(c, LEADER_WAIT_MS, NULL);
+    struct ctl_cluster *c = start_cluster();
+    ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
     uint64_t a = must_register(c), b = must_register(c);
     HARNESS_ASSERT(c, a >= 1 && b > a, "client ids %llu then %llu", (unsigned long long)a,
                    (unsigned long long)b);
@@ -222,14 +222,14 @@ START_TEST(test_duplicate_not_applied_twice)
     must_get(c, "k", NULL);
 
     /* The leader dies; A retries its last command at the new leader after B wrote. */
-    int old = harness_wait_leader(c, LEADER_WAIT_MS, NULL);
-    HARNESS_ASSERT(c, old >= 0 && harness_kill(c, old) == RK_OK, "cannot kill the leader");
+    int old = ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
+    HARNESS_ASSERT(c, old >= 0 && ctl_kill(c, old) == RK_OK, "cannot kill the leader");
     must_write(c, b, 3, "k", "v4", PROTO_ST_OK, NULL);
     must_write(c, a, 3, "k", NULL, PROTO_ST_OK, NULL);
     must_get(c, "k", "v4");
     must_write(c, a, 4, "k", "v5", PROTO_ST_OK, NULL); /* A's next command is applied */
     must_get(c, "k", "v5");
-    HARNESS_ASSERT(c, harness_start(c, old) == RK_OK, "cannot restart the old leader");
+    HARNESS_ASSERT(c, ctl_start(c, old) == RK_OK, "cannot restart the old leader");
     finish(c);
 }
 END_TEST
@@ -251,8 +251,8 @@ static bool file_contains(const char *path, const char *needle)
 
 START_TEST(test_sessions_survive_full_restart)
 {
-    struct harness_cluster *c = start_cluster();
-    harness_wait_leader(c, LEADER_WAIT_MS, NULL);
+    struct ctl_cluster *c = start_cluster();
+    ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
     uint64_t a = must_register(c), b = must_register(c);
     must_write(c, a, 1, "k", "v1", PROTO_ST_OK, NULL);
     must_write(c, b, 1, "k", "v2", PROTO_ST_OK, NULL);
@@ -260,17 +260,17 @@ START_TEST(test_sessions_survive_full_restart)
     must_write(c, a, 3, "gone", NULL, PROTO_ST_OK, NULL);
 
     for (int i = 0; i < c->n; i++) {
-        int rc = harness_stop(c, i);
+        int rc = ctl_stop(c, i);
         HARNESS_ASSERT(c, rc == RK_OK, "SIGTERM of %s: not a clean exit (%s)",
                        c->servers[i].name, rk_strerror(rc));
     }
     char path[256], needle[64];
-    harness_server_path(c, 0, "_log.txt", path, sizeof(path));
+    ctl_server_path(c, 0, "_log.txt", path, sizeof(path));
     snprintf(needle, sizeof(needle), " client=%llu seq=3 ", (unsigned long long)a);
     HARNESS_ASSERT(c, file_contains(path, " register ") && file_contains(path, needle),
                    "%s has no register line or no '%s'", path, needle);
-    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "cannot restart the cluster");
-    harness_wait_leader(c, LEADER_WAIT_MS, NULL);
+    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "cannot restart the cluster");
+    ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
 
     must_write(c, a, 1, "k", "v1", PROTO_ST_ERR, "stale"); /* seq 1 is behind now */
     must_write(c, a, 3, "gone", NULL, PROTO_ST_OK, NULL);  /* recorded OK, not NIL */
@@ -286,9 +286,9 @@ END_TEST
 
 /* Sends n REGISTERs to the leader over PARALLEL_REGISTERS connections (so that commits
  * share fsyncs) and stores the ids in order of reply. Every one must succeed. */
-static void register_many(struct harness_cluster *c, int n, uint64_t *ids)
+static void register_many(struct ctl_cluster *c, int n, uint64_t *ids)
 {
-    int leader = harness_wait_leader(c, LEADER_WAIT_MS, NULL);
+    int leader = ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
     HARNESS_ASSERT(c, leader >= 0, "no leader");
     struct pollfd pfd[PARALLEL_REGISTERS];
     struct proto_client_req req = { .op = PROTO_OP_REGISTER };
@@ -299,8 +299,8 @@ static void register_many(struct harness_cluster *c, int n, uint64_t *ids)
         if (sent < n && raw_send(pfd[k].fd, &req) == RK_OK)
             sent++;
     }
-    int64_t deadline = harness_now_ms() + 60000;
-    while (done < sent && harness_now_ms() < deadline) {
+    uint64_t deadline = rk_clock_ms() + 60000;
+    while (done < sent && rk_clock_ms() < deadline) {
         if (poll(pfd, PARALLEL_REGISTERS, 1000) <= 0)
             continue;
         for (int k = 0; k < PARALLEL_REGISTERS; k++) {
@@ -334,8 +334,8 @@ static int compare_ids(const void *x, const void *y)
 
 START_TEST(test_expired_session)
 {
-    struct harness_cluster *c = start_cluster();
-    harness_wait_leader(c, LEADER_WAIT_MS, NULL);
+    struct ctl_cluster *c = start_cluster();
+    ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
     uint64_t a = must_register(c);
     must_write(c, a, 1, "k", "a1", PROTO_ST_OK, NULL);
 
@@ -343,10 +343,10 @@ START_TEST(test_expired_session)
      * that one drops A, the least recently used. */
     uint64_t *ids = calloc(KV_MAX_SESSIONS, sizeof(*ids));
     HARNESS_ASSERT(c, ids != NULL, "out of memory");
-    int64_t t0 = harness_now_ms();
+    uint64_t t0 = rk_clock_ms();
     register_many(c, KV_MAX_SESSIONS, ids);
     fprintf(stderr, "integ_sessions: %u registers took %lld ms\n", KV_MAX_SESSIONS,
-            (long long)(harness_now_ms() - t0));
+            (long long)(rk_clock_ms() - t0));
     qsort(ids, KV_MAX_SESSIONS, sizeof(*ids), compare_ids);
     for (unsigned i = 1; i < KV_MAX_SESSIONS; i++)
         HARNESS_ASSERT(c, ids[i] > ids[i - 1], "client id %llu given twice",

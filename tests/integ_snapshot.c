@@ -32,15 +32,15 @@
 
 /* ---- a cluster whose servers snapshot every SNAPSHOT_ENTRIES entries ---- */
 
-/* The server program itself (harness_server_bin() before the wrapper below). */
+/* The server program itself (ctl_server_bin() before the wrapper below). */
 static char server_bin[4096];
 
 /* The harness starts $RK_SERVER_BIN with its own arguments; a wrapper script in the
  * cluster's dir (removed with it) adds the snapshot options, and `extra` ones. */
-static void use_snapshot_options(struct harness_cluster *c, const char *extra)
+static void use_snapshot_options(struct ctl_cluster *c, const char *extra)
 {
-    snprintf(server_bin, sizeof(server_bin), "%s", harness_server_bin());
-    char wrapper[HARNESS_DIR_MAX + 32];
+    snprintf(server_bin, sizeof(server_bin), "%s", ctl_server_bin());
+    char wrapper[CTL_DIR_MAX + 32];
     snprintf(wrapper, sizeof(wrapper), "%s/server.sh", c->dir);
     FILE *f = fopen(wrapper, "w");
     HARNESS_ASSERT(c, f != NULL, "cannot write %s", wrapper);
@@ -51,33 +51,33 @@ static void use_snapshot_options(struct harness_cluster *c, const char *extra)
     setenv("RK_SERVER_BIN", wrapper, 1); /* this test's process only (Check forks) */
 }
 
-static struct harness_cluster *start_cluster(const char *extra)
+static struct ctl_cluster *start_cluster(const char *extra)
 {
     char err[256];
-    struct harness_cluster *c = harness_cluster_new(N_SERVERS, err, sizeof(err));
+    struct ctl_cluster *c = harness_cluster_new(N_SERVERS, err, sizeof(err));
     ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
     use_snapshot_options(c, extra);
-    int rc = harness_cluster_start_all(c);
+    int rc = ctl_start_all(c);
     HARNESS_ASSERT(c, rc == RK_OK, "starting the servers: %s", rk_strerror(rc));
-    HARNESS_ASSERT(c, harness_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader within "
+    HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader within "
                    "%d ms", LEADER_WAIT_MS);
     return c;
 }
 
-static void finish(struct harness_cluster *c)
+static void finish(struct ctl_cluster *c)
 {
     for (int i = 0; i < c->n; i++)
-        harness_is_running(c, i);
+        ctl_is_running(c, i);
     HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
                    c->unexpected_exits);
     char first[512];
     int reports = harness_sanitizer_reports(c, first, sizeof(first));
     HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
                    reports, first);
-    harness_cluster_destroy(c);
+    ctl_cluster_destroy(c);
 }
 
-static struct client_session *session_to(struct harness_cluster *c, int i, bool registry)
+static struct client_session *session_to(struct ctl_cluster *c, int i, bool registry)
 {
     struct client_session *s = harness_session(c, i, registry, CALL_TIMEOUT_MS);
     HARNESS_ASSERT(c, s != NULL, "cannot create a client session");
@@ -91,7 +91,7 @@ static void key_value(int i, char *key, size_t key_len, char *val, size_t val_le
 }
 
 /* Writes entries from..to-1 (each key's final value is that of its last write). */
-static void write_range(struct harness_cluster *c, struct client_session *s, int from, int to)
+static void write_range(struct ctl_cluster *c, struct client_session *s, int from, int to)
 {
     for (int i = from; i < to; i++) {
         char key[32], val[32], out[256];
@@ -103,7 +103,7 @@ static void write_range(struct harness_cluster *c, struct client_session *s, int
 }
 
 /* After writes 0..n-1, every key holds its last value. */
-static void check_values(struct harness_cluster *c, struct client_session *s, int n)
+static void check_values(struct ctl_cluster *c, struct client_session *s, int n)
 {
     for (int k = 0; k < 300 && k < n; k++) {
         int last = k + (n - 1 - k) / 300 * 300;
@@ -116,7 +116,7 @@ static void check_values(struct harness_cluster *c, struct client_session *s, in
 }
 
 /* The "snapshot=N" field of server i's status line, or -1. */
-static long long status_snapshot(struct harness_cluster *c, int i)
+static long long status_snapshot(struct ctl_cluster *c, int i)
 {
     struct client_session *s = harness_session(c, i, false, 2000);
     if (s == NULL)
@@ -128,26 +128,26 @@ static long long status_snapshot(struct harness_cluster *c, int i)
     return field != NULL ? strtoll(field + 10, NULL, 10) : -1;
 }
 
-static long log_lines(struct harness_cluster *c, int i)
+static long log_lines(struct ctl_cluster *c, int i)
 {
-    char path[HARNESS_DIR_MAX + 64];
-    harness_server_path(c, i, "_log.txt", path, sizeof(path));
+    char path[CTL_DIR_MAX + 64];
+    ctl_server_path(c, i, "_log.txt", path, sizeof(path));
     return harness_count_lines(path);
 }
 
-static bool has_file(struct harness_cluster *c, int i, const char *suffix)
+static bool has_file(struct ctl_cluster *c, int i, const char *suffix)
 {
-    char path[HARNESS_DIR_MAX + 64];
+    char path[CTL_DIR_MAX + 64];
     struct stat st;
-    harness_server_path(c, i, suffix, path, sizeof(path));
+    ctl_server_path(c, i, suffix, path, sizeof(path));
     return stat(path, &st) == 0;
 }
 
 /* Whether server i's log output (NAME.err) holds text. */
-static bool log_says(struct harness_cluster *c, int i, const char *text)
+static bool log_says(struct ctl_cluster *c, int i, const char *text)
 {
-    char path[HARNESS_DIR_MAX + 64], line[2048];
-    harness_server_path(c, i, ".err", path, sizeof(path));
+    char path[CTL_DIR_MAX + 64], line[2048];
+    ctl_server_path(c, i, ".err", path, sizeof(path));
     FILE *f = fopen(path, "r");
     bool found = false;
     while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL)
@@ -158,11 +158,11 @@ static bool log_says(struct harness_cluster *c, int i, const char *text)
 }
 
 /* The last line of server i's output holding text (copied into out), or false. */
-static bool last_log_line(struct harness_cluster *c, int i, const char *text, char *out,
+static bool last_log_line(struct ctl_cluster *c, int i, const char *text, char *out,
                           size_t outlen)
 {
-    char path[HARNESS_DIR_MAX + 64], line[2048];
-    harness_server_path(c, i, ".err", path, sizeof(path));
+    char path[CTL_DIR_MAX + 64], line[2048];
+    ctl_server_path(c, i, ".err", path, sizeof(path));
     FILE *f = fopen(path, "r");
     bool found = false;
     while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
@@ -177,18 +177,18 @@ static bool last_log_line(struct harness_cluster *c, int i, const char *text, ch
 }
 
 /* Polls until every server reports a snapshot at least at index, or timeout_ms. */
-static bool wait_snapshots(struct harness_cluster *c, long long index, int timeout_ms)
+static bool wait_snapshots(struct ctl_cluster *c, long long index, int timeout_ms)
 {
-    int64_t deadline = harness_now_ms() + timeout_ms;
+    uint64_t deadline = rk_clock_ms() + timeout_ms;
     for (;;) {
         bool all = true;
         for (int i = 0; i < c->n && all; i++)
             all = status_snapshot(c, i) >= index;
         if (all)
             return true;
-        if (harness_now_ms() >= deadline)
+        if (rk_clock_ms() >= deadline)
             return false;
-        harness_sleep_ms(50);
+        rk_sleep_ms(50);
     }
 }
 
@@ -196,7 +196,7 @@ static bool wait_snapshots(struct harness_cluster *c, long long index, int timeo
 
 START_TEST(test_log_stays_bounded)
 {
-    struct harness_cluster *c = start_cluster("");
+    struct ctl_cluster *c = start_cluster("");
     struct client_session *s = session_to(c, -1, true);
     long most = 0;
     for (int batch = 0; batch < 10; batch++) {
@@ -210,11 +210,11 @@ START_TEST(test_log_stays_bounded)
         }
     }
     HARNESS_ASSERT(c, wait_snapshots(c, 950, 5000), "not every server snapshotted past 950");
-    int64_t deadline = harness_now_ms() + 5000;
+    uint64_t deadline = rk_clock_ms() + 5000;
     for (int i = 0; i < c->n; i++) {
         long lines;
-        while ((lines = log_lines(c, i)) > LOG_LINES_QUIET && harness_now_ms() < deadline)
-            harness_sleep_ms(50);
+        while ((lines = log_lines(c, i)) > LOG_LINES_QUIET && rk_clock_ms() < deadline)
+            rk_sleep_ms(50);
         HARNESS_ASSERT(c, lines >= 0 && lines <= LOG_LINES_QUIET, "%s's log has %ld lines "
                        "once the writes stopped (bound %d)", c->servers[i].name, lines,
                        LOG_LINES_QUIET);
@@ -239,20 +239,20 @@ END_TEST
 
 START_TEST(test_restart_replays_suffix)
 {
-    struct harness_cluster *c = start_cluster("");
+    struct ctl_cluster *c = start_cluster("");
     struct client_session *s = session_to(c, -1, true);
     write_range(c, s, 0, 230);
     HARNESS_ASSERT(c, wait_snapshots(c, 200, 5000), "no snapshot past 200 everywhere");
     client_session_free(s);
     for (int i = 0; i < c->n; i++) {
-        int rc = harness_stop(c, i);
+        int rc = ctl_stop(c, i);
         HARNESS_ASSERT(c, rc == RK_OK, "stop %s: %s", c->servers[i].name, rk_strerror(rc));
     }
-    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "restart failed");
-    HARNESS_ASSERT(c, harness_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
+    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "restart failed");
+    HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
     for (int i = 0; i < c->n; i++) {
         char line[2048];
-        HARNESS_ASSERT(c, harness_wait_commit(c, i, 230, 10000) == RK_OK,
+        HARNESS_ASSERT(c, ctl_wait_commit(c, i, 230, 10000) == RK_OK,
                        "%s did not come back", c->servers[i].name);
         HARNESS_ASSERT(c, last_log_line(c, i, "starting:", line, sizeof(line)),
                        "%s: no start line", c->servers[i].name);
@@ -278,7 +278,7 @@ END_TEST
 
 START_TEST(test_snapshots_without_fork)
 {
-    struct harness_cluster *c = start_cluster("--snapshot-fork False");
+    struct ctl_cluster *c = start_cluster("--snapshot-fork False");
     struct client_session *s = session_to(c, -1, true);
     write_range(c, s, 0, 300);
     HARNESS_ASSERT(c, wait_snapshots(c, 250, 5000), "no snapshot past 250 everywhere");
@@ -292,14 +292,14 @@ START_TEST(test_snapshots_without_fork)
     }
     client_session_free(s);
     int v = 1;
-    HARNESS_ASSERT(c, harness_restart(c, v) == RK_OK, "restart %s", c->servers[v].name);
-    HARNESS_ASSERT(c, harness_wait_commit(c, v, 300, 10000) == RK_OK, "%s did not come back",
+    HARNESS_ASSERT(c, ctl_restart(c, v) == RK_OK, "restart %s", c->servers[v].name);
+    HARNESS_ASSERT(c, ctl_wait_commit(c, v, 300, 10000) == RK_OK, "%s did not come back",
                    c->servers[v].name);
     char line[2048];
     HARNESS_ASSERT(c, last_log_line(c, v, "starting:", line, sizeof(line)) &&
                       strstr(line, "snapshot at index 0 ") == NULL,
                    "%s did not restart from its snapshot: '%s'", c->servers[v].name, line);
-    HARNESS_ASSERT(c, harness_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
+    HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
     s = session_to(c, -1, true);
     check_values(c, s, 300);
     client_session_free(s);
@@ -312,7 +312,7 @@ END_TEST
 #define BIG_VALUE_BYTES 8000
 
 /* Sets keys big0..big(n-1) to values of BIG_VALUE_BYTES bytes holding tag. */
-static void write_big(struct harness_cluster *c, struct client_session *s, int n, char tag)
+static void write_big(struct ctl_cluster *c, struct client_session *s, int n, char tag)
 {
     static char val[BIG_VALUE_BYTES + 1];
     memset(val, tag, BIG_VALUE_BYTES);
@@ -330,16 +330,16 @@ static void write_big(struct harness_cluster *c, struct client_session *s, int n
  * more, there is one. */
 START_TEST(test_big_state_waits_for_a_share_of_its_size)
 {
-    struct harness_cluster *c = start_cluster("");
+    struct ctl_cluster *c = start_cluster("");
     struct client_session *s = session_to(c, -1, true);
     write_big(c, s, SNAPSHOT_ENTRIES, 'a'); /* ~400 KB of state */
     HARNESS_ASSERT(c, wait_snapshots(c, SNAPSHOT_ENTRIES, 10000), "no first snapshot");
-    harness_sleep_ms(500); /* a snapshot started just now has finished */
+    rk_sleep_ms(500); /* a snapshot started just now has finished */
     long long first[N_SERVERS];
     for (int i = 0; i < c->n; i++)
         first[i] = status_snapshot(c, i);
     write_range(c, s, 0, 3 * SNAPSHOT_ENTRIES); /* small values: ~12 KB of commands */
-    harness_sleep_ms(1000);
+    rk_sleep_ms(1000);
     for (int i = 0; i < c->n; i++)
         HARNESS_ASSERT(c, status_snapshot(c, i) == first[i], "%s took a snapshot of %d KB of "
                        "state for a few KB of changes: snapshot=%lld, was %lld",
@@ -359,13 +359,13 @@ END_TEST
 
 /* ---- 3. a wiped follower catches up through InstallSnapshot ---- */
 
-static void wipe_all(struct harness_cluster *c, int i)
+static void wipe_all(struct ctl_cluster *c, int i)
 {
-    HARNESS_ASSERT(c, harness_wipe(c, i) == RK_OK, "cannot wipe %s", c->servers[i].name);
+    HARNESS_ASSERT(c, ctl_wipe(c, i) == RK_OK, "cannot wipe %s", c->servers[i].name);
     const char *more[] = { "_snapshot", "_snapshot.tmp", "_snapshot.recv" };
     for (size_t k = 0; k < sizeof(more) / sizeof(more[0]); k++) {
-        char path[HARNESS_DIR_MAX + 64];
-        harness_server_path(c, i, more[k], path, sizeof(path));
+        char path[CTL_DIR_MAX + 64];
+        ctl_server_path(c, i, more[k], path, sizeof(path));
         unlink(path);
     }
     HARNESS_ASSERT(c, !has_file(c, i, "_snapshot") && !has_file(c, i, "_log.txt"),
@@ -374,20 +374,20 @@ static void wipe_all(struct harness_cluster *c, int i)
 
 START_TEST(test_wiped_follower_installs_snapshot)
 {
-    struct harness_cluster *c = start_cluster("");
+    struct ctl_cluster *c = start_cluster("");
     struct client_session *s = session_to(c, -1, true);
     write_range(c, s, 0, 300);
-    int leader = harness_wait_leader(c, LEADER_WAIT_MS, NULL);
+    int leader = ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
     HARNESS_ASSERT(c, leader >= 0, "no leader");
     int f = (leader + 1) % c->n;
-    HARNESS_ASSERT(c, harness_stop(c, f) == RK_OK, "stop %s", c->servers[f].name);
+    HARNESS_ASSERT(c, ctl_stop(c, f) == RK_OK, "stop %s", c->servers[f].name);
     wipe_all(c, f);
     write_range(c, s, 300, 400); /* the leader compacts past everything f could ask for */
-    struct harness_status lst;
-    HARNESS_ASSERT(c, harness_status(c, leader, &lst, 1000) == RK_OK, "leader status");
+    struct ctl_status lst;
+    HARNESS_ASSERT(c, ctl_status_of(c, leader, &lst, 1000) == RK_OK, "leader status");
 
-    HARNESS_ASSERT(c, harness_start(c, f) == RK_OK, "cannot restart %s", c->servers[f].name);
-    int rc = harness_wait_commit(c, f, lst.commit, CATCH_UP_MS);
+    HARNESS_ASSERT(c, ctl_start(c, f) == RK_OK, "cannot restart %s", c->servers[f].name);
+    int rc = ctl_wait_commit(c, f, lst.commit, CATCH_UP_MS);
     HARNESS_ASSERT(c, rc == RK_OK, "wiped %s did not reach commit %lld within %d ms",
                    c->servers[f].name, lst.commit, CATCH_UP_MS);
     HARNESS_ASSERT(c, has_file(c, f, "_snapshot") && has_file(c, f, "_log.txt") &&
@@ -399,15 +399,15 @@ START_TEST(test_wiped_follower_installs_snapshot)
                    "a snapshot");
     HARNESS_ASSERT(c, status_snapshot(c, f) >= 300, "%s reports snapshot=%lld",
                    c->servers[f].name, status_snapshot(c, f));
-    struct harness_status fst;
-    HARNESS_ASSERT(c, harness_status(c, f, &fst, 1000) == RK_OK && fst.applied >= lst.commit,
+    struct ctl_status fst;
+    HARNESS_ASSERT(c, ctl_status_of(c, f, &fst, 1000) == RK_OK && fst.applied >= lst.commit,
                    "%s applied %lld, leader commit %lld", c->servers[f].name, fst.applied,
                    lst.commit);
 
     /* The data lives on f now: without the old leader, f and the third server serve it. */
     client_session_free(s);
-    HARNESS_ASSERT(c, harness_kill(c, leader) == RK_OK, "kill the leader");
-    HARNESS_ASSERT(c, harness_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no new leader");
+    HARNESS_ASSERT(c, ctl_kill(c, leader) == RK_OK, "kill the leader");
+    HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no new leader");
     s = session_to(c, -1, true);
     check_values(c, s, 400);
     client_session_free(s);
@@ -417,7 +417,7 @@ END_TEST
 
 /* ---- 4. a corrupt snapshot stops the server; --dump-snapshot ---- */
 
-static void run_dump(struct harness_cluster *c, const char *path, char *out, size_t outlen,
+static void run_dump(struct ctl_cluster *c, const char *path, char *out, size_t outlen,
                      char *errout, size_t errlen, int *status)
 {
     char *argv[] = { server_bin, "--dump-snapshot", (char *)path, NULL };
@@ -427,15 +427,15 @@ static void run_dump(struct harness_cluster *c, const char *path, char *out, siz
 
 START_TEST(test_corrupt_snapshot_stops_server)
 {
-    struct harness_cluster *c = start_cluster("");
+    struct ctl_cluster *c = start_cluster("");
     struct client_session *s = session_to(c, -1, true);
     write_range(c, s, 0, 120);
     HARNESS_ASSERT(c, wait_snapshots(c, 100, 5000), "no snapshot past 100 everywhere");
     client_session_free(s);
     int v = 0;
-    HARNESS_ASSERT(c, harness_stop(c, v) == RK_OK, "stop %s", c->servers[v].name);
-    char path[HARNESS_DIR_MAX + 64];
-    harness_server_path(c, v, "_snapshot", path, sizeof(path));
+    HARNESS_ASSERT(c, ctl_stop(c, v) == RK_OK, "stop %s", c->servers[v].name);
+    char path[CTL_DIR_MAX + 64];
+    ctl_server_path(c, v, "_snapshot", path, sizeof(path));
 
     static char out[1 << 16], errout[4096];
     int status = -1;
@@ -457,11 +457,11 @@ START_TEST(test_corrupt_snapshot_stops_server)
     HARNESS_ASSERT(c, status == 1 && strstr(errout, path) != NULL && out[0] == '\0',
                    "dump of a corrupt snapshot: exit %d, err '%s'", status, errout);
 
-    HARNESS_ASSERT(c, harness_start(c, v) == RK_OK, "start %s", c->servers[v].name);
-    int64_t deadline = harness_now_ms() + 10000;
-    while (harness_is_running(c, v) && harness_now_ms() < deadline)
-        harness_sleep_ms(50);
-    HARNESS_ASSERT(c, !harness_is_running(c, v), "%s runs on a corrupt snapshot",
+    HARNESS_ASSERT(c, ctl_start(c, v) == RK_OK, "start %s", c->servers[v].name);
+    uint64_t deadline = rk_clock_ms() + 10000;
+    while (ctl_is_running(c, v) && rk_clock_ms() < deadline)
+        rk_sleep_ms(50);
+    HARNESS_ASSERT(c, !ctl_is_running(c, v), "%s runs on a corrupt snapshot",
                    c->servers[v].name);
     c->unexpected_exits--; /* that exit was the point */
     char line[2048];

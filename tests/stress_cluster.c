@@ -39,7 +39,7 @@ struct key_model {
 struct client {
     int id;
     pthread_t thread;
-    struct harness_cluster *cluster; /* read-only here: the registry path */
+    struct ctl_cluster *cluster; /* read-only here: the registry path */
     unsigned seed;
     struct key_model keys[KEYS_PER_CLIENT];
     int ops_done, ok_ops, failed_ops, failed_in_fault;
@@ -143,7 +143,7 @@ static void run_one_op(struct client *cl, struct client_session *s, int op_no)
     key_name(cl->id, k, key, sizeof(key));
     snprintf(val, sizeof(val), "c%d-op%d", cl->id, op_no);
 
-    int64_t t0 = harness_now_ms();
+    uint64_t t0 = rk_clock_ms();
     int st;
     if (dice < 50) {
         st = harness_call(s, PROTO_OP_SET, key, val, out, sizeof(out));
@@ -166,7 +166,7 @@ static void run_one_op(struct client *cl, struct client_session *s, int op_no)
         else
             model_add_unknown(m, "");
     }
-    int64_t took = harness_now_ms() - t0;
+    int64_t took = (int64_t)(rk_clock_ms() - t0);
     if (took > cl->max_op_ms)
         cl->max_op_ms = took;
     bool ok = st == PROTO_ST_OK || st == PROTO_ST_VALUE || st == PROTO_ST_NIL;
@@ -186,7 +186,7 @@ static void *client_main(void *arg)
         for (int op = 0; op < OPS_PER_CLIENT; op++) {
             run_one_op(cl, s, op);
             cl->ops_done++;
-            harness_sleep_ms(rand_r(&cl->seed) % (THINK_MAX_MS + 1));
+            rk_sleep_ms(rand_r(&cl->seed) % (THINK_MAX_MS + 1));
         }
         client_session_free(s);
     }
@@ -197,9 +197,9 @@ static void *client_main(void *arg)
 /* ---- faults (run on the main thread, which outlives the servers it starts) ---- */
 
 /* Every other fault hits the leader (if one is found quickly), the others a random server. */
-static int pick_victim(struct harness_cluster *c, unsigned *seed, int fault_no, bool *is_leader)
+static int pick_victim(struct ctl_cluster *c, unsigned *seed, int fault_no, bool *is_leader)
 {
-    int leader = harness_wait_leader(c, 1000, NULL);
+    int leader = ctl_wait_leader(c, 1000, NULL);
     int victim = fault_no % 2 == 0 && leader >= 0 ? leader : rand_r(seed) % c->n;
     *is_leader = victim == leader;
     return victim;
@@ -208,12 +208,12 @@ static int pick_victim(struct harness_cluster *c, unsigned *seed, int fault_no, 
 /* Sleeps up to ms, returning early once every client is done. */
 static void sleep_while_clients_run(int ms)
 {
-    int64_t until = harness_now_ms() + ms;
-    while (harness_now_ms() < until && atomic_load(&clients_done) < N_CLIENTS)
-        harness_sleep_ms(20);
+    uint64_t until = rk_clock_ms() + ms;
+    while (rk_clock_ms() < until && atomic_load(&clients_done) < N_CLIENTS)
+        rk_sleep_ms(20);
 }
 
-static int run_faults(struct harness_cluster *c, unsigned *seed)
+static int run_faults(struct ctl_cluster *c, unsigned *seed)
 {
     int faults = 0;
     sleep_while_clients_run(300);
@@ -221,13 +221,13 @@ static int run_faults(struct harness_cluster *c, unsigned *seed)
         bool is_leader = false;
         int victim = pick_victim(c, seed, faults, &is_leader);
         atomic_store(&fault_active, true);
-        HARNESS_ASSERT(c, harness_kill(c, victim) == RK_OK, "cannot kill %s",
+        HARNESS_ASSERT(c, ctl_kill(c, victim) == RK_OK, "cannot kill %s",
                        c->servers[victim].name);
         fprintf(stderr, "stress: fault %d: kill -9 %s%s\n", faults + 1, c->servers[victim].name,
                 is_leader ? " (the leader)" : "");
         faults++;
         sleep_while_clients_run(200 + rand_r(seed) % 400);
-        HARNESS_ASSERT(c, harness_start(c, victim) == RK_OK, "cannot restart %s",
+        HARNESS_ASSERT(c, ctl_start(c, victim) == RK_OK, "cannot restart %s",
                        c->servers[victim].name);
         sleep_while_clients_run(600); /* failover and catch-up still count as the fault */
         atomic_store(&fault_active, false);
@@ -239,7 +239,7 @@ static int run_faults(struct harness_cluster *c, unsigned *seed)
 
 /* ---- final checks ---- */
 
-static void final_check(struct harness_cluster *c, struct client *cl)
+static void final_check(struct ctl_cluster *c, struct client *cl)
 {
     struct client_session *s = harness_session(c, -1, true, 10000);
     HARNESS_ASSERT(c, s != NULL, "no session for the final reads");
@@ -254,7 +254,7 @@ static void final_check(struct harness_cluster *c, struct client *cl)
     client_session_free(s);
 }
 
-static void report_violations(struct harness_cluster *c, struct client cl[])
+static void report_violations(struct ctl_cluster *c, struct client cl[])
 {
     int total = 0;
     for (int i = 0; i < N_CLIENTS; i++) {
@@ -268,10 +268,10 @@ static void report_violations(struct harness_cluster *c, struct client cl[])
 START_TEST(test_stress_with_faults)
 {
     char err[256];
-    struct harness_cluster *c = harness_cluster_new(N_SERVERS, err, sizeof(err));
+    struct ctl_cluster *c = harness_cluster_new(N_SERVERS, err, sizeof(err));
     ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "cannot start the servers");
-    HARNESS_ASSERT(c, harness_wait_leader(c, 10000, NULL) >= 0, "no leader within 10 s");
+    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "cannot start the servers");
+    HARNESS_ASSERT(c, ctl_wait_leader(c, 10000, NULL) >= 0, "no leader within 10 s");
 
     static struct client cl[N_CLIENTS];
     unsigned seed = (unsigned)time(NULL);
@@ -279,7 +279,7 @@ START_TEST(test_stress_with_faults)
     memset(cl, 0, sizeof(cl));
     atomic_store(&clients_done, 0);
     atomic_store(&fault_active, false);
-    int64_t t0 = harness_now_ms();
+    uint64_t t0 = rk_clock_ms();
     for (int i = 0; i < N_CLIENTS; i++) {
         cl[i].id = i;
         cl[i].cluster = c;
@@ -292,9 +292,9 @@ START_TEST(test_stress_with_faults)
 
     int faults = run_faults(c, &seed);
     while (atomic_load(&clients_done) < N_CLIENTS &&
-           harness_now_ms() - t0 < CLIENTS_DEADLINE_MS)
-        harness_sleep_ms(50);
-    int64_t took = harness_now_ms() - t0;
+           rk_clock_ms() - t0 < CLIENTS_DEADLINE_MS)
+        rk_sleep_ms(50);
+    uint64_t took = rk_clock_ms() - t0;
     HARNESS_ASSERT(c, atomic_load(&clients_done) == N_CLIENTS,
                    "clients still running after %lld ms (a hang?)", (long long)took);
     int ok = 0, failed = 0, failed_in_fault = 0;
@@ -318,15 +318,15 @@ START_TEST(test_stress_with_faults)
 
     /* Faults are over: every server runs again; the data must match the models. */
     for (int i = 0; i < c->n; i++)
-        HARNESS_ASSERT(c, harness_is_running(c, i), "%s is not running", c->servers[i].name);
-    struct harness_status lst;
-    int leader = harness_wait_leader(c, 10000, &lst);
+        HARNESS_ASSERT(c, ctl_is_running(c, i), "%s is not running", c->servers[i].name);
+    struct ctl_status lst;
+    int leader = ctl_wait_leader(c, 10000, &lst);
     HARNESS_ASSERT(c, leader >= 0, "no leader after the faults");
     for (int i = 0; i < N_CLIENTS; i++)
         final_check(c, &cl[i]);
     report_violations(c, cl);
     for (int i = 0; i < c->n; i++)
-        HARNESS_ASSERT(c, harness_wait_commit(c, i, lst.commit, 10000) == RK_OK,
+        HARNESS_ASSERT(c, ctl_wait_commit(c, i, lst.commit, 10000) == RK_OK,
                        "%s did not reach commit %lld", c->servers[i].name, lst.commit);
     HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
                    c->unexpected_exits);
@@ -334,7 +334,7 @@ START_TEST(test_stress_with_faults)
     int reports = harness_sanitizer_reports(c, first, sizeof(first));
     HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
                    reports, first);
-    harness_cluster_destroy(c);
+    ctl_cluster_destroy(c);
 }
 END_TEST
 

@@ -63,7 +63,7 @@ static const int op_timeouts_ms[] = {250, 500, 1000};
 struct client {
     int id;
     pthread_t thread;
-    struct harness_cluster *cluster; /* read-only here: the registry */
+    struct ctl_cluster *cluster; /* read-only here: the registry */
     unsigned seed;
     struct lincheck_op *ops;
     size_t n_ops, cap;
@@ -73,13 +73,6 @@ struct client {
 };
 
 static atomic_bool stop_clients;
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static int run_seconds(void)
 {
@@ -139,11 +132,11 @@ static void run_op(struct client_session *s, struct lincheck_op *op)
     struct client_reply reply;
     char err[256];
     const char *val = op->kind == LINCHECK_SET ? op->value : NULL;
-    op->invoke_ns = now_ns();
+    op->invoke_ns = (int64_t)rk_clock_ns();
     int rc = client_session_call(s, proto_ops[op->kind], op->key, (uint32_t)strlen(op->key),
                                  val, val != NULL ? (uint32_t)strlen(val) : 0, &reply, err,
                                  sizeof(err));
-    op->complete_ns = now_ns();
+    op->complete_ns = (int64_t)rk_clock_ns();
     record_outcome(op, rc, &reply);
     if (rc == RK_OK)
         client_reply_free(&reply);
@@ -184,7 +177,7 @@ static void *client_main(void *arg)
         int64_t took_ms = (op->complete_ns - op->invoke_ns) / 1000000;
         if (took_ms > cl->max_op_ms)
             cl->max_op_ms = took_ms;
-        harness_sleep_ms(rand_r(&cl->seed) % (THINK_MAX_MS + 1));
+        rk_sleep_ms(rand_r(&cl->seed) % (THINK_MAX_MS + 1));
     }
     client_session_free(s);
     return NULL;
@@ -234,8 +227,8 @@ struct event {
 };
 
 struct nemesis {
-    struct harness_cluster *c;
-    int64_t t0_ms;
+    struct ctl_cluster *c;
+    uint64_t t0_ms;
     unsigned seed;
     struct event events[MAX_EVENTS];
     int n_events;
@@ -309,21 +302,21 @@ static void cut_groups(struct nemesis *nm, const int order[], int a, int b)
 
 static int start_fault(struct nemesis *nm, struct fault *f)
 {
-    struct harness_cluster *c = nm->c;
-    int leader = harness_wait_leader(c, LEADER_PROBE_MS, NULL);
+    struct ctl_cluster *c = nm->c;
+    int leader = ctl_wait_leader(c, LEADER_PROBE_MS, NULL);
     int any = rand_r(&nm->seed) % c->n;
     bool leader_first = rand_r(&nm->seed) % 2 == 0;
-    int order[HARNESS_MAX_SERVERS];
+    int order[CTL_MAX_SERVERS];
     shuffle(nm, order, leader, leader_first);
     f->victim = -1;
     switch (f->kind) {
     case F_KILL_ANY:
     case F_KILL_LEADER:
         f->victim = f->kind == F_KILL_LEADER && leader >= 0 ? leader : any;
-        return harness_kill(c, f->victim);
+        return ctl_kill(c, f->victim);
     case F_STOP_LEADER:
         f->victim = leader >= 0 ? leader : any;
-        return harness_pause(c, f->victim);
+        return ctl_pause(c, f->victim);
     case F_ISOLATE_LEADER:
         f->victim = leader >= 0 ? leader : any;
         shuffle(nm, order, f->victim, true);
@@ -346,13 +339,13 @@ static int start_fault(struct nemesis *nm, struct fault *f)
 
 static int heal_fault(struct nemesis *nm, const struct fault *f)
 {
-    struct harness_cluster *c = nm->c;
+    struct ctl_cluster *c = nm->c;
     switch (f->kind) {
     case F_KILL_ANY:
     case F_KILL_LEADER:
-        return harness_start(c, f->victim);
+        return ctl_start(c, f->victim);
     case F_STOP_LEADER:
-        return harness_resume(c, f->victim);
+        return ctl_resume(c, f->victim);
     default:
         return harness_net_heal_all(c);
     }
@@ -363,31 +356,31 @@ static void note_event(struct nemesis *nm, const char *what, const struct fault 
     if (nm->n_events >= MAX_EVENTS)
         return;
     struct event *e = &nm->events[nm->n_events++];
-    e->t_ns = now_ns();
+    e->t_ns = (int64_t)rk_clock_ns();
     snprintf(e->what, sizeof(e->what), "%s %s%s%s", what, fault_names[f->kind],
              f->victim >= 0 ? ": " : "", f->victim >= 0 ? nm->c->servers[f->victim].name : "");
 }
 
-static void sleep_until(int64_t deadline_ms, int ms)
+static void sleep_until(uint64_t deadline_ms, int ms)
 {
-    int64_t until = harness_now_ms() + ms;
+    uint64_t until = rk_clock_ms() + ms;
     if (until > deadline_ms)
         until = deadline_ms;
-    while (harness_now_ms() < until)
-        harness_sleep_ms(20);
+    while (rk_clock_ms() < until)
+        rk_sleep_ms(20);
 }
 
 /* One fault every 2-5 s (1-2 s quiet, then 1-3 s of fault), healed each time. */
-static void run_nemesis(struct nemesis *nm, int64_t end_ms)
+static void run_nemesis(struct nemesis *nm, uint64_t end_ms)
 {
-    while (nm->n_kinds > 0 && harness_now_ms() + QUIET_MIN_MS + HOLD_MIN_MS < end_ms) {
+    while (nm->n_kinds > 0 && rk_clock_ms() + QUIET_MIN_MS + HOLD_MIN_MS < end_ms) {
         sleep_until(end_ms, QUIET_MIN_MS + rand_r(&nm->seed) % QUIET_SPAN_MS);
         struct fault f = {.kind = pick_kind(nm)};
         int rc = start_fault(nm, &f);
         note_event(nm, "start", &f);
         int hold = HOLD_MIN_MS + rand_r(&nm->seed) % HOLD_SPAN_MS;
         fprintf(stderr, "jepsen: %6.1f s: fault %d: %s%s%s for %d ms%s\n",
-                (double)(harness_now_ms() - nm->t0_ms) / 1000.0, nm->total + 1,
+                (double)(rk_clock_ms() - nm->t0_ms) / 1000.0, nm->total + 1,
                 fault_names[f.kind], f.victim >= 0 ? ": " : "",
                 f.victim >= 0 ? nm->c->servers[f.victim].name : "", hold,
                 rc == RK_OK ? "" : " (could not inject it)");
@@ -404,23 +397,23 @@ static void run_nemesis(struct nemesis *nm, int64_t end_ms)
 }
 
 /* Every server up, unpaused and connected again, and a leader elected. */
-static void recover(struct harness_cluster *c)
+static void recover(struct ctl_cluster *c)
 {
     HARNESS_ASSERT(c, harness_net_heal_all(c) == RK_OK, "cannot heal the network");
     for (int i = 0; i < c->n; i++) {
         if (c->servers[i].paused)
-            HARNESS_ASSERT(c, harness_resume(c, i) == RK_OK, "cannot resume %s",
+            HARNESS_ASSERT(c, ctl_resume(c, i) == RK_OK, "cannot resume %s",
                            c->servers[i].name);
-        if (!harness_is_running(c, i))
-            HARNESS_ASSERT(c, harness_start(c, i) == RK_OK, "cannot restart %s",
+        if (!ctl_is_running(c, i))
+            HARNESS_ASSERT(c, ctl_start(c, i) == RK_OK, "cannot restart %s",
                            c->servers[i].name);
     }
-    HARNESS_ASSERT(c, harness_wait_leader(c, RECOVER_MS, NULL) >= 0,
+    HARNESS_ASSERT(c, ctl_wait_leader(c, RECOVER_MS, NULL) >= 0,
                    "no leader within %d ms of the last fault", RECOVER_MS);
 }
 
 /* After the faults: one more get of every key, recorded as client N_CLIENTS. */
-static void final_reads(struct harness_cluster *c, struct client *cl)
+static void final_reads(struct ctl_cluster *c, struct client *cl)
 {
     struct client_session *s = harness_session(c, -1, true, FINAL_TIMEOUT_MS);
     HARNESS_ASSERT(c, s != NULL, "no session for the final reads");
@@ -528,14 +521,14 @@ static void save_history(const struct lincheck_op *ops, size_t n, const struct n
 }
 
 /* Runs the checker over the whole history and fails the test on a violation. */
-static void check_history(struct harness_cluster *c, const struct lincheck_op *ops, size_t n,
+static void check_history(struct ctl_cluster *c, const struct lincheck_op *ops, size_t n,
                           const struct nemesis *nm)
 {
     struct lincheck_options o = {.max_steps_per_key = CHECK_MAX_STEPS};
     struct lincheck_result r;
-    int64_t t0 = now_ns();
+    int64_t t0 = (int64_t)rk_clock_ns();
     int rc = lincheck_check(ops, n, &o, &r);
-    double secs = (double)(now_ns() - t0) / 1e9;
+    double secs = (double)((int64_t)rk_clock_ns() - t0) / 1e9;
     fprintf(stderr, "jepsen: checker: %s; %d keys (%d inconclusive), %zu ops searched, %zu "
                     "open unknown writes, %zu dropped; %lld steps (most for one key %lld); "
                     "%.3f s\n",
@@ -560,11 +553,11 @@ static void check_history(struct harness_cluster *c, const struct lincheck_op *o
 /* ---- the test ---- */
 
 /* A cluster in namespaces, or on 127.0.0.1 without partitions if that cannot be done. */
-static struct harness_cluster *make_cluster(bool *partitions)
+static struct ctl_cluster *make_cluster(bool *partitions)
 {
     char err[512], err2[256];
     const char *no_netns = getenv("RK_JEPSEN_NO_NETNS");
-    struct harness_cluster *c = NULL;
+    struct ctl_cluster *c = NULL;
     if (no_netns != NULL && no_netns[0] != '\0' && no_netns[0] != '0')
         snprintf(err, sizeof(err), "RK_JEPSEN_NO_NETNS is set");
     else
@@ -578,7 +571,7 @@ static struct harness_cluster *make_cluster(bool *partitions)
     return c;
 }
 
-static void start_clients(struct harness_cluster *c, struct client cl[], unsigned seed)
+static void start_clients(struct ctl_cluster *c, struct client cl[], unsigned seed)
 {
     atomic_store(&stop_clients, false);
     for (int i = 0; i < N_CLIENTS; i++) {
@@ -590,7 +583,7 @@ static void start_clients(struct harness_cluster *c, struct client cl[], unsigne
     }
 }
 
-static void check_clients(struct harness_cluster *c, struct client cl[])
+static void check_clients(struct ctl_cluster *c, struct client cl[])
 {
     for (int i = 0; i < N_CLIENTS; i++) {
         HARNESS_ASSERT(c, !cl[i].no_session, "client %d: no session", i);
@@ -598,7 +591,7 @@ static void check_clients(struct harness_cluster *c, struct client cl[])
     }
 }
 
-static void check_servers(struct harness_cluster *c)
+static void check_servers(struct ctl_cluster *c)
 {
     HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
                    c->unexpected_exits);
@@ -613,7 +606,7 @@ START_TEST(test_jepsen)
     int seconds = run_seconds();
     static struct nemesis nm; /* large: its event log */
     memset(&nm, 0, sizeof(nm));
-    struct harness_cluster *c = make_cluster(&nm.partitions);
+    struct ctl_cluster *c = make_cluster(&nm.partitions);
     nm.c = c;
     const char *seed = getenv("RK_JEPSEN_SEED");
     nm.seed = seed != NULL && seed[0] != '\0' ? (unsigned)strtoul(seed, NULL, 10)
@@ -625,15 +618,15 @@ START_TEST(test_jepsen)
         fprintf(stderr, " %s=%s:%u", c->servers[i].name, c->servers[i].host,
                 (unsigned)c->servers[i].port);
     fprintf(stderr, "\n");
-    HARNESS_ASSERT(c, harness_cluster_start_all(c) == RK_OK, "cannot start the servers");
-    HARNESS_ASSERT(c, harness_wait_leader(c, RECOVER_MS, NULL) >= 0, "no leader");
+    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "cannot start the servers");
+    HARNESS_ASSERT(c, ctl_wait_leader(c, RECOVER_MS, NULL) >= 0, "no leader");
 
     static struct client cl[N_CLIENTS + 1]; /* the last one: the final reads */
     memset(cl, 0, sizeof(cl));
     cl[N_CLIENTS].id = N_CLIENTS;
-    nm.t0_ms = harness_now_ms();
+    nm.t0_ms = rk_clock_ms();
     start_clients(c, cl, nm.seed);
-    run_nemesis(&nm, nm.t0_ms + (int64_t)seconds * 1000);
+    run_nemesis(&nm, nm.t0_ms + (uint64_t)seconds * 1000);
     atomic_store(&stop_clients, true);
     for (int i = 0; i < N_CLIENTS; i++)
         pthread_join(cl[i].thread, NULL); /* each op ends within its timeout */
@@ -654,7 +647,7 @@ START_TEST(test_jepsen)
     HARNESS_ASSERT(c, t.ok >= (size_t)seconds * MIN_OK_OPS_PER_S,
                    "only %zu ok ops in %d s", t.ok, seconds);
     check_servers(c);
-    harness_cluster_destroy(c);
+    ctl_cluster_destroy(c);
 }
 END_TEST
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../client/session.h"
+#include "../common/clock.h"
 #include "../common/errors.h"
 #include "../common/net.h"
 #include "../common/proto.h"
@@ -348,13 +349,6 @@ static const char *registry_path(void)
     return path;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A port nothing listens on: bound, then closed. */
 static uint16_t closed_port(void)
 {
@@ -466,9 +460,9 @@ START_TEST(test_dead_first_server_falls_back_on_registry)
     const struct fake_server *list[] = { leader };
     write_registry(list, 1);
     struct client_session *s = session_to(closed_port(), registry_path(), 2000);
-    int64_t t0 = mono_ms();
+    uint64_t t0 = rk_clock_ms();
     call_expect(s, PROTO_OP_SET, "k", "v", PROTO_ST_OK, NULL);
-    ck_assert_int_lt(mono_ms() - t0, 1000); /* a refused connect moves on at once */
+    ck_assert_int_lt(rk_clock_ms() - t0, 1000); /* a refused connect moves on at once */
     client_session_free(s);
     fake_stop(leader);
 }
@@ -479,9 +473,9 @@ START_TEST(test_closed_port_times_out)
     struct client_session *s = session_to(closed_port(), NULL, 300);
     struct client_reply r;
     char err[256] = "";
-    int64_t t0 = mono_ms();
+    uint64_t t0 = rk_clock_ms();
     int rc = client_session_call(s, PROTO_OP_GET, "k", 1, NULL, 0, &r, err, sizeof(err));
-    int64_t took = mono_ms() - t0;
+    uint64_t took = rk_clock_ms() - t0;
     ck_assert_int_eq(rc, RK_ERR_TIMEOUT);
     ck_assert_str_eq(err, "no leader reachable");
     ck_assert_int_ge(took, 290);
@@ -500,11 +494,11 @@ START_TEST(test_redirect_loop_is_bounded)
     struct client_session *s = session_to(a->port, NULL, 400);
     struct client_reply r;
     char err[256] = "";
-    int64_t t0 = mono_ms();
+    uint64_t t0 = rk_clock_ms();
     int rc = client_session_call(s, PROTO_OP_SET, "k", 1, "v", 1, &r, err, sizeof(err));
     ck_assert_int_eq(rc, RK_ERR_TIMEOUT);
     ck_assert_str_eq(err, "no leader reachable");
-    ck_assert_int_lt(mono_ms() - t0, 1500);
+    ck_assert_int_lt(rk_clock_ms() - t0, 1500);
     /* hops are capped per attempt and attempts back off: few requests, not thousands */
     int total = FAKE_COUNT(a, requests) + FAKE_COUNT(b, requests);
     ck_assert_int_ge(total, 2);
@@ -536,9 +530,9 @@ START_TEST(test_silent_server_does_not_use_the_whole_timeout)
     const struct fake_server *list[] = { silent, leader };
     write_registry(list, 2);
     struct client_session *s = session_to(0, registry_path(), 3000);
-    int64_t t0 = mono_ms();
+    uint64_t t0 = rk_clock_ms();
     call_expect(s, PROTO_OP_SET, "k", "v", PROTO_ST_OK, NULL);
-    int64_t took = mono_ms() - t0;
+    uint64_t took = rk_clock_ms() - t0;
     ck_assert_int_ge(took, 900);  /* waited on the silent one ... */
     ck_assert_int_lt(took, 2500); /* ... but not for the whole 3 s */
     ck_assert_int_eq(FAKE_COUNT(silent, requests), 1); /* the REGISTER */
@@ -574,7 +568,7 @@ START_TEST(test_rejects_oversized_requests_locally)
     ck_assert_ptr_nonnull(buf);
     struct client_reply r;
     char err[256] = "";
-    int64_t t0 = mono_ms();
+    uint64_t t0 = rk_clock_ms();
     int rc = client_session_call(s, PROTO_OP_GET, buf, PROTO_MAX_KEY + 1, NULL, 0, &r, err,
                                  sizeof(err));
     ck_assert_int_eq(rc, RK_ERR_TOOBIG);
@@ -582,7 +576,7 @@ START_TEST(test_rejects_oversized_requests_locally)
     ck_assert_int_eq(rc, RK_ERR_TOOBIG);
     rc = client_session_call(s, 99, "k", 1, NULL, 0, &r, err, sizeof(err));
     ck_assert_int_eq(rc, RK_ERR_INVAL);
-    ck_assert_int_lt(mono_ms() - t0, 200); /* no network retries for any of these */
+    ck_assert_int_lt(rk_clock_ms() - t0, 200); /* no network retries for any of these */
     free(buf);
     client_session_free(s);
 }
@@ -711,12 +705,12 @@ START_TEST(test_register_error_is_retried)
     s = session_to(leader->port, NULL, 400);
     struct client_reply r;
     char err[256] = "";
-    int64_t t0 = mono_ms();
+    uint64_t t0 = rk_clock_ms();
     int rc = client_session_call(s, PROTO_OP_SET, "k", 1, "v", 1, &r, err, sizeof(err));
     ck_assert_int_eq(rc, RK_ERR_TIMEOUT);
     ck_assert_str_eq(err, "no leader reachable (cannot open a client session: timed out "
                           "waiting for commit, outcome unknown)");
-    ck_assert_int_lt(mono_ms() - t0, 1500);
+    ck_assert_int_lt(rk_clock_ms() - t0, 1500);
     ck_assert_int_le(FAKE_COUNT(leader, requests), 4 + 20); /* with backoff, not a spin */
     ck_assert_uint_eq(client_session_id(s), 0);
     client_session_free(s);
@@ -831,9 +825,9 @@ START_TEST(test_program_no_leader_reachable)
     char args[256];
     snprintf(args, sizeof(args), "127.0.0.1 %u --dir %s --timeout 0.5 get k",
              (unsigned)closed_port(), scratch_dir);
-    int64_t t0 = mono_ms();
+    uint64_t t0 = rk_clock_ms();
     client_expect(NULL, args, "ERR no leader reachable\n", 1);
-    ck_assert_int_lt(mono_ms() - t0, 3000);
+    ck_assert_int_lt(rk_clock_ms() - t0, 3000);
 }
 END_TEST
 

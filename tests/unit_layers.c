@@ -23,6 +23,7 @@ static const struct layer layers[] = {
     { "server/storage", "common kv" },
     { "server/node", "common core kv storage" },
     { "server/net", "common node" },
+    { "common/cluster_ctl", "common" }, /* the tests' and tools' own: no program includes it */
 };
 
 /* The folder an include names ("../../common/net.h" -> "common", "../node/node.h" ->
