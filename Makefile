@@ -81,26 +81,23 @@ $(FAULT_SERVER_BIN): $(call obj,server/main.c tests/fault_io.c) \
                      $(COMMON_OBJ)
 	$(CC) $^ -o $@ $(LDFLAGS)
 
-# The etcd codec of raft_bench has its own unit test.
-$(BUILD)/tests/unit_bench_http: $(call obj,tools/bench_http.c)
-
 # Check is the one test dependency; install it if missing (or say how).
 check-deps:
 	@tests/ensure_check.sh
 
 tests: check-deps
 	@$(MAKE) --no-print-directory $(SERVER_BIN) $(CLIENT_BIN) $(FAULT_SERVER_BIN) \
-		$(TEST_BINS) $(SIM_BIN) $(BENCH_BIN)
+		$(TEST_BINS) $(SIM_BIN) $(BENCH_BIN) $(TOOL_TEST_BINS)
 
 # Every test program runs even if an earlier one failed; the target fails if any did.
 RUN_TESTS = RK_SERVER_BIN=$(SERVER_BIN) RK_CLIENT_BIN=$(CLIENT_BIN) \
             RK_FAULT_SERVER_BIN=$(FAULT_SERVER_BIN) tests/run_tests.sh $(1)
 
 check: tests
-	@$(call RUN_TESTS,$(TEST_BINS))
+	@$(call RUN_TESTS,$(TEST_BINS) $(TOOL_TEST_BINS))
 
 unit: tests
-	@$(call RUN_TESTS,$(filter $(BUILD)/tests/unit_%,$(TEST_BINS)))
+	@$(call RUN_TESTS,$(filter $(BUILD)/tests/unit_%,$(TEST_BINS)) $(TOOL_TEST_BINS))
 
 integ: tests
 	@$(call RUN_TESTS,$(filter $(BUILD)/tests/integ_%,$(TEST_BINS)))
@@ -126,10 +123,21 @@ fuzz:
 	tests/fuzz/run_fuzz.sh $(FUZZ_TIME)
 
 # The benchmark matrix (tools/raft_bench): writes docs/benchmarks-latest.md. `make check`
-# builds it too (under a sanitizer, into the build directory), so it cannot rot unseen.
+# builds it too (under a sanitizer, into the build directory), so it cannot rot unseen,
+# and runs the Check test of its etcd codec (tools/test_bench_http.c).
 BENCH_BIN ?= tools/raft_bench
-$(BENCH_BIN): $(call obj,$(sort $(wildcard tools/*.c))) $(CLIENT_OBJ) $(COMMON_OBJ)
+BENCH_SRC := $(filter-out tools/test_%.c,$(sort $(wildcard tools/*.c)))
+$(BENCH_BIN): $(call obj,$(BENCH_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	$(CC) $^ -o $@ $(LDFLAGS)
+
+TOOL_TEST_BINS := $(BUILD)/tools/test_bench_http
+$(BUILD)/tools/test_%.o: tools/test_%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tools/test_bench_http: $(call obj,tools/test_bench_http.c tools/bench_http.c) \
+		$(COMMON_OBJ)
+	$(CC) $^ -o $@ $(LDFLAGS) $(CHECK_LIBS)
 
 bench: all $(BENCH_BIN)
 	$(BENCH_BIN) --matrix && $(BENCH_BIN) --snapshot-targets

@@ -1,11 +1,11 @@
-/* tests/unit_bench_http.c - tools/bench_http.c: the etcd put raft_bench sends (the same bytes
- * as ../shared/bench/kvload.py's raw mode) and the parsing of etcd's answers. */
+/* tools/test_bench_http.c - the Check test of tools/bench_http.c (`make check` runs it):
+ * the etcd put raft_bench sends, byte for byte, and the parsing of etcd's answers. */
 #include <stdio.h>
 #include <string.h>
 
 #include "../common/errors.h"
-#include "../tools/bench.h"
-#include "check_main.h"
+#include "../tests/check_main.h"
+#include "bench.h"
 
 START_TEST(test_put_request_bytes)
 {
