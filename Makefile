@@ -127,7 +127,7 @@ fuzz:
 # and runs the Check test of its etcd codec (tools/test_bench_http.c).
 BENCH_BIN ?= tools/raft_bench
 BENCH_SRC := $(filter-out tools/test_%.c,$(sort $(wildcard tools/*.c)))
-$(BENCH_BIN): $(call obj,$(BENCH_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BENCH_BIN): $(call obj,$(BENCH_SRC) $(CTL_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	$(CC) $^ -o $@ $(LDFLAGS)
 
 TOOL_TEST_BINS := $(BUILD)/tools/test_bench_http

@@ -1,101 +1,52 @@
-/* tools/bench.h - the parts of raft_bench (the load generator of `make bench`): a cluster of
- * raft_server processes it owns (or one from a registry), closed-loop load with latency
- * statistics, the no-Raft ceiling server, the leader-failover measurement, and the snapshot
- * targets. */
+/* tools/bench.h - the parts of raft_bench, the load generator of `make bench`: closed-loop
+ * load with latency statistics (bench_load.c, bench_conn.c), CPU use (bench_cpu.c), the
+ * no-Raft ceiling server (bench_ceiling.c), leader failover (bench_failover.c), the
+ * standard matrix and its Markdown (bench_matrix.c), the load against etcd (bench_etcd.c,
+ * bench_http.c) and the snapshot targets (bench_snapshot.c). Clusters of raft_server come
+ * from common/cluster_ctl. */
 #ifndef RK_BENCH_H
 #define RK_BENCH_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
+#include <time.h>
 
+#include "../common/cluster_ctl/cluster_ctl.h"
 #include "../common/proto.h"
-#include "../common/registry.h"
 
-#define BENCH_MAX_NODES 9
-#define BENCH_MAX_SERVER_ARGS 16
 #define BENCH_ERR_LEN 512
 #define BENCH_FAILURE_LEN 160
+#define BENCH_LEADER_WAIT_MS 20000
+#define BENCH_MAX_TRIALS 64
 
-/* ---- time (bench_cluster.c) ---- */
-
-int64_t bench_now_ns(void);
-void bench_sleep_ms(int ms);
-
-/* ---- child processes and the cleanup on exit or signal (bench_cluster.c) ---- */
-
-/* Blocks SIGINT/SIGTERM/SIGHUP in every thread and starts a thread that, on one of them,
- * SIGKILLs every child and removes every temp dir, then exits 130. Call first in main(). */
-void bench_install_cleanup(void);
-/* Forks a child that dies with this process (PR_SET_PDEATHSIG), in its own process group,
- * with signals unblocked. In the child, run(arg) is called and its return is the exit code.
- * Returns the pid (recorded for cleanup) or -1. Call from the main thread only. */
-pid_t bench_fork(int (*run)(void *arg), void *arg);
-/* Sends sig to a child started by bench_fork and reaps it. */
-void bench_end_child(pid_t pid, int sig);
-
-/* ---- the cluster (bench_cluster.c) ---- */
-
-struct bench_node {
-    char name[REGISTRY_NAME_MAX + 1];
-    char host[REGISTRY_HOST_MAX + 1];
-    uint16_t port;
-    pid_t pid; /* 0 when not running or not ours */
-};
-
-struct bench_cluster {
-    char dir[128];          /* our temp dir, "" for a cluster from --registry */
-    char registry_path[192];
-    int n;
-    struct bench_node nodes[BENCH_MAX_NODES];
-    bool owned;             /* we start and stop the servers */
-    const char *server_bin;
-    const char *server_args[BENCH_MAX_SERVER_ARGS]; /* extra raft_server options */
+/* The command line (raft_bench.c). */
+struct bench_options {
+    int nodes, clients, value_size, keys, failover;
+    int matrix_writes;   /* --matrix-writes N: only the write rows of N nodes */
+    int loop_threads;    /* 0: a thread per client; N: --engine loop with N loops */
+    long ops;
+    double read_ratio, max_seconds;
+    const char *registry, *server_bin, *out_path, *perf_path, *etcd_url, *pidfile;
+    bool ceiling_only, no_ceiling, matrix, quick, no_sessions, snapshot_targets;
+    bool clients_set, keys_set, max_seconds_set, out_set; /* given on the command line */
+    unsigned seed;
+    const char *server_args[CTL_MAX_SERVER_ARGS];
     int n_server_args;
-    pid_t janitor_pid;      /* removes dir should raft_bench die without cleaning up */
-    int janitor_fd;
 };
 
-/* A parsed STATUS line of one server. */
-struct bench_status {
-    char name[REGISTRY_NAME_MAX + 1];
-    char role[16];
-    char leader[REGISTRY_NAME_MAX + 1];
-    long long term, commit, applied, last;
-};
-
-/* A temp dir with a registry of n servers on free 127.0.0.1 ports; nothing started. */
-int bench_cluster_create(struct bench_cluster *c, int n, const char *server_bin, char *err,
-                         size_t errlen);
-/* A running cluster described by a registry file (not ours: never started or killed). */
-int bench_cluster_attach(struct bench_cluster *c, const char *registry_path, char *err,
-                         size_t errlen);
-int bench_cluster_start_node(struct bench_cluster *c, int i);
-int bench_cluster_start_all(struct bench_cluster *c);
-/* kill -9 of node i, and reap it. */
-void bench_cluster_kill_node(struct bench_cluster *c, int i);
-/* Kills every server we started and removes the temp dir. */
-void bench_cluster_destroy(struct bench_cluster *c);
-/* Prints the last lines of every server's output file to stderr. */
-void bench_cluster_dump_logs(const struct bench_cluster *c, int lines);
-
-/* STATUS of node i over one short connection. RK_OK or an RK_ERR_* code. */
-int bench_status(const struct bench_cluster *c, int i, struct bench_status *st, int timeout_ms);
-/* Polls until one server leads and a majority agree on it (all: every running or, for a
- * cluster not ours, every listed server agrees). Returns its index or -1 on timeout. */
-int bench_wait_leader(const struct bench_cluster *c, bool all, int timeout_ms);
-/* Polls node i until its applied index reaches index. RK_OK or RK_ERR_TIMEOUT. */
-int bench_wait_applied(const struct bench_cluster *c, int i, long long index, int timeout_ms);
+/* ---- CPU use (bench_cpu.c) ---- */
 
 /* CPU use during a run, to tell a quiet machine from a shared one: whole-machine busy time,
- * this process (the generator), and the cluster's servers. */
+ * this process (the generator), and the servers'. */
 struct bench_cpu {
-    int64_t ns;                      /* CLOCK_MONOTONIC */
+    uint64_t ns;                     /* CLOCK_MONOTONIC */
     double machine_busy_s, self_s, servers_s;
     double steal_s;                  /* time the hypervisor gave our vCPUs to others */
 };
-void bench_cpu_sample(const struct bench_cluster *c, struct bench_cpu *s);
+void bench_cpu_sample(const pid_t *servers, int n, struct bench_cpu *s);
 /* Between two samples, in % of one core: the generator, the servers, and everything else
  * (other processes on the machine, kernel work not charged to ours: interrupts, softirqs,
  * and steal, which *steal_pct also gives alone). */
@@ -121,6 +72,17 @@ struct bench_load_opts {
     int loop_threads;     /* 0: a thread per client; N: N epoll threads share them */
     const char *etcd_path; /* non-NULL: the target is etcd's gateway (puts to this path,
                               e.g. "/v3/kv/put"; event loop only, writes only) */
+    bool retry;           /* threads: a failed write is retried until acknowledged (or
+                             too many fail in a row), so every op_no is written once */
+    bool timeline;        /* keep each operation's start (CLOCK_REALTIME) beside its
+                             latency, in bench_result.timeline */
+    const char *progress; /* threads: name the run in a progress line every 15 s */
+};
+
+/* One acknowledged operation. */
+struct bench_op {
+    int64_t start_ns; /* CLOCK_REALTIME, to line up with the servers' log lines */
+    int64_t lat_ns;
 };
 
 struct bench_result {
@@ -133,8 +95,15 @@ struct bench_result {
     double steal_cpu_pct;                             /* the part of other that is steal */
     char first_failure[BENCH_FAILURE_LEN];            /* what the first error was */
     long long new_terms;  /* terms begun during the run (> 0: there was an election) */
+    struct bench_op *timeline; /* o->timeline: every acknowledged operation (free it) */
+    int64_t t0_ns, t1_ns;      /* o->timeline: the run's start and end, CLOCK_REALTIME */
 };
 
+/* CLOCK_REALTIME in ns (the servers' log lines carry wall-clock times). */
+int64_t bench_real_ns(void);
+/* Sorts the n latencies lat (ns) and fills r's count, rate (from r->seconds) and
+ * percentiles (ms, nearest rank). */
+void bench_latency_stats(int64_t *lat, size_t n, struct bench_result *r);
 /* Runs closed-loop load: each client sends one request and waits for its answer, on a
  * thread of its own or on one of o->loop_threads event loops. */
 int bench_run_load(const struct bench_load_opts *o, struct bench_result *r, char *err,
@@ -145,28 +114,59 @@ struct bench_conn {
     int fd;
     uint8_t *buf;
     size_t have, cap;
-    size_t consumed; /* bytes of the last answer, dropped at the next call */
+    size_t consumed; /* bytes of the last frame, dropped at the next read */
 };
 int bench_conn_open(struct bench_conn *c, const char *host, uint16_t port, int connect_ms,
                     int io_ms, char *err, size_t errlen);
 void bench_conn_close(struct bench_conn *c);
+/* Room for need bytes in c->buf. RK_OK or RK_ERR_NOMEM. */
+int bench_conn_reserve(struct bench_conn *c, size_t need);
+/* If c->buf starts with one whole frame: RK_OK with its payload length (c->buf + 4,
+ * *len bytes; c->consumed covers it); RK_ERR_AGAIN if not all of it is there;
+ * RK_ERR_PROTO for a length no server sends. */
+int bench_conn_parse_frame(struct bench_conn *c, uint32_t *len);
+/* Reads until c->buf holds one whole frame (after dropping the one before): its payload
+ * is c->buf + 4, *len bytes, until the next read. */
+int bench_conn_read_frame(struct bench_conn *c, uint32_t *len);
 /* Sends one encoded CLIENT_REQ frame and reads the answer: returns its status (PROTO_ST_*)
  * or a negative RK_ERR_* code. resp (if not NULL) gets the decoded answer, which points into
  * c->buf until the next call. */
 int bench_conn_call(struct bench_conn *c, const uint8_t *req, size_t len,
                     struct proto_client_resp *resp);
+/* One SET of key to a value_size-byte value on a fresh connection to host:port: the
+ * answer's status or a negative RK_ERR_* code; a redirect's leader in *resp_leader (may be
+ * NULL). */
+int bench_set_once(const char *host, uint16_t port, const char *key, int value_size,
+                   int io_ms, char *leader, size_t leaderlen);
+/* Median of n values (sorted in place). */
+double bench_median(double *v, int n);
 
 /* ---- etcd's JSON gateway (bench_http.c) ---- */
 
-/* Appends an HTTP/1.1 request putting key := val through etcd's gateway at path
- * (e.g. "/v3/kv/put"), as ../shared/bench/kvload.py's raw mode sends it. */
+/* An etcd answer, parsed. */
+struct bench_http_answer {
+    size_t consumed;  /* its bytes, head and body */
+    int status;       /* the HTTP code */
+    const char *body; /* points into the buffer parsed */
+    size_t body_len;
+};
+
+/* Appends an HTTP/1.1 POST of body (JSON) to path on etcd's gateway. */
+int bench_http_encode_post(struct proto_buf *b, const char *path, const char *body,
+                           size_t body_len);
+/* Appends the POST putting key := val through etcd's gateway at path (e.g. "/v3/kv/put"):
+ * {"key":"<base64>","value":"<base64>"}. */
 int bench_http_encode_put(struct proto_buf *b, const char *path, const char *key,
                           size_t key_len, const char *val, size_t val_len);
-/* Parses the HTTP answer at the start of buf[0..have): RK_OK with *consumed (its bytes),
- * *status (the HTTP code) and *put_ok (200 with etcd's {"header"... body); RK_ERR_AGAIN
- * if it is not all there yet; RK_ERR_PROTO if it is not an answer we can read. */
-int bench_http_parse_answer(const uint8_t *buf, size_t have, size_t *consumed, int *status,
-                            bool *put_ok);
+/* Parses the HTTP answer at the start of buf[0..have): RK_OK with *a; RK_ERR_AGAIN if it is
+ * not all there yet; RK_ERR_PROTO if it is not an answer we can read. */
+int bench_http_parse_answer(const uint8_t *buf, size_t have, struct bench_http_answer *a);
+/* A put etcd acknowledged: 200 with etcd's {"header"... body. */
+bool bench_http_put_ok(const struct bench_http_answer *a);
+/* One request on a fresh connection to host:port, bounded by timeout_ms: RK_OK with the
+ * answer in *a, read into buf[0..cap) (a->body points there). */
+int bench_http_call(const char *host, uint16_t port, const struct proto_buf *req,
+                    int timeout_ms, uint8_t *buf, size_t cap, struct bench_http_answer *a);
 
 /* ---- the ceiling server (bench_ceiling.c) ---- */
 
@@ -176,46 +176,115 @@ int bench_http_parse_answer(const uint8_t *buf, size_t have, size_t *consumed, i
  * `raft_bench --serve-ceiling FD VALUE_SIZE`. *port gets its port; returns the pid or -1. */
 pid_t bench_ceiling_start(int value_size, uint16_t *port, char *err, size_t errlen);
 #define BENCH_CEILING_OPTION "--serve-ceiling"
-#define BENCH_CEILING_FD 3
 /* The ceiling server's accept loop on listen_fd; returns only on an accept error. */
 int bench_ceiling_serve(int listen_fd, int value_size);
 
 /* ---- failover (bench_failover.c) ---- */
 
+/* Where probers write: raft-kv servers, or etcd members (HTTP puts). */
+struct bench_target {
+    char host[REGISTRY_HOST_MAX + 1];
+    uint16_t port;
+    bool etcd;
+};
+
+/* One prober thread per target: a write on a fresh connection every 10 ms. */
+struct bench_probers;
+struct bench_probers *bench_probers_start(const struct bench_target *t, int n);
+/* The kill happens now: only acks of writes sent from now on count. */
+void bench_probers_arm(struct bench_probers *p);
+/* Milliseconds from the arming to the first acknowledged write sent after it, waiting at
+ * most timeout_ms; -1 if none. */
+double bench_probers_wait(struct bench_probers *p, int timeout_ms);
+void bench_probers_stop(struct bench_probers *p);
+
 struct bench_failover_result {
     int trials;                    /* kills done */
     int failed;                    /* trials with no acknowledged write within the limit */
-    double probe_ms[64];           /* per trial: kill to first ack, fresh-connection prober */
-    double session_ms[64];         /* the same through client/session.c */
+    double probe_ms[BENCH_MAX_TRIALS];   /* per trial: kill to first ack, probers */
+    double session_ms[BENCH_MAX_TRIALS]; /* the same through client/session.c (raft-kv) */
     double probe_median_ms, probe_max_ms, session_median_ms, session_max_ms;
 };
 
 /* kill -9 of the leader `trials` times (restarting it and waiting until the cluster is
  * whole again each time); measures kill -> first acknowledged write. */
-int bench_failover(struct bench_cluster *c, int trials, struct bench_failover_result *r,
+int bench_failover(struct ctl_cluster *c, int trials, struct bench_failover_result *r,
                    char *err, size_t errlen);
+/* Median and max over the values >= 0 of ms[0..n). */
+void bench_failover_summary(const double *ms, int n, double *median, double *max);
 
-/* Median of n values (sorted in place). */
-double bench_median(double *v, int n);
+/* ---- the matrix, and the load against etcd (bench_matrix.c, bench_etcd.c) ---- */
+
+#define BENCH_MATRIX_CLIENTS 4
+extern const int bench_matrix_clients[BENCH_MATRIX_CLIENTS]; /* 1, 8, 32, 64 */
+
+/* One row of the matrix: a run on `nodes` servers. */
+struct bench_row {
+    int nodes, clients;
+    double reads;
+    struct bench_result r;
+    int rc;
+};
+
+/* When and where a report's runs ran. */
+struct bench_run_info {
+    time_t started;
+    uint64_t t0_ms;
+    double seconds;
+    double load_before[3], load_after[3];
+};
+void bench_run_begin(struct bench_run_info *info);
+void bench_run_end(struct bench_run_info *info);
+/* "Run DATE by `tools/raft_bench COMMAND` in N s on N CPUs (...), Linux ..." and the load
+ * averages. */
+void bench_write_run_line(FILE *f, const struct bench_run_info *info, const char *command);
+/* " **disturbed**" for a run with much steal, else "". */
+const char *bench_disturbed(const struct bench_result *r);
+/* write(f, arg) to stdout and, unless path is "-", into path. Returns the exit status. */
+int bench_write_report(const char *path, void (*write)(FILE *f, void *arg), void *arg);
+
+/* The matrix's rows on a new cluster of `nodes` servers (each client count; with reads,
+ * also 90% reads) into rows; returns how many. */
+int bench_matrix_rows(const struct bench_options *o, int nodes, bool reads,
+                      struct bench_row *rows);
+/* Failover on a new 5-node cluster: o->failover kills (else 10, or 3 --quick). */
+int bench_failover_run(const struct bench_options *o, struct bench_failover_result *r,
+                       char *err, size_t errlen);
+
+/* raft_bench --matrix / --matrix-writes N: writes Markdown to stdout and o->out_path.
+ * Returns the exit status. */
+int bench_matrix(const struct bench_options *o);
+/* raft_bench --etcd URL: the closed loop against a running etcd. */
+int bench_etcd_load(const struct bench_options *o);
+/* The load of one run as the command line asks, to host:port. */
+struct bench_load_opts bench_load_opts_of(const struct bench_options *o, const char *host,
+                                          uint16_t port);
+/* bench_run_load with the CPU use of the generator, the servers (pids) and the rest of the
+ * machine, and (c not NULL) the terms begun meanwhile. */
+int bench_measured_load(struct ctl_cluster *c, const pid_t *pids, int n_pids,
+                        const struct bench_load_opts *lo, struct bench_result *r, char *err,
+                        size_t errlen);
+/* A cluster of `nodes` servers started as o asks (or o->registry's), and its leader's index;
+ * -1 with err on failure (*c is then NULL or to be destroyed). */
+int bench_open_cluster(const struct bench_options *o, int nodes, struct ctl_cluster **c,
+                       char *err, size_t errlen);
+/* Writes every key of o once through the leader at host:port, so that reads find values. */
+int bench_prefill(const struct bench_options *o, const char *host, uint16_t port, char *err,
+                  size_t errlen);
+/* The load of o against the ceiling server (bench_ceiling.c). */
+int bench_run_ceiling(const struct bench_options *o, struct bench_result *r, char *err,
+                      size_t errlen);
+/* One line: rate, latency percentiles, errors, CPU. */
+void bench_print_result(FILE *f, const char *what, const struct bench_result *r);
 
 /* ---- the snapshot targets of issue 6 (bench_snapshot.c) ---- */
 
-struct bench_snapshot_opts {
-    const char *server_bin;
-    const char *server_args[BENCH_MAX_SERVER_ARGS]; /* extra raft_server options */
-    int n_server_args;
-    const char *server_args_text; /* the same, for the report ("none" if none) */
-    int nodes, clients, keys, value_size;
-    double steady_seconds;        /* the overwrite phase of target 4 */
-    const char *out_path;         /* the section goes there too ("-": stdout only) */
-    const char *command;          /* the command line, for the report */
-};
-
-/* Writes o->keys keys into a new cluster, overwrites random ones for steady_seconds, restarts a
+/* Writes o->keys keys into a new cluster, overwrites random ones for a while, restarts a
  * follower and the leader, wipes and restarts a follower, and prints (and saves into
- * out_path, replacing an earlier such section) a Markdown section: disk use against live
- * data, restart to serving, the wiped follower's catch-up, write latency during snapshots.
- * RK_OK when every measurement was made (whether or not the targets were met). */
-int bench_snapshot_targets(const struct bench_snapshot_opts *o);
+ * o->out_path, replacing an earlier such section) a Markdown section: disk use against
+ * live data, restart to serving, the wiped follower's catch-up, write latency during
+ * snapshots. command is the command line, for the report. Returns the exit status: 0 when
+ * every measurement was made (whether or not the targets were met). */
+int bench_snapshot_targets(const struct bench_options *o, const char *command);
 
 #endif

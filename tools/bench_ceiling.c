@@ -31,50 +31,6 @@ struct ceiling_conn {
     struct bench_conn in; /* only its fd and receive buffer are used */
 };
 
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Reads one whole frame into c->in.buf (after dropping the previous one). */
-static int next_frame(struct bench_conn *c, const uint8_t **payload, uint32_t *len)
-{
-    if (c->consumed > 0) {
-        memmove(c->buf, c->buf + c->consumed, c->have - c->consumed);
-        c->have -= c->consumed;
-        c->consumed = 0;
-    }
-    for (;;) {
-        if (c->have >= 4) {
-            uint32_t n = be32(c->buf);
-            if (n == 0 || n > PROTO_MAX_FRAME)
-                return RK_ERR_PROTO;
-            if (c->have >= 4 + (size_t)n) {
-                *payload = c->buf + 4;
-                *len = n;
-                c->consumed = 4 + (size_t)n;
-                return RK_OK;
-            }
-        }
-        size_t need = c->have >= 4 ? 4 + (size_t)be32(c->buf) : 4096;
-        if (need > c->cap) {
-            uint8_t *b = realloc(c->buf, need < 4096 ? 4096 : need);
-            if (b == NULL)
-                return RK_ERR_NOMEM;
-            c->buf = b;
-            c->cap = need < 4096 ? 4096 : need;
-        }
-        ssize_t r = recv(c->fd, c->buf + c->have, c->cap - c->have, 0);
-        if (r == 0)
-            return RK_ERR_CLOSED;
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return RK_ERR_IO;
-        c->have += (size_t)r;
-    }
-}
-
 /* The immediate answer to one request. */
 static int answer(const struct ceiling *srv, const struct proto_client_req *req,
                   struct proto_buf *out)
@@ -103,14 +59,16 @@ static void *serve_conn(void *arg)
 {
     struct ceiling_conn *cc = arg;
     struct proto_buf out = { 0 };
-    const uint8_t *p;
+    struct bench_conn *in = &cc->in;
     uint32_t len;
     int type = 0;
     char name[64];
-    if (next_frame(&cc->in, &p, &len) == RK_OK &&
-        proto_decode_hello(p, len, &type, name) == RK_OK && type == PROTO_HELLO_CLIENT) {
-        while (next_frame(&cc->in, &p, &len) == RK_OK) {
+    if (bench_conn_read_frame(in, &len) == RK_OK &&
+        proto_decode_hello(in->buf + 4, len, &type, name) == RK_OK &&
+        type == PROTO_HELLO_CLIENT) {
+        while (bench_conn_read_frame(in, &len) == RK_OK) {
             struct proto_client_req req;
+            const uint8_t *p = in->buf + 4;
             if (proto_frame_type(p, len) != PROTO_CLIENT_REQ ||
                 proto_decode_client_req(p, len, &req) != RK_OK ||
                 answer(cc->srv, &req, &out) != RK_OK ||
@@ -159,41 +117,28 @@ int bench_ceiling_serve(int listen_fd, int value_size)
     }
 }
 
-struct exec_args {
-    int listen_fd;
-    char value_size[16];
-};
-
-/* In the forked child: run this same program as the ceiling server on fd 3 (a fresh
- * process, so it may start threads; a fork of a threaded process should not). */
-static int exec_ceiling(void *arg)
-{
-    struct exec_args *a = arg;
-    if (dup2(a->listen_fd, BENCH_CEILING_FD) < 0 || fcntl(BENCH_CEILING_FD, F_SETFD, 0) < 0)
-        return 126; /* (dup2 onto itself would keep FD_CLOEXEC: cleared explicitly) */
-    char fd[16];
-    snprintf(fd, sizeof(fd), "%d", BENCH_CEILING_FD);
-    execl("/proc/self/exe", "raft_bench", BENCH_CEILING_OPTION, fd, a->value_size, (char *)NULL);
-    return 127;
-}
-
 pid_t bench_ceiling_start(int value_size, uint16_t *port, char *err, size_t errlen)
 {
-    struct exec_args a;
-    a.listen_fd = net_listen("127.0.0.1", 0, 256, err, errlen);
-    if (a.listen_fd < 0)
+    int fd = net_listen("127.0.0.1", 0, 256, err, errlen);
+    if (fd < 0)
         return -1;
     struct sockaddr_in sa;
     socklen_t alen = sizeof(sa);
-    if (getsockname(a.listen_fd, (struct sockaddr *)&sa, &alen) != 0) {
+    if (getsockname(fd, (struct sockaddr *)&sa, &alen) != 0) {
         snprintf(err, errlen, "getsockname: %s", strerror(errno));
-        close(a.listen_fd);
+        close(fd);
         return -1;
     }
     *port = ntohs(sa.sin_port);
-    snprintf(a.value_size, sizeof(a.value_size), "%d", value_size);
-    pid_t pid = bench_fork(exec_ceiling, &a);
-    close(a.listen_fd);
+    /* This same program, run again (a fresh process may start threads; a fork of a
+     * threaded one should not), serving on the socket as its fd 3. */
+    char size[16];
+    snprintf(size, sizeof(size), "%d", value_size);
+    char *argv[] = { "/proc/self/exe", BENCH_CEILING_OPTION, "3", size, NULL };
+    struct ctl_spawn sp = CTL_SPAWN(argv);
+    sp.pass_fd = fd;
+    pid_t pid = ctl_spawn(&sp);
+    close(fd);
     if (pid < 0)
         snprintf(err, errlen, "fork: %s", strerror(errno));
     return pid;

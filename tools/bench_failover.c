@@ -1,7 +1,8 @@
-/* tools/bench_failover.c - raft_bench --failover: kill -9 of the leader, then the time until
- * the first acknowledged write, seen two ways: a prober that every 10 ms sends one write to
- * each server on a fresh connection (like shared/bench/failover.py does for etcd), and a
- * writer going through client/session.c (what a raft_client user sees). */
+/* tools/bench_failover.c - leader failover: kill -9 of the leader, then the time until the
+ * first acknowledged write, seen two ways: probers that every 10 ms send one write to each
+ * server on a fresh connection (raft-kv's SET, or a put to an etcd member: the same
+ * measure for both stores), and for raft-kv a writer going through client/session.c (what
+ * a raft_client user sees). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,83 +11,134 @@
 #include <time.h>
 
 #include "../client/session.h"
+#include "../common/clock.h"
 #include "../common/errors.h"
 #include "bench.h"
 
 #define PROBE_EVERY_MS 10
-#define PROBE_CONNECT_MS 100
 #define PROBE_IO_MS 2000
+#define PROBE_VALUE_SIZE 100
 #define SESSION_TIMEOUT_MS 10000
 #define HEALTHY_WAIT_MS 20000
 #define ACK_WAIT_MS 30000
-#define MAX_TRIALS 64
 
-struct fo_shared {
-    struct bench_cluster *c;
-    atomic_bool stop;
-    atomic_llong kill_ns;        /* when the current kill happened; 0 between trials */
-    atomic_llong probe_ack_ns;   /* first prober ack of a write sent after kill_ns */
-    atomic_llong session_ack_ns; /* first session ack of a write sent after kill_ns */
-    atomic_long session_acks;    /* every session ack, to see the writer works */
-    /* the session writer parks here around the kill, so its next call starts after it */
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    bool hold, held;
-};
+/* ================= probers ================= */
 
 struct prober {
-    struct fo_shared *sh;
-    int node;
+    struct bench_probers *all;
+    struct bench_target t;
     pthread_t thread;
 };
 
+struct bench_probers {
+    atomic_bool stop;
+    atomic_ullong armed_ns; /* when the kill happened; 0 while not armed */
+    atomic_ullong ack_ns;   /* the first ack of a write sent after armed_ns */
+    int n;
+    struct prober p[CTL_MAX_SERVERS];
+};
+
 /* Sets *slot to t if it is still 0. */
-static void first_ack(atomic_llong *slot, long long t)
+static void first_ack(atomic_ullong *slot, unsigned long long t)
 {
-    long long zero = 0;
+    unsigned long long zero = 0;
     atomic_compare_exchange_strong(slot, &zero, t);
 }
 
-/* One write to node i on a fresh connection: true if acknowledged. */
-static bool probe_once(const struct bench_cluster *c, int i, struct proto_buf *req)
+/* One write on a fresh connection: true if acknowledged. */
+static bool probe_once(const struct bench_target *t, const char *key)
 {
-    struct bench_conn conn;
-    char err[BENCH_ERR_LEN];
-    if (bench_conn_open(&conn, c->nodes[i].host, c->nodes[i].port, PROBE_CONNECT_MS,
-                        PROBE_IO_MS, err, sizeof(err)) != RK_OK)
-        return false;
-    int st = bench_conn_call(&conn, req->data, req->len, NULL);
-    bench_conn_close(&conn);
-    return st == PROTO_ST_OK;
+    if (!t->etcd)
+        return bench_set_once(t->host, t->port, key, PROBE_VALUE_SIZE, PROBE_IO_MS, NULL, 0) ==
+               PROTO_ST_OK;
+    char value[PROBE_VALUE_SIZE];
+    memset(value, 'x', sizeof(value));
+    struct proto_buf req = { 0 };
+    struct bench_http_answer a;
+    uint8_t buf[4096];
+    bool ok = bench_http_encode_put(&req, "/v3/kv/put", key, strlen(key), value,
+                                    sizeof(value)) == RK_OK &&
+              bench_http_call(t->host, t->port, &req, PROBE_IO_MS, buf, sizeof(buf), &a) ==
+                  RK_OK &&
+              bench_http_put_ok(&a);
+    proto_buf_free(&req);
+    return ok;
 }
 
 static void *prober_main(void *arg)
 {
     struct prober *p = arg;
-    struct fo_shared *sh = p->sh;
+    struct bench_probers *all = p->all;
     char key[32];
-    snprintf(key, sizeof(key), "failover/probe/%d", p->node);
-    struct proto_client_req r = { .op = PROTO_OP_SET, .key = key, .key_len = (uint32_t)strlen(key),
-                                  .val = "x", .val_len = 1 };
-    struct proto_buf req = { 0 };
-    if (proto_encode_client_req(&req, &r) != RK_OK)
-        return NULL;
-    int64_t next = bench_now_ns();
-    while (!atomic_load(&sh->stop)) {
-        int64_t sent = bench_now_ns();
-        long long kill_at = atomic_load(&sh->kill_ns);
-        if (probe_once(sh->c, p->node, &req) && kill_at != 0 && sent >= kill_at)
-            first_ack(&sh->probe_ack_ns, bench_now_ns());
-        next += (int64_t)PROBE_EVERY_MS * 1000000;
-        int64_t wait = next - bench_now_ns();
-        if (wait > 0)
-            bench_sleep_ms((int)(wait / 1000000) + 1);
+    snprintf(key, sizeof(key), "failover/probe/%d", (int)(p - all->p));
+    uint64_t next = rk_clock_ms();
+    while (!atomic_load(&all->stop)) {
+        uint64_t sent = rk_clock_ns(), armed = atomic_load(&all->armed_ns);
+        if (probe_once(&p->t, key) && armed != 0 && sent >= armed)
+            first_ack(&all->ack_ns, rk_clock_ns());
+        next += PROBE_EVERY_MS;
+        uint64_t now = rk_clock_ms();
+        if (next > now)
+            rk_sleep_ms((int64_t)(next - now));
         else
-            next = bench_now_ns();
+            next = now;
     }
-    proto_buf_free(&req);
     return NULL;
 }
+
+struct bench_probers *bench_probers_start(const struct bench_target *t, int n)
+{
+    struct bench_probers *all = calloc(1, sizeof(*all));
+    if (all == NULL)
+        return NULL;
+    for (; all->n < n && all->n < CTL_MAX_SERVERS; all->n++) {
+        struct prober *p = &all->p[all->n];
+        *p = (struct prober){ .all = all, .t = t[all->n] };
+        if (pthread_create(&p->thread, NULL, prober_main, p) != 0)
+            break;
+    }
+    return all;
+}
+
+void bench_probers_arm(struct bench_probers *p)
+{
+    atomic_store(&p->ack_ns, 0);
+    atomic_store(&p->armed_ns, rk_clock_ns());
+}
+
+double bench_probers_wait(struct bench_probers *p, int timeout_ms)
+{
+    uint64_t deadline = rk_clock_ms() + (uint64_t)timeout_ms;
+    while (atomic_load(&p->ack_ns) == 0 && rk_clock_ms() < deadline)
+        rk_sleep_ms(1);
+    unsigned long long ack = atomic_load(&p->ack_ns), armed = atomic_load(&p->armed_ns);
+    atomic_store(&p->armed_ns, 0);
+    return ack == 0 ? -1 : (double)(ack - armed) / 1e6;
+}
+
+void bench_probers_stop(struct bench_probers *p)
+{
+    if (p == NULL)
+        return;
+    atomic_store(&p->stop, true);
+    for (int i = 0; i < p->n; i++)
+        pthread_join(p->p[i].thread, NULL);
+    free(p);
+}
+
+/* ================= raft-kv: probers and a session writer ================= */
+
+struct fo_shared {
+    struct ctl_cluster *c;
+    atomic_bool stop;
+    atomic_ullong kill_ns;        /* when the current kill happened; 0 between trials */
+    atomic_ullong session_ack_ns; /* first session ack of a write sent after kill_ns */
+    atomic_long session_acks;     /* every session ack, to see the writer works */
+    /* the session writer parks here around the kill, so its next call starts after it */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool hold, held;
+};
 
 /* Parks while main holds the writer (around a kill). */
 static void session_park(struct fo_shared *sh)
@@ -102,6 +154,24 @@ static void session_park(struct fo_shared *sh)
     pthread_mutex_unlock(&sh->mu);
 }
 
+/* One write through the session; counts its ack. */
+static void session_write(struct fo_shared *sh, struct client_session *s)
+{
+    const char key[] = "failover/session", val[] = "x";
+    char err[BENCH_ERR_LEN];
+    uint64_t sent = rk_clock_ns(), kill_at = atomic_load(&sh->kill_ns);
+    struct client_reply reply;
+    if (client_session_call(s, PROTO_OP_SET, key, sizeof(key) - 1, val, 1, &reply, err,
+                            sizeof(err)) != RK_OK)
+        return;
+    if (reply.status == PROTO_ST_OK) {
+        atomic_fetch_add(&sh->session_acks, 1);
+        if (kill_at != 0 && sent >= kill_at)
+            first_ack(&sh->session_ack_ns, rk_clock_ns());
+    }
+    client_reply_free(&reply);
+}
+
 static void *session_main(void *arg)
 {
     struct fo_shared *sh = arg;
@@ -112,22 +182,9 @@ static void *session_main(void *arg)
         fprintf(stderr, "raft_bench: failover session: %s\n", err);
         return NULL;
     }
-    const char key[] = "failover/session", val[] = "x";
     while (!atomic_load(&sh->stop)) {
         session_park(sh);
-        int64_t sent = bench_now_ns();
-        long long kill_at = atomic_load(&sh->kill_ns);
-        struct client_reply reply;
-        int rc = client_session_call(s, PROTO_OP_SET, key, sizeof(key) - 1, val, 1, &reply, err,
-                                     sizeof(err));
-        if (rc != RK_OK)
-            continue;
-        if (reply.status == PROTO_ST_OK) {
-            atomic_fetch_add(&sh->session_acks, 1);
-            if (kill_at != 0 && sent >= kill_at)
-                first_ack(&sh->session_ack_ns, bench_now_ns());
-        }
-        client_reply_free(&reply);
+        session_write(sh, s);
     }
     client_session_free(s);
     return NULL;
@@ -136,17 +193,17 @@ static void *session_main(void *arg)
 /* Waits until the session writer has had `more` acks beyond `base`; false on timeout. */
 static bool wait_session_acks(struct fo_shared *sh, long base, long more, int timeout_ms)
 {
-    int64_t deadline = bench_now_ns() + (int64_t)timeout_ms * 1000000;
+    uint64_t deadline = rk_clock_ms() + (uint64_t)timeout_ms;
     while (atomic_load(&sh->session_acks) < base + more) {
-        if (bench_now_ns() >= deadline)
+        if (rk_clock_ms() >= deadline)
             return false;
-        bench_sleep_ms(5);
+        rk_sleep_ms(5);
     }
     return true;
 }
 
 /* Holds the session writer between calls, kills node i, and lets the writer go. */
-static void kill_leader(struct fo_shared *sh, int i)
+static void kill_leader(struct fo_shared *sh, struct bench_probers *pr, int i)
 {
     pthread_mutex_lock(&sh->mu);
     sh->hold = true;
@@ -155,67 +212,60 @@ static void kill_leader(struct fo_shared *sh, int i)
     until.tv_sec += SESSION_TIMEOUT_MS / 1000 + 5; /* the writer's call ends by then */
     while (!sh->held && pthread_cond_timedwait(&sh->cond, &sh->mu, &until) == 0) {
     }
-    atomic_store(&sh->probe_ack_ns, 0);
     atomic_store(&sh->session_ack_ns, 0);
-    atomic_store(&sh->kill_ns, bench_now_ns()); /* taken immediately before the kill */
-    bench_cluster_kill_node(sh->c, i);
+    bench_probers_arm(pr);
+    atomic_store(&sh->kill_ns, rk_clock_ns()); /* taken immediately before the kill */
+    ctl_kill(sh->c, i);
     sh->hold = false;
     pthread_cond_broadcast(&sh->cond);
     pthread_mutex_unlock(&sh->mu);
 }
 
-/* Milliseconds from the kill to the ack in slot, or -1 if none came. */
-static double since_kill_ms(struct fo_shared *sh, atomic_llong *slot)
+/* Waits for both first acks (bounded), then fills trial t's numbers. */
+static void measure_trial(struct fo_shared *sh, struct bench_probers *pr,
+                          struct bench_failover_result *r, int t)
 {
-    long long t = atomic_load(slot);
-    return t == 0 ? -1 : (double)(t - atomic_load(&sh->kill_ns)) / 1e6;
-}
-
-/* Waits for both first acks (bounded), then fills this trial's numbers. */
-static void measure_trial(struct fo_shared *sh, struct bench_failover_result *r, int t)
-{
-    int64_t deadline = bench_now_ns() + (int64_t)ACK_WAIT_MS * 1000000;
-    while ((atomic_load(&sh->probe_ack_ns) == 0 || atomic_load(&sh->session_ack_ns) == 0) &&
-           bench_now_ns() < deadline)
-        bench_sleep_ms(1);
-    r->probe_ms[t] = since_kill_ms(sh, &sh->probe_ack_ns);
-    r->session_ms[t] = since_kill_ms(sh, &sh->session_ack_ns);
+    r->probe_ms[t] = bench_probers_wait(pr, ACK_WAIT_MS);
+    uint64_t deadline = rk_clock_ms() + ACK_WAIT_MS;
+    while (atomic_load(&sh->session_ack_ns) == 0 && rk_clock_ms() < deadline)
+        rk_sleep_ms(1);
+    unsigned long long ack = atomic_load(&sh->session_ack_ns);
+    r->session_ms[t] = ack == 0 ? -1 : (double)(ack - atomic_load(&sh->kill_ns)) / 1e6;
     if (r->probe_ms[t] < 0 || r->session_ms[t] < 0)
         r->failed++;
     atomic_store(&sh->kill_ns, 0);
 }
 
 /* Restarts node i and waits until every server follows one leader and i has caught up. */
-static int heal(struct fo_shared *sh, int i, char *err, size_t errlen)
+static int heal(struct ctl_cluster *c, int i, char *err, size_t errlen)
 {
-    struct bench_cluster *c = sh->c;
-    int rc = bench_cluster_start_node(c, i);
-    int leader = rc == RK_OK ? bench_wait_leader(c, true, HEALTHY_WAIT_MS) : -1;
-    struct bench_status st;
-    if (leader >= 0 && bench_status(c, leader, &st, 1000) == RK_OK &&
-        bench_wait_applied(c, i, st.commit, HEALTHY_WAIT_MS) == RK_OK)
+    int rc = ctl_start(c, i);
+    int leader = rc == RK_OK ? ctl_wait_agreement(c, HEALTHY_WAIT_MS) : -1;
+    struct ctl_status st;
+    if (leader >= 0 && ctl_status_of(c, leader, &st, 1000) == RK_OK &&
+        ctl_wait_applied(c, i, st.commit, HEALTHY_WAIT_MS) == RK_OK)
         return RK_OK;
-    snprintf(err, errlen, "cluster not whole again after restarting %s", c->nodes[i].name);
+    snprintf(err, errlen, "cluster not whole again after restarting %s", c->servers[i].name);
     return RK_ERR_TIMEOUT;
 }
 
-static int run_trials(struct fo_shared *sh, int trials, struct bench_failover_result *r,
-                      char *err, size_t errlen)
+static int run_trials(struct fo_shared *sh, struct bench_probers *pr, int trials,
+                      struct bench_failover_result *r, char *err, size_t errlen)
 {
-    unsigned seed = (unsigned)bench_now_ns();
+    unsigned seed = (unsigned)rk_clock_ns();
     for (int t = 0; t < trials; t++) {
-        int leader = bench_wait_leader(sh->c, true, HEALTHY_WAIT_MS);
+        int leader = ctl_wait_agreement(sh->c, HEALTHY_WAIT_MS);
         if (leader < 0 || !wait_session_acks(sh, atomic_load(&sh->session_acks), 3, 10000)) {
             snprintf(err, errlen, "trial %d: no healthy leader with working writes", t + 1);
             return RK_ERR_TIMEOUT;
         }
-        bench_sleep_ms(200 + (int)(rand_r(&seed) % 200)); /* random phase vs heartbeats */
-        kill_leader(sh, leader);
-        measure_trial(sh, r, t);
+        rk_sleep_ms(200 + (int)(rand_r(&seed) % 200)); /* random phase vs heartbeats */
+        kill_leader(sh, pr, leader);
+        measure_trial(sh, pr, r, t);
         r->trials = t + 1;
         fprintf(stderr, "  failover %d/%d: killed %s: prober %.1f ms, session %.1f ms\n", t + 1,
-                trials, sh->c->nodes[leader].name, r->probe_ms[t], r->session_ms[t]);
-        int rc = heal(sh, leader, err, errlen);
+                trials, sh->c->servers[leader].name, r->probe_ms[t], r->session_ms[t]);
+        int rc = heal(sh->c, leader, err, errlen);
         if (rc != RK_OK)
             return rc;
     }
@@ -235,48 +285,49 @@ double bench_median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Median and max over the trials that got an ack. */
-static void summarize(const double *ms, int n, double *median, double *max)
+void bench_failover_summary(const double *ms, int n, double *median, double *max)
 {
-    double ok[MAX_TRIALS];
+    double ok[BENCH_MAX_TRIALS];
     int k = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n && k < BENCH_MAX_TRIALS; i++)
         if (ms[i] >= 0)
             ok[k++] = ms[i];
     *median = bench_median(ok, k);
     *max = k ? ok[k - 1] : 0;
 }
 
-int bench_failover(struct bench_cluster *c, int trials, struct bench_failover_result *r,
+int bench_failover(struct ctl_cluster *c, int trials, struct bench_failover_result *r,
                    char *err, size_t errlen)
 {
     memset(r, 0, sizeof(*r));
-    if (!c->owned || trials < 1 || trials > MAX_TRIALS) {
+    if (!c->owned || trials < 1 || trials > BENCH_MAX_TRIALS) {
         snprintf(err, errlen, "failover needs a cluster raft_bench started and 1..%d kills",
-                 MAX_TRIALS);
+                 BENCH_MAX_TRIALS);
         return RK_ERR_INVAL;
     }
     struct fo_shared sh = { .c = c };
+    struct bench_target targets[CTL_MAX_SERVERS];
+    for (int i = 0; i < c->n; i++) {
+        targets[i] = (struct bench_target){ .port = c->servers[i].port };
+        snprintf(targets[i].host, sizeof(targets[i].host), "%s", c->servers[i].host);
+    }
     pthread_mutex_init(&sh.mu, NULL);
     pthread_cond_init(&sh.cond, NULL);
-    struct prober probers[BENCH_MAX_NODES];
+    struct bench_probers *pr = bench_probers_start(targets, c->n);
     pthread_t writer;
-    for (int i = 0; i < c->n; i++) {
-        probers[i] = (struct prober){ .sh = &sh, .node = i };
-        pthread_create(&probers[i].thread, NULL, prober_main, &probers[i]);
-    }
-    pthread_create(&writer, NULL, session_main, &sh);
-    int rc = run_trials(&sh, trials, r, err, errlen);
+    bool writing = pr != NULL && pthread_create(&writer, NULL, session_main, &sh) == 0;
+    int rc = writing ? run_trials(&sh, pr, trials, r, err, errlen) : RK_ERR_NOMEM;
     atomic_store(&sh.stop, true);
     pthread_mutex_lock(&sh.mu);
     pthread_cond_broadcast(&sh.cond);
     pthread_mutex_unlock(&sh.mu);
-    pthread_join(writer, NULL);
-    for (int i = 0; i < c->n; i++)
-        pthread_join(probers[i].thread, NULL);
+    if (writing)
+        pthread_join(writer, NULL);
+    bench_probers_stop(pr);
     pthread_cond_destroy(&sh.cond);
     pthread_mutex_destroy(&sh.mu);
-    summarize(r->probe_ms, r->trials, &r->probe_median_ms, &r->probe_max_ms);
-    summarize(r->session_ms, r->trials, &r->session_median_ms, &r->session_max_ms);
+    bench_failover_summary(r->probe_ms, r->trials, &r->probe_median_ms, &r->probe_max_ms);
+    bench_failover_summary(r->session_ms, r->trials, &r->session_median_ms,
+                           &r->session_max_ms);
     return rc;
 }

@@ -1,9 +1,8 @@
 /* tools/bench_load.c - raft_bench's closed-loop load: one raw protocol connection per
- * client, each with one request outstanding, served by a thread of its own (like
- * ../shared/bench/kvload.py's clients) or by a few epoll loops (a generator that costs
- * less CPU on the cores it shares with the servers; it also drives etcd's gateway, so both
- * stores can be measured by one generator). Every operation's latency is recorded, then
- * sorted for percentiles. */
+ * client, each with one request outstanding, served by a thread of its own (blocking
+ * calls) or by a few epoll loops (a generator that costs less CPU on the cores it shares
+ * with the servers; it also drives etcd's gateway, so both stores can be measured by one
+ * generator). Every operation's latency is recorded, then sorted for percentiles. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -13,124 +12,21 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/errors.h"
+#include "../common/grow.h"
 #include "../common/net.h"
 #include "bench.h"
 
 #define CONNECT_MS 2000
 #define IO_MS 10000
 #define MAX_ERRORS_IN_A_ROW 50
+#define RETRY_MAX_IN_A_ROW 300 /* with RETRY_PAUSE_MS: a few seconds without a leader */
 #define RETRY_PAUSE_MS 10
-#define FIRST_BUF 4096
-
-/* ---- one raw connection ---- */
-
-int bench_conn_open(struct bench_conn *c, const char *host, uint16_t port, int connect_ms,
-                    int io_ms, char *err, size_t errlen)
-{
-    memset(c, 0, sizeof(*c));
-    c->fd = net_connect(host, port, connect_ms, err, errlen);
-    if (c->fd < 0)
-        return RK_ERR_IO;
-    struct proto_buf hello = { 0 };
-    int rc = proto_encode_hello_client(&hello);
-    if (rc == RK_OK)
-        rc = net_set_timeouts(c->fd, io_ms);
-    if (rc == RK_OK)
-        rc = net_write_full(c->fd, hello.data, hello.len);
-    proto_buf_free(&hello);
-    if (rc != RK_OK) {
-        snprintf(err, errlen, "%s:%u: hello: %s", host, (unsigned)port, rk_strerror(rc));
-        close(c->fd);
-        c->fd = -1;
-    }
-    return rc;
-}
-
-void bench_conn_close(struct bench_conn *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-    free(c->buf);
-    c->buf = NULL;
-    c->have = c->cap = c->consumed = 0;
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static int grow(struct bench_conn *c, size_t need)
-{
-    if (need <= c->cap)
-        return RK_OK;
-    size_t cap = c->cap ? c->cap : FIRST_BUF;
-    while (cap < need)
-        cap *= 2;
-    uint8_t *b = realloc(c->buf, cap);
-    if (b == NULL)
-        return RK_ERR_NOMEM;
-    c->buf = b;
-    c->cap = cap;
-    return RK_OK;
-}
-
-/* Reads until c->buf holds one whole frame; *frame_len gets its payload length. */
-static int read_frame(struct bench_conn *c, uint32_t *frame_len)
-{
-    for (;;) {
-        if (c->have >= 4) {
-            uint32_t n = be32(c->buf);
-            if (n == 0 || n > PROTO_MAX_FRAME)
-                return RK_ERR_PROTO;
-            if (c->have >= 4 + (size_t)n) {
-                *frame_len = n;
-                return RK_OK;
-            }
-            if (grow(c, 4 + (size_t)n) != RK_OK)
-                return RK_ERR_NOMEM;
-        } else if (grow(c, FIRST_BUF) != RK_OK) {
-            return RK_ERR_NOMEM;
-        }
-        ssize_t r = recv(c->fd, c->buf + c->have, c->cap - c->have, 0);
-        if (r == 0)
-            return RK_ERR_CLOSED;
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return (errno == EAGAIN || errno == EWOULDBLOCK) ? RK_ERR_TIMEOUT : RK_ERR_IO;
-        c->have += (size_t)r;
-    }
-}
-
-int bench_conn_call(struct bench_conn *c, const uint8_t *req, size_t len,
-                    struct proto_client_resp *resp)
-{
-    if (c->fd < 0)
-        return RK_ERR_CLOSED;
-    if (c->consumed > 0) { /* drop the previous answer */
-        memmove(c->buf, c->buf + c->consumed, c->have - c->consumed);
-        c->have -= c->consumed;
-        c->consumed = 0;
-    }
-    int rc = net_write_full(c->fd, req, len);
-    uint32_t n = 0;
-    if (rc == RK_OK)
-        rc = read_frame(c, &n);
-    if (rc != RK_OK)
-        return rc;
-    c->consumed = 4 + (size_t)n;
-    struct proto_client_resp local;
-    struct proto_client_resp *r = resp != NULL ? resp : &local;
-    if (proto_frame_type(c->buf + 4, n) != PROTO_CLIENT_RESP ||
-        proto_decode_client_resp(c->buf + 4, n, r) != RK_OK)
-        return RK_ERR_PROTO;
-    return r->status;
-}
+#define PROGRESS_EVERY_S 15
 
 /* ---- the client threads ---- */
 
@@ -138,6 +34,8 @@ struct load_shared {
     const struct bench_load_opts *o;
     pthread_barrier_t start;
     atomic_long next_op;
+    atomic_long acked;   /* counted for o->progress only */
+    atomic_int finished; /* client threads done */
     char *value;
 };
 
@@ -145,13 +43,14 @@ struct client {
     struct load_shared *sh;
     int id;
     pthread_t thread;
-    uint64_t *lat_ns;
-    size_t n_lat, cap_lat;
+    struct bench_op *ops; /* the measured operations */
+    size_t n_ops, cap_ops;
     long errors;
     char first_failure[BENCH_FAILURE_LEN];
-    int64_t end_ns;
+    uint64_t end_ns;
     int rc;
     char err[BENCH_ERR_LEN];
+    int in_a_row;       /* failures in a row */
     /* per-connection state */
     struct bench_conn conn;
     char host[REGISTRY_HOST_MAX + 1];
@@ -165,10 +64,9 @@ struct client {
     bool want_out;      /* waiting for EPOLLOUT to send the rest */
     bool done;          /* no more operations for this client */
     size_t sent;        /* bytes of req already sent */
-    int64_t t0;         /* when it was sent */
+    uint64_t t0;        /* when it was sent */
     long op_no;
     int warm_left;      /* warm-up operations still to do */
-    int in_a_row;       /* failures in a row */
 };
 
 static uint64_t next_rand(uint64_t *s)
@@ -179,17 +77,23 @@ static uint64_t next_rand(uint64_t *s)
     return *s;
 }
 
-static int record(struct client *cl, uint64_t ns)
+int64_t bench_real_ns(void)
 {
-    if (cl->n_lat == cl->cap_lat) {
-        size_t cap = cl->cap_lat ? cl->cap_lat * 2 : 4096;
-        uint64_t *a = realloc(cl->lat_ns, cap * sizeof(*a));
-        if (a == NULL)
-            return RK_ERR_NOMEM;
-        cl->lat_ns = a;
-        cl->cap_lat = cap;
-    }
-    cl->lat_ns[cl->n_lat++] = ns;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* One acknowledged operation, sent at t0 and answered at t1 (CLOCK_MONOTONIC, ns). */
+static int record(struct client *cl, uint64_t t0, uint64_t t1)
+{
+    uint64_t lat = t1 - t0;
+    if (cl->sh->o->progress != NULL)
+        atomic_fetch_add(&cl->sh->acked, 1);
+    if (rk_grow(&cl->ops, &cl->cap_ops, cl->n_ops + 1, sizeof(*cl->ops), 4096) != RK_OK)
+        return RK_ERR_NOMEM;
+    int64_t start = cl->sh->o->timeline ? bench_real_ns() - (int64_t)lat : 0;
+    cl->ops[cl->n_ops++] = (struct bench_op){ start, (int64_t)lat };
     return RK_OK;
 }
 
@@ -258,7 +162,7 @@ static int connect_client(struct client *cl, bool sessions)
     for (int attempt = 0; attempt < MAX_ERRORS_IN_A_ROW; attempt++) {
         if (attempt > 0) {
             bench_conn_close(&cl->conn);
-            bench_sleep_ms(RETRY_PAUSE_MS);
+            rk_sleep_ms(RETRY_PAUSE_MS);
         }
         rc = bench_conn_open(&cl->conn, cl->host, cl->port, CONNECT_MS, IO_MS, cl->err,
                              sizeof(cl->err));
@@ -292,16 +196,18 @@ static void recover(struct client *cl, int status, const struct proto_client_res
     } else if (status == PROTO_ST_ERR) {
         return; /* the connection is fine; the server could not do it */
     }
-    bench_sleep_ms(RETRY_PAUSE_MS);
+    rk_sleep_ms(RETRY_PAUSE_MS);
     reconnect(cl);
 }
 
 /* What went wrong with one call, for the report. */
-static void describe_failure(int status, const struct proto_client_resp *resp, char *out,
-                             size_t outlen)
+static void describe_failure(const struct client *cl, int status,
+                             const struct proto_client_resp *resp, char *out, size_t outlen)
 {
     if (status < 0)
         snprintf(out, outlen, "%s", rk_strerror(status));
+    else if (cl->sh->o->etcd_path != NULL)
+        snprintf(out, outlen, "HTTP %d", status);
     else if (status == PROTO_ST_REDIRECT)
         snprintf(out, outlen, "redirect to '%s'", resp->leader_name);
     else if (status == PROTO_ST_ERR)
@@ -311,37 +217,70 @@ static void describe_failure(int status, const struct proto_client_resp *resp, c
         snprintf(out, outlen, "unexpected status %d", status);
 }
 
-/* One operation; its latency is recorded when measured. RK_OK, or an error once too
- * many operations in a row failed. */
-static int one_op(struct client *cl, long op_no, bool measured, int *errors_in_a_row)
+/* Counts a failed call (the first measured one is described in the report): RK_OK, or
+ * RK_ERR_IO with cl->err once too many failed in a row. */
+static int count_failure(struct client *cl, bool measured, int status,
+                         const struct proto_client_resp *resp)
 {
-    int rc = encode_op(cl, op_no);
-    if (rc != RK_OK)
-        return rc;
-    struct proto_client_resp resp;
-    int64_t t0 = bench_now_ns();
-    int status = bench_conn_call(&cl->conn, cl->req.data, cl->req.len, &resp);
-    int64_t t1 = bench_now_ns();
-    if (status == PROTO_ST_OK || status == PROTO_ST_VALUE || status == PROTO_ST_NIL) {
-        *errors_in_a_row = 0;
-        return measured ? record(cl, (uint64_t)(t1 - t0)) : RK_OK;
-    }
     char what[BENCH_FAILURE_LEN];
-    describe_failure(status, &resp, what, sizeof(what));
+    describe_failure(cl, status, resp, what, sizeof(what));
     if (measured && cl->errors++ == 0)
         snprintf(cl->first_failure, sizeof(cl->first_failure), "%s", what);
-    if (++*errors_in_a_row >= MAX_ERRORS_IN_A_ROW) {
-        snprintf(cl->err, sizeof(cl->err), "client %d: %d failures in a row (last: %s)", cl->id,
-                 *errors_in_a_row, what);
-        return RK_ERR_IO;
-    }
-    recover(cl, status, &resp);
-    return RK_OK;
+    int limit = cl->sh->o->retry ? RETRY_MAX_IN_A_ROW : MAX_ERRORS_IN_A_ROW;
+    if (++cl->in_a_row < limit)
+        return RK_OK;
+    snprintf(cl->err, sizeof(cl->err), "client %d: %d failures in a row (last: %s)", cl->id,
+             cl->in_a_row, what);
+    return RK_ERR_IO;
 }
 
-static bool time_is_up(int64_t deadline_ns)
+static bool time_is_up(uint64_t deadline_ns)
 {
-    return deadline_ns != 0 && bench_now_ns() >= deadline_ns;
+    return deadline_ns != 0 && rk_clock_ns() >= deadline_ns;
+}
+
+static bool acknowledged(int status)
+{
+    return status == PROTO_ST_OK || status == PROTO_ST_VALUE || status == PROTO_ST_NIL;
+}
+
+/* One operation; its latency is recorded when measured. With o->retry a failed one is
+ * sent again until acknowledged or the deadline passes. RK_OK, or an error once too many
+ * calls in a row failed. */
+static int one_op(struct client *cl, long op_no, bool measured, uint64_t deadline)
+{
+    int rc = encode_op(cl, op_no);
+    bool again = true;
+    while (rc == RK_OK && again) {
+        struct proto_client_resp resp;
+        uint64_t t0 = rk_clock_ns();
+        int status = bench_conn_call(&cl->conn, cl->req.data, cl->req.len, &resp);
+        if (acknowledged(status)) {
+            cl->in_a_row = 0;
+            return measured ? record(cl, t0, rk_clock_ns()) : RK_OK;
+        }
+        rc = count_failure(cl, measured, status, &resp);
+        if (rc == RK_OK)
+            recover(cl, status, &resp);
+        again = cl->sh->o->retry && !time_is_up(deadline);
+    }
+    return rc;
+}
+
+/* A client before its connection: its random keys, where it connects. */
+static void client_init(struct client *cl)
+{
+    const struct bench_load_opts *o = cl->sh->o;
+    cl->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)o->seed << 20) ^ (uint64_t)(cl->id + 1);
+    snprintf(cl->host, sizeof(cl->host), "%s", o->host);
+    cl->port = o->port;
+    cl->conn.fd = -1; /* calloc'ed: 0 would be a real descriptor */
+}
+
+/* When a measured phase that starts now ends (0: when the operations run out). */
+static uint64_t deadline_of(const struct bench_load_opts *o)
+{
+    return o->max_seconds > 0 ? rk_clock_ns() + (uint64_t)(o->max_seconds * 1e9) : 0;
 }
 
 static void *client_main(void *arg)
@@ -349,26 +288,22 @@ static void *client_main(void *arg)
     struct client *cl = arg;
     struct load_shared *sh = cl->sh;
     const struct bench_load_opts *o = sh->o;
-    int in_a_row = 0;
-    cl->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)o->seed << 20) ^ (uint64_t)(cl->id + 1);
-    snprintf(cl->host, sizeof(cl->host), "%s", o->host);
-    cl->port = o->port;
-    cl->conn.fd = -1; /* calloc'ed: 0 would be a real descriptor */
+    client_init(cl);
     cl->rc = connect_client(cl, o->sessions);
     for (int w = 0; cl->rc == RK_OK && w < o->warmup; w++)
-        cl->rc = one_op(cl, w, false, &in_a_row);
+        cl->rc = one_op(cl, w, false, 0);
     pthread_barrier_wait(&sh->start);
-    int64_t deadline = o->max_seconds > 0 ? bench_now_ns() + (int64_t)(o->max_seconds * 1e9)
-                                          : 0;
+    uint64_t deadline = deadline_of(o);
     while (cl->rc == RK_OK) {
         long op_no = atomic_fetch_add(&sh->next_op, 1);
         if (op_no >= o->ops || time_is_up(deadline))
             break;
-        cl->rc = one_op(cl, op_no, true, &in_a_row);
+        cl->rc = one_op(cl, op_no, true, deadline);
     }
-    cl->end_ns = bench_now_ns();
+    cl->end_ns = rk_clock_ns();
     bench_conn_close(&cl->conn);
     proto_buf_free(&cl->req);
+    atomic_fetch_add(&sh->finished, 1);
     return NULL;
 }
 
@@ -444,7 +379,7 @@ static int loop_send(struct loop *lp, struct client *cl)
 }
 
 /* Starts the client's next operation, or marks it done. */
-static void loop_issue(struct loop *lp, struct client *cl, bool measured, int64_t deadline)
+static void loop_issue(struct loop *lp, struct client *cl, bool measured, uint64_t deadline)
 {
     const struct bench_load_opts *o = lp->sh->o;
     cl->busy = false;
@@ -454,7 +389,7 @@ static void loop_issue(struct loop *lp, struct client *cl, bool measured, int64_
         cl->op_no = atomic_fetch_add(&lp->sh->next_op, 1);
         if (cl->op_no >= o->ops || time_is_up(deadline)) {
             cl->done = true;
-            cl->end_ns = bench_now_ns();
+            cl->end_ns = rk_clock_ns();
             return;
         }
     } else {
@@ -469,7 +404,7 @@ static void loop_issue(struct loop *lp, struct client *cl, bool measured, int64_
     }
     cl->busy = true;
     cl->sent = 0;
-    cl->t0 = bench_now_ns();
+    cl->t0 = rk_clock_ns();
     rc = loop_send(lp, cl);
     if (rc != RK_OK)
         set_failed(cl, rc, "send failed");
@@ -481,16 +416,9 @@ static void loop_failed(struct loop *lp, struct client *cl, bool measured, int s
                         const struct proto_client_resp *resp)
 {
     char what[BENCH_FAILURE_LEN];
-    if (lp->sh->o->etcd_path != NULL && status >= 0)
-        snprintf(what, sizeof(what), "HTTP %d", status);
-    else
-        describe_failure(status, resp, what, sizeof(what));
-    if (measured && cl->errors++ == 0)
-        snprintf(cl->first_failure, sizeof(cl->first_failure), "%s", what);
-    if (++cl->in_a_row >= MAX_ERRORS_IN_A_ROW) {
-        char msg[BENCH_FAILURE_LEN + 64];
-        snprintf(msg, sizeof(msg), "%d failures in a row (last: %s)", cl->in_a_row, what);
-        set_failed(cl, RK_ERR_IO, msg);
+    describe_failure(cl, status, resp, what, sizeof(what));
+    if (count_failure(cl, measured, status, resp) != RK_OK) {
+        set_failed(cl, RK_ERR_IO, "too many failures"); /* cl->err says which */
         return;
     }
     if (status == PROTO_ST_ERR && lp->sh->o->etcd_path == NULL)
@@ -499,13 +427,13 @@ static void loop_failed(struct loop *lp, struct client *cl, bool measured, int s
         recover(cl, status, resp); /* closes the old socket: epoll forgets it */
     } else {
         bench_conn_close(&cl->conn);
-        bench_sleep_ms(RETRY_PAUSE_MS);
+        rk_sleep_ms(RETRY_PAUSE_MS);
         open_target(cl);
     }
     /* A server that refuses (restarting, say) is retried like the threads retry a call:
      * each failed attempt counts, up to MAX_ERRORS_IN_A_ROW in a row. */
     while (cl->conn.fd < 0 && ++cl->in_a_row < MAX_ERRORS_IN_A_ROW) {
-        bench_sleep_ms(RETRY_PAUSE_MS);
+        rk_sleep_ms(RETRY_PAUSE_MS);
         if (lp->sh->o->etcd_path == NULL)
             reconnect(cl);
         else
@@ -523,7 +451,7 @@ static void loop_failed(struct loop *lp, struct client *cl, bool measured, int s
 /* The connection failed (rc): the answer so far is dropped, the failure counted and the
  * connection remade (loop_failed), then the client's next operation starts. */
 static void loop_broken(struct loop *lp, struct client *cl, bool measured, int rc,
-                        int64_t deadline)
+                        uint64_t deadline)
 {
     struct proto_client_resp resp;
     memset(&resp, 0, sizeof(resp));
@@ -541,7 +469,7 @@ static int loop_take_answer(struct client *cl, int *status, struct proto_client_
     for (;;) {
         if (c->have > 4 + (size_t)PROTO_MAX_FRAME)
             return RK_ERR_PROTO; /* more than one answer can hold: not a server we know */
-        if (grow(c, c->have + 4096) != RK_OK)
+        if (bench_conn_reserve(c, c->have + 4096) != RK_OK)
             return RK_ERR_NOMEM;
         size_t room = c->cap - c->have;
         ssize_t r = recv(c->fd, c->buf + c->have, room, MSG_DONTWAIT);
@@ -561,20 +489,16 @@ static int loop_take_answer(struct client *cl, int *status, struct proto_client_
         return RK_ERR_IO;
     }
     if (etcd) {
-        bool ok = false;
-        int rc = bench_http_parse_answer(c->buf, c->have, &c->consumed, status, &ok);
-        if (rc == RK_OK && ok)
-            *status = PROTO_ST_OK;
+        struct bench_http_answer a;
+        int rc = bench_http_parse_answer(c->buf, c->have, &a);
+        c->consumed = rc == RK_OK ? a.consumed : 0;
+        *status = rc == RK_OK && bench_http_put_ok(&a) ? PROTO_ST_OK : a.status;
         return rc;
     }
-    if (c->have < 4)
-        return RK_ERR_AGAIN;
-    uint32_t n = be32(c->buf);
-    if (n == 0 || n > PROTO_MAX_FRAME)
-        return RK_ERR_PROTO;
-    if (c->have < 4 + (size_t)n)
-        return RK_ERR_AGAIN;
-    c->consumed = 4 + (size_t)n;
+    uint32_t n = 0;
+    int rc = bench_conn_parse_frame(c, &n);
+    if (rc != RK_OK)
+        return rc;
     if (proto_frame_type(c->buf + 4, n) != PROTO_CLIENT_RESP ||
         proto_decode_client_resp(c->buf + 4, n, resp) != RK_OK)
         return RK_ERR_PROTO;
@@ -596,7 +520,7 @@ static void drop_answer(struct bench_conn *c)
 
 /* The socket is readable: if the answer is whole, record it and start the next one. */
 static void loop_readable(struct loop *lp, struct client *cl, bool measured,
-                          int64_t deadline)
+                          uint64_t deadline)
 {
     struct proto_client_resp resp;
     memset(&resp, 0, sizeof(resp));
@@ -604,7 +528,7 @@ static void loop_readable(struct loop *lp, struct client *cl, bool measured,
     int rc = loop_take_answer(cl, &status, &resp, lp->sh->o->etcd_path != NULL);
     if (rc == RK_ERR_AGAIN)
         return;
-    int64_t t1 = bench_now_ns();
+    uint64_t t1 = rk_clock_ns();
     if (!cl->busy) { /* nothing was asked: the server spoke out of turn or closed */
         set_failed(cl, RK_ERR_PROTO, "an answer to no request");
         return;
@@ -613,9 +537,9 @@ static void loop_readable(struct loop *lp, struct client *cl, bool measured,
         loop_broken(lp, cl, measured, rc, deadline);
         return;
     }
-    if (status == PROTO_ST_OK || status == PROTO_ST_VALUE || status == PROTO_ST_NIL) {
+    if (acknowledged(status)) {
         cl->in_a_row = 0;
-        if (measured && record(cl, (uint64_t)(t1 - cl->t0)) != RK_OK)
+        if (measured && record(cl, cl->t0, t1) != RK_OK)
             set_failed(cl, RK_ERR_NOMEM, "out of memory");
         drop_answer(&cl->conn);
     } else {
@@ -626,12 +550,12 @@ static void loop_readable(struct loop *lp, struct client *cl, bool measured,
 }
 
 /* A request unanswered for IO_MS fails like a timed-out read in the threads. */
-static void loop_check_timeouts(struct loop *lp, bool measured, int64_t deadline)
+static void loop_check_timeouts(struct loop *lp, bool measured, uint64_t deadline)
 {
-    int64_t now = bench_now_ns();
+    uint64_t now = rk_clock_ns();
     for (int i = 0; i < lp->n; i++) {
         struct client *cl = lp->mine[i];
-        if (cl->busy && now - cl->t0 > (int64_t)IO_MS * 1000000)
+        if (cl->busy && now - cl->t0 > (uint64_t)IO_MS * 1000000)
             loop_broken(lp, cl, measured, RK_ERR_TIMEOUT, deadline);
     }
 }
@@ -646,12 +570,12 @@ static int busy_clients(const struct loop *lp)
 
 /* Every client does its warm-up operations (measured false) or takes operation numbers
  * until they run out or the deadline passes (measured true). */
-static void loop_phase(struct loop *lp, bool measured, int64_t deadline)
+static void loop_phase(struct loop *lp, bool measured, uint64_t deadline)
 {
     struct epoll_event evs[LOOP_EVENTS];
     for (int i = 0; i < lp->n; i++)
         loop_issue(lp, lp->mine[i], measured, deadline);
-    int64_t next_check = bench_now_ns() + 100000000;
+    uint64_t next_check = rk_clock_ns() + 100000000;
     while (busy_clients(lp) > 0) {
         if (measured && time_is_up(deadline))
             break;
@@ -667,12 +591,12 @@ static void loop_phase(struct loop *lp, bool measured, int64_t deadline)
             if (evs[e].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
                 loop_readable(lp, cl, measured, deadline);
         }
-        if (bench_now_ns() >= next_check) {
+        if (rk_clock_ns() >= next_check) {
             loop_check_timeouts(lp, measured, deadline);
-            next_check = bench_now_ns() + 100000000;
+            next_check = rk_clock_ns() + 100000000;
         }
     }
-    int64_t end = bench_now_ns();
+    uint64_t end = rk_clock_ns();
     for (int i = 0; measured && i < lp->n; i++)
         if (lp->mine[i]->end_ns == 0)
             lp->mine[i]->end_ns = end;
@@ -685,10 +609,7 @@ static void *loop_main(void *arg)
     const struct bench_load_opts *o = sh->o;
     for (int i = 0; i < lp->n; i++) {
         struct client *cl = lp->mine[i];
-        cl->rng = 0x9E3779B97F4A7C15ull ^ ((uint64_t)o->seed << 20) ^ (uint64_t)(cl->id + 1);
-        snprintf(cl->host, sizeof(cl->host), "%s", o->host);
-        cl->port = o->port;
-        cl->conn.fd = -1;
+        client_init(cl);
         cl->warm_left = o->warmup;
         cl->rc = open_target(cl);
         if (cl->rc == RK_OK && loop_watch(lp, cl) != RK_OK)
@@ -698,9 +619,7 @@ static void *loop_main(void *arg)
     }
     loop_phase(lp, false, 0);
     pthread_barrier_wait(&sh->start);
-    int64_t deadline = o->max_seconds > 0 ? bench_now_ns() + (int64_t)(o->max_seconds * 1e9)
-                                          : 0;
-    loop_phase(lp, true, deadline);
+    loop_phase(lp, true, deadline_of(o));
     for (int i = 0; i < lp->n; i++) {
         bench_conn_close(&lp->mine[i]->conn);
         proto_buf_free(&lp->mine[i]->req);
@@ -731,56 +650,76 @@ static bool start_loops(struct load_shared *sh, struct client *cls, struct loop 
 
 /* ---- statistics ---- */
 
-static int cmp_u64(const void *a, const void *b)
+static int cmp_i64(const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
 }
 
 /* Nearest-rank percentile of sorted values, in ms. */
-static double pct_ms(const uint64_t *v, size_t n, double q)
+static double pct_ms(const int64_t *v, size_t n, double q)
 {
     if (n == 0)
         return 0;
     size_t rank = (size_t)(q * (double)n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
+    rank = rank < 1 ? 1 : rank > n ? n : rank;
     return (double)v[rank - 1] / 1e6;
 }
 
-static int summarize(struct client *cls, int n, int64_t t0, struct bench_result *r)
+void bench_latency_stats(int64_t *lat, size_t n, struct bench_result *r)
+{
+    qsort(lat, n, sizeof(*lat), cmp_i64);
+    r->ops = (long)n;
+    r->ops_per_s = r->seconds > 0 ? (double)n / r->seconds : 0;
+    r->p50_ms = pct_ms(lat, n, 0.50);
+    r->p90_ms = pct_ms(lat, n, 0.90);
+    r->p99_ms = pct_ms(lat, n, 0.99);
+    r->p999_ms = pct_ms(lat, n, 0.999);
+    r->max_ms = n ? (double)lat[n - 1] / 1e6 : 0;
+}
+
+/* Rate and latency percentiles of the n_ops operations in ops. */
+static int latency_stats(const struct bench_op *ops, size_t n_ops, struct bench_result *r)
+{
+    int64_t *lat = malloc((n_ops ? n_ops : 1) * sizeof(*lat));
+    if (lat == NULL)
+        return RK_ERR_NOMEM;
+    for (size_t k = 0; k < n_ops; k++)
+        lat[k] = ops[k].lat_ns;
+    bench_latency_stats(lat, n_ops, r);
+    free(lat);
+    return RK_OK;
+}
+
+/* Every client's operations and errors into r; the operations stay in r->timeline if
+ * asked for. */
+static int summarize(struct client *cls, int n, uint64_t t0, bool timeline,
+                     struct bench_result *r)
 {
     size_t total = 0;
-    int64_t t_end = t0;
+    uint64_t t_end = t0;
     for (int i = 0; i < n; i++) {
-        total += cls[i].n_lat;
+        total += cls[i].n_ops;
         if (r->errors == 0 && cls[i].errors > 0)
             snprintf(r->first_failure, sizeof(r->first_failure), "%s", cls[i].first_failure);
         r->errors += cls[i].errors;
-        if (cls[i].end_ns > t_end)
-            t_end = cls[i].end_ns;
+        t_end = cls[i].end_ns > t_end ? cls[i].end_ns : t_end;
     }
-    uint64_t *all = malloc((total ? total : 1) * sizeof(*all));
+    struct bench_op *all = malloc((total ? total : 1) * sizeof(*all));
     if (all == NULL)
         return RK_ERR_NOMEM;
     size_t k = 0;
     for (int i = 0; i < n; i++) {
-        memcpy(all + k, cls[i].lat_ns, cls[i].n_lat * sizeof(*all));
-        k += cls[i].n_lat;
+        memcpy(all + k, cls[i].ops, cls[i].n_ops * sizeof(*all));
+        k += cls[i].n_ops;
     }
-    qsort(all, total, sizeof(*all), cmp_u64);
-    r->ops = (long)total;
     r->seconds = (double)(t_end - t0) / 1e9;
-    r->ops_per_s = r->seconds > 0 ? (double)total / r->seconds : 0;
-    r->p50_ms = pct_ms(all, total, 0.50);
-    r->p90_ms = pct_ms(all, total, 0.90);
-    r->p99_ms = pct_ms(all, total, 0.99);
-    r->p999_ms = pct_ms(all, total, 0.999);
-    r->max_ms = total ? (double)all[total - 1] / 1e6 : 0;
-    free(all);
-    return RK_OK;
+    int rc = latency_stats(all, total, r);
+    if (timeline)
+        r->timeline = all;
+    else
+        free(all);
+    return rc;
 }
 
 /* ---- the run ---- */
@@ -789,6 +728,10 @@ static int check_opts(const struct bench_load_opts *o, char *err, size_t errlen)
 {
     if (o->etcd_path != NULL && (o->loop_threads < 1 || o->read_ratio > 0)) {
         snprintf(err, errlen, "etcd is driven by the event loop, with writes only");
+        return RK_ERR_INVAL;
+    }
+    if (o->loop_threads > 0 && (o->retry || o->progress != NULL)) {
+        snprintf(err, errlen, "retries and progress lines are for the threads engine only");
         return RK_ERR_INVAL;
     }
     if (o->clients < 1 || o->clients > 4096 || o->ops < 1 || o->keys < 1 ||
@@ -800,6 +743,73 @@ static int check_opts(const struct bench_load_opts *o, char *err, size_t errlen)
         return RK_ERR_INVAL;
     }
     return RK_OK;
+}
+
+/* Starts the threads (a thread per client, or the loops); exits the program if one could
+ * not start (the started ones would wait on the barrier forever). */
+static struct loop *start_threads(struct load_shared *sh, struct client *cls, int n_loops)
+{
+    const struct bench_load_opts *o = sh->o;
+    struct loop *loops = NULL;
+    if (n_loops > 0) {
+        loops = calloc((size_t)n_loops, sizeof(*loops));
+        if (loops != NULL && start_loops(sh, cls, loops, n_loops))
+            return loops;
+        fprintf(stderr, "raft_bench: cannot start %d event loops\n", n_loops);
+        exit(1);
+    }
+    for (int i = 0; i < o->clients; i++) {
+        if (pthread_create(&cls[i].thread, NULL, client_main, &cls[i]) != 0) {
+            fprintf(stderr, "raft_bench: could only start %d of %d client threads\n", i,
+                    o->clients);
+            exit(1);
+        }
+    }
+    return NULL;
+}
+
+/* With o->progress: a line every PROGRESS_EVERY_S until every client thread is done. */
+static void watch_progress(struct load_shared *sh, uint64_t t0)
+{
+    uint64_t last = t0;
+    while (sh->o->progress != NULL && atomic_load(&sh->finished) < sh->o->clients) {
+        rk_sleep_ms(100);
+        uint64_t now = rk_clock_ns();
+        if (now - last < (uint64_t)PROGRESS_EVERY_S * 1000000000)
+            continue;
+        last = now;
+        double secs = (double)(now - t0) / 1e9;
+        long acked = atomic_load(&sh->acked);
+        fprintf(stderr, "  %s: %ld writes acknowledged in %.0f s (%.0f/s)\n", sh->o->progress,
+                acked, secs, (double)acked / secs);
+    }
+}
+
+/* Waits for the threads, then gathers the results. */
+static int finish_run(struct load_shared *sh, struct client *cls, struct loop *loops,
+                      int n_loops, struct bench_result *r, char *err, size_t errlen)
+{
+    const struct bench_load_opts *o = sh->o;
+    uint64_t t0 = rk_clock_ns();
+    r->t0_ns = bench_real_ns();
+    watch_progress(sh, t0);
+    for (int t = 0; t < n_loops; t++) {
+        pthread_join(loops[t].thread, NULL);
+        close(loops[t].epfd);
+        free(loops[t].mine);
+    }
+    for (int i = 0; n_loops == 0 && i < o->clients; i++)
+        pthread_join(cls[i].thread, NULL);
+    r->t1_ns = bench_real_ns();
+    int rc = summarize(cls, o->clients, t0, o->timeline, r);
+    for (int i = 0; i < o->clients; i++) {
+        if (cls[i].rc != RK_OK && rc == RK_OK) {
+            rc = cls[i].rc;
+            snprintf(err, errlen, "%s", cls[i].err[0] ? cls[i].err : rk_strerror(cls[i].rc));
+        }
+        free(cls[i].ops);
+    }
+    return rc;
 }
 
 int bench_run_load(const struct bench_load_opts *o, struct bench_result *r, char *err,
@@ -820,50 +830,15 @@ int bench_run_load(const struct bench_load_opts *o, struct bench_result *r, char
     }
     for (int i = 0; i < o->value_size; i++)
         sh.value[i] = (char)('a' + i % 26);
-    atomic_init(&sh.next_op, 0);
+    for (int i = 0; i < o->clients; i++)
+        cls[i] = (struct client){ .sh = &sh, .id = i };
     int n_loops = o->loop_threads > o->clients ? o->clients : o->loop_threads;
-    struct loop *loops = NULL;
     pthread_barrier_init(&sh.start, NULL, (unsigned)(n_loops > 0 ? n_loops : o->clients) + 1);
-    for (int i = 0; i < o->clients; i++) {
-        cls[i].sh = &sh;
-        cls[i].id = i;
-    }
-    if (n_loops > 0) {
-        loops = calloc((size_t)n_loops, sizeof(*loops));
-        if (loops == NULL || !start_loops(&sh, cls, loops, n_loops)) {
-            fprintf(stderr, "raft_bench: cannot start %d event loops\n", n_loops);
-            exit(1); /* the started ones wait on the barrier forever */
-        }
-    } else {
-        int started = 0;
-        for (; started < o->clients; started++)
-            if (pthread_create(&cls[started].thread, NULL, client_main, &cls[started]) != 0)
-                break;
-        if (started < o->clients) { /* the started ones wait on the barrier forever */
-            fprintf(stderr, "raft_bench: could only start %d of %d client threads\n", started,
-                    o->clients);
-            exit(1);
-        }
-    }
+    struct loop *loops = start_threads(&sh, cls, n_loops);
     /* the clock starts once every client is connected and warmed up */
     pthread_barrier_wait(&sh.start);
-    int64_t t0 = bench_now_ns();
-    for (int t = 0; t < n_loops; t++) {
-        pthread_join(loops[t].thread, NULL);
-        close(loops[t].epfd);
-        free(loops[t].mine);
-    }
+    rc = finish_run(&sh, cls, loops, n_loops, r, err, errlen);
     free(loops);
-    for (int i = 0; n_loops == 0 && i < o->clients; i++)
-        pthread_join(cls[i].thread, NULL);
-    rc = summarize(cls, o->clients, t0, r);
-    for (int i = 0; i < o->clients; i++) {
-        if (cls[i].rc != RK_OK && rc == RK_OK) {
-            rc = cls[i].rc;
-            snprintf(err, errlen, "%s", cls[i].err[0] ? cls[i].err : rk_strerror(cls[i].rc));
-        }
-        free(cls[i].lat_ns);
-    }
     pthread_barrier_destroy(&sh.start);
     free(cls);
     free(sh.value);

@@ -13,25 +13,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/clock.h"
 #include "../common/errors.h"
 #include "bench.h"
 
-#define LEADER_WAIT_MS 20000
 #define SETTLE_MS 120000        /* for every server to apply what the leader committed */
 #define RESTART_LIMIT_MS 30000
 #define CATCHUP_LIMIT_MS 60000
 #define POLL_MS 10
 #define STATUS_TIMEOUT_MS 200
 #define SAMPLE_MS 100           /* disk use is sampled this often */
-#define PROGRESS_EVERY_S 15
-#define CONNECT_MS 2000
-#define IO_MS 10000
-#define MAX_FAILS_IN_A_ROW 300  /* with RETRY_PAUSE_MS: a few seconds without a leader */
-#define RETRY_PAUSE_MS 10
 #define KEY_PREFIX "k"          /* keys are "k%08llu": 9 bytes below 10^8 keys */
 #define MAX_WINDOWS 8192
 #define LOG_LINE_MAX 1024
 #define MB (1024.0 * 1024.0)
+#define SNAP_KEYS 1000000       /* the issue's 1,000,000 keys */
+#define SNAP_KEYS_QUICK 50000
+#define SNAP_CLIENTS 64
+#define SNAP_STEADY_S 20.0      /* the overwrite phase of target 4 */
+#define SNAP_STEADY_S_QUICK 5.0
 
 /* The issue's targets. */
 #define DISK_RATIO_TARGET 3.0
@@ -39,16 +39,9 @@
 #define CATCHUP_TARGET_MS 10000.0
 #define STALL_SHARE_TARGET 0.5  /* target 4: no ack-free gap over half a median snapshot */
 
-static int64_t real_ns(void)
+static double ms_since(uint64_t t0)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double ms_since(int64_t t0)
-{
-    return (double)(bench_now_ns() - t0) / 1e6;
+    return (double)(rk_clock_ns() - t0) / 1e6;
 }
 
 static int key_of(char *out, size_t len, long long k)
@@ -56,88 +49,28 @@ static int key_of(char *out, size_t len, long long k)
     return snprintf(out, len, KEY_PREFIX "%08lld", k);
 }
 
-/* ================= STATUS, with the snapshot index ================= */
-
-struct node_state {
-    char role[16];
-    char leader[REGISTRY_NAME_MAX + 1];
-    long long term, commit, applied, snapshot;
-};
-
-static bool field_num(const char *line, const char *key, long long *out)
-{
-    const char *p = strstr(line, key);
-    while (p != NULL && p != line && p[-1] != ' ')
-        p = strstr(p + 1, key);
-    if (p == NULL)
-        return false;
-    *out = strtoll(p + strlen(key), NULL, 10);
-    return true;
-}
-
-static void field_word(const char *line, const char *key, char *out, size_t len)
-{
-    const char *p = strstr(line, key);
-    out[0] = '\0';
-    if (p == NULL)
-        return;
-    p += strlen(key);
-    size_t n = strcspn(p, " \r\n");
-    snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), p);
-}
-
-/* "name=S role=R term=N leader=S|none commit=N applied=N last=N snapshot=N" of node i. */
-static int node_state_of(const struct bench_cluster *c, int i, struct node_state *s)
-{
-    struct bench_conn conn;
-    char err[BENCH_ERR_LEN];
-    memset(s, 0, sizeof(*s));
-    int rc = bench_conn_open(&conn, c->nodes[i].host, c->nodes[i].port, STATUS_TIMEOUT_MS,
-                             STATUS_TIMEOUT_MS, err, sizeof(err));
-    if (rc != RK_OK)
-        return rc;
-    struct proto_buf req = { 0 };
-    struct proto_client_req r = { .op = PROTO_OP_STATUS, .key = "", .val = "" };
-    struct proto_client_resp resp;
-    rc = proto_encode_client_req(&req, &r);
-    int st = rc == RK_OK ? bench_conn_call(&conn, req.data, req.len, &resp) : rc;
-    proto_buf_free(&req);
-    rc = st == PROTO_ST_VALUE ? RK_OK : st < 0 ? st : RK_ERR_PROTO;
-    if (rc == RK_OK) {
-        char line[512];
-        snprintf(line, sizeof(line), "%.*s", (int)(resp.body_len < 511 ? resp.body_len : 511),
-                 resp.body);
-        field_word(line, "role=", s->role, sizeof(s->role));
-        field_word(line, "leader=", s->leader, sizeof(s->leader));
-        bool ok = field_num(line, "term=", &s->term) && field_num(line, "commit=", &s->commit) &&
-                  field_num(line, "applied=", &s->applied);
-        field_num(line, "snapshot=", &s->snapshot);
-        rc = ok ? RK_OK : RK_ERR_PROTO;
-    }
-    bench_conn_close(&conn);
-    return rc;
-}
+/* ================= a settled cluster ================= */
 
 /* Waits for a leader and for every running server to apply all it committed. The leader's
  * index, or -1 on timeout; *commit gets its commit index. */
-static int settle(const struct bench_cluster *c, int timeout_ms, long long *commit)
+static int settle(struct ctl_cluster *c, int timeout_ms, long long *commit)
 {
-    int64_t t0 = bench_now_ns();
+    uint64_t t0 = rk_clock_ns();
     while (ms_since(t0) < timeout_ms) {
         int left_ms = timeout_ms - (int)ms_since(t0);
-        int leader = bench_wait_leader(c, true, left_ms > 0 ? left_ms : 1);
-        struct node_state ls, s;
-        if (leader < 0 || node_state_of(c, leader, &ls) != RK_OK)
+        int leader = ctl_wait_agreement(c, left_ms > 0 ? left_ms : 1);
+        struct ctl_status ls, s;
+        if (leader < 0 || ctl_status_of(c, leader, &ls, STATUS_TIMEOUT_MS) != RK_OK)
             continue;
         bool all = ls.applied >= ls.commit;
         for (int i = 0; all && i < c->n; i++)
-            all = c->nodes[i].pid <= 0 ||
-                  (node_state_of(c, i, &s) == RK_OK && s.applied >= ls.commit);
+            all = c->servers[i].pid <= 0 ||
+                  (ctl_status_of(c, i, &s, STATUS_TIMEOUT_MS) == RK_OK && s.applied >= ls.commit);
         if (all) {
             *commit = ls.commit;
             return leader;
         }
-        bench_sleep_ms(50);
+        rk_sleep_ms(50);
     }
     return -1;
 }
@@ -178,10 +111,10 @@ static void disk_use_of(const char *dir, const char *name, struct disk_use *u)
 
 /* Samples every server's disk use every SAMPLE_MS, keeping each one's peak. */
 struct sampler {
-    const struct bench_cluster *c;
+    const struct ctl_cluster *c;
     atomic_bool stop;
     pthread_t thread;
-    struct disk_use peak[BENCH_MAX_NODES];
+    struct disk_use peak[CTL_MAX_SERVERS];
     long samples;
 };
 
@@ -191,12 +124,12 @@ static void *sampler_main(void *arg)
     while (!atomic_load(&s->stop)) {
         for (int i = 0; i < s->c->n; i++) {
             struct disk_use u;
-            disk_use_of(s->c->dir, s->c->nodes[i].name, &u);
+            disk_use_of(s->c->dir, s->c->servers[i].name, &u);
             if (u.bytes > s->peak[i].bytes)
                 s->peak[i] = u;
         }
         s->samples++;
-        bench_sleep_ms(SAMPLE_MS);
+        rk_sleep_ms(SAMPLE_MS);
     }
     return NULL;
 }
@@ -208,229 +141,6 @@ static int max_disk_node(const struct disk_use *u, int n)
         if (u[i].bytes > u[best].bytes)
             best = i;
     return best;
-}
-
-/* ================= writers with a timeline ================= */
-
-struct op_rec {
-    int64_t start_ns; /* CLOCK_REALTIME, to line up with the servers' log lines */
-    int64_t lat_ns;
-};
-
-struct timeline {
-    struct op_rec *ops; /* acknowledged writes */
-    size_t n;
-    long errors;
-    double seconds;
-    int64_t t0_ns, t1_ns; /* CLOCK_REALTIME */
-};
-
-struct writer_job {
-    const char *host;
-    uint16_t port;
-    int clients, keys, value_size;
-    long ops;
-    bool sequential;    /* op i writes key i % keys; else a uniformly random key */
-    double max_seconds; /* 0: until ops are done */
-    const char *what;   /* for progress lines */
-};
-
-struct writer_shared {
-    const struct writer_job *job;
-    atomic_long next_op, acked, done_threads;
-    int64_t deadline; /* bench_now_ns; 0: none */
-    char *value;
-};
-
-struct writer {
-    struct writer_shared *sh;
-    int id;
-    pthread_t thread;
-    struct bench_conn conn;
-    char host[REGISTRY_HOST_MAX + 1];
-    uint16_t port;
-    uint64_t rng;
-    struct proto_buf req;
-    struct op_rec *ops;
-    size_t n, cap;
-    long errors;
-    int rc;
-    char err[BENCH_ERR_LEN];
-};
-
-static uint64_t next_rand(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-static int record_op(struct writer *w, int64_t start_ns, int64_t lat_ns)
-{
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 4096;
-        struct op_rec *a = realloc(w->ops, cap * sizeof(*a));
-        if (a == NULL)
-            return RK_ERR_NOMEM;
-        w->ops = a;
-        w->cap = cap;
-    }
-    w->ops[w->n++] = (struct op_rec){ start_ns, lat_ns };
-    return RK_OK;
-}
-
-static int encode_set(struct writer *w, long op_no)
-{
-    const struct writer_job *j = w->sh->job;
-    char key[32];
-    long long k = j->sequential ? op_no % j->keys
-                                : (long long)(next_rand(&w->rng) % (uint64_t)j->keys);
-    int klen = key_of(key, sizeof(key), k);
-    struct proto_client_req r = { .op = PROTO_OP_SET, .key = key, .key_len = (uint32_t)klen,
-                                  .val = w->sh->value, .val_len = (uint32_t)j->value_size };
-    w->req.len = 0;
-    return proto_encode_client_req(&w->req, &r);
-}
-
-/* After a failed call: follow a redirect, else reconnect to the same server. */
-static void after_failure(struct writer *w, int status, const struct proto_client_resp *resp)
-{
-    w->errors++;
-    if (status == PROTO_ST_REDIRECT && resp->leader_host[0] != '\0' && resp->leader_port != 0) {
-        snprintf(w->host, sizeof(w->host), "%s", resp->leader_host);
-        w->port = resp->leader_port;
-    }
-    if (status != PROTO_ST_ERR)
-        bench_conn_close(&w->conn);
-    bench_sleep_ms(RETRY_PAUSE_MS);
-}
-
-/* One write of op_no, retried (the same key) until acknowledged. */
-static int write_op(struct writer *w, long op_no)
-{
-    int rc = encode_set(w, op_no);
-    for (int fails = 0; rc == RK_OK; fails++) {
-        if (fails >= MAX_FAILS_IN_A_ROW ||
-            (w->sh->deadline != 0 && bench_now_ns() >= w->sh->deadline)) {
-            if (fails >= MAX_FAILS_IN_A_ROW)
-                snprintf(w->err, sizeof(w->err), "writer %d: %d failures in a row", w->id,
-                         fails);
-            return fails >= MAX_FAILS_IN_A_ROW ? RK_ERR_IO : RK_OK;
-        }
-        if (w->conn.fd < 0 && bench_conn_open(&w->conn, w->host, w->port, CONNECT_MS, IO_MS,
-                                              w->err, sizeof(w->err)) != RK_OK) {
-            w->errors++;
-            bench_sleep_ms(RETRY_PAUSE_MS);
-            continue;
-        }
-        struct proto_client_resp resp;
-        int64_t start = real_ns(), t0 = bench_now_ns();
-        int st = bench_conn_call(&w->conn, w->req.data, w->req.len, &resp);
-        int64_t lat = bench_now_ns() - t0;
-        if (st == PROTO_ST_OK) {
-            atomic_fetch_add(&w->sh->acked, 1);
-            return record_op(w, start, lat);
-        }
-        after_failure(w, st, &resp);
-    }
-    return rc;
-}
-
-static void *writer_main(void *arg)
-{
-    struct writer *w = arg;
-    struct writer_shared *sh = w->sh;
-    w->conn.fd = -1;
-    w->rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)(w->id + 1) * 0x100000001B3ull;
-    snprintf(w->host, sizeof(w->host), "%s", sh->job->host);
-    w->port = sh->job->port;
-    while (w->rc == RK_OK) {
-        long op = atomic_fetch_add(&sh->next_op, 1);
-        if (op >= sh->job->ops || (sh->deadline != 0 && bench_now_ns() >= sh->deadline))
-            break;
-        w->rc = write_op(w, op);
-    }
-    bench_conn_close(&w->conn);
-    proto_buf_free(&w->req);
-    atomic_fetch_add(&sh->done_threads, 1);
-    return NULL;
-}
-
-/* Waits for the writers, printing progress now and then. */
-static void watch_writers(struct writer_shared *sh, int started, int64_t t0)
-{
-    int64_t last_print = t0;
-    while (atomic_load(&sh->done_threads) < started) {
-        bench_sleep_ms(100);
-        if (bench_now_ns() - last_print >= (int64_t)PROGRESS_EVERY_S * 1000000000) {
-            last_print = bench_now_ns();
-            long acked = atomic_load(&sh->acked);
-            fprintf(stderr, "  %s: %ld writes acknowledged in %.0f s (%.0f/s)\n",
-                    sh->job->what, acked, ms_since(t0) / 1e3, acked / (ms_since(t0) / 1e3));
-        }
-    }
-}
-
-/* Moves every writer's records into tl. */
-static int gather(struct writer *ws, int n, struct timeline *tl)
-{
-    size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += ws[i].n;
-    tl->ops = malloc((total ? total : 1) * sizeof(*tl->ops));
-    if (tl->ops == NULL)
-        return RK_ERR_NOMEM;
-    for (int i = 0; i < n; i++) {
-        memcpy(tl->ops + tl->n, ws[i].ops, ws[i].n * sizeof(*tl->ops));
-        tl->n += ws[i].n;
-        tl->errors += ws[i].errors;
-    }
-    return RK_OK;
-}
-
-/* Closed-loop writes: each client sends one SET and waits for the answer. */
-static int run_writers(const struct writer_job *j, struct timeline *tl, char *err, size_t errlen)
-{
-    memset(tl, 0, sizeof(*tl));
-    struct writer_shared sh = { .job = j };
-    struct writer *ws = calloc((size_t)j->clients, sizeof(*ws));
-    sh.value = malloc((size_t)j->value_size + 1);
-    if (ws == NULL || sh.value == NULL) {
-        free(ws);
-        free(sh.value);
-        snprintf(err, errlen, "out of memory");
-        return RK_ERR_NOMEM;
-    }
-    for (int i = 0; i < j->value_size; i++)
-        sh.value[i] = (char)('a' + i % 26);
-    int64_t t0 = bench_now_ns();
-    sh.deadline = j->max_seconds > 0 ? t0 + (int64_t)(j->max_seconds * 1e9) : 0;
-    tl->t0_ns = real_ns();
-    int started = 0;
-    for (; started < j->clients; started++) {
-        ws[started] = (struct writer){ .sh = &sh, .id = started };
-        if (pthread_create(&ws[started].thread, NULL, writer_main, &ws[started]) != 0)
-            break;
-    }
-    watch_writers(&sh, started, t0);
-    int rc = started == j->clients ? RK_OK : RK_ERR_NOMEM;
-    for (int i = 0; i < started; i++) {
-        pthread_join(ws[i].thread, NULL);
-        if (rc == RK_OK && ws[i].rc != RK_OK) {
-            rc = ws[i].rc;
-            snprintf(err, errlen, "%s", ws[i].err);
-        }
-    }
-    tl->seconds = ms_since(t0) / 1e3;
-    tl->t1_ns = real_ns();
-    if (gather(ws, started, tl) != RK_OK && rc == RK_OK)
-        rc = RK_ERR_NOMEM;
-    for (int i = 0; i < started; i++)
-        free(ws[i].ops);
-    free(ws);
-    free(sh.value);
-    return rc;
 }
 
 /* ================= snapshot windows from the servers' logs ================= */
@@ -511,19 +221,19 @@ static void parse_log_line(struct windows *ws, int node, const char *line)
 }
 
 /* Every snapshot every server logged (a window still open ends now). */
-static void read_windows(const struct bench_cluster *c, struct windows *ws)
+static void read_windows(const struct ctl_cluster *c, struct windows *ws)
 {
     ws->n = 0;
     for (int i = 0; i < c->n; i++) {
-        char path[256], line[LOG_LINE_MAX];
-        snprintf(path, sizeof(path), "%s/%s.err", c->dir, c->nodes[i].name);
+        char path[CTL_PATH_MAX], line[LOG_LINE_MAX];
+        ctl_server_path(c, i, ".err", path, sizeof(path));
         FILE *f = fopen(path, "r");
         while (f != NULL && fgets(line, sizeof(line), f) != NULL)
             parse_log_line(ws, i, line);
         if (f != NULL)
             fclose(f);
     }
-    int64_t now = real_ns();
+    int64_t now = bench_real_ns();
     for (int k = 0; k < ws->n; k++)
         if (ws->w[k].end_ns == 0)
             ws->w[k].end_ns = now;
@@ -531,17 +241,12 @@ static void read_windows(const struct bench_cluster *c, struct windows *ws)
 
 /* ================= latency during snapshots ================= */
 
-struct lat_stats {
-    long n;
-    double p50, p99, p999, max; /* ms */
-};
-
 struct stall_report {
     int snapshots;            /* windows (any server) overlapping the run */
     int leader_snapshots;     /* of them, the leader's */
     double snap_ms_median, snap_ms_max, lock_us_median, lock_us_max, compact_ms_max;
     double share_in_snapshot; /* of the run's time, inside some window */
-    struct lat_stats all, during, outside;
+    struct bench_result all, during, outside; /* writes: all, overlapping a snapshot, not */
     double longest_gap_ms, longest_gap_during_ms; /* no write acknowledged at all */
     int64_t gap_a, gap_b;     /* the longest gap during a snapshot */
     char gap_cause[160];      /* the forks (lock holds) inside it, if any */
@@ -553,25 +258,6 @@ static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
-}
-
-static double rank_ms(const int64_t *v, size_t n, double q)
-{
-    size_t rank = (size_t)(q * (double)n + 0.999999);
-    rank = rank < 1 ? 1 : rank > n ? n : rank;
-    return (double)v[rank - 1] / 1e6;
-}
-
-/* Sorts v. */
-static void stats_of(int64_t *v, size_t n, struct lat_stats *s)
-{
-    memset(s, 0, sizeof(*s));
-    if (n == 0)
-        return;
-    qsort(v, n, sizeof(*v), cmp_i64);
-    *s = (struct lat_stats){ .n = (long)n, .p50 = rank_ms(v, n, 0.5),
-                             .p99 = rank_ms(v, n, 0.99), .p999 = rank_ms(v, n, 0.999),
-                             .max = (double)v[n - 1] / 1e6 };
 }
 
 struct span {
@@ -675,15 +361,16 @@ static void gap_cause(const struct windows *ws, struct stall_report *r)
 }
 
 /* The longest time without any acknowledgement, overall and meeting a window. */
-static void gaps(const struct timeline *tl, const struct span *s, int m, struct stall_report *r)
+static void gaps(const struct bench_result *tl, const struct span *s, int m, struct stall_report *r)
 {
-    int64_t *ends = malloc((tl->n + 1) * sizeof(*ends));
+    size_t n = (size_t)tl->ops;
+    int64_t *ends = malloc((n + 1) * sizeof(*ends));
     if (ends == NULL)
         return;
-    for (size_t k = 0; k < tl->n; k++)
-        ends[k] = tl->ops[k].start_ns + tl->ops[k].lat_ns;
-    qsort(ends, tl->n, sizeof(*ends), cmp_i64);
-    for (size_t k = 1; k < tl->n; k++) {
+    for (size_t k = 0; k < n; k++)
+        ends[k] = tl->timeline[k].start_ns + tl->timeline[k].lat_ns;
+    qsort(ends, n, sizeof(*ends), cmp_i64);
+    for (size_t k = 1; k < n; k++) {
         double gap = (double)(ends[k] - ends[k - 1]) / 1e6;
         if (gap > r->longest_gap_ms)
             r->longest_gap_ms = gap;
@@ -696,14 +383,15 @@ static void gaps(const struct timeline *tl, const struct span *s, int m, struct 
     free(ends);
 }
 
-static int stall_report_of(const struct timeline *tl, const struct windows *ws, int leader,
+static int stall_report_of(const struct bench_result *tl, const struct windows *ws, int leader,
                            struct stall_report *r)
 {
     memset(r, 0, sizeof(*r));
     struct span *s = malloc(((size_t)ws->n + 1) * sizeof(*s));
-    int64_t *all = malloc((tl->n + 1) * sizeof(*all));
-    int64_t *in = malloc((tl->n + 1) * sizeof(*in));
-    int64_t *out = malloc((tl->n + 1) * sizeof(*out));
+    size_t n = (size_t)tl->ops;
+    int64_t *all = malloc((n + 1) * sizeof(*all));
+    int64_t *in = malloc((n + 1) * sizeof(*in));
+    int64_t *out = malloc((n + 1) * sizeof(*out));
     if (s == NULL || all == NULL || in == NULL || out == NULL) {
         free(s);
         free(all);
@@ -713,8 +401,8 @@ static int stall_report_of(const struct timeline *tl, const struct windows *ws, 
     }
     int m = merge_windows(ws, tl->t0_ns, tl->t1_ns, s);
     size_t n_in = 0, n_out = 0;
-    for (size_t k = 0; k < tl->n; k++) {
-        const struct op_rec *o = &tl->ops[k];
+    for (size_t k = 0; k < n; k++) {
+        const struct bench_op *o = &tl->timeline[k];
         all[k] = o->lat_ns;
         if (overlaps(s, m, o->start_ns, o->start_ns + o->lat_ns))
             in[n_in++] = o->lat_ns;
@@ -728,12 +416,12 @@ static int stall_report_of(const struct timeline *tl, const struct windows *ws, 
     r->share_in_snapshot = tl->t1_ns > tl->t0_ns ? (double)covered / (double)(tl->t1_ns -
                                                                               tl->t0_ns) : 0;
     gaps(tl, s, m, r);
-    stats_of(all, tl->n, &r->all);
-    stats_of(in, n_in, &r->during);
-    stats_of(out, n_out, &r->outside);
+    bench_latency_stats(all, n, &r->all);
+    bench_latency_stats(in, n_in, &r->during);
+    bench_latency_stats(out, n_out, &r->outside);
     window_summary(ws, tl->t0_ns, tl->t1_ns, leader, r);
     gap_cause(ws, r);
-    r->ops_per_s = tl->seconds > 0 ? (double)tl->n / tl->seconds : 0;
+    r->ops_per_s = tl->seconds > 0 ? (double)n / tl->seconds : 0;
     r->errors = tl->errors;
     free(s);
     free(all);
@@ -748,115 +436,68 @@ struct restart_result {
     bool measured, ok;
     long long target;    /* the applied index it must reach: the leader's commit at the kill */
     double answer_ms;    /* restart -> first STATUS answer */
-    double caught_up_ms; /* restart -> applied >= target */
+    double caught_up_ms; /* restart -> applied (and commit) >= target */
     double serving_ms;   /* restart -> caught up and a SET answered (OK, or REDIRECT naming
-                            the leader) */
+                            the leader); not measured for a wiped follower */
     long long snapshot;  /* its snapshot index when serving */
+    bool via_snapshot;   /* a wiped follower: its log says it installed a snapshot */
     char note[160];
 };
 
-/* A SET of a key that already holds this value (live data unchanged): true if node i
+/* A SET of a key that already holds this value (live data unchanged): true if server i
  * answers OK, or REDIRECT naming a leader. */
-static bool probe_serving(const struct bench_cluster *c, int i, int value_size)
+static bool probe_serving(const struct ctl_cluster *c, int i, int value_size)
 {
-    struct bench_conn conn;
-    char err[BENCH_ERR_LEN], key[32], value[4096];
-    if (bench_conn_open(&conn, c->nodes[i].host, c->nodes[i].port, STATUS_TIMEOUT_MS, 2000, err,
-                        sizeof(err)) != RK_OK)
+    char key[32], leader[REGISTRY_NAME_MAX + 1] = "";
+    key_of(key, sizeof(key), 0);
+    int st = bench_set_once(c->servers[i].host, c->servers[i].port, key, value_size,
+                            STATUS_TIMEOUT_MS, leader, sizeof(leader));
+    return st == PROTO_ST_OK || (st == PROTO_ST_REDIRECT && leader[0] != '\0');
+}
+
+/* One STATUS of the restarted server i, t0 being the restart: true once it is done. */
+static bool restart_step(const struct ctl_cluster *c, int i, uint64_t t0, bool serve,
+                         int value_size, struct restart_result *r)
+{
+    struct ctl_status st;
+    if (ctl_status_of(c, i, &st, STATUS_TIMEOUT_MS) != RK_OK)
         return false;
-    int vlen = value_size < (int)sizeof(value) ? value_size : (int)sizeof(value);
-    for (int k = 0; k < vlen; k++)
-        value[k] = (char)('a' + k % 26);
-    int klen = key_of(key, sizeof(key), 0);
-    struct proto_client_req r = { .op = PROTO_OP_SET, .key = key, .key_len = (uint32_t)klen,
-                                  .val = value, .val_len = (uint32_t)vlen };
-    struct proto_buf req = { 0 };
-    struct proto_client_resp resp;
-    int st = proto_encode_client_req(&req, &r) == RK_OK
-                 ? bench_conn_call(&conn, req.data, req.len, &resp) : RK_ERR_NOMEM;
-    bool ok = st == PROTO_ST_OK || (st == PROTO_ST_REDIRECT && resp.leader_name[0] != '\0');
-    proto_buf_free(&req);
-    bench_conn_close(&conn);
-    return ok;
+    if (r->answer_ms < 0)
+        r->answer_ms = ms_since(t0);
+    if (r->caught_up_ms < 0 && st.applied >= r->target && st.commit >= r->target)
+        r->caught_up_ms = ms_since(t0);
+    if (r->caught_up_ms < 0 || (serve && !probe_serving(c, i, value_size)))
+        return false;
+    r->serving_ms = serve ? ms_since(t0) : -1;
+    r->snapshot = st.snapshot;
+    return true;
 }
 
-/* Starts node i (just killed) and times it to serving. */
-static void time_restart(struct bench_cluster *c, int i, long long target, int value_size,
-                         struct restart_result *r)
+/* Starts server i (just killed, maybe wiped) and times it to caught up and, if serve, to
+ * serving. */
+static void time_restart(struct ctl_cluster *c, int i, bool serve, int limit_ms,
+                         int value_size, struct restart_result *r)
 {
-    *r = (struct restart_result){ .measured = true, .target = target, .answer_ms = -1,
-                                  .caught_up_ms = -1, .serving_ms = -1 };
-    int64_t t0 = bench_now_ns();
-    if (bench_cluster_start_node(c, i) != RK_OK) {
-        snprintf(r->note, sizeof(r->note), "cannot start %s", c->nodes[i].name);
+    uint64_t t0 = rk_clock_ns();
+    r->answer_ms = r->caught_up_ms = r->serving_ms = -1;
+    if (ctl_start(c, i) != RK_OK) {
+        snprintf(r->note, sizeof(r->note), "cannot start %s", c->servers[i].name);
         return;
     }
-    while (ms_since(t0) < RESTART_LIMIT_MS) {
-        struct node_state s;
-        if (node_state_of(c, i, &s) == RK_OK) {
-            if (r->answer_ms < 0)
-                r->answer_ms = ms_since(t0);
-            if (r->caught_up_ms < 0 && s.applied >= target)
-                r->caught_up_ms = ms_since(t0);
-            if (r->caught_up_ms >= 0 && probe_serving(c, i, value_size)) {
-                r->serving_ms = ms_since(t0);
-                r->snapshot = s.snapshot;
-                r->ok = true;
-                return;
-            }
-        }
-        bench_sleep_ms(POLL_MS);
+    while (ms_since(t0) < limit_ms && !r->ok) {
+        r->ok = restart_step(c, i, t0, serve, value_size, r);
+        if (!r->ok)
+            rk_sleep_ms(POLL_MS);
     }
-    snprintf(r->note, sizeof(r->note), "not serving within %d ms", RESTART_LIMIT_MS);
+    if (!r->ok)
+        snprintf(r->note, sizeof(r->note), "not %s within %d ms", serve ? "serving"
+                 : "caught up", limit_ms);
 }
 
-/* kill -9 of a follower (or of the leader) once the cluster is settled, then its restart
- * at once, timed. */
-static void restart_node(struct bench_cluster *c, bool leader_too, int value_size,
-                         struct restart_result *r)
+static bool log_mentions(const struct ctl_cluster *c, int i, const char *what)
 {
-    long long commit = 0;
-    int leader = settle(c, SETTLE_MS, &commit);
-    memset(r, 0, sizeof(*r));
-    r->measured = true;
-    if (leader < 0) {
-        snprintf(r->note, sizeof(r->note), "the cluster did not settle");
-        return;
-    }
-    int victim = leader_too ? leader : (leader + 1) % c->n;
-    fprintf(stderr, "  kill -9 %s (%s), restart, index %lld\n", c->nodes[victim].name,
-            leader_too ? "leader" : "follower", commit);
-    bench_cluster_kill_node(c, victim);
-    time_restart(c, victim, commit, value_size, r);
-}
-
-struct catchup_result {
-    bool measured, ok;
-    long long target;
-    double caught_up_ms; /* restart of the wiped follower -> applied >= target */
-    double answer_ms;
-    bool via_snapshot;   /* its log says it installed a snapshot */
-    char note[160];
-};
-
-/* Removes every NAME_* file of server `name` from dir. */
-static void wipe_files(const char *dir, const char *name)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return;
-    size_t nlen = strlen(name);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, name, nlen) == 0 && e->d_name[nlen] == '_')
-            unlinkat(dirfd(d), e->d_name, 0);
-    closedir(d);
-}
-
-static bool log_mentions(const struct bench_cluster *c, int i, const char *what)
-{
-    char path[256], line[LOG_LINE_MAX];
-    snprintf(path, sizeof(path), "%s/%s.err", c->dir, c->nodes[i].name);
+    char path[CTL_PATH_MAX], line[LOG_LINE_MAX];
+    ctl_server_path(c, i, ".err", path, sizeof(path));
     FILE *f = fopen(path, "r");
     bool found = false;
     while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL)
@@ -866,61 +507,54 @@ static bool log_mentions(const struct bench_cluster *c, int i, const char *what)
     return found;
 }
 
-static void wiped_follower(struct bench_cluster *c, struct catchup_result *r)
+/* Once the cluster is settled: kill -9 of a follower (or the leader; or, wiped, another
+ * follower) and its restart at once, timed. */
+static void restart_node(struct ctl_cluster *c, bool leader_too, bool wipe, int value_size,
+                         struct restart_result *r)
 {
     long long commit = 0;
     int leader = settle(c, SETTLE_MS, &commit);
-    *r = (struct catchup_result){ .measured = true, .caught_up_ms = -1, .answer_ms = -1 };
+    *r = (struct restart_result){ .measured = true, .target = commit };
     if (leader < 0) {
         snprintf(r->note, sizeof(r->note), "the cluster did not settle");
         return;
     }
-    int f = (leader + 2) % c->n;
-    r->target = commit;
-    fprintf(stderr, "  kill -9 %s, wipe its files, restart; leader commit %lld\n",
-            c->nodes[f].name, commit);
-    bench_cluster_kill_node(c, f);
-    wipe_files(c->dir, c->nodes[f].name);
-    int64_t t0 = bench_now_ns();
-    if (bench_cluster_start_node(c, f) != RK_OK) {
-        snprintf(r->note, sizeof(r->note), "cannot start %s", c->nodes[f].name);
-        return;
-    }
-    while (ms_since(t0) < CATCHUP_LIMIT_MS && r->caught_up_ms < 0) {
-        struct node_state s;
-        if (node_state_of(c, f, &s) == RK_OK) {
-            if (r->answer_ms < 0)
-                r->answer_ms = ms_since(t0);
-            if (s.applied >= commit && s.commit >= commit)
-                r->caught_up_ms = ms_since(t0);
-        }
-        if (r->caught_up_ms < 0)
-            bench_sleep_ms(POLL_MS);
-    }
-    r->ok = r->caught_up_ms >= 0;
-    r->via_snapshot = log_mentions(c, f, "installed snapshot");
-    if (!r->ok)
-        snprintf(r->note, sizeof(r->note), "not caught up within %d ms", CATCHUP_LIMIT_MS);
+    int victim = leader_too ? leader : (leader + (wipe ? 2 : 1)) % c->n;
+    fprintf(stderr, "  kill -9 %s (%s)%s, restart; leader commit %lld\n",
+            c->servers[victim].name, leader_too ? "leader" : "follower",
+            wipe ? ", wipe its files" : "", commit);
+    ctl_kill(c, victim);
+    if (wipe)
+        ctl_wipe(c, victim);
+    time_restart(c, victim, !wipe, wipe ? CATCHUP_LIMIT_MS : RESTART_LIMIT_MS, value_size, r);
+    r->via_snapshot = wipe && log_mentions(c, victim, "installed snapshot");
 }
 
 /* ================= the run and its report ================= */
 
+/* What the run does: the command line's options, or the targets' defaults. */
+struct snap_opts {
+    const struct bench_options *o;
+    int nodes, clients, keys, value_size;
+    double steady_seconds;        /* the overwrite phase of target 4 */
+    const char *command;          /* the command line, for the report */
+    char server_args[512];        /* the extra raft_server options, for the report */
+};
+
 struct snap_run {
-    const struct bench_snapshot_opts *o;
+    const struct snap_opts *o;
     long long live_bytes;
-    struct timeline load, steady;
+    struct bench_result load, steady;
     struct stall_report load_stall, steady_stall;
     int load_rc, steady_rc;
     char load_err[BENCH_ERR_LEN], steady_err[BENCH_ERR_LEN];
-    struct disk_use after_load[BENCH_MAX_NODES], at_end[BENCH_MAX_NODES];
-    struct disk_use peak[BENCH_MAX_NODES];
+    struct disk_use after_load[CTL_MAX_SERVERS], at_end[CTL_MAX_SERVERS];
+    struct disk_use peak[CTL_MAX_SERVERS];
     long disk_samples;
-    double rss_mb[BENCH_MAX_NODES]; /* each server's resident memory after the load */
+    double rss_mb[CTL_MAX_SERVERS]; /* each server's resident memory after the load */
     struct restart_result follower, leader;
-    struct catchup_result wiped;
-    double load_before[3], load_after[3];
-    double seconds;
-    time_t started;
+    struct restart_result wiped;
+    struct bench_run_info info;
     int nodes;
 };
 
@@ -939,46 +573,59 @@ static double rss_mb_of(pid_t pid)
     return (double)kb / 1024.0;
 }
 
-static void disk_now(const struct bench_cluster *c, struct disk_use *u)
+static void disk_now(const struct ctl_cluster *c, struct disk_use *u)
 {
     for (int i = 0; i < c->n; i++)
-        disk_use_of(c->dir, c->nodes[i].name, &u[i]);
+        disk_use_of(c->dir, c->servers[i].name, &u[i]);
+}
+
+/* Closed-loop writes to the leader as the phase asks: each op retried until
+ * acknowledged, every ack's time kept for the stall analysis, a progress line now and
+ * then. */
+static int write_phase_run(struct ctl_cluster *c, const struct snap_opts *so, int leader,
+                           struct bench_load_opts *lo, struct bench_result *r, char *err,
+                           size_t errlen)
+{
+    lo->host = c->servers[leader >= 0 ? leader : 0].host; /* the writers follow redirects */
+    lo->port = c->servers[leader >= 0 ? leader : 0].port;
+    lo->clients = so->clients;
+    lo->keys = so->keys;
+    lo->value_size = so->value_size;
+    lo->key_prefix = KEY_PREFIX;
+    lo->seed = 1;
+    lo->retry = lo->timeline = true;
+    return bench_run_load(lo, r, err, errlen);
 }
 
 /* Phase 1: write every key once; phase 2: overwrite random keys for a while. */
-static void write_phases(struct bench_cluster *c, struct snap_run *sr, struct windows *ws)
+static void write_phases(struct ctl_cluster *c, struct snap_run *sr, struct windows *ws)
 {
-    const struct bench_snapshot_opts *o = sr->o;
+    const struct snap_opts *so = sr->o;
     long long commit = 0;
-    int leader = bench_wait_leader(c, false, LEADER_WAIT_MS);
-    if (leader < 0)
-        leader = 0; /* the writers follow redirects */
-    struct writer_job j = { .host = c->nodes[leader].host, .port = c->nodes[leader].port,
-                            .clients = o->clients, .keys = o->keys, .value_size = o->value_size,
-                            .ops = o->keys, .sequential = true, .what = "load" };
-    fprintf(stderr, "raft_bench --snapshot-targets: writing %d keys with %d clients\n", o->keys,
-            o->clients);
-    sr->load_rc = run_writers(&j, &sr->load, sr->load_err, sizeof(sr->load_err));
+    int leader = ctl_wait_leader(c, BENCH_LEADER_WAIT_MS, NULL);
+    struct bench_load_opts lo = { .ops = so->keys, .sequential_keys = true,
+                                  .progress = "load" };
+    fprintf(stderr, "raft_bench --snapshot-targets: writing %d keys with %d clients\n",
+            so->keys, so->clients);
+    sr->load_rc = write_phase_run(c, so, leader, &lo, &sr->load, sr->load_err,
+                                  sizeof(sr->load_err));
     leader = settle(c, SETTLE_MS, &commit);
     disk_now(c, sr->after_load);
     for (int i = 0; i < c->n; i++)
-        sr->rss_mb[i] = rss_mb_of(c->nodes[i].pid);
-    if (leader < 0)
-        leader = 0;
-    j = (struct writer_job){ .host = c->nodes[leader].host, .port = c->nodes[leader].port,
-                             .clients = o->clients, .keys = o->keys, .value_size = o->value_size,
-                             .ops = 1L << 40, .max_seconds = o->steady_seconds,
-                             .what = "overwrites" };
+        sr->rss_mb[i] = rss_mb_of(c->servers[i].pid);
+    lo = (struct bench_load_opts){ .ops = 1L << 40, .max_seconds = so->steady_seconds,
+                                   .progress = "overwrites" };
     fprintf(stderr, "raft_bench --snapshot-targets: %.0f s of random overwrites\n",
-            o->steady_seconds);
-    sr->steady_rc = run_writers(&j, &sr->steady, sr->steady_err, sizeof(sr->steady_err));
+            so->steady_seconds);
+    sr->steady_rc = write_phase_run(c, so, leader, &lo, &sr->steady, sr->steady_err,
+                                    sizeof(sr->steady_err));
     settle(c, SETTLE_MS, &commit);
     read_windows(c, ws);
     stall_report_of(&sr->load, ws, leader, &sr->load_stall);
     stall_report_of(&sr->steady, ws, leader, &sr->steady_stall);
 }
 
-static int run_all(struct bench_cluster *c, struct snap_run *sr)
+static int run_all(struct ctl_cluster *c, struct snap_run *sr)
 {
     struct windows *ws = calloc(1, sizeof(*ws));
     struct sampler smp = { .c = c };
@@ -989,10 +636,10 @@ static int run_all(struct bench_cluster *c, struct snap_run *sr)
     }
     write_phases(c, sr, ws);
     fprintf(stderr, "raft_bench --snapshot-targets: restarts\n");
-    restart_node(c, false, sr->o->value_size, &sr->follower);
-    restart_node(c, true, sr->o->value_size, &sr->leader);
+    restart_node(c, false, false, sr->o->value_size, &sr->follower);
+    restart_node(c, true, false, sr->o->value_size, &sr->leader);
     fprintf(stderr, "raft_bench --snapshot-targets: a wiped follower\n");
-    wiped_follower(c, &sr->wiped);
+    restart_node(c, false, true, sr->o->value_size, &sr->wiped);
     long long commit;
     settle(c, SETTLE_MS, &commit);
     disk_now(c, sr->at_end);
@@ -1048,7 +695,7 @@ static void write_restart_rows(FILE *f, const struct snap_run *sr)
                "once: %s | %s |\n", RESTART_TARGET_MS / 1000, le,
             yes_no(sr->leader.measured,
                    sr->leader.ok && sr->leader.serving_ms < RESTART_TARGET_MS));
-    const struct catchup_result *w = &sr->wiped;
+    const struct restart_result *w = &sr->wiped;
     fprintf(f, "| 3. a wiped follower caught up < %.0f s | ", CATCHUP_TARGET_MS / 1000);
     if (w->ok)
         fprintf(f, "**%.0f ms** to applied = commit ≥ %lld (STATUS answered at %.0f ms; %s) ",
@@ -1065,7 +712,7 @@ static void write_restart_rows(FILE *f, const struct snap_run *sr)
  * snapshot's duration. The p99.9 is reported beside it. */
 static bool stall_met(const struct stall_report *s)
 {
-    return s->snapshots > 0 && s->during.n > 0 &&
+    return s->snapshots > 0 && s->during.ops > 0 &&
            s->longest_gap_during_ms < STALL_SHARE_TARGET * s->snap_ms_median;
 }
 
@@ -1076,11 +723,12 @@ static bool stall_met(const struct stall_report *s)
 static void baseline(const struct snap_run *sr, char *out, size_t len)
 {
     const struct stall_report *s = &sr->steady_stall, *l = &sr->load_stall;
-    if (s->outside.n >= MIN_BASELINE_WRITES)
-        snprintf(out, len, "%.1f ms outside them (%ld writes)", s->outside.p999, s->outside.n);
-    else if (l->outside.n >= MIN_BASELINE_WRITES)
+    if (s->outside.ops >= MIN_BASELINE_WRITES)
+        snprintf(out, len, "%.1f ms outside them (%ld writes)", s->outside.p999_ms,
+                 s->outside.ops);
+    else if (l->outside.ops >= MIN_BASELINE_WRITES)
         snprintf(out, len, "%.1f ms for the load's writes outside them (%ld writes; the "
-                 "overwrites had only %ld)", l->outside.p999, l->outside.n, s->outside.n);
+                 "overwrites had only %ld)", l->outside.p999_ms, l->outside.ops, s->outside.ops);
     else
         snprintf(out, len, "no baseline: under %d writes outside snapshots",
                  MIN_BASELINE_WRITES);
@@ -1098,28 +746,28 @@ static void write_stall_row(FILE *f, const struct snap_run *sr)
                "time without any ack during a snapshot %.1f ms** (the lock is held up to %.0f "
                "ms, median %.1f ms, to fork the writer) | %s |\n",
             sr->o->clients, sr->steady.seconds, s->ops_per_s, s->snapshots, s->leader_snapshots,
-            s->snap_ms_median, s->snap_ms_max, 100 * s->share_in_snapshot, s->during.p999,
-            s->during.n, base, s->all.p99, s->all.max, s->longest_gap_during_ms,
+            s->snap_ms_median, s->snap_ms_max, 100 * s->share_in_snapshot, s->during.p999_ms,
+            s->during.ops, base, s->all.p99_ms, s->all.max_ms, s->longest_gap_during_ms,
             s->lock_us_max / 1e3, s->lock_us_median / 1e3,
             yes_no(sr->steady_rc == RK_OK, stall_met(s)));
 }
 
-static void write_lat_line(FILE *f, const char *what, const struct lat_stats *l)
+static void write_lat_line(FILE *f, const char *what, const struct bench_result *l)
 {
-    fprintf(f, "| %s | %ld | %.2f | %.2f | %.2f | %.2f |\n", what, l->n, l->p50, l->p99, l->p999,
-            l->max);
+    fprintf(f, "| %s | %ld | %.2f | %.2f | %.2f | %.2f |\n", what, l->ops, l->p50_ms, l->p99_ms,
+            l->p999_ms, l->max_ms);
 }
 
-static void write_phase(FILE *f, const char *what, const struct timeline *tl,
+static void write_phase(FILE *f, const char *what, const struct bench_result *tl,
                         const struct stall_report *s, int rc, const char *err)
 {
-    fprintf(f, "\n%s: %zu writes in %.1f s (%.0f/s), %ld failed attempts (redirects, "
+    fprintf(f, "\n%s: %ld writes in %.1f s (%.0f/s), %ld failed attempts (redirects, "
                "reconnects)%s%s; %d snapshots overlapped it (%d on the leader; median %.0f ms, "
                "max %.0f ms; %.0f%% of the time inside one); the lock was held a median %.1f "
                "ms, at most %.1f ms, to start one; the log file rewrite after one took at most "
                "%.0f ms; longest time without any ack %.1f ms (%.1f ms during a snapshot; "
                "forks or log rewrites inside that one: %s).\n\n",
-            what, tl->n, tl->seconds, s->ops_per_s, s->errors, rc == RK_OK ? "" : "; FAILED: ",
+            what, tl->ops, tl->seconds, s->ops_per_s, s->errors, rc == RK_OK ? "" : "; FAILED: ",
             rc == RK_OK ? "" : err, s->snapshots, s->leader_snapshots, s->snap_ms_median,
             s->snap_ms_max, 100 * s->share_in_snapshot, s->lock_us_median / 1e3,
             s->lock_us_max / 1e3, s->compact_ms_max, s->longest_gap_ms,
@@ -1172,15 +820,16 @@ static void write_definitions(FILE *f)
 static void write_section(FILE *f, const struct snap_run *sr)
 {
     char when[64];
-    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %Z", localtime(&sr->started));
+    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %Z", localtime(&sr->info.started));
     fprintf(f, "\n## Snapshot targets (issue 6)\n\n");
     fprintf(f, "Run %s by `%s` in %.0f s: %d servers on 127.0.0.1 with fsync on, default "
                "snapshot options unless listed: `%s`. %d closed-loop writer clients (no "
                "sessions). %ld CPUs; load average before %.2f %.2f %.2f, after %.2f %.2f "
                "%.2f.\n\n",
-            when, sr->o->command, sr->seconds, sr->nodes, sr->o->server_args_text, sr->o->clients,
-            sysconf(_SC_NPROCESSORS_ONLN), sr->load_before[0], sr->load_before[1],
-            sr->load_before[2], sr->load_after[0], sr->load_after[1], sr->load_after[2]);
+            when, sr->o->command, sr->info.seconds, sr->nodes, sr->o->server_args,
+            sr->o->clients, sysconf(_SC_NPROCESSORS_ONLN), sr->info.load_before[0],
+            sr->info.load_before[1], sr->info.load_before[2], sr->info.load_after[0],
+            sr->info.load_after[1], sr->info.load_after[2]);
     fprintf(f, "| target | measured | met? |\n|---|---|---|\n");
     write_disk_row(f, sr);
     write_restart_rows(f, sr);
@@ -1223,56 +872,85 @@ static int save_section(const char *path, const struct snap_run *sr)
     return fclose(f) == 0 ? RK_OK : RK_ERR_IO;
 }
 
-static int start_cluster(const struct bench_snapshot_opts *o, struct bench_cluster *c)
+/* The snapshot targets' own defaults where the command line gave none; false (with a
+ * message) if they cannot run as asked. */
+static bool snap_opts_of(const struct bench_options *o, const char *command,
+                         struct snap_opts *so)
 {
-    char err[BENCH_ERR_LEN] = "";
-    memcpy(c->server_args, o->server_args, sizeof(c->server_args));
-    c->n_server_args = o->n_server_args;
-    int rc = bench_cluster_create(c, o->nodes, o->server_bin, err, sizeof(err));
-    if (rc == RK_OK)
-        rc = bench_cluster_start_all(c);
-    if (rc == RK_OK && bench_wait_leader(c, true, LEADER_WAIT_MS) < 0)
-        rc = RK_ERR_TIMEOUT;
-    if (rc != RK_OK) {
-        fprintf(stderr, "raft_bench: cannot start the cluster: %s\n",
-                err[0] ? err : rk_strerror(rc));
-        bench_cluster_dump_logs(c, 20);
+    if (o->registry != NULL || o->nodes < 3) {
+        fprintf(stderr, "raft_bench: --snapshot-targets kills and wipes servers while a "
+                        "majority serves: it needs its own cluster of --nodes 3 or more\n");
+        return false;
     }
-    return rc;
+    *so = (struct snap_opts){
+        .o = o, .nodes = o->nodes, .value_size = o->value_size, .command = command,
+        .clients = o->clients_set ? o->clients : SNAP_CLIENTS,
+        .keys = o->keys_set ? o->keys : o->quick ? SNAP_KEYS_QUICK : SNAP_KEYS,
+        .steady_seconds = o->max_seconds_set ? o->max_seconds
+                                             : o->quick ? SNAP_STEADY_S_QUICK : SNAP_STEADY_S,
+    };
+    size_t used = 0;
+    for (int k = 0; k < o->n_server_args && used < sizeof(so->server_args); k++) {
+        int w = snprintf(so->server_args + used, sizeof(so->server_args) - used, "%s%s",
+                         k ? " " : "", o->server_args[k]);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    if (used == 0)
+        snprintf(so->server_args, sizeof(so->server_args), "none");
+    return true;
 }
 
-int bench_snapshot_targets(const struct bench_snapshot_opts *o)
+/* The live data: the bytes of every key and its value. */
+static long long live_bytes(const struct snap_opts *so)
 {
-    struct snap_run *sr = calloc(1, sizeof(*sr));
-    struct bench_cluster c = { 0 };
-    if (sr == NULL)
-        return RK_ERR_NOMEM;
-    sr->o = o;
-    sr->nodes = o->nodes;
-    sr->started = time(NULL);
     char key[32];
-    sr->live_bytes = 0;
-    for (long long k = 0; k < o->keys; k++)
-        sr->live_bytes += key_of(key, sizeof(key), k) + o->value_size;
-    getloadavg(sr->load_before, 3);
-    int64_t t0 = bench_now_ns();
-    int rc = start_cluster(o, &c);
+    long long bytes = 0;
+    for (long long k = 0; k < so->keys; k++)
+        bytes += key_of(key, sizeof(key), k) + so->value_size;
+    return bytes;
+}
+
+/* Writes the section to stdout and into o->out_path. */
+static void report(const struct snap_run *sr)
+{
+    const char *path = sr->o->o->out_path;
+    write_section(stdout, sr);
+    if (strcmp(path, "-") != 0 && save_section(path, sr) == RK_OK)
+        fprintf(stderr, "raft_bench: wrote the snapshot section of %s\n", path);
+}
+
+int bench_snapshot_targets(const struct bench_options *o, const char *command)
+{
+    struct snap_opts so;
+    if (!snap_opts_of(o, command, &so))
+        return 2;
+    struct snap_run *sr = calloc(1, sizeof(*sr));
+    struct ctl_cluster *c = NULL;
+    char err[BENCH_ERR_LEN] = "";
+    if (sr == NULL)
+        return 1;
+    sr->o = &so;
+    sr->nodes = so.nodes;
+    sr->live_bytes = live_bytes(&so);
+    bench_run_begin(&sr->info);
+    int rc = bench_open_cluster(o, so.nodes, &c, err, sizeof(err)) < 0 ||
+             ctl_wait_agreement(c, BENCH_LEADER_WAIT_MS) < 0 ? RK_ERR_TIMEOUT : RK_OK;
+    if (rc != RK_OK)
+        fprintf(stderr, "raft_bench: cannot start the cluster: %s\n", err[0] ? err : "no leader");
     if (rc == RK_OK)
-        rc = run_all(&c, sr);
-    if (sr->load_rc != RK_OK || sr->steady_rc != RK_OK)
-        bench_cluster_dump_logs(&c, 20);
-    bench_cluster_destroy(&c);
-    sr->seconds = ms_since(t0) / 1e3;
-    getloadavg(sr->load_after, 3);
-    if (rc == RK_OK) {
-        write_section(stdout, sr);
-        if (strcmp(o->out_path, "-") != 0 && save_section(o->out_path, sr) == RK_OK)
-            fprintf(stderr, "raft_bench: wrote the snapshot section of %s\n", o->out_path);
-    }
+        rc = run_all(c, sr);
+    if (rc != RK_OK || sr->load_rc != RK_OK || sr->steady_rc != RK_OK)
+        ctl_dump_logs(c, 20);
+    ctl_cluster_destroy(c);
+    bench_run_end(&sr->info);
+    if (rc == RK_OK)
+        report(sr);
     bool measured = rc == RK_OK && sr->load_rc == RK_OK && sr->steady_rc == RK_OK &&
                     sr->follower.ok && sr->leader.ok && sr->wiped.ok;
-    free(sr->load.ops);
-    free(sr->steady.ops);
+    if (!measured)
+        fprintf(stderr, "raft_bench: --snapshot-targets: not every measurement was made\n");
+    free(sr->load.timeline);
+    free(sr->steady.timeline);
     free(sr);
-    return rc != RK_OK ? rc : measured ? RK_OK : RK_ERR_TIMEOUT;
+    return measured ? 0 : 1;
 }

@@ -47,39 +47,41 @@ static const char ok_answer[] =
 
 START_TEST(test_answer_whole_and_in_pieces)
 {
-    size_t len = strlen(ok_answer), consumed = 0;
-    int status = 0;
-    bool ok = false;
-    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)ok_answer, len, &consumed,
-                                             &status, &ok), RK_OK);
-    ck_assert_uint_eq(consumed, len);
-    ck_assert_int_eq(status, 200);
-    ck_assert(ok);
+    size_t len = strlen(ok_answer);
+    struct bench_http_answer a;
+    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)ok_answer, len, &a), RK_OK);
+    ck_assert_uint_eq(a.consumed, len);
+    ck_assert_int_eq(a.status, 200);
+    ck_assert_uint_eq(a.body_len, 22);
+    ck_assert_int_eq(memcmp(a.body, "{\"header\"", 9), 0);
+    ck_assert(bench_http_put_ok(&a));
     for (size_t cut = 0; cut < len; cut++)
-        ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)ok_answer, cut, &consumed,
-                                                 &status, &ok), RK_ERR_AGAIN);
+        ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)ok_answer, cut, &a),
+                         RK_ERR_AGAIN);
+    char two[256]; /* two answers in one read: the first one only */
+    snprintf(two, sizeof(two), "%s%s", ok_answer, ok_answer);
+    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)two, strlen(two), &a), RK_OK);
+    ck_assert_uint_eq(a.consumed, len);
 }
 END_TEST
 
 START_TEST(test_answer_failures)
 {
-    size_t consumed;
-    int status;
-    bool ok = true;
+    struct bench_http_answer a;
     const char *err500 = "HTTP/1.1 500 Internal\r\ncontent-length: 2\r\n\r\n{}";
-    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)err500, strlen(err500),
-                                             &consumed, &status, &ok), RK_OK);
-    ck_assert_int_eq(status, 500);
-    ck_assert(!ok);
+    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)err500, strlen(err500), &a),
+                     RK_OK);
+    ck_assert_int_eq(a.status, 500);
+    ck_assert(!bench_http_put_ok(&a));
     const char *not_etcd = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)not_etcd, strlen(not_etcd),
-                                             &consumed, &status, &ok), RK_OK);
-    ck_assert(!ok);
+    ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)not_etcd, strlen(not_etcd), &a),
+                     RK_OK);
+    ck_assert(!bench_http_put_ok(&a));
     const char *bad[] = { "SMTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
                           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" };
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)bad[i], strlen(bad[i]),
-                                                 &consumed, &status, &ok), RK_ERR_PROTO);
+        ck_assert_int_eq(bench_http_parse_answer((const uint8_t *)bad[i], strlen(bad[i]), &a),
+                         RK_ERR_PROTO);
 }
 END_TEST
 
