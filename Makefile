@@ -49,7 +49,7 @@ TEST_BINS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
-.PHONY: all check check-deps tests unit integ stress run clean sim fuzz bench
+.PHONY: all check check-deps tests unit integ stress run clean sim fuzz bench bench-etcd
 all: $(SERVER_BIN) $(CLIENT_BIN)
 
 $(BUILD)/%.o: %.c
@@ -141,6 +141,12 @@ $(BUILD)/tools/test_bench_http: $(call obj,tools/test_bench_http.c tools/bench_h
 
 bench: all $(BENCH_BIN)
 	$(BENCH_BIN) --matrix && $(BENCH_BIN) --snapshot-targets
+
+# raft-kv beside a local etcd cluster (Debian's etcd-server), into
+# docs/benchmarks-etcd-latest.md; without etcd it says how to install it and fails.
+# BENCH_ETCD_ARGS=--quick: a short smoke run.
+bench-etcd: all $(BENCH_BIN)
+	$(BENCH_BIN) --compare-etcd $(BENCH_ETCD_ARGS)
 
 run: all
 	./run_servers.sh

@@ -1,9 +1,9 @@
-/* tools/bench.h - the parts of raft_bench, the load generator of `make bench`: closed-loop
- * load with latency statistics (bench_load.c, bench_conn.c), CPU use (bench_cpu.c), the
- * no-Raft ceiling server (bench_ceiling.c), leader failover (bench_failover.c), the
- * standard matrix and its Markdown (bench_matrix.c), the load against etcd (bench_etcd.c,
- * bench_http.c) and the snapshot targets (bench_snapshot.c). Clusters of raft_server come
- * from common/cluster_ctl. */
+/* tools/bench.h - the parts of raft_bench, the load generator of `make bench` and
+ * `make bench-etcd`: closed-loop load with latency statistics (bench_load.c), CPU use
+ * (bench_cpu.c), the no-Raft ceiling server (bench_ceiling.c), leader failover
+ * (bench_failover.c), the standard matrix and its Markdown (bench_matrix.c), etcd beside
+ * it (bench_etcd.c, bench_http.c) and the snapshot targets (bench_snapshot.c). Clusters
+ * of raft_server come from common/cluster_ctl. */
 #ifndef RK_BENCH_H
 #define RK_BENCH_H
 
@@ -27,17 +27,19 @@ struct bench_options {
     int nodes, clients, value_size, keys, failover;
     int matrix_writes;   /* --matrix-writes N: only the write rows of N nodes */
     int loop_threads;    /* 0: a thread per client; N: --engine loop with N loops */
+    int etcd_trials;     /* --compare-etcd: kills of etcd's leader */
     long ops;
     double read_ratio, max_seconds;
     const char *registry, *server_bin, *out_path, *perf_path, *etcd_url, *pidfile;
     bool ceiling_only, no_ceiling, matrix, quick, no_sessions, snapshot_targets;
+    bool compare_etcd;
     bool clients_set, keys_set, max_seconds_set, out_set; /* given on the command line */
     unsigned seed;
     const char *server_args[CTL_MAX_SERVER_ARGS];
     int n_server_args;
 };
 
-/* ---- CPU use (bench_cpu.c) ---- */
+/* ---- CPU use, and waiting for a quiet machine (bench_cpu.c) ---- */
 
 /* CPU use during a run, to tell a quiet machine from a shared one: whole-machine busy time,
  * this process (the generator), and the servers'. */
@@ -52,6 +54,10 @@ void bench_cpu_sample(const pid_t *servers, int n, struct bench_cpu *s);
  * and steal, which *steal_pct also gives alone). */
 void bench_cpu_usage(const struct bench_cpu *a, const struct bench_cpu *b, double *gen_pct,
                      double *servers_pct, double *other_pct, double *steal_pct);
+/* sync(2) (what one phase left dirty would slow the next one's fsyncs), then waits until
+ * the machine's CPUs were less than busy_pct busy over 2 s, or max_wait_s passed. Says
+ * which on stderr; true if quiet. */
+bool bench_wait_quiet(double busy_pct, int max_wait_s);
 
 /* ---- load (bench_load.c) ---- */
 
@@ -163,6 +169,10 @@ int bench_http_encode_put(struct proto_buf *b, const char *path, const char *key
 int bench_http_parse_answer(const uint8_t *buf, size_t have, struct bench_http_answer *a);
 /* A put etcd acknowledged: 200 with etcd's {"header"... body. */
 bool bench_http_put_ok(const struct bench_http_answer *a);
+/* The string value of "name":"..." in the JSON body[0..len) into out; false if there is
+ * none or it does not fit. */
+bool bench_json_string(const char *body, size_t len, const char *name, char *out,
+                       size_t outlen);
 /* One request on a fresh connection to host:port, bounded by timeout_ms: RK_OK with the
  * answer in *a, read into buf[0..cap) (a->body points there). */
 int bench_http_call(const char *host, uint16_t port, const struct proto_buf *req,
@@ -213,7 +223,7 @@ int bench_failover(struct ctl_cluster *c, int trials, struct bench_failover_resu
 /* Median and max over the values >= 0 of ms[0..n). */
 void bench_failover_summary(const double *ms, int n, double *median, double *max);
 
-/* ---- the matrix, and the load against etcd (bench_matrix.c, bench_etcd.c) ---- */
+/* ---- the matrix and the comparison with etcd (bench_matrix.c, bench_etcd.c) ---- */
 
 #define BENCH_MATRIX_CLIENTS 4
 extern const int bench_matrix_clients[BENCH_MATRIX_CLIENTS]; /* 1, 8, 32, 64 */
@@ -254,6 +264,8 @@ int bench_failover_run(const struct bench_options *o, struct bench_failover_resu
 /* raft_bench --matrix / --matrix-writes N: writes Markdown to stdout and o->out_path.
  * Returns the exit status. */
 int bench_matrix(const struct bench_options *o);
+/* raft_bench --compare-etcd: etcd and raft-kv back to back, side by side. */
+int bench_compare_etcd(const struct bench_options *o);
 /* raft_bench --etcd URL: the closed loop against a running etcd. */
 int bench_etcd_load(const struct bench_options *o);
 /* The load of one run as the command line asks, to host:port. */

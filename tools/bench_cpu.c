@@ -1,5 +1,6 @@
-/* tools/bench_cpu.c - CPU use during a run, to tell a quiet machine from a shared one:
- * the whole machine's busy and steal time, the generator's, the servers'. */
+/* tools/bench_cpu.c - CPU use during a run, to tell a quiet machine from a shared one
+ * (the whole machine's busy and steal time, the generator's, the servers'), and the wait
+ * for a quiet machine before a phase of the etcd comparison. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -7,6 +8,9 @@
 
 #include "../common/clock.h"
 #include "bench.h"
+
+#define QUIET_WINDOW_MS 2000
+#define QUIET_STEP_MS 500
 
 /* Busy time of the whole machine (user, nice, system, irq, softirq, steal: all but idle
  * and iowait), from /proc/stat, and *steal. */
@@ -70,4 +74,36 @@ void bench_cpu_usage(const struct bench_cpu *a, const struct bench_cpu *b, doubl
     *servers_pct = 100 * (b->servers_s - a->servers_s) / wall;
     *other_pct = 100 * (b->machine_busy_s - a->machine_busy_s) / wall - *gen_pct - *servers_pct;
     *steal_pct = 100 * (b->steal_s - a->steal_s) / wall;
+}
+
+/* % of all CPUs busy between two samples. */
+static double busy_pct(const struct bench_cpu *a, const struct bench_cpu *b)
+{
+    double wall = (double)(b->ns - a->ns) / 1e9;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return wall > 0 && cpus > 0 ? 100 * (b->machine_busy_s - a->machine_busy_s) / wall / cpus
+                                : 100;
+}
+
+bool bench_wait_quiet(double threshold_pct, int max_wait_s)
+{
+    sync();
+    uint64_t t0 = rk_clock_ms();
+    struct bench_cpu window[QUIET_WINDOW_MS / QUIET_STEP_MS + 1];
+    int n = 0, k = (int)(sizeof(window) / sizeof(window[0]));
+    double busy = 100;
+    for (;;) {
+        bench_cpu_sample(NULL, 0, &window[n % k]);
+        if (n >= k - 1)
+            busy = busy_pct(&window[(n + 1) % k], &window[n % k]);
+        n++;
+        double waited = (double)(rk_clock_ms() - t0) / 1e3;
+        if ((n >= k && busy < threshold_pct) || waited >= max_wait_s) {
+            fprintf(stderr, "  quiet gate: %s after %.1f s (CPUs %.0f%% busy over the last "
+                    "%d s, threshold %.0f%%)\n", busy < threshold_pct ? "quiet" : "NOT quiet",
+                    waited, busy, QUIET_WINDOW_MS / 1000, threshold_pct);
+            return busy < threshold_pct;
+        }
+        rk_sleep_ms(QUIET_STEP_MS);
+    }
 }

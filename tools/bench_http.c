@@ -1,6 +1,6 @@
 /* tools/bench_http.c - the little HTTP raft_bench needs to drive etcd's JSON gateway with
- * the same generator as raft-kv: a POST (a put: base64 key and value), the parse of
- * etcd's answer, and one request on a fresh connection. */
+ * the same generator as raft-kv: a POST (a put: base64 key and value; a status request),
+ * the parse of etcd's answer, and one request on a fresh connection. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -157,4 +157,20 @@ int bench_http_call(const char *host, uint16_t port, const struct proto_buf *req
         rc = read_answer(fd, buf, cap, a);
     close(fd);
     return rc;
+}
+
+bool bench_json_string(const char *body, size_t len, const char *name, char *out,
+                       size_t outlen)
+{
+    char pat[64];
+    int n = snprintf(pat, sizeof(pat), "\"%s\":\"", name);
+    const char *p = n > 0 && (size_t)n < sizeof(pat) ? memmem(body, len, pat, (size_t)n) : NULL;
+    if (p == NULL)
+        return false;
+    p += n;
+    const char *end = memchr(p, '"', len - (size_t)(p - body));
+    if (end == NULL || (size_t)(end - p) >= outlen)
+        return false;
+    snprintf(out, outlen, "%.*s", (int)(end - p), p);
+    return true;
 }

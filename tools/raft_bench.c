@@ -1,7 +1,7 @@
-/* tools/raft_bench.c - the raft-kv load generator behind `make bench`:
+/* tools/raft_bench.c - the raft-kv load generator behind `make bench` and `make bench-etcd`:
  * the command line, one load run (against a cluster it starts, or one from --registry)
  * beside the generator's ceiling, the leader-failover measurement, and the entry points of
- * the matrix (bench_matrix.c), the etcd load (bench_etcd.c) and the snapshot targets
+ * the matrix (bench_matrix.c), etcd (bench_etcd.c) and the snapshot targets
  * (bench_snapshot.c). */
 #include <errno.h>
 #include <getopt.h>
@@ -29,7 +29,12 @@ static void usage(FILE *f)
             "       raft_bench --matrix-writes N [--out F]\n"
             "                     only the matrix's write rows on N nodes (no ceiling, no reads,\n"
             "                     no failover)\n"
-
+            "       raft_bench --compare-etcd [--quick] [--etcd-trials K] [--out F]\n"
+            "                     `make bench-etcd`: a local etcd cluster (Debian's etcd-server)\n"
+            "                     and raft-kv back to back, 3 then 5 members, 1-64 clients of\n"
+            "                     writes, one generator (--engine loop) for both, then leader\n"
+            "                     failover of each; Markdown side by side (default --out\n"
+            "                     docs/benchmarks-etcd-latest.md)\n"
             "       raft_bench --snapshot-targets [--keys K] [--quick] [--out F]\n"
             "                     issue 6's snapshot targets: disk use, restart to serving, a\n"
             "                     wiped follower's catch-up, writes during snapshots (K keys,\n"
@@ -58,8 +63,9 @@ static void usage(FILE *f)
             "  --perf FILE        perf record -g the leader during the run into FILE\n"
             "  --out FILE         --matrix: also write the Markdown there\n"
             "                     (default docs/benchmarks-latest.md; - for stdout only)\n"
-            "  --quick            --matrix: a short smoke run (few ops, 3 kills);\n"
-            "                     --snapshot-targets: 50000 keys, 5 s of overwrites\n"
+            "  --quick            --matrix, --compare-etcd: a short smoke run (few ops, 3 kills,\n"
+            "                     2 of etcd's); --snapshot-targets: 50000 keys, 5 s of overwrites\n"
+            "  --etcd-trials K    --compare-etcd: kills of etcd's leader, each on a fresh cluster (5)\n"
             "  --seed N           random seed (1)\n"
             "Servers run in a temp dir on free 127.0.0.1 ports and die with raft_bench (also on\n"
             "^C or kill -9); their dir goes with them (RK_KEEP_DIR=1 keeps it).\n");
@@ -90,7 +96,7 @@ static bool parse_double(const char *s, double min, double max, double *out)
 enum { OPT_NODES = 256, OPT_CLIENTS, OPT_OPS, OPT_MAXSEC, OPT_VSIZE, OPT_KEYS, OPT_READS,
        OPT_REGISTRY, OPT_CEILING, OPT_NOCEIL, OPT_FAILOVER, OPT_MATRIX, OPT_OUT, OPT_SBIN,
        OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_SNAP, OPT_MWRITES, OPT_ENGINE,
-       OPT_LOOPS, OPT_ETCD, OPT_PIDFILE, OPT_HELP };
+       OPT_LOOPS, OPT_ETCD, OPT_PIDFILE, OPT_COMPARE, OPT_ETRIALS, OPT_HELP };
 
 static const struct option long_opts[] = {
     { "nodes", 1, NULL, OPT_NODES },        { "clients", 1, NULL, OPT_CLIENTS },
@@ -105,7 +111,8 @@ static const struct option long_opts[] = {
     { "no-sessions", 0, NULL, OPT_NOSESS }, { "snapshot-targets", 0, NULL, OPT_SNAP },
     { "matrix-writes", 1, NULL, OPT_MWRITES }, { "engine", 1, NULL, OPT_ENGINE },
     { "loop-threads", 1, NULL, OPT_LOOPS },    { "etcd", 1, NULL, OPT_ETCD },
-    { "server-pidfile", 1, NULL, OPT_PIDFILE }, { "help", 0, NULL, OPT_HELP },
+    { "server-pidfile", 1, NULL, OPT_PIDFILE }, { "compare-etcd", 0, NULL, OPT_COMPARE },
+    { "etcd-trials", 1, NULL, OPT_ETRIALS },    { "help", 0, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
 
@@ -148,6 +155,9 @@ static bool apply_option(struct bench_options *o, int opt, const char *arg)
     case OPT_LOOPS: return parse_long(arg, 1, 64, &v) && ((o->loop_threads = (int)v), true);
     case OPT_ETCD: o->etcd_url = arg; return true;
     case OPT_PIDFILE: o->pidfile = arg; return true;
+    case OPT_COMPARE: o->compare_etcd = true; return true;
+    case OPT_ETRIALS:
+        return parse_long(arg, 1, BENCH_MAX_TRIALS, &v) && ((o->etcd_trials = (int)v), true);
     case OPT_MWRITES:
         o->matrix = true;
         return parse_long(arg, 1, CTL_MAX_SERVERS, &v) && ((o->matrix_writes = (int)v), true);
@@ -438,6 +448,8 @@ int main(int argc, char **argv)
     parse_args(argc, argv, &o);
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (o.compare_etcd)
+        return bench_compare_etcd(&o);
     if (o.etcd_url != NULL)
         return bench_etcd_load(&o);
     if (o.matrix)

@@ -85,6 +85,22 @@ START_TEST(test_answer_failures)
 }
 END_TEST
 
+START_TEST(test_json_string)
+{
+    static const char status[] =
+        "{\"header\":{\"cluster_id\":\"151\",\"member_id\":\"1366\",\"revision\":\"1\"},"
+        "\"version\":\"3.4.23\",\"leader\":\"1366\",\"raftTerm\":\"2\"}";
+    char out[8];
+    ck_assert(bench_json_string(status, strlen(status), "member_id", out, sizeof(out)));
+    ck_assert_str_eq(out, "1366");
+    ck_assert(bench_json_string(status, strlen(status), "leader", out, sizeof(out)));
+    ck_assert_str_eq(out, "1366");
+    ck_assert(!bench_json_string(status, strlen(status), "missing", out, sizeof(out)));
+    ck_assert(!bench_json_string(status, strlen(status), "version", out, 6)); /* too long */
+    ck_assert(!bench_json_string(status, 40, "leader", out, sizeof(out))); /* not in [0, 40) */
+}
+END_TEST
+
 static Suite *bench_http_suite(void)
 {
     Suite *s = suite_create("bench_http");
@@ -93,6 +109,7 @@ static Suite *bench_http_suite(void)
     tcase_add_test(tc, test_base64_padding);
     tcase_add_test(tc, test_answer_whole_and_in_pieces);
     tcase_add_test(tc, test_answer_failures);
+    tcase_add_test(tc, test_json_string);
     suite_add_tcase(s, tc);
     return s;
 }
