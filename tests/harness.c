@@ -189,44 +189,47 @@ static bool run_pump(int in_w, int out_r, int err_r, const char *stdin_text, cha
     return !out_open && !err_open;
 }
 
-/* Closes both ends of the first n pipes of p. */
-static void close_pipes(int p[][2], int n)
+/* Three pipes for a child's stdin, stdout and stderr; our ends ([0][1], [1][0], [2][0])
+ * non-blocking. RK_OK, or RK_ERR_IO with none left open. */
+static int open_pipes(int p[3][2])
 {
-    for (int k = 0; k < n; k++) {
-        close(p[k][0]);
-        close(p[k][1]);
+    for (int k = 0; k < 3; k++) {
+        if (pipe2(p[k], O_CLOEXEC) != 0) {
+            for (int j = 0; j < k; j++) {
+                close(p[j][0]);
+                close(p[j][1]);
+            }
+            return RK_ERR_IO;
+        }
+        int ours = p[k][k == 0];
+        fcntl(ours, F_SETFL, fcntl(ours, F_GETFL) | O_NONBLOCK);
     }
+    return RK_OK;
 }
 
 int harness_run(char *const argv[], const char *stdin_text, char *out, size_t outlen,
                 char *errout, size_t errlen, int timeout_ms, int *exit_status)
 {
-    int p[3][2]; /* stdin, stdout, stderr; the child's ends are [0][0], [1][1], [2][1] */
+    int p[3][2];
     out[0] = '\0';
     errout[0] = '\0';
     signal(SIGPIPE, SIG_IGN);
-    for (int k = 0; k < 3; k++) {
-        if (pipe2(p[k], O_CLOEXEC) != 0) {
-            close_pipes(p, k);
-            return RK_ERR_IO;
-        }
-    }
+    if (open_pipes(p) != RK_OK)
+        return RK_ERR_IO;
     struct ctl_spawn sp = CTL_SPAWN(argv);
     sp.in_fd = p[0][0];
     sp.out_fd = p[1][1];
     sp.err_fd = p[2][1];
     pid_t pid = ctl_spawn(&sp);
-    if (pid < 0) {
-        close_pipes(p, 3);
+    for (int k = 0; k < 3; k++) /* the child's ends, and ours if there is no child */
+        for (int end = 0; end < 2; end++)
+            if (end == (k != 0) || pid < 0)
+                close(p[k][end]);
+    if (pid < 0)
         return RK_ERR_IO;
-    }
-    for (int k = 0; k < 3; k++) {
-        close(p[k][k == 0 ? 0 : 1]);
-        fcntl(p[k][k == 0], F_SETFL, fcntl(p[k][k == 0], F_GETFL) | O_NONBLOCK);
-    }
     uint64_t deadline = rk_clock_ms() + (uint64_t)timeout_ms;
     bool done = run_pump(p[0][1], p[1][0], p[2][0], stdin_text, out, outlen, errout, errlen,
-                         deadline);
+                         deadline); /* closes p[0][1] */
     close(p[1][0]);
     close(p[2][0]);
     int status = 0;

@@ -230,59 +230,80 @@ bool ctl_is_running(struct ctl_cluster *c, int i)
     return false;
 }
 
-/* "--name VALUE" into argv when value > 0, its digits kept in buf. */
-static int add_ms(char **argv, int a, const char *name, int value, char *buf, size_t len)
+/* A server's command line, and the strings it needs. */
+struct server_argv {
+    char *argv[16 + CTL_MAX_SERVER_ARGS];
+    char port[8], ms[3][16];
+};
+
+/* "--name VALUE" as argument n (and n + 1) when value > 0; returns the next n. */
+static int add_ms(struct server_argv *a, int n, const char *name, int value, char *buf)
 {
     if (value <= 0)
-        return a;
-    snprintf(buf, len, "%d", value);
-    argv[a++] = (char *)name;
-    argv[a++] = buf;
-    return a;
+        return n;
+    snprintf(buf, sizeof(a->ms[0]), "%d", value);
+    a->argv[n++] = (char *)name;
+    a->argv[n++] = buf;
+    return n;
 }
 
-int ctl_start(struct ctl_cluster *c, int i)
+/* BIN NAME HOST PORT False --dir DIR [timings] [server_args] */
+static void server_argv(const struct ctl_cluster *c, int i, struct server_argv *a)
 {
-    struct ctl_server *s = &c->servers[i];
-    if (!c->owned || ctl_is_running(c, i))
-        return RK_ERR_INVAL;
-    char port[8], emin[16], emax[16], hb[16], out_path[CTL_PATH_MAX];
-    char *argv[16 + CTL_MAX_SERVER_ARGS];
-    int a = 0;
-    snprintf(port, sizeof(port), "%u", (unsigned)s->port);
-    argv[a++] = (char *)(c->server_bin != NULL ? c->server_bin : ctl_server_bin());
-    argv[a++] = s->name;
-    argv[a++] = s->host;
-    argv[a++] = port;
-    argv[a++] = "False";
-    argv[a++] = "--dir";
-    argv[a++] = c->dir;
-    a = add_ms(argv, a, "--election-min-ms", c->election_min_ms, emin, sizeof(emin));
-    a = add_ms(argv, a, "--election-max-ms", c->election_max_ms, emax, sizeof(emax));
-    a = add_ms(argv, a, "--heartbeat-ms", c->heartbeat_ms, hb, sizeof(hb));
+    const struct ctl_server *s = &c->servers[i];
+    int n = 0;
+    snprintf(a->port, sizeof(a->port), "%u", (unsigned)s->port);
+    a->argv[n++] = (char *)(c->server_bin != NULL ? c->server_bin : ctl_server_bin());
+    a->argv[n++] = (char *)s->name;
+    a->argv[n++] = (char *)s->host;
+    a->argv[n++] = a->port;
+    a->argv[n++] = "False";
+    a->argv[n++] = "--dir";
+    a->argv[n++] = (char *)c->dir;
+    n = add_ms(a, n, "--election-min-ms", c->election_min_ms, a->ms[0]);
+    n = add_ms(a, n, "--election-max-ms", c->election_max_ms, a->ms[1]);
+    n = add_ms(a, n, "--heartbeat-ms", c->heartbeat_ms, a->ms[2]);
     for (int k = 0; k < c->n_server_args && k < CTL_MAX_SERVER_ARGS; k++)
-        argv[a++] = (char *)c->server_args[k];
-    argv[a] = NULL;
+        a->argv[n++] = (char *)c->server_args[k];
+    a->argv[n] = NULL;
+}
+
+/* Forks server i into process group pgid, its output in NAME.err, in its network
+ * namespace if ext gives one. The pid, or -1. */
+static pid_t spawn_server(const struct ctl_cluster *c, int i, char *const argv[], pid_t pgid)
+{
+    char out_path[CTL_PATH_MAX];
     ctl_server_path(c, i, ".err", out_path, sizeof(out_path));
-    /* Every server joins the cluster's group; the first of an empty cluster leads a new
-     * one (a group without members cannot be joined). */
     struct ctl_spawn sp = CTL_SPAWN(argv);
-    sp.pgid = any_running(c) ? c->pgid : 0;
+    sp.pgid = pgid;
     sp.out_fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (c->ext.netns_fd != NULL && sp.out_fd >= 0)
         sp.netns_fd = c->ext.netns_fd(c->ext.arg, i);
-    pid_t pid = sp.out_fd >= 0 && (c->ext.netns_fd == NULL || sp.netns_fd >= 0)
-                    ? ctl_spawn(&sp) : -1;
+    bool ready = sp.out_fd >= 0 && (c->ext.netns_fd == NULL || sp.netns_fd >= 0);
+    pid_t pid = ready ? ctl_spawn(&sp) : -1;
     if (sp.out_fd >= 0)
         close(sp.out_fd);
     if (sp.netns_fd >= 0)
         close(sp.netns_fd);
+    return pid;
+}
+
+int ctl_start(struct ctl_cluster *c, int i)
+{
+    if (!c->owned || ctl_is_running(c, i))
+        return RK_ERR_INVAL;
+    struct server_argv a;
+    server_argv(c, i, &a);
+    /* Every server joins the cluster's group; the first of an empty cluster leads a new
+     * one (a group without members cannot be joined). */
+    pid_t pgid = any_running(c) ? c->pgid : 0;
+    pid_t pid = spawn_server(c, i, a.argv, pgid);
     if (pid < 0)
         return RK_ERR_IO;
-    if (sp.pgid == 0)
+    if (pgid == 0)
         c->pgid = pid;
-    s->pid = pid;
-    s->paused = false;
+    c->servers[i].pid = pid;
+    c->servers[i].paused = false;
     return RK_OK;
 }
 
