@@ -19,7 +19,7 @@
 #include "../common/net.h"
 #include "check_main.h"
 
-#define GONE_WAIT_MS 5000
+#define WAIT_MS 5000
 
 static bool exists(const char *path)
 {
@@ -27,13 +27,52 @@ static bool exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
-/* True once path is gone (want_gone) or there, polling up to GONE_WAIT_MS. */
-static bool wait_path(const char *path, bool want_gone)
+static bool gone(const void *path)
 {
-    uint64_t deadline = rk_clock_ms() + GONE_WAIT_MS;
-    while (exists(path) == want_gone && rk_clock_ms() < deadline)
-        rk_sleep_ms(20);
-    return exists(path) != want_gone;
+    return !exists(path);
+}
+
+static bool there(const void *path)
+{
+    return exists(path);
+}
+
+/* The first line of /proc/PID/<what> into out ("" if pid is gone). */
+static void proc_line(pid_t pid, const char *what, char *out, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
+    FILE *f = fopen(path, "r");
+    out[0] = '\0';
+    if (f != NULL && fgets(out, (int)len, f) == NULL)
+        out[0] = '\0';
+    if (f != NULL)
+        fclose(f);
+}
+
+/* The process has exited: gone, or a zombie waiting for init. */
+static bool dead(const void *pid)
+{
+    char stat[256];
+    proc_line(*(const pid_t *)pid, "stat", stat, sizeof(stat));
+    return stat[0] == '\0' || strstr(stat, ") Z ") != NULL;
+}
+
+/* The process runs sleep: it has exec'd. */
+static bool runs_sleep(const void *pid)
+{
+    char comm[64];
+    proc_line(*(const pid_t *)pid, "comm", comm, sizeof(comm));
+    return strncmp(comm, "sleep", 5) == 0;
+}
+
+/* Polls holds(arg) for up to WAIT_MS: true once it does. */
+static bool eventually(bool (*holds)(const void *arg), const void *arg)
+{
+    uint64_t deadline = rk_clock_ms() + WAIT_MS;
+    while (!holds(arg) && rk_clock_ms() < deadline)
+        rk_sleep_ms(5);
+    return holds(arg);
 }
 
 /* The janitor's hook: leaves a mark where arg says. */
@@ -77,8 +116,8 @@ START_TEST(test_janitor_cleans_up_after_its_process)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    ck_assert_msg(wait_path(dir, true), "the janitor did not remove %s", dir);
-    ck_assert_msg(wait_path(marker, false), "the janitor did not run its hook");
+    ck_assert_msg(eventually(gone, dir), "the janitor did not remove %s", dir);
+    ck_assert_msg(eventually(there, marker), "the janitor did not run its hook");
     unlink(marker);
 }
 END_TEST
@@ -100,44 +139,6 @@ START_TEST(test_dismissed_janitor_leaves_the_dir)
 }
 END_TEST
 
-/* True once pid has exited (gone, or a zombie waiting for init). */
-static bool wait_dead(pid_t pid)
-{
-    uint64_t deadline = rk_clock_ms() + GONE_WAIT_MS;
-    for (;;) {
-        char path[64], buf[256] = "";
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        FILE *f = fopen(path, "r");
-        bool alive = f != NULL && fgets(buf, sizeof(buf), f) != NULL &&
-                     strstr(buf, ") Z ") == NULL;
-        if (f != NULL)
-            fclose(f);
-        if (!alive)
-            return true;
-        if (rk_clock_ms() >= deadline)
-            return false;
-        rk_sleep_ms(20);
-    }
-}
-
-/* True once pid runs the program name (it has exec'd), polling up to GONE_WAIT_MS. */
-static bool wait_exec(pid_t pid, const char *name)
-{
-    uint64_t deadline = rk_clock_ms() + GONE_WAIT_MS;
-    for (;;) {
-        char path[64], comm[64] = "";
-        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-        FILE *f = fopen(path, "r");
-        bool ran = f != NULL && fgets(comm, sizeof(comm), f) != NULL &&
-                   strncmp(comm, name, strlen(name)) == 0;
-        if (f != NULL)
-            fclose(f);
-        if (ran || rk_clock_ms() >= deadline)
-            return ran;
-        rk_sleep_ms(5);
-    }
-}
-
 START_TEST(test_spawned_child_dies_with_its_parent)
 {
     int p[2];
@@ -147,7 +148,7 @@ START_TEST(test_spawned_child_dies_with_its_parent)
         char *argv[] = { "sleep", "30", NULL };
         struct ctl_spawn sp = CTL_SPAWN(argv);
         pid_t child = ctl_spawn(&sp);
-        bool ok = child > 0 && wait_exec(child, "sleep");
+        bool ok = child > 0 && eventually(runs_sleep, &child);
         _exit(write(p[1], &child, sizeof(child)) == sizeof(child) && ok ? 0 : 1);
     }
     close(p[1]);
@@ -157,7 +158,7 @@ START_TEST(test_spawned_child_dies_with_its_parent)
     int status;
     ck_assert_int_eq(waitpid(parent, &status, 0), parent);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sleep did not start");
-    ck_assert_msg(wait_dead(child), "sleep (pid %d) outlived its parent", (int)child);
+    ck_assert_msg(eventually(dead, &child), "sleep (pid %d) outlived its parent", (int)child);
 }
 END_TEST
 

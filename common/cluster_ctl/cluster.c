@@ -56,7 +56,8 @@ const char *ctl_server_bin(void)
     return p != NULL && p[0] != '\0' ? p : "./server/raft_server";
 }
 
-int ctl_write_registry(const struct ctl_cluster *c, char *err, size_t errlen)
+/* server_registry.txt from c->servers. */
+static int write_registry(const struct ctl_cluster *c, char *err, size_t errlen)
 {
     FILE *f = fopen(c->registry_path, "w");
     if (f == NULL)
@@ -119,7 +120,7 @@ struct ctl_cluster *ctl_cluster_new(int n, const char *tag, const struct ctl_ext
         rc = place_servers(c, err, errlen);
     }
     if (rc == RK_OK)
-        rc = ctl_write_registry(c, err, errlen);
+        rc = write_registry(c, err, errlen);
     if (rc != RK_OK) {
         ctl_cluster_destroy(c);
         return NULL;

@@ -57,13 +57,12 @@ struct ctl_janitor {
 
 /* Makes /tmp/rk_TAG_XXXXXX into dir. RK_OK, or RK_ERR_IO with err. */
 int ctl_make_dir(char *dir, size_t len, const char *tag, char *err, size_t errlen);
-/* True if $RK_KEEP_DIR asks to keep temp dirs (set, not "" or "0"). */
-bool ctl_keep_dir(void);
-/* Removes dir and everything in it, unless ctl_keep_dir() (then says so on stderr). */
+/* Removes dir and everything in it, unless $RK_KEEP_DIR is set (not "" or "0": then it
+ * says so on stderr). */
 void ctl_remove_dir(const char *dir);
 /* Forks the janitor of dir: if this process ends without ctl_janitor_dismiss, it waits
  * half a second (children that die with us go first), runs hook(arg) if hook is not NULL
- * (in the janitor: it may only read arg), and removes dir unless ctl_keep_dir(). On
+ * (in the janitor: it may only read arg), and removes dir unless $RK_KEEP_DIR is set. On
  * failure j->pid is 0 and there is no janitor. */
 void ctl_janitor_start(struct ctl_janitor *j, const char *dir, void (*hook)(void *arg),
                        void *arg);
@@ -135,8 +134,6 @@ struct ctl_cluster *ctl_cluster_attach(const char *registry_path, char *err, siz
 /* Kills every server, undoes ext, removes the dir (kept if $RK_KEEP_DIR is set) and frees
  * c. NULL is allowed. */
 void ctl_cluster_destroy(struct ctl_cluster *c);
-/* (Re)writes the registry from c->servers. */
-int ctl_write_registry(const struct ctl_cluster *c, char *err, size_t errlen);
 
 /* Process control of server i (0-based). Each returns RK_OK or an RK_ERR_* code. */
 int ctl_start(struct ctl_cluster *c, int i);

@@ -29,7 +29,8 @@ int ctl_make_dir(char *dir, size_t len, const char *tag, char *err, size_t errle
     return rk_fail_io(err, errlen, "/tmp", "mkdtemp");
 }
 
-bool ctl_keep_dir(void)
+/* True if $RK_KEEP_DIR asks to keep temp dirs (set, not "" or "0"). */
+static bool keep_dir(void)
 {
     const char *keep = getenv("RK_KEEP_DIR");
     return keep != NULL && keep[0] != '\0' && strcmp(keep, "0") != 0;
@@ -48,7 +49,7 @@ void ctl_remove_dir(const char *dir)
 {
     if (dir[0] == '\0')
         return;
-    if (ctl_keep_dir())
+    if (keep_dir())
         fprintf(stderr, "cluster_ctl: keeping %s\n", dir);
     else
         nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -88,7 +89,7 @@ void ctl_janitor_start(struct ctl_janitor *j, const char *dir, void (*hook)(void
     j->fd = -1;
     if (pipe2(p, O_CLOEXEC) != 0)
         return;
-    bool keep = ctl_keep_dir();
+    bool keep = keep_dir();
     pid_t pid = fork();
     if (pid == 0)
         janitor_main(p[0], dir, keep, hook, arg);
