@@ -529,7 +529,8 @@ static void write_compare(FILE *f, void *arg)
             cmp->noisy_phases == 1 ? "" : "s", ETCD_PUT_PATH);
     fprintf(f, "| members | clients | etcd puts/s | etcd p50 ms | etcd p99 ms | raft-kv "
                "writes/s | raft-kv p50 ms | raft-kv p99 ms | ratio | CPU µs/write, etcd / "
-               "raft-kv | steal %%, etcd / raft-kv |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+               "raft-kv | steal %%, etcd / raft-kv |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int size = 0; size < SIZES; size++)
         for (int ci = 0; ci < BENCH_MATRIX_CLIENTS; ci++)
             write_pair(f, &cmp->etcd[size][ci], &cmp->raft[size][ci]);

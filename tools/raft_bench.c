@@ -65,7 +65,7 @@ static void usage(FILE *f)
             "                     (default docs/benchmarks-latest.md; - for stdout only)\n"
             "  --quick            --matrix, --compare-etcd: a short smoke run (few ops, 3 kills,\n"
             "                     2 of etcd's); --snapshot-targets: 50000 keys, 5 s of overwrites\n"
-            "  --etcd-trials K    --compare-etcd: kills of etcd's leader, each on a fresh cluster (5)\n"
+            "  --etcd-trials K    --compare-etcd: kills of etcd's leader (5, each on a new one)\n"
             "  --seed N           random seed (1)\n"
             "Servers run in a temp dir on free 127.0.0.1 ports and die with raft_bench (also on\n"
             "^C or kill -9); their dir goes with them (RK_KEEP_DIR=1 keeps it).\n");
