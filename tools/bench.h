@@ -189,16 +189,17 @@ pid_t bench_ceiling_start(int value_size, uint16_t *port, char *err, size_t errl
 /* The ceiling server's accept loop on listen_fd; returns only on an accept error. */
 int bench_ceiling_serve(int listen_fd, int value_size);
 
-/* ---- failover (bench_failover.c) ---- */
+/* ---- failover (bench_probe.c, bench_failover.c) ---- */
 
 /* Where probers write: raft-kv servers, or etcd members (HTTP puts). */
 struct bench_target {
-    char host[REGISTRY_HOST_MAX + 1];
+    char host[REGISTRY_HOST_MAX + 1]; /* an IPv4 address */
     uint16_t port;
     bool etcd;
 };
 
-/* One prober thread per target: a write on a fresh connection every 10 ms. */
+/* One prober thread per target: a write on a fresh connection every 10 ms, each given
+ * 2 s, not waiting for those still out. */
 struct bench_probers;
 struct bench_probers *bench_probers_start(const struct bench_target *t, int n);
 /* The kill happens now: only acks of writes sent from now on count. */

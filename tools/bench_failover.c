@@ -1,8 +1,8 @@
-/* tools/bench_failover.c - leader failover: kill -9 of the leader, then the time until the
- * first acknowledged write, seen two ways: probers that every 10 ms send one write to each
- * server on a fresh connection (raft-kv's SET, or a put to an etcd member: the same
- * measure for both stores), and for raft-kv a writer going through client/session.c (what
- * a raft_client user sees). */
+/* tools/bench_failover.c - raft_bench --failover: kill -9 of the leader, then the time
+ * until the first acknowledged write, seen two ways: by the probers (bench_probe.c: a
+ * write to every server on a fresh connection every 10 ms, as for etcd) and by a writer
+ * going through client/session.c (what a raft_client user sees); the killed server is
+ * restarted and caught up before the next kill. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,118 +15,9 @@
 #include "../common/errors.h"
 #include "bench.h"
 
-#define PROBE_EVERY_MS 10
-#define PROBE_IO_MS 2000
-#define PROBE_VALUE_SIZE 100
 #define SESSION_TIMEOUT_MS 10000
 #define HEALTHY_WAIT_MS 20000
 #define ACK_WAIT_MS 30000
-
-/* ================= probers ================= */
-
-struct prober {
-    struct bench_probers *all;
-    struct bench_target t;
-    pthread_t thread;
-};
-
-struct bench_probers {
-    atomic_bool stop;
-    atomic_ullong armed_ns; /* when the kill happened; 0 while not armed */
-    atomic_ullong ack_ns;   /* the first ack of a write sent after armed_ns */
-    int n;
-    struct prober p[CTL_MAX_SERVERS];
-};
-
-/* Sets *slot to t if it is still 0. */
-static void first_ack(atomic_ullong *slot, unsigned long long t)
-{
-    unsigned long long zero = 0;
-    atomic_compare_exchange_strong(slot, &zero, t);
-}
-
-/* One write on a fresh connection: true if acknowledged. */
-static bool probe_once(const struct bench_target *t, const char *key)
-{
-    if (!t->etcd)
-        return bench_set_once(t->host, t->port, key, PROBE_VALUE_SIZE, PROBE_IO_MS, NULL, 0) ==
-               PROTO_ST_OK;
-    char value[PROBE_VALUE_SIZE];
-    memset(value, 'x', sizeof(value));
-    struct proto_buf req = { 0 };
-    struct bench_http_answer a;
-    uint8_t buf[4096];
-    bool ok = bench_http_encode_put(&req, "/v3/kv/put", key, strlen(key), value,
-                                    sizeof(value)) == RK_OK &&
-              bench_http_call(t->host, t->port, &req, PROBE_IO_MS, buf, sizeof(buf), &a) ==
-                  RK_OK &&
-              bench_http_put_ok(&a);
-    proto_buf_free(&req);
-    return ok;
-}
-
-static void *prober_main(void *arg)
-{
-    struct prober *p = arg;
-    struct bench_probers *all = p->all;
-    char key[32];
-    snprintf(key, sizeof(key), "failover/probe/%d", (int)(p - all->p));
-    uint64_t next = rk_clock_ms();
-    while (!atomic_load(&all->stop)) {
-        uint64_t sent = rk_clock_ns(), armed = atomic_load(&all->armed_ns);
-        if (probe_once(&p->t, key) && armed != 0 && sent >= armed)
-            first_ack(&all->ack_ns, rk_clock_ns());
-        next += PROBE_EVERY_MS;
-        uint64_t now = rk_clock_ms();
-        if (next > now)
-            rk_sleep_ms((int64_t)(next - now));
-        else
-            next = now;
-    }
-    return NULL;
-}
-
-struct bench_probers *bench_probers_start(const struct bench_target *t, int n)
-{
-    struct bench_probers *all = calloc(1, sizeof(*all));
-    if (all == NULL)
-        return NULL;
-    for (; all->n < n && all->n < CTL_MAX_SERVERS; all->n++) {
-        struct prober *p = &all->p[all->n];
-        *p = (struct prober){ .all = all, .t = t[all->n] };
-        if (pthread_create(&p->thread, NULL, prober_main, p) != 0)
-            break;
-    }
-    return all;
-}
-
-void bench_probers_arm(struct bench_probers *p)
-{
-    atomic_store(&p->ack_ns, 0);
-    atomic_store(&p->armed_ns, rk_clock_ns());
-}
-
-double bench_probers_wait(struct bench_probers *p, int timeout_ms)
-{
-    uint64_t deadline = rk_clock_ms() + (uint64_t)timeout_ms;
-    while (atomic_load(&p->ack_ns) == 0 && rk_clock_ms() < deadline)
-        rk_sleep_ms(1);
-    unsigned long long ack = atomic_load(&p->ack_ns), armed = atomic_load(&p->armed_ns);
-    atomic_store(&p->armed_ns, 0);
-    return ack == 0 ? -1 : (double)(ack - armed) / 1e6;
-}
-
-void bench_probers_stop(struct bench_probers *p)
-{
-    if (p == NULL)
-        return;
-    atomic_store(&p->stop, true);
-    for (int i = 0; i < p->n; i++)
-        pthread_join(p->p[i].thread, NULL);
-    free(p);
-}
-
-/* ================= raft-kv: probers and a session writer ================= */
 
 struct fo_shared {
     struct ctl_cluster *c;
@@ -139,6 +30,13 @@ struct fo_shared {
     pthread_cond_t cond;
     bool hold, held;
 };
+
+/* Sets *slot to t if it is still 0. */
+static void first_ack(atomic_ullong *slot, unsigned long long t)
+{
+    unsigned long long zero = 0;
+    atomic_compare_exchange_strong(slot, &zero, t);
+}
 
 /* Parks while main holds the writer (around a kill). */
 static void session_park(struct fo_shared *sh)
