@@ -212,13 +212,12 @@ static bool status_valid(uint8_t st)
 
 static bool msg_type_valid(uint8_t t)
 {
-    return t >= RAFT_MSG_VOTE && t <= RAFT_MSG_SNAPSHOT_RESP;
+    return t >= RAFT_MSG_VOTE && t <= RAFT_MSG_TIMEOUT_NOW;
 }
 
 static bool entry_type_valid(uint8_t t)
 {
-    return t == RAFT_ENTRY_NOOP || t == RAFT_ENTRY_SET || t == RAFT_ENTRY_DELETE ||
-           t == RAFT_ENTRY_REGISTER;
+    return raft_entry_type_name(t) != NULL;
 }
 
 /* A string field of an encoder: NULL is only allowed when empty. */
@@ -511,6 +510,7 @@ int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m)
     case RAFT_MSG_PREVOTE:
         w_u64(&w, m->last_log_index);
         w_u64(&w, m->last_log_term);
+        w_u8(&w, m->transfer ? 1 : 0);
         break;
     case RAFT_MSG_VOTE_RESP:
     case RAFT_MSG_PREVOTE_RESP:
@@ -634,6 +634,7 @@ int proto_decode_raft_msg(const uint8_t *payload, size_t len, struct raft_msg *o
         case RAFT_MSG_PREVOTE:
             out->last_log_index = r_u64(&r);
             out->last_log_term = r_u64(&r);
+            out->transfer = r_bool(&r);
             break;
         case RAFT_MSG_VOTE_RESP:
         case RAFT_MSG_PREVOTE_RESP:

@@ -116,7 +116,8 @@ static void receive_chunks(struct node *n, const struct raft_ready *rd,
  * replaces ours. Returns the map to free (outside the lock). */
 static struct kv *install_received(struct node *n, struct received_snapshot *rs)
 {
-    if (!raft_snapshot_installed(n->raft, rk_clock_ms(), rs->index, rs->term, rs->ok))
+    if (!raft_snapshot_installed(n->raft, rk_clock_ms(), rs->index, rs->term, rs->ok,
+                                 NULL))
         return rs->kv;
     struct kv *old = node_snap_adopt(n, rs->index, rs->file_bytes, rs->kv);
     node_log(n, "installed snapshot %" PRIu64 " (term %" PRIu64 ", %zu keys) from the "

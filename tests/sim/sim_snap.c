@@ -247,7 +247,7 @@ void sim_snap_install(struct sim *s, struct sim_node *n)
                  "that is not the leader's image", n->id, (ull)sn.index, (ull)sn.term, sn.len);
     else
         sim_check_snapshot(s, n, &sn);
-    bool load = raft_snapshot_installed(n->raft, s->now, sn.index, sn.term, ok);
+    bool load = raft_snapshot_installed(n->raft, s->now, sn.index, sn.term, ok, NULL);
     sim_trace_text(s, n->id, "snapshot %llu (term %llu) received: %s", (ull)sn.index, (ull)sn.term,
                    load ? "installed" : "not needed");
     if (!ok || !load || sn.index <= n->disk.snap.index) {
