@@ -80,15 +80,17 @@ static void fit_fd_limit(struct node *n)
     l->max_clients = fit;
 }
 
-/* Warns if the snapshot was taken with another configuration than the registry's. */
-static void check_configuration(struct node *n, const struct snapshot_meta *m)
+/* A version-1 snapshot names its servers only: their addresses come from the registry
+ * (a name it does not list keeps none). */
+static void fill_addresses(struct membership *ms, const struct registry *reg)
 {
-    bool same = m->n_servers == n->reg.n;
-    for (int i = 0; same && i < m->n_servers; i++)
-        same = strcmp(m->servers[i], n->reg.servers[i].name) == 0;
-    if (!same)
-        node_log(n, "warning: %s was taken with another server list than the registry's",
-                 n->snap.paths->file);
+    for (int i = 0; i < ms->n; i++) {
+        int at = registry_find(reg, ms->m[i].name);
+        if (at < 0)
+            continue;
+        snprintf(ms->m[i].host, sizeof(ms->m[i].host), "%s", reg->servers[at].host);
+        ms->m[i].port = reg->servers[at].port;
+    }
 }
 
 /* Raft paper §7: the state machine starts from NAME_snapshot, if there is one (a corrupt
@@ -114,7 +116,8 @@ static int restore_snapshot(struct node *n, const struct node_config *cfg,
     } else {
         kv_free(node_snap_adopt(n, m->index, m->file_len, kv));
         n->snap.on_disk = m->index;
-        check_configuration(n, m);
+        if (m->version == 1)
+            fill_addresses(&m->conf, &n->reg);
     }
     why[0] = '\0';
     rc = snapshot_align_log(n->storage, ld, m->index, m->term, why, sizeof(why));
@@ -125,18 +128,30 @@ static int restore_snapshot(struct node *n, const struct node_config *cfg,
     return RK_OK;
 }
 
+/* The configuration the log starts from (Raft thesis §4): the snapshot's, if there is
+ * one; else the registry's, the first configuration of the cluster. Configuration
+ * entries in the log take effect after it. */
+static void base_membership(const struct node *n, const struct snapshot_meta *snap,
+                            struct membership *out)
+{
+    if (snap->index > 0)
+        *out = snap->conf;
+    else
+        membership_from_registry(&n->reg, out);
+}
+
 /* The core, with the log after the snapshot (which it takes from ld). */
 static int create_core(struct node *n, const struct node_config *cfg,
                        struct storage_loaded *ld, int voted_for,
                        const struct snapshot_meta *snap, char *err, size_t errlen)
 {
-    const char *names[REGISTRY_MAX_SERVERS];
-    for (int i = 0; i < n->reg.n && i < REGISTRY_MAX_SERVERS; i++)
-        names[i] = n->reg.servers[i].name;
+    struct membership *base = malloc(sizeof(*base));
+    if (base == NULL)
+        return rk_fail(err, errlen, RK_ERR_NOMEM, "out of memory");
+    base_membership(n, snap, base);
     struct raft_config rc = {
-        .node_names = names,
-        .self = n->self,
-        .n_nodes = n->reg.n,
+        .members = base,
+        .self_name = n->name,
         .election_timeout_min_ms = cfg->election_min_ms,
         .election_timeout_max_ms = cfg->election_max_ms,
         .heartbeat_ms = cfg->heartbeat_ms,
@@ -151,6 +166,7 @@ static int create_core(struct node *n, const struct node_config *cfg,
                              rk_clock_ms())
                   : raft_new_from_snapshot(&rc, snap->index, snap->term, ld->term, voted_for,
                                            ld->entries, ld->n_entries, rk_clock_ms());
+    free(base);
     if (n->raft == NULL)
         return rk_fail(err, errlen, RK_ERR_INVAL, "cannot create the Raft core (bad "
                        "configuration or out of memory)");

@@ -116,7 +116,7 @@ static void start_snapshot(struct node *n, raft_index_t index, raft_term_t term)
     struct node_snap *s = &n->snap;
     uint64_t t0 = rk_clock_us();
     char err[SNAP_ERR_LEN];
-    snapshot_meta_init(s->meta, index, term, &n->reg);
+    snapshot_meta_init(s->meta, index, term, raft_membership_at(n->raft, index));
     int fd = snapshot_tmp_create(s->paths, err, sizeof(err));
     crc32_update(0, NULL, 0); /* the CRC table exists before the fork: the child uses it */
     int fork_errno = fd >= 0 && s->opts.fork ? fork_writer(n, fd) : 0;

@@ -457,10 +457,18 @@ static uint8_t *saved_snapshot(const char *dir, raft_index_t index, raft_term_t 
                                size_t *len)
 {
     struct snapshot_paths p;
-    struct snapshot_meta m = { .index = index, .term = term, .n_servers = n };
+    static struct snapshot_meta m;
+    static struct membership conf;
     char err[512];
-    for (int i = 0; i < n; i++)
-        snprintf(m.servers[i], sizeof(m.servers[i]), "%s", servers[i]);
+    memset(&conf, 0, sizeof(conf));
+    for (int i = 0; i < n; i++) {
+        struct member s = { .id = i, .role = i < 3 ? MEMBER_VOTER : MEMBER_LEARNER,
+                            .port = (uint16_t)(2000 + i) };
+        snprintf(s.name, sizeof(s.name), "%s", servers[i]);
+        snprintf(s.host, sizeof(s.host), "127.0.0.%d", 1 + i);
+        membership_add(&conf, &s);
+    }
+    snapshot_meta_init(&m, index, term, &conf);
     must(snapshot_paths_init(&p, dir, "s1"), "snapshot paths");
     must(snapshot_save(&p, &m, kv, err, sizeof(err)), err);
     uint8_t *data = read_whole(p.file, len);
