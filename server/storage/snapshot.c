@@ -364,7 +364,8 @@ static int read_names(struct reader *r, struct snapshot_meta *m, uint32_t n, con
     return RK_OK;
 }
 
-/* Version 2: the configuration's text, len bytes. */
+/* Version 2: the configuration's text, len bytes (parsed by parse_conf once the
+ * checksum held: damage is then reported as such). */
 static int read_conf(struct reader *r, struct snapshot_meta *m, uint32_t len, const char *path,
                      char *err, size_t errlen)
 {
@@ -375,8 +376,15 @@ static int read_conf(struct reader *r, struct snapshot_meta *m, uint32_t len, co
     if (rc != RK_OK)
         return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
     m->conf_len = len;
+    return RK_OK;
+}
+
+static int parse_conf(struct snapshot_meta *m, const char *path, char *err, size_t errlen)
+{
+    if (m->version == 1)
+        return RK_OK;
     char why[WHY_LEN];
-    if (membership_decode(m->conf_text, len, &m->conf, why, sizeof(why)) != RK_OK)
+    if (membership_decode(m->conf_text, m->conf_len, &m->conf, why, sizeof(why)) != RK_OK)
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: bad configuration at byte offset "
                        "%u: %s", path, FIXED_HEAD_BYTES, why);
     if (m->conf.n == 0)
@@ -504,6 +512,8 @@ static int parse_file(struct reader *r, struct snapshot_meta *m, struct kv **kv,
         rc = read_image(r, m, kv, path, err, errlen);
     if (rc == RK_OK)
         rc = check_crc(r, m, path, err, errlen);
+    if (rc == RK_OK)
+        rc = parse_conf(m, path, err, errlen);
     if (rc != RK_OK && kv != NULL) {
         kv_free(*kv);
         *kv = NULL;
