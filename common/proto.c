@@ -202,7 +202,7 @@ static int r_end(struct reader *r)
 
 static bool op_valid(uint8_t op)
 {
-    return op >= PROTO_OP_GET && op <= PROTO_OP_REGISTER;
+    return op >= PROTO_OP_GET && op <= PROTO_OP_LAST;
 }
 
 static bool status_valid(uint8_t st)
@@ -254,17 +254,27 @@ int proto_encode_hello_client(struct proto_buf *b)
     return w_end(&w);
 }
 
-int proto_encode_hello_peer(struct proto_buf *b, const char *name, uint64_t cluster_id)
+int proto_encode_hello_peer_at(struct proto_buf *b, const char *name, uint64_t cluster_id,
+                               int32_t id, const char *host, uint16_t port)
 {
     size_t n = name ? strnlen(name, NAME_MAX_BYTES + 1) : 0;
-    if (n == 0 || n > NAME_MAX_BYTES)
+    size_t h = host ? strnlen(host, HOST_MAX_BYTES + 1) : 0;
+    if (n == 0 || n > NAME_MAX_BYTES || h > HOST_MAX_BYTES || id < -1)
         return RK_ERR_INVAL;
     struct writer w;
     w_begin(&w, b, PROTO_HELLO_PEER);
     w_u8(&w, PROTO_VERSION);
     w_u64(&w, cluster_id);
     w_bytes(&w, name, (uint32_t)n);
+    w_u32(&w, (uint32_t)id);
+    w_bytes(&w, host, (uint32_t)h);
+    w_u16(&w, port);
     return w_end(&w);
+}
+
+int proto_encode_hello_peer(struct proto_buf *b, const char *name, uint64_t cluster_id)
+{
+    return proto_encode_hello_peer_at(b, name, cluster_id, -1, "", 0);
 }
 
 int proto_frame_type(const uint8_t *payload, size_t len)
@@ -290,6 +300,11 @@ int proto_decode_hello_msg(const uint8_t *payload, size_t len, struct proto_hell
         r_cstr(&r, NAME_MAX_BYTES, out->name);
         if (r.err == RK_OK && out->name[0] == '\0')
             r.err = RK_ERR_PROTO;
+        out->id = (int32_t)r_u32(&r);
+        if (r.err == RK_OK && out->id < -1)
+            r.err = RK_ERR_PROTO;
+        r_cstr(&r, HOST_MAX_BYTES, out->host);
+        out->port = r_u16(&r);
     }
     int rc = r_end(&r);
     if (rc != RK_OK) {

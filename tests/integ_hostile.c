@@ -730,7 +730,7 @@ START_TEST(test_peer_identity)
     int wrong_id = log_lines_with(c, leader, "refusing peer connection from 127.0.0.1:",
                                   "cluster id");
     HARNESS_ASSERT(c, wrong_id == 1, "%d log lines for the wrong cluster id, want 1", wrong_id);
-    HARNESS_ASSERT(c, log_lines_with(c, leader, "'intruder', which is not in the registry",
+    HARNESS_ASSERT(c, log_lines_with(c, leader, "'intruder', which is not a member",
                                      "refusing peer") == 1, "unknown peer not logged");
     HARNESS_ASSERT(c, log_lines_with(c, leader, "this server's own name", NULL) == 1,
                    "own name not logged");

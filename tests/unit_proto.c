@@ -242,12 +242,16 @@ START_TEST(test_hello_round_trip)
     char longest[64];
     memset(longest, 'n', 63);
     longest[63] = '\0';
-    ck_assert_int_eq(proto_encode_hello_peer(&b, longest, 0x0102030405060708ull), RK_OK);
+    ck_assert_int_eq(proto_encode_hello_peer_at(&b, longest, 0x0102030405060708ull, 5, "h",
+                                                7001), RK_OK);
     p = only_payload(&b, &len);
-    ck_assert_uint_eq(len, 2 + 8 + 4 + 63);
-    /* u8 type | u8 version | u64 cluster id (big-endian) | bytes name */
+    ck_assert_uint_eq(len, 2 + 8 + 4 + 63 + 4 + 4 + 1 + 2);
+    /* u8 type | u8 version | u64 cluster id (big-endian) | bytes name | i32 id | bytes host
+     * | u16 port */
     const uint8_t head[] = { PROTO_HELLO_PEER, PROTO_VERSION, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 63 };
     ck_assert_mem_eq(p, head, sizeof(head));
+    const uint8_t tail[] = { 0, 0, 0, 5, 0, 0, 0, 1, 'h', 7001 >> 8, 7001 & 0xff };
+    ck_assert_mem_eq(p + len - sizeof(tail), tail, sizeof(tail));
     ck_assert_int_eq(proto_frame_type(p, len), PROTO_HELLO_PEER);
     ck_assert_int_eq(proto_decode_hello(p, len, &type, name), RK_OK);
     ck_assert_int_eq(type, PROTO_HELLO_PEER);
@@ -257,6 +261,15 @@ START_TEST(test_hello_round_trip)
     ck_assert_int_eq(h.type, PROTO_HELLO_PEER);
     ck_assert_str_eq(h.name, longest);
     ck_assert_uint_eq(h.cluster_id, 0x0102030405060708ull);
+    ck_assert_int_eq(h.id, 5);
+    ck_assert_str_eq(h.host, "h");
+    ck_assert_uint_eq(h.port, 7001);
+    b.len = 0; /* without an id or address: a server that joins */
+    ck_assert_int_eq(proto_encode_hello_peer(&b, "j", 9), RK_OK);
+    p = only_payload(&b, &len);
+    ck_assert_int_eq(proto_decode_hello_msg(p, len, &h), RK_OK);
+    ck_assert_int_eq(h.id, -1);
+    ck_assert_str_eq(h.host, "");
     proto_buf_free(&b);
     ck_assert_ptr_null(b.data);
 }
@@ -273,6 +286,7 @@ START_TEST(test_hello_rejects)
     ck_assert_int_eq(proto_encode_hello_peer(&b, "", 1), RK_ERR_INVAL);
     ck_assert_int_eq(proto_encode_hello_peer(&b, NULL, 1), RK_ERR_INVAL);
     ck_assert_int_eq(proto_encode_hello_peer(&b, too_long, 1), RK_ERR_INVAL);
+    ck_assert_int_eq(proto_encode_hello_peer_at(&b, "a", 1, -2, "", 0), RK_ERR_INVAL);
     ck_assert_uint_eq(b.len, 0);
 
     const uint8_t bad_version[] = { PROTO_HELLO_CLIENT, PROTO_VERSION + 1 };
@@ -756,7 +770,7 @@ START_TEST(test_unknown_types_rejected)
     struct proto_client_resp resp;
     struct raft_msg m;
     uint8_t *d = b.data;
-    const uint8_t bad_ops[] = { 0, PROTO_OP_REGISTER + 1, 255 };
+    const uint8_t bad_ops[] = { 0, PROTO_OP_LAST + 1, 255 };
     for (size_t i = 0; i < sizeof(bad_ops); i++) {
         d[off[2] + 1] = bad_ops[i];
         ck_assert_int_eq(proto_decode_client_req(d + off[2], len[2], &req), RK_ERR_PROTO);

@@ -214,7 +214,7 @@ struct raft *raft_new_from_snapshot(const struct raft_config *cfg, raft_index_t 
                                     struct raft_entry *entries, raft_index_t n_entries,
                                     uint64_t now_ms)
 {
-    if (!config_valid(cfg) || voted_for < RAFT_NO_NODE || voted_for >= RAFT_MAX_NODES)
+    if (!config_valid(cfg) || voted_for < RAFT_NO_NODE || voted_for > RAFT_VOTE_ELSEWHERE)
         return NULL;
     struct raft *r = calloc(1, sizeof(*r));
     if (r == NULL)

@@ -54,6 +54,7 @@ static void take_effect(struct raft *r, const struct membership *ms, raft_index_
     r->conf_index = index;
     if (!changed)
         return;
+    r->conf_gen++;
     refresh(r);
     core_notice(r, "configuration of index %llu in effect: %d members, %d voters%s",
                 (unsigned long long)index, r->conf.n, r->n_voters,
@@ -77,6 +78,7 @@ void core_conf_init(struct raft *r, const struct membership *base)
     r->base_conf = *base;
     r->conf = *base;
     r->conf_index = 0;
+    r->conf_gen = 1;
     memset(r->is_member, 0, sizeof(r->is_member));
     refresh(r);
 }
@@ -163,6 +165,16 @@ const struct membership *raft_membership(const struct raft *r, raft_index_t *ind
     if (index != NULL)
         *index = r->conf_index;
     return &r->conf;
+}
+
+uint64_t raft_membership_gen(const struct raft *r)
+{
+    return r->conf_gen;
+}
+
+bool raft_is_learner(const struct raft *r)
+{
+    return r->self != RAFT_NO_NODE && r->is_member[r->self] && !r->is_voter[r->self];
 }
 
 const struct membership *raft_membership_at(const struct raft *r, raft_index_t index)

@@ -19,6 +19,9 @@
 #include "../../common/raft_msg.h"
 
 #define RAFT_MAX_NODES MEMBERSHIP_MAX /* node ids are 0 .. RAFT_MAX_NODES-1 */
+/* A vote cast for a server the configuration no longer knows (it was removed): it still
+ * counts as cast in its term, for nobody now. */
+#define RAFT_VOTE_ELSEWHERE RAFT_MAX_NODES
 
 struct raft;
 
@@ -214,6 +217,10 @@ void raft_set_campaign(struct raft *r, bool allowed);
 /* The configuration in effect (the latest in the log) and the index of its entry (0:
  * the one the log started from). Valid until the next call that changes the core. */
 const struct membership *raft_membership(const struct raft *r, raft_index_t *index);
+/* Changes whenever the configuration in effect does (a cheap test for the caller). */
+uint64_t raft_membership_gen(const struct raft *r);
+/* Whether we are a learner in the configuration in effect (a member that does not vote). */
+bool raft_is_learner(const struct raft *r);
 /* The configuration in effect at index (>= the first index still in memory - 1), for a
  * snapshot up to index. */
 const struct membership *raft_membership_at(const struct raft *r, raft_index_t index);

@@ -103,6 +103,7 @@ struct raft {
     int self;                       /* our id in conf, or RAFT_NO_NODE (not a member) */
     struct membership conf;         /* in effect */
     raft_index_t conf_index;        /* the entry it comes from; 0: the base */
+    uint64_t conf_gen;              /* counts the changes of conf */
     struct membership base_conf;    /* as of the log's offset (snapshot or bootstrap) */
     struct raft_conf_entry *confs;  /* configuration entries above the offset, in order */
     uint32_t n_confs;

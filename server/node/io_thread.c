@@ -137,7 +137,11 @@ static void run_batch(struct node *n, struct node_outbox *ob)
     if (rc != RK_OK)
         node_fatal(n, "cannot take the next batch: %s", rk_strerror(rc));
     char vote[REGISTRY_NAME_MAX + 1];
-    snprintf(vote, sizeof(vote), "%s", node_name_of(n, rd.voted_for));
+    snprintf(vote, sizeof(vote), "%s", rd.voted_for == RAFT_VOTE_ELSEWHERE
+                                           ? n->vote_elsewhere : node_name_of(n, rd.voted_for));
+    bool writes = rd.hard_state_changed || rd.n_entries > 0 || rd.truncate_from != 0;
+    if (writes)
+        n->sync_started_ms = rk_clock_ms(); /* the timer watches for a stalled disk */
     pthread_mutex_unlock(&n->mu);
 
     persist(n, &rd, vote);
@@ -145,6 +149,8 @@ static void run_batch(struct node *n, struct node_outbox *ob)
     receive_chunks(n, &rd, &rs);
 
     pthread_mutex_lock(&n->mu);
+    if (writes)
+        node_disk_answered(n);
     struct kv *unused = rs.complete ? install_received(n, &rs) : NULL;
     for (uint32_t i = 0; i < rd.n_msgs; i++)
         node_peer_push(n, &rd.msgs[i], ob);
