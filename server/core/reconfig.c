@@ -28,6 +28,8 @@ void core_result(struct raft *r, uint64_t id, int rc)
 uint32_t raft_take_results(struct raft *r, struct raft_result *out, uint32_t max)
 {
     uint32_t n = r->n_results < max ? r->n_results : max;
+    if (n == 0)
+        return 0;
     memcpy(out, r->results, n * sizeof(*out));
     memmove(r->results, r->results + n, (r->n_results - n) * sizeof(*out));
     r->n_results -= n;
