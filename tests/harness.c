@@ -84,6 +84,20 @@ long harness_count_lines(const char *path)
     return lines;
 }
 
+int harness_log_lines_with(const struct ctl_cluster *c, int i, const char *a, const char *b)
+{
+    char path[CTL_PATH_MAX], line[2048];
+    ctl_server_path(c, i, ".err", path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL);
+    fclose(f);
+    return n;
+}
+
 static bool is_sanitizer_line(const char *line)
 {
     static const char *const marks[] = {"ERROR: AddressSanitizer", "runtime error:",

@@ -37,6 +37,8 @@ int harness_call(struct client_session *s, int op, const char *key, const char *
 
 /* Number of lines in a file (-1 if it cannot be read). */
 long harness_count_lines(const char *path);
+/* Counts the lines of server i's log (NAME.err) that hold a and (unless NULL) b. */
+int harness_log_lines_with(const struct ctl_cluster *c, int i, const char *a, const char *b);
 /* Counts sanitizer reports (ASan, UBSan "runtime error:", TSan, LSan) in the servers'
  * NAME.err files and copies the first such line to first (may be NULL). */
 int harness_sanitizer_reports(const struct ctl_cluster *c, char *first, size_t firstlen);

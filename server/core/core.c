@@ -395,12 +395,14 @@ int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len
 /* ---- the Ready hand-off ------------------------------------------------------------ */
 
 /* A leader's term is durable before it sends anything (it won with a durable vote), and
- * its AppendEntries carry log entries, not promises; pre-votes change no state. Votes
- * and every reply depend on what this node must persist first. */
+ * its AppendEntries carry log entries, not promises; pre-votes change no state; a
+ * TimeoutNow promises nothing either, and must not wait for a disk that may be the very
+ * reason for the transfer. Votes and every reply depend on what this node must persist
+ * first. */
 static bool msg_is_early(const struct raft_msg *m)
 {
     return m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_PREVOTE ||
-           m->type == RAFT_MSG_PREVOTE_RESP;
+           m->type == RAFT_MSG_PREVOTE_RESP || m->type == RAFT_MSG_TIMEOUT_NOW;
 }
 
 uint32_t raft_take_early_msgs(struct raft *r, struct raft_msg **msgs)
