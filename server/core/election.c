@@ -34,7 +34,10 @@ static void election_start_prevote(struct raft *r)
     memset(r->granted, 0, sizeof(r->granted));
     r->granted[r->self] = true;
     core_reset_election_timer(r);
-    core_notice(r, "starting a pre-vote for term %llu", (unsigned long long)(r->term + 1));
+    if (r->prevote_noticed != r->term + 1) /* once per term: a cut-off or removed server
+                                              pre-votes again and again */
+        core_notice(r, "starting a pre-vote for term %llu", (unsigned long long)(r->term + 1));
+    r->prevote_noticed = r->term + 1;
     for (int peer = 0; peer < RAFT_MAX_NODES; peer++) {
         if (peer == r->self || !r->is_voter[peer])
             continue;

@@ -132,6 +132,7 @@ struct raft {
     /* Candidate (and pre-candidate): votes granted, by node. */
     bool granted[RAFT_MAX_NODES];
     bool pre_voting;             /* a follower running a pre-vote for term + 1 */
+    raft_term_t prevote_noticed; /* the term of the last pre-vote noticed (logged) */
     uint64_t leader_contact;     /* when we last heard from the current leader */
 
     /* Leader, check-quorum: who answered since the last check, and when it is due. */
