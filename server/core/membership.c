@@ -124,9 +124,11 @@ void core_conf_compacted(struct raft *r, raft_index_t upto)
         free(r->confs[folded].ms);
         folded++;
     }
+    if (folded == 0)
+        return;
     memmove(r->confs, r->confs + folded, (r->n_confs - folded) * sizeof(*r->confs));
     r->n_confs -= folded;
-    if (r->n_confs == 0 && folded > 0)
+    if (r->n_confs == 0)
         r->conf_index = 0; /* in effect still, now as the base */
 }
 
