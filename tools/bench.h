@@ -253,6 +253,11 @@ void bench_write_run_line(FILE *f, const struct bench_run_info *info, const char
 const char *bench_disturbed(const struct bench_result *r);
 /* write(f, arg) to stdout and, unless path is "-", into path. Returns the exit status. */
 int bench_write_report(const char *path, void (*write)(FILE *f, void *arg), void *arg);
+/* A section of a report file: write(f, arg) to stdout and, unless path is "-", into path
+ * in place of the section that starts with the line `mark` (up to the next "## " heading)
+ * or, if there is none, at the end; the rest of the file is kept. RK_OK or RK_ERR_IO. */
+int bench_save_section(const char *path, const char *mark, void (*write)(FILE *f, void *arg),
+                       void *arg);
 
 /* The matrix's rows on a new cluster of `nodes` servers (each client count; with reads,
  * also 90% reads) into rows; returns how many. */
