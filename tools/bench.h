@@ -305,4 +305,50 @@ void bench_print_result(FILE *f, const char *what, const struct bench_result *r)
  * every measurement was made (whether or not the targets were met). */
 int bench_snapshot_targets(const struct bench_options *o, const char *command);
 
+/* ---- closed-loop writers through client/session.c (bench_writers.c) ---- */
+
+#define BENCH_WRITERS_MAX 256
+
+struct bench_writers_opts {
+    const char *host;          /* the server tried first (the leader); NULL: none */
+    uint16_t port;
+    const char *registry_path; /* the servers to fall back on */
+    int clients;               /* threads, one client session each */
+    int keys, value_size;      /* random keys key_prefix%08d of the key space */
+    const char *key_prefix;
+    int timeout_ms;            /* how long one write may retry before it fails */
+    double max_seconds;        /* the writers stop by themselves after this */
+};
+
+/* What the writers saw in a window [from, to] (CLOCK_REALTIME ns). */
+struct bench_window {
+    struct bench_result r;  /* latency of every acknowledged write in flight at some point
+                               of the window; r.seconds is the window's length */
+    long acks;              /* acknowledgements inside the window */
+    double acks_per_s;      /* of them, per second */
+    double longest_gap_ms;  /* the longest time between two acknowledgements inside it */
+    int64_t first_ack_ns;   /* the first acknowledgement inside it (0: none) */
+    long failed;            /* writes that failed inside it (the first 256 per client) */
+    int64_t first_failure_ns;
+    char first_failure[BENCH_FAILURE_LEN];
+};
+
+struct bench_writers;
+/* Starts o->clients writer threads; NULL with err on failure. */
+struct bench_writers *bench_writers_start(const struct bench_writers_opts *o, char *err,
+                                          size_t errlen);
+long bench_writers_acked(const struct bench_writers *ws);
+/* Waits until `more` further writes are acknowledged; false after timeout_ms. */
+bool bench_writers_wait_acks(const struct bench_writers *ws, long more, int timeout_ms);
+/* Stops the writers (each finishes its write in flight) and joins them. */
+void bench_writers_stop(struct bench_writers *ws);
+void bench_writers_free(struct bench_writers *ws);
+/* After bench_writers_stop: the window [from, to]. RK_OK or RK_ERR_NOMEM. */
+int bench_writers_window(const struct bench_writers *ws, int64_t from, int64_t to,
+                         struct bench_window *out);
+/* Every failed write, and the first one's description into first. */
+long bench_writers_failed(const struct bench_writers *ws, char *first, size_t len);
+/* Why a writer stopped early (no session, out of memory), or NULL. */
+const char *bench_writers_error(const struct bench_writers *ws);
+
 #endif
