@@ -2,8 +2,9 @@
  * `make bench-etcd`: closed-loop load with latency statistics (bench_load.c), CPU use
  * (bench_cpu.c), the no-Raft ceiling server (bench_ceiling.c), leader failover
  * (bench_failover.c), the standard matrix and its Markdown (bench_matrix.c), etcd beside
- * it (bench_etcd.c, bench_http.c) and the snapshot targets (bench_snapshot.c). Clusters
- * of raft_server come from common/cluster_ctl. */
+ * it (bench_etcd.c, bench_http.c), the snapshot targets (bench_snapshot.c) and the
+ * membership targets (bench_membership.c, with writers through client/session.c in
+ * bench_writers.c). Clusters of raft_server come from common/cluster_ctl. */
 #ifndef RK_BENCH_H
 #define RK_BENCH_H
 
@@ -31,7 +32,9 @@ struct bench_options {
     long ops;
     double read_ratio, max_seconds;
     const char *registry, *server_bin, *out_path, *perf_path, *etcd_url, *pidfile;
+    const char *fault_server_bin; /* --membership-targets: tests/raft_server_faults */
     bool ceiling_only, no_ceiling, matrix, quick, no_sessions, snapshot_targets;
+    bool membership_targets;
     bool compare_etcd;
     bool clients_set, keys_set, max_seconds_set, out_set; /* given on the command line */
     unsigned seed;
@@ -350,5 +353,14 @@ int bench_writers_window(const struct bench_writers *ws, int64_t from, int64_t t
 long bench_writers_failed(const struct bench_writers *ws, char *first, size_t len);
 /* Why a writer stopped early (no session, out of memory), or NULL. */
 const char *bench_writers_error(const struct bench_writers *ws);
+
+/* ---- the membership targets of issue 15 (bench_membership.c) ---- */
+
+/* A rolling restart of 5 servers by SIGTERM under writes, a server added to a cluster
+ * holding o->keys keys (1,000,000 by default) under writes, and a leader's disk stall
+ * (the test-only server o->fault_server_bin); prints (and saves into o->out_path,
+ * replacing an earlier such section) a Markdown section. Returns the exit status: 0 when
+ * every measurement was made (whether or not the targets were met). */
+int bench_membership_targets(const struct bench_options *o, const char *command);
 
 #endif
