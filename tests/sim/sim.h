@@ -42,6 +42,7 @@ struct sim_run_opts {
     void (*trace_fn)(void *ctx, const char *line);
     void *trace_ctx;
     const char *replay_bin;    /* named in the replay command; NULL = build/default/sim */
+    uint32_t timeout_s;        /* isolated runs: a run taking longer fails as "Timeout" (0 = no limit) */
 };
 
 struct sim_result {

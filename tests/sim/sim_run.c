@@ -278,6 +278,8 @@ static void run_child(uint64_t seed, const struct sim_run_opts *o, int fd)
         sigaction(sigs[i], &sa, NULL);
     run_child_opts = o;
     run_child_fd = fd;
+    if (o->timeout_s != 0)
+        alarm(o->timeout_s); /* its default action ends the child: see run_lost_child */
     struct sim_result res;
     sim_run_seed(seed, o, &res);
     run_send_result(fd, &res);
@@ -323,17 +325,24 @@ static char *run_read_text(int fd)
     return buf;
 }
 
-/* The child died without a word (killed, or a sanitizer ended it). */
+/* The child died without a word (killed, a sanitizer ended it, or its alarm rang: a run
+ * that never ends, such as a livelock inside the core, is a failure too). */
 static void run_lost_child(uint64_t seed, const struct sim_run_opts *o, int status,
                            struct sim_result *res)
 {
     memset(res, 0, sizeof(*res));
     res->seed = seed;
     res->n_nodes = o->n_nodes;
-    snprintf(res->invariant, sizeof(res->invariant), "Crash");
-    snprintf(res->detail, sizeof(res->detail), "the run ended without a result (%s %d)",
-             WIFSIGNALED(status) ? "signal" : "exit status",
-             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    if (o->timeout_s != 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
+        snprintf(res->invariant, sizeof(res->invariant), "Timeout");
+        snprintf(res->detail, sizeof(res->detail), "the run took longer than %u s",
+                 o->timeout_s);
+    } else {
+        snprintf(res->invariant, sizeof(res->invariant), "Crash");
+        snprintf(res->detail, sizeof(res->detail), "the run ended without a result (%s %d)",
+                 WIFSIGNALED(status) ? "signal" : "exit status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
     res->report = run_report(seed, o, res->invariant, res->detail, "", "(none)\n");
 }
 
