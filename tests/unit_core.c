@@ -1357,6 +1357,42 @@ START_TEST(test_backtrack_hints)
 }
 END_TEST
 
+/* Figure 2: matchIndex only increases. A refusal overtaken by an acknowledgment (the
+ * follower's log was shorter when it refused: the messages were reordered, or it got a
+ * batch only in part) says "my log ends at 2" of a follower known to hold 7. That is stale,
+ * not a follower whose files were lost: only the answer to a probe at the match says so. */
+START_TEST(test_stale_refusal_keeps_match)
+{
+    uint64_t now = 0;
+    struct run log[] = {{6, 1}}; /* the no-op of term 2 at 7 */
+    struct raft *r = mk_leader(3, 1, log, 1, &now);
+    drain(r, now);
+    struct raft_msg m = mk_append_ok(1, 0, 2, 7);
+    raft_step(r, now, &m);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 7);
+    raft_index_t idx;
+    raft_term_t term;
+    for (int i = 0; i < 3; i++) /* 8 .. 10, pipelined to node 1 */
+        ck_assert_int_eq(raft_propose(r, RAFT_ENTRY_SET, "k", 1, "v", 1, &idx, &term), RK_OK);
+    drain(r, now);
+    m = mk_append_reject(1, 0, 2, 10, 3, 0); /* stale: of prev 10, when its log ended at 2 */
+    raft_step(r, now, &m);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 7);
+    struct raft_msg a;
+    ck_assert(next_append_to(r, 1, &now, &a));
+    ck_assert_uint_eq(a.prev_log_index, 7); /* it probes at the match */
+    raft_msg_free_entries(&a);
+    /* A follower that did lose its files refuses that probe too: start over from 3. */
+    m = mk_append_reject(1, 0, 2, 7, 3, 0);
+    raft_step(r, now, &m);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 2);
+    ck_assert(next_append_to(r, 1, &now, &a));
+    ck_assert_uint_eq(a.prev_log_index, 2);
+    raft_msg_free_entries(&a);
+    raft_free(r);
+}
+END_TEST
+
 /* A leader (node 0) and one follower (node 1) of 3; node 2 is unreachable. Config allows
  * a whole log per append, so only backtracking decides the number of round trips. */
 static void big_pair(struct cluster *c, raft_term_t leader_term, const struct run *lead_log,
@@ -2517,6 +2553,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_leader_counts_self_only_when_durable);
     tcase_add_test(tc, test_figure8_commit_only_current_term);
     tcase_add_test(tc, test_backtrack_hints);
+    tcase_add_test(tc, test_stale_refusal_keeps_match);
     tcase_add_test(tc, test_catch_up_missing_10000);
     tcase_add_test(tc, test_catch_up_conflicting_10000);
     tcase_add_test(tc, test_ready_orders_resp_after_persist);
