@@ -48,6 +48,7 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
         .election_timeout_max_ms = s->p.election_max_ms,
         .heartbeat_ms = s->p.heartbeat_ms,
         .max_append_entries = s->p.max_append_entries,
+        .max_append_bytes = s->p.max_append_bytes,
         .pre_vote = s->p.pre_vote,
         .check_quorum = s->p.check_quorum,
         .seed = sim_rand(s) | 1,

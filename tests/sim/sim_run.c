@@ -14,21 +14,44 @@ typedef unsigned long long ull;
 
 #define RUN_DEFAULT_BIN "build/default/sim"
 
-/* Draws the network, disk, timer, batching and snapshot parameters of a random run:
- * mostly as the server runs (pre-vote, check-quorum, early appends), sometimes not. */
+/* The core's configuration, drawn per seed so that the schedules reach corners the
+ * server's defaults never do: batches cut by count or by bytes down to one entry (a
+ * follower then gets a prefix of what it lacks), heartbeat and election timing, pre-vote
+ * and check-quorum each on or off. The core's REPLICATE window is 8 batches' worth of
+ * entries; with batches cut by bytes that is 8 x max_append_entries messages in flight,
+ * and on a network that reorders everything (not TCP) their stale refusals keep
+ * restarting the window: so a byte limit comes with at most 4 entries a batch. */
+static void run_randomize_core(struct sim *s)
+{
+    static const uint32_t batches[] = { 1, 1, 2, 3, 4, 8, 64, 0 };
+    static const uint32_t bytes[] = { 0, 0, 0, 1, 40, 100, 300 };
+    s->p.max_append_bytes = bytes[sim_below(s, 7)];
+    s->p.max_append_entries = batches[sim_below(s, s->p.max_append_bytes != 0 ? 5 : 8)];
+    s->p.heartbeat_ms = (uint32_t)sim_between(s, 10, 80);
+    uint32_t floor = 3 * s->p.heartbeat_ms > 100 ? 3 * s->p.heartbeat_ms : 100;
+    s->p.election_min_ms = (uint32_t)sim_between(s, floor, floor + 250);
+    s->p.election_max_ms = s->p.election_min_ms +
+                           (uint32_t)sim_between(s, s->p.election_min_ms / 4,
+                                                 2ull * s->p.election_min_ms);
+    s->p.pre_vote = sim_chance(s, 500);
+    s->p.check_quorum = sim_chance(s, 500);
+}
+
+/* Draws the network, disk, timer, batching and snapshot parameters of a random run; the
+ * core's own configuration is drawn too (run_randomize_core). */
 static void run_randomize(struct sim *s)
 {
-    static const uint32_t batches[] = { 1, 1, 2, 3, 8, 64 };
     static const uint32_t chunks[] = { 64, 256, 1024, 4096 };
+    run_randomize_core(s);
     sim_fault_weather(s);
     s->p.disk_min_ms = (uint32_t)sim_between(s, 0, 2);
     s->p.disk_max_ms = s->p.disk_min_ms + (uint32_t)sim_between(s, 1, 12);
-    s->p.max_append_entries = batches[sim_below(s, 6)];
     for (int i = 0; i < s->p.n_nodes; i++)
         s->p.tick_jitter_ms[i] = (uint32_t)sim_below(s, 16);
     s->p.client_gap_ms = (uint32_t)sim_between(s, 3, 30);
-    s->p.pre_vote = !sim_chance(s, 250);
-    s->p.check_quorum = !sim_chance(s, 250);
+    s->p.burst_permille = sim_chance(s, 500) ? 0 : (uint32_t)sim_between(s, 10, 150);
+    s->p.stale_permille = sim_chance(s, 500) ? 0 : (uint32_t)sim_between(s, 20, 250);
+    s->p.trim_permille = sim_chance(s, 500) ? 0 : (uint32_t)sim_between(s, 10, 200);
     s->p.early_msgs = sim_chance(s, 750);
     s->p.disconnects = sim_chance(s, 700);
     s->p.fault_gap_ms = (uint32_t)sim_between(s, 150, 1200);
@@ -50,6 +73,7 @@ static void run_heal_all(struct sim *s)
     sim_net_heal(s);
     s->p.loss_permille = 0;
     s->p.dup_permille = 0;
+    s->p.straggle_permille = 0;
     sim_trace_text(s, -1, "heal everything; from now on a write must commit within %d ms",
                    SIM_LIVENESS_MS);
     for (int i = 0; i < s->p.n_nodes; i++) {
