@@ -97,6 +97,7 @@ void sim_net_deliver(struct sim *s, struct sim_event *ev)
         s->stats.dropped++;
     } else {
         sim_trace_recv(s, ev->node, m);
+        sim_check_deliver(s, n, m);
         s->stats.delivered++;
         s->stats.snap_chunks += m->type == RAFT_MSG_SNAPSHOT;
         raft_step(n->raft, s->now, m);

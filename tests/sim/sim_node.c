@@ -71,6 +71,10 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
     n->seen_last = sim_disk_last(d);
     n->seen_commit = raft_commit_index(n->raft);
     n->mirror.n = n->mirror.base = 0;
+    memset(n->heard_at, 0, sizeof(n->heard_at));
+    memset(n->heard_term, 0, sizeof(n->heard_term));
+    n->prevote_term = 0;
+    n->prevote_grants = 0;
     n->tick_at = UINT64_MAX;
     sim_check_loaded_state(s, n);
     sim_node_after_step(s, n);
@@ -163,6 +167,7 @@ void sim_node_tick(struct sim *s, struct sim_node *n)
     n->tick_at = UINT64_MAX; /* after_step arms the next wake-up */
     raft_tick(n->raft, s->now);
     sim_node_after_step(s, n);
+    sim_check_leader_quorum(s, n);
 }
 
 /* The in-flight Ready is durable: write it, send its messages, report it done. */
