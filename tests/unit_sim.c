@@ -24,7 +24,7 @@
 #include "sim/sim_snap.c"
 #include "sim/sim_trace.c"
 
-/* The sweep: SWEEP_SEEDS seeds (half on 3 nodes, half on 5) of SWEEP_STEPS steps each,
+/* The sweep: SWEEP_SEEDS seeds (2/5 on 3 nodes, 1/5 on 4, 2/5 on 5) of SWEEP_STEPS steps each,
  * in SWEEP_CHUNKS Check tests. RK_SIM_SEEDS / RK_SIM_STEPS change the counts. Under a
  * sanitizer every step costs several times more, so fewer seeds run by default. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -661,7 +661,8 @@ static uint64_t env_count(const char *name, uint64_t fallback)
     return *end == '\0' && n > 0 ? n : fallback;
 }
 
-/* Chunk i of SWEEP_CHUNKS: the first half of the chunks run 3 nodes, the rest 5. */
+/* Chunk i of SWEEP_CHUNKS: the first 2/5 of the chunks run 3 nodes, the next 1/5 four (an
+ * even cluster: majorities and the commit rule's median differ there), the rest 5. */
 START_TEST(test_random_seeds)
 {
     uint64_t seeds = env_count("RK_SIM_SEEDS", SWEEP_SEEDS);
@@ -669,7 +670,7 @@ START_TEST(test_random_seeds)
     uint64_t per_chunk = (seeds + SWEEP_CHUNKS - 1) / SWEEP_CHUNKS;
     uint64_t first = 1 + (uint64_t)_i * per_chunk;
     uint64_t last = first + per_chunk - 1 < seeds ? first + per_chunk - 1 : seeds;
-    int n_nodes = _i < SWEEP_CHUNKS / 2 ? 3 : 5;
+    int n_nodes = _i < 2 * SWEEP_CHUNKS / 5 ? 3 : _i < 3 * SWEEP_CHUNKS / 5 ? 4 : 5;
     struct sim_run_opts o = { .n_nodes = n_nodes, .steps = steps, .replay_bin = replay_bin() };
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
