@@ -145,6 +145,9 @@ void sim_start(struct sim *s)
     sim_trace_text(s, -1, "start: loss %u/1000, duplicates %u/1000, delay %u..%u ms, disk %u..%u ms",
                    s->p.loss_permille, s->p.dup_permille, s->p.delay_min_ms, s->p.delay_max_ms,
                    s->p.disk_min_ms, s->p.disk_max_ms);
+    for (int i = 0; i < s->p.n_nodes; i++)
+        if (s->p.disk_extra_ms[i] != 0)
+            sim_trace_text(s, i, "start: a slow disk, %u ms more per write", s->p.disk_extra_ms[i]);
     sim_trace_text(s, -1, "start: pre-vote %s, check-quorum %s, early appends %s, "
                    "disconnect notices %s", s->p.pre_vote ? "on" : "off",
                    s->p.check_quorum ? "on" : "off", s->p.early_msgs ? "on" : "off",

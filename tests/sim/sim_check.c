@@ -360,6 +360,22 @@ void sim_check_leader_quorum(struct sim *s, const struct sim_node *n)
                  (ull)term, heard, s->p.n_nodes, (ull)window);
 }
 
+/* Thesis §10.2.1 (and Figure 2's persistence): what the core counts as durable (a leader
+ * counts itself toward a majority with it) is on its disk: the entry at its stable index
+ * is the one in memory, or inside the disk's snapshot. */
+static void sim_check_stable_on_disk(struct sim *s, const struct sim_node *n)
+{
+    raft_index_t stable = raft_stable_index(n->raft);
+    const struct sim_disk *d = &n->disk;
+    if (stable <= d->snap.index || stable <= d->offset || stable < raft_first_index(n->raft))
+        return;
+    const struct raft_entry *mem = raft_entry_at(n->raft, stable), *disk = sim_disk_entry(d, stable);
+    if (mem == NULL || disk == NULL || sim_check_entry_fp(mem) != sim_check_entry_fp(disk))
+        sim_fail(s, "Durable Index", "n%d counts its log durable up to index %llu, but its disk "
+                 "%s", n->id, (ull)stable, disk == NULL ? "ends before it" :
+                 mem == NULL ? "has an entry its log lacks" : "holds another entry there");
+}
+
 /* After every step on n: role changes, and the log checks. */
 void sim_check_observe(struct sim *s, struct sim_node *n)
 {
@@ -389,6 +405,7 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
     if (role == RAFT_CANDIDATE && (n->seen_role != RAFT_CANDIDATE || term != n->seen_term))
         sim_check_prevote_won(s, n, term);
     sim_check_leader_known(s, n, term);
+    sim_check_stable_on_disk(s, n);
     if (term > s->stats.max_term)
         s->stats.max_term = term;
     n->seen_role = role;

@@ -46,8 +46,11 @@ static void run_randomize(struct sim *s)
     sim_fault_weather(s);
     s->p.disk_min_ms = (uint32_t)sim_between(s, 0, 2);
     s->p.disk_max_ms = s->p.disk_min_ms + (uint32_t)sim_between(s, 1, 12);
-    for (int i = 0; i < s->p.n_nodes; i++)
+    for (int i = 0; i < s->p.n_nodes; i++) {
         s->p.tick_jitter_ms[i] = (uint32_t)sim_below(s, 16);
+        /* some disks are slow: more happens while a write is in flight */
+        s->p.disk_extra_ms[i] = sim_chance(s, 200) ? (uint32_t)sim_between(s, 5, 40) : 0;
+    }
     s->p.client_gap_ms = (uint32_t)sim_between(s, 3, 30);
     s->p.burst_permille = sim_chance(s, 500) ? 0 : (uint32_t)sim_between(s, 10, 150);
     s->p.stale_permille = sim_chance(s, 500) ? 0 : (uint32_t)sim_between(s, 20, 250);
@@ -65,10 +68,10 @@ static void run_randomize(struct sim *s)
 }
 
 /* Ends every fault: links restored, no loss, paused nodes resumed, crashed ones restarted;
- * and the network keeps each link's order again, as TCP does (a constant delay): the
- * core's pipelining assumes it for its speed, not for its safety, and with many small
- * batches a network that keeps reordering everything can hold replication back for
- * longer than the liveness bound. */
+ * and the network is TCP again: each link keeps its order (a constant delay), and
+ * AppendEntries arrive whole. The core's pipelining assumes both for its speed, not for
+ * its safety, and with batches of one entry a network that keeps reordering and cutting
+ * them can hold a follower's catching up back for longer than the liveness bound. */
 static void run_heal_all(struct sim *s)
 {
     s->faults_on = false;
@@ -78,6 +81,7 @@ static void run_heal_all(struct sim *s)
     s->p.loss_permille = 0;
     s->p.dup_permille = 0;
     s->p.straggle_permille = 0;
+    s->p.trim_permille = 0;
     s->p.delay_max_ms = s->p.delay_min_ms;
     sim_trace_text(s, -1, "heal everything; from now on a write must commit within %d ms",
                    SIM_LIVENESS_MS);
