@@ -2468,6 +2468,45 @@ START_TEST(test_install_snapshot_discards_conflicting_log)
 }
 END_TEST
 
+/* Thesis §10.2.1, the Ready contract across Figure 13 step 7: the io thread writes a batch
+ * (entries of an old leader, and the last chunk of a snapshot from the new one), installs
+ * the snapshot, which discards the log, and only then reports the batch durable. Those
+ * entries are gone from the log: none of them may count as durable in it. */
+START_TEST(test_install_discards_entries_being_written)
+{
+    struct run flog[] = { { 5, 1 } };
+    struct raft_config cfg = test_cfg(2, 3);
+    struct raft *f = new_core(&cfg, 2, RAFT_NO_NODE, flog, 1, 0);
+    raft_term_t t2[] = { 2, 2, 2 };
+    struct raft_msg a = mk_append(0, 2, 2, 5, 1, 0, t2, 3); /* 6..8 from node 0, term 2 */
+    struct raft_ready rd;
+    step_append(f, 10, &a, &rd);
+    done_free(f, 10, &rd);
+    ck_assert_uint_eq(raft_stable_index(f), 8);
+    a = mk_append(0, 2, 2, 8, 2, 0, t2, 2);                 /* 9..10, not yet written */
+    raft_step(f, 11, &a);
+    raft_msg_free_entries(&a);
+    struct raft_msg m = { .type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 2, .term = 3,
+                          .snap_index = 7, .snap_term = 3 };  /* node 1 leads term 3 */
+    fill_chunk(&m, test_image);
+    m.snap_done = true;
+    raft_step(f, 12, &m);
+    free(m.snap_data);
+    take(f, &rd);                                           /* 9..10 and the chunk */
+    ck_assert_uint_eq(rd.n_entries, 2);
+    ck_assert_uint_eq(rd.n_snap_chunks, 1);
+    ck_assert(raft_snapshot_installed(f, 13, 7, 3, true)); /* entry 7 has term 2: reset */
+    done_free(f, 13, &rd);
+    ck_assert_uint_eq(raft_last_index(f), 7);
+    ck_assert_uint_eq(raft_stable_index(f), 7);
+    take(f, &rd);
+    ck_assert_uint_eq(rd.reset_log_to, 7);
+    done_free(f, 14, &rd);
+    ck_assert_uint_eq(raft_stable_index(f), 7);
+    raft_free(f);
+}
+END_TEST
+
 START_TEST(test_snapshot_chunks_in_order_only)
 {
     struct raft_config cfg = test_cfg(1, 2);
@@ -2599,6 +2638,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_install_snapshot_bad_image_restarts);
     tcase_add_test(tc, test_install_snapshot_keeps_matching_suffix);
     tcase_add_test(tc, test_install_snapshot_discards_conflicting_log);
+    tcase_add_test(tc, test_install_discards_entries_being_written);
     tcase_add_test(tc, test_snapshot_chunks_in_order_only);
     tcase_add_test(tc, test_snapshot_older_than_commit_answered_at_once);
     suite_add_tcase(s, tc);
