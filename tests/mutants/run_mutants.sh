@@ -16,6 +16,7 @@
 #   --sim-seeds N  short runs: seeds 1..N, 2000 steps, on 3, 4 and 5 nodes (default 2000)
 #   --long-seeds N long runs: N seeds from 1000001 on, 20000 steps, same sizes (default 100)
 #   --keep         keep the work directory (its path is printed)
+#   --help         this text
 #
 # Exit status: 0 when every non-equivalent mutant run was killed; 1 when one survived or
 # the catalog is wrong (a snippet that does not occur exactly once in its file, a mutant
@@ -144,6 +145,7 @@ while [ $# -gt 0 ]; do
     --sim-seeds) SIM_SEEDS=${2:?}; shift ;;
     --long-seeds) LONG_SEEDS=${2:?}; shift ;;
     --keep) KEEP=1 ;;
+    -h|--help) sed -n '2,/^[^#]/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see the comment at the top of $0)" ;;
     esac
     shift
@@ -244,19 +246,23 @@ secs=$(( $(date +%s) - T0 ))
 echo
 echo "== mutation summary: $total mutants from tests/mutants/catalog.txt"
 "$WORK/mutate" groups "$catalog" >"$WORK/groups"
-awk -F '\t' -v secs="$secs" -v total="$total" '
+# (LC_ALL=C: every awk counts bytes; cell() pads by characters, the only non-ASCII one in
+# a group's name being the two-byte section sign.)
+LC_ALL=C awk -F '\t' -v secs="$secs" -v total="$total" '
+    function cell(s, w,   t, n) { t = s; n = gsub(/\302\247/, "", t)
+        return s sprintf("%" (w - length(s) + n > 0 ? w - length(s) + n : 0) "s", "") }
+    function row(g, a, b, c, d, e) { printf "%s %7s %6s %8s %10s %6s\n", cell(g, 60), a, b, c, d, e }
     FILENAME == ARGV[1] { order[++ng] = $0; next }
     FILENAME == ARGV[2] { group[$1] = $3; next }
     { g = group[$1]; n[g]++; c[g, $2]++; t[$2]++; done++
       if ($2 != "KILLED" && $2 != "EQUIVALENT") bad[++nb] = $2 "  " $1 "  " $4 }
     END {
-        printf "%-52s %7s %6s %8s %10s %6s\n", "rule group", "mutants", "killed",
-               "survived", "equivalent", "errors"
+        row("rule group", "mutants", "killed", "survived", "equivalent", "errors")
         for (i = 1; i <= ng; i++) { g = order[i]; if (!n[g]) continue
-            printf "%-52s %7d %6d %8d %10d %6d\n", g, n[g], c[g, "KILLED"],
-                   c[g, "SURVIVED"], c[g, "EQUIVALENT"], c[g, "ERROR"] }
-        printf "%-52s %7d %6d %8d %10d %6d\n", "total", done, t["KILLED"], t["SURVIVED"],
-               t["EQUIVALENT"], t["ERROR"]
+            row(g, n[g], c[g, "KILLED"] + 0, c[g, "SURVIVED"] + 0, c[g, "EQUIVALENT"] + 0,
+                c[g, "ERROR"] + 0) }
+        row("total", done + 0, t["KILLED"] + 0, t["SURVIVED"] + 0, t["EQUIVALENT"] + 0,
+            t["ERROR"] + 0)
         if (done < total) printf "NOT RUN: %d mutants (interrupted?)\n", total - done
         for (i = 1; i <= nb; i++) print bad[i]
         live = t["KILLED"] + t["SURVIVED"]
