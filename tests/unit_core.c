@@ -1164,6 +1164,39 @@ START_TEST(test_leader_noop_at_term_start)
 }
 END_TEST
 
+/* Figure 2, volatile state on leaders, reinitialized after election: nextIndex to the
+ * leader's last index + 1, matchIndex to 0. What a follower acknowledged in an earlier
+ * leadership may since have been replaced by another leader. */
+START_TEST(test_leader_state_reset_on_election)
+{
+    uint64_t now = 0;
+    struct run log[] = {{6, 1}};
+    struct raft *r = mk_leader(3, 1, log, 1, &now); /* term 2, no-op at 7 */
+    drain(r, now);
+    struct raft_msg m = mk_append_ok(1, 0, 2, 7);
+    raft_step(r, now, &m);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 7);
+    struct raft_msg v = mk_vote(2, 0, 3, 7, 2);   /* node 2 campaigns in term 3 ... */
+    raft_step(r, now, &v);
+    ck_assert_role(r, RAFT_FOLLOWER);
+    drain(r, now);
+    now += EL_MAX;                                /* ... and loses; node 0 wins term 4 */
+    raft_tick(r, now);
+    ck_assert_role(r, RAFT_CANDIDATE);
+    drain(r, now);
+    struct raft_msg g = mk_vote_resp(2, 0, raft_term(r), true);
+    raft_step(r, now, &g);
+    ck_assert_role(r, RAFT_LEADER);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 0);
+    ck_assert_uint_eq(raft_peer_match(r, 2), 0);
+    struct raft_msg a;
+    ck_assert(next_append_to(r, 1, &now, &a));
+    ck_assert_uint_eq(a.prev_log_index, 7); /* from its last index, not from the old match */
+    raft_msg_free_entries(&a);
+    raft_free(r);
+}
+END_TEST
+
 START_TEST(test_propose_not_leader)
 {
     raft_index_t idx = 0;
@@ -2110,6 +2143,34 @@ START_TEST(test_check_quorum_leader_stays_with_majority)
 }
 END_TEST
 
+/* Thesis §6.2: only messages of its own term show a leader that a follower follows it.
+ * Node 0 leads term 2 with node 2's vote; node 2 then falls silent, while node 1, which
+ * never heard of term 2 (the link from node 0 is down), keeps sending heartbeats of term 1
+ * as the old leader. Node 0 hears from no majority in its term: it steps down. */
+START_TEST(test_check_quorum_counts_only_current_term)
+{
+    struct raft_config cfg = test_cfg(0, 3);
+    cfg.check_quorum = true;
+    struct raft *r = new_core(&cfg, 1, RAFT_NO_NODE, NULL, 0, 0);
+    uint64_t now = EL_MAX;
+    raft_tick(r, now);
+    drain(r, now);
+    struct raft_msg g = mk_vote_resp(2, 0, 2, true);
+    raft_step(r, now, &g);
+    ck_assert_role(r, RAFT_LEADER);
+    drain(r, now);
+    uint64_t until = now + 2 * EL_MAX + HB;
+    for (uint64_t t = now + HB; t <= until && raft_role(r) == RAFT_LEADER; t += HB) {
+        struct raft_msg hb = mk_append(1, 0, 1, 0, 0, 0, NULL, 0);
+        raft_step(r, t, &hb);
+        raft_tick(r, t);
+        drain(r, t);
+    }
+    ck_assert_int_ne(raft_role(r), RAFT_LEADER);
+    raft_free(r);
+}
+END_TEST
+
 START_TEST(test_check_quorum_ignores_vote_in_lease)
 {
     struct raft_config cfg = test_cfg(1, 3);
@@ -2587,6 +2648,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_append_stale_shorter_no_truncation);
     tcase_add_test(tc, test_follower_commit_from_leader_commit);
     tcase_add_test(tc, test_leader_noop_at_term_start);
+    tcase_add_test(tc, test_leader_state_reset_on_election);
     tcase_add_test(tc, test_propose_not_leader);
     tcase_add_test(tc, test_propose_replicates_and_commits);
     tcase_add_test(tc, test_leader_counts_self_only_when_durable);
@@ -2625,6 +2687,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_prevote_denied_in_lease);
     tcase_add_test(tc, test_check_quorum_leader_steps_down);
     tcase_add_test(tc, test_check_quorum_leader_stays_with_majority);
+    tcase_add_test(tc, test_check_quorum_counts_only_current_term);
     tcase_add_test(tc, test_check_quorum_ignores_vote_in_lease);
     tcase_add_test(tc, test_leader_disconnect_elects_sooner);
     tcase_add_test(tc, test_failed_candidate_prevotes_again);
