@@ -376,6 +376,27 @@ static void sim_check_stable_on_disk(struct sim *s, const struct sim_node *n)
                  mem == NULL ? "has an entry its log lacks" : "holds another entry there");
 }
 
+/* Figure 2, matchIndex: the highest entry known to be replicated on the follower. A
+ * follower of the leader's own term holds on its disk the leader's entry at that index
+ * (only a leader of a later term could have replaced it; the follower would then be in
+ * that term). Entries inside a snapshot, the leader's or the follower's, are committed. */
+static void sim_check_match_on_disk(struct sim *s, const struct sim_node *n, raft_term_t term)
+{
+    const struct raft *r = n->raft;
+    for (int i = 0; i < s->p.n_nodes && !s->failed; i++) {
+        const struct sim_disk *d = &s->node[i].disk;
+        raft_index_t match = raft_peer_match(r, i);
+        if (i == n->id || match == 0 || d->term != term || match < raft_first_index(r) ||
+            match <= d->snap.index || match <= d->offset)
+            continue;
+        const struct raft_entry *mine = raft_entry_at(r, match), *theirs = sim_disk_entry(d, match);
+        if (mine == NULL || theirs == NULL || sim_check_entry_fp(mine) != sim_check_entry_fp(theirs))
+            sim_fail(s, "Match Index", "n%d, leader of term %llu, takes n%d to hold its entry at "
+                     "index %llu, but n%d's disk %s", n->id, (ull)term, i, (ull)match, i,
+                     theirs == NULL ? "ends before it" : "holds another entry there");
+    }
+}
+
 /* After every step on n: role changes, and the log checks. */
 void sim_check_observe(struct sim *s, struct sim_node *n)
 {
@@ -406,6 +427,8 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
         sim_check_prevote_won(s, n, term);
     sim_check_leader_known(s, n, term);
     sim_check_stable_on_disk(s, n);
+    if (role == RAFT_LEADER)
+        sim_check_match_on_disk(s, n, term);
     if (term > s->stats.max_term)
         s->stats.max_term = term;
     n->seen_role = role;
