@@ -35,8 +35,13 @@ SIM_CASES="scenarios regressions determinism"
 SIM_NODES=3,4,5
 STAGE_TIMEOUT=900       # seconds: a backstop for any one build or test command
 SEED_TIMEOUT=60         # seconds: one simulated run (a livelocked core fails as Timeout)
-CK_MULT=0.2             # Check's per-test timeouts (20-60 s) cut to 4-12 s: a mutant that
-                        # loops forever fails each test quickly (they take well under 1 s)
+UNIT_TIMEOUT=120        # seconds: one unit test program (each takes about a second; a
+                        # mutant that makes its tests hang is stopped here, not after
+                        # Check's 20-60 s per test, and one slowed down by load is not)
+# Unit tests run in Check's no-fork mode, in a session of their own: stopped (timeout, or
+# an interrupt of the whole run), Check signals its own process group, and no forked test
+# is left behind. (The unmutated tree must pass this way too: the base run checks it.)
+SETSID=$(command -v setsid || true)
 
 die() { echo "run_mutants: $*" >&2; exit 2; }
 
@@ -48,10 +53,21 @@ stage() {
     timeout --foreground -k 10 "$STAGE_TIMEOUT" "$@" >>"$log" 2>&1
 }
 
-# The first failing Check test in a unit test's output: "program: test (F|E)".
+# What failed in a unit test program ($1, output in $2, exit status $3): its first
+# failing Check test, or that it hung or crashed.
 unit_killer() {
-    sed -n 's/^[^:]*:[0-9]*:\([FE]\):[^:]*:\([^:]*\):.*/\2/p' "$2" | head -n 1 |
-        awk -v p="$1" '{ print p ": " $0 } END { if (NR == 0) print p ": crashed" }'
+    if [ "$3" -eq 124 ] || [ "$3" -eq 137 ]; then
+        echo "$1: no result within $UNIT_TIMEOUT s (a test hangs)"
+        return
+    fi
+    line=$(grep -m 1 -E '^[^:]*:[0-9]+:[FE]:' "$2" || true)
+    if [ -z "$line" ]; then
+        echo "$1: crashed (exit status $3)"
+        return
+    fi
+    name=$(printf '%s\n' "$line" | cut -d: -f5)
+    case $line in *"Test timeout expired"*) name="$name (timed out: it hangs)" ;; esac
+    echo "$1: $name"
 }
 
 # The first failing seed in the simulator's output: "sim seed S (K nodes, N steps): Inv".
@@ -66,18 +82,20 @@ sim_killer() {
 test_plan() {
     dir=$1
     for t in $UNIT_TESTS; do
-        out="$log.$t"
-        if ! (cd "$dir" && CK_TIMEOUT_MULTIPLIER=$CK_MULT timeout --foreground -k 10 \
-                "$STAGE_TIMEOUT" "build/default/tests/$t") >"$out" 2>&1; then
-            unit_killer "$t" "$out"
+        out="$log.$t" rc=0
+        (cd "$dir" && CK_FORK=no timeout --foreground -k 10 "$UNIT_TIMEOUT" $SETSID \
+            "build/default/tests/$t") >"$out" 2>&1 || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            unit_killer "$t" "$out" "$rc"
             return
         fi
     done
     for c in $SIM_CASES; do
-        out="$log.sim_$c"
-        if ! (cd "$dir" && CK_RUN_CASE=$c CK_TIMEOUT_MULTIPLIER=$CK_MULT timeout \
-                --foreground -k 10 "$STAGE_TIMEOUT" build/default/tests/unit_sim) >"$out" 2>&1; then
-            unit_killer "unit_sim" "$out"
+        out="$log.sim_$c" rc=0
+        (cd "$dir" && CK_FORK=no CK_RUN_CASE=$c timeout --foreground -k 10 "$UNIT_TIMEOUT" \
+            $SETSID build/default/tests/unit_sim) >"$out" 2>&1 || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            unit_killer "unit_sim" "$out" "$rc"
             return
         fi
     done
