@@ -47,7 +47,7 @@ TEST_BINS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
-.PHONY: all check check-deps tests unit integ stress run clean sim fuzz bench mutants
+.PHONY: all check check-deps tests unit integ stress run clean sim fuzz bench
 all: $(SERVER_BIN) $(CLIENT_BIN)
 
 $(BUILD)/%.o: %.c
@@ -120,6 +120,7 @@ sim: $(SIM_BIN)
 # The mutation catalog (tests/mutants): every mutant of the core must be killed by the
 # tests. make mutants [MUTANTS=5 RANDOM=1] [ONLY=id,id]: all, a sample, or those named.
 MUTANTS ?= 0
+.PHONY: mutants
 mutants:
 	tests/mutants/run_mutants.sh --sample $(MUTANTS) $(if $(filter 1,$(RANDOM)),--random) \
 		$(if $(ONLY),--only $(ONLY))
