@@ -339,15 +339,16 @@ void sim_check_deliver(struct sim *s, struct sim_node *n, const struct raft_msg 
 /* Thesis §6.2, check-quorum: a leader steps down if it did not hear from a majority (itself
  * included) within an election timeout. It checks at the first tick after each timeout,
  * and ticks come at most SIM_TIMER_MAX_SLEEP_MS + jitter apart, so one that has led for
- * two such periods, unpaused, must have heard from a majority within the last two. */
+ * two such periods, ticking all along (a pause stops the ticks, and the first check after
+ * it still counts what came before), must have heard from a majority within the last two. */
 void sim_check_leader_quorum(struct sim *s, const struct sim_node *n)
 {
     if (!s->p.check_quorum || n->raft == NULL || raft_role(n->raft) != RAFT_LEADER)
         return;
     uint64_t gap = s->p.election_max_ms + SIM_TIMER_MAX_SLEEP_MS + s->p.tick_jitter_ms[n->id];
     uint64_t window = 2 * gap + 1, since = n->leader_since;
-    if (n->paused_until > since)
-        since = n->paused_until;
+    if (n->ticking_since > since)
+        since = n->ticking_since;
     if (s->now < since + window)
         return;
     raft_term_t term = raft_term(n->raft);

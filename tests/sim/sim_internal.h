@@ -171,6 +171,9 @@ struct sim_node {
     raft_index_t seen_last, seen_commit;
     bool ever_leader;
     uint64_t leader_since;    /* when it became leader of seen_term */
+    uint64_t last_tick;       /* its previous timer wake-up (0: none since it booted) */
+    uint64_t ticking_since;   /* since when no two wake-ups were further apart than the
+                                 timer allows (a pause, or ticks deferred past one, ends it) */
     struct sim_mirror mirror;
     /* What it was sent, for the checker (reset by a crash): when each peer last reached it
      * with a message of its own current term (check-quorum), and the pre-votes granted to

@@ -75,6 +75,7 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
     memset(n->heard_term, 0, sizeof(n->heard_term));
     n->prevote_term = 0;
     n->prevote_grants = 0;
+    n->last_tick = 0;
     n->tick_at = UINT64_MAX;
     sim_check_loaded_state(s, n);
     sim_node_after_step(s, n);
@@ -165,6 +166,10 @@ void sim_node_tick(struct sim *s, struct sim_node *n)
 {
     sim_trace_mix(&s->tr, s->now ^ ((uint64_t)n->id << 56));
     n->tick_at = UINT64_MAX; /* after_step arms the next wake-up */
+    uint64_t gap = SIM_TIMER_MAX_SLEEP_MS + s->p.tick_jitter_ms[n->id];
+    if (n->last_tick == 0 || s->now - n->last_tick > gap)
+        n->ticking_since = s->now;
+    n->last_tick = s->now;
     raft_tick(n->raft, s->now);
     sim_node_after_step(s, n);
     sim_check_leader_quorum(s, n);
