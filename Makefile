@@ -116,6 +116,14 @@ $(SIM_BIN): $(call obj,$(sort $(wildcard tests/sim/*.c))) $(SERVER_OBJ) $(COMMON
 sim: $(SIM_BIN)
 	$(SIM_BIN) --seeds 1..$(SEEDS) --nodes $(NODES) --steps $(STEPS) --jobs 2
 
+# The mutation catalog (tests/mutants): every mutant of the core must be killed by the
+# tests. make mutants [MUTANTS=5 RANDOM=1] [ONLY=id,id]: all, a sample, or those named.
+MUTANTS ?= 0
+.PHONY: mutants
+mutants:
+	tests/mutants/run_mutants.sh --sample $(MUTANTS) $(if $(filter 1,$(RANDOM)),--random) \
+		$(if $(ONLY),--only $(ONLY))
+
 # Fuzzing with clang's libFuzzer: make fuzz [FUZZ_TIME=600] (seconds per target).
 # make check already replays the corpus without libFuzzer (tests/unit_fuzz_corpus).
 FUZZ_TIME ?= 60

@@ -1164,6 +1164,39 @@ START_TEST(test_leader_noop_at_term_start)
 }
 END_TEST
 
+/* Figure 2, volatile state on leaders, reinitialized after election: nextIndex to the
+ * leader's last index + 1, matchIndex to 0. What a follower acknowledged in an earlier
+ * leadership may since have been replaced by another leader. */
+START_TEST(test_leader_state_reset_on_election)
+{
+    uint64_t now = 0;
+    struct run log[] = {{6, 1}};
+    struct raft *r = mk_leader(3, 1, log, 1, &now); /* term 2, no-op at 7 */
+    drain(r, now);
+    struct raft_msg m = mk_append_ok(1, 0, 2, 7);
+    raft_step(r, now, &m);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 7);
+    struct raft_msg v = mk_vote(2, 0, 3, 7, 2);   /* node 2 campaigns in term 3 ... */
+    raft_step(r, now, &v);
+    ck_assert_role(r, RAFT_FOLLOWER);
+    drain(r, now);
+    now += EL_MAX;                                /* ... and loses; node 0 wins term 4 */
+    raft_tick(r, now);
+    ck_assert_role(r, RAFT_CANDIDATE);
+    drain(r, now);
+    struct raft_msg g = mk_vote_resp(2, 0, raft_term(r), true);
+    raft_step(r, now, &g);
+    ck_assert_role(r, RAFT_LEADER);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 0);
+    ck_assert_uint_eq(raft_peer_match(r, 2), 0);
+    struct raft_msg a;
+    ck_assert(next_append_to(r, 1, &now, &a));
+    ck_assert_uint_eq(a.prev_log_index, 7); /* from its last index, not from the old match */
+    raft_msg_free_entries(&a);
+    raft_free(r);
+}
+END_TEST
+
 START_TEST(test_propose_not_leader)
 {
     raft_index_t idx = 0;
@@ -1353,6 +1386,42 @@ START_TEST(test_backtrack_hints)
     m = mk_append_ok(3, 0, 4, 7);
     raft_step(r, now, &m);
     ck_assert_uint_eq(raft_peer_match(r, 3), 7);
+    raft_free(r);
+}
+END_TEST
+
+/* Figure 2: matchIndex only increases. A refusal overtaken by an acknowledgment (the
+ * follower's log was shorter when it refused: the messages were reordered, or it got a
+ * batch only in part) says "my log ends at 2" of a follower known to hold 7. That is stale,
+ * not a follower whose files were lost: only the answer to a probe at the match says so. */
+START_TEST(test_stale_refusal_keeps_match)
+{
+    uint64_t now = 0;
+    struct run log[] = {{6, 1}}; /* the no-op of term 2 at 7 */
+    struct raft *r = mk_leader(3, 1, log, 1, &now);
+    drain(r, now);
+    struct raft_msg m = mk_append_ok(1, 0, 2, 7);
+    raft_step(r, now, &m);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 7);
+    raft_index_t idx;
+    raft_term_t term;
+    for (int i = 0; i < 3; i++) /* 8 .. 10, pipelined to node 1 */
+        ck_assert_int_eq(raft_propose(r, RAFT_ENTRY_SET, "k", 1, "v", 1, &idx, &term), RK_OK);
+    drain(r, now);
+    m = mk_append_reject(1, 0, 2, 10, 3, 0); /* stale: of prev 10, when its log ended at 2 */
+    raft_step(r, now, &m);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 7);
+    struct raft_msg a;
+    ck_assert(next_append_to(r, 1, &now, &a));
+    ck_assert_uint_eq(a.prev_log_index, 7); /* it probes at the match */
+    raft_msg_free_entries(&a);
+    /* A follower that did lose its files refuses that probe too: start over from 3. */
+    m = mk_append_reject(1, 0, 2, 7, 3, 0);
+    raft_step(r, now, &m);
+    ck_assert_uint_eq(raft_peer_match(r, 1), 2);
+    ck_assert(next_append_to(r, 1, &now, &a));
+    ck_assert_uint_eq(a.prev_log_index, 2);
+    raft_msg_free_entries(&a);
     raft_free(r);
 }
 END_TEST
@@ -2074,6 +2143,34 @@ START_TEST(test_check_quorum_leader_stays_with_majority)
 }
 END_TEST
 
+/* Thesis §6.2: only messages of its own term show a leader that a follower follows it.
+ * Node 0 leads term 2 with node 2's vote; node 2 then falls silent, while node 1, which
+ * never heard of term 2 (the link from node 0 is down), keeps sending heartbeats of term 1
+ * as the old leader. Node 0 hears from no majority in its term: it steps down. */
+START_TEST(test_check_quorum_counts_only_current_term)
+{
+    struct raft_config cfg = test_cfg(0, 3);
+    cfg.check_quorum = true;
+    struct raft *r = new_core(&cfg, 1, RAFT_NO_NODE, NULL, 0, 0);
+    uint64_t now = EL_MAX;
+    raft_tick(r, now);
+    drain(r, now);
+    struct raft_msg g = mk_vote_resp(2, 0, 2, true);
+    raft_step(r, now, &g);
+    ck_assert_role(r, RAFT_LEADER);
+    drain(r, now);
+    uint64_t until = now + 2 * EL_MAX + HB;
+    for (uint64_t t = now + HB; t <= until && raft_role(r) == RAFT_LEADER; t += HB) {
+        struct raft_msg hb = mk_append(1, 0, 1, 0, 0, 0, NULL, 0);
+        raft_step(r, t, &hb);
+        raft_tick(r, t);
+        drain(r, t);
+    }
+    ck_assert_int_ne(raft_role(r), RAFT_LEADER);
+    raft_free(r);
+}
+END_TEST
+
 START_TEST(test_check_quorum_ignores_vote_in_lease)
 {
     struct raft_config cfg = test_cfg(1, 3);
@@ -2432,6 +2529,45 @@ START_TEST(test_install_snapshot_discards_conflicting_log)
 }
 END_TEST
 
+/* Thesis §10.2.1, the Ready contract across Figure 13 step 7: the io thread writes a batch
+ * (entries of an old leader, and the last chunk of a snapshot from the new one), installs
+ * the snapshot, which discards the log, and only then reports the batch durable. Those
+ * entries are gone from the log: none of them may count as durable in it. */
+START_TEST(test_install_discards_entries_being_written)
+{
+    struct run flog[] = { { 5, 1 } };
+    struct raft_config cfg = test_cfg(2, 3);
+    struct raft *f = new_core(&cfg, 2, RAFT_NO_NODE, flog, 1, 0);
+    raft_term_t t2[] = { 2, 2, 2 };
+    struct raft_msg a = mk_append(0, 2, 2, 5, 1, 0, t2, 3); /* 6..8 from node 0, term 2 */
+    struct raft_ready rd;
+    step_append(f, 10, &a, &rd);
+    done_free(f, 10, &rd);
+    ck_assert_uint_eq(raft_stable_index(f), 8);
+    a = mk_append(0, 2, 2, 8, 2, 0, t2, 2);                 /* 9..10, not yet written */
+    raft_step(f, 11, &a);
+    raft_msg_free_entries(&a);
+    struct raft_msg m = { .type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 2, .term = 3,
+                          .snap_index = 7, .snap_term = 3 };  /* node 1 leads term 3 */
+    fill_chunk(&m, test_image);
+    m.snap_done = true;
+    raft_step(f, 12, &m);
+    free(m.snap_data);
+    take(f, &rd);                                           /* 9..10 and the chunk */
+    ck_assert_uint_eq(rd.n_entries, 2);
+    ck_assert_uint_eq(rd.n_snap_chunks, 1);
+    ck_assert(raft_snapshot_installed(f, 13, 7, 3, true)); /* entry 7 has term 2: reset */
+    done_free(f, 13, &rd);
+    ck_assert_uint_eq(raft_last_index(f), 7);
+    ck_assert_uint_eq(raft_stable_index(f), 7);
+    take(f, &rd);
+    ck_assert_uint_eq(rd.reset_log_to, 7);
+    done_free(f, 14, &rd);
+    ck_assert_uint_eq(raft_stable_index(f), 7);
+    raft_free(f);
+}
+END_TEST
+
 START_TEST(test_snapshot_chunks_in_order_only)
 {
     struct raft_config cfg = test_cfg(1, 2);
@@ -2512,11 +2648,13 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_append_stale_shorter_no_truncation);
     tcase_add_test(tc, test_follower_commit_from_leader_commit);
     tcase_add_test(tc, test_leader_noop_at_term_start);
+    tcase_add_test(tc, test_leader_state_reset_on_election);
     tcase_add_test(tc, test_propose_not_leader);
     tcase_add_test(tc, test_propose_replicates_and_commits);
     tcase_add_test(tc, test_leader_counts_self_only_when_durable);
     tcase_add_test(tc, test_figure8_commit_only_current_term);
     tcase_add_test(tc, test_backtrack_hints);
+    tcase_add_test(tc, test_stale_refusal_keeps_match);
     tcase_add_test(tc, test_catch_up_missing_10000);
     tcase_add_test(tc, test_catch_up_conflicting_10000);
     tcase_add_test(tc, test_ready_orders_resp_after_persist);
@@ -2549,6 +2687,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_prevote_denied_in_lease);
     tcase_add_test(tc, test_check_quorum_leader_steps_down);
     tcase_add_test(tc, test_check_quorum_leader_stays_with_majority);
+    tcase_add_test(tc, test_check_quorum_counts_only_current_term);
     tcase_add_test(tc, test_check_quorum_ignores_vote_in_lease);
     tcase_add_test(tc, test_leader_disconnect_elects_sooner);
     tcase_add_test(tc, test_failed_candidate_prevotes_again);
@@ -2562,6 +2701,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_install_snapshot_bad_image_restarts);
     tcase_add_test(tc, test_install_snapshot_keeps_matching_suffix);
     tcase_add_test(tc, test_install_snapshot_discards_conflicting_log);
+    tcase_add_test(tc, test_install_discards_entries_being_written);
     tcase_add_test(tc, test_snapshot_chunks_in_order_only);
     tcase_add_test(tc, test_snapshot_older_than_commit_answered_at_once);
     suite_add_tcase(s, tc);

@@ -24,7 +24,7 @@
 #include "sim/sim_snap.c"
 #include "sim/sim_trace.c"
 
-/* The sweep: SWEEP_SEEDS seeds (half on 3 nodes, half on 5) of SWEEP_STEPS steps each,
+/* The sweep: SWEEP_SEEDS seeds (2/5 on 3 nodes, 1/5 on 4, 2/5 on 5) of SWEEP_STEPS steps each,
  * in SWEEP_CHUNKS Check tests. RK_SIM_SEEDS / RK_SIM_STEPS change the counts. Under a
  * sanitizer every step costs several times more, so fewer seeds run by default. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -501,7 +501,9 @@ END_TEST
 
 /* Bug 2: a follower acknowledges entries, then truncates them for a newer leader before
  * they were written; the acknowledgment must not leave with the next batch (Figure 2:
- * persist before responding). */
+ * persist before responding). Run 0: the newer leader's entries conflict below the last
+ * entry acknowledged; run 1: exactly at it (an acknowledgment that ends at the first
+ * truncated index is dropped too). */
 START_TEST(test_regress_no_ack_for_truncated_entries)
 {
     /* Without leases (pre-vote, check-quorum), n1 can win while n0 still leads n2. */
@@ -510,6 +512,11 @@ START_TEST(test_regress_no_ack_for_truncated_entries)
     scn_set_ticking_all(s, 5, false);
     elect(s, 0);
     sim_run_for(s, 50);
+    sim_set_disk_extra(s, 2, 100);
+    if (_i == 1) { /* index 2 reaches every node, n2 writes it slowly */
+        ck_assert_int_eq(sim_client_set(s, 0, "c", "1", NULL), RK_OK);
+        sim_run_for(s, 10);
+    }
     /* n0 can reach only n2 (the follower under test); n1, n3, n4 will elect n1. */
     for (int i = 1; i < 5; i++) {
         if (i == 2)
@@ -517,13 +524,12 @@ START_TEST(test_regress_no_ack_for_truncated_entries)
         sim_cut(s, 0, i, true);
         sim_cut(s, i, 0, true);
     }
-    sim_set_disk_extra(s, 2, 100);
     uint64_t a, b;
-    ck_assert_int_eq(sim_client_set(s, 0, "a", "1", &a), RK_OK); /* index 2, slow write */
+    ck_assert_int_eq(sim_client_set(s, 0, "a", "1", &a), RK_OK); /* run 0: index 2, slow */
+    sim_run_for(s, 10);                                           /* run 1: index 3, ack queued */
+    ck_assert_int_eq(sim_client_set(s, 0, "b", "1", &b), RK_OK); /* the next index, ack queued */
     sim_run_for(s, 10);
-    ck_assert_int_eq(sim_client_set(s, 0, "b", "1", &b), RK_OK); /* index 3, ack queued */
-    sim_run_for(s, 10);
-    elect(s, 1); /* term 2: n1's no-op at index 2 conflicts with n2's entry a */
+    elect(s, 1); /* term 2: n1's no-op conflicts with n2's entry a */
     sim_run_for(s, 500);
     assert_no_failure(s);
     ck_assert_int_eq(sim_op_state(s, b), SIM_OP_PENDING);
@@ -661,7 +667,8 @@ static uint64_t env_count(const char *name, uint64_t fallback)
     return *end == '\0' && n > 0 ? n : fallback;
 }
 
-/* Chunk i of SWEEP_CHUNKS: the first half of the chunks run 3 nodes, the rest 5. */
+/* Chunk i of SWEEP_CHUNKS: the first 2/5 of the chunks run 3 nodes, the next 1/5 four (an
+ * even cluster: majorities and the commit rule's median differ there), the rest 5. */
 START_TEST(test_random_seeds)
 {
     uint64_t seeds = env_count("RK_SIM_SEEDS", SWEEP_SEEDS);
@@ -669,7 +676,7 @@ START_TEST(test_random_seeds)
     uint64_t per_chunk = (seeds + SWEEP_CHUNKS - 1) / SWEEP_CHUNKS;
     uint64_t first = 1 + (uint64_t)_i * per_chunk;
     uint64_t last = first + per_chunk - 1 < seeds ? first + per_chunk - 1 : seeds;
-    int n_nodes = _i < SWEEP_CHUNKS / 2 ? 3 : 5;
+    int n_nodes = _i < 2 * SWEEP_CHUNKS / 5 ? 3 : _i < 3 * SWEEP_CHUNKS / 5 ? 4 : 5;
     struct sim_run_opts o = { .n_nodes = n_nodes, .steps = steps, .replay_bin = replay_bin() };
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -718,7 +725,7 @@ static Suite *sim_suite(void)
     tc = tcase_create("regressions");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_regress_hintless_rejection_ignored);
-    tcase_add_test(tc, test_regress_no_ack_for_truncated_entries);
+    tcase_add_loop_test(tc, test_regress_no_ack_for_truncated_entries, 0, 2);
     tcase_add_test(tc, test_regress_no_read_from_stale_round);
     tcase_add_test(tc, test_regress_seed_2286_3_nodes);
     tcase_add_test(tc, test_regress_seed_2626_3_nodes);

@@ -94,7 +94,8 @@ static void write_all(const char *path, const void *data, size_t len)
 static const char bin_key[] = { 'k', '\0', '\xff', '\n', '"' };
 
 /* The entry at index i of the sample log, in term `term`: SETs (binary keys, empty
- * values), DELETEs, NOOPs, REGISTERs and commands of client sessions. */
+ * values), DELETEs, NOOPs, REGISTERs and commands of client sessions, whose recorded
+ * replies are of every kind (a SET applied, a DELETE of a key that is not there). */
 static struct raft_entry sample_entry(raft_index_t i, raft_term_t term)
 {
     char key[32], val[48];
@@ -115,6 +116,12 @@ static struct raft_entry sample_entry(raft_index_t i, raft_term_t term)
     }
     ck_assert_int_eq(rc, RK_OK);
     if (i % 7 == 3 && i >= 7) { /* a command of the session REGISTERed at i - 3 */
+        if (i % 2 == 0) { /* every other one deletes a key never set: its reply is ABSENT */
+            raft_entry_free(&e);
+            key_len = snprintf(key, sizeof(key), "never set %" PRIu64, i);
+            rc = raft_entry_init(&e, term, RAFT_ENTRY_DELETE, key, (uint32_t)key_len, NULL, 0);
+            ck_assert_int_eq(rc, RK_OK);
+        }
         e.client_id = i - 3;
         e.seq = i;
     }
@@ -513,7 +520,9 @@ START_TEST(test_dump)
     /* escaped like the log: NUL, 0xff, newline and quote in the key */
     ck_assert_ptr_nonnull(strstr(text, "set \"k\\x00\\xff\\n\\\"\" \"\"\n"));
     ck_assert_ptr_nonnull(strstr(text, "set \"key1\" \"value 1 \\t\\x01\"\n"));
-    ck_assert_ptr_nonnull(strstr(text, "session client=35 last_seq=38 last_result=applied "
+    ck_assert_ptr_nonnull(strstr(text, "session client=28 last_seq=31 last_result=applied "
+                                       "last_use=31\n"));
+    ck_assert_ptr_nonnull(strstr(text, "session client=35 last_seq=38 last_result=absent "
                                        "last_use=38\n"));
     /* sorted by key */
     const char *key1 = strstr(text, "\"key1\""), *key2 = strstr(text, "\"key2\"");

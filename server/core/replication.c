@@ -297,17 +297,21 @@ static raft_index_t append_next_from_hint(const struct raft *r, const struct raf
 static void append_rejected(struct raft *r, int peer, const struct raft_msg *m)
 {
     struct raft_progress *pr = &r->progress[peer];
-    if (m->conflict_term == 0 && m->conflict_index <= pr->match) {
-        /* Its log ends before what it confirmed: it restarted with its files lost.
-         * Forget the old match and bring it up to date from where its log ends. */
+    if (pr->state == RAFT_PROBE && m->reject_index != pr->next - 1)
+        return; /* stale: an answer to an older probe */
+    /* Its log ends before what it confirmed: either it restarted with its files lost, or
+     * this refusal is older than the acknowledgment (reordered, or of a batch the
+     * follower got only in part). Only the answer to the current probe tells them apart:
+     * in REPLICATE we probe at match first, and a refusal there is the answer. */
+    bool ends_before_match = m->conflict_term == 0 && m->conflict_index <= pr->match;
+    if (ends_before_match && pr->state == RAFT_PROBE) {
         core_notice(r, "follower %s lost its log after index %llu; resending from there",
                     core_node_name(r, peer), (unsigned long long)(m->conflict_index - 1));
         pr->match = m->conflict_index - 1;
-    } else if (m->reject_index <= pr->match) {
+    } else if (m->reject_index < pr->match ||
+               (m->reject_index == pr->match && !ends_before_match)) {
         return; /* stale: we already know it matches there */
     }
-    if (pr->state == RAFT_PROBE && m->reject_index != pr->next - 1)
-        return; /* stale: an answer to an older probe */
     raft_index_t next = append_next_from_hint(r, m);
     if (next < pr->match + 1)
         next = pr->match + 1;

@@ -13,8 +13,11 @@
 #include "sim.h"
 
 /* usage: sim --seeds A..B [--nodes 3|5|3,5] [--steps N] [--trace] [--stats] [--jobs J]
+ *            [--max-failures N] [--seed-timeout S]
  * --trace prints every event of each run; --stats averages counters over the runs;
- * --jobs runs that many worker processes (each seed still in its own child). */
+ * --jobs runs that many worker processes (each seed still in its own child);
+ * --max-failures stops each worker after its Nth failing run (0, the default: never);
+ * --seed-timeout fails a run that takes longer than S seconds (0, the default: no limit). */
 
 #define MAIN_MAX_SIZES 4
 #define MAIN_MAX_JOBS 64
@@ -26,6 +29,8 @@ struct main_opts {
     uint32_t steps;
     bool trace, stats;
     int jobs;
+    uint64_t max_failures;
+    uint32_t seed_timeout_s;
     const char *bin;
 };
 
@@ -37,7 +42,7 @@ struct main_counts {
 static void main_usage(const char *prog, const char *why)
 {
     fprintf(stderr, "%s: %s\nusage: %s --seeds A..B [--nodes 3|5|3,5] [--steps N] [--trace] "
-            "[--stats] [--jobs J]\n", prog, why, prog);
+            "[--stats] [--jobs J] [--max-failures N] [--seed-timeout S]\n", prog, why, prog);
     exit(2);
 }
 
@@ -113,6 +118,14 @@ static void main_parse(int argc, char **argv, struct main_opts *o)
             if (!number || v < 1 || v > MAIN_MAX_JOBS)
                 main_usage(argv[0], "bad --jobs");
             o->jobs = (int)v;
+        } else if (!strcmp(a, "--max-failures")) {
+            if (!number)
+                main_usage(argv[0], "bad --max-failures");
+            o->max_failures = v;
+        } else if (!strcmp(a, "--seed-timeout")) {
+            if (!number || v > 86400)
+                main_usage(argv[0], "bad --seed-timeout");
+            o->seed_timeout_s = (uint32_t)v;
         } else {
             main_usage(argv[0], "unknown option");
         }
@@ -165,8 +178,10 @@ static struct main_counts main_run_share(const struct main_opts *o, int worker)
     for (uint64_t seed = o->first + (uint64_t)worker; seed <= o->last && seed >= o->first;
          seed += (uint64_t)o->jobs) {
         for (int k = 0; k < o->n_sizes; k++) {
+            if (o->max_failures != 0 && c.failed >= o->max_failures)
+                return c;
             struct sim_run_opts ro = { .n_nodes = o->sizes[k], .steps = o->steps,
-                                       .replay_bin = o->bin };
+                                       .replay_bin = o->bin, .timeout_s = o->seed_timeout_s };
             if (o->trace) {
                 ro.trace_fn = main_print_line;
                 printf("== seed %" PRIu64 ", %d nodes\n", seed, o->sizes[k]);

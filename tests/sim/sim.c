@@ -140,14 +140,22 @@ void sim_push(struct sim *s, uint64_t at, uint8_t kind, int node, uint32_t gen)
 void sim_start(struct sim *s)
 {
     s->started = true;
-    sim_trace_text(s, -1, "start: %d nodes, seed %llu, loss %u/1000, duplicates %u/1000, "
-                   "delay %u..%u ms, disk %u..%u ms, batch %u", s->p.n_nodes, (ull)s->p.seed,
+    sim_trace_text(s, -1, "start: %d nodes, seed %llu, batch %u entries and %u bytes (0 = default)",
+                   s->p.n_nodes, (ull)s->p.seed, s->p.max_append_entries, s->p.max_append_bytes);
+    sim_trace_text(s, -1, "start: loss %u/1000, duplicates %u/1000, delay %u..%u ms, disk %u..%u ms",
                    s->p.loss_permille, s->p.dup_permille, s->p.delay_min_ms, s->p.delay_max_ms,
-                   s->p.disk_min_ms, s->p.disk_max_ms, s->p.max_append_entries);
+                   s->p.disk_min_ms, s->p.disk_max_ms);
+    for (int i = 0; i < s->p.n_nodes; i++)
+        if (s->p.disk_extra_ms[i] != 0)
+            sim_trace_text(s, i, "start: a slow disk, %u ms more per write", s->p.disk_extra_ms[i]);
     sim_trace_text(s, -1, "start: pre-vote %s, check-quorum %s, early appends %s, "
                    "disconnect notices %s", s->p.pre_vote ? "on" : "off",
                    s->p.check_quorum ? "on" : "off", s->p.early_msgs ? "on" : "off",
                    s->p.disconnects ? "on" : "off");
+    sim_trace_text(s, -1, "start: heartbeat %u ms, election timeout %u..%u ms", s->p.heartbeat_ms,
+                   s->p.election_min_ms, s->p.election_max_ms);
+    sim_trace_text(s, -1, "start: trimmed appends %u/1000, client bursts %u/1000, writes to any "
+                   "leader %u/1000", s->p.trim_permille, s->p.burst_permille, s->p.stale_permille);
     sim_trace_text(s, -1, "start: snapshot every %u entries (0 = never), keep %u behind, "
                    "chunks of %u bytes", s->p.snap_every, s->p.snap_lag, s->p.snap_chunk);
     for (int i = 0; i < s->p.n_nodes; i++)

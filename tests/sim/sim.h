@@ -42,6 +42,7 @@ struct sim_run_opts {
     void (*trace_fn)(void *ctx, const char *line);
     void *trace_ctx;
     const char *replay_bin;    /* named in the replay command; NULL = build/default/sim */
+    uint32_t timeout_s;        /* isolated runs: a run taking longer fails as "Timeout" (0 = no limit) */
 };
 
 struct sim_result {
@@ -76,16 +77,23 @@ struct sim_params {
     uint64_t seed;
     uint32_t election_min_ms, election_max_ms, heartbeat_ms;
     uint32_t max_append_entries;               /* 0 = the core's default */
+    uint32_t max_append_bytes;                 /* 0 = the core's default */
     bool pre_vote, check_quorum;               /* the core's switches (the server: both) */
     bool early_msgs;        /* send raft_take_early_msgs() at once, as thesis §10.2.1 */
     bool disconnects;       /* a crash closes its connections: peers are told at once */
     uint32_t delay_min_ms, delay_max_ms;       /* per message, uniform */
     uint32_t loss_permille, dup_permille;
+    uint32_t straggle_permille; /* a message is held back 100 ms .. 3 election timeouts */
+    uint32_t trim_permille;     /* an AppendEntries arrives with only a prefix of its entries
+                                   (a leader may always send fewer, down to a heartbeat) */
     uint32_t disk_min_ms, disk_max_ms;         /* Ready taken -> fdatasync returned */
     uint32_t disk_extra_ms[SIM_MAX_NODES];     /* a slower disk on some nodes */
     uint32_t tick_jitter_ms[SIM_MAX_NODES];    /* each tick is late by up to this */
     bool random_clients, random_faults;
     uint32_t client_gap_ms, fault_gap_ms;      /* mean gap between random events */
+    uint32_t burst_permille;  /* a random client sends 2 .. 24 writes at once ... */
+    uint32_t stale_permille;  /* ... or writes to any node that thinks it leads (an old
+                                 leader cut off from the rest grows a long divergent tail) */
     uint32_t leader_crash_permille;            /* a new leader crashes soon after winning */
     uint32_t snap_every;      /* a snapshot every so many applied entries (0 = never) */
     uint32_t snap_lag;        /* compaction keeps up to this many entries behind it */

@@ -297,6 +297,107 @@ static void sim_check_leaders_hold(struct sim *s, raft_index_t index)
     }
 }
 
+/* Figure 2 (AppendEntries arguments: leaderId): a server learns who leads its current term
+ * only from that term's leader, so the leader it names won an election in its term. */
+static void sim_check_leader_known(struct sim *s, const struct sim_node *n, raft_term_t term)
+{
+    int leader = raft_leader(n->raft);
+    if (leader < 0 || leader == n->id || sim_term_leader(s, term) == leader)
+        return;
+    sim_fail(s, "Leader Knowledge", "n%d follows n%d as the leader of term %llu, which n%d "
+             "never led", n->id, leader, (ull)term, leader);
+}
+
+/* Thesis §9.6: with pre-vote, a server becomes a candidate for term T only after a
+ * majority (itself included) granted it a pre-vote for T. */
+static void sim_check_prevote_won(struct sim *s, const struct sim_node *n, raft_term_t term)
+{
+    if (!s->p.pre_vote || s->p.n_nodes == 1)
+        return;
+    int grants = n->prevote_term == term ? __builtin_popcount(n->prevote_grants) : 0;
+    if (grants + 1 < s->p.n_nodes / 2 + 1)
+        sim_fail(s, "Pre-Vote", "n%d became a candidate for term %llu with %d pre-votes granted "
+                 "for that term (a majority of %d needs %d)", n->id, (ull)term, grants,
+                 s->p.n_nodes, s->p.n_nodes / 2);
+}
+
+/* Before n steps m: what the leader and pre-vote checks need to know it was sent. */
+void sim_check_deliver(struct sim *s, struct sim_node *n, const struct raft_msg *m)
+{
+    if (m->term == raft_term(n->raft)) {
+        n->heard_at[m->from] = s->now;
+        n->heard_term[m->from] = m->term;
+    }
+    if (m->type != RAFT_MSG_PREVOTE_RESP || !m->vote_granted || m->term < n->prevote_term)
+        return;
+    if (m->term > n->prevote_term)
+        n->prevote_grants = 0;
+    n->prevote_term = m->term;
+    n->prevote_grants |= 1u << m->from;
+}
+
+/* Thesis §6.2, check-quorum: a leader steps down if it did not hear from a majority (itself
+ * included) within an election timeout. It checks at the first tick after each timeout,
+ * and ticks come at most SIM_TIMER_MAX_SLEEP_MS + jitter apart, so one that has led for
+ * two such periods, ticking all along (a pause stops the ticks, and the first check after
+ * it still counts what came before), must have heard from a majority within the last two. */
+void sim_check_leader_quorum(struct sim *s, const struct sim_node *n)
+{
+    if (!s->p.check_quorum || n->raft == NULL || raft_role(n->raft) != RAFT_LEADER)
+        return;
+    uint64_t gap = s->p.election_max_ms + SIM_TIMER_MAX_SLEEP_MS + s->p.tick_jitter_ms[n->id];
+    uint64_t window = 2 * gap + 1, since = n->leader_since;
+    if (n->ticking_since > since)
+        since = n->ticking_since;
+    if (s->now < since + window)
+        return;
+    raft_term_t term = raft_term(n->raft);
+    int heard = 1;
+    for (int i = 0; i < s->p.n_nodes; i++)
+        heard += i != n->id && n->heard_term[i] == term && n->heard_at[i] + window > s->now;
+    if (heard < s->p.n_nodes / 2 + 1)
+        sim_fail(s, "Check-Quorum", "n%d still leads term %llu having heard from only %d of %d "
+                 "servers (itself included) in its term in the last %llu ms", n->id,
+                 (ull)term, heard, s->p.n_nodes, (ull)window);
+}
+
+/* Thesis §10.2.1 (and Figure 2's persistence): what the core counts as durable (a leader
+ * counts itself toward a majority with it) is on its disk: the entry at its stable index
+ * is the one in memory, or inside the disk's snapshot. */
+static void sim_check_stable_on_disk(struct sim *s, const struct sim_node *n)
+{
+    raft_index_t stable = raft_stable_index(n->raft);
+    const struct sim_disk *d = &n->disk;
+    if (stable <= d->snap.index || stable <= d->offset || stable < raft_first_index(n->raft))
+        return;
+    const struct raft_entry *mem = raft_entry_at(n->raft, stable), *disk = sim_disk_entry(d, stable);
+    if (mem == NULL || disk == NULL || sim_check_entry_fp(mem) != sim_check_entry_fp(disk))
+        sim_fail(s, "Durable Index", "n%d counts its log durable up to index %llu, but its disk "
+                 "%s", n->id, (ull)stable, disk == NULL ? "ends before it" :
+                 mem == NULL ? "has an entry its log lacks" : "holds another entry there");
+}
+
+/* Figure 2, matchIndex: the highest entry known to be replicated on the follower. A
+ * follower of the leader's own term holds on its disk the leader's entry at that index
+ * (only a leader of a later term could have replaced it; the follower would then be in
+ * that term). Entries inside a snapshot, the leader's or the follower's, are committed. */
+static void sim_check_match_on_disk(struct sim *s, const struct sim_node *n, raft_term_t term)
+{
+    const struct raft *r = n->raft;
+    for (int i = 0; i < s->p.n_nodes && !s->failed; i++) {
+        const struct sim_disk *d = &s->node[i].disk;
+        raft_index_t match = raft_peer_match(r, i);
+        if (i == n->id || match == 0 || d->term != term || match < raft_first_index(r) ||
+            match <= d->snap.index || match <= d->offset)
+            continue;
+        const struct raft_entry *mine = raft_entry_at(r, match), *theirs = sim_disk_entry(d, match);
+        if (mine == NULL || theirs == NULL || sim_check_entry_fp(mine) != sim_check_entry_fp(theirs))
+            sim_fail(s, "Match Index", "n%d, leader of term %llu, takes n%d to hold its entry at "
+                     "index %llu, but n%d's disk %s", n->id, (ull)term, i, (ull)match, i,
+                     theirs == NULL ? "ends before it" : "holds another entry there");
+    }
+}
+
 /* After every step on n: role changes, and the log checks. */
 void sim_check_observe(struct sim *s, struct sim_node *n)
 {
@@ -319,9 +420,16 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
     if (role == RAFT_LEADER && !kept_lead) {
         s->stats.leaders++;
         n->ever_leader = true;
+        n->leader_since = s->now;
         sim_check_election_safety(s, n, term);
         sim_check_new_leader_complete(s, n, term);
     }
+    if (role == RAFT_CANDIDATE && (n->seen_role != RAFT_CANDIDATE || term != n->seen_term))
+        sim_check_prevote_won(s, n, term);
+    sim_check_leader_known(s, n, term);
+    sim_check_stable_on_disk(s, n);
+    if (role == RAFT_LEADER)
+        sim_check_match_on_disk(s, n, term);
     if (term > s->stats.max_term)
         s->stats.max_term = term;
     n->seen_role = role;

@@ -242,17 +242,25 @@ void sim_client_drop_up_to(struct sim *s, int node, raft_index_t index)
     }
 }
 
-/* A random command, sent to the leader most of the time, else to any running node. */
-void sim_client_random(struct sim *s)
+/* A running node that believes it leads, of any term (a client that has not yet heard
+ * of the new leader keeps writing to the old one), or -1. */
+static int sim_client_any_leader(struct sim *s)
 {
-    int node = sim_chance(s, 750) ? sim_current_leader(s) : -1;
-    if (node < 0)
-        node = sim_pick_up_node(s, true);
-    if (node < 0)
-        return;
+    int picked = -1, seen = 0;
+    for (int i = 0; i < s->p.n_nodes; i++) {
+        const struct sim_node *n = &s->node[i];
+        if (n->raft == NULL || sim_node_paused(s, n) || raft_role(n->raft) != RAFT_LEADER)
+            continue;
+        if (sim_below(s, (uint64_t)++seen) == 0)
+            picked = i;
+    }
+    return picked;
+}
+
+static void sim_client_one(struct sim *s, int node, uint64_t roll)
+{
     char key[16], val[24];
     snprintf(key, sizeof(key), "k%u", (unsigned)sim_below(s, SIM_KEYS));
-    uint64_t roll = sim_below(s, 100);
     if (roll < 50) {
         snprintf(val, sizeof(val), "v%llu", (ull)(s->next_op_id + 1));
         sim_client_write(s, node, SIM_OP_SET, key, val, false, NULL);
@@ -261,6 +269,28 @@ void sim_client_random(struct sim *s)
     } else {
         sim_client_read(s, node, key, NULL);
     }
+}
+
+/* A random command, sent to the leader most of the time, else to any running node, or
+ * (stale_permille) to any node that thinks it leads; sometimes (burst_permille) a burst of
+ * writes at once, so a leader cut off from the rest grows a long divergent tail. */
+void sim_client_random(struct sim *s)
+{
+    int node = sim_chance(s, s->p.stale_permille) ? sim_client_any_leader(s) : -1;
+    if (node < 0 && sim_chance(s, 750))
+        node = sim_current_leader(s);
+    if (node < 0)
+        node = sim_pick_up_node(s, true);
+    if (node < 0)
+        return;
+    if (!sim_chance(s, s->p.burst_permille)) {
+        sim_client_one(s, node, sim_below(s, 100));
+        return;
+    }
+    uint64_t writes = sim_between(s, 2, 24);
+    sim_trace_text(s, node, "client burst of %llu writes", (ull)writes);
+    for (uint64_t i = 0; i < writes && s->node[node].raft != NULL && !s->failed; i++)
+        sim_client_one(s, node, sim_below(s, 65));
 }
 
 void sim_client_free(struct sim *s)

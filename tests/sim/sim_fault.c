@@ -123,9 +123,11 @@ void sim_fault_weather(struct sim *s)
     s->p.dup_permille = sim_chance(s, 500) ? 0 : (uint32_t)sim_between(s, 1, 50);
     s->p.delay_min_ms = (uint32_t)sim_between(s, 0, 3);
     s->p.delay_max_ms = s->p.delay_min_ms + (uint32_t)sim_between(s, 1, 40);
+    s->p.straggle_permille = sim_chance(s, 600) ? 0 : (uint32_t)sim_between(s, 1, 30);
     s->stats.weather_changes++;
-    sim_trace_text(s, -1, "weather: loss %u/1000, duplicates %u/1000, delay %u..%u ms",
-                   s->p.loss_permille, s->p.dup_permille, s->p.delay_min_ms, s->p.delay_max_ms);
+    sim_trace_text(s, -1, "weather: loss %u/1000, duplicates %u/1000, delay %u..%u ms, "
+                   "stragglers %u/1000", s->p.loss_permille, s->p.dup_permille,
+                   s->p.delay_min_ms, s->p.delay_max_ms, s->p.straggle_permille);
 }
 
 static void sim_fault_crash_all(struct sim *s)

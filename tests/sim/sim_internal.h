@@ -170,7 +170,18 @@ struct sim_node {
     raft_term_t seen_term;
     raft_index_t seen_last, seen_commit;
     bool ever_leader;
+    uint64_t leader_since;    /* when it became leader of seen_term */
+    uint64_t last_tick;       /* its previous timer wake-up (0: none since it booted) */
+    uint64_t ticking_since;   /* since when no two wake-ups were further apart than the
+                                 timer allows (a pause, or ticks deferred past one, ends it) */
     struct sim_mirror mirror;
+    /* What it was sent, for the checker (reset by a crash): when each peer last reached it
+     * with a message of its own current term (check-quorum), and the pre-votes granted to
+     * it for the highest term it asked (pre-vote). */
+    uint64_t heard_at[SIM_MAX_NODES];
+    raft_term_t heard_term[SIM_MAX_NODES];
+    raft_term_t prevote_term;
+    uint32_t prevote_grants;  /* bit i: node i granted */
 };
 
 enum sim_op_kind { SIM_OP_SET = 1, SIM_OP_DELETE = 2, SIM_OP_GET = 3 };
@@ -317,6 +328,8 @@ void sim_check_init(struct sim_checker *c);
 void sim_check_free(struct sim_checker *c);
 uint64_t sim_check_entry_fp(const struct raft_entry *e);
 void sim_check_observe(struct sim *s, struct sim_node *n);
+void sim_check_deliver(struct sim *s, struct sim_node *n, const struct raft_msg *m);
+void sim_check_leader_quorum(struct sim *s, const struct sim_node *n);
 void sim_check_apply(struct sim *s, struct sim_node *n, raft_index_t index,
                      const struct raft_entry *e);
 void sim_check_ack(struct sim *s, raft_index_t index, uint64_t fp);

@@ -7,11 +7,26 @@
 #include "../../common/errors.h"
 #include "sim_internal.h"
 
+/* A straggler is held back long enough to arrive after elections and term changes: a
+ * stale message at a term boundary. */
 static uint64_t sim_net_delay(struct sim *s, int from, int to)
 {
     if (s->link_delay[from][to] != 0)
         return s->link_delay[from][to];
-    return sim_between(s, s->p.delay_min_ms, s->p.delay_max_ms);
+    uint64_t delay = sim_between(s, s->p.delay_min_ms, s->p.delay_max_ms);
+    if (sim_chance(s, s->p.straggle_permille))
+        delay += sim_between(s, 100, 3ull * s->p.election_max_ms);
+    return delay;
+}
+
+/* Raft lets a leader send any prefix of the entries a follower lacks, down to none (a
+ * heartbeat whose commit index runs ahead of what the follower has verified): with
+ * trim_permille, an AppendEntries arrives with only a random prefix of its entries. */
+static void sim_net_trim(struct sim *s, struct raft_msg *m)
+{
+    if (m->type != RAFT_MSG_APPEND || m->n_entries == 0 || !sim_chance(s, s->p.trim_permille))
+        return;
+    m->n_entries = (uint32_t)sim_below(s, m->n_entries);
 }
 
 /* Puts a message on the wire: filtered, lost, or delivered (maybe twice) after a delay.
@@ -29,6 +44,7 @@ static void sim_net_queue(struct sim *s, struct raft_msg *m)
         s->stats.dropped++;
         return;
     }
+    sim_net_trim(s, m);
     int copies = sim_chance(s, s->p.dup_permille) ? 2 : 1;
     s->stats.duplicated += (uint64_t)(copies - 1);
     for (int i = 0; i < copies; i++) {
@@ -81,6 +97,7 @@ void sim_net_deliver(struct sim *s, struct sim_event *ev)
         s->stats.dropped++;
     } else {
         sim_trace_recv(s, ev->node, m);
+        sim_check_deliver(s, n, m);
         s->stats.delivered++;
         s->stats.snap_chunks += m->type == RAFT_MSG_SNAPSHOT;
         raft_step(n->raft, s->now, m);

@@ -48,6 +48,7 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
         .election_timeout_max_ms = s->p.election_max_ms,
         .heartbeat_ms = s->p.heartbeat_ms,
         .max_append_entries = s->p.max_append_entries,
+        .max_append_bytes = s->p.max_append_bytes,
         .pre_vote = s->p.pre_vote,
         .check_quorum = s->p.check_quorum,
         .seed = sim_rand(s) | 1,
@@ -70,6 +71,11 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
     n->seen_last = sim_disk_last(d);
     n->seen_commit = raft_commit_index(n->raft);
     n->mirror.n = n->mirror.base = 0;
+    memset(n->heard_at, 0, sizeof(n->heard_at));
+    memset(n->heard_term, 0, sizeof(n->heard_term));
+    n->prevote_term = 0;
+    n->prevote_grants = 0;
+    n->last_tick = 0;
     n->tick_at = UINT64_MAX;
     sim_check_loaded_state(s, n);
     sim_node_after_step(s, n);
@@ -160,8 +166,13 @@ void sim_node_tick(struct sim *s, struct sim_node *n)
 {
     sim_trace_mix(&s->tr, s->now ^ ((uint64_t)n->id << 56));
     n->tick_at = UINT64_MAX; /* after_step arms the next wake-up */
+    uint64_t gap = SIM_TIMER_MAX_SLEEP_MS + s->p.tick_jitter_ms[n->id];
+    if (n->last_tick == 0 || s->now - n->last_tick > gap)
+        n->ticking_since = s->now;
+    n->last_tick = s->now;
     raft_tick(n->raft, s->now);
     sim_node_after_step(s, n);
+    sim_check_leader_quorum(s, n);
 }
 
 /* The in-flight Ready is durable: write it, send its messages, report it done. */

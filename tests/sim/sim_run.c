@@ -14,21 +14,47 @@ typedef unsigned long long ull;
 
 #define RUN_DEFAULT_BIN "build/default/sim"
 
-/* Draws the network, disk, timer, batching and snapshot parameters of a random run:
- * mostly as the server runs (pre-vote, check-quorum, early appends), sometimes not. */
+/* The core's configuration, drawn per seed so that the schedules reach corners the
+ * server's defaults never do: batches cut by count or by bytes down to one entry (a
+ * follower then gets a prefix of what it lacks), heartbeat and election timing, pre-vote
+ * and check-quorum each on or off. The core's REPLICATE window is 8 batches' worth of
+ * entries; with batches cut by bytes that is 8 x max_append_entries messages in flight,
+ * and on a network that reorders everything (not TCP) their stale refusals keep
+ * restarting the window: so a byte limit comes with at most 4 entries a batch. */
+static void run_randomize_core(struct sim *s)
+{
+    static const uint32_t batches[] = { 1, 1, 2, 3, 4, 8, 64, 0 };
+    static const uint32_t bytes[] = { 0, 0, 0, 1, 40, 100, 300 };
+    s->p.max_append_bytes = bytes[sim_below(s, 7)];
+    s->p.max_append_entries = batches[sim_below(s, s->p.max_append_bytes != 0 ? 5 : 8)];
+    s->p.heartbeat_ms = (uint32_t)sim_between(s, 10, 80);
+    uint32_t floor = 3 * s->p.heartbeat_ms > 100 ? 3 * s->p.heartbeat_ms : 100;
+    s->p.election_min_ms = (uint32_t)sim_between(s, floor, floor + 250);
+    s->p.election_max_ms = s->p.election_min_ms +
+                           (uint32_t)sim_between(s, s->p.election_min_ms / 4,
+                                                 2ull * s->p.election_min_ms);
+    s->p.pre_vote = sim_chance(s, 500);
+    s->p.check_quorum = sim_chance(s, 500);
+}
+
+/* Draws the network, disk, timer, batching and snapshot parameters of a random run; the
+ * core's own configuration is drawn too (run_randomize_core). */
 static void run_randomize(struct sim *s)
 {
-    static const uint32_t batches[] = { 1, 1, 2, 3, 8, 64 };
     static const uint32_t chunks[] = { 64, 256, 1024, 4096 };
+    run_randomize_core(s);
     sim_fault_weather(s);
     s->p.disk_min_ms = (uint32_t)sim_between(s, 0, 2);
     s->p.disk_max_ms = s->p.disk_min_ms + (uint32_t)sim_between(s, 1, 12);
-    s->p.max_append_entries = batches[sim_below(s, 6)];
-    for (int i = 0; i < s->p.n_nodes; i++)
+    for (int i = 0; i < s->p.n_nodes; i++) {
         s->p.tick_jitter_ms[i] = (uint32_t)sim_below(s, 16);
+        /* some disks are slow: more happens while a write is in flight */
+        s->p.disk_extra_ms[i] = sim_chance(s, 200) ? (uint32_t)sim_between(s, 5, 40) : 0;
+    }
     s->p.client_gap_ms = (uint32_t)sim_between(s, 3, 30);
-    s->p.pre_vote = !sim_chance(s, 250);
-    s->p.check_quorum = !sim_chance(s, 250);
+    s->p.burst_permille = sim_chance(s, 500) ? 0 : (uint32_t)sim_between(s, 10, 150);
+    s->p.stale_permille = sim_chance(s, 500) ? 0 : (uint32_t)sim_between(s, 20, 250);
+    s->p.trim_permille = sim_chance(s, 500) ? 0 : (uint32_t)sim_between(s, 10, 200);
     s->p.early_msgs = sim_chance(s, 750);
     s->p.disconnects = sim_chance(s, 700);
     s->p.fault_gap_ms = (uint32_t)sim_between(s, 150, 1200);
@@ -41,7 +67,11 @@ static void run_randomize(struct sim *s)
     s->p.random_faults = true;
 }
 
-/* Ends every fault: links restored, no loss, paused nodes resumed, crashed ones restarted. */
+/* Ends every fault: links restored, no loss, paused nodes resumed, crashed ones restarted;
+ * and the network is TCP again: each link keeps its order (a constant delay), and
+ * AppendEntries arrive whole. The core's pipelining assumes both for its speed, not for
+ * its safety, and with batches of one entry a network that keeps reordering and cutting
+ * them can hold a follower's catching up back for longer than the liveness bound. */
 static void run_heal_all(struct sim *s)
 {
     s->faults_on = false;
@@ -50,6 +80,9 @@ static void run_heal_all(struct sim *s)
     sim_net_heal(s);
     s->p.loss_permille = 0;
     s->p.dup_permille = 0;
+    s->p.straggle_permille = 0;
+    s->p.trim_permille = 0;
+    s->p.delay_max_ms = s->p.delay_min_ms;
     sim_trace_text(s, -1, "heal everything; from now on a write must commit within %d ms",
                    SIM_LIVENESS_MS);
     for (int i = 0; i < s->p.n_nodes; i++) {
@@ -278,6 +311,8 @@ static void run_child(uint64_t seed, const struct sim_run_opts *o, int fd)
         sigaction(sigs[i], &sa, NULL);
     run_child_opts = o;
     run_child_fd = fd;
+    if (o->timeout_s != 0)
+        alarm(o->timeout_s); /* its default action ends the child: see run_lost_child */
     struct sim_result res;
     sim_run_seed(seed, o, &res);
     run_send_result(fd, &res);
@@ -323,17 +358,24 @@ static char *run_read_text(int fd)
     return buf;
 }
 
-/* The child died without a word (killed, or a sanitizer ended it). */
+/* The child died without a word (killed, a sanitizer ended it, or its alarm rang: a run
+ * that never ends, such as a livelock inside the core, is a failure too). */
 static void run_lost_child(uint64_t seed, const struct sim_run_opts *o, int status,
                            struct sim_result *res)
 {
     memset(res, 0, sizeof(*res));
     res->seed = seed;
     res->n_nodes = o->n_nodes;
-    snprintf(res->invariant, sizeof(res->invariant), "Crash");
-    snprintf(res->detail, sizeof(res->detail), "the run ended without a result (%s %d)",
-             WIFSIGNALED(status) ? "signal" : "exit status",
-             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    if (o->timeout_s != 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
+        snprintf(res->invariant, sizeof(res->invariant), "Timeout");
+        snprintf(res->detail, sizeof(res->detail), "the run took longer than %u s",
+                 o->timeout_s);
+    } else {
+        snprintf(res->invariant, sizeof(res->invariant), "Crash");
+        snprintf(res->detail, sizeof(res->detail), "the run ended without a result (%s %d)",
+                 WIFSIGNALED(status) ? "signal" : "exit status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
     res->report = run_report(seed, o, res->invariant, res->detail, "", "(none)\n");
 }
 
