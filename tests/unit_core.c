@@ -2556,7 +2556,7 @@ START_TEST(test_install_discards_entries_being_written)
     take(f, &rd);                                           /* 9..10 and the chunk */
     ck_assert_uint_eq(rd.n_entries, 2);
     ck_assert_uint_eq(rd.n_snap_chunks, 1);
-    ck_assert(raft_snapshot_installed(f, 13, 7, 3, true)); /* entry 7 has term 2: reset */
+    ck_assert(raft_snapshot_installed(f, 13, 7, 3, true, NULL)); /* entry 7 has term 2: reset */
     done_free(f, 13, &rd);
     ck_assert_uint_eq(raft_last_index(f), 7);
     ck_assert_uint_eq(raft_stable_index(f), 7);
