@@ -293,7 +293,9 @@ int proto_decode_hello_msg(const uint8_t *payload, size_t len, struct proto_hell
     int t = r_u8(&r);
     if (r.err == RK_OK && t != PROTO_HELLO_CLIENT && t != PROTO_HELLO_PEER)
         r.err = RK_ERR_PROTO;
-    if (r_u8(&r) != PROTO_VERSION && r.err == RK_OK)
+    int version = r_u8(&r);
+    int oldest = t == PROTO_HELLO_CLIENT ? PROTO_CLIENT_MIN_VERSION : PROTO_VERSION;
+    if (r.err == RK_OK && (version < oldest || version > PROTO_VERSION))
         r.err = RK_ERR_PROTO;
     if (t == PROTO_HELLO_PEER) {
         out->cluster_id = r_u64(&r);

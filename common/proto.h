@@ -23,6 +23,9 @@
  * 4: membership changes: HELLO_PEER carries the sender's id and address, CONFIG entries,
  *    TIMEOUT_NOW, the VOTE transfer flag, and the ADD/REMOVE/MEMBERS/TRANSFER ops */
 #define PROTO_VERSION 4
+/* The oldest client protocol a server still serves: client frames are the same since 2 (a
+ * client of version 3 keeps working against servers of version 4; peers must match). */
+#define PROTO_CLIENT_MIN_VERSION 2
 
 enum proto_frame_type {
     PROTO_HELLO_CLIENT = 1, /* u8 version */

@@ -304,6 +304,13 @@ START_TEST(test_hello_rejects)
 #undef ID8
     ck_assert_int_eq(proto_decode_hello(bad_version, 2, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(zero_version, 2, &type, name), RK_ERR_PROTO);
+    /* a client of an older version whose frames are unchanged is still served */
+    const uint8_t client_v3[] = { PROTO_HELLO_CLIENT, PROTO_VERSION - 1 };
+    const uint8_t client_v1[] = { PROTO_HELLO_CLIENT, PROTO_CLIENT_MIN_VERSION - 1 };
+    ck_assert_int_eq(proto_decode_hello(client_v3, 2, &type, name), RK_OK);
+    ck_assert_int_eq(type, PROTO_HELLO_CLIENT);
+    type = -1;
+    ck_assert_int_eq(proto_decode_hello(client_v1, 2, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(not_hello, 2, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(client_trailing, 3, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(peer_empty, sizeof(peer_empty), &type, name),
