@@ -264,3 +264,16 @@ int harness_send_frame(int fd, const void *payload, uint32_t len)
         rc = net_write_full(fd, payload, len);
     return rc;
 }
+
+void harness_finish(struct ctl_cluster *c)
+{
+    for (int i = 0; i < c->n; i++)
+        ctl_is_running(c, i);
+    HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
+                   c->unexpected_exits);
+    char first[512];
+    int reports = harness_sanitizer_reports(c, first, sizeof(first));
+    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
+                   reports, first);
+    ctl_cluster_destroy(c);
+}

@@ -36,18 +36,6 @@ static struct ctl_cluster *start_cluster(int n)
     return c;
 }
 
-static void finish(struct ctl_cluster *c)
-{
-    for (int i = 0; i < c->n; i++)
-        ctl_is_running(c, i);
-    HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
-                   c->unexpected_exits);
-    char first[512];
-    int reports = harness_sanitizer_reports(c, first, sizeof(first));
-    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s), first: %s", reports, first);
-    ctl_cluster_destroy(c);
-}
-
 /* A session that tries server i first (-1: none) and then the registry's servers. */
 static struct client_session *session_to(struct ctl_cluster *c, int i, bool registry)
 {
@@ -143,7 +131,7 @@ START_TEST(test_replace_every_server)
     check_keys(c, s, KEYS);
     members_are(c, s, added, 3);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -165,7 +153,7 @@ START_TEST(test_grow_and_shrink)
     write_keys(c, s, 20, 30);
     check_keys(c, s, 30);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -186,7 +174,7 @@ START_TEST(test_add_server_not_running)
     write_keys(c, s, 5, 10);
     check_keys(c, s, 10);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -204,7 +192,7 @@ START_TEST(test_remove_leader)
     write_keys(c, s, 5, 10);
     check_keys(c, s, 10);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -263,7 +251,7 @@ START_TEST(test_rolling_restart_under_writes)
             "ms\n", w.ok, w.failed, (unsigned long long)w.longest_ms);
     HARNESS_ASSERT(c, w.ok > 0 && w.failed == 0, "%ld writes failed during the rolling "
                    "restart (first: %s)", w.failed, w.first_failure);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -330,7 +318,7 @@ START_TEST(test_leader_disk_stall_hands_off)
     HARNESS_ASSERT(c, harness_log_lines_with(c, leader, "the disk has not answered", NULL) >= 1 &&
                       harness_log_lines_with(c, leader, "campaigning again", NULL) >= 1,
                    "%s does not log the stall and its end", c->servers[leader].name);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
