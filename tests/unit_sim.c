@@ -14,9 +14,11 @@
  * the server's objects into a test program. */
 #include "sim/sim.c"
 #include "sim/sim_check.c"
+#include "sim/sim_check_conf.c"
 #include "sim/sim_client.c"
 #include "sim/sim_disk.c"
 #include "sim/sim_fault.c"
+#include "sim/sim_member.c"
 #include "sim/sim_net.c"
 #include "sim/sim_node.c"
 #include "sim/sim_queue.c"
