@@ -9,6 +9,35 @@
 
 static bool candidate_log_ok(const struct raft *r, const struct raft_msg *m);
 
+/* Whether we take part in elections (stand for them, grant votes and pre-votes): as a
+ * voter of the configuration in effect; or (thesis §4.1, §4.2.2) removed by it while it
+ * is not committed as far as we know, having been a voter of the one before: until it is
+ * committed we may be needed to elect a leader (without us the others may be no
+ * majority, and our log may be the only one holding it). Standing then, we do not count
+ * our own vote. A learner, a joining server, and one whose removal is committed take no
+ * part. */
+static bool election_takes_part(const struct raft *r)
+{
+    if (core_self_votes(r))
+        return true;
+    if (r->conf_index == 0 || r->conf_index <= r->commit)
+        return false;
+    const struct member *m =
+        membership_by_name(raft_membership_at(r, r->conf_index - 1), r->self_name);
+    return m != NULL && m->role == MEMBER_VOTER;
+}
+
+/* Whether we grant votes and pre-votes (to a candidate whose log is up to date): when we
+ * take part in elections, and as a learner too (thesis §4.1: a server grants its vote
+ * whatever its own configuration says; the candidate's may make us a voter with an entry
+ * that has not reached us yet, and without our vote its voters may have no majority left,
+ * as when a leader adds a second server and loses leadership right after appending the
+ * promotion). A joining server and a removed one grant none. */
+static bool election_may_vote(const struct raft *r)
+{
+    return election_takes_part(r) || r->self != RAFT_NO_NODE;
+}
+
 /* A RequestVote (or pre-vote) to peer for term, with our last log index and term. */
 static void vote_request(const struct raft *r, struct raft_msg *m, uint8_t type,
                          raft_term_t term, int peer)
@@ -32,7 +61,8 @@ static void election_start_prevote(struct raft *r)
     r->pre_voting = true;
     r->leader = RAFT_NO_NODE;
     memset(r->granted, 0, sizeof(r->granted));
-    r->granted[r->self] = true;
+    if (r->self != RAFT_NO_NODE)
+        r->granted[r->self] = true;
     core_reset_election_timer(r);
     if (r->prevote_noticed != r->term + 1) /* once per term: a cut-off or removed server
                                               pre-votes again and again */
@@ -45,7 +75,7 @@ static void election_start_prevote(struct raft *r)
         vote_request(r, &m, RAFT_MSG_PREVOTE, r->term + 1, peer);
         core_send(r, &m);
     }
-    if (r->n_voters == 1)
+    if (r->n_voters == 1 && core_self_votes(r))
         core_election_start(r, false);
 }
 
@@ -60,11 +90,12 @@ static int granted_votes(const struct raft *r)
 }
 
 /* §5.2: on election timeout a follower or candidate starts a new election (after a
- * pre-vote, if configured). Only a voter does: a learner, or a server that is not (or
- * no longer) a member, waits to hear from a leader (thesis §4.2.1, §4.2.3). */
+ * pre-vote, if configured). Only a voter does (or one being removed, see
+ * election_takes_part): a learner, or a server that is not (or no longer) a member,
+ * waits to hear from a leader (thesis §4.2.1, §4.2.3). */
 void core_election_timeout(struct raft *r)
 {
-    if (!core_self_votes(r) || r->no_campaign) {
+    if (!election_takes_part(r) || r->no_campaign) {
         core_reset_election_timer(r);
         return;
     }
@@ -116,7 +147,7 @@ void core_election_check_leader_quorum(struct raft *r)
 
 void core_election_recv_prevote(struct raft *r, const struct raft_msg *m)
 {
-    bool grant = m->term > r->term && core_self_votes(r) && !core_election_in_lease(r) &&
+    bool grant = m->term > r->term && election_may_vote(r) && !core_election_in_lease(r) &&
                  candidate_log_ok(r, m);
     struct raft_msg resp = {
         .type = RAFT_MSG_PREVOTE_RESP,
@@ -185,7 +216,7 @@ static bool candidate_log_ok(const struct raft *r, const struct raft_msg *m)
 void core_election_recv_vote(struct raft *r, const struct raft_msg *m)
 {
     bool grant = false;
-    if (m->term == r->term && r->role == RAFT_FOLLOWER && core_self_votes(r) &&
+    if (m->term == r->term && r->role == RAFT_FOLLOWER && election_may_vote(r) &&
         (r->voted_for == RAFT_NO_NODE || r->voted_for == m->from) && candidate_log_ok(r, m)) {
         grant = true;
         if (r->voted_for != m->from) {
