@@ -197,6 +197,41 @@ static void sim_member_pending(struct sim_node *n, uint64_t req, uint8_t kind, i
     n->conf_target = (int8_t)target;
 }
 
+/* The latest configuration in the log on d (none: the snapshot's or the first one,
+ * committed both, so the committed configuration says more). */
+static bool sim_member_disk_conf(struct sim *s, const struct sim_disk *d, struct sim_conf *out)
+{
+    for (raft_index_t i = sim_disk_last(d); i > d->offset; i--) {
+        const struct raft_entry *e = sim_disk_entry(d, i);
+        if (e != NULL && e->type == RAFT_ENTRY_CONFIG)
+            return sim_conf_of_entry(s, e, out);
+    }
+    return false;
+}
+
+/* Whether id k may still be a member: in the latest committed configuration, or in the
+ * configuration that another server (up, or down with its log on disk) has in effect, which
+ * may yet be committed. A server's own view of itself does not count: a learner whose add
+ * failed and was undone is told of it by nobody. */
+static bool sim_member_slot_taken(struct sim *s, int k)
+{
+    if ((sim_conf_latest_committed(&s->chk).members >> k) & 1u)
+        return true;
+    for (int i = 0; i < s->n_slots; i++) {
+        const struct sim_node *n = &s->node[i];
+        struct sim_conf c = { 0, 0 };
+        if (i == k || !n->present || n->retired)
+            continue;
+        if (n->raft != NULL)
+            c = sim_conf_of_node(s, n);
+        else if (!sim_member_disk_conf(s, &n->disk, &c))
+            continue;
+        if ((c.members >> k) & 1u)
+            return true;
+    }
+    return false;
+}
+
 int sim_add_server(struct sim *s, int node, bool learner_only, int64_t boot_after_ms,
                    int *slot, uint64_t *req)
 {
@@ -209,7 +244,7 @@ int sim_add_server(struct sim *s, int node, bool learner_only, int64_t boot_afte
         return RK_ERR_TOOBIG;
     /* The new server needs a slot of its own: a deposed leader's configuration may miss a
      * member of the cluster's (then the operator would start it elsewhere; here, not at all). */
-    if ((sim_conf_latest_committed(&s->chk).members >> k) & 1u) {
+    if (sim_member_slot_taken(s, k)) {
         sim_trace_text(s, node, "add skipped: id %d, free for n%d, is a member's", k, node);
         return RK_ERR_BUSY;
     }
