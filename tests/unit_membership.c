@@ -351,6 +351,29 @@ START_TEST(test_learner_never_campaigns_or_counts)
 END_TEST
 
 
+/* §4.2.1: a learner grants its vote when asked, but a candidate that knows it as a learner
+ * does not count it: with two of three voters down, the voter left and the learner are
+ * no majority, however often the voter stands. */
+START_TEST(test_learner_vote_never_elects)
+{
+    struct mc c;
+    mc_init(&c, 4, 3, false);
+    int l = mc_leader(&c);
+    ck_assert_int_eq(raft_add_server(c.node[l], 7, "n3", "127.0.0.1", 7003, true), RK_OK);
+    ck_assert_int_eq(mc_outcome(&c, 7, 2000), RK_OK);
+    put(&c, l, 3);
+    mc_run(&c, 200);
+    int v = (l + 1) % 3;
+    c.down[l] = c.down[(l + 2) % 3] = true;
+    raft_term_t term = raft_term(c.node[v]);
+    mc_run(&c, 3000);
+    ck_assert_uint_gt(raft_term(c.node[v]), term + 2); /* it stood, again and again */
+    ck_assert_int_ne(raft_role(c.node[v]), RAFT_LEADER);
+    ck_assert_int_ne(raft_role(c.node[3]), RAFT_LEADER);
+    mc_free(&c);
+}
+END_TEST
+
 /* §4.2.1: a server joins as a learner, catches up (here a log of 300 entries), and is
  * promoted once a round of replication takes less than an election timeout; then it
  * votes: with it, 3 of 4 voters are a majority, and it can be elected. */
@@ -555,6 +578,7 @@ START_TEST(test_transfer_to_lagging_target)
     c.down[t] = false;
     char name[8];
     snprintf(name, sizeof(name), "n%d", t);
+    raft_term_t before = raft_term(c.node[l]);
     ck_assert_int_eq(raft_transfer_leadership(c.node[l], 12, name), RK_OK);
     raft_index_t index;
     raft_term_t term;
@@ -562,6 +586,8 @@ START_TEST(test_transfer_to_lagging_target)
                      RK_ERR_NOTLEADER);
     ck_assert_int_eq(mc_outcome(&c, 12, EL_MAX), RK_OK);
     ck_assert_role(c.node[t], RAFT_LEADER);
+    /* it won its first election: the voters granted it though they heard from n<l> */
+    ck_assert_uint_eq(raft_term(c.node[t]), before + 1);
     ck_assert_uint_eq(raft_last_index(c.node[t]) >= raft_last_index(c.node[l]), 1);
     mc_free(&c);
 }
@@ -677,6 +703,7 @@ static Suite *membership_suite(void)
     tcase_add_test(tc, test_membership_text);
     tcase_add_test(tc, test_config_in_effect_once_in_the_log);
     tcase_add_test(tc, test_learner_never_campaigns_or_counts);
+    tcase_add_test(tc, test_learner_vote_never_elects);
     tcase_add_test(tc, test_add_catches_up_then_votes);
     tcase_add_test(tc, test_add_unreachable_fails_and_undoes);
     tcase_add_test(tc, test_add_that_cannot_catch_up_fails);
