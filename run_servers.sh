@@ -5,6 +5,9 @@
 #   ./run_servers.sh [start] [--no-tmux]   build if needed, start every server of the registry
 #   ./run_servers.sh stop                  stop them (SIGTERM, then SIGKILL what is left)
 #   ./run_servers.sh status                ask each server for its status line
+#   ./run_servers.sh add NAME PORT         start NAME on localhost:PORT with --join (in a new
+#                                          tmux pane when the cluster runs in tmux) and add it
+#   ./run_servers.sh remove NAME           remove NAME from the cluster, then stop it
 #
 # The first server of the registry starts with True (it campaigns at once), the others
 # with False. With tmux (and no --no-tmux) they run in the tmux session "raftkv", one pane
@@ -26,7 +29,7 @@ HOSTS=()
 PORTS=()
 
 usage() {
-    echo "usage: $0 [start] [--no-tmux] | stop | status" >&2
+    echo "usage: $0 [start] [--no-tmux] | stop | status | add NAME PORT | remove NAME" >&2
     exit 2
 }
 
@@ -213,11 +216,75 @@ cmd_stop() {
     echo "stopped"
 }
 
+# The members as the cluster knows them (raft_client members), into NAMES/HOSTS/PORTS;
+# false if no leader answered (then the registry's servers are asked).
+load_members() {
+    local out name host port role
+    out=$("$CLIENT_BIN" --dir "$LOG_DIR" --timeout 2 -q members 2>/dev/null) || return 1
+    NAMES=() HOSTS=() PORTS=()
+    while read -r name host port role; do
+        [[ $name == \(* || -z $name ]] && continue
+        NAMES+=("$name")
+        HOSTS+=("$host")
+        PORTS+=("$port")
+    done <<<"$out"
+    ((${#NAMES[@]} > 0))
+}
+
+# Starts NAME with --join on localhost:PORT (a tmux pane if the cluster runs in tmux),
+# then adds it (raft_client add waits until it votes); a server that could not be added
+# is stopped again.
+cmd_add() {
+    local name=$1 port=$2 pane pid out
+    [[ $name =~ ^[A-Za-z0-9._-]+$ && $port =~ ^[0-9]+$ ]] || usage
+    [[ -x $SERVER_BIN && -x $CLIENT_BIN ]] || build
+    local cmd=("$SERVER_BIN" "$name" localhost "$port" False --join --dir "$LOG_DIR")
+    if tmux_session_exists; then
+        pane=$(tmux split-window -t "$SESSION" -c "$PWD" -P -F '#{pane_id}' \
+            "exec $(printf '%q ' "${cmd[@]}")")
+        tmux select-layout -t "$SESSION" tiled >/dev/null
+        tmux select-pane -t "$pane" -T "$name"
+        pid=$(tmux display-message -p -t "$pane" '#{pane_pid}')
+    else
+        out=$LOG_DIR/$name.out
+        nohup "${cmd[@]}" </dev/null >"$out" 2>&1 &
+        pid=$!
+    fi
+    echo "$pid" >"$(pid_file "$name")"
+    sleep 0.3
+    if "$CLIENT_BIN" --dir "$LOG_DIR" -q add "$name" localhost "$port"; then
+        echo "$name (localhost:$port) is a voter"
+        return 0
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    rm -f "$(pid_file "$name")"
+    return 1
+}
+
+# Removes NAME (raft_client remove), then stops it.
+cmd_remove() {
+    local name=$1 pid tries=0
+    [[ -x $CLIENT_BIN ]] || build
+    "$CLIENT_BIN" --dir "$LOG_DIR" -q remove "$name" || return 1
+    [[ -e $(pid_file "$name") ]] || return 0
+    pid=$(<"$(pid_file "$name")")
+    if is_our_server "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        while ((tries < STOP_WAIT_TENTHS)) && is_our_server "$pid"; do
+            sleep 0.1
+            tries=$((tries + 1))
+        done
+    fi
+    rm -f "$(pid_file "$name")"
+    echo "$name removed and stopped"
+}
+
 # One line per server: its status line, or "not reachable" (the client fails over to
-# other servers, so a line from another server means this one did not answer).
+# other servers, so a line from another server means this one did not answer). The
+# servers are the members the cluster names, or the registry's if none answers.
 cmd_status() {
     [[ -x $CLIENT_BIN ]] || build
-    load_registry
+    load_members || load_registry
     local i line answered=0
     for i in "${!NAMES[@]}"; do
         line=$("$CLIENT_BIN" "${HOSTS[i]}" "${PORTS[i]}" --dir "$LOG_DIR" --timeout 1 -q \
@@ -234,12 +301,24 @@ cmd_status() {
 
 main() {
     local action=start use_tmux=1 arg
+    case ${1:-} in
+    add)
+        (($# == 3)) || usage
+        cmd_add "$2" "$3"
+        return
+        ;;
+    remove)
+        (($# == 2)) || usage
+        cmd_remove "$2"
+        return
+        ;;
+    esac
     for arg in "$@"; do
         case $arg in
         start | stop | status) action=$arg ;;
         --no-tmux) use_tmux=0 ;;
         -h | --help)
-            sed -n '2,12p' "$0"
+            sed -n '2,15p' "$0"
             exit 0
             ;;
         *) usage ;;

@@ -1,4 +1,5 @@
-/* client/main.c - the raft_client program: runs set/get/delete/status against the cluster,
+/* client/main.c - the raft_client program: runs set/get/delete/status and the cluster
+ * commands (add, remove, members, transfer) against the cluster,
  * from the command line, from a script on stdin (one output line per command) or at a prompt. */
 #include <ctype.h>
 #include <errno.h>
@@ -36,6 +37,7 @@ struct client_ctx {
     char registry_path[4096];
     struct client_session *session;
     bool verbose;
+    bool keeps_running;  /* stdin mode: the session learns the members as they change */
 };
 
 enum cmd_result { CMD_OK, CMD_ERR, CMD_QUIT };
@@ -51,13 +53,21 @@ static const char *const USAGE_LINES[] = {
     "  get KEY        prints the value, or (nil)",
     "  delete KEY     prints OK if a key was removed, (nil) if there was none",
     "  status         prints the status line of the server connected to",
+    "  add [--learner] NAME HOST PORT",
+    "                 adds a server (started with --join); OK once it votes",
+    "  remove [--force] NAME",
+    "                 removes a server; OK once the configuration without it is committed",
+    "  members        one line per member: NAME HOST PORT voter|learner, then (N members)",
+    "  transfer [NAME]",
+    "                 hands leadership to NAME (or the most up-to-date voter); OK once it leads",
     "  help           this text",
     "  quit, exit     leave",
     "Without a command, commands are read from stdin: one output line per command line.",
 };
 
 static const char HELP_ONE_LINE[] =
-    "commands: set KEY VALUE | get KEY | delete KEY | status | help | quit";
+    "commands: set KEY VALUE | get KEY | delete KEY | status | add [--learner] NAME HOST PORT | "
+    "remove [--force] NAME | members | transfer [NAME] | help | quit";
 
 static void print_usage(FILE *f)
 {
@@ -238,7 +248,35 @@ static struct client_session *ctx_session(struct client_ctx *c)
                                     c->verbose, err, sizeof(err));
     if (c->session == NULL)
         print_errf(err);
+    else
+        client_session_learn_members(c->session, c->keeps_running);
     return c->session;
+}
+
+/* MEMBERS: the lines, then "(N members)". */
+static void print_members(const struct client_reply *r)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < r->body_len; i++)
+        n += r->body[i] == '\n';
+    if (r->body_len > 0)
+        fwrite(r->body, 1, r->body_len, stdout);
+    printf("(%d member%s)\n", n, n == 1 ? "" : "s");
+    fflush(stdout);
+}
+
+/* The request's key and value: the command's words, or for a cluster command what
+ * client_admin_request makes of them. */
+static int call(struct client_session *s, uint8_t op, const struct client_cmd *cmd,
+                struct client_reply *r, char *err, size_t errlen)
+{
+    struct client_admin a;
+    if (op != PROTO_OP_ADD && op != PROTO_OP_REMOVE && op != PROTO_OP_TRANSFER)
+        return client_session_call(s, op, cmd->key, (uint32_t)cmd->key_len, cmd->val,
+                                   (uint32_t)cmd->val_len, r, err, errlen);
+    client_admin_request(cmd, op, &a); /* checked by client_check_command */
+    return client_session_call(s, op, a.key, (uint32_t)strlen(a.key), a.val,
+                               (uint32_t)strlen(a.val), r, err, errlen);
 }
 
 /* Sends the request and prints the one result line. */
@@ -249,8 +287,7 @@ static enum cmd_result run_request(struct client_ctx *c, uint8_t op, const struc
         return CMD_ERR;
     struct client_reply r;
     char err[512];
-    int rc = client_session_call(s, op, cmd->key, (uint32_t)cmd->key_len, cmd->val,
-                                 (uint32_t)cmd->val_len, &r, err, sizeof(err));
+    int rc = call(s, op, cmd, &r, err, sizeof(err));
     if (rc != RK_OK) {
         print_errf(err);
         return CMD_ERR;
@@ -264,7 +301,10 @@ static enum cmd_result run_request(struct client_ctx *c, uint8_t op, const struc
             print_line("OK", 2);
         break;
     case PROTO_ST_VALUE:
-        print_line(r.body, r.body_len);
+        if (op == PROTO_OP_MEMBERS)
+            print_members(&r);
+        else
+            print_line(r.body, r.body_len);
         break;
     case PROTO_ST_NIL:
         print_line("(nil)", 5);
@@ -377,7 +417,7 @@ int main(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     }
     bool interactive = o.n_cmd == 0 && isatty(STDIN_FILENO);
-    struct client_ctx c = { .opts = &o, .verbose = o.verbose };
+    struct client_ctx c = { .opts = &o, .verbose = o.verbose, .keeps_running = o.n_cmd == 0 };
     snprintf(c.registry_path, sizeof(c.registry_path), "%s/server_registry.txt", o.dir);
     if (o.n_cmd > 0)
         rc = run_argv(&c, o.cmd, o.n_cmd);

@@ -19,12 +19,16 @@ static const struct server_command {
     { "get", "get KEY", PROTO_OP_GET, 1, 1 },
     { "delete", "delete KEY", PROTO_OP_DELETE, 1, 1 },
     { "status", "status", PROTO_OP_STATUS, 0, 0 },
+    { "add", "add [--learner] NAME HOST PORT", PROTO_OP_ADD, 2, INT_MAX },
+    { "remove", "remove [--force] NAME", PROTO_OP_REMOVE, 1, 2 },
+    { "members", "members", PROTO_OP_MEMBERS, 0, 0 },
+    { "transfer", "transfer [NAME]", PROTO_OP_TRANSFER, 0, 1 },
 };
 
 bool client_is_command_word(const char *w)
 {
-    static const char *const words[] = { "set", "get", "delete", "status", "help", "quit",
-                                         "exit" };
+    static const char *const words[] = { "set", "get", "delete", "status", "add", "remove",
+                                         "members", "transfer", "help", "quit", "exit" };
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasecmp(w, words[i]) == 0)
             return true;
@@ -68,6 +72,79 @@ bool client_parse_line(char *line, struct client_cmd *cmd)
     return true;
 }
 
+/* The next word of s[0..len) (blanks skipped): *w, *wlen; returns what follows it. */
+static const char *next_word(const char *s, size_t len, const char **w, size_t *wlen)
+{
+    const char *end = s + len;
+    while (s < end && is_blank(*s))
+        s++;
+    *w = s;
+    while (s < end && !is_blank(*s))
+        s++;
+    *wlen = (size_t)(s - *w);
+    return s;
+}
+
+static bool word_is(const char *w, size_t len, const char *text)
+{
+    return len == strlen(text) && strncmp(w, text, len) == 0;
+}
+
+/* add [--learner] NAME HOST PORT: the value holds "HOST PORT[ learner]". */
+static bool admin_add(const struct client_cmd *cmd, struct client_admin *out)
+{
+    const char *rest = cmd->val, *w[4];
+    size_t len = cmd->val_len, wl[4];
+    bool learner = word_is(cmd->key, cmd->key_len, "--learner");
+    int want = learner ? 3 : 2, n = 0;
+    while (n < 4) {
+        rest = next_word(rest, len - (size_t)(rest - cmd->val), &w[n], &wl[n]);
+        if (wl[n] == 0)
+            break;
+        n++;
+    }
+    if (n != want)
+        return false;
+    const char *name = learner ? w[0] : cmd->key;
+    size_t name_len = learner ? wl[0] : cmd->key_len;
+    int host = learner ? 1 : 0;
+    if (out == NULL)
+        return true;
+    return snprintf(out->key, sizeof(out->key), "%.*s", (int)name_len, name) < (int)sizeof(out->key) &&
+           snprintf(out->val, sizeof(out->val), "%.*s %.*s%s", (int)wl[host], w[host],
+                    (int)wl[host + 1], w[host + 1], learner ? " learner" : "") <
+               (int)sizeof(out->val);
+}
+
+/* remove [--force] NAME. */
+static bool admin_remove(const struct client_cmd *cmd, struct client_admin *out)
+{
+    bool force = word_is(cmd->key, cmd->key_len, "--force");
+    const char *name = force ? cmd->val : cmd->key;
+    size_t name_len = force ? cmd->val_len : cmd->key_len;
+    if (name == NULL || name_len == 0 || (force != (cmd->n_args == 2)) ||
+        memchr(name, ' ', name_len) != NULL)
+        return false;
+    if (out == NULL)
+        return true;
+    snprintf(out->val, sizeof(out->val), "%s", force ? "force" : "");
+    return snprintf(out->key, sizeof(out->key), "%.*s", (int)name_len, name) <
+           (int)sizeof(out->key);
+}
+
+bool client_admin_request(const struct client_cmd *cmd, uint8_t op, struct client_admin *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (op == PROTO_OP_ADD)
+        return cmd->n_args >= 2 && admin_add(cmd, out);
+    if (op == PROTO_OP_REMOVE)
+        return admin_remove(cmd, out);
+    if (out != NULL && cmd->key != NULL) /* transfer [NAME] */
+        snprintf(out->key, sizeof(out->key), "%.*s", (int)cmd->key_len, cmd->key);
+    return true;
+}
+
 static enum client_cmd_kind invalid(char *err, size_t errlen, const char *prefix,
                                     const char *text)
 {
@@ -95,6 +172,9 @@ enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t 
         if (cmd->val_len > PROTO_MAX_VALUE)
             return invalid(err, errlen, "", "value too long");
         *op = sc->op;
+        if ((sc->op == PROTO_OP_ADD || sc->op == PROTO_OP_REMOVE) &&
+            !client_admin_request(cmd, sc->op, NULL))
+            return invalid(err, errlen, "usage: ", sc->usage);
         return CLIENT_CMD_SERVER;
     }
     snprintf(err, errlen, "unknown command '%.64s' (try help)", w);

@@ -26,7 +26,15 @@ enum client_cmd_kind {
     CLIENT_CMD_INVALID, /* unknown word, wrong arguments, key or value too long */
 };
 
-/* True if w is a command word (any case): set get delete status help quit exit. */
+/* The wire request of a cluster command: key NAME, and for add "HOST PORT[ learner]",
+ * for remove "force" or "". */
+struct client_admin {
+    char key[64];
+    char val[300];
+};
+
+/* True if w is a command word (any case): set get delete status add remove members
+ * transfer help quit exit. */
 bool client_is_command_word(const char *w);
 
 /* Splits line (NUL-terminated, newline removed) in place: the command word, the key, and
@@ -40,5 +48,8 @@ bool client_parse_line(char *line, struct client_cmd *cmd);
  * protocol's limits (PROTO_MAX_KEY, PROTO_MAX_VALUE). */
 enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t *op, char *err,
                                           size_t errlen);
+/* The request of a checked add (add [--learner] NAME HOST PORT), remove (remove [--force]
+ * NAME) or transfer ([NAME]) into out (NULL: only check). false if malformed. */
+bool client_admin_request(const struct client_cmd *cmd, uint8_t op, struct client_admin *out);
 
 #endif

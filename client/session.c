@@ -12,6 +12,7 @@
 
 #include "../common/clock.h"
 #include "../common/errors.h"
+#include "../common/grow.h"
 #include "../common/net.h"
 #include "../common/proto.h"
 #include "../common/registry.h"
@@ -24,6 +25,11 @@
 /* One server may hold a request at most this long (or timeout/3 if longer) before the
  * session tries another: a stopped or cut-off leader accepts connections but never answers. */
 #define SESSION_ATTEMPT_MIN_MS 1000
+/* An add waits for the new server to catch up (the server answers within 90 s). */
+#define SESSION_ADD_TIMEOUT_MS 100000
+/* A session that keeps running asks the leader for the members this often at most, so
+ * that it finds the cluster after every server it knew was replaced. */
+#define SESSION_MEMBERS_EVERY_MS 5000
 
 struct session_target {
     char name[REGISTRY_NAME_MAX + 1];
@@ -41,6 +47,9 @@ struct client_session {
     bool verbose;
     uint64_t client_id;             /* the server-side session (thesis §6.3), 0 = none yet */
     uint64_t last_seq;              /* the seq of the last SET/DELETE sent in it */
+    bool learn;                     /* ask for the members now and then (stdin mode) */
+    uint64_t members_ms;            /* when the members were last learned (0: never) */
+    int cap_targets;
 };
 
 /* The retry state of one client_session_call. */
@@ -48,6 +57,8 @@ struct call_state {
     int64_t deadline;
     int backoff_ms;
     int tried;                      /* failed attempts since the last pause */
+    bool patient;                   /* one server may take the whole deadline to answer
+                                       (a membership change, a transfer) */
 };
 
 static void note(const struct client_session *s, const char *fmt, ...)
@@ -86,6 +97,15 @@ static int find_target(const struct client_session *s, const char *name, const c
     return -1;
 }
 
+/* Room for more targets (members learned later). */
+static int grow_targets(struct client_session *s)
+{
+    size_t cap = (size_t)s->cap_targets;
+    int rc = rk_grow(&s->targets, &cap, cap + 1, sizeof(*s->targets), 8);
+    s->cap_targets = (int)cap;
+    return rc;
+}
+
 /* Fills s->targets: host:port first (named after its registry entry if it has one),
  * then every other registry server. */
 static int build_targets(struct client_session *s, const char *host, uint16_t port,
@@ -95,6 +115,7 @@ static int build_targets(struct client_session *s, const char *host, uint16_t po
     s->targets = calloc((size_t)cap, sizeof(*s->targets));
     if (s->targets == NULL)
         return RK_ERR_NOMEM;
+    s->cap_targets = cap;
     if (host != NULL) {
         char name[REGISTRY_NAME_MAX + 1];
         snprintf(name, sizeof(name), "%.50s:%u", host, (unsigned)port);
@@ -178,9 +199,11 @@ void client_reply_free(struct client_reply *r)
 
 /* Milliseconds a single read or write may block: what is left of the command, capped so
  * that one silent server does not use up the whole timeout. At least 1 (0 means none). */
-static int io_budget_ms(const struct client_session *s, int64_t deadline)
+static int io_budget_ms(const struct client_session *s, int64_t deadline, bool patient)
 {
     int64_t left = deadline - (int64_t)rk_clock_ms();
+    if (patient)
+        return left < 1 ? 1 : (int)left;
     int64_t cap = s->timeout_ms / 3 > SESSION_ATTEMPT_MIN_MS ? s->timeout_ms / 3
                                                              : SESSION_ATTEMPT_MIN_MS;
     if (left > cap)
@@ -206,7 +229,7 @@ static int session_connect(struct client_session *s, const struct session_target
     struct proto_buf hello = { 0 };
     int rc = proto_encode_hello_client(&hello);
     if (rc == RK_OK)
-        rc = net_set_timeouts(fd, io_budget_ms(s, deadline));
+        rc = net_set_timeouts(fd, io_budget_ms(s, deadline, false));
     if (rc == RK_OK)
         rc = net_write_full(fd, hello.data, hello.len);
     proto_buf_free(&hello);
@@ -227,12 +250,12 @@ static int session_connect(struct client_session *s, const struct session_target
 /* Sends one encoded CLIENT_REQ frame and reads the CLIENT_RESP. On RK_OK *payload holds
  * the frame (free it) and resp points into it. */
 static int session_exchange(struct client_session *s, const struct proto_buf *req,
-                            int64_t deadline, uint8_t **payload,
+                            const struct call_state *st, uint8_t **payload,
                             struct proto_client_resp *resp)
 {
     size_t len = 0;
     *payload = NULL;
-    int rc = net_set_timeouts(s->fd, io_budget_ms(s, deadline));
+    int rc = net_set_timeouts(s->fd, io_budget_ms(s, st->deadline, st->patient));
     if (rc == RK_OK)
         rc = net_write_full(s->fd, req->data, req->len);
     if (rc == RK_OK)
@@ -307,7 +330,7 @@ static int copy_reply(const struct proto_client_resp *resp, struct client_reply 
 static int check_request(uint8_t op, const char *key, uint32_t key_len, const char *val,
                          uint32_t val_len, char *err, size_t errlen)
 {
-    if (op < PROTO_OP_GET || op > PROTO_OP_STATUS) {
+    if (op < PROTO_OP_GET || op > PROTO_OP_LAST || op == PROTO_OP_REGISTER) {
         rk_errf(err, errlen, "unknown operation %u", (unsigned)op);
         return RK_ERR_INVAL;
     }
@@ -349,7 +372,7 @@ static int session_run(struct client_session *s, const struct proto_buf *req,
         }
         uint8_t *payload;
         struct proto_client_resp resp;
-        int rc = session_exchange(s, req, st->deadline, &payload, &resp);
+        int rc = session_exchange(s, req, st, &payload, &resp);
         if (rc != RK_OK) {
             note(s, "%s (%s:%u): %s", s->conn.name, s->conn.host, (unsigned)s->conn.port,
                  rk_strerror(rc));
@@ -462,6 +485,49 @@ static void forget_expired_session(struct client_session *s, const struct client
     }
 }
 
+/* Adds a target for each line "NAME HOST PORT ROLE" of a MEMBERS reply not yet known. */
+static void add_members(struct client_session *s, const char *body)
+{
+    char name[REGISTRY_NAME_MAX + 1], host[REGISTRY_HOST_MAX + 1];
+    unsigned port;
+    for (const char *line = body; line != NULL && *line != '\0';) {
+        if (sscanf(line, "%63s %255s %u", name, host, &port) == 3 && port > 0 && port < 65536 &&
+            find_target(s, name, host, (uint16_t)port) < 0 &&
+            (s->n_targets < s->cap_targets || grow_targets(s) == RK_OK)) {
+            target_set(&s->targets[s->n_targets++], name, host, (uint16_t)port);
+            note(s, "learned of member %s (%s:%u)", name, host, port);
+        }
+        line = strchr(line, '\n');
+        line = line != NULL ? line + 1 : NULL;
+    }
+}
+
+/* Every SESSION_MEMBERS_EVERY_MS at most: asks the leader for the members and adds those
+ * it does not know, so that a session outlives every server it knew at its start (Raft
+ * thesis §4). Best effort, within a short deadline. */
+static void learn_members(struct client_session *s)
+{
+    uint64_t now = rk_clock_ms();
+    if (!s->learn || (s->members_ms != 0 && now - s->members_ms < SESSION_MEMBERS_EVERY_MS))
+        return;
+    s->members_ms = now;
+    struct proto_client_req r = { .op = PROTO_OP_MEMBERS };
+    struct call_state st = { .deadline = (int64_t)now + SESSION_ATTEMPT_MIN_MS,
+                             .backoff_ms = SESSION_BACKOFF_START_MS };
+    struct client_reply reply;
+    char err[256];
+    if (run_request(s, &r, &st, &reply, err, sizeof(err)) != RK_OK)
+        return;
+    if (reply.status == PROTO_ST_VALUE)
+        add_members(s, reply.body);
+    client_reply_free(&reply);
+}
+
+void client_session_learn_members(struct client_session *s, bool learn)
+{
+    s->learn = learn;
+}
+
 uint64_t client_session_id(const struct client_session *s)
 {
     return s->client_id;
@@ -479,8 +545,12 @@ int client_session_call(struct client_session *s, uint8_t op, const char *key,
     int rc = check_request(op, key, key_len, val, val_len, err, errlen);
     if (rc != RK_OK)
         return rc;
+    bool admin = op == PROTO_OP_ADD || op == PROTO_OP_REMOVE || op == PROTO_OP_TRANSFER;
+    int timeout = op == PROTO_OP_ADD && s->timeout_ms < SESSION_ADD_TIMEOUT_MS
+                      ? SESSION_ADD_TIMEOUT_MS : s->timeout_ms;
     struct call_state st = {
-        .deadline = (int64_t)rk_clock_ms() + s->timeout_ms, .backoff_ms = SESSION_BACKOFF_START_MS,
+        .deadline = (int64_t)rk_clock_ms() + timeout, .backoff_ms = SESSION_BACKOFF_START_MS,
+        .patient = admin,
     };
     struct proto_client_req r = {
         .op = op, .key = key, .key_len = key_len, .val = val, .val_len = val_len,
@@ -498,5 +568,7 @@ int client_session_call(struct client_session *s, uint8_t op, const char *key,
     rc = run_request(s, &r, &st, out, err, errlen);
     if (rc == RK_OK && is_write)
         forget_expired_session(s, out);
+    if (rc == RK_OK && op != PROTO_OP_MEMBERS)
+        learn_members(s);
     return rc;
 }

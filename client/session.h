@@ -26,8 +26,10 @@ struct client_reply {
     uint32_t body_len;
 };
 
-/* Runs one command (enum proto_op: GET, SET, DELETE or STATUS). GET/SET/DELETE go to the
- * leader, following redirects; STATUS is answered by the server currently connected to.
+/* Runs one command (enum proto_op: GET, SET, DELETE, STATUS, or the cluster commands ADD,
+ * REMOVE, MEMBERS, TRANSFER). All but STATUS go to the leader, following redirects;
+ * STATUS is answered by the server currently connected to. ADD waits up to 100 s (the new
+ * server catches up) and, like REMOVE and TRANSFER, lets one server take its time.
  * SET and DELETE run in a client session: before the first one the session registers
  * (a REGISTER request, within the same timeout); each gets the next sequence number,
  * and every retry of it (after a lost reply, a timeout, a failover) resends that number,
@@ -40,6 +42,10 @@ int client_session_call(struct client_session *s, uint8_t op, const char *key,
                         uint32_t key_len, const char *val, uint32_t val_len,
                         struct client_reply *out, char *err, size_t errlen);
 void client_reply_free(struct client_reply *r);
+/* learn: now and then (every few seconds, after a command) ask the leader for the members
+ * and keep the new ones as servers to fall back on, so that a long-running session finds
+ * the cluster after every server it knew at its start was replaced. Off by default. */
+void client_session_learn_members(struct client_session *s, bool learn);
 /* The current server-side session's client id, or 0 before the first write (or after
  * "session expired"). */
 uint64_t client_session_id(const struct client_session *s);

@@ -24,6 +24,12 @@ const char *rk_strerror(int err)
     case RK_ERR_SHUTDOWN: return "shutting down";
     case RK_ERR_LOST: return "leadership lost, outcome unknown";
     case RK_ERR_AGAIN: return "nothing ready yet";
+    case RK_ERR_BUSY: return "a membership change is in progress";
+    case RK_ERR_EXISTS: return "already a member";
+    case RK_ERR_UNREACHABLE: return "not reachable";
+    case RK_ERR_BEHIND: return "could not catch up";
+    case RK_ERR_NOQUORUM: return "the voters left would not be a majority of reachable "
+                                 "servers (remove --force overrides)";
     }
     return "unknown error";
 }

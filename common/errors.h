@@ -20,6 +20,11 @@ enum rk_err {
     RK_ERR_SHUTDOWN = -11,  /* the node is stopping */
     RK_ERR_LOST = -12,      /* leadership was lost; the outcome is unknown */
     RK_ERR_AGAIN = -13,     /* nothing is ready yet and the caller asked not to wait */
+    RK_ERR_BUSY = -14,      /* a membership change or a leadership transfer is in progress */
+    RK_ERR_EXISTS = -15,    /* already a member */
+    RK_ERR_UNREACHABLE = -16, /* a server never answered */
+    RK_ERR_BEHIND = -17,    /* a server could not catch up */
+    RK_ERR_NOQUORUM = -18,  /* the change would leave no majority of reachable voters */
 };
 
 /* A short, static, human-readable message for an RK_ERR_* code. */

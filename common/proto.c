@@ -202,7 +202,7 @@ static int r_end(struct reader *r)
 
 static bool op_valid(uint8_t op)
 {
-    return op >= PROTO_OP_GET && op <= PROTO_OP_REGISTER;
+    return op >= PROTO_OP_GET && op <= PROTO_OP_LAST;
 }
 
 static bool status_valid(uint8_t st)
@@ -212,13 +212,12 @@ static bool status_valid(uint8_t st)
 
 static bool msg_type_valid(uint8_t t)
 {
-    return t >= RAFT_MSG_VOTE && t <= RAFT_MSG_SNAPSHOT_RESP;
+    return t >= RAFT_MSG_VOTE && t <= RAFT_MSG_TIMEOUT_NOW;
 }
 
 static bool entry_type_valid(uint8_t t)
 {
-    return t == RAFT_ENTRY_NOOP || t == RAFT_ENTRY_SET || t == RAFT_ENTRY_DELETE ||
-           t == RAFT_ENTRY_REGISTER;
+    return raft_entry_type_name(t) != NULL;
 }
 
 /* A string field of an encoder: NULL is only allowed when empty. */
@@ -255,17 +254,27 @@ int proto_encode_hello_client(struct proto_buf *b)
     return w_end(&w);
 }
 
-int proto_encode_hello_peer(struct proto_buf *b, const char *name, uint64_t cluster_id)
+int proto_encode_hello_peer_at(struct proto_buf *b, const char *name, uint64_t cluster_id,
+                               int32_t id, const char *host, uint16_t port)
 {
     size_t n = name ? strnlen(name, NAME_MAX_BYTES + 1) : 0;
-    if (n == 0 || n > NAME_MAX_BYTES)
+    size_t h = host ? strnlen(host, HOST_MAX_BYTES + 1) : 0;
+    if (n == 0 || n > NAME_MAX_BYTES || h > HOST_MAX_BYTES || id < -1)
         return RK_ERR_INVAL;
     struct writer w;
     w_begin(&w, b, PROTO_HELLO_PEER);
     w_u8(&w, PROTO_VERSION);
     w_u64(&w, cluster_id);
     w_bytes(&w, name, (uint32_t)n);
+    w_u32(&w, (uint32_t)id);
+    w_bytes(&w, host, (uint32_t)h);
+    w_u16(&w, port);
     return w_end(&w);
+}
+
+int proto_encode_hello_peer(struct proto_buf *b, const char *name, uint64_t cluster_id)
+{
+    return proto_encode_hello_peer_at(b, name, cluster_id, -1, "", 0);
 }
 
 int proto_frame_type(const uint8_t *payload, size_t len)
@@ -284,13 +293,20 @@ int proto_decode_hello_msg(const uint8_t *payload, size_t len, struct proto_hell
     int t = r_u8(&r);
     if (r.err == RK_OK && t != PROTO_HELLO_CLIENT && t != PROTO_HELLO_PEER)
         r.err = RK_ERR_PROTO;
-    if (r_u8(&r) != PROTO_VERSION && r.err == RK_OK)
+    int version = r_u8(&r);
+    int oldest = t == PROTO_HELLO_CLIENT ? PROTO_CLIENT_MIN_VERSION : PROTO_VERSION;
+    if (r.err == RK_OK && (version < oldest || version > PROTO_VERSION))
         r.err = RK_ERR_PROTO;
     if (t == PROTO_HELLO_PEER) {
         out->cluster_id = r_u64(&r);
         r_cstr(&r, NAME_MAX_BYTES, out->name);
         if (r.err == RK_OK && out->name[0] == '\0')
             r.err = RK_ERR_PROTO;
+        out->id = (int32_t)r_u32(&r);
+        if (r.err == RK_OK && out->id < -1)
+            r.err = RK_ERR_PROTO;
+        r_cstr(&r, HOST_MAX_BYTES, out->host);
+        out->port = r_u16(&r);
     }
     int rc = r_end(&r);
     if (rc != RK_OK) {
@@ -511,6 +527,7 @@ int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m)
     case RAFT_MSG_PREVOTE:
         w_u64(&w, m->last_log_index);
         w_u64(&w, m->last_log_term);
+        w_u8(&w, m->transfer ? 1 : 0);
         break;
     case RAFT_MSG_VOTE_RESP:
     case RAFT_MSG_PREVOTE_RESP:
@@ -634,6 +651,7 @@ int proto_decode_raft_msg(const uint8_t *payload, size_t len, struct raft_msg *o
         case RAFT_MSG_PREVOTE:
             out->last_log_index = r_u64(&r);
             out->last_log_term = r_u64(&r);
+            out->transfer = r_bool(&r);
             break;
         case RAFT_MSG_VOTE_RESP:
         case RAFT_MSG_PREVOTE_RESP:

@@ -19,12 +19,18 @@
 #define PROTO_MAX_KEY (64u * 1024)
 #define PROTO_MAX_VALUE (4u * 1024 * 1024)
 /* 2: client sessions (CLIENT_REQ and entries carry client_id, seq);
- * 3: HELLO_PEER carries the cluster id */
-#define PROTO_VERSION 3
+ * 3: HELLO_PEER carries the cluster id;
+ * 4: membership changes: HELLO_PEER carries the sender's id and address, CONFIG entries,
+ *    TIMEOUT_NOW, the VOTE transfer flag, and the ADD/REMOVE/MEMBERS/TRANSFER ops */
+#define PROTO_VERSION 4
+/* The oldest client protocol a server still serves: client frames are the same since 2 (a
+ * client of version 3 keeps working against servers of version 4; peers must match). */
+#define PROTO_CLIENT_MIN_VERSION 2
 
 enum proto_frame_type {
     PROTO_HELLO_CLIENT = 1, /* u8 version */
-    PROTO_HELLO_PEER = 2,   /* u8 version | u64 cluster id | bytes sender name */
+    PROTO_HELLO_PEER = 2,   /* u8 version | u64 cluster id | bytes sender name | i32 its id
+                               (-1: none yet) | bytes its host | u16 its port */
     PROTO_CLIENT_REQ = 3,
     PROTO_CLIENT_RESP = 4,
     PROTO_RAFT = 5,         /* a struct raft_msg */
@@ -36,7 +42,14 @@ enum proto_op {
     PROTO_OP_DELETE = 3,
     PROTO_OP_STATUS = 4,
     PROTO_OP_REGISTER = 5, /* open a client session (Raft thesis §6.3); reply VALUE "<id>" */
+    PROTO_OP_ADD = 6,      /* key NAME, value "HOST PORT" or "HOST PORT learner": add a
+                              server (Raft thesis §4.2.1); OK once it votes (or is a learner) */
+    PROTO_OP_REMOVE = 7,   /* key NAME, value "" or "force"; OK once committed without it */
+    PROTO_OP_MEMBERS = 8,  /* VALUE: one "NAME HOST PORT voter|learner\n" line per member */
+    PROTO_OP_TRANSFER = 9, /* key NAME, or "" for the most up-to-date voter (thesis §3.10);
+                              OK once it leads */
 };
+#define PROTO_OP_LAST PROTO_OP_TRANSFER
 
 /* The ERR body for a SET/DELETE whose client session is unknown or was expired. */
 #define PROTO_ERR_SESSION_EXPIRED "session expired"
@@ -82,6 +95,10 @@ int proto_buf_append(struct proto_buf *b, const void *data, size_t len);
 int proto_encode_hello_client(struct proto_buf *b);
 /* name: the sender's registry name (1..63 bytes); cluster_id: see registry_cluster_id. */
 int proto_encode_hello_peer(struct proto_buf *b, const char *name, uint64_t cluster_id);
+/* The same with the sender's id in its configuration (-1: none yet, a server joining) and
+ * the address it listens on ("" and 0: not given). */
+int proto_encode_hello_peer_at(struct proto_buf *b, const char *name, uint64_t cluster_id,
+                               int32_t id, const char *host, uint16_t port);
 int proto_encode_client_req(struct proto_buf *b, const struct proto_client_req *req);
 int proto_encode_client_resp(struct proto_buf *b, const struct proto_client_resp *resp);
 int proto_encode_raft_msg(struct proto_buf *b, const struct raft_msg *m);
@@ -94,8 +111,11 @@ int proto_frame_type(const uint8_t *payload, size_t len);
 /* A decoded HELLO: what the connection says it is. */
 struct proto_hello {
     int type;            /* PROTO_HELLO_CLIENT or PROTO_HELLO_PEER */
-    char name[64];       /* peer: the sender's registry name (NUL-terminated); client: "" */
+    char name[64];       /* peer: the sender's name (NUL-terminated); client: "" */
     uint64_t cluster_id; /* peer: the sender's cluster id; client: 0 */
+    int32_t id;          /* peer: the sender's id in its configuration, or -1 */
+    char host[256];      /* peer: where it listens ("" if not given) */
+    uint16_t port;
 };
 /* HELLO_CLIENT or HELLO_PEER into out (zeroed on error). */
 int proto_decode_hello_msg(const uint8_t *payload, size_t len, struct proto_hello *out);

@@ -77,6 +77,7 @@ const char *raft_entry_type_name(uint8_t type)
     case RAFT_ENTRY_SET: return "set";
     case RAFT_ENTRY_DELETE: return "delete";
     case RAFT_ENTRY_REGISTER: return "register";
+    case RAFT_ENTRY_CONFIG: return "config";
     }
     return NULL;
 }
@@ -133,6 +134,7 @@ const char *raft_msg_type_name(uint8_t type)
     case RAFT_MSG_PREVOTE_RESP: return "prevote_resp";
     case RAFT_MSG_SNAPSHOT: return "snapshot";
     case RAFT_MSG_SNAPSHOT_RESP: return "snapshot_resp";
+    case RAFT_MSG_TIMEOUT_NOW: return "timeout_now";
     }
     return "unknown";
 }

@@ -18,6 +18,8 @@ enum raft_entry_type {
     RAFT_ENTRY_DELETE = 2, /* remove key */
     RAFT_ENTRY_REGISTER = 3, /* open a client session; its index is the client id
                                 (Raft thesis §6.3) */
+    RAFT_ENTRY_CONFIG = 4, /* a new configuration (Raft thesis §4), val in the text form
+                              of common/membership.h; in effect once in the log */
 };
 
 /* The bytes of an entry's key and value, shared by all its copies: the log, the
@@ -51,7 +53,7 @@ int raft_entry_alloc(struct raft_entry *e, size_t size);
 /* *dst becomes a copy of src: sharing src's bytes, or copying borrowed ones. */
 int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src);
 void raft_entry_free(struct raft_entry *e);
-/* "noop", "set", "delete", or NULL for an unknown type. */
+/* "noop", "set", "delete", "register", "config", or NULL for an unknown type. */
 const char *raft_entry_type_name(uint8_t type);
 
 enum raft_msg_type {
@@ -64,18 +66,23 @@ enum raft_msg_type {
     RAFT_MSG_PREVOTE_RESP = 6, /* same fields as VOTE_RESP */
     RAFT_MSG_SNAPSHOT = 7,     /* InstallSnapshot RPC, Raft paper Figure 13: one chunk */
     RAFT_MSG_SNAPSHOT_RESP = 8,
+    RAFT_MSG_TIMEOUT_NOW = 9,  /* Raft thesis §3.10: the leader hands over leadership:
+                                  "start an election now" (no other field) */
 };
 
 /* A peer message. Fields not used by a type are zero. */
 struct raft_msg {
     uint8_t type;
-    int32_t from, to;          /* node ids (registry positions); the receiver sets
-                                  from from the connection's handshake */
+    int32_t from, to;          /* node ids (of the configuration, membership.h); the
+                                  receiver sets from from the connection's handshake */
     raft_term_t term;
 
     /* RAFT_MSG_VOTE, RAFT_MSG_PREVOTE */
     raft_index_t last_log_index;
     raft_term_t last_log_term;
+    bool transfer;             /* VOTE: the election of a leadership transfer (thesis
+                                  §3.10): voters grant it even while they hear from the
+                                  leader, who asked for it */
 
     /* RAFT_MSG_VOTE_RESP, RAFT_MSG_PREVOTE_RESP */
     bool vote_granted;
@@ -117,7 +124,7 @@ void raft_msg_free_entries(struct raft_msg *m);
 /* Deep copy, entries included. Returns RK_OK or RK_ERR_NOMEM. */
 int raft_msg_copy(struct raft_msg *dst, const struct raft_msg *src);
 /* "vote", "vote_resp", "append", "append_resp", "prevote", "prevote_resp", "snapshot",
- * "snapshot_resp" or "unknown". */
+ * "snapshot_resp", "timeout_now" or "unknown". */
 const char *raft_msg_type_name(uint8_t type);
 
 #endif

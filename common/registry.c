@@ -44,6 +44,17 @@ static bool is_name_char(char c)
            c == '-' || c == '_' || c == '.';
 }
 
+bool registry_name_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > REGISTRY_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!is_name_char(name[i]))
+            return false;
+    return true;
+}
+
 /* Splits line[0..len) into words up to a word that starts with '#' (a comment).
  * Stores at most max words but returns how many there were. */
 static int split_line(const char *line, size_t len, struct token *tok, int max)

@@ -3,6 +3,7 @@
 #ifndef RK_REGISTRY_H
 #define RK_REGISTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,9 @@ int registry_parse(const char *text, size_t len, const char *path, struct regist
                    char *err, size_t errlen);
 /* Reads and parses a file; a missing file is RK_ERR_NOTFOUND ("PATH: No such file..."). */
 int registry_load(const char *path, struct registry *out, char *err, size_t errlen);
+/* Whether name is a valid server name: 1..REGISTRY_NAME_MAX letters, digits, '-', '_'
+ * and '.'. */
+bool registry_name_valid(const char *name);
 /* Position of name in the registry, or -1. */
 int registry_find(const struct registry *reg, const char *name);
 void registry_free(struct registry *reg);

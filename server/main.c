@@ -30,16 +30,19 @@ struct options {
 static void print_usage(FILE *to, const char *prog)
 {
     fprintf(to,
-            "usage: %s NAME HOST PORT [True|False] [--dir DIR] [--election-min-ms N]\n"
+            "usage: %s NAME HOST PORT [True|False] [--join] [--dir DIR] [--election-min-ms N]\n"
             "          [--election-max-ms N] [--heartbeat-ms N] [--cluster-id ID]\n"
             "          [--max-frame-bytes N] [--max-key-bytes N] [--max-value-bytes N]\n"
             "          [--max-clients N] [--client-idle-timeout-ms N] [--frame-timeout-ms N]\n"
             "          [--max-peer-queue-bytes N] [--snapshot-entries N] [--snapshot-bytes N]\n"
-            "          [--snapshot-keep N] [--snapshot-fork True|False]\n"
+            "          [--snapshot-keep N] [--snapshot-fork True|False] [--disk-stall-ms N]\n"
             "       %s --dump-snapshot FILE\n"
             "       %s -h|--help\n"
             "  NAME must be listed in DIR/server_registry.txt (DIR defaults to logs).\n"
             "  True: start an election at once; False (default): wait for the timeout.\n"
+            "  --join: a new server for a running cluster; it waits for `raft_client add`.\n"
+            "  A leader whose disk does not answer for --disk-stall-ms (default %u) hands\n"
+            "  leadership to a follower.\n"
             "  Election timeout defaults to 150..300 ms, heartbeat to 50 ms.\n"
             "  The limits and their defaults are in README.md (Options).\n"
             "  A snapshot is taken every --snapshot-entries applied entries (default %u) or\n"
@@ -47,7 +50,7 @@ static void print_usage(FILE *to, const char *prog)
             "  entries (default %u) stay in memory behind it for slow followers. It is\n"
             "  written by a forked child; --snapshot-fork False serializes it in memory.\n"
             "  --dump-snapshot prints a snapshot file and exits (1 if it is corrupt).\n",
-            prog, prog, prog, NODE_SNAPSHOT_ENTRIES_DEFAULT,
+            prog, prog, prog, NODE_DISK_STALL_MS_DEFAULT, NODE_SNAPSHOT_ENTRIES_DEFAULT,
             (unsigned long long)NODE_SNAPSHOT_BYTES_DEFAULT, NODE_SNAPSHOT_KEEP_DEFAULT);
 }
 
@@ -159,6 +162,8 @@ static bool parse_option(struct options *o, const char *opt, const char *val)
         return parse_u64(val, 0, UINT64_MAX, &o->cfg.snap.keep);
     if (!strcmp(opt, "--snapshot-fork"))
         return parse_flag(val, &o->cfg.snap.fork);
+    if (!strcmp(opt, "--disk-stall-ms"))
+        return parse_u32(val, 0, 3600000, &o->cfg.disk_stall_ms);
     return parse_limit(&o->cfg.limits, opt, val);
 }
 
@@ -192,7 +197,8 @@ static const char *positional_problem(int pos)
 static void parse_args(int argc, char **argv, struct options *o)
 {
     *o = (struct options){ .cfg = { .dir = "logs", .election_min_ms = 150,
-                                    .election_max_ms = 300, .heartbeat_ms = 50 } };
+                                    .election_max_ms = 300, .heartbeat_ms = 50,
+                                    .disk_stall_ms = NODE_DISK_STALL_MS_DEFAULT } };
     node_limits_default(&o->cfg.limits);
     node_snap_opts_default(&o->cfg.snap);
     int pos = 0;
@@ -201,7 +207,9 @@ static void parse_args(int argc, char **argv, struct options *o)
             print_usage(stdout, argv[0]);
             exit(0);
         }
-        if (!strncmp(argv[i], "--", 2)) {
+        if (!strcmp(argv[i], "--join")) {
+            o->cfg.join = true;
+        } else if (!strncmp(argv[i], "--", 2)) {
             if (i + 1 >= argc)
                 usage(argv[0], "missing value for %s", argv[i]);
             if (!parse_option(o, argv[i], argv[i + 1]))
@@ -309,6 +317,7 @@ int main(int argc, char **argv)
     start_threads(&node, &listener, listen_fd, o.campaign);
 
     wait_for_stop_signal(&stop_signals);
+    node_hand_off(&node, o.cfg.election_max_ms);
     node_log(&node, "shutting down");
     stop_threads(&node, &listener);
     node_close(&node);

@@ -5,14 +5,21 @@
  *                                  fail with ENOSPC (the write that crosses N writes its
  *                                  first bytes and comes back short, as on a full disk)
  *   RK_FAULT_EIO_AFTER_SYNCS=N     the log's fdatasync fails with EIO after N successes
+ *   RK_FAULT_STALL_DIR=DIR         while DIR/stall.<pid> exists, the log's fdatasync hangs
+ *                                  (a stalled disk, up to 60 s; tests/integ_membership.c)
  * Without these variables each call is the libc call. */
 #include "../server/storage/storage_io.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
+
+#define STALL_POLL_NS 10000000L /* 10 ms */
+#define STALL_MAX_POLLS 6000    /* 60 s */
 
 static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -72,8 +79,22 @@ ssize_t storage_io_pwrite(int fd, const void *data, size_t len, off_t off)
     return pwrite(fd, data, allowed, off);
 }
 
+/* While DIR/stall.<pid> exists (RK_FAULT_STALL_DIR), wait: the disk does not answer. */
+static void fault_stall(void)
+{
+    const char *dir = getenv("RK_FAULT_STALL_DIR");
+    if (dir == NULL)
+        return;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/stall.%ld", dir, (long)getpid());
+    struct timespec ts = { .tv_sec = 0, .tv_nsec = STALL_POLL_NS };
+    for (int i = 0; i < STALL_MAX_POLLS && access(path, F_OK) == 0; i++)
+        nanosleep(&ts, NULL);
+}
+
 int storage_io_sync_log(int fd)
 {
+    fault_stall();
     if (fault_sync_fails()) {
         errno = EIO;
         return -1;

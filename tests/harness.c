@@ -84,6 +84,20 @@ long harness_count_lines(const char *path)
     return lines;
 }
 
+int harness_log_lines_with(const struct ctl_cluster *c, int i, const char *a, const char *b)
+{
+    char path[CTL_PATH_MAX], line[2048];
+    ctl_server_path(c, i, ".err", path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    int n = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL);
+    fclose(f);
+    return n;
+}
+
 static bool is_sanitizer_line(const char *line)
 {
     static const char *const marks[] = {"ERROR: AddressSanitizer", "runtime error:",
@@ -249,4 +263,17 @@ int harness_send_frame(int fd, const void *payload, uint32_t len)
     if (rc == RK_OK && len > 0)
         rc = net_write_full(fd, payload, len);
     return rc;
+}
+
+void harness_finish(struct ctl_cluster *c)
+{
+    for (int i = 0; i < c->n; i++)
+        ctl_is_running(c, i);
+    HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
+                   c->unexpected_exits);
+    char first[512];
+    int reports = harness_sanitizer_reports(c, first, sizeof(first));
+    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
+                   reports, first);
+    ctl_cluster_destroy(c);
 }

@@ -37,9 +37,14 @@ int harness_call(struct client_session *s, int op, const char *key, const char *
 
 /* Number of lines in a file (-1 if it cannot be read). */
 long harness_count_lines(const char *path);
+/* Counts the lines of server i's log (NAME.err) that hold a and (unless NULL) b. */
+int harness_log_lines_with(const struct ctl_cluster *c, int i, const char *a, const char *b);
 /* Counts sanitizer reports (ASan, UBSan "runtime error:", TSan, LSan) in the servers'
  * NAME.err files and copies the first such line to first (may be NULL). */
 int harness_sanitizer_reports(const struct ctl_cluster *c, char *first, size_t firstlen);
+/* The end of an integration test: every server the test did not stop must still be
+ * running, no server may have printed a sanitizer report; then destroys c. */
+void harness_finish(struct ctl_cluster *c);
 
 /* ---- network namespaces (tests/harness_net.c) ----
  * Each server runs in its own namespace, at 10.77.X.(i+1) on a veth pair whose other end

@@ -110,9 +110,9 @@ START_TEST(test_stdin_mode_and_status)
     run_client(c, &r, NULL, status_args);
     regex_t re;
     int rc = regcomp(&re,
-                     "^name=s[0-9]+ role=(leader|follower|candidate) term=[0-9]+ "
+                     "^name=s[0-9]+ role=(leader|follower|candidate|learner) term=[0-9]+ "
                      "leader=(s[0-9]+|none) commit=[0-9]+ applied=[0-9]+ last=[0-9]+ "
-                     "snapshot=[0-9]+\n$",
+                     "snapshot=[0-9]+ voters=3\n$",
                      REG_EXTENDED | REG_NOSUB);
     HARNESS_ASSERT(c, rc == 0, "regcomp");
     bool match = regexec(&re, r.out, 0, NULL, 0) == 0;

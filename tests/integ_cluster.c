@@ -56,21 +56,6 @@ static int wait_leader(struct ctl_cluster *c, struct ctl_status *st)
     return leader;
 }
 
-/* Every server the harness did not stop itself must still be running, and no server
- * may have printed a sanitizer report (when built with SAN=...). */
-static void finish(struct ctl_cluster *c)
-{
-    for (int i = 0; i < c->n; i++)
-        ctl_is_running(c, i);
-    HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
-                   c->unexpected_exits);
-    char first[512];
-    int reports = harness_sanitizer_reports(c, first, sizeof(first));
-    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
-                   reports, first);
-    ctl_cluster_destroy(c);
-}
-
 static struct client_session *session_to(struct ctl_cluster *c, int i, bool registry)
 {
     struct client_session *s = harness_session(c, i, registry, CALL_TIMEOUT_MS);
@@ -194,7 +179,7 @@ START_TEST(test_elects_one_leader)
         leaders += strcmp(si.role, "leader") == 0;
     }
     HARNESS_ASSERT(c, leaders == 1, "%d servers say role=leader", leaders);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -229,7 +214,7 @@ START_TEST(test_follower_redirect)
     must_get(c, s, "greeting", "hello big wide world");
     must_get(c, s, "k1", NULL);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -273,7 +258,7 @@ START_TEST(test_leader_crash_failover)
     model_check(c, s, &m);
     must_get(c, s, "after-crash", "yes");
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -311,7 +296,7 @@ START_TEST(test_old_leader_rejoins)
     must_get(c, s, "while-down", "1");
     must_get(c, s, "after-rejoin", "2");
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -360,7 +345,7 @@ START_TEST(test_wiped_follower_catches_up)
                    "%s has %ld lines, the leader's %s has %ld", fpath, flines, lpath, llines);
     model_check(c, s, &m);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -405,7 +390,7 @@ START_TEST(test_no_quorum_no_writes)
     must_get(c, s, "quorum-back", "yes");
     model_check(c, s, &m);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -491,7 +476,7 @@ START_TEST(test_garbage_does_not_hurt)
     must_get(c, s, "after-garbage", "still fine");
     client_session_free(s);
     close(idle);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -518,7 +503,7 @@ START_TEST(test_full_restart_keeps_data)
     model_write(c, s, &m, 2);
     model_check(c, s, &m);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -540,7 +525,7 @@ START_TEST(test_full_crash_keeps_acknowledged_data)
     s = session_to(c, -1, true);
     model_check(c, s, &m);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -582,7 +567,7 @@ START_TEST(test_paused_leader_no_stale_read)
     must_get(c, to_new, "x", "after-pause");
     client_session_free(to_old);
     client_session_free(to_new);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 

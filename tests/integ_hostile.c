@@ -261,20 +261,6 @@ static void fill_random(uint8_t *buf, size_t len, unsigned *seed)
         buf[i] = (uint8_t)rand_r(seed);
 }
 
-/* Counts the lines of server i's log (NAME.err) that hold both needles. */
-static int log_lines_with(struct ctl_cluster *c, int i, const char *a, const char *b)
-{
-    char path[CTL_DIR_MAX + 32], line[2048];
-    ctl_server_path(c, i, ".err", path, sizeof(path));
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    int n = 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-        n += strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL);
-    fclose(f);
-    return n;
-}
 
 /* ---- 1. garbage: random bytes, bad lengths, truncated frames, HTTP ---- */
 
@@ -408,7 +394,7 @@ START_TEST(test_garbage)
     attack_http(&w, follower);
     world_check_healthy(&w, "an HTTP request");
     /* About 60 bad connections each: one log line per kind of problem, not per close. */
-    int lines = log_lines_with(w.c, leader, "closing connection", NULL);
+    int lines = harness_log_lines_with(w.c, leader, "closing connection", NULL);
     HARNESS_ASSERT(w.c, lines >= 3 && lines <= 12, "%d 'closing connection' lines on the leader",
                    lines);
     world_finish(&w);
@@ -472,9 +458,9 @@ START_TEST(test_thousand_connections)
         HARNESS_ASSERT(c, wait_closed(fd, CLOSE_WAIT_MS, NULL, 0), "refused but not closed");
         close(fd);
     }
-    HARNESS_ASSERT(c, log_lines_with(c, leader, "too many connections", NULL) >= 1,
+    HARNESS_ASSERT(c, harness_log_lines_with(c, leader, "too many connections", NULL) >= 1,
                    "the refusals were not logged");
-    HARNESS_ASSERT(c, log_lines_with(c, leader, "too many connections", NULL) <= 2,
+    HARNESS_ASSERT(c, harness_log_lines_with(c, leader, "too many connections", NULL) <= 2,
                    "every refusal was logged: the log can be flooded");
     /* The followers were not touched, and the leader serves again once some go. */
     for (int i = 0; i < 50; i++)
@@ -553,7 +539,7 @@ static void attack_slowloris(struct world *w, int target)
                    took);
     HARNESS_ASSERT(c, took < FRAME_TIMEOUT_MS + 2500, "slowloris connections lived %ld ms",
                    took);
-    HARNESS_ASSERT(c, log_lines_with(c, target, "--frame-timeout-ms", NULL) >= 1,
+    HARNESS_ASSERT(c, harness_log_lines_with(c, target, "--frame-timeout-ms", NULL) >= 1,
                    "the slowloris close was not logged");
     proto_buf_free(&hello);
     proto_buf_free(&req);
@@ -637,10 +623,10 @@ static void attack_unread_answers(struct world *w, int leader)
     send_frame(fd, &b);
     proto_buf_free(&b);
     uint64_t deadline = rk_clock_ms() + SEND_TIMEOUT_MS + 10000;
-    while (log_lines_with(c, leader, "answer not read", NULL) == 0 &&
+    while (harness_log_lines_with(c, leader, "answer not read", NULL) == 0 &&
            rk_clock_ms() < deadline)
         rk_sleep_ms(200);
-    HARNESS_ASSERT(c, log_lines_with(c, leader, "answer not read", NULL) == 1,
+    HARNESS_ASSERT(c, harness_log_lines_with(c, leader, "answer not read", NULL) == 1,
                    "a client that does not read its answers was not cut off");
     close(fd);
 }
@@ -727,14 +713,14 @@ START_TEST(test_peer_identity)
                           after.term == before.term,
                    "a fake peer changed the leader or term: %s term %lld -> %s term %lld",
                    before.name, before.term, after.name, after.term);
-    int wrong_id = log_lines_with(c, leader, "refusing peer connection from 127.0.0.1:",
+    int wrong_id = harness_log_lines_with(c, leader, "refusing peer connection from 127.0.0.1:",
                                   "cluster id");
     HARNESS_ASSERT(c, wrong_id == 1, "%d log lines for the wrong cluster id, want 1", wrong_id);
-    HARNESS_ASSERT(c, log_lines_with(c, leader, "'intruder', which is not in the registry",
+    HARNESS_ASSERT(c, harness_log_lines_with(c, leader, "'intruder', which is not a member",
                                      "refusing peer") == 1, "unknown peer not logged");
-    HARNESS_ASSERT(c, log_lines_with(c, leader, "this server's own name", NULL) == 1,
+    HARNESS_ASSERT(c, harness_log_lines_with(c, leader, "this server's own name", NULL) == 1,
                    "own name not logged");
-    HARNESS_ASSERT(c, log_lines_with(c, follower, "unexpected frame type 5 on a client", NULL)
+    HARNESS_ASSERT(c, harness_log_lines_with(c, follower, "unexpected frame type 5 on a client", NULL)
                           == 1, "RAFT on a client connection not logged");
     world_check_healthy(&w, "fake peers");
     world_finish(&w);
@@ -884,7 +870,7 @@ START_TEST(test_slow_follower_queue_bounded)
     char *val = malloc(BIG_VALUE + 1);
     HARNESS_ASSERT(c, val != NULL, "malloc");
     int writes = 0;
-    while (writes < MAX_BIG_WRITES && log_lines_with(c, leader, "dropped", dropped_for) == 0) {
+    while (writes < MAX_BIG_WRITES && harness_log_lines_with(c, leader, "dropped", dropped_for) == 0) {
         memset(val, 'a' + writes % 26, BIG_VALUE);
         val[BIG_VALUE] = '\0';
         char key[32], out[64];
@@ -895,7 +881,7 @@ START_TEST(test_slow_follower_queue_bounded)
     }
     free(val);
     client_session_free(s);
-    HARNESS_ASSERT(c, log_lines_with(c, leader, "dropped", dropped_for) >= 1,
+    HARNESS_ASSERT(c, harness_log_lines_with(c, leader, "dropped", dropped_for) >= 1,
                    "the leader dropped nothing for the stuck %s after %d writes of %d bytes",
                    c->servers[slow].name, writes, BIG_VALUE);
     /* The follower comes back: Raft resends what was dropped (§5.3) and it catches up. */

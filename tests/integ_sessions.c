@@ -42,19 +42,6 @@ static struct ctl_cluster *start_cluster(void)
     return c;
 }
 
-static void finish(struct ctl_cluster *c)
-{
-    for (int i = 0; i < c->n; i++)
-        ctl_is_running(c, i);
-    HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
-                   c->unexpected_exits);
-    char first[512];
-    int reports = harness_sanitizer_reports(c, first, sizeof(first));
-    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
-                   reports, first);
-    ctl_cluster_destroy(c);
-}
-
 /* A client connection to server i (HELLO sent), or -1. */
 static int raw_open(struct ctl_cluster *c, int i)
 {
@@ -230,7 +217,7 @@ START_TEST(test_duplicate_not_applied_twice)
     must_write(c, a, 4, "k", "v5", PROTO_ST_OK, NULL); /* A's next command is applied */
     must_get(c, "k", "v5");
     HARNESS_ASSERT(c, ctl_start(c, old) == RK_OK, "cannot restart the old leader");
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -278,7 +265,7 @@ START_TEST(test_sessions_survive_full_restart)
     must_get(c, "k", "v2");
     must_write(c, a, 4, "k", "v3", PROTO_ST_OK, NULL);
     must_get(c, "k", "v3");
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -389,7 +376,7 @@ START_TEST(test_expired_session)
                    status_name(st), out, (unsigned long long)first_id,
                    (unsigned long long)second_id);
     must_get(c, "lib", "3");
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 

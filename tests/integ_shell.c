@@ -84,8 +84,15 @@ static void node_setup(uint16_t peer_port)
     snprintf(servers[1].host, sizeof(servers[1].host), "127.0.0.1");
     servers[1].port = peer_port;
     struct registry reg = { .servers = servers, .n = 2 };
-    ck_assert_int_eq(node_init(&node, &reg, 0, NULL), RK_OK);
+    ck_assert_int_eq(node_init(&node, &reg, "self", NULL), RK_OK);
     ck_assert_int_eq(node_snap_init(&node, "/tmp"), RK_OK);
+    struct node_peer_addr *a = &node.peers[1].addr; /* as node_sync_peers would */
+    node.peers[1].known = node.peers[1].member = true;
+    snprintf(a->name, sizeof(a->name), "peer");
+    snprintf(a->host, sizeof(a->host), "127.0.0.1");
+    a->port = peer_port;
+    a->gen = 1;
+    a->self_id = 0;
 }
 
 /* A listener on a free 127.0.0.1 port. */
@@ -152,6 +159,7 @@ START_TEST(test_half_frame_not_sent_on_new_connection)
     node_setup(port);
     struct peer_link l;
     peer_link_init(&l, &node, 1);
+    peer_link_set_addr(&l, &node.peers[1].addr);
     struct proto_buf small = { 0 }, big = { 0 };
     make_frame(&small, 10, 's');
     ck_assert(peer_link_send(&l, small.data, small.len));
@@ -203,7 +211,7 @@ static void *hold_token(void *arg)
     (void)arg;
     struct node_peer *p = &node.peers[1];
     pthread_mutex_lock(&node.mu);
-    node_peer_take(p);
+    node_peer_take(&node, p, NULL);
     pthread_mutex_unlock(&node.mu);
     sem_post(&token_taken);
     rk_sleep_ms(TOKEN_HOLD_MS);

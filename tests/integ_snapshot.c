@@ -64,19 +64,6 @@ static struct ctl_cluster *start_cluster(const char *extra)
     return c;
 }
 
-static void finish(struct ctl_cluster *c)
-{
-    for (int i = 0; i < c->n; i++)
-        ctl_is_running(c, i);
-    HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
-                   c->unexpected_exits);
-    char first[512];
-    int reports = harness_sanitizer_reports(c, first, sizeof(first));
-    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
-                   reports, first);
-    ctl_cluster_destroy(c);
-}
-
 static struct client_session *session_to(struct ctl_cluster *c, int i, bool registry)
 {
     struct client_session *s = harness_session(c, i, registry, CALL_TIMEOUT_MS);
@@ -231,7 +218,7 @@ START_TEST(test_log_stays_bounded)
     fprintf(stderr, "integ_snapshot: at most %ld log lines while writing 1000 entries\n", most);
     check_values(c, s, 1000);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -270,7 +257,7 @@ START_TEST(test_restart_replays_suffix)
     write_range(c, s, 230, 300); /* and it goes on */
     check_values(c, s, 300);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -303,7 +290,7 @@ START_TEST(test_snapshots_without_fork)
     s = session_to(c, -1, true);
     check_values(c, s, 300);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -353,7 +340,7 @@ START_TEST(test_big_state_waits_for_a_share_of_its_size)
                    "no snapshot once the changes held over 7/16 of the state");
     check_values(c, s, 3 * SNAPSHOT_ENTRIES);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -411,7 +398,7 @@ START_TEST(test_wiped_follower_installs_snapshot)
     s = session_to(c, -1, true);
     check_values(c, s, 400);
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -470,7 +457,7 @@ START_TEST(test_corrupt_snapshot_stops_server)
                    "%s's last words do not name %s: '%s'", c->servers[v].name, path, line);
     HARNESS_ASSERT(c, has_file(c, v, "_snapshot"), "the corrupt snapshot must stay for "
                    "inspection");
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 

@@ -1,6 +1,7 @@
 /* tests/stress_jepsen.c - a Jepsen-style test: 12 clients run random get/set/delete on 5
  * keys of a real 5-server cluster while faults hit it (kill -9, SIGSTOP of the leader,
- * network partitions between namespaces); every op is recorded with its outcome, and the
+ * network partitions between namespaces, a server removed, wiped and added back with
+ * --join, leadership transfers); every op is recorded with its outcome, and the
  * whole history must be linearizable (tests/lincheck.c). Env TIME: seconds (default 30);
  * RK_JEPSEN_FAULTS: the fault kinds to use, e.g. "stop-leader,isolate-leader" (default
  * all; see fault_ids); RK_JEPSEN_HISTORY: a file to write the history to;
@@ -193,6 +194,8 @@ enum fault_kind {
     F_SPLIT,
     F_BRIDGE,
     F_LINK_DOWN,
+    F_REPLACE,
+    F_TRANSFER,
     N_FAULT_KINDS
 };
 
@@ -200,16 +203,19 @@ static const char *const fault_names[N_FAULT_KINDS] = {
     "kill -9 of a random server", "kill -9 of the leader", "SIGSTOP of the leader",
     "partition: leader cut off",  "partition: 2 | 3",       "partition: bridge (2 | 1 | 2)",
     "link down of one server",
+    "membership: a server removed, wiped, started with --join and added back",
+    "leadership transfer to a random server",
 };
 
 /* Names for RK_JEPSEN_FAULTS. */
 static const char *const fault_ids[N_FAULT_KINDS] = {
     "kill-any", "kill-leader", "stop-leader", "isolate-leader", "split", "bridge", "link-down",
+    "replace", "transfer",
 };
 
 static bool is_partition(enum fault_kind k)
 {
-    return k >= F_ISOLATE_LEADER;
+    return k >= F_ISOLATE_LEADER && k <= F_LINK_DOWN;
 }
 
 struct fault {
@@ -228,6 +234,8 @@ struct event {
 
 struct nemesis {
     struct ctl_cluster *c;
+    struct client_session *admin; /* the cluster commands of the membership faults */
+    int transfers_missed;         /* transfers whose target did not take over in time */
     uint64_t t0_ms;
     unsigned seed;
     struct event events[MAX_EVENTS];
@@ -300,6 +308,60 @@ static void cut_groups(struct nemesis *nm, const int order[], int a, int b)
             harness_net_cut(nm->c, order[i], order[j]);
 }
 
+/* A cluster command through the nemesis' own session: its reply status (-rc if none),
+ * the body in out. */
+static int admin(struct nemesis *nm, int op, const char *key, const char *val, char *out,
+                 size_t outlen)
+{
+    if (nm->admin == NULL)
+        nm->admin = harness_session(nm->c, -1, true, RECOVER_MS);
+    HARNESS_ASSERT(nm->c, nm->admin != NULL, "no session for the cluster commands");
+    return harness_call(nm->admin, op, key, val, out, outlen);
+}
+
+/* Membership: the victim leaves the configuration (forced: it is alive, the guard is for
+ * a cluster in trouble), is killed and wiped; heal_fault adds it back with --join. */
+static int start_replace(struct nemesis *nm, struct fault *f, int any)
+{
+    struct ctl_cluster *c = nm->c;
+    char out[256];
+    f->victim = any;
+    int st = admin(nm, PROTO_OP_REMOVE, c->servers[any].name, "force", out, sizeof(out));
+    HARNESS_ASSERT(c, st == PROTO_ST_OK, "remove %s: status %d %s", c->servers[any].name, st,
+                   out);
+    ctl_set_voter(c, any, false);
+    int rc = ctl_kill(c, any);
+    return rc == RK_OK ? ctl_wipe(c, any) : rc;
+}
+
+static int heal_replace(struct nemesis *nm, const struct fault *f)
+{
+    struct ctl_cluster *c = nm->c;
+    struct ctl_server *s = &c->servers[f->victim];
+    char addr[REGISTRY_HOST_MAX + 16], out[256];
+    s->join = true;
+    int rc = ctl_start(c, f->victim);
+    if (rc != RK_OK)
+        return rc;
+    snprintf(addr, sizeof(addr), "%s %u", s->host, (unsigned)s->port);
+    int st = admin(nm, PROTO_OP_ADD, s->name, addr, out, sizeof(out));
+    HARNESS_ASSERT(c, st == PROTO_ST_OK, "add %s back: status %d %s", s->name, st, out);
+    ctl_set_voter(c, f->victim, true);
+    return RK_OK;
+}
+
+/* A transfer to a random other server (thesis §3.10). One that does not happen in time
+ * is counted, not failed: the history must be linearizable either way. */
+static int start_transfer(struct nemesis *nm, struct fault *f, int leader, int any)
+{
+    char out[256];
+    f->victim = any != leader ? any : (any + 1) % nm->c->n;
+    int st = admin(nm, PROTO_OP_TRANSFER, nm->c->servers[f->victim].name, "", out, sizeof(out));
+    if (st != PROTO_ST_OK)
+        nm->transfers_missed++;
+    return st == PROTO_ST_OK || st == PROTO_ST_ERR ? RK_OK : RK_ERR_IO;
+}
+
 static int start_fault(struct nemesis *nm, struct fault *f)
 {
     struct ctl_cluster *c = nm->c;
@@ -331,6 +393,10 @@ static int start_fault(struct nemesis *nm, struct fault *f)
     case F_LINK_DOWN:
         f->victim = leader_first && leader >= 0 ? leader : any;
         return harness_net_link(c, f->victim, false);
+    case F_REPLACE:
+        return start_replace(nm, f, any);
+    case F_TRANSFER:
+        return start_transfer(nm, f, leader, any);
     case N_FAULT_KINDS:
         break;
     }
@@ -346,6 +412,10 @@ static int heal_fault(struct nemesis *nm, const struct fault *f)
         return ctl_start(c, f->victim);
     case F_STOP_LEADER:
         return ctl_resume(c, f->victim);
+    case F_REPLACE:
+        return heal_replace(nm, f);
+    case F_TRANSFER:
+        return RK_OK;
     default:
         return harness_net_heal_all(c);
     }
@@ -481,6 +551,9 @@ static void print_totals(const struct totals *t, int seconds, const struct nemes
     for (int k = 0; k < nm->n_kinds; k++)
         fprintf(stderr, "jepsen:   %-30s %d\n", fault_names[nm->kinds[k]],
                 nm->counts[nm->kinds[k]]);
+    if (nm->counts[F_TRANSFER] > 0)
+        fprintf(stderr, "jepsen:   (transfers that did not take place in time: %d)\n",
+                nm->transfers_missed);
 }
 
 static int by_invocation(const void *a, const void *b)
@@ -647,6 +720,7 @@ START_TEST(test_jepsen)
     HARNESS_ASSERT(c, t.ok >= (size_t)seconds * MIN_OK_OPS_PER_S,
                    "only %zu ok ops in %d s", t.ok, seconds);
     check_servers(c);
+    client_session_free(nm.admin);
     ctl_cluster_destroy(c);
 }
 END_TEST

@@ -2373,7 +2373,7 @@ static int snap_shuttle(struct cluster *c, const uint8_t *image, bool verify, in
                 struct raft_snap_chunk *ch = &rd.snap_chunks[k];
                 ck_assert_int_eq(memcmp(ch->data, image + ch->offset, ch->len), 0);
                 if (ch->done) { /* as the io thread: verify and install, then done */
-                    bool load = raft_snapshot_installed(r, c->now, ch->index, ch->term, verify);
+                    bool load = raft_snapshot_installed(r, c->now, ch->index, ch->term, verify, NULL);
                     ck_assert(load == verify);
                     verify = true; /* a retried transfer verifies */
                 }
@@ -2491,7 +2491,7 @@ START_TEST(test_install_snapshot_keeps_matching_suffix)
     take(f, &rd);
     ck_assert_uint_eq(rd.n_snap_chunks, 1);
     done_free(f, 10, &rd);
-    ck_assert(raft_snapshot_installed(f, 10, 20, 1, true));
+    ck_assert(raft_snapshot_installed(f, 10, 20, 1, true, NULL));
     take(f, &rd);
     ck_assert_uint_eq(rd.reset_log_to, 0);    /* the log is kept */
     const struct raft_msg *resp = must_find(&rd, RAFT_MSG_SNAPSHOT_RESP, 0);
@@ -2517,7 +2517,7 @@ START_TEST(test_install_snapshot_discards_conflicting_log)
     raft_step(f, 10, &m);
     free(m.snap_data);
     drain(f, 10);
-    ck_assert(raft_snapshot_installed(f, 10, 20, 3, true));
+    ck_assert(raft_snapshot_installed(f, 10, 20, 3, true, NULL));
     struct raft_ready rd;
     take(f, &rd);
     ck_assert_uint_eq(rd.reset_log_to, 20);
@@ -2556,7 +2556,7 @@ START_TEST(test_install_discards_entries_being_written)
     take(f, &rd);                                           /* 9..10 and the chunk */
     ck_assert_uint_eq(rd.n_entries, 2);
     ck_assert_uint_eq(rd.n_snap_chunks, 1);
-    ck_assert(raft_snapshot_installed(f, 13, 7, 3, true)); /* entry 7 has term 2: reset */
+    ck_assert(raft_snapshot_installed(f, 13, 7, 3, true, NULL)); /* entry 7 has term 2: reset */
     done_free(f, 13, &rd);
     ck_assert_uint_eq(raft_last_index(f), 7);
     ck_assert_uint_eq(raft_stable_index(f), 7);

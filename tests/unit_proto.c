@@ -101,6 +101,7 @@ static void assert_msg_eq(const struct raft_msg *a, const struct raft_msg *b)
     ck_assert_uint_eq(a->last_log_index, b->last_log_index);
     ck_assert_uint_eq(a->last_log_term, b->last_log_term);
     ck_assert_int_eq(a->vote_granted, b->vote_granted);
+    ck_assert_int_eq(a->transfer, b->transfer);
     ck_assert_uint_eq(a->prev_log_index, b->prev_log_index);
     ck_assert_uint_eq(a->prev_log_term, b->prev_log_term);
     ck_assert_uint_eq(a->leader_commit, b->leader_commit);
@@ -125,7 +126,7 @@ static void assert_msg_eq(const struct raft_msg *a, const struct raft_msg *b)
 /* Sample messages of every type; APPEND carries entries with binary and empty fields. */
 static const char bin_key[] = { 'k', '\0', '\xff', '\n' };
 static const char bin_val[] = { '\0', '\x01', 'v', '\0', '\x80' };
-#define N_SAMPLE_MSGS 8
+#define N_SAMPLE_MSGS 9
 #define N_SAMPLE_ENTRIES 5
 
 static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS],
@@ -144,7 +145,8 @@ static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS],
     entries[4] = make_entry(8, RAFT_ENTRY_REGISTER, NULL, 0, NULL, 0);
 
     out[0] = (struct raft_msg){ .type = RAFT_MSG_VOTE, .from = 1, .to = 4, .term = 9,
-                                .last_log_index = 1234567890123ull, .last_log_term = 8 };
+                                .last_log_index = 1234567890123ull, .last_log_term = 8,
+                                .transfer = true };
     out[1] = (struct raft_msg){ .type = RAFT_MSG_VOTE_RESP, .from = 4, .to = 1, .term = 9,
                                 .vote_granted = true };
     out[2] = (struct raft_msg){ .type = RAFT_MSG_APPEND, .from = 0, .to = 2, .term = 9,
@@ -169,6 +171,8 @@ static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS],
     out[7] = (struct raft_msg){ .type = RAFT_MSG_SNAPSHOT_RESP, .from = 2, .to = 0, .term = 9,
                                 .success = true, .match_index = 40000, .snap_index = 40000,
                                 .snap_term = 8, .snap_offset = UINT64_MAX };
+    /* leadership transfer (Raft thesis §3.10): the header alone */
+    out[8] = (struct raft_msg){ .type = RAFT_MSG_TIMEOUT_NOW, .from = 0, .to = 3, .term = 9 };
 }
 
 static void free_entries(struct raft_entry entries[N_SAMPLE_ENTRIES])
@@ -238,12 +242,16 @@ START_TEST(test_hello_round_trip)
     char longest[64];
     memset(longest, 'n', 63);
     longest[63] = '\0';
-    ck_assert_int_eq(proto_encode_hello_peer(&b, longest, 0x0102030405060708ull), RK_OK);
+    ck_assert_int_eq(proto_encode_hello_peer_at(&b, longest, 0x0102030405060708ull, 5, "h",
+                                                7001), RK_OK);
     p = only_payload(&b, &len);
-    ck_assert_uint_eq(len, 2 + 8 + 4 + 63);
-    /* u8 type | u8 version | u64 cluster id (big-endian) | bytes name */
+    ck_assert_uint_eq(len, 2 + 8 + 4 + 63 + 4 + 4 + 1 + 2);
+    /* u8 type | u8 version | u64 cluster id (big-endian) | bytes name | i32 id | bytes host
+     * | u16 port */
     const uint8_t head[] = { PROTO_HELLO_PEER, PROTO_VERSION, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 63 };
     ck_assert_mem_eq(p, head, sizeof(head));
+    const uint8_t tail[] = { 0, 0, 0, 5, 0, 0, 0, 1, 'h', 7001 >> 8, 7001 & 0xff };
+    ck_assert_mem_eq(p + len - sizeof(tail), tail, sizeof(tail));
     ck_assert_int_eq(proto_frame_type(p, len), PROTO_HELLO_PEER);
     ck_assert_int_eq(proto_decode_hello(p, len, &type, name), RK_OK);
     ck_assert_int_eq(type, PROTO_HELLO_PEER);
@@ -253,6 +261,15 @@ START_TEST(test_hello_round_trip)
     ck_assert_int_eq(h.type, PROTO_HELLO_PEER);
     ck_assert_str_eq(h.name, longest);
     ck_assert_uint_eq(h.cluster_id, 0x0102030405060708ull);
+    ck_assert_int_eq(h.id, 5);
+    ck_assert_str_eq(h.host, "h");
+    ck_assert_uint_eq(h.port, 7001);
+    b.len = 0; /* without an id or address: a server that joins */
+    ck_assert_int_eq(proto_encode_hello_peer(&b, "j", 9), RK_OK);
+    p = only_payload(&b, &len);
+    ck_assert_int_eq(proto_decode_hello_msg(p, len, &h), RK_OK);
+    ck_assert_int_eq(h.id, -1);
+    ck_assert_str_eq(h.host, "");
     proto_buf_free(&b);
     ck_assert_ptr_null(b.data);
 }
@@ -269,6 +286,7 @@ START_TEST(test_hello_rejects)
     ck_assert_int_eq(proto_encode_hello_peer(&b, "", 1), RK_ERR_INVAL);
     ck_assert_int_eq(proto_encode_hello_peer(&b, NULL, 1), RK_ERR_INVAL);
     ck_assert_int_eq(proto_encode_hello_peer(&b, too_long, 1), RK_ERR_INVAL);
+    ck_assert_int_eq(proto_encode_hello_peer_at(&b, "a", 1, -2, "", 0), RK_ERR_INVAL);
     ck_assert_uint_eq(b.len, 0);
 
     const uint8_t bad_version[] = { PROTO_HELLO_CLIENT, PROTO_VERSION + 1 };
@@ -286,6 +304,13 @@ START_TEST(test_hello_rejects)
 #undef ID8
     ck_assert_int_eq(proto_decode_hello(bad_version, 2, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(zero_version, 2, &type, name), RK_ERR_PROTO);
+    /* a client of an older version whose frames are unchanged is still served */
+    const uint8_t client_v3[] = { PROTO_HELLO_CLIENT, PROTO_VERSION - 1 };
+    const uint8_t client_v1[] = { PROTO_HELLO_CLIENT, PROTO_CLIENT_MIN_VERSION - 1 };
+    ck_assert_int_eq(proto_decode_hello(client_v3, 2, &type, name), RK_OK);
+    ck_assert_int_eq(type, PROTO_HELLO_CLIENT);
+    type = -1;
+    ck_assert_int_eq(proto_decode_hello(client_v1, 2, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(not_hello, 2, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(client_trailing, 3, &type, name), RK_ERR_PROTO);
     ck_assert_int_eq(proto_decode_hello(peer_empty, sizeof(peer_empty), &type, name),
@@ -453,7 +478,7 @@ START_TEST(test_raft_round_trip)
     struct raft_entry entries[N_SAMPLE_ENTRIES];
     /* payload sizes as documented in docs/protocol.md; the entries take 33+0, 33+4+5,
      * 33+0, 33+3 and 33 bytes */
-    const size_t want_len[N_SAMPLE_MSGS] = { 34, 19, 54 + 177, 54, 59, 59, 47 + 5, 51 };
+    const size_t want_len[N_SAMPLE_MSGS] = { 35, 19, 54 + 177, 54, 59, 59, 47 + 5, 51, 18 };
     sample_msgs(msgs, entries);
     for (int i = 0; i < N_SAMPLE_MSGS; i++) {
         struct proto_buf b = { 0 };
@@ -480,13 +505,14 @@ START_TEST(test_raft_vote_layout)
     struct raft_msg m = { .type = RAFT_MSG_VOTE, .from = 1, .to = -1, .term = 0x0102,
                           .last_log_index = 3, .last_log_term = 4 };
     const uint8_t want[] = {
-        0, 0, 0, 34,                  /* frame length */
+        0, 0, 0, 35,                  /* frame length */
         PROTO_RAFT, RAFT_MSG_VOTE,    /* frame type, message type */
         0, 0, 0, 1,                   /* from */
         0xff, 0xff, 0xff, 0xff,       /* to = -1 */
         0, 0, 0, 0, 0, 0, 1, 2,       /* term */
         0, 0, 0, 0, 0, 0, 0, 3,       /* last_log_index */
         0, 0, 0, 0, 0, 0, 0, 4,       /* last_log_term */
+        0,                            /* transfer */
     };
     struct proto_buf b = { 0 };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_OK);
@@ -751,14 +777,14 @@ START_TEST(test_unknown_types_rejected)
     struct proto_client_resp resp;
     struct raft_msg m;
     uint8_t *d = b.data;
-    const uint8_t bad_ops[] = { 0, PROTO_OP_REGISTER + 1, 255 };
+    const uint8_t bad_ops[] = { 0, PROTO_OP_LAST + 1, 255 };
     for (size_t i = 0; i < sizeof(bad_ops); i++) {
         d[off[2] + 1] = bad_ops[i];
         ck_assert_int_eq(proto_decode_client_req(d + off[2], len[2], &req), RK_ERR_PROTO);
     }
     d[off[3] + 1] = PROTO_ST_ERR + 1;
     ck_assert_int_eq(proto_decode_client_resp(d + off[3], len[3], &resp), RK_ERR_PROTO);
-    const uint8_t bad_msgs[] = { 0, RAFT_MSG_SNAPSHOT_RESP + 1, 255 };
+    const uint8_t bad_msgs[] = { 0, RAFT_MSG_TIMEOUT_NOW + 1, 255 };
     for (size_t i = 0; i < sizeof(bad_msgs); i++) {
         d[off[4] + 1] = bad_msgs[i];
         ck_assert_int_eq(proto_decode_raft_msg(d + off[4], len[4], &m), RK_ERR_PROTO);
@@ -767,7 +793,7 @@ START_TEST(test_unknown_types_rejected)
     d[off[5] + len[5] - 1] = 2;
     ck_assert_int_eq(proto_decode_raft_msg(d + off[5], len[5], &m), RK_ERR_PROTO);
     /* APPEND: entry 0's type byte follows the 54-byte header and the entry's term */
-    d[off[6] + 54 + 8] = RAFT_ENTRY_REGISTER + 1;
+    d[off[6] + 54 + 8] = RAFT_ENTRY_CONFIG + 1;
     ck_assert_int_eq(proto_decode_raft_msg(d + off[6], len[6], &m), RK_ERR_PROTO);
     ck_assert_ptr_null(m.entries);
     /* APPEND_RESP success must be 0 or 1 */
@@ -779,9 +805,9 @@ START_TEST(test_unknown_types_rejected)
     ck_assert_int_eq(proto_decode_client_resp(d + off[1], len[1], &resp), RK_ERR_PROTO);
     proto_buf_free(&b);
 
-    struct raft_msg bad = { .type = 9 };
+    struct raft_msg bad = { .type = RAFT_MSG_TIMEOUT_NOW + 1 };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
-    struct raft_entry e = { .type = RAFT_ENTRY_REGISTER + 1 };
+    struct raft_entry e = { .type = RAFT_ENTRY_CONFIG + 1 };
     bad = (struct raft_msg){ .type = RAFT_MSG_APPEND, .n_entries = 1, .entries = &e };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
     struct proto_client_req bad_req = { .op = 0 };

@@ -14,9 +14,11 @@
  * the server's objects into a test program. */
 #include "sim/sim.c"
 #include "sim/sim_check.c"
+#include "sim/sim_check_conf.c"
 #include "sim/sim_client.c"
 #include "sim/sim_disk.c"
 #include "sim/sim_fault.c"
+#include "sim/sim_member.c"
 #include "sim/sim_net.c"
 #include "sim/sim_node.c"
 #include "sim/sim_queue.c"
@@ -461,6 +463,102 @@ START_TEST(test_snapshot_catches_up_lagging_follower)
 }
 END_TEST
 
+/* ---------- membership changes (thesis §4) ---------- */
+
+/* The Quorum Overlap check itself: configurations one voter apart always overlap, two
+ * apart (or disjoint) need not, so the check can fail. Bit i is id i. */
+START_TEST(test_quorum_overlap_rule)
+{
+    ck_assert(sim_conf_overlap(0x7, 0xf));    /* {0,1,2} -> {0,1,2,3} */
+    ck_assert(sim_conf_overlap(0x7, 0x3));    /* {0,1,2} -> {0,1} */
+    ck_assert(sim_conf_overlap(0x1, 0x3));    /* {0} -> {0,1} */
+    ck_assert(sim_conf_overlap(0xf, 0x1f));   /* 4 -> 5 */
+    ck_assert(sim_conf_overlap(0xf, 0x3));    /* {0,1,2,3} -> {0,1} */
+    ck_assert(!sim_conf_overlap(0x7, 0x1f));  /* {0,1,2} -> {0,1,2,3,4}: {0,1} and {2,3,4} */
+    ck_assert(!sim_conf_overlap(0x7, 0x3b));  /* {0,1,2} -> {0,1,3,4,5} */
+    ck_assert(!sim_conf_overlap(0x3, 0xc));   /* disjoint */
+    ck_assert(!sim_conf_overlap(0x1f, 0x3));  /* 5 -> {0,1}: {2,3,4} and {0,1} */
+}
+END_TEST
+
+static bool outcome_known(struct sim *s, void *ctx)
+{
+    return sim_outcome(s, *(const uint64_t *)ctx) != 1;
+}
+
+/* Asks for a change and runs until its outcome, which must be OK. */
+static void member_change_ok(struct sim *s, int rc, uint64_t req)
+{
+    scn_assert(s, rc == RK_OK, "the change was refused: %s", rk_strerror(rc));
+    bool done = sim_run_until(s, 10000, outcome_known, &req);
+    assert_no_failure(s);
+    scn_assert(s, done && sim_outcome(s, req) == RK_OK, "the change ended with %s",
+               done ? rk_strerror(sim_outcome(s, req)) : "no outcome");
+}
+
+static void write_keys(struct sim *s, int leader, int from, int count)
+{
+    for (int i = from; i < from + count; i++) {
+        char key[16], val[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(val, sizeof(val), "v%d", i);
+        ck_assert_int_eq(sim_client_set(s, leader, key, val, NULL), RK_OK);
+        sim_run_for(s, 5);
+    }
+    sim_run_for(s, 300);
+    assert_no_failure(s);
+}
+
+static void trace_to_stderr(void *ctx, const char *line)
+{
+    (void)ctx;
+    fprintf(stderr, "%s\n", line);
+}
+
+/* Every server replaced one at a time (thesis §4.2): three new servers join as learners,
+ * catch up and vote; the three first ones are removed, the leader last (it steps down
+ * once its removal commits, §4.2.2). The new servers hold every write and elect a leader
+ * among themselves; every invariant holds at every step. */
+START_TEST(test_replace_every_server)
+{
+    struct sim_params p;
+    sim_params_quiet(&p, 3, 5);
+    p.snap_every = 20; /* the new servers get a snapshot, then the log */
+    if (getenv("RK_SIM_TRACE") != NULL)
+        p.trace_fn = trace_to_stderr;
+    struct sim *s = sim_new(&p);
+    sim_start(s);
+    elect(s, 0);
+    write_keys(s, 0, 0, 40);
+    uint64_t req;
+    for (int i = 0; i < 3; i++) {
+        int slot = -1;
+        int rc = sim_add_server(s, sim_leader(s), false, 0, &slot, &req);
+        member_change_ok(s, rc, req);
+        ck_assert_int_eq(slot, 3 + i);
+        write_keys(s, sim_leader(s), 40 + 10 * i, 10);
+    }
+    ck_assert_uint_eq(sim_voters(s, 0), 0x3f);
+    for (int old = 1; old <= 3; old++) {
+        int target = old % 3, leader = sim_leader(s); /* 1, 2, then 0: the leader */
+        ck_assert_int_ge(leader, 0);
+        int rc = sim_remove_server(s, leader, target, false, &req);
+        member_change_ok(s, rc, req);
+        sim_crash(s, target, SIM_TEAR_KEEP); /* the operator stops it */
+        bool led = sim_run_until(s, 3000, any_leader, NULL);
+        assert_no_failure(s);
+        scn_assert(s, led, "no leader after removing n%d", target);
+    }
+    int leader = sim_leader(s);
+    ck_assert_int_ge(leader, 3);
+    ck_assert_uint_eq(sim_voters(s, leader), 0x38);
+    write_keys(s, leader, 70, 10);
+    for (int i = 3; i < 6; i++)
+        ck_assert_uint_eq(sim_applied(s, i), sim_applied(s, leader));
+    sim_free(s);
+}
+END_TEST
+
 /* ---------- regressions: core bugs the simulator found ---------- */
 
 /* Bug 1: an AppendEntries of term 1, delayed, reaches a follower already in term 2, whose
@@ -720,6 +818,8 @@ static Suite *sim_suite(void)
     tcase_add_loop_test(tc, test_stale_candidate_loses, 0, 2);
     tcase_add_test(tc, test_split_vote_resolves);
     tcase_add_test(tc, test_snapshot_catches_up_lagging_follower);
+    tcase_add_test(tc, test_quorum_overlap_rule);
+    tcase_add_test(tc, test_replace_every_server);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("regressions");

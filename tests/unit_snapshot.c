@@ -154,9 +154,14 @@ static struct kv *sample_kv(raft_index_t n)
 
 static void sample_meta(struct snapshot_meta *m, raft_index_t index)
 {
-    struct registry_server servers[3] = { { .name = "s1" }, { .name = "s2" }, { .name = "s3" } };
+    struct registry_server servers[3] = { { .name = "s1", .host = "h1", .port = 1 },
+                                          { .name = "s2", .host = "h2", .port = 2 },
+                                          { .name = "s3", .host = "h3", .port = 3 } };
     struct registry reg = { .servers = servers, .n = 3 };
-    snapshot_meta_init(m, index, sample_term(index), &reg);
+    static struct membership conf;
+    membership_from_registry(&reg, &conf);
+    conf.m[2].role = MEMBER_LEARNER;
+    snapshot_meta_init(m, index, sample_term(index), &conf);
 }
 
 /* Saves a snapshot of the sample state at index into dir. */
@@ -221,8 +226,10 @@ START_TEST(test_image_round_trip)
     ck_assert_msg(snapshot_load(p.file, &got, &loaded, err, sizeof(err)) == RK_OK, "%s", err);
     ck_assert_uint_eq(got.index, LOG_LEN);
     ck_assert_uint_eq(got.term, sample_term(LOG_LEN));
-    ck_assert_int_eq(got.n_servers, 3);
-    ck_assert_str_eq(got.servers[2], "s3");
+    ck_assert_int_eq(got.version, SNAPSHOT_VERSION);
+    ck_assert(membership_equal(&got.conf, &m.conf)); /* the configuration, addresses and roles */
+    ck_assert_str_eq(got.conf.m[2].name, "s3");
+    ck_assert_int_eq(got.conf.m[2].role, MEMBER_LEARNER);
     ck_assert_uint_eq(got.file_len, (uint64_t)file_size(p.file));
     ck_assert_uint_eq(got.image_len, kv_image_size(kv));
     ck_assert_uint_eq(kv_digest(loaded), kv_digest(kv));

@@ -2,8 +2,9 @@
  * `make bench-etcd`: closed-loop load with latency statistics (bench_load.c), CPU use
  * (bench_cpu.c), the no-Raft ceiling server (bench_ceiling.c), leader failover
  * (bench_failover.c), the standard matrix and its Markdown (bench_matrix.c), etcd beside
- * it (bench_etcd.c, bench_http.c) and the snapshot targets (bench_snapshot.c). Clusters
- * of raft_server come from common/cluster_ctl. */
+ * it (bench_etcd.c, bench_http.c), the snapshot targets (bench_snapshot.c) and the
+ * membership targets (bench_membership.c, with writers through client/session.c in
+ * bench_writers.c). Clusters of raft_server come from common/cluster_ctl. */
 #ifndef RK_BENCH_H
 #define RK_BENCH_H
 
@@ -31,7 +32,9 @@ struct bench_options {
     long ops;
     double read_ratio, max_seconds;
     const char *registry, *server_bin, *out_path, *perf_path, *etcd_url, *pidfile;
+    const char *fault_server_bin; /* --membership-targets: tests/raft_server_faults */
     bool ceiling_only, no_ceiling, matrix, quick, no_sessions, snapshot_targets;
+    bool membership_targets;
     bool compare_etcd;
     bool clients_set, keys_set, max_seconds_set, out_set; /* given on the command line */
     unsigned seed;
@@ -253,6 +256,11 @@ void bench_write_run_line(FILE *f, const struct bench_run_info *info, const char
 const char *bench_disturbed(const struct bench_result *r);
 /* write(f, arg) to stdout and, unless path is "-", into path. Returns the exit status. */
 int bench_write_report(const char *path, void (*write)(FILE *f, void *arg), void *arg);
+/* A section of a report file: write(f, arg) to stdout and, unless path is "-", into path
+ * in place of the section that starts with the line `mark` (up to the next "## " heading)
+ * or, if there is none, at the end; the rest of the file is kept. RK_OK or RK_ERR_IO. */
+int bench_save_section(const char *path, const char *mark, void (*write)(FILE *f, void *arg),
+                       void *arg);
 
 /* The matrix's rows on a new cluster of `nodes` servers (each client count; with reads,
  * also 90% reads) into rows; returns how many. */
@@ -299,5 +307,60 @@ void bench_print_result(FILE *f, const char *what, const struct bench_result *r)
  * snapshots. command is the command line, for the report. Returns the exit status: 0 when
  * every measurement was made (whether or not the targets were met). */
 int bench_snapshot_targets(const struct bench_options *o, const char *command);
+
+/* ---- closed-loop writers through client/session.c (bench_writers.c) ---- */
+
+#define BENCH_WRITERS_MAX 256
+
+struct bench_writers_opts {
+    const char *host;          /* the server tried first (the leader); NULL: none */
+    uint16_t port;
+    const char *registry_path; /* the servers to fall back on */
+    int clients;               /* threads, one client session each */
+    int keys, value_size;      /* random keys key_prefix%08d of the key space */
+    const char *key_prefix;
+    int timeout_ms;            /* how long one write may retry before it fails */
+    double max_seconds;        /* the writers stop by themselves after this */
+};
+
+/* What the writers saw in a window [from, to] (CLOCK_REALTIME ns). */
+struct bench_window {
+    struct bench_result r;  /* latency of every acknowledged write in flight at some point
+                               of the window; r.seconds is the window's length */
+    long acks;              /* acknowledgements inside the window */
+    double acks_per_s;      /* of them, per second */
+    double longest_gap_ms;  /* the longest time between two acknowledgements inside it */
+    int64_t first_ack_ns;   /* the first acknowledgement inside it (0: none) */
+    long failed;            /* writes that failed inside it (the first 256 per client) */
+    int64_t first_failure_ns;
+    char first_failure[BENCH_FAILURE_LEN];
+};
+
+struct bench_writers;
+/* Starts o->clients writer threads; NULL with err on failure. */
+struct bench_writers *bench_writers_start(const struct bench_writers_opts *o, char *err,
+                                          size_t errlen);
+long bench_writers_acked(const struct bench_writers *ws);
+/* Waits until `more` further writes are acknowledged; false after timeout_ms. */
+bool bench_writers_wait_acks(const struct bench_writers *ws, long more, int timeout_ms);
+/* Stops the writers (each finishes its write in flight) and joins them. */
+void bench_writers_stop(struct bench_writers *ws);
+void bench_writers_free(struct bench_writers *ws);
+/* After bench_writers_stop: the window [from, to]. RK_OK or RK_ERR_NOMEM. */
+int bench_writers_window(const struct bench_writers *ws, int64_t from, int64_t to,
+                         struct bench_window *out);
+/* Every failed write, and the first one's description into first. */
+long bench_writers_failed(const struct bench_writers *ws, char *first, size_t len);
+/* Why a writer stopped early (no session, out of memory), or NULL. */
+const char *bench_writers_error(const struct bench_writers *ws);
+
+/* ---- the membership targets of issue 15 (bench_membership.c) ---- */
+
+/* A rolling restart of 5 servers by SIGTERM under writes, a server added to a cluster
+ * holding o->keys keys (1,000,000 by default) under writes, and a leader's disk stall
+ * (the test-only server o->fault_server_bin); prints (and saves into o->out_path,
+ * replacing an earlier such section) a Markdown section. Returns the exit status: 0 when
+ * every measurement was made (whether or not the targets were met). */
+int bench_membership_targets(const struct bench_options *o, const char *command);
 
 #endif

@@ -285,6 +285,54 @@ int bench_write_report(const char *path, void (*write)(FILE *f, void *arg), void
     return 0;
 }
 
+/* The whole of path into a malloc'ed string (NULL if it cannot be read). */
+static char *read_whole(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    char *text = NULL, buf[8192];
+    size_t len = 0, n;
+    FILE *mem = open_memstream(&text, &len);
+    while (mem != NULL && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+        fwrite(buf, 1, n, mem);
+    if (mem != NULL)
+        fclose(mem);
+    fclose(f);
+    return text;
+}
+
+int bench_save_section(const char *path, const char *mark, void (*write)(FILE *f, void *arg),
+                       void *arg)
+{
+    write(stdout, arg);
+    if (strcmp(path, "-") == 0)
+        return RK_OK;
+    char *old = read_whole(path);
+    char *at = old != NULL ? strstr(old, mark) : NULL;
+    const char *rest = at != NULL ? strstr(at + strlen(mark), "\n## ") : NULL;
+    if (at != NULL)
+        *at = '\0';
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "raft_bench: %s: %s\n", path, strerror(errno));
+        free(old);
+        return RK_ERR_IO;
+    }
+    if (old != NULL)
+        fputs(old, f);
+    write(f, arg);
+    if (rest != NULL)
+        fputs(rest, f);
+    free(old);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "raft_bench: %s: %s\n", path, strerror(errno));
+        return RK_ERR_IO;
+    }
+    fprintf(stderr, "raft_bench: wrote its section of %s\n", path);
+    return RK_OK;
+}
+
 /* The whole matrix, or only the write rows of --matrix-writes N. */
 static void run_parts(const struct bench_options *o, struct matrix *m)
 {

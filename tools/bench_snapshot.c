@@ -2,7 +2,6 @@
  * cluster holding K keys (1,000,000 of 100 bytes by default): disk use against live data,
  * restart to serving, a wiped follower's catch-up, and write latency while snapshots run. */
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -840,38 +839,6 @@ static void write_section(FILE *f, const struct snap_run *sr)
 
 #define SECTION_MARK "\n## Snapshot targets (issue 6)\n"
 
-/* Replaces the section in path (or appends it): a rerun does not pile sections up. */
-static int save_section(const char *path, const struct snap_run *sr)
-{
-    FILE *f = fopen(path, "r");
-    char *old = NULL;
-    size_t len = 0;
-    if (f != NULL) {
-        FILE *mem = open_memstream(&old, &len);
-        char buf[8192];
-        size_t n;
-        while (mem != NULL && (n = fread(buf, 1, sizeof(buf), f)) > 0)
-            fwrite(buf, 1, n, mem);
-        if (mem != NULL)
-            fclose(mem);
-        fclose(f);
-    }
-    char *mark = old != NULL ? strstr(old, SECTION_MARK) : NULL;
-    if (mark != NULL)
-        *mark = '\0';
-    f = fopen(path, "w");
-    if (f == NULL) {
-        fprintf(stderr, "raft_bench: %s: %s\n", path, strerror(errno));
-        free(old);
-        return RK_ERR_IO;
-    }
-    if (old != NULL)
-        fputs(old, f);
-    write_section(f, sr);
-    free(old);
-    return fclose(f) == 0 ? RK_OK : RK_ERR_IO;
-}
-
 /* The snapshot targets' own defaults where the command line gave none; false (with a
  * message) if they cannot run as asked. */
 static bool snap_opts_of(const struct bench_options *o, const char *command,
@@ -910,13 +877,15 @@ static long long live_bytes(const struct snap_opts *so)
     return bytes;
 }
 
-/* Writes the section to stdout and into o->out_path. */
-static void report(const struct snap_run *sr)
+static void write_section_cb(FILE *f, void *arg)
 {
-    const char *path = sr->o->o->out_path;
-    write_section(stdout, sr);
-    if (strcmp(path, "-") != 0 && save_section(path, sr) == RK_OK)
-        fprintf(stderr, "raft_bench: wrote the snapshot section of %s\n", path);
+    write_section(f, arg);
+}
+
+/* Writes the section to stdout and into o->out_path (replacing an earlier one). */
+static void report(struct snap_run *sr)
+{
+    bench_save_section(sr->o->o->out_path, SECTION_MARK, write_section_cb, sr);
 }
 
 int bench_snapshot_targets(const struct bench_options *o, const char *command)

@@ -1,8 +1,8 @@
 /* tools/raft_bench.c - the raft-kv load generator behind `make bench` and `make bench-etcd`:
  * the command line, one load run (against a cluster it starts, or one from --registry)
  * beside the generator's ceiling, the leader-failover measurement, and the entry points of
- * the matrix (bench_matrix.c), etcd (bench_etcd.c) and the snapshot targets
- * (bench_snapshot.c). */
+ * the matrix (bench_matrix.c), etcd (bench_etcd.c), the snapshot targets
+ * (bench_snapshot.c) and the membership targets (bench_membership.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -40,6 +40,11 @@ static void usage(FILE *f)
             "                     wiped follower's catch-up, writes during snapshots (K keys,\n"
             "                     default 1000000; 64 clients; 20 s of overwrites, or\n"
             "                     --max-seconds; the section also replaces the one in --out)\n"
+            "       raft_bench --membership-targets [--keys K] [--clients N] [--quick] [--out F]\n"
+            "                     issue 15's measurements, under N closed-loop writers through\n"
+            "                     client sessions (16): a rolling restart of 5 servers by\n"
+            "                     SIGTERM; a server added to 3 holding K keys (1000000); the\n"
+            "                     leader's disk stalled (--fault-server-bin); a section of --out\n"
             "  --nodes N          cluster size to start (default 3)\n"
             "  --clients N        concurrent clients, one connection each (1)\n"
             "  --engine E         threads: a thread per client, blocking (the default); loop:\n"
@@ -60,11 +65,16 @@ static void usage(FILE *f)
             "  --no-sessions      writes without a client session (no REGISTER, client id 0)\n"
             "  --server-bin PATH  raft_server to start ($RK_SERVER_BIN, ./server/raft_server)\n"
             "  --server-arg ARG   pass ARG to every raft_server (repeatable)\n"
+            "  --fault-server-bin PATH  the test-only server with the disk fault seam, for\n"
+            "                     --membership-targets ($RK_FAULT_SERVER_BIN,\n"
+            "                     build/default/tests/raft_server_faults; `make tests` builds it)\n"
             "  --perf FILE        perf record -g the leader during the run into FILE\n"
-            "  --out FILE         --matrix: also write the Markdown there\n"
+            "  --out FILE         --matrix: also write the Markdown there; --snapshot-targets,\n"
+            "                     --membership-targets: replace their section there\n"
             "                     (default docs/benchmarks-latest.md; - for stdout only)\n"
             "  --quick            --matrix, --compare-etcd: a short smoke run (few ops, 3 kills,\n"
-            "                     2 of etcd's); --snapshot-targets: 50000 keys, 5 s of overwrites\n"
+            "                     2 of etcd's); --snapshot-targets: 50000 keys, 5 s of overwrites;\n"
+            "                     --membership-targets: 50000 keys, 2 s baselines\n"
             "  --etcd-trials K    --compare-etcd: kills of etcd's leader (5, each on a new one)\n"
             "  --seed N           random seed (1)\n"
             "Servers run in a temp dir on free 127.0.0.1 ports and die with raft_bench (also on\n"
@@ -96,7 +106,8 @@ static bool parse_double(const char *s, double min, double max, double *out)
 enum { OPT_NODES = 256, OPT_CLIENTS, OPT_OPS, OPT_MAXSEC, OPT_VSIZE, OPT_KEYS, OPT_READS,
        OPT_REGISTRY, OPT_CEILING, OPT_NOCEIL, OPT_FAILOVER, OPT_MATRIX, OPT_OUT, OPT_SBIN,
        OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_SNAP, OPT_MWRITES, OPT_ENGINE,
-       OPT_LOOPS, OPT_ETCD, OPT_PIDFILE, OPT_COMPARE, OPT_ETRIALS, OPT_HELP };
+       OPT_LOOPS, OPT_ETCD, OPT_PIDFILE, OPT_COMPARE, OPT_ETRIALS, OPT_MEMBER, OPT_FBIN,
+       OPT_HELP };
 
 static const struct option long_opts[] = {
     { "nodes", 1, NULL, OPT_NODES },        { "clients", 1, NULL, OPT_CLIENTS },
@@ -113,6 +124,7 @@ static const struct option long_opts[] = {
     { "loop-threads", 1, NULL, OPT_LOOPS },    { "etcd", 1, NULL, OPT_ETCD },
     { "server-pidfile", 1, NULL, OPT_PIDFILE }, { "compare-etcd", 0, NULL, OPT_COMPARE },
     { "etcd-trials", 1, NULL, OPT_ETRIALS },    { "help", 0, NULL, OPT_HELP },
+    { "membership-targets", 0, NULL, OPT_MEMBER }, { "fault-server-bin", 1, NULL, OPT_FBIN },
     { NULL, 0, NULL, 0 },
 };
 
@@ -144,6 +156,8 @@ static bool apply_option(struct bench_options *o, int opt, const char *arg)
     case OPT_QUICK: o->quick = true; return true;
     case OPT_NOSESS: o->no_sessions = true; return true;
     case OPT_SNAP: o->snapshot_targets = true; return true;
+    case OPT_MEMBER: o->membership_targets = true; return true;
+    case OPT_FBIN: o->fault_server_bin = arg; return true;
     case OPT_ENGINE:
         if (strcmp(arg, "threads") == 0)
             o->loop_threads = 0;
@@ -180,6 +194,9 @@ static void parse_args(int argc, char **argv, struct bench_options *o)
     *o = (struct bench_options){ .nodes = 3, .clients = 1, .value_size = 100, .keys = 1000,
                                  .ops = 10000, .max_seconds = 60, .seed = 1 };
     o->server_bin = ctl_server_bin();
+    const char *fault_bin = getenv("RK_FAULT_SERVER_BIN");
+    o->fault_server_bin = fault_bin != NULL && fault_bin[0] != '\0'
+                              ? fault_bin : "build/default/tests/raft_server_faults";
     o->out_path = "docs/benchmarks-latest.md";
     int opt;
     while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
@@ -454,10 +471,11 @@ int main(int argc, char **argv)
         return bench_etcd_load(&o);
     if (o.matrix)
         return bench_matrix(&o);
-    if (o.snapshot_targets) {
+    if (o.snapshot_targets || o.membership_targets) {
         static char command[1024];
         join_words(command, sizeof(command), argc, argv);
-        return bench_snapshot_targets(&o, command);
+        return o.snapshot_targets ? bench_snapshot_targets(&o, command)
+                                  : bench_membership_targets(&o, command);
     }
     if (o.failover > 0)
         return run_failover(&o);

@@ -85,6 +85,8 @@ static int place_servers(struct ctl_cluster *c, char *err, size_t errlen)
     uint16_t ports[CTL_MAX_SERVERS];
     for (int i = 0; i < c->n; i++)
         snprintf(c->servers[i].name, sizeof(c->servers[i].name), "s%d", i + 1);
+    for (int i = 0; i < c->n; i++)
+        c->servers[i].voter = true;
     if (c->ext.place != NULL)
         return c->ext.place(c->ext.arg, c, err, errlen);
     int rc = ctl_free_ports(ports, c->n, err, errlen);
@@ -93,6 +95,30 @@ static int place_servers(struct ctl_cluster *c, char *err, size_t errlen)
         c->servers[i].port = ports[i];
     }
     return rc;
+}
+
+int ctl_add_spare(struct ctl_cluster *c, char *err, size_t errlen)
+{
+    if (c->n >= CTL_MAX_SERVERS || c->ext.place != NULL) {
+        rk_errf(err, errlen, "no room for a spare server (%d of %d, or placed servers)", c->n,
+                CTL_MAX_SERVERS);
+        return -1;
+    }
+    uint16_t port;
+    if (ctl_free_ports(&port, 1, err, errlen) != RK_OK)
+        return -1;
+    struct ctl_server *s = &c->servers[c->n];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->name, sizeof(s->name), "s%d", c->n + 1);
+    snprintf(s->host, sizeof(s->host), "127.0.0.1");
+    s->port = port;
+    s->join = true;
+    return c->n++;
+}
+
+void ctl_set_voter(struct ctl_cluster *c, int i, bool voter)
+{
+    c->servers[i].voter = voter;
 }
 
 struct ctl_cluster *ctl_cluster_new(int n, const char *tag, const struct ctl_ext *ext,
@@ -261,6 +287,8 @@ static void server_argv(const struct ctl_cluster *c, int i, struct server_argv *
     a->argv[n++] = "False";
     a->argv[n++] = "--dir";
     a->argv[n++] = (char *)c->dir;
+    if (s->join)
+        a->argv[n++] = "--join";
     n = add_ms(a, n, "--election-min-ms", c->election_min_ms, a->ms[0]);
     n = add_ms(a, n, "--election-max-ms", c->election_max_ms, a->ms[1]);
     n = add_ms(a, n, "--heartbeat-ms", c->heartbeat_ms, a->ms[2]);

@@ -87,6 +87,9 @@ struct ctl_server {
     uint16_t port;
     pid_t pid;   /* 0 when not running (always, for a cluster that is not ours) */
     bool paused; /* SIGSTOP'ed and not yet SIGCONT'ed */
+    bool join;   /* started with --join (a server added with ctl_add_spare) */
+    bool voter;  /* counts toward the majority ctl_wait_leader looks for: the registry's
+                    servers; a spare once the test made it a voter (ctl_set_voter) */
 };
 
 /* What a caller adds to a cluster: the tests put each server in a network namespace. */
@@ -135,6 +138,13 @@ struct ctl_cluster *ctl_cluster_attach(const char *registry_path, char *err, siz
  * c. NULL is allowed. */
 void ctl_cluster_destroy(struct ctl_cluster *c);
 
+/* A server more, not in the registry: s<N+1> on a free port, started with --join (it waits
+ * to be added, Raft thesis §4.2.1). Its index, or -1 with err. */
+int ctl_add_spare(struct ctl_cluster *c, char *err, size_t errlen);
+/* Whether server i counts toward the majority of ctl_wait_leader (after an add or a
+ * remove). */
+void ctl_set_voter(struct ctl_cluster *c, int i, bool voter);
+
 /* Process control of server i (0-based). Each returns RK_OK or an RK_ERR_* code. */
 int ctl_start(struct ctl_cluster *c, int i);
 int ctl_start_all(struct ctl_cluster *c); /* every server that is not running */
@@ -162,11 +172,12 @@ void ctl_server_path(const struct ctl_cluster *c, int i, const char *suffix, cha
  * last=7 snapshot=0". */
 struct ctl_status {
     char name[REGISTRY_NAME_MAX + 1];
-    char role[16];                      /* leader | follower | candidate */
+    char role[16];                      /* leader | follower | candidate | learner */
     long long term;
     char leader[REGISTRY_NAME_MAX + 1]; /* a server name or "none" */
     long long commit, applied, last;
     long long snapshot;                 /* -1 if the line has none */
+    long long voters;                   /* -1 if the line has none */
 };
 
 /* Parses a STATUS line (the seven fields before snapshot are required; unknown fields
@@ -176,7 +187,7 @@ int ctl_status_parse(const char *line, struct ctl_status *st);
  * RK_ERR_* code (RK_ERR_PROTO: an unparseable answer). */
 int ctl_status_of(const struct ctl_cluster *c, int i, struct ctl_status *st, int timeout_ms);
 /* Polls the running, unpaused servers until exactly one says role=leader and a majority of
- * the cluster (leader included) name it in its term. Returns its index, or -1 when
+ * the voters (ctl_server.voter; leader included) name it in its term. Returns its index, or -1 when
  * timeout_ms passes first; st (if not NULL) gets its status. */
 int ctl_wait_leader(struct ctl_cluster *c, int timeout_ms, struct ctl_status *st);
 /* Polls until every running, unpaused server names the same leader in the same term, and

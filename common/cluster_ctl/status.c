@@ -40,8 +40,9 @@ static bool copy_word(char *out, size_t outlen, const char *v)
 static bool parse_field(const char *k, const char *v, struct ctl_status *st, unsigned *seen)
 {
     static const char *const keys[] = { "name", "role", "leader", "term", "commit",
-                                        "applied", "last", "snapshot" };
-    long long *nums[] = { &st->term, &st->commit, &st->applied, &st->last, &st->snapshot };
+                                        "applied", "last", "snapshot", "voters" };
+    long long *nums[] = { &st->term, &st->commit, &st->applied, &st->last, &st->snapshot,
+                          &st->voters };
     for (unsigned b = 0; b < sizeof(keys) / sizeof(keys[0]); b++) {
         if (strcmp(k, keys[b]) != 0)
             continue;
@@ -63,6 +64,7 @@ int ctl_status_parse(const char *line, struct ctl_status *st)
     unsigned seen = 0;
     memset(st, 0, sizeof(*st));
     st->snapshot = -1;
+    st->voters = -1;
     if (snprintf(copy, sizeof(copy), "%s", line) >= (int)sizeof(copy))
         return RK_ERR_PROTO;
     for (char *tok = strtok_r(copy, " \t\r\n", &save); tok != NULL;
@@ -158,11 +160,13 @@ static int check_leader(const struct ctl_cluster *c, const struct ctl_status st[
     }
     if (leaders != 1)
         return -1;
-    int agree = 0;
-    for (int i = 0; i < c->n; i++)
-        agree += ok[i] && st[i].term == st[leader].term &&
+    int agree = 0, voters = 0;
+    for (int i = 0; i < c->n; i++) {
+        voters += c->servers[i].voter;
+        agree += c->servers[i].voter && ok[i] && st[i].term == st[leader].term &&
                  strcmp(st[i].leader, c->servers[leader].name) == 0;
-    return agree >= c->n / 2 + 1 ? leader : -1;
+    }
+    return agree >= voters / 2 + 1 ? leader : -1;
 }
 
 /* The leader every live server names, if they all name the same one in the same term

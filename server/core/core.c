@@ -15,14 +15,10 @@
 
 const char *core_node_name(const struct raft *r, int id)
 {
-    if (id < 0 || id >= r->cfg.n_nodes)
-        return "?";
-    return r->names[id];
-}
-
-int core_majority(const struct raft *r)
-{
-    return r->cfg.n_nodes / 2 + 1;
+    const struct member *m = membership_by_id(&r->conf, id);
+    if (m == NULL)
+        m = membership_by_id(&r->base_conf, id); /* a server just removed */
+    return m != NULL ? m->name : "?";
 }
 
 void core_notice(struct raft *r, const char *fmt, ...)
@@ -50,7 +46,7 @@ static uint64_t core_random(struct raft *r)
  * Raft tolerates as a lost message. */
 void core_send(struct raft *r, struct raft_msg *m)
 {
-    m->from = r->cfg.self;
+    m->from = r->self;
     if (rk_grow(&r->outbox, &r->cap_out, (size_t)r->n_out + 1, sizeof(*r->outbox), 16) != RK_OK) {
         raft_msg_free_entries(m);
         return;
@@ -105,6 +101,8 @@ static void set_term(struct raft *r, raft_term_t term)
 void core_become_follower(struct raft *r, raft_term_t term, int leader)
 {
     bool was_leader = r->role == RAFT_LEADER;
+    if (was_leader)
+        core_reconfig_lost(r);
     set_term(r, term);
     r->role = RAFT_FOLLOWER;
     r->pre_voting = false;
@@ -119,7 +117,7 @@ void core_become_follower(struct raft *r, raft_term_t term, int leader)
 void core_become_candidate(struct raft *r)
 {
     set_term(r, r->term + 1);
-    r->voted_for = r->cfg.self;
+    r->voted_for = r->self;
     r->hard_state_dirty = true;
     r->role = RAFT_CANDIDATE;
     r->pre_voting = false;
@@ -133,12 +131,13 @@ void core_become_candidate(struct raft *r)
 void core_become_leader(struct raft *r)
 {
     r->role = RAFT_LEADER;
-    r->leader = r->cfg.self;
-    for (int i = 0; i < r->cfg.n_nodes; i++) {
+    r->leader = r->self;
+    for (int i = 0; i < RAFT_MAX_NODES; i++) {
         struct raft_progress *pr = &r->progress[i];
         memset(pr, 0, sizeof(*pr));
         pr->next = r->log.last + 1;
         pr->state = RAFT_PROBE;
+        r->heard_ms[i] = r->now; /* as good as an answer: we just won their votes */
     }
     core_notice(r, "won the election with a log of %llu entries",
                 (unsigned long long)r->log.last);
@@ -156,10 +155,52 @@ void core_become_leader(struct raft *r)
 
 static bool config_valid(const struct raft_config *cfg)
 {
-    return cfg->n_nodes >= 1 && cfg->n_nodes <= RAFT_MAX_NODES && cfg->self >= 0 &&
-           cfg->self < cfg->n_nodes && cfg->election_timeout_min_ms > 0 &&
+    bool members_ok = cfg->members != NULL
+                          ? cfg->self_name != NULL && cfg->members->n <= RAFT_MAX_NODES
+                          : cfg->n_nodes >= 1 && cfg->n_nodes <= RAFT_MAX_NODES &&
+                                cfg->self >= 0 && cfg->self < cfg->n_nodes;
+    return members_ok && cfg->election_timeout_min_ms > 0 &&
            cfg->election_timeout_max_ms >= cfg->election_timeout_min_ms &&
            cfg->heartbeat_ms > 0;
+}
+
+/* Without cfg->members: n_nodes voters, ids in order, named node_names or "nodeN". They
+ * have no addresses: such a core (unit tests, the simulator) is told where its peers are
+ * by its caller, and the placeholders only keep configuration entries well formed. */
+static void bootstrap_members(const struct raft_config *cfg, struct membership *ms,
+                              char *self_name, size_t len)
+{
+    memset(ms, 0, sizeof(*ms));
+    for (int i = 0; i < cfg->n_nodes; i++) {
+        struct member m = { .id = i, .role = MEMBER_VOTER, .port = (uint16_t)(1 + i) };
+        if (cfg->node_names != NULL && cfg->node_names[i] != NULL)
+            snprintf(m.name, sizeof(m.name), "%s", cfg->node_names[i]);
+        else
+            snprintf(m.name, sizeof(m.name), "node%d", i);
+        snprintf(m.host, sizeof(m.host), "127.0.0.1");
+        membership_add(ms, &m);
+    }
+    snprintf(self_name, len, "%s", ms->m[cfg->self].name);
+}
+
+/* The configuration the log starts from, then the configuration entries in it (§4.1:
+ * each takes effect once in the log, committed or not). */
+static int start_membership(struct raft *r, const struct raft_config *cfg)
+{
+    struct membership *base = malloc(sizeof(*base));
+    if (base == NULL)
+        return RK_ERR_NOMEM;
+    if (cfg->members != NULL) {
+        *base = *cfg->members;
+        snprintf(r->self_name, sizeof(r->self_name), "%s", cfg->self_name);
+    } else {
+        bootstrap_members(cfg, base, r->self_name, sizeof(r->self_name));
+    }
+    core_conf_init(r, base);
+    free(base);
+    for (raft_index_t i = r->log.offset + 1; i <= r->log.last; i++)
+        core_conf_appended(r, i, core_log_get(&r->log, i));
+    return RK_OK;
 }
 
 struct raft *raft_new(const struct raft_config *cfg, raft_term_t term, int voted_for,
@@ -173,7 +214,7 @@ struct raft *raft_new_from_snapshot(const struct raft_config *cfg, raft_index_t 
                                     struct raft_entry *entries, raft_index_t n_entries,
                                     uint64_t now_ms)
 {
-    if (!config_valid(cfg) || voted_for < RAFT_NO_NODE || voted_for >= cfg->n_nodes)
+    if (!config_valid(cfg) || voted_for < RAFT_NO_NODE || voted_for > RAFT_VOTE_ELSEWHERE)
         return NULL;
     struct raft *r = calloc(1, sizeof(*r));
     if (r == NULL)
@@ -195,13 +236,15 @@ struct raft *raft_new_from_snapshot(const struct raft_config *cfg, raft_index_t 
     r->leader = RAFT_NO_NODE;
     r->now = now_ms;
     r->rng = cfg->seed ? cfg->seed : 0x9E3779B97F4A7C15ULL;
-    for (int i = 0; i < cfg->n_nodes; i++) {
-        if (cfg->node_names != NULL && cfg->node_names[i] != NULL)
-            snprintf(r->names[i], sizeof(r->names[i]), "%s", cfg->node_names[i]);
-        else
-            snprintf(r->names[i], sizeof(r->names[i]), "node%d", i);
+    if (start_membership(r, cfg) != RK_OK) {
+        r->log.entries = NULL; /* the caller's, on failure */
+        r->log.last = r->log.offset;
+        raft_free(r);
+        return NULL;
     }
-    r->cfg.node_names = NULL; /* copied; the caller's array need not outlive raft_new */
+    r->cfg.node_names = NULL; /* copied; the caller's arrays need not outlive raft_new */
+    r->cfg.members = NULL;
+    r->cfg.self_name = NULL;
     core_reset_election_timer(r);
     return r;
 }
@@ -221,8 +264,10 @@ void raft_free(struct raft *r)
     free(r->outbox);
     free(r->reads);
     free(r->done_reads);
+    free(r->results);
     core_snap_free_chunks(r);
     free(r->chunks);
+    core_conf_free(r);
     core_log_free(&r->log);
     free(r);
 }
@@ -233,7 +278,9 @@ void raft_tick(struct raft *r, uint64_t now_ms)
 {
     if (now_ms > r->now)
         r->now = now_ms;
+    core_transfer_tick(r);
     if (r->role == RAFT_LEADER) {
+        core_reconfig_tick(r);
         if (r->cfg.check_quorum && r->now >= r->quorum_deadline) {
             core_election_check_leader_quorum(r);
             if (r->role != RAFT_LEADER)
@@ -265,7 +312,8 @@ static bool step_adopts_term(const struct raft *r, const struct raft_msg *m)
     switch (m->type) {
     case RAFT_MSG_PREVOTE: return false;
     case RAFT_MSG_PREVOTE_RESP: return !m->vote_granted;
-    case RAFT_MSG_VOTE: return !(r->cfg.check_quorum && core_election_in_lease(r));
+    case RAFT_MSG_VOTE: /* a transfer's election was asked for by the leader (§3.10) */
+        return m->transfer || !(r->cfg.check_quorum && core_election_in_lease(r));
     default: return true;
     }
 }
@@ -274,7 +322,7 @@ void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
 {
     if (now_ms > r->now)
         r->now = now_ms;
-    if (m->from < 0 || m->from >= r->cfg.n_nodes || m->from == r->cfg.self)
+    if (m->from < 0 || m->from >= RAFT_MAX_NODES || m->from == r->self)
         return;
     /* Figure 2, all servers: a higher term makes us a follower of that term. */
     if (m->term > r->term) {
@@ -289,8 +337,10 @@ void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
             core_become_follower(r, m->term, leader);
         }
     }
-    if (r->cfg.check_quorum && r->role == RAFT_LEADER && m->term == r->term)
+    if (r->role == RAFT_LEADER && m->term == r->term) {
         r->active[m->from] = true;
+        r->heard_ms[m->from] = r->now;
+    }
     switch (m->type) {
     case RAFT_MSG_VOTE: core_election_recv_vote(r, m); break;
     case RAFT_MSG_VOTE_RESP: core_election_recv_vote_resp(r, m); break;
@@ -300,6 +350,7 @@ void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
     case RAFT_MSG_PREVOTE_RESP: core_election_recv_prevote_resp(r, m); break;
     case RAFT_MSG_SNAPSHOT: core_snap_recv(r, m); break;
     case RAFT_MSG_SNAPSHOT_RESP: core_snap_recv_resp(r, m); break;
+    case RAFT_MSG_TIMEOUT_NOW: core_transfer_recv_timeout_now(r, m); break;
     default: break;
     }
 }
@@ -307,10 +358,10 @@ void raft_step(struct raft *r, uint64_t now_ms, const struct raft_msg *m)
 int raft_propose_entry(struct raft *r, const struct raft_entry *cmd, raft_index_t *index,
                        raft_term_t *term)
 {
-    if (r->role != RAFT_LEADER)
-        return RK_ERR_NOTLEADER;
-    if (raft_entry_type_name(cmd->type) == NULL)
-        return RK_ERR_INVAL;
+    if (r->role != RAFT_LEADER || r->transfer.active)
+        return RK_ERR_NOTLEADER; /* §3.10: no new writes while handing over */
+    if (raft_entry_type_name(cmd->type) == NULL || cmd->type == RAFT_ENTRY_CONFIG)
+        return RK_ERR_INVAL; /* a configuration goes through raft_change_membership */
     struct raft_entry e;
     int rc = raft_entry_copy(&e, cmd);
     if (rc != RK_OK)
@@ -344,12 +395,14 @@ int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len
 /* ---- the Ready hand-off ------------------------------------------------------------ */
 
 /* A leader's term is durable before it sends anything (it won with a durable vote), and
- * its AppendEntries carry log entries, not promises; pre-votes change no state. Votes
- * and every reply depend on what this node must persist first. */
+ * its AppendEntries carry log entries, not promises; pre-votes change no state; a
+ * TimeoutNow promises nothing either, and must not wait for a disk that may be the very
+ * reason for the transfer. Votes and every reply depend on what this node must persist
+ * first. */
 static bool msg_is_early(const struct raft_msg *m)
 {
     return m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_PREVOTE ||
-           m->type == RAFT_MSG_PREVOTE_RESP;
+           m->type == RAFT_MSG_PREVOTE_RESP || m->type == RAFT_MSG_TIMEOUT_NOW;
 }
 
 uint32_t raft_take_early_msgs(struct raft *r, struct raft_msg **msgs)
@@ -486,7 +539,7 @@ enum raft_role raft_role(const struct raft *r) { return r->role; }
 raft_term_t raft_term(const struct raft *r) { return r->term; }
 int raft_voted_for(const struct raft *r) { return r->voted_for; }
 int raft_leader(const struct raft *r) { return r->leader; }
-int raft_self(const struct raft *r) { return r->cfg.self; }
+int raft_self(const struct raft *r) { return r->self; }
 raft_index_t raft_commit_index(const struct raft *r) { return r->commit; }
 raft_index_t raft_last_index(const struct raft *r) { return r->log.last; }
 raft_term_t raft_last_term(const struct raft *r) { return core_log_term_at(&r->log, r->log.last); }
@@ -499,9 +552,9 @@ const struct raft_entry *raft_entry_at(const struct raft *r, raft_index_t index)
 
 raft_index_t raft_peer_match(const struct raft *r, int peer)
 {
-    if (r->role != RAFT_LEADER || peer < 0 || peer >= r->cfg.n_nodes)
+    if (r->role != RAFT_LEADER || peer < 0 || peer >= RAFT_MAX_NODES)
         return 0;
-    return peer == r->cfg.self ? r->log.stable : r->progress[peer].match;
+    return peer == r->self ? r->log.stable : r->progress[peer].match;
 }
 
 const char *raft_role_name(enum raft_role role)

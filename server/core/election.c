@@ -8,7 +8,35 @@
 #include "raft_internal.h"
 
 static bool candidate_log_ok(const struct raft *r, const struct raft_msg *m);
-static void election_start(struct raft *r);
+
+/* Whether we take part in elections (stand for them, grant votes and pre-votes): as a
+ * voter of the configuration in effect; or (thesis §4.1, §4.2.2) removed by it while it
+ * is not committed as far as we know, having been a voter of the one before: until it is
+ * committed we may be needed to elect a leader (without us the others may be no
+ * majority, and our log may be the only one holding it). Standing then, we do not count
+ * our own vote. A learner, a joining server, and one whose removal is committed take no
+ * part. */
+static bool election_takes_part(const struct raft *r)
+{
+    if (core_self_votes(r))
+        return true;
+    if (r->conf_index == 0 || r->conf_index <= r->commit)
+        return false;
+    const struct member *m =
+        membership_by_name(raft_membership_at(r, r->conf_index - 1), r->self_name);
+    return m != NULL && m->role == MEMBER_VOTER;
+}
+
+/* Whether we grant votes and pre-votes (to a candidate whose log is up to date): when we
+ * take part in elections, and as a learner too (thesis §4.1: a server grants its vote
+ * whatever its own configuration says; the candidate's may make us a voter with an entry
+ * that has not reached us yet, and without our vote its voters may have no majority left,
+ * as when a leader adds a second server and loses leadership right after appending the
+ * promotion). A joining server and a removed one grant none. */
+static bool election_may_vote(const struct raft *r)
+{
+    return election_takes_part(r) || r->self != RAFT_NO_NODE;
+}
 
 /* A RequestVote (or pre-vote) to peer for term, with our last log index and term. */
 static void vote_request(const struct raft *r, struct raft_msg *m, uint8_t type,
@@ -33,28 +61,48 @@ static void election_start_prevote(struct raft *r)
     r->pre_voting = true;
     r->leader = RAFT_NO_NODE;
     memset(r->granted, 0, sizeof(r->granted));
-    r->granted[r->cfg.self] = true;
+    if (r->self != RAFT_NO_NODE)
+        r->granted[r->self] = true;
     core_reset_election_timer(r);
-    core_notice(r, "starting a pre-vote for term %llu", (unsigned long long)(r->term + 1));
-    for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
-        if (peer == r->cfg.self)
+    if (r->prevote_noticed != r->term + 1) /* once per term: a cut-off or removed server
+                                              pre-votes again and again */
+        core_notice(r, "starting a pre-vote for term %llu", (unsigned long long)(r->term + 1));
+    r->prevote_noticed = r->term + 1;
+    for (int peer = 0; peer < RAFT_MAX_NODES; peer++) {
+        if (peer == r->self || !r->is_voter[peer])
             continue;
         struct raft_msg m;
         vote_request(r, &m, RAFT_MSG_PREVOTE, r->term + 1, peer);
         core_send(r, &m);
     }
-    if (r->cfg.n_nodes == 1)
-        election_start(r);
+    if (r->n_voters == 1 && core_self_votes(r))
+        core_election_start(r, false);
+}
+
+/* The granted votes of voters (a learner's or a stranger's never count, §4.2.1). */
+static int granted_votes(const struct raft *r)
+{
+    int votes = 0;
+    for (int i = 0; i < RAFT_MAX_NODES; i++)
+        if (r->granted[i] && r->is_voter[i])
+            votes++;
+    return votes;
 }
 
 /* §5.2: on election timeout a follower or candidate starts a new election (after a
- * pre-vote, if configured). */
+ * pre-vote, if configured). Only a voter does (or one being removed, see
+ * election_takes_part): a learner, or a server that is not (or no longer) a member,
+ * waits to hear from a leader (thesis §4.2.1, §4.2.3). */
 void core_election_timeout(struct raft *r)
 {
+    if (!election_takes_part(r) || r->no_campaign) {
+        core_reset_election_timer(r);
+        return;
+    }
     if (r->cfg.pre_vote)
         election_start_prevote(r);
     else
-        election_start(r);
+        core_election_start(r, false);
 }
 
 void raft_peer_disconnected(struct raft *r, uint64_t now_ms, int peer)
@@ -84,22 +132,23 @@ bool core_election_in_lease(const struct raft *r)
  * steps down, so its clients go looking for the real leader. */
 void core_election_check_leader_quorum(struct raft *r)
 {
-    int active = 1;
-    for (int i = 0; i < r->cfg.n_nodes; i++)
-        if (i != r->cfg.self && r->active[i])
+    int active = core_self_votes(r) ? 1 : 0;
+    for (int i = 0; i < RAFT_MAX_NODES; i++)
+        if (i != r->self && r->active[i] && r->is_voter[i])
             active++;
     memset(r->active, 0, sizeof(r->active));
     r->quorum_deadline = r->now + r->cfg.election_timeout_max_ms;
     if (active >= core_majority(r))
         return;
-    core_notice(r, "stepping down: heard from %d of %d servers in the last %u ms", active,
-                r->cfg.n_nodes, r->cfg.election_timeout_max_ms);
+    core_notice(r, "stepping down: heard from %d of %d voters in the last %u ms", active,
+                r->n_voters, r->cfg.election_timeout_max_ms);
     core_become_follower(r, r->term, RAFT_NO_NODE);
 }
 
 void core_election_recv_prevote(struct raft *r, const struct raft_msg *m)
 {
-    bool grant = m->term > r->term && !core_election_in_lease(r) && candidate_log_ok(r, m);
+    bool grant = m->term > r->term && election_may_vote(r) && !core_election_in_lease(r) &&
+                 candidate_log_ok(r, m);
     struct raft_msg resp = {
         .type = RAFT_MSG_PREVOTE_RESP,
         .to = m->from,
@@ -115,26 +164,23 @@ void core_election_recv_prevote_resp(struct raft *r, const struct raft_msg *m)
         m->term != r->term + 1)
         return;
     r->granted[m->from] = true;
-    int votes = 0;
-    for (int i = 0; i < r->cfg.n_nodes; i++)
-        if (r->granted[i])
-            votes++;
-    if (votes >= core_majority(r))
-        election_start(r);
+    if (granted_votes(r) >= core_majority(r))
+        core_election_start(r, false);
 }
 
-/* §5.2: become a candidate in a new term and ask every server for its vote. */
-static void election_start(struct raft *r)
+/* §5.2: become a candidate in a new term and ask every voter for its vote. */
+void core_election_start(struct raft *r, bool transfer)
 {
     core_become_candidate(r);
     core_notice(r, "starting an election (last index %llu, last term %llu)",
                 (unsigned long long)r->log.last,
                 (unsigned long long)core_log_term_at(&r->log, r->log.last));
-    for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
-        if (peer == r->cfg.self)
+    for (int peer = 0; peer < RAFT_MAX_NODES; peer++) {
+        if (peer == r->self || !r->is_voter[peer])
             continue;
         struct raft_msg m;
         vote_request(r, &m, RAFT_MSG_VOTE, r->term, peer);
+        m.transfer = transfer;
         core_send(r, &m);
     }
     /* A one-node cluster wins once its vote for itself is durable (raft_ready_done). */
@@ -148,10 +194,10 @@ void core_election_check_quorum(struct raft *r)
     if (r->role != RAFT_CANDIDATE)
         return;
     int votes = 0;
-    for (int i = 0; i < r->cfg.n_nodes; i++)
-        if (i != r->cfg.self && r->granted[i])
+    for (int i = 0; i < RAFT_MAX_NODES; i++)
+        if (i != r->self && r->granted[i] && r->is_voter[i])
             votes++;
-    if (r->durable_term == r->term && r->durable_vote == r->cfg.self)
+    if (core_self_votes(r) && r->durable_term == r->term && r->durable_vote == r->self)
         votes++;
     if (votes >= core_majority(r))
         core_become_leader(r);
@@ -170,7 +216,7 @@ static bool candidate_log_ok(const struct raft *r, const struct raft_msg *m)
 void core_election_recv_vote(struct raft *r, const struct raft_msg *m)
 {
     bool grant = false;
-    if (m->term == r->term && r->role == RAFT_FOLLOWER &&
+    if (m->term == r->term && r->role == RAFT_FOLLOWER && election_may_vote(r) &&
         (r->voted_for == RAFT_NO_NODE || r->voted_for == m->from) && candidate_log_ok(r, m)) {
         grant = true;
         if (r->voted_for != m->from) {

@@ -15,20 +15,37 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../../common/membership.h"
 #include "../../common/raft_msg.h"
+
+#define RAFT_MAX_NODES MEMBERSHIP_MAX /* node ids are 0 .. RAFT_MAX_NODES-1 */
+/* A vote cast for a server the configuration no longer knows (it was removed): it still
+ * counts as cast in its term, for nobody now. */
+#define RAFT_VOTE_ELSEWHERE RAFT_MAX_NODES
 
 struct raft;
 
 enum raft_role { RAFT_FOLLOWER = 0, RAFT_CANDIDATE = 1, RAFT_LEADER = 2 };
 
 struct raft_config {
-    int self;                        /* this node's id, 0 .. n_nodes-1 */
+    /* The configuration the log starts from (Raft thesis §4): a snapshot's, or a new
+     * cluster's first one; empty for a server that joins a cluster. Our id is the id of
+     * the member named self_name (none: we are not a member, so we never campaign). */
+    const struct membership *members;
+    const char *self_name;
+    /* Without members: n_nodes voters with ids 0 .. n_nodes-1 (named node_names, below),
+     * and self is our id. */
+    int self;
     int n_nodes;                     /* cluster size, 1 .. 64 */
     uint32_t election_timeout_min_ms;/* election timeout is uniform in [min, max) */
     uint32_t election_timeout_max_ms;
     uint32_t heartbeat_ms;
     uint32_t max_append_entries;     /* entries per AppendEntries (0 = 1024) */
     uint32_t max_append_bytes;       /* approximate bytes per AppendEntries (0 = 1 MiB) */
+    uint32_t catchup_max_ms;         /* a server being added must catch up within this
+                                        (0 = 60000), thesis §4.2.1 */
+    uint32_t unreachable_ms;         /* ... and answer within this (0 = 10 election
+                                        timeouts), or the add fails */
     uint64_t seed;                   /* seeds the core's own PRNG (timeouts) */
     bool pre_vote;                   /* thesis §9.6: win a pre-vote before raising the term */
     bool check_quorum;               /* thesis §6.2: a leader that has not heard from a
@@ -113,9 +130,10 @@ void raft_compact(struct raft *r, raft_index_t index);
  * steps 6-8: it keeps its log after index if its entry at index has term, else discards
  * it (the next Ready has reset_log_to), and raises the commit index to index. Returns
  * true if the caller must now load the state machine from this snapshot and set its
- * applied index to index; false if the node is already past it (nothing to do). */
+ * applied index to index; false if the node is already past it (nothing to do). ms is
+ * the snapshot's configuration (thesis §4.1; NULL: the one in effect at index stays). */
 bool raft_snapshot_installed(struct raft *r, uint64_t now_ms, raft_index_t index,
-                             raft_term_t term, bool ok);
+                             raft_term_t term, bool ok, const struct membership *ms);
 raft_index_t raft_snapshot_index(const struct raft *r); /* last saved/installed, or 0 */
 raft_index_t raft_first_index(const struct raft *r);    /* first entry still in memory */
 
@@ -131,7 +149,7 @@ void raft_campaign(struct raft *r, uint64_t now_ms);
  * disturbing a healthy leader: servers that still hear from it deny the pre-vote. */
 void raft_peer_disconnected(struct raft *r, uint64_t now_ms, int peer);
 /* Leader only: append a command. Sets *index and *term of the new entry.
- * RK_ERR_NOTLEADER when not leader. */
+ * RK_ERR_NOTLEADER when not leader, or while handing leadership over (§3.10). */
 int raft_propose(struct raft *r, uint8_t type, const char *key, uint32_t key_len,
                  const char *val, uint32_t val_len, raft_index_t *index, raft_term_t *term);
 /* The same for a whole command: type, key, value, client_id and seq are copied from cmd
@@ -158,6 +176,54 @@ int raft_ready_take(struct raft *r, struct raft_ready *rd);
 /* The caller made rd durable and sent its messages. */
 void raft_ready_done(struct raft *r, uint64_t now_ms, const struct raft_ready *rd);
 void raft_ready_free(struct raft_ready *rd);
+
+/* ---- Membership changes and leadership transfer (Raft thesis §4, §3.10) ----
+ * One server at a time (§4.1); each takes effect once in the log. A request is started
+ * with an id; its outcome comes from raft_take_results. Only a leader takes them; only
+ * one change, or one transfer, at a time. */
+
+/* The outcome of a request: RK_OK, or why it failed (rk_strerror: RK_ERR_UNREACHABLE,
+ * RK_ERR_BEHIND, RK_ERR_LOST: leadership lost with the outcome unknown, RK_ERR_TIMEOUT:
+ * a transfer that did not happen within an election timeout). */
+struct raft_result {
+    uint64_t id;
+    int rc;
+};
+
+/* Adds a server: first as a learner (§4.2.1), which receives the log but does not vote;
+ * once a round of replication to it takes less than an election timeout, it is promoted
+ * to voter (unless learner_only). It fails if the server never answers (unreachable_ms)
+ * or does not catch up (catchup_max_ms); the learner is then removed again. RK_OK
+ * (started), or at once RK_ERR_NOTLEADER, RK_ERR_BUSY, RK_ERR_EXISTS (already a voter; a
+ * learner goes on to be promoted), RK_ERR_INVAL (bad name or address), RK_ERR_TOOBIG. */
+int raft_add_server(struct raft *r, uint64_t id, const char *name, const char *host,
+                    uint16_t port, bool learner_only);
+/* Removes a server; done once the configuration without it is committed. A leader that
+ * removes itself steps down then (§4.2.2). RK_OK (started), or at once RK_ERR_NOTLEADER,
+ * RK_ERR_BUSY, RK_ERR_NOTFOUND, RK_ERR_INVAL (the last voter), RK_ERR_NOQUORUM (unless
+ * force: the voters left that answered within an election timeout are no majority). */
+int raft_remove_server(struct raft *r, uint64_t id, const char *name, bool force);
+/* Hands leadership to the voter name (NULL: the most up-to-date other voter): stops
+ * taking writes, brings it up to date, sends it TimeoutNow; done once it leads. Fails
+ * with RK_ERR_TIMEOUT after an election timeout, and writes are taken again. RK_OK
+ * (started), or RK_ERR_NOTLEADER, RK_ERR_BUSY, RK_ERR_NOTFOUND, RK_ERR_INVAL (no other
+ * voter). */
+int raft_transfer_leadership(struct raft *r, uint64_t id, const char *name);
+/* Takes up to max outcomes. Returns how many. */
+uint32_t raft_take_results(struct raft *r, struct raft_result *out, uint32_t max);
+/* false: never campaign (and hand leadership away when asked), e.g. while our disk
+ * stalls; true again once it answers. */
+void raft_set_campaign(struct raft *r, bool allowed);
+/* The configuration in effect (the latest in the log) and the index of its entry (0:
+ * the one the log started from). Valid until the next call that changes the core. */
+const struct membership *raft_membership(const struct raft *r, raft_index_t *index);
+/* Changes whenever the configuration in effect does (a cheap test for the caller). */
+uint64_t raft_membership_gen(const struct raft *r);
+/* Whether we are a learner in the configuration in effect (a member that does not vote). */
+bool raft_is_learner(const struct raft *r);
+/* The configuration in effect at index (>= the first index still in memory - 1), for a
+ * snapshot up to index. */
+const struct membership *raft_membership_at(const struct raft *r, raft_index_t index);
 
 /* When raft_tick next has something to do. */
 uint64_t raft_next_deadline(const struct raft *r);

@@ -9,7 +9,6 @@
 
 #include "raft.h"
 
-#define RAFT_MAX_NODES 64
 
 /* The in-memory log. Entries up to offset are compacted into a snapshot (whose last
  * entry has snap_term); entries[i] holds index offset + 1 + i, up to last. Indexes up to
@@ -55,9 +54,63 @@ struct raft_pending_read {
     raft_index_t index;  /* commit index to wait for; 0 until known */
 };
 
+/* A membership request in progress (reconfig.c): adding a server (as a learner that
+ * catches up, then promoted: thesis §4.2.1), undoing a failed add, or removing one. */
+enum raft_reconfig_phase {
+    RECONFIG_NONE = 0,
+    RECONFIG_ADDING,      /* the learner's entry is proposed; it catches up meanwhile */
+    RECONFIG_CATCHING_UP, /* the learner is a member; rounds of replication until one is
+                             shorter than an election timeout */
+    RECONFIG_PROMOTING,   /* the entry making it a voter is proposed */
+    RECONFIG_REMOVING,    /* the entry without the server is proposed */
+    RECONFIG_UNDOING,     /* the add failed: the learner is to be removed again */
+};
+
+struct raft_reconfig {
+    enum raft_reconfig_phase phase;
+    bool has_req;             /* a caller waits for the outcome of req */
+    uint64_t req;
+    int id;                   /* the server being added or removed */
+    bool learner_only;
+    raft_index_t index;       /* the configuration entry proposed last (0: none yet) */
+    uint64_t started_ms;
+    uint64_t round_start_ms;  /* the current round of catch-up replication ... */
+    raft_index_t round_target; /* ... ends when the learner holds this index */
+    bool caught_up;           /* a round took less than an election timeout */
+    bool heard;               /* the learner answered at least once */
+};
+
+/* A leadership transfer in progress (transfer.c, thesis §3.10). */
+struct raft_transfer {
+    bool active;
+    uint64_t req;
+    int target;
+    uint64_t deadline;
+    bool sent;                /* TimeoutNow is on its way */
+};
+
+/* A configuration entry still in the in-memory log (membership.c). */
+struct raft_conf_entry {
+    raft_index_t index;
+    struct membership *ms;
+};
+
 struct raft {
-    struct raft_config cfg;
-    char names[RAFT_MAX_NODES][64]; /* for notices: cfg.node_names, or "node3" */
+    struct raft_config cfg;         /* members and names are not kept: see conf */
+
+    /* Membership (thesis §4.1): the configuration in effect is the latest in the log. */
+    char self_name[REGISTRY_NAME_MAX + 1];
+    int self;                       /* our id in conf, or RAFT_NO_NODE (not a member) */
+    struct membership conf;         /* in effect */
+    raft_index_t conf_index;        /* the entry it comes from; 0: the base */
+    uint64_t conf_gen;              /* counts the changes of conf */
+    struct membership base_conf;    /* as of the log's offset (snapshot or bootstrap) */
+    struct raft_conf_entry *confs;  /* configuration entries above the offset, in order */
+    uint32_t n_confs;
+    size_t cap_confs;
+    bool is_member[RAFT_MAX_NODES], is_voter[RAFT_MAX_NODES];
+    int n_voters;
+    uint64_t heard_ms[RAFT_MAX_NODES]; /* leader: when each member last answered us */
 
     /* Persistent state (Figure 2) and what of it is known durable. */
     raft_term_t term;
@@ -79,6 +132,7 @@ struct raft {
     /* Candidate (and pre-candidate): votes granted, by node. */
     bool granted[RAFT_MAX_NODES];
     bool pre_voting;             /* a follower running a pre-vote for term + 1 */
+    raft_term_t prevote_noticed; /* the term of the last pre-vote noticed (logged) */
     uint64_t leader_contact;     /* when we last heard from the current leader */
 
     /* Leader, check-quorum: who answered since the last check, and when it is due. */
@@ -96,6 +150,14 @@ struct raft {
     raft_index_t snap_index;
     raft_term_t snap_term;
     struct raft_incoming_snapshot incoming;
+
+    /* Requests (reconfig.c, transfer.c) and their outcomes. */
+    struct raft_reconfig reconfig;
+    struct raft_transfer transfer;
+    struct raft_result *results;
+    uint32_t n_results;
+    size_t cap_results;
+    bool no_campaign;         /* raft_set_campaign(false) */
 
     /* Outputs waiting for the caller. */
     struct raft_snap_chunk *chunks;
@@ -125,8 +187,40 @@ raft_index_t core_log_first_of_term(const struct raft_log *log, raft_index_t ind
 raft_index_t core_log_last_of_term(const struct raft_log *log, raft_term_t term,
                                    raft_index_t at_most);
 
-/* core.c */
+/* membership.c */
+void core_conf_init(struct raft *r, const struct membership *base);
+/* An entry was appended at index: a configuration entry takes effect at once. */
+int core_conf_appended(struct raft *r, raft_index_t index, const struct raft_entry *e);
+/* Entries from index from on were dropped (a conflict, §5.3). */
+void core_conf_truncated(struct raft *r, raft_index_t from);
+/* Entries up to upto were compacted into a snapshot (§7). */
+void core_conf_compacted(struct raft *r, raft_index_t upto);
+/* A snapshot up to index was installed (Figure 13); ms is its configuration (NULL: the
+ * one in effect at index). */
+void core_conf_installed(struct raft *r, raft_index_t index, const struct membership *ms);
+void core_conf_free(struct raft *r);
+/* A majority of the voters in effect. */
 int core_majority(const struct raft *r);
+/* Whether we are a voter in the configuration in effect. */
+bool core_self_votes(const struct raft *r);
+
+/* reconfig.c */
+/* Leader: may a configuration change be proposed now? (One at a time, and only once
+ * this leader committed an entry of its own term.) */
+bool core_reconfig_allowed(const struct raft *r);
+void core_reconfig_committed(struct raft *r);  /* the commit index advanced */
+void core_reconfig_progress(struct raft *r, int peer); /* peer acknowledged entries */
+void core_reconfig_tick(struct raft *r);
+void core_reconfig_lost(struct raft *r);       /* we stopped leading */
+void core_result(struct raft *r, uint64_t id, int rc);
+
+/* transfer.c */
+void core_transfer_check(struct raft *r);      /* the target may be up to date now */
+void core_transfer_tick(struct raft *r);
+void core_transfer_leader_known(struct raft *r); /* we follow r->leader now */
+void core_transfer_recv_timeout_now(struct raft *r, const struct raft_msg *m);
+
+/* core.c */
 const char *core_node_name(const struct raft *r, int id);
 void core_notice(struct raft *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void core_send(struct raft *r, struct raft_msg *m);  /* takes ownership of m->entries */
@@ -139,6 +233,8 @@ void core_become_leader(struct raft *r);
 
 /* election.c */
 void core_election_timeout(struct raft *r);
+/* §5.2: become a candidate now; transfer: the election a TimeoutNow asked for. */
+void core_election_start(struct raft *r, bool transfer);
 bool core_election_in_lease(const struct raft *r);
 void core_election_check_leader_quorum(struct raft *r);
 void core_election_recv_prevote(struct raft *r, const struct raft_msg *m);

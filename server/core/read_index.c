@@ -22,11 +22,13 @@ static bool committed_in_term(const struct raft *r)
     return core_log_term_at(&r->log, r->commit) == r->term;
 }
 
+/* The voters that answered heartbeat round ctx: a majority of them confirms we still
+ * lead (a learner's answer confirms nothing, §4.2.1). */
 static int acks_for(const struct raft *r, uint64_t ctx)
 {
-    int acks = 1; /* ourselves */
-    for (int i = 0; i < r->cfg.n_nodes; i++)
-        if (i != r->cfg.self && r->progress[i].acked_ctx >= ctx)
+    int acks = core_self_votes(r) ? 1 : 0;
+    for (int i = 0; i < RAFT_MAX_NODES; i++)
+        if (i != r->self && r->is_voter[i] && r->progress[i].acked_ctx >= ctx)
             acks++;
     return acks;
 }
@@ -45,7 +47,7 @@ int raft_read_index(struct raft *r, uint64_t read_id)
         .index = committed_in_term(r) ? r->commit : 0,
     };
     /* §6.4 step 2: a heartbeat round; every follower echoes read_ctx. */
-    if (r->cfg.n_nodes > 1)
+    if (r->n_voters > 1 || !core_self_votes(r))
         core_repl_heartbeat(r);
     core_read_index_on_ack(r);
     return RK_OK;

@@ -103,10 +103,16 @@ static void replication_send_append(struct raft *r, int peer)
     }
 }
 
+/* Voters and learners alike get the log; a server not in the configuration does not. */
+static bool replicates_to(const struct raft *r, int peer)
+{
+    return peer != r->self && r->is_member[peer];
+}
+
 void core_repl_broadcast(struct raft *r)
 {
-    for (int peer = 0; peer < r->cfg.n_nodes; peer++)
-        if (peer != r->cfg.self)
+    for (int peer = 0; peer < RAFT_MAX_NODES; peer++)
+        if (replicates_to(r, peer))
             replication_send_append(r, peer);
 }
 
@@ -114,8 +120,8 @@ void core_repl_broadcast(struct raft *r)
  * caught up gets an empty AppendEntries; a paused probe is retried. */
 void core_repl_heartbeat(struct raft *r)
 {
-    for (int peer = 0; peer < r->cfg.n_nodes; peer++) {
-        if (peer == r->cfg.self)
+    for (int peer = 0; peer < RAFT_MAX_NODES; peer++) {
+        if (!replicates_to(r, peer))
             continue;
         struct raft_progress *pr = &r->progress[peer];
         pr->paused = false;
@@ -138,20 +144,24 @@ static int cmp_index_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* §5.3, §5.4.2 (Figure 8): commit the highest index stored on a majority, but only if
- * it holds an entry of the current term. The leader counts only its durable log. */
+/* §5.3, §5.4.2 (Figure 8): commit the highest index stored on a majority of the voters
+ * in effect (thesis §4.1), but only if it holds an entry of the current term. The leader
+ * counts only its durable log, and itself only while it is a voter (§4.2.2). */
 void core_repl_maybe_commit(struct raft *r)
 {
-    if (r->role != RAFT_LEADER)
+    if (r->role != RAFT_LEADER || r->n_voters == 0)
         return;
     raft_index_t match[RAFT_MAX_NODES];
-    for (int i = 0; i < r->cfg.n_nodes; i++)
-        match[i] = i == r->cfg.self ? r->log.stable : r->progress[i].match;
-    qsort(match, (size_t)r->cfg.n_nodes, sizeof(match[0]), cmp_index_desc);
+    int n_voters = 0;
+    for (int i = 0; i < RAFT_MAX_NODES; i++)
+        if (r->is_voter[i])
+            match[n_voters++] = i == r->self ? r->log.stable : r->progress[i].match;
+    qsort(match, (size_t)n_voters, sizeof(match[0]), cmp_index_desc);
     raft_index_t n = match[core_majority(r) - 1];
     if (n > r->commit && core_log_term_at(&r->log, n) == r->term) {
         r->commit = n;
         core_read_index_on_ack(r);
+        core_reconfig_committed(r);
     }
 }
 
@@ -202,10 +212,12 @@ static int append_merge(struct raft *r, const struct raft_msg *m)
             }
             core_drop_acks_from(r, index);
             core_log_truncate(&r->log, index);
+            core_conf_truncated(r, index);
         }
         int rc = core_log_append_copy(&r->log, e);
         if (rc != RK_OK)
             return rc;
+        core_conf_appended(r, index, e);
     }
     return RK_OK;
 }
@@ -213,8 +225,10 @@ static int append_merge(struct raft *r, const struct raft_msg *m)
 /* A message from the leader of our term: follow it, and hold off elections (§5.2). */
 void core_repl_follow(struct raft *r, const struct raft_msg *m)
 {
-    if (r->role != RAFT_FOLLOWER || r->leader != m->from)
+    if (r->role != RAFT_FOLLOWER || r->leader != m->from) {
         core_become_follower(r, m->term, m->from);
+        core_transfer_leader_known(r);
+    }
     r->pre_voting = false;
     r->leader_contact = r->now;
     core_reset_election_timer(r);
@@ -335,6 +349,8 @@ void core_repl_accepted(struct raft *r, int peer, raft_index_t match)
     }
     pr->paused = false;
     core_repl_maybe_commit(r);
+    core_reconfig_progress(r, peer);
+    core_transfer_check(r);
     replication_send_append(r, peer);
 }
 

@@ -146,7 +146,7 @@ void core_snap_recv(struct raft *r, const struct raft_msg *m)
 }
 
 bool raft_snapshot_installed(struct raft *r, uint64_t now_ms, raft_index_t index,
-                             raft_term_t term, bool ok)
+                             raft_term_t term, bool ok, const struct membership *ms)
 {
     if (now_ms > r->now)
         r->now = now_ms;
@@ -170,8 +170,10 @@ bool raft_snapshot_installed(struct raft *r, uint64_t now_ms, raft_index_t index
         core_log_compact(&r->log, index); /* step 6: keep what follows it */
     } else {
         core_log_reset(&r->log, index, term); /* step 7: discard the whole log */
+        core_conf_truncated(r, 1); /* its configurations went with it */
         r->reset_log_to = index;
     }
+    core_conf_installed(r, index, ms); /* its configuration, as of index (§4.1) */
     r->commit = index; /* step 8: the state machine is loaded from the snapshot */
     if (index > r->snap_index) {
         r->snap_index = index;
@@ -198,6 +200,7 @@ void raft_compact(struct raft *r, raft_index_t index)
     if (index > r->snap_index)
         index = r->snap_index;
     core_log_compact(&r->log, index);
+    core_conf_compacted(r, r->log.offset);
 }
 
 void core_snap_free_chunks(struct raft *r)

@@ -215,6 +215,7 @@ static int apply_entry(struct kv *kv, raft_index_t index, const struct raft_entr
 {
     switch (e->type) {
     case RAFT_ENTRY_NOOP:
+    case RAFT_ENTRY_CONFIG: /* the core acts on it; the map has nothing to do */
         return KV_APPLIED;
     case RAFT_ENTRY_REGISTER: { /* thesis §6.3: the client id is the entry's index */
         int rc = kv_sessions_open(kv->sessions, index, index);

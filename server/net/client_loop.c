@@ -23,7 +23,6 @@
 
 #define LOOP_EVENTS 128
 #define LOOP_TICK_MS 20              /* how often deadlines are checked */
-#define CLIENT_WAIT_MS 3000          /* a write's commit, a read's ReadIndex round */
 #define CLIENT_SEND_TIMEOUT_MS 5000  /* an answer the client does not take for this long */
 #define REFUSE_DRAIN_MS 200          /* after an ERR for a frame we will not read */
 #define REFUSE_DRAIN_BYTES (64u * 1024)
@@ -233,7 +232,7 @@ static bool decode_request(struct client_loop *l, struct client_conn *c, const u
         return false;
     }
     int rc = proto_decode_client_req(payload, len, &c->r.req);
-    if (rc != RK_OK && len >= 2 && (payload[1] < PROTO_OP_GET || payload[1] > PROTO_OP_REGISTER)) {
+    if (rc != RK_OK && len >= 2 && (payload[1] < PROTO_OP_GET || payload[1] > PROTO_OP_LAST)) {
         node_client_error(&c->out, "unknown command");
         return false;
     }
@@ -349,13 +348,13 @@ static void start_requests(struct client_loop *l)
 {
     struct node *n = l->node;
     struct node_outbox ob = { .any = false };
-    uint64_t deadline = rk_clock_ms() + CLIENT_WAIT_MS;
+    uint64_t now = rk_clock_ms();
     for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
         if (!c->started)
             continue;
         size_t before = c->out.len;
         if (node_client_start(n, &c->r, &c->out, &ob))
-            c->wait_deadline = deadline;
+            c->wait_deadline = now + node_client_wait_ms(&c->r);
         else if (c->out.len == before) /* no answer now and none to come */
             close_later(c, NO_ANSWER);
     }

@@ -298,23 +298,21 @@ static void too_many_clients(struct conn *c)
 
 /* ---- the handshake ---- */
 
-/* A peer's id if it may talk to us: named in the registry, not us, same cluster id.
- * Otherwise -1 with the reason (no address in it) in why. */
-static int check_peer(const struct node *n, const struct proto_hello *h, char *why,
-                      size_t whylen)
+/* A peer's id if it may talk to us: same cluster id, and a member of the configuration
+ * in effect or a server our configuration does not know yet (node_peer_hello). Otherwise
+ * -1 with the reason (no address in it) in why. */
+static int check_peer(struct node *n, const struct proto_hello *h, char *why, size_t whylen)
 {
-    int id = registry_find(&n->reg, h->name);
-    if (id < 0)
-        snprintf(why, whylen, "peer hello from '%s', which is not in the registry", h->name);
-    else if (id == n->self)
-        snprintf(why, whylen, "peer hello with this server's own name '%s'", h->name);
-    else if (h->cluster_id != n->cluster_id)
+    if (h->cluster_id != n->cluster_id) {
         snprintf(why, whylen, "peer hello from '%s' with cluster id %016" PRIx64 ", ours is "
                  "%016" PRIx64 " (another cluster, or a different registry?)", h->name,
                  h->cluster_id, n->cluster_id);
-    else
-        return id;
-    return -1;
+        return -1;
+    }
+    pthread_mutex_lock(&n->mu);
+    int id = node_peer_hello(n, h, why, whylen);
+    pthread_mutex_unlock(&n->mu);
+    return id;
 }
 
 static void serve_hello(struct conn *c, const uint8_t *payload, size_t len)

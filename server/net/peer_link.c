@@ -20,10 +20,18 @@ void peer_link_init(struct peer_link *l, struct node *n, int peer)
     *l = (struct peer_link){ .node = n, .peer = peer, .fd = -1, .state = PEER_LINK_NEW };
 }
 
-static const struct registry_server *addr_of(const struct peer_link *l)
+void peer_link_set_addr(struct peer_link *l, const struct node_peer_addr *addr)
 {
-    return &l->node->reg.servers[l->peer];
+    bool moved = l->addr.gen != 0 && l->addr.gen != addr->gen;
+    if (moved && l->fd >= 0) {
+        close(l->fd); /* the rest of a frame is dropped with it, see peer_link_send */
+        l->fd = -1;
+    }
+    if (moved)
+        l->state = PEER_LINK_NEW; /* a new address: say whether it is reachable */
+    l->addr = *addr;
 }
+
 
 /* The connection is gone: closes it, and logs only when the link changes state, not on
  * every retry. */
@@ -33,7 +41,7 @@ static void link_down(struct peer_link *l, const char *why)
         close(l->fd);
         l->fd = -1;
     }
-    const struct registry_server *s = addr_of(l);
+    const struct node_peer_addr *s = &l->addr;
     if (l->state == PEER_LINK_UP)
         node_log(l->node, "lost connection to %s: %s", s->name, why);
     else if (l->state == PEER_LINK_NEW)
@@ -44,7 +52,7 @@ static void link_down(struct peer_link *l, const char *why)
 
 static void link_up(struct peer_link *l)
 {
-    const struct registry_server *s = addr_of(l);
+    const struct node_peer_addr *s = &l->addr;
     if (l->state != PEER_LINK_UP)
         node_log(l->node, "connected to %s at %s:%u", s->name, s->host, (unsigned)s->port);
     l->state = PEER_LINK_UP;
@@ -53,7 +61,7 @@ static void link_up(struct peer_link *l)
 /* Connects and sends HELLO_PEER with our name and cluster id. */
 static bool link_connect(struct peer_link *l)
 {
-    const struct registry_server *s = addr_of(l);
+    const struct node_peer_addr *s = &l->addr;
     char err[LINK_ERR_LEN];
     l->fd = net_connect(s->host, s->port, CONNECT_TIMEOUT_MS, err, sizeof(err));
     if (l->fd < 0) {
@@ -63,7 +71,9 @@ static bool link_connect(struct peer_link *l)
     struct proto_buf hello = { 0 };
     int rc = net_set_timeouts(l->fd, SEND_TIMEOUT_MS);
     if (rc == RK_OK)
-        rc = proto_encode_hello_peer(&hello, l->node->name, l->node->cluster_id);
+        rc = proto_encode_hello_peer_at(&hello, l->node->name, l->node->cluster_id,
+                                        l->addr.self_id, l->node->listen_host,
+                                        l->node->listen_port);
     if (rc == RK_OK)
         rc = net_write_full(l->fd, hello.data, hello.len);
     proto_buf_free(&hello);

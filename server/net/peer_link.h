@@ -12,14 +12,14 @@
 #include <stdint.h>
 
 #include "../../common/proto.h"
-
-struct node;
+#include "../node/node.h"
 
 enum peer_link_state { PEER_LINK_NEW, PEER_LINK_UP, PEER_LINK_DOWN };
 
 struct peer_link {
-    struct node *node;           /* our name and cluster id, the peer's address, logs */
-    int peer;                    /* the peer's id in node->reg */
+    struct node *node;           /* our name, address and cluster id, logs */
+    int peer;                    /* the peer's node id */
+    struct node_peer_addr addr;  /* where it listens, as the send token's taker saw it */
     int fd;                      /* -1: not connected */
     enum peer_link_state state;  /* logged only when it changes */
     struct proto_buf backlog;    /* what a non-blocking write could not write */
@@ -30,6 +30,9 @@ struct peer_link {
 
 /* Not connected yet; nothing is allocated. */
 void peer_link_init(struct peer_link *l, struct node *n, int peer);
+/* The peer's address as of now: a new one (another generation) closes the connection, to
+ * reconnect there. */
+void peer_link_set_addr(struct peer_link *l, const struct node_peer_addr *addr);
 /* Writes the backlog, then data[0..len), blocking (each write within the send timeout),
  * connecting first if needed. A connection the peer closed is replaced, but never with
  * the rest of a frame begun on the old one: that rest is dropped. true if all of it went;

@@ -46,8 +46,10 @@ static void *replicator_main(void *arg)
             pthread_cond_wait(&p->cond, &n->mu);
             continue;
         }
-        struct node_frame *batch = node_peer_take(p);
+        struct node_peer_addr addr;
+        struct node_frame *batch = node_peer_take(n, p, &addr);
         pthread_mutex_unlock(&n->mu);
+        peer_link_set_addr(&r->link, &addr);
         node_peer_encode(n, p, batch, &buf);
         bool ok = peer_link_send(&r->link, buf.data, buf.len);
         pthread_mutex_lock(&n->mu);
@@ -67,24 +69,42 @@ static bool send_nowait(void *ctx, int peer, const uint8_t *data, size_t len)
     return peer_link_send_nowait(&reps[peer].link, data, len);
 }
 
+/* node_transport.peer_changed, under mu: a peer's replicator starts once it is known
+ * (a member, or a leader that said hello to a server joining); its link learns a new
+ * address when it next takes the queue. A thread that cannot be started is logged and
+ * tried again at the next change. */
+static void peer_changed(void *ctx, int peer)
+{
+    struct replicator *r = &((struct replicator *)ctx)[peer];
+    if (r->started || r->node->shutdown || peer == raft_self(r->node->raft))
+        return;
+    if (pthread_create(&r->thread, NULL, replicator_main, r) != 0) {
+        node_log(r->node, "cannot start a replicator thread for %s", node_name_of(r->node, peer));
+        return;
+    }
+    r->started = true;
+}
+
 int replicators_start(struct node *n)
 {
-    struct replicator *reps = calloc((size_t)n->reg.n, sizeof(*reps));
+    struct replicator *reps = calloc(REGISTRY_MAX_SERVERS, sizeof(*reps));
     if (reps == NULL)
         return RK_ERR_NOMEM;
-    n->transport = (struct node_transport){ .send_nowait = send_nowait, .ctx = reps };
-    for (int i = 0; i < n->reg.n; i++) {
+    for (int i = 0; i < REGISTRY_MAX_SERVERS; i++) {
         struct replicator *r = &reps[i];
         r->node = n;
         r->peer = i;
         r->seed = (unsigned)(rk_clock_ms() + (uint64_t)i);
         peer_link_init(&r->link, n, i);
-        if (i == n->self)
-            continue;
-        if (pthread_create(&r->thread, NULL, replicator_main, r) != 0)
-            return RK_ERR_NOMEM;
-        r->started = true;
     }
+    pthread_mutex_lock(&n->mu);
+    n->transport = (struct node_transport){ .send_nowait = send_nowait,
+                                            .peer_changed = peer_changed, .ctx = reps };
+    int self = raft_self(n->raft);
+    for (int i = 0; i < REGISTRY_MAX_SERVERS; i++)
+        if (n->peers[i].known && i != self)
+            peer_changed(reps, i);
+    pthread_mutex_unlock(&n->mu);
     return RK_OK;
 }
 
@@ -93,7 +113,7 @@ void replicators_stop(struct node *n)
     struct replicator *reps = n->transport.ctx;
     if (reps == NULL)
         return;
-    for (int i = 0; i < n->reg.n; i++) {
+    for (int i = 0; i < REGISTRY_MAX_SERVERS; i++) {
         if (reps[i].started)
             pthread_join(reps[i].thread, NULL);
         peer_link_close(&reps[i].link);

@@ -2,6 +2,7 @@
  * the registry, the log and the hard state (storage/), the snapshot that the state
  * machine starts from (Raft paper §7), and the Raft core with the log after it. Every
  * problem is returned with its reason; the caller (server/main.c) stops on it. */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,8 @@
 /* File descriptors besides the connections: files, listener, outgoing peer links... */
 #define FD_RESERVE 64u
 
-/* Loads DIR/server_registry.txt and finds this server in it; *self gets its id. */
+/* Loads DIR/server_registry.txt, the first configuration of a new cluster, and finds this
+ * server in it (*self: its line, or -1). */
 static int load_registry(const struct node_config *cfg, struct registry *reg, int *self,
                          char *err, size_t errlen)
 {
@@ -31,10 +33,8 @@ static int load_registry(const struct node_config *cfg, struct registry *reg, in
     if (rc != RK_OK)
         return rc;
     *self = registry_find(reg, cfg->name);
-    if (*self < 0) {
-        registry_free(reg);
-        return rk_fail(err, errlen, RK_ERR_NOTFOUND, "%s: not in %s", cfg->name, path);
-    }
+    if (*self < 0)
+        return RK_OK;
     const struct registry_server *s = &reg->servers[*self];
     if (strcmp(s->host, cfg->host) != 0 || s->port != cfg->port)
         node_log_as(cfg->name, 0, "warning: %s is %s:%u in %s, but was started on %s:%u; "
@@ -43,17 +43,45 @@ static int load_registry(const struct node_config *cfg, struct registry *reg, in
     return RK_OK;
 }
 
-/* The stored vote as a node id (RAFT_NO_NODE if none); an unknown name is an error. */
-static int vote_id(const struct node *n, const struct node_config *cfg, const char *vote,
-                   int *id, char *err, size_t errlen)
+/* The stored vote as a node id of ms (RAFT_NO_NODE if none). A vote for a server ms
+ * does not know (it was removed since) still counts as cast: RAFT_VOTE_ELSEWHERE, and the
+ * name is kept to be written again. */
+static int vote_id(struct node *n, const struct membership *ms, const char *vote)
 {
-    *id = RAFT_NO_NODE;
     if (vote[0] == '\0')
+        return RAFT_NO_NODE;
+    const struct member *m = membership_by_name(ms, vote);
+    if (m != NULL)
+        return m->id;
+    snprintf(n->vote_elsewhere, sizeof(n->vote_elsewhere), "%s", vote);
+    return RAFT_VOTE_ELSEWHERE;
+}
+
+/* DIR/NAME_joined: this server joined a running cluster (--join), so the registry is not
+ * its first configuration: it knows none but what its log and snapshot say. Created once,
+ * durably; true if it exists. */
+static int joined_marker(const struct node_config *cfg, bool *joined, char *err, size_t errlen)
+{
+    char path[BOOT_PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s_joined", cfg->dir, cfg->name);
+    *joined = access(path, F_OK) == 0;
+    if (*joined || !cfg->join)
         return RK_OK;
-    *id = registry_find(&n->reg, vote);
-    if (*id < 0)
-        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s/%s_state: voted for '%s', which is "
-                       "not in the registry", cfg->dir, cfg->name, vote);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || fsync(fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return rk_fail_io(err, errlen, path, "create");
+    }
+    close(fd);
+    int dir = open(cfg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0 || fsync(dir) != 0) {
+        if (dir >= 0)
+            close(dir);
+        return rk_fail_io(err, errlen, cfg->dir, "fsync");
+    }
+    close(dir);
+    *joined = true;
     return RK_OK;
 }
 
@@ -80,15 +108,17 @@ static void fit_fd_limit(struct node *n)
     l->max_clients = fit;
 }
 
-/* Warns if the snapshot was taken with another configuration than the registry's. */
-static void check_configuration(struct node *n, const struct snapshot_meta *m)
+/* A version-1 snapshot names its servers only: their addresses come from the registry
+ * (a name it does not list keeps none). */
+static void fill_addresses(struct membership *ms, const struct registry *reg)
 {
-    bool same = m->n_servers == n->reg.n;
-    for (int i = 0; same && i < m->n_servers; i++)
-        same = strcmp(m->servers[i], n->reg.servers[i].name) == 0;
-    if (!same)
-        node_log(n, "warning: %s was taken with another server list than the registry's",
-                 n->snap.paths->file);
+    for (int i = 0; i < ms->n; i++) {
+        int at = registry_find(reg, ms->m[i].name);
+        if (at < 0)
+            continue;
+        snprintf(ms->m[i].host, sizeof(ms->m[i].host), "%s", reg->servers[at].host);
+        ms->m[i].port = reg->servers[at].port;
+    }
 }
 
 /* Raft paper §7: the state machine starts from NAME_snapshot, if there is one (a corrupt
@@ -114,7 +144,8 @@ static int restore_snapshot(struct node *n, const struct node_config *cfg,
     } else {
         kv_free(node_snap_adopt(n, m->index, m->file_len, kv));
         n->snap.on_disk = m->index;
-        check_configuration(n, m);
+        if (m->version == 1)
+            fill_addresses(&m->conf, &n->reg);
     }
     why[0] = '\0';
     rc = snapshot_align_log(n->storage, ld, m->index, m->term, why, sizeof(why));
@@ -125,18 +156,41 @@ static int restore_snapshot(struct node *n, const struct node_config *cfg,
     return RK_OK;
 }
 
-/* The core, with the log after the snapshot (which it takes from ld). */
-static int create_core(struct node *n, const struct node_config *cfg,
-                       struct storage_loaded *ld, int voted_for,
-                       const struct snapshot_meta *snap, char *err, size_t errlen)
+/* The configuration the log starts from (Raft thesis §4): the snapshot's, if there is
+ * one; else the registry's, the first configuration of the cluster (none for a server that
+ * joined a running one). Configuration entries in the log take effect after it. */
+static void base_membership(const struct node *n, const struct snapshot_meta *snap,
+                            bool joined, struct membership *out)
 {
-    const char *names[REGISTRY_MAX_SERVERS];
-    for (int i = 0; i < n->reg.n && i < REGISTRY_MAX_SERVERS; i++)
-        names[i] = n->reg.servers[i].name;
+    if (snap->index > 0)
+        *out = snap->conf;
+    else if (joined)
+        memset(out, 0, sizeof(*out));
+    else
+        membership_from_registry(&n->reg, out);
+}
+
+/* The configuration in effect once the loaded log is in: its last configuration entry's,
+ * else base. RK_ERR_CORRUPT if that entry does not parse. */
+static int loaded_membership(const struct storage_loaded *ld, const struct membership *base,
+                             struct membership *out, char *err, size_t errlen)
+{
+    for (raft_index_t i = ld->n_entries; i > 0; i--) {
+        const struct raft_entry *e = &ld->entries[i - 1];
+        if (e->type == RAFT_ENTRY_CONFIG)
+            return membership_decode(e->val, e->val_len, out, err, errlen);
+    }
+    *out = *base;
+    return RK_OK;
+}
+
+/* The core's settings; members is the configuration the log starts from. */
+static struct raft_config core_config(struct node *n, const struct node_config *cfg,
+                                      const struct membership *members)
+{
     struct raft_config rc = {
-        .node_names = names,
-        .self = n->self,
-        .n_nodes = n->reg.n,
+        .members = members,
+        .self_name = n->name,
         .election_timeout_min_ms = cfg->election_min_ms,
         .election_timeout_max_ms = cfg->election_max_ms,
         .heartbeat_ms = cfg->heartbeat_ms,
@@ -146,11 +200,34 @@ static int create_core(struct node *n, const struct node_config *cfg,
         .log_fn = node_log_core,
         .log_ctx = n,
     };
-    n->raft = snap->index == 0
-                  ? raft_new(&rc, ld->term, voted_for, ld->entries, ld->n_entries,
+    return rc;
+}
+
+/* The core, with the log after the snapshot (which it takes from ld). */
+static int create_core(struct node *n, const struct node_config *cfg,
+                       struct storage_loaded *ld, const struct snapshot_meta *snap,
+                       bool joined, char *err, size_t errlen)
+{
+    struct membership *base = malloc(sizeof(*base)), *now = malloc(sizeof(*now));
+    int rc = base != NULL && now != NULL ? RK_OK : RK_ERR_NOMEM;
+    if (rc == RK_OK) {
+        base_membership(n, snap, joined, base);
+        rc = loaded_membership(ld, base, now, err, errlen);
+    }
+    if (rc == RK_OK) {
+        int voted_for = vote_id(n, now, ld->voted_for);
+        struct raft_config cfg_core = core_config(n, cfg, base);
+        n->raft = snap->index == 0
+                  ? raft_new(&cfg_core, ld->term, voted_for, ld->entries, ld->n_entries,
                              rk_clock_ms())
-                  : raft_new_from_snapshot(&rc, snap->index, snap->term, ld->term, voted_for,
-                                           ld->entries, ld->n_entries, rk_clock_ms());
+                  : raft_new_from_snapshot(&cfg_core, snap->index, snap->term, ld->term,
+                                           voted_for, ld->entries, ld->n_entries, rk_clock_ms());
+    }
+    free(base);
+    free(now);
+    if (rc != RK_OK)
+        return rk_fail(err, errlen, rc, "the configuration in the log: %s",
+                       rc == RK_ERR_NOMEM ? "out of memory" : err);
     if (n->raft == NULL)
         return rk_fail(err, errlen, RK_ERR_INVAL, "cannot create the Raft core (bad "
                        "configuration or out of memory)");
@@ -159,7 +236,26 @@ static int create_core(struct node *n, const struct node_config *cfg,
     if (snap->index > 0)
         raft_snapshot_saved(n->raft, snap->index, snap->term);
     n->seen_term = raft_term(n->raft);
+    node_sync_peers(n);
     return RK_OK;
+}
+
+/* server_registry.txt is only the first configuration: once the configuration lives in
+ * the log or a snapshot, say so if the registry disagrees (a server it lists that is not
+ * a member, or at another address). */
+static void check_registry(struct node *n, const struct membership *ms)
+{
+    for (int i = 0; i < n->reg.n; i++) {
+        const struct registry_server *s = &n->reg.servers[i];
+        const struct member *m = membership_by_name(ms, s->name);
+        if (m != NULL && m->port == s->port && strcmp(m->host, s->host) == 0)
+            continue;
+        node_log(n, "warning: the registry lists %s at %s:%u, but the configuration in this "
+                 "server's files has it %s; the configuration holds (the registry is only a "
+                 "new cluster's first one)", s->name, s->host, (unsigned)s->port,
+                 m == NULL ? "not as a member" : "at another address");
+        return;
+    }
 }
 
 /* The node's fields from cfg, then its files. */
@@ -171,19 +267,27 @@ static int open_files(struct node *n, const struct node_config *cfg, struct stor
     if (cfg->has_cluster_id)
         n->cluster_id = cfg->cluster_id;
     fit_fd_limit(n);
-    int voted_for;
-    int rc = vote_id(n, cfg, ld->voted_for, &voted_for, err, errlen);
+    bool joined;
+    int rc = joined_marker(cfg, &joined, err, errlen);
     if (rc == RK_OK)
         rc = restore_snapshot(n, cfg, ld, snap, err, errlen);
+    if (rc == RK_OK && !joined && snap->index == 0 && ld->n_entries == 0 && ld->term == 0 &&
+        registry_find(&n->reg, n->name) < 0)
+        rc = rk_fail(err, errlen, RK_ERR_NOTFOUND, "%s: not in %s/server_registry.txt (to add "
+                     "a server to a running cluster, start it with --join)", n->name, cfg->dir);
     raft_index_t n_entries = ld->n_entries;
     if (rc == RK_OK)
-        rc = create_core(n, cfg, ld, voted_for, snap, err, errlen);
-    if (rc == RK_OK)
-        node_log(n, "starting: %d servers in the registry, cluster id %016" PRIx64 ", "
-                 "snapshot at index %" PRIu64 " (%zu keys), loaded %" PRIu64 " entries after "
-                 "it, term %" PRIu64, n->reg.n, n->cluster_id, snap->index, kv_count(n->kv),
-                 n_entries, raft_term(n->raft));
-    return rc;
+        rc = create_core(n, cfg, ld, snap, joined, err, errlen);
+    if (rc != RK_OK)
+        return rc;
+    const struct membership *ms = raft_membership(n->raft, NULL);
+    node_log(n, "starting: %d members (%d voters)%s, cluster id %016" PRIx64 ", snapshot at "
+             "index %" PRIu64 " (%zu keys), loaded %" PRIu64 " entries after it, term %" PRIu64,
+             ms->n, membership_voters(ms), raft_self(n->raft) == RAFT_NO_NODE
+             ? ", this server not one of them (it waits for a leader to add it)" : "",
+             n->cluster_id, snap->index, kv_count(n->kv), n_entries, raft_term(n->raft));
+    check_registry(n, ms);
+    return RK_OK;
 }
 
 int node_open(struct node *n, const struct node_config *cfg, char *err, size_t errlen)
@@ -201,8 +305,11 @@ int node_open(struct node *n, const struct node_config *cfg, char *err, size_t e
         return rc;
     if (loaded.dropped_torn_tail)
         node_log_as(cfg->name, loaded.term, "warning: %s", err);
-    if (node_init(n, &reg, self, st) != RK_OK)
+    if (node_init(n, &reg, cfg->name, st) != RK_OK)
         return rk_fail(err, errlen, RK_ERR_NOMEM, "out of memory");
+    snprintf(n->listen_host, sizeof(n->listen_host), "%s", cfg->host);
+    n->listen_port = cfg->port;
+    n->disk_stall_ms = cfg->disk_stall_ms;
     struct snapshot_meta *snap = malloc(sizeof(*snap));
     rc = snap == NULL ? rk_fail(err, errlen, RK_ERR_NOMEM, "out of memory")
                       : open_files(n, cfg, &loaded, snap, err, errlen);

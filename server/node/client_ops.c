@@ -12,7 +12,7 @@
 
 #define STATUS_LEN 512
 
-static int reply(struct proto_buf *out, uint8_t status, const char *body, uint32_t body_len)
+int node_client_reply(struct proto_buf *out, uint8_t status, const char *body, uint32_t body_len)
 {
     struct proto_client_resp resp;
     memset(&resp, 0, sizeof(resp));
@@ -24,42 +24,46 @@ static int reply(struct proto_buf *out, uint8_t status, const char *body, uint32
 
 int node_client_error(struct proto_buf *out, const char *msg)
 {
-    return reply(out, PROTO_ST_ERR, msg, (uint32_t)strlen(msg));
+    return node_client_reply(out, PROTO_ST_ERR, msg, (uint32_t)strlen(msg));
 }
 
 /* Under mu: where the leader is, or empty fields if unknown. */
-static int reply_redirect(struct node *n, struct proto_buf *out)
+int node_client_redirect(struct node *n, struct proto_buf *out)
 {
     struct proto_client_resp resp;
     memset(&resp, 0, sizeof(resp));
     resp.status = PROTO_ST_REDIRECT;
     int leader = raft_leader(n->raft);
-    if (leader >= 0 && leader < n->reg.n && leader != n->self) {
-        const struct registry_server *s = &n->reg.servers[leader];
-        snprintf(resp.leader_name, sizeof(resp.leader_name), "%s", s->name);
-        snprintf(resp.leader_host, sizeof(resp.leader_host), "%s", s->host);
-        resp.leader_port = s->port;
+    if (leader >= 0 && leader < REGISTRY_MAX_SERVERS && leader != raft_self(n->raft) &&
+        n->peers[leader].known) {
+        const struct node_peer_addr *a = &n->peers[leader].addr;
+        snprintf(resp.leader_name, sizeof(resp.leader_name), "%s", a->name);
+        snprintf(resp.leader_host, sizeof(resp.leader_host), "%s", a->host);
+        resp.leader_port = a->port;
     }
     return proto_encode_client_resp(out, &resp);
 }
 
-/* Under mu: "name=S role=R term=N leader=S|none commit=N applied=N last=N snapshot=N"
- * (snapshot: the index of the last snapshot saved or installed, 0 if none). Scripts parse
- * these fields: new ones go at the end. */
+/* Under mu: "name=S role=R term=N leader=S|none commit=N applied=N last=N snapshot=N
+ * voters=N" (snapshot: the index of the last snapshot saved or installed, 0 if none;
+ * role: leader, candidate, follower, or learner for a member that does not vote; voters:
+ * of the configuration in effect). Scripts parse these fields: new ones go at the end. */
 static int reply_status(struct node *n, struct proto_buf *out)
 {
     int leader = raft_leader(n->raft);
+    const char *role = raft_is_learner(n->raft) ? "learner" : raft_role_name(raft_role(n->raft));
     char line[STATUS_LEN];
     int len = snprintf(line, sizeof(line),
                        "name=%s role=%s term=%" PRIu64 " leader=%s commit=%" PRIu64
-                       " applied=%" PRIu64 " last=%" PRIu64 " snapshot=%" PRIu64,
-                       n->name, raft_role_name(raft_role(n->raft)), raft_term(n->raft),
+                       " applied=%" PRIu64 " last=%" PRIu64 " snapshot=%" PRIu64 " voters=%d",
+                       n->name, role, raft_term(n->raft),
                        leader == RAFT_NO_NODE ? "none" : node_name_of(n, leader),
                        raft_commit_index(n->raft), n->applied, raft_last_index(n->raft),
-                       raft_snapshot_index(n->raft));
+                       raft_snapshot_index(n->raft),
+                       membership_voters(raft_membership(n->raft, NULL)));
     if (len < 0 || (size_t)len >= sizeof(line))
         return node_client_error(out, "status line too long");
-    return reply(out, PROTO_ST_VALUE, line, (uint32_t)len);
+    return node_client_reply(out, PROTO_ST_VALUE, line, (uint32_t)len);
 }
 
 /* REGISTER: the new session's client id is the index of its entry (thesis §6.3). */
@@ -67,7 +71,7 @@ static int reply_client_id(struct proto_buf *out, raft_index_t index)
 {
     char body[PROTO_CLIENT_ID_MAX_DIGITS + 1];
     int len = proto_format_client_id(index, body);
-    return reply(out, PROTO_ST_VALUE, body, (uint32_t)len);
+    return node_client_reply(out, PROTO_ST_VALUE, body, (uint32_t)len);
 }
 
 static int write_result(struct proto_buf *out, uint8_t op, int wait_rc,
@@ -86,11 +90,11 @@ static int write_result(struct proto_buf *out, uint8_t op, int wait_rc,
         return node_client_error(out, "stale request: this session already applied a "
                                       "later command");
     case KV_ABSENT:
-        return reply(out, PROTO_ST_NIL, NULL, 0);
+        return node_client_reply(out, PROTO_ST_NIL, NULL, 0);
     }
     if (op == PROTO_OP_REGISTER)
         return reply_client_id(out, w->index);
-    return reply(out, PROTO_ST_OK, NULL, 0);
+    return node_client_reply(out, PROTO_ST_OK, NULL, 0);
 }
 
 /* Whether the write may or may not have taken effect: we lost leadership, or gave up
@@ -135,7 +139,7 @@ static struct raft_entry command_of(const struct proto_client_req *req)
 static bool not_started(struct node *n, int rc, struct proto_buf *out)
 {
     if (rc == RK_ERR_NOTLEADER)
-        reply_redirect(n, out);
+        node_client_redirect(n, out);
     else
         node_client_error(out, rk_strerror(rc));
     return false;
@@ -163,7 +167,7 @@ static int finish_write(struct node *n, const struct node_request *r, int wait_r
                         struct proto_buf *out)
 {
     if (outcome_unknown(wait_rc, &r->w) && retry_is_safe(&r->req))
-        return reply_redirect(n, out);
+        return node_client_redirect(n, out);
     return write_result(out, r->req.op, wait_rc, &r->w);
 }
 
@@ -173,8 +177,8 @@ static int reply_value(struct node *n, const struct proto_client_req *req, struc
     uint32_t len = 0;
     const char *val = kv_get(n->kv, req->key, req->key_len, &len);
     if (val == NULL)
-        return reply(out, PROTO_ST_NIL, NULL, 0);
-    return reply(out, PROTO_ST_VALUE, val, len);
+        return node_client_reply(out, PROTO_ST_NIL, NULL, 0);
+    return node_client_reply(out, PROTO_ST_VALUE, val, len);
 }
 
 /* Under mu, as leader: a linearizable read through ReadIndex (Raft thesis §6.4). */
@@ -201,7 +205,7 @@ static int finish_get(struct node *n, const struct node_request *r, int wait_rc,
      * (or whoever is leader next) again. */
     if (wait_rc == RK_ERR_TIMEOUT || wait_rc == RK_ERR_SHUTDOWN ||
         (wait_rc == RK_OK && r->w.result == RK_ERR_NOTLEADER))
-        return reply_redirect(n, out);
+        return node_client_redirect(n, out);
     return node_client_error(out, rk_strerror(wait_rc != RK_OK ? wait_rc : r->w.result));
 }
 
@@ -210,9 +214,10 @@ static int finish_get(struct node *n, const struct node_request *r, int wait_rc,
 static const char *invalid_reason(const struct node_limits *lim,
                                   const struct proto_client_req *req, char *why, size_t len)
 {
-    if (req->op < PROTO_OP_GET || req->op > PROTO_OP_REGISTER)
+    if (req->op < PROTO_OP_GET || req->op > PROTO_OP_LAST)
         return "unknown command";
-    if (req->op == PROTO_OP_STATUS || req->op == PROTO_OP_REGISTER)
+    if (req->op == PROTO_OP_STATUS || req->op == PROTO_OP_REGISTER ||
+        req->op == PROTO_OP_MEMBERS || req->op == PROTO_OP_TRANSFER)
         return NULL;
     if (req->key_len == 0)
         return "empty key";
@@ -229,6 +234,13 @@ static const char *invalid_reason(const struct node_limits *lim,
     if (req->op != PROTO_OP_GET && req->client_id != 0 && req->seq == 0)
         return "bad sequence number 0 (a session numbers its commands from 1)";
     return NULL;
+}
+
+/* The cluster commands (admin_ops.c). */
+static bool is_admin(uint8_t op)
+{
+    return op == PROTO_OP_ADD || op == PROTO_OP_REMOVE || op == PROTO_OP_MEMBERS ||
+           op == PROTO_OP_TRANSFER;
 }
 
 bool node_client_start(struct node *n, struct node_request *r, struct proto_buf *out,
@@ -249,9 +261,11 @@ bool node_client_start(struct node *n, struct node_request *r, struct proto_buf 
     else if (r->req.op == PROTO_OP_STATUS)
         reply_status(n, out);
     else if (raft_role(n->raft) != RAFT_LEADER)
-        reply_redirect(n, out);
+        node_client_redirect(n, out);
     else if (r->req.op == PROTO_OP_GET)
         r->waiting = start_get(n, r, out, ob);
+    else if (is_admin(r->req.op))
+        r->waiting = node_admin_start(n, r, out, ob);
     else
         r->waiting = start_write(n, r, out, ob);
     return r->waiting;
@@ -267,5 +281,12 @@ int node_client_finish(struct node *n, struct node_request *r, int wait_rc, stru
     r->waiting = false;
     if (r->req.op == PROTO_OP_GET)
         return finish_get(n, r, wait_rc, out);
+    if (is_admin(r->req.op))
+        return node_admin_finish(n, r, wait_rc, out);
     return finish_write(n, r, wait_rc, out);
+}
+
+uint32_t node_client_wait_ms(const struct node_request *r)
+{
+    return is_admin(r->req.op) ? NODE_ADMIN_WAIT_MS : NODE_CLIENT_WAIT_MS;
 }

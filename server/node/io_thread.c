@@ -116,7 +116,8 @@ static void receive_chunks(struct node *n, const struct raft_ready *rd,
  * replaces ours. Returns the map to free (outside the lock). */
 static struct kv *install_received(struct node *n, struct received_snapshot *rs)
 {
-    if (!raft_snapshot_installed(n->raft, rk_clock_ms(), rs->index, rs->term, rs->ok))
+    if (!raft_snapshot_installed(n->raft, rk_clock_ms(), rs->index, rs->term, rs->ok,
+                                 NULL))
         return rs->kv;
     struct kv *old = node_snap_adopt(n, rs->index, rs->file_bytes, rs->kv);
     node_log(n, "installed snapshot %" PRIu64 " (term %" PRIu64 ", %zu keys) from the "
@@ -136,7 +137,11 @@ static void run_batch(struct node *n, struct node_outbox *ob)
     if (rc != RK_OK)
         node_fatal(n, "cannot take the next batch: %s", rk_strerror(rc));
     char vote[REGISTRY_NAME_MAX + 1];
-    snprintf(vote, sizeof(vote), "%s", node_name_of(n, rd.voted_for));
+    snprintf(vote, sizeof(vote), "%s", rd.voted_for == RAFT_VOTE_ELSEWHERE
+                                           ? n->vote_elsewhere : node_name_of(n, rd.voted_for));
+    bool writes = rd.hard_state_changed || rd.n_entries > 0 || rd.truncate_from != 0;
+    if (writes)
+        n->sync_started_ms = rk_clock_ms(); /* the timer watches for a stalled disk */
     pthread_mutex_unlock(&n->mu);
 
     persist(n, &rd, vote);
@@ -144,6 +149,8 @@ static void run_batch(struct node *n, struct node_outbox *ob)
     receive_chunks(n, &rd, &rs);
 
     pthread_mutex_lock(&n->mu);
+    if (writes)
+        node_disk_answered(n);
     struct kv *unused = rs.complete ? install_received(n, &rs) : NULL;
     for (uint32_t i = 0; i < rd.n_msgs; i++)
         node_peer_push(n, &rd.msgs[i], ob);

@@ -48,19 +48,12 @@ int node_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, uint64_t dea
     return pthread_cond_timedwait(cond, mu, &ts);
 }
 
-const char *node_name_of(const struct node *n, int id)
-{
-    if (id < 0 || id >= n->reg.n)
-        return "";
-    return n->reg.servers[id].name;
-}
-
 static int init_peers(struct node *n)
 {
-    n->peers = calloc((size_t)n->reg.n, sizeof(*n->peers));
+    n->peers = calloc(REGISTRY_MAX_SERVERS, sizeof(*n->peers));
     if (n->peers == NULL)
         return RK_ERR_NOMEM;
-    for (int i = 0; i < n->reg.n; i++) {
+    for (int i = 0; i < REGISTRY_MAX_SERVERS; i++) {
         n->peers[i].id = i;
         if (node_cond_init(&n->peers[i].cond) != RK_OK)
             return RK_ERR_NOMEM;
@@ -81,7 +74,7 @@ void node_limits_default(struct node_limits *l)
     };
 }
 
-int node_init(struct node *n, struct registry *reg, int self, struct storage *st)
+int node_init(struct node *n, struct registry *reg, const char *name, struct storage *st)
 {
     memset(n, 0, sizeof(*n));
     n->reg = *reg;
@@ -89,8 +82,7 @@ int node_init(struct node *n, struct registry *reg, int self, struct storage *st
     node_limits_default(&n->limits);
     atomic_init(&n->n_clients, 0);
     atomic_init(&n->n_unidentified, 0);
-    n->self = self;
-    n->name = n->reg.servers[self].name;
+    n->name = name;
     n->storage = st;
     n->seen_role = RAFT_FOLLOWER;
     n->seen_leader = RAFT_NO_NODE;
@@ -98,7 +90,7 @@ int node_init(struct node *n, struct registry *reg, int self, struct storage *st
     if (pthread_mutex_init(&n->mu, NULL) != 0)
         return RK_ERR_NOMEM;
     if (node_cond_init(&n->io_cond) != RK_OK || node_cond_init(&n->timer_cond) != RK_OK ||
-        node_cond_init(&n->tokens_cond) != RK_OK)
+        node_cond_init(&n->tokens_cond) != RK_OK || node_cond_init(&n->role_cond) != RK_OK)
         return RK_ERR_NOMEM;
     n->kv = kv_new();
     if (n->kv == NULL)
@@ -226,6 +218,24 @@ static void take_reads(struct node *n)
     } while (got == READS_PER_TAKE);
 }
 
+/* Outcomes of membership changes and transfers (Raft thesis §4, §3.10). An id no waiter
+ * has (0: the server's own hand-off) is dropped. */
+static void take_results(struct node *n)
+{
+    struct raft_result res[READS_PER_TAKE];
+    uint32_t got;
+    do {
+        got = raft_take_results(n->raft, res, READS_PER_TAKE);
+        for (uint32_t i = 0; i < got; i++) {
+            struct node_waiter *w = n->waiters;
+            while (w != NULL && !(w->kind == NODE_WAIT_RESULT && w->read_id == res[i].id))
+                w = w->next;
+            if (w != NULL && !w->done)
+                finish(n, w, res[i].rc);
+        }
+    } while (got == READS_PER_TAKE);
+}
+
 static void finish_ready_reads(struct node *n)
 {
     if (n->reads_answered == 0)
@@ -235,10 +245,12 @@ static void finish_ready_reads(struct node *n)
             finish(n, w, RK_OK);
 }
 
+/* A result waiter is not failed here: the core reports the outcome of its request
+ * (a transfer succeeds precisely by our stepping down). */
 static void fail_all_waiters(struct node *n)
 {
     for (struct node_waiter *w = n->waiters; w != NULL; w = w->next) {
-        if (w->done)
+        if (w->done || w->kind == NODE_WAIT_RESULT)
             continue;
         finish(n, w, w->kind == NODE_WAIT_WRITE ? RK_ERR_LOST : RK_ERR_NOTLEADER);
     }
@@ -270,6 +282,8 @@ static void notice_role_change(struct node *n)
     if (role != n->seen_role || (role == RAFT_FOLLOWER && leader != n->seen_leader &&
                                  leader != RAFT_NO_NODE))
         log_role(n, role, leader);
+    if (role != n->seen_role)
+        pthread_cond_broadcast(&n->role_cond);
     if (was_leader && (role != RAFT_LEADER || term != n->seen_term))
         fail_all_waiters(n);
     n->seen_role = role;
@@ -290,11 +304,14 @@ static void queue_early_messages(struct node *n, struct node_outbox *ob)
 
 void node_after_step(struct node *n, struct node_outbox *ob)
 {
+    if (raft_membership_gen(n->raft) != n->conf_gen)
+        node_sync_peers(n); /* before queueing: a new member gets its first messages */
     queue_early_messages(n, ob);
     apply_committed(n);
     node_snap_maybe_start(n); /* Raft paper §7: a snapshot once the log grew enough */
     take_reads(n);
     finish_ready_reads(n);
+    take_results(n);
     notice_role_change(n);
     if (ob == NULL && raft_has_ready(n->raft))
         pthread_cond_signal(&n->io_cond); /* with an outbox: node_outbox_flush does */
@@ -309,7 +326,7 @@ bool node_step_peer_msgs(struct node *n, int peer, struct raft_msg *msgs, int co
         return false;
     for (int i = 0; i < count; i++) {
         msgs[i].from = peer;
-        msgs[i].to = n->self;
+        msgs[i].to = raft_self(n->raft);
         raft_step(n->raft, rk_clock_ms(), &msgs[i]);
         node_after_step(n, ob);
     }
@@ -331,6 +348,19 @@ void node_campaign(struct node *n)
     node_after_step(n, NULL);
 }
 
+void node_hand_off(struct node *n, uint32_t wait_ms)
+{
+    pthread_mutex_lock(&n->mu);
+    if (raft_role(n->raft) == RAFT_LEADER && raft_transfer_leadership(n->raft, 0, NULL) == RK_OK) {
+        node_log(n, "handing leadership off before stopping");
+        node_after_step(n, NULL);
+        uint64_t deadline = rk_clock_ms() + wait_ms;
+        while (raft_role(n->raft) == RAFT_LEADER && rk_clock_ms() < deadline)
+            node_cond_wait_until(&n->role_cond, &n->mu, deadline);
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
 int node_start(struct node *n)
 {
     int rc = node_snap_start_thread(n); /* first: the others may start snapshots */
@@ -343,7 +373,7 @@ int node_start(struct node *n)
 
 static bool tokens_held(const struct node *n)
 {
-    for (int i = 0; i < n->reg.n; i++)
+    for (int i = 0; i < REGISTRY_MAX_SERVERS; i++)
         if (n->peers[i].sending)
             return true;
     return false;
@@ -355,7 +385,7 @@ void node_stop(struct node *n)
     n->shutdown = true;
     pthread_cond_broadcast(&n->io_cond);
     pthread_cond_broadcast(&n->timer_cond);
-    for (int i = 0; i < n->reg.n; i++)
+    for (int i = 0; i < REGISTRY_MAX_SERVERS; i++)
         pthread_cond_broadcast(&n->peers[i].cond);
     pthread_cond_broadcast(&n->snap.cond);
     node_snap_cancel(n);

@@ -30,9 +30,10 @@ struct storage;
 
 /* ---------- client requests ---------- */
 
-/* A client request waiting for its entry to be applied (write) or for a ReadIndex
- * answer plus applied >= that index (read). Owned by the client loop's connection. */
-enum node_wait_kind { NODE_WAIT_WRITE, NODE_WAIT_READ };
+/* A client request waiting for its entry to be applied (write), for a ReadIndex answer
+ * plus applied >= that index (read), or for the outcome of a membership change or a
+ * leadership transfer (result). Owned by the client loop's connection. */
+enum node_wait_kind { NODE_WAIT_WRITE, NODE_WAIT_READ, NODE_WAIT_RESULT };
 
 struct node_waiter;
 
@@ -44,10 +45,12 @@ struct node_waiter {
     enum node_wait_kind kind;
     raft_index_t index;  /* write: the entry's index; read: the read index once answered */
     raft_term_t term;    /* write: the entry's term */
-    uint64_t read_id;    /* read: the id given to raft_read_index */
+    uint64_t read_id;    /* read: the id given to raft_read_index; result: the request
+                            id given to raft_add_server & co */
     bool answered;       /* read: the ReadIndex answer arrived (ok) */
     bool done;           /* the result below is final */
-    int result;          /* RK_OK, RK_ERR_LOST (write), RK_ERR_NOTLEADER (read) */
+    int result;          /* RK_OK, RK_ERR_LOST (write), RK_ERR_NOTLEADER (read), or the
+                            request's outcome (result) */
     int kv_result;       /* write: what kv_apply returned (KV_APPLIED, KV_ABSENT,
                             KV_SESSION_EXPIRED, KV_STALE) */
     node_waiter_done_fn on_done; /* required */
@@ -73,12 +76,28 @@ struct node_frame {
     size_t size;          /* approximate encoded size, for the queue bound */
 };
 
-/* The outgoing side of one peer as node/ sees it: a queue filled under mu and a send
- * token. Whoever holds the token (`sending`) takes the whole queue, encodes it and writes
- * it to the peer's link without the lock: the peer's replicator thread (net/), or a thread
- * that has just stepped the core and writes without blocking (node_outbox_flush). */
+/* Where a peer listens, as the holder of its send token copies it (node_peer_take): the
+ * link reconnects when gen changes. */
+struct node_peer_addr {
+    char name[REGISTRY_NAME_MAX + 1];
+    char host[REGISTRY_HOST_MAX + 1];
+    uint16_t port;
+    uint64_t gen;
+    int self_id;                  /* our own id then (-1: none yet), for HELLO_PEER */
+};
+
+/* One node id (Raft thesis §4: ids come from the configuration), and the outgoing side
+ * of that peer as node/ sees it: a queue filled under mu and a send token. Whoever holds
+ * the token (`sending`) takes the whole queue, encodes it and writes it to the peer's
+ * link without the lock: the peer's replicator thread (net/), or a thread that has just
+ * stepped the core and writes without blocking (node_outbox_flush). */
 struct node_peer {
     int id;
+    bool member;                  /* in the configuration in effect */
+    bool known;                   /* a member, or a server that said hello with this id
+                                     while the configuration had none (a leader, to a
+                                     server that joins) */
+    struct node_peer_addr addr;   /* whom the id names and where it listens */
     pthread_cond_t cond;          /* wakes the peer's replicator: work, or shutdown */
     struct node_frame *head, *tail;
     size_t queued_bytes;
@@ -103,11 +122,14 @@ struct node_outbox {
 };
 
 /* How node/ writes to a peer's link without knowing sockets: net/replicator.c fills it
- * in before node_start. Called without mu, by the holder of the peer's send token. */
+ * in before node_start. */
 struct node_transport {
-    /* Writes what the link takes now, never blocking; the link keeps the rest for the
-     * replicator. true if all of it went. */
+    /* Without mu, by the holder of the peer's send token: writes what the link takes now,
+     * never blocking; the link keeps the rest for the replicator. true if all of it went. */
     bool (*send_nowait)(void *ctx, int peer, const uint8_t *data, size_t len);
+    /* Under mu: peer became known, or its address changed (a replicator is started for
+     * it if it has none). */
+    void (*peer_changed)(void *ctx, int peer);
     void *ctx;
 };
 
@@ -193,11 +215,16 @@ struct node_snap {
 
 /* ---------- what a server is started with (boot.c) ---------- */
 
+#define NODE_DISK_STALL_MS_DEFAULT 2000u
+
 struct node_config {
-    const char *name;            /* this server; must be in DIR/server_registry.txt */
+    const char *name;            /* this server */
     const char *host;            /* where it listens (a mismatch with the registry warns) */
     uint16_t port;
     const char *dir;             /* the registry and this server's files */
+    bool join;                   /* --join: a new server of a running cluster; it knows no
+                                  * configuration until a leader adds it (thesis §4.2.1) */
+    uint32_t disk_stall_ms;      /* a leader whose fdatasync takes longer hands off */
     uint32_t election_min_ms, election_max_ms, heartbeat_ms;
     struct node_limits limits;
     bool has_cluster_id;         /* --cluster-id given; else the registry's hash */
@@ -212,13 +239,19 @@ struct node {
     pthread_cond_t io_cond;       /* the io thread waits here for raft_has_ready */
     pthread_cond_t timer_cond;    /* the timer waits here for its next deadline */
     pthread_cond_t tokens_cond;   /* node_stop waits here until no send token is held */
+    pthread_cond_t role_cond;     /* broadcast when our role changes (node_hand_off) */
 
     struct raft *raft;
     struct kv *kv;
     struct storage *storage;      /* the io thread's only, used without the lock */
-    struct registry reg;
-    int self;
-    const char *name;             /* reg.servers[self].name */
+    struct registry reg;          /* server_registry.txt: the first configuration of a new
+                                     cluster, and its cluster id; read-only */
+    const char *name;             /* this server's name */
+    char vote_elsewhere[REGISTRY_NAME_MAX + 1]; /* a loaded vote for a server no longer
+                                     in the configuration (RAFT_VOTE_ELSEWHERE) */
+    char listen_host[REGISTRY_HOST_MAX + 1]; /* where it listens: sent in HELLO_PEER */
+    uint16_t listen_port;
+    uint64_t conf_gen;            /* raft_membership_gen when peers[] was last synced */
     uint64_t cluster_id;          /* sent and checked in HELLO_PEER (registry_cluster_id
                                      or --cluster-id) */
     struct node_limits limits;    /* set before node_start, read-only afterwards */
@@ -227,7 +260,7 @@ struct node {
 
     raft_index_t applied;         /* last entry applied to kv */
     struct node_waiter *waiters;  /* pending client requests */
-    uint64_t next_read_id;
+    uint64_t next_read_id;        /* also the request ids of membership changes */
     uint32_t reads_answered;      /* read waiters answered by ReadIndex, not yet done */
 
     /* What node_after_step last saw, to log changes and fail waiters. */
@@ -236,7 +269,10 @@ struct node {
     int seen_leader;
 
     uint64_t timer_wake_ms;       /* when the timer thread will next wake */
-    struct node_peer *peers;      /* reg.n entries; peers[self] unused */
+    struct node_peer *peers;      /* REGISTRY_MAX_SERVERS entries, by node id */
+    uint32_t disk_stall_ms;       /* set before node_start */
+    uint64_t sync_started_ms;     /* the io thread's write in flight began (0: none) */
+    bool stall_handed_off;        /* ... and took so long that we handed leadership off */
     struct node_transport transport; /* set before node_start, read-only afterwards */
     bool shutdown;
 
@@ -259,8 +295,8 @@ int node_cond_init(pthread_cond_t *cond);
 int node_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, uint64_t deadline_ms);
 /* Sets up locks, the key-value map and the peers; the core is created by node_open. The
  * limits start as node_limits_default() and the cluster id as registry_cluster_id(reg).
- * Takes reg's server list. */
-int node_init(struct node *n, struct registry *reg, int self, struct storage *st);
+ * Takes reg's server list; name must outlive the node. */
+int node_init(struct node *n, struct registry *reg, const char *name, struct storage *st);
 /* Under mu, after EVERY core call: applies committed entries, answers waiters, logs role
  * changes, queues the core's early messages (for ob to send, or for the replicators if
  * ob is NULL) and wakes the io and timer threads as needed. */
@@ -268,8 +304,15 @@ void node_after_step(struct node *n, struct node_outbox *ob);
 /* Links / unlinks a waiter (under mu). */
 void node_waiter_add(struct node *n, struct node_waiter *w);
 void node_waiter_remove(struct node *n, struct node_waiter *w);
-/* Name of a node id for logs and storage ("" for RAFT_NO_NODE or out of range). */
+/* Name of a node id for logs and storage ("" for RAFT_NO_NODE, out of range, or
+ * unknown). Under mu, or from the holder of the id's send token. */
 const char *node_name_of(const struct node *n, int id);
+/* Under mu: copies the configuration in effect into peers[] (members.c). */
+void node_sync_peers(struct node *n);
+/* Under mu: the id a peer that said hello speaks for, or -1 with the reason in why: its
+ * name's id in the configuration in effect; else the id it claims, if no member has it
+ * (a leader, to a server that joins: its address is then learned from the hello). */
+int node_peer_hello(struct node *n, const struct proto_hello *h, char *why, size_t whylen);
 /* Under mu: steps count Raft messages from peer into the core (the sender is the
  * handshake's peer, whatever the messages say); what they release for peers goes to ob.
  * false if the node is stopping (nothing stepped). */
@@ -279,6 +322,10 @@ bool node_step_peer_msgs(struct node *n, int peer, struct raft_msg *msgs, int co
 void node_peer_gone(struct node *n, int peer);
 /* Under mu: starts an election now (the start flag True). */
 void node_campaign(struct node *n);
+/* Before stopping (SIGTERM): a leader hands leadership to the most up-to-date voter
+ * (Raft thesis §3.10), so that a rolling restart waits for no election timeout, and waits
+ * until it no longer leads, at most wait_ms. */
+void node_hand_off(struct node *n, uint32_t wait_ms);
 /* Starts the io, timer and snapshot threads (n->transport must be set). RK_OK or
  * RK_ERR_NOMEM. */
 int node_start(struct node *n);
@@ -303,8 +350,9 @@ void node_peer_push(struct node *n, struct raft_msg *m, struct node_outbox *ob);
 /* Under mu: whether peer's replicator has something to do (the token is free and there
  * is a queue or a backlog). */
 bool node_peer_has_work(const struct node_peer *p);
-/* Under mu: takes p's send token and its whole queue. */
-struct node_frame *node_peer_take(struct node_peer *p);
+/* Under mu: takes p's send token and its whole queue; addr gets where p listens. */
+struct node_frame *node_peer_take(struct node *n, struct node_peer *p,
+                                  struct node_peer_addr *addr);
 /* Without mu, by the token holder: encodes batch into buf (emptied first; snapshot
  * chunks are read from NAME_snapshot here) and frees the batch. A message that cannot be
  * encoded is dropped like a lost packet. */
@@ -323,6 +371,8 @@ int node_io_start(struct node *n);
 
 /* --- timer.c --- */
 int node_timer_start(struct node *n);
+/* Under mu, by the io thread: the write in flight is done (the disk answers). */
+void node_disk_answered(struct node *n);
 
 /* --- logging.c --- */
 /* One line on stderr: "YYYY-MM-DD HH:MM:SS.mmm NAME term=N message". */
@@ -380,5 +430,23 @@ bool node_client_start(struct node *n, struct node_request *r, struct proto_buf 
 int node_client_finish(struct node *n, struct node_request *r, int wait_rc, struct proto_buf *out);
 /* Appends an ERR response with msg. */
 int node_client_error(struct proto_buf *out, const char *msg);
+/* Appends a response of status with body. */
+int node_client_reply(struct proto_buf *out, uint8_t status, const char *body, uint32_t body_len);
+/* Under mu: appends a REDIRECT naming the leader (empty if unknown). */
+int node_client_redirect(struct node *n, struct proto_buf *out);
+/* How long a request may wait for its answer: a write's commit or a read's ReadIndex
+ * round, or far longer for a membership change (an add waits for a catch-up). */
+#define NODE_CLIENT_WAIT_MS 3000u
+#define NODE_ADMIN_WAIT_MS 90000u
+uint32_t node_client_wait_ms(const struct node_request *r);
+
+/* --- admin_ops.c --- */
+/* Under mu, as leader: MEMBERS (answered at once), ADD, REMOVE, TRANSFER. Like
+ * node_client_start. */
+bool node_admin_start(struct node *n, struct node_request *r, struct proto_buf *out,
+                      struct node_outbox *ob);
+/* Under mu: the answer of a waiting ADD, REMOVE or TRANSFER. */
+int node_admin_finish(struct node *n, const struct node_request *r, int wait_rc,
+                      struct proto_buf *out);
 
 #endif

@@ -87,8 +87,9 @@ static void enforce_bound(struct node *n, struct node_peer *p, const struct node
 
 void node_peer_push(struct node *n, struct raft_msg *m, struct node_outbox *ob)
 {
-    if (m->to < 0 || m->to >= n->reg.n || m->to == n->self) {
-        raft_msg_free_entries(m);
+    if (m->to < 0 || m->to >= REGISTRY_MAX_SERVERS || m->to == raft_self(n->raft) ||
+        !n->peers[m->to].known) {
+        raft_msg_free_entries(m); /* nowhere to send it: lost, as Raft allows */
         return;
     }
     struct node_peer *p = &n->peers[m->to];
@@ -115,8 +116,13 @@ bool node_peer_has_work(const struct node_peer *p)
     return !p->sending && (p->head != NULL || p->backlog);
 }
 
-struct node_frame *node_peer_take(struct node_peer *p)
+struct node_frame *node_peer_take(struct node *n, struct node_peer *p,
+                                  struct node_peer_addr *addr)
 {
+    if (addr != NULL) {
+        *addr = p->addr;
+        addr->self_id = raft_self(n->raft);
+    }
     struct node_frame *batch = p->head;
     p->head = p->tail = NULL;
     p->queued_bytes = 0;
@@ -179,7 +185,7 @@ static int take_outbox(struct node *n, struct node_outbox *ob, struct node_peer 
                        struct node_frame **batches)
 {
     int count = 0;
-    for (int i = 0; ob->any && !n->shutdown && i < n->reg.n; i++) {
+    for (int i = 0; ob->any && !n->shutdown && i < REGISTRY_MAX_SERVERS; i++) {
         if (!ob->peers[i])
             continue;
         ob->peers[i] = false;
@@ -191,7 +197,7 @@ static int take_outbox(struct node *n, struct node_outbox *ob, struct node_peer 
             continue;
         }
         taken[count] = p;
-        batches[count++] = node_peer_take(p);
+        batches[count++] = node_peer_take(n, p, NULL); /* inline_ok: the link's address */
     }
     memset(ob, 0, sizeof(*ob)); /* left only when stopping: the replicators stop anyway */
     return count;

@@ -116,7 +116,7 @@ static void start_snapshot(struct node *n, raft_index_t index, raft_term_t term)
     struct node_snap *s = &n->snap;
     uint64_t t0 = rk_clock_us();
     char err[SNAP_ERR_LEN];
-    snapshot_meta_init(s->meta, index, term, &n->reg);
+    snapshot_meta_init(s->meta, index, term, raft_membership_at(n->raft, index));
     int fd = snapshot_tmp_create(s->paths, err, sizeof(err));
     crc32_update(0, NULL, 0); /* the CRC table exists before the fork: the child uses it */
     int fork_errno = fd >= 0 && s->opts.fork ? fork_writer(n, fd) : 0;
@@ -140,6 +140,15 @@ static void start_snapshot(struct node *n, raft_index_t index, raft_term_t term)
     pthread_cond_signal(&s->cond);
 }
 
+/* 0..3, the same for a server at every start, differing between most servers. */
+static uint64_t spread_of(const char *name)
+{
+    uint64_t sum = 0;
+    for (const char *c = name; *c != '\0'; c++)
+        sum += (unsigned char)*c;
+    return sum % 4;
+}
+
 void node_snap_maybe_start(struct node *n)
 {
     struct node_snap *s = &n->snap;
@@ -155,7 +164,7 @@ void node_snap_maybe_start(struct node *n)
      * the live data, and the write cost per entry stays bounded (etcd and Redis bound it
      * the same way). The share is 1/4..7/16 by server, so that servers applying the same
      * entries do not all flush a snapshot at once on a shared disk. */
-    uint64_t share = s->last_file_bytes / 4 + s->last_file_bytes / 16 * (uint64_t)(n->self % 4);
+    uint64_t share = s->last_file_bytes / 4 + s->last_file_bytes / 16 * spread_of(n->name);
     if (due && s->bytes_since < share)
         due = false;
     if (!due || rk_clock_ms() < s->retry_ms)

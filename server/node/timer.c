@@ -1,10 +1,46 @@
 /* server/node/timer.c - the timer thread: ticks the core (election timeouts and
- * heartbeats, Raft paper §5.2) and sleeps until the core's next deadline, at most 50 ms. */
+ * heartbeats, Raft paper §5.2) and sleeps until the core's next deadline, at most 50 ms.
+ * It also watches the io thread's writes: a leader whose fdatasync has been outstanding
+ * longer than --disk-stall-ms hands leadership to an up-to-date follower (Raft thesis
+ * §3.10) and campaigns no more until its disk answers. */
+#include <inttypes.h>
+
 #include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "node.h"
 
 #define TIMER_MAX_SLEEP_MS 50
+
+/* Under mu: the write in flight has taken longer than --disk-stall-ms. */
+static void check_disk(struct node *n, uint64_t now)
+{
+    if (n->disk_stall_ms == 0 || n->sync_started_ms == 0 || n->stall_handed_off ||
+        now - n->sync_started_ms < n->disk_stall_ms)
+        return;
+    n->stall_handed_off = true;
+    raft_set_campaign(n->raft, false);
+    if (raft_role(n->raft) != RAFT_LEADER) {
+        node_log(n, "the disk has not answered for %" PRIu64 " ms; not campaigning until it "
+                 "does", now - n->sync_started_ms);
+        return;
+    }
+    int rc = raft_transfer_leadership(n->raft, 0, NULL);
+    node_log(n, "the disk has not answered for %" PRIu64 " ms (--disk-stall-ms %" PRIu32 "): "
+             "%s; not campaigning until it does", now - n->sync_started_ms, n->disk_stall_ms,
+             rc == RK_OK ? "handing leadership to an up-to-date follower"
+                         : "cannot hand leadership off now");
+}
+
+void node_disk_answered(struct node *n)
+{
+    if (n->stall_handed_off) {
+        node_log(n, "the disk answered after %" PRIu64 " ms; campaigning again",
+                 rk_clock_ms() - n->sync_started_ms);
+        raft_set_campaign(n->raft, true);
+        n->stall_handed_off = false;
+    }
+    n->sync_started_ms = 0;
+}
 
 static void *timer_main(void *arg)
 {
@@ -16,6 +52,7 @@ static void *timer_main(void *arg)
         /* Heartbeats go out from here, no replicator woken; the disk is left to the io
          * thread, so a slow fsync never delays a heartbeat or an election. */
         struct node_outbox ob = { .any = false };
+        check_disk(n, now);
         raft_tick(n->raft, now);
         uint64_t wake = now + TIMER_MAX_SLEEP_MS;
         uint64_t deadline = raft_next_deadline(n->raft);

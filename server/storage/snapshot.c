@@ -19,7 +19,7 @@
 #include "storage.h"
 
 static const uint8_t MAGIC[8] = { 'R', 'K', 'S', 'N', 'A', 'P', '\0', '\n' };
-#define FIXED_HEAD_BYTES 32u  /* magic, version, index, term, n_servers */
+#define FIXED_HEAD_BYTES 32u  /* magic, version, index, term, conf_len (v1: n_servers) */
 #define CRC_BYTES 4u
 #define IO_BUF_BYTES (1u << 20)
 #define WHY_LEN 256
@@ -77,15 +77,15 @@ void snapshot_remove_leftovers(const struct snapshot_paths *p)
 }
 
 void snapshot_meta_init(struct snapshot_meta *m, raft_index_t index, raft_term_t term,
-                        const struct registry *reg)
+                        const struct membership *conf)
 {
     memset(m, 0, sizeof(*m));
     m->index = index;
     m->term = term;
-    for (int i = 0; i < reg->n && i < REGISTRY_MAX_SERVERS; i++) {
-        snprintf(m->servers[i], sizeof(m->servers[i]), "%s", reg->servers[i].name);
-        m->n_servers = i + 1;
-    }
+    m->version = SNAPSHOT_VERSION;
+    m->conf = *conf;
+    int len = membership_encode(conf, m->conf_text, sizeof(m->conf_text));
+    m->conf_len = len > 0 ? (uint32_t)len : 0; /* MEMBERSHIP_TEXT_MAX always fits */
 }
 
 /* ---------- writing ---------- */
@@ -141,10 +141,7 @@ static int w_put(void *ctx, const void *data, size_t n)
 
 static size_t header_size(const struct snapshot_meta *m)
 {
-    size_t size = FIXED_HEAD_BYTES + 8;
-    for (int i = 0; i < m->n_servers; i++)
-        size += 1 + strnlen(m->servers[i], REGISTRY_NAME_MAX);
-    return size;
+    return FIXED_HEAD_BYTES + m->conf_len + 8;
 }
 
 static int write_header(struct writer *w, const struct snapshot_meta *m, uint64_t image_len)
@@ -154,14 +151,10 @@ static int write_header(struct writer *w, const struct snapshot_meta *m, uint64_
     rk_put_be(head + 8, SNAPSHOT_VERSION, 4);
     rk_put_be(head + 12, m->index, 8);
     rk_put_be(head + 20, m->term, 8);
-    rk_put_be(head + 28, (uint64_t)m->n_servers, 4);
+    rk_put_be(head + 28, m->conf_len, 4);
     int rc = w_put(w, head, sizeof(head));
-    for (int i = 0; i < m->n_servers && rc == 0; i++) {
-        uint8_t len = (uint8_t)strnlen(m->servers[i], REGISTRY_NAME_MAX);
-        rc = w_put(w, &len, 1);
-        if (rc == 0)
-            rc = w_put(w, m->servers[i], len);
-    }
+    if (rc == 0)
+        rc = w_put(w, m->conf_text, m->conf_len);
     uint8_t image_head[8];
     rk_put_be(image_head, image_len, 8);
     return rc != 0 ? rc : w_put(w, image_head, sizeof(image_head));
@@ -340,11 +333,19 @@ static int r_get(void *ctx, void *out, size_t n)
     return RK_OK;
 }
 
-/* Reads the configuration's names. */
-static int read_servers(struct reader *r, struct snapshot_meta *m, const char *path, char *err,
-                        size_t errlen)
+/* Version 1: the configuration's names (n of them), every server a voter, ids in
+ * order, no addresses. */
+static int read_names(struct reader *r, struct snapshot_meta *m, uint32_t n, const char *path,
+                      char *err, size_t errlen)
 {
-    for (int i = 0; i < m->n_servers; i++) {
+    if (n == 0 || n > REGISTRY_MAX_SERVERS)
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: %" PRIu32 " servers in the "
+                       "configuration at byte offset 28 (1..%d allowed)", path, n,
+                       REGISTRY_MAX_SERVERS);
+    m->conf.n = (int)n;
+    for (int i = 0; i < m->conf.n; i++) {
+        char *name = m->conf.m[i].name;
+        m->conf.m[i].id = i;
         uint64_t at = r->offset;
         uint8_t len;
         int rc = r_get(r, &len, 1);
@@ -352,14 +353,43 @@ static int read_servers(struct reader *r, struct snapshot_meta *m, const char *p
             return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: server name %d has length %u "
                            "(byte offset %" PRIu64 ")", path, i + 1, (unsigned)len, at);
         if (rc == RK_OK)
-            rc = r_get(r, m->servers[i], len);
+            rc = r_get(r, name, len);
         if (rc != RK_OK)
             return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
-        m->servers[i][len] = '\0';
-        if (strlen(m->servers[i]) != len)
+        name[len] = '\0';
+        if (strlen(name) != len)
             return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: NUL byte in server name %d "
                            "(byte offset %" PRIu64 ")", path, i + 1, at);
     }
+    return RK_OK;
+}
+
+/* Version 2: the configuration's text, len bytes (parsed by parse_conf once the
+ * checksum held: damage is then reported as such). */
+static int read_conf(struct reader *r, struct snapshot_meta *m, uint32_t len, const char *path,
+                     char *err, size_t errlen)
+{
+    if (len == 0 || len > MEMBERSHIP_TEXT_MAX)
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: a configuration of %" PRIu32 " bytes "
+                       "at byte offset 28 (1..%d allowed)", path, len, MEMBERSHIP_TEXT_MAX);
+    int rc = r_get(r, (uint8_t *)m->conf_text, len);
+    if (rc != RK_OK)
+        return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
+    m->conf_len = len;
+    return RK_OK;
+}
+
+static int parse_conf(struct snapshot_meta *m, const char *path, char *err, size_t errlen)
+{
+    if (m->version == 1)
+        return RK_OK;
+    char why[WHY_LEN];
+    if (membership_decode(m->conf_text, m->conf_len, &m->conf, why, sizeof(why)) != RK_OK)
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: bad configuration at byte offset "
+                       "%u: %s", path, FIXED_HEAD_BYTES, why);
+    if (m->conf.n == 0)
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: an empty configuration at byte "
+                       "offset %u", path, FIXED_HEAD_BYTES);
     return RK_OK;
 }
 
@@ -375,18 +405,16 @@ static int read_header(struct reader *r, struct snapshot_meta *m, const char *pa
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: bad magic at byte offset 0: not a "
                        "raft-kv snapshot", path);
     uint32_t version = (uint32_t)rk_get_be(head + 8, 4);
-    if (version != SNAPSHOT_VERSION)
+    if (version != SNAPSHOT_VERSION && version != 1)
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: version %" PRIu32 " at byte offset 8 "
-                       "(this server reads version %u)", path, version, SNAPSHOT_VERSION);
+                       "(this server reads versions 1 and %u)", path, version,
+                       SNAPSHOT_VERSION);
+    m->version = version;
     m->index = rk_get_be(head + 12, 8);
     m->term = rk_get_be(head + 20, 8);
-    uint32_t n_servers = (uint32_t)rk_get_be(head + 28, 4);
-    if (n_servers == 0 || n_servers > REGISTRY_MAX_SERVERS)
-        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: %" PRIu32 " servers in the "
-                       "configuration at byte offset 28 (1..%d allowed)", path, n_servers,
-                       REGISTRY_MAX_SERVERS);
-    m->n_servers = (int)n_servers;
-    rc = read_servers(r, m, path, err, errlen);
+    uint32_t n = (uint32_t)rk_get_be(head + 28, 4);
+    rc = version == 1 ? read_names(r, m, n, path, err, errlen)
+                      : read_conf(r, m, n, path, err, errlen);
     uint8_t image_head[8];
     if (rc == RK_OK && (rc = r_get(r, image_head, sizeof(image_head))) != RK_OK)
         return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
@@ -484,6 +512,8 @@ static int parse_file(struct reader *r, struct snapshot_meta *m, struct kv **kv,
         rc = read_image(r, m, kv, path, err, errlen);
     if (rc == RK_OK)
         rc = check_crc(r, m, path, err, errlen);
+    if (rc == RK_OK)
+        rc = parse_conf(m, path, err, errlen);
     if (rc != RK_OK && kv != NULL) {
         kv_free(*kv);
         *kv = NULL;

@@ -1,10 +1,13 @@
 /* server/storage/snapshot.h - this server's snapshot (Raft paper §7, Figure 13): the
  * state machine up to an index, in DIR/NAME_snapshot, checksummed. Layout (integers
  * big-endian):
- *   magic "RKSNAP\0\n" | u32 version (1) | u64 index | u64 term     the last included entry
- *   | u32 n_servers | n_servers x (u8 name_len | name)               the configuration
+ *   magic "RKSNAP\0\n" | u32 version (2) | u64 index | u64 term     the last included entry
+ *   | u32 conf_len | conf_len bytes: the configuration as of index, in the text form of
+ *     common/membership.h (Raft thesis §4.1)
  *   | u64 image_len | the key-value image (server/kv/kv_image.h)
  *   | u32 CRC-32 of every byte before it
+ * Version 1 (still read) had u32 n_servers | n_servers x (u8 name_len | name) in place of
+ * the configuration: names only, every server a voter, ids in order, no addresses.
  * A snapshot is written to NAME_snapshot.tmp (one received from a leader to
  * NAME_snapshot.recv), fdatasync'ed, renamed over NAME_snapshot, and the directory is
  * fsynced; only then may the log prefix it covers be dropped. */
@@ -17,6 +20,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../../common/membership.h"
 #include "../../common/raft_msg.h"
 #include "../../common/registry.h"
 
@@ -24,14 +28,17 @@ struct kv;
 struct storage;
 struct storage_loaded;
 
-#define SNAPSHOT_VERSION 1u
+#define SNAPSHOT_VERSION 2u        /* written; version 1 is still read */
 #define SNAPSHOT_HEADER_FIXED 28u /* magic, version, index, term: what a chunk reader checks */
 
 struct snapshot_meta {
     raft_index_t index;    /* lastIncludedIndex */
     raft_term_t term;      /* lastIncludedTerm */
-    int n_servers;         /* the configuration: the registry's names, in order */
-    char servers[REGISTRY_MAX_SERVERS][REGISTRY_NAME_MAX + 1];
+    uint32_t version;      /* of a file read */
+    struct membership conf; /* the configuration as of index (version 1: names only) */
+    uint32_t conf_len;     /* conf in text form, made by snapshot_meta_init before any
+                              fork: the forked writer only copies bytes */
+    char conf_text[MEMBERSHIP_TEXT_MAX];
     uint64_t image_len;    /* set when a snapshot is loaded */
     uint64_t file_len;     /* set when a snapshot is loaded */
     uint32_t crc;          /* set when a snapshot is loaded */
@@ -49,9 +56,9 @@ struct snapshot_paths {
 int snapshot_paths_init(struct snapshot_paths *p, const char *dir, const char *name);
 /* Removes NAME_snapshot.tmp and NAME_snapshot.recv left by a crash: never used. */
 void snapshot_remove_leftovers(const struct snapshot_paths *p);
-/* Fills index, term and the configuration from reg (names in registry order). */
+/* Fills index, term and the configuration (and its text form). */
 void snapshot_meta_init(struct snapshot_meta *m, raft_index_t index, raft_term_t term,
-                        const struct registry *reg);
+                        const struct membership *conf);
 
 /* ---- writing ---- */
 /* Creates (or truncates) NAME_snapshot.tmp for writing. The fd, or -1 with err set. */

@@ -84,12 +84,18 @@ static void print_header(FILE *out, const char *path, const struct snapshot_meta
                          const struct kv *kv)
 {
     fprintf(out, "snapshot %s\n", path);
-    fprintf(out, "version %u\n", SNAPSHOT_VERSION);
+    fprintf(out, "version %u\n", (unsigned)m->version);
     fprintf(out, "index %" PRIu64 "\nterm %" PRIu64 "\n", m->index, m->term);
     fprintf(out, "configuration");
-    for (int i = 0; i < m->n_servers; i++)
-        fprintf(out, " %s", m->servers[i]);
-    fprintf(out, "\nimage_bytes %" PRIu64 "\nfile_bytes %" PRIu64 "\ncrc32 %08" PRIx32
+    for (int i = 0; i < m->conf.n; i++)
+        fprintf(out, " %s", m->conf.m[i].name);
+    fprintf(out, "\n");
+    for (int i = 0; m->version > 1 && i < m->conf.n; i++) {
+        const struct member *s = &m->conf.m[i];
+        fprintf(out, "member %d %s %s %s %u\n", s->id, s->role == MEMBER_VOTER ? "voter"
+                : "learner", s->name, s->host, (unsigned)s->port);
+    }
+    fprintf(out, "image_bytes %" PRIu64 "\nfile_bytes %" PRIu64 "\ncrc32 %08" PRIx32
             " ok\n", m->image_len, m->file_len, m->crc);
     fprintf(out, "last_applied %" PRIu64 "\npairs %zu\nsessions %zu\n", kv_last_applied(kv),
             kv_count(kv), kv_session_count(kv));

@@ -377,7 +377,7 @@ static int unquote(const char **pp, const char *end, char *out, uint32_t *out_le
 static int parse_command(const char **pp, const char *end, uint8_t *type)
 {
     static const uint8_t types[] = { RAFT_ENTRY_NOOP, RAFT_ENTRY_SET, RAFT_ENTRY_DELETE,
-                                     RAFT_ENTRY_REGISTER };
+                                     RAFT_ENTRY_REGISTER, RAFT_ENTRY_CONFIG };
     const char *word_end = memchr(*pp, ' ', (size_t)(end - *pp));
     if (word_end == NULL)
         word_end = end;

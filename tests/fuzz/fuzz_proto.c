@@ -40,7 +40,9 @@ static int fz_proto_hello(const uint8_t *data, size_t size)
     } else {
         FUZZ_CHECK(h.type == PROTO_HELLO_PEER);
         FUZZ_CHECK(strlen(h.name) >= 1 && strlen(h.name) <= 63);
-        FUZZ_CHECK(proto_encode_hello_peer(&b, h.name, h.cluster_id) == RK_OK);
+        FUZZ_CHECK(h.id >= -1 && strlen(h.host) <= 255);
+        FUZZ_CHECK(proto_encode_hello_peer_at(&b, h.name, h.cluster_id, h.id, h.host, h.port) ==
+                   RK_OK);
     }
     fz_proto_same_payload(&b, data, size);
     proto_buf_free(&b);
@@ -56,7 +58,7 @@ static int fz_proto_client_req(const uint8_t *data, size_t size)
         FUZZ_CHECK(req.key == NULL && req.key_len == 0 && req.op == 0);
         return 0;
     }
-    FUZZ_CHECK(req.op >= PROTO_OP_GET && req.op <= PROTO_OP_REGISTER);
+    FUZZ_CHECK(req.op >= PROTO_OP_GET && req.op <= PROTO_OP_LAST);
     FUZZ_CHECK(req.key_len <= PROTO_MAX_KEY && req.val_len <= PROTO_MAX_VALUE);
     FUZZ_CHECK(req.key_len == 0 || ((const uint8_t *)req.key >= data &&
                                     (const uint8_t *)req.key + req.key_len <= data + size));

@@ -11,7 +11,7 @@
  * what its bytes say; the state machine built from it serializes (snapshot_serialize)
  * back to a file of the same size with the same header and sessions (the same bytes when
  * it holds at most one pair: pair order follows the hash table), which parses to the same
- * state; a full parse that succeeds implies a verification-only one does. A refused file
+ * state (a version-1 file is written back as version 2: then only the state is compared); a full parse that succeeds implies a verification-only one does. A refused file
  * has a message that names the file and, for corruption, the byte offset; and is never
  * refused for its checksum when the target fixed it. */
 #include <inttypes.h>
@@ -27,7 +27,7 @@
 #include "../../server/storage/snapshot.h"
 #include "fuzz.h"
 
-#define FZ_SNAP_FIXED 32u /* magic, version, index, term, n_servers */
+#define FZ_SNAP_FIXED 32u /* magic, version, index, term, conf_len (version 1: n_servers) */
 #define FZ_SNAP_SESSION_BYTES 25u
 #define FZ_SNAP_NAME "fuzz_snapshot"
 
@@ -47,16 +47,23 @@ static void fz_snap_put_be(uint8_t *p, uint64_t v, int bytes)
     }
 }
 
-/* The offset of the image length field, found by walking the names, or 0 if the file is
- * too short to hold one (or says it has more servers than allowed). */
+/* The offset of the image length field: after the configuration's text (version 1:
+ * found by walking the names), or 0 if the file is too short to hold one (or says its
+ * configuration is larger than allowed). */
 static size_t fz_snap_image_len_at(const uint8_t *f, size_t size)
 {
     if (size < FZ_SNAP_FIXED)
         return 0;
     uint64_t n = fz_snap_be(f + 28, 4);
+    size_t at = FZ_SNAP_FIXED;
+    if (fz_snap_be(f + 8, 4) != 1) {
+        if (n > MEMBERSHIP_TEXT_MAX)
+            return 0;
+        at += (size_t)n;
+        return at + 8 + 4 <= size ? at : 0;
+    }
     if (n > REGISTRY_MAX_SERVERS)
         return 0;
-    size_t at = FZ_SNAP_FIXED;
     for (uint64_t i = 0; i < n; i++) {
         if (at >= size)
             return 0;
@@ -76,29 +83,35 @@ static void fz_snap_fix(uint8_t *f, size_t size, uint8_t mode)
 
 static bool fz_snap_same_meta(const struct snapshot_meta *a, const struct snapshot_meta *b)
 {
-    if (a->index != b->index || a->term != b->term || a->n_servers != b->n_servers ||
-        a->image_len != b->image_len || a->file_len != b->file_len || a->crc != b->crc)
+    if (a->index != b->index || a->term != b->term || a->version != b->version ||
+        a->conf_len != b->conf_len || a->image_len != b->image_len ||
+        a->file_len != b->file_len || a->crc != b->crc)
         return false;
-    for (int i = 0; i < a->n_servers; i++)
-        if (strcmp(a->servers[i], b->servers[i]) != 0)
-            return false;
-    return true;
+    return membership_equal(&a->conf, &b->conf) &&
+           memcmp(a->conf_text, b->conf_text, a->conf_len) == 0;
 }
 
 /* What the bytes of an accepted file say, checked against what the parser reported. */
 static void fz_snap_check_meta(const uint8_t *f, size_t size, const struct snapshot_meta *m)
 {
     FUZZ_CHECK(m->file_len == size && size >= FZ_SNAP_FIXED + 2 + 8 + 4);
-    FUZZ_CHECK(memcmp(f, "RKSNAP\0\n", 8) == 0 && fz_snap_be(f + 8, 4) == SNAPSHOT_VERSION);
+    FUZZ_CHECK(memcmp(f, "RKSNAP\0\n", 8) == 0 && m->version == fz_snap_be(f + 8, 4));
+    FUZZ_CHECK(m->version == 1 || m->version == SNAPSHOT_VERSION);
     FUZZ_CHECK(m->index == fz_snap_be(f + 12, 8) && m->term == fz_snap_be(f + 20, 8));
-    FUZZ_CHECK(m->n_servers >= 1 && m->n_servers <= REGISTRY_MAX_SERVERS);
-    FUZZ_CHECK((uint64_t)m->n_servers == fz_snap_be(f + 28, 4));
+    FUZZ_CHECK(m->conf.n >= 1 && m->conf.n <= REGISTRY_MAX_SERVERS);
     size_t at = FZ_SNAP_FIXED;
-    for (int i = 0; i < m->n_servers; i++) {
-        size_t len = strlen(m->servers[i]);
-        FUZZ_CHECK(len >= 1 && len <= REGISTRY_NAME_MAX && f[at] == len);
-        FUZZ_CHECK(memcmp(f + at + 1, m->servers[i], len) == 0);
-        at += 1 + len;
+    if (m->version == 1) {
+        FUZZ_CHECK((uint64_t)m->conf.n == fz_snap_be(f + 28, 4));
+        for (int i = 0; i < m->conf.n; i++) {
+            size_t len = strlen(m->conf.m[i].name);
+            FUZZ_CHECK(len >= 1 && len <= REGISTRY_NAME_MAX && f[at] == len);
+            FUZZ_CHECK(memcmp(f + at + 1, m->conf.m[i].name, len) == 0);
+            at += 1 + len;
+        }
+    } else {
+        FUZZ_CHECK(m->conf_len == fz_snap_be(f + 28, 4));
+        FUZZ_CHECK(memcmp(f + at, m->conf_text, m->conf_len) == 0);
+        at += m->conf_len;
     }
     FUZZ_CHECK(at == fz_snap_image_len_at(f, size));
     FUZZ_CHECK(m->image_len == fz_snap_be(f + at, 8));
@@ -115,6 +128,8 @@ static void fz_snap_check_kv(const uint8_t *f, size_t size, const struct snapsho
     size_t image_at = size - 4 - (size_t)m->image_len;
     FUZZ_CHECK(kv_last_applied(kv) == fz_snap_be(f + image_at, 8));
     FUZZ_CHECK(kv_count(kv) == fz_snap_be(f + image_at + 8, 8));
+    if (m->version == 1)
+        return; /* written back, it would be version 2: nothing to compare byte for byte */
     uint8_t *again;
     size_t len;
     FUZZ_CHECK(snapshot_serialize(m, kv, &again, &len) == RK_OK);

@@ -67,6 +67,8 @@ static void client_frames(void)
 {
     static const char bin_key[] = { 'k', 0, '\n', (char)0xff };
     must(proto_encode_hello_client(new_frame("hello_client")), "hello");
+    must(proto_encode_hello_peer_at(new_frame("hello_peer_at"), "server7", 0x3b1f5e2a9c0d4e77ull,
+                                    6, "10.0.0.7", 7000), "hello peer at");
     must(proto_encode_hello_peer(new_frame("hello_peer"), "server2", 0x3b1f5e2a9c0d4e77ull),
          "hello peer");
     must(proto_encode_hello_peer(new_frame("hello_peer_long_name"),
@@ -457,10 +459,18 @@ static uint8_t *saved_snapshot(const char *dir, raft_index_t index, raft_term_t 
                                size_t *len)
 {
     struct snapshot_paths p;
-    struct snapshot_meta m = { .index = index, .term = term, .n_servers = n };
+    static struct snapshot_meta m;
+    static struct membership conf;
     char err[512];
-    for (int i = 0; i < n; i++)
-        snprintf(m.servers[i], sizeof(m.servers[i]), "%s", servers[i]);
+    memset(&conf, 0, sizeof(conf));
+    for (int i = 0; i < n; i++) {
+        struct member s = { .id = i, .role = i < 3 ? MEMBER_VOTER : MEMBER_LEARNER,
+                            .port = (uint16_t)(2000 + i) };
+        snprintf(s.name, sizeof(s.name), "%s", servers[i]);
+        snprintf(s.host, sizeof(s.host), "127.0.0.%d", 1 + i);
+        membership_add(&conf, &s);
+    }
+    snapshot_meta_init(&m, index, term, &conf);
     must(snapshot_paths_init(&p, dir, "s1"), "snapshot paths");
     must(snapshot_save(&p, &m, kv, err, sizeof(err)), err);
     uint8_t *data = read_whole(p.file, len);

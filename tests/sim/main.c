@@ -157,6 +157,9 @@ static void main_print_stats(const struct main_counts *c)
         { "writes acked", t->writes_acked }, { "writes lost", t->writes_lost },
         { "reads ok", t->reads_ok }, { "reads failed", t->reads_failed },
         { "rejected", t->rejected }, { "ms to liveness", t->liveness_ms },
+        { "adds", t->adds }, { "adds ok", t->adds_ok }, { "removes", t->removes },
+        { "removes ok", t->removes_ok }, { "transfers", t->transfers },
+        { "transfers ok", t->transfers_ok },
     };
     double runs = c->runs ? (double)c->runs : 1.0;
     printf("per run (average):");

@@ -1,6 +1,7 @@
 /* tests/sim/sim.c - the simulator's life cycle and event loop: one seeded PRNG, one queue
- * of timed events (messages, timer wake-ups, fdatasync completions, clients, faults), and
- * the scenario controls and queries of sim.h. Random runs are in sim_run.c. */
+ * of timed events (messages, timer wake-ups, fdatasync completions, clients, faults,
+ * membership changes), and the scenario controls and queries of sim.h. Random runs are in
+ * sim_run.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,7 @@ void sim_params_quiet(struct sim_params *p, int n_nodes, uint64_t seed)
     p->client_gap_ms = 15;
     p->snap_chunk = 1024;
     p->fault_gap_ms = 700;
+    p->member_gap_ms = 800;
 }
 
 struct sim *sim_new(const struct sim_params *p)
@@ -88,12 +90,17 @@ struct sim *sim_new(const struct sim_params *p)
     sim_queue_init(&s->q);
     sim_check_init(&s->chk);
     sim_trace_init(&s->tr, p->trace_fn, p->trace_ctx);
-    for (int i = 0; i < p->n_nodes; i++) {
-        s->node[i].id = i;
-        s->node[i].sim = s;
-        s->node[i].ticking = true;
-        sim_disk_init(&s->node[i].disk);
+    for (int i = 0; i < SIM_SLOTS; i++) {
+        struct sim_node *n = &s->node[i];
+        n->id = i;
+        snprintf(n->name, sizeof(n->name), "node%d", i);
+        n->sim = s;
+        n->ticking = true;
+        n->present = i < p->n_nodes;
+        sim_disk_init(&n->disk);
     }
+    s->n_slots = p->n_nodes;
+    s->chk.boot.voters = s->chk.boot.members = (1u << p->n_nodes) - 1;
     return s;
 }
 
@@ -101,11 +108,12 @@ void sim_free(struct sim *s)
 {
     if (s == NULL)
         return;
-    for (int i = 0; i < s->p.n_nodes; i++)
+    for (int i = 0; i < SIM_SLOTS; i++)
         sim_node_free(&s->node[i]);
     sim_queue_free(&s->q);
     sim_check_free(&s->chk);
     sim_client_free(s);
+    sim_member_free(s);
     free(s);
 }
 
@@ -158,14 +166,20 @@ void sim_start(struct sim *s)
                    "leader %u/1000", s->p.trim_permille, s->p.burst_permille, s->p.stale_permille);
     sim_trace_text(s, -1, "start: snapshot every %u entries (0 = never), keep %u behind, "
                    "chunks of %u bytes", s->p.snap_every, s->p.snap_lag, s->p.snap_chunk);
+    if (s->p.random_members)
+        sim_trace_text(s, -1, "start: a membership change or transfer every %u ms or so",
+                       s->p.member_gap_ms);
     for (int i = 0; i < s->p.n_nodes; i++)
         sim_node_boot(s, &s->node[i]);
     s->clients_on = s->p.random_clients;
     s->faults_on = s->p.random_faults;
+    s->members_on = s->p.random_members;
     if (s->clients_on)
         sim_push(s, s->now + sim_between(s, 1, 2ull * s->p.client_gap_ms), SIM_EV_CLIENT, -1, 0);
     if (s->faults_on)
         sim_push(s, s->now + sim_between(s, 1, 2ull * s->p.fault_gap_ms), SIM_EV_FAULT, -1, 0);
+    if (s->members_on)
+        sim_push(s, s->now + sim_between(s, 1, 2ull * s->p.member_gap_ms), SIM_EV_MEMBER, -1, 0);
 }
 
 /* ---- the event loop ------------------------------------------------------------------- */
@@ -173,7 +187,7 @@ void sim_start(struct sim *s)
 int sim_pick_up_node(struct sim *s, bool unpaused)
 {
     int picked = -1, seen = 0;
-    for (int i = 0; i < s->p.n_nodes; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         const struct sim_node *n = &s->node[i];
         if (n->raft == NULL || (unpaused && sim_node_paused(s, n)))
             continue;
@@ -186,7 +200,7 @@ int sim_pick_up_node(struct sim *s, bool unpaused)
 int sim_current_leader(const struct sim *s)
 {
     int best = -1;
-    for (int i = 0; i < s->p.n_nodes; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         const struct sim_node *n = &s->node[i];
         if (n->raft == NULL || sim_node_paused(s, n) || raft_role(n->raft) != RAFT_LEADER)
             continue;
@@ -205,6 +219,8 @@ static bool sim_event_stale(const struct sim *s, const struct sim_event *ev)
     case SIM_EV_CRASH: return n->raft == NULL || ev->gen != n->io_gen || !n->io_busy;
     case SIM_EV_DISCONNECT: return n->raft == NULL || ev->gen != n->incarnation;
     case SIM_EV_KILL: return n->raft == NULL || ev->gen != n->incarnation || !s->faults_on;
+    case SIM_EV_RETIRE: return n->raft == NULL || ev->gen != n->incarnation || !s->members_on;
+    case SIM_EV_MEMBER: return !s->members_on || (n != NULL && n->raft == NULL);
     case SIM_EV_RESTART: return n->raft != NULL || ev->gen != n->restart_gen;
     case SIM_EV_RESUME: return ev->gen != n->pause_gen;
     case SIM_EV_HEAL: return ev->gen != s->partition_gen;
@@ -218,7 +234,7 @@ static bool sim_event_stale(const struct sim *s, const struct sim_event *ev)
 static bool sim_event_deferred(const struct sim *s, const struct sim_event *ev)
 {
     if (ev->node < 0 || ev->kind == SIM_EV_RESUME || ev->kind == SIM_EV_RESTART ||
-        ev->kind == SIM_EV_CRASH || ev->kind == SIM_EV_KILL)
+        ev->kind == SIM_EV_CRASH || ev->kind == SIM_EV_KILL || ev->kind == SIM_EV_RETIRE)
         return false;
     const struct sim_node *n = &s->node[ev->node];
     return n->raft != NULL && ev->at < n->paused_until;
@@ -256,6 +272,13 @@ static void sim_dispatch(struct sim *s, struct sim_event *ev)
         sim_push(s, s->now + sim_between(s, s->p.fault_gap_ms / 2, 3ull * s->p.fault_gap_ms / 2),
                  SIM_EV_FAULT, -1, 0);
         break;
+    case SIM_EV_MEMBER:
+        sim_member_random(s, ev->node);
+        if (ev->node < 0)
+            sim_push(s, s->now + sim_between(s, s->p.member_gap_ms / 2,
+                                             3ull * s->p.member_gap_ms / 2), SIM_EV_MEMBER, -1, 0);
+        break;
+    case SIM_EV_RETIRE: sim_member_retire(s, n->id); break;
     }
 }
 

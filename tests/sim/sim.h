@@ -14,7 +14,9 @@
  * check and the sim program do); the sim_* scenario calls below build a hand-written,
  * deterministic schedule (tests/unit_sim.c). */
 
-#define SIM_MAX_NODES 7
+#define SIM_MAX_NODES 7            /* the first configuration, and voters at any time */
+#define SIM_SLOTS 8                /* node ids 0 .. SIM_SLOTS-1: servers added later take
+                                      the lowest id free in the leader's configuration */
 #define SIM_TRACE_TAIL 40          /* trace lines printed with a failure */
 #define SIM_LIVENESS_MS 10000      /* after healing, a write must commit within this ... */
 #define SIM_CONVERGE_MS 30000      /* ... and every node must apply it within this */
@@ -31,6 +33,8 @@ struct sim_stats {
     uint64_t snap_chunks;      /* InstallSnapshot chunks delivered */
     uint64_t writes_acked, writes_lost, reads_ok, reads_failed, rejected;
     uint64_t max_term, max_commit;
+    uint64_t adds, removes, transfers;        /* membership requests a leader took ... */
+    uint64_t adds_ok, removes_ok, transfers_ok; /* ... and those that succeeded */
     uint64_t liveness_ms;      /* how long the healed cluster took to commit a write */
     uint64_t sim_ms;           /* simulated time of the run */
 };
@@ -87,10 +91,13 @@ struct sim_params {
     uint32_t trim_permille;     /* an AppendEntries arrives with only a prefix of its entries
                                    (a leader may always send fewer, down to a heartbeat) */
     uint32_t disk_min_ms, disk_max_ms;         /* Ready taken -> fdatasync returned */
-    uint32_t disk_extra_ms[SIM_MAX_NODES];     /* a slower disk on some nodes */
-    uint32_t tick_jitter_ms[SIM_MAX_NODES];    /* each tick is late by up to this */
-    bool random_clients, random_faults;
+    uint32_t disk_extra_ms[SIM_SLOTS];         /* a slower disk on some nodes */
+    uint32_t tick_jitter_ms[SIM_SLOTS];        /* each tick is late by up to this */
+    bool random_clients, random_faults, random_members;
     uint32_t client_gap_ms, fault_gap_ms;      /* mean gap between random events */
+    uint32_t member_gap_ms;   /* ... between random adds, removes and transfers */
+    uint32_t catchup_max_ms;  /* the core's limits for an add (0: its defaults) */
+    uint32_t unreachable_ms;
     uint32_t burst_permille;  /* a random client sends 2 .. 24 writes at once ... */
     uint32_t stale_permille;  /* ... or writes to any node that thinks it leads (an old
                                  leader cut off from the rest grows a long divergent tail) */
@@ -152,6 +159,22 @@ int sim_client_set(struct sim *s, int node, const char *key, const char *val,
  * every write acknowledged before it was sent. */
 int sim_client_get(struct sim *s, int node, const char *key, uint64_t *op_id);
 enum sim_op_state sim_op_state(const struct sim *s, uint64_t op_id);
+
+/* Membership changes and leadership transfer (Raft thesis §4, §3.10), asked of node (a
+ * leader). Each returns the core's answer (RK_OK: started; *req then names the request,
+ * whose outcome sim_outcome gives once the core reports it). An add puts a new server
+ * in the lowest id the leader's configuration has free (*slot): whatever ran there is
+ * stopped and its disk wiped; the new server starts with no configuration after
+ * boot_after_ms (0: at once; < 0: not until sim_restart). */
+int sim_add_server(struct sim *s, int node, bool learner_only, int64_t boot_after_ms,
+                   int *slot, uint64_t *req);
+int sim_remove_server(struct sim *s, int node, int target, bool force, uint64_t *req);
+int sim_transfer(struct sim *s, int node, int target, uint64_t *req); /* -1: any voter */
+/* The outcome of request req: an RK_* code, or 1 while none came (yet). */
+int sim_outcome(const struct sim *s, uint64_t req);
+/* The voters and members (bit i: id i) of node's configuration in effect (0 if down). */
+uint32_t sim_voters(const struct sim *s, int node);
+uint32_t sim_members(const struct sim *s, int node);
 
 /* Queries. */
 const struct raft *sim_core(const struct sim *s, int node);   /* NULL while down */

@@ -1,6 +1,8 @@
 /* tests/sim/sim_check.c - the invariants checked after every step, named as in the Raft
  * paper's Figure 3, plus Figure 2's "persist before responding", acknowledged writes,
- * linearizable reads, snapshots and durability of committed entries on a majority. */
+ * linearizable reads, snapshots and durability of committed entries on a majority. The
+ * majorities are those of the configurations in effect (thesis §4); the invariants of
+ * the configurations themselves are in sim_check_conf.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +12,7 @@ typedef unsigned long long ull;
 
 /* ---- fingerprints ------------------------------------------------------------------ */
 
-static uint64_t sim_check_mix(uint64_t x)
+uint64_t sim_check_mix(uint64_t x)
 {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdULL;
@@ -58,7 +60,8 @@ void sim_check_free(struct sim_checker *c)
     free(c->term_leader);
     free(c->lm);
     free(c->committed);
-    for (int i = 0; i < SIM_MAX_NODES; i++)
+    free(c->confs);
+    for (int i = 0; i < SIM_SLOTS; i++)
         free(c->votes[i]);
     memset(c, 0, sizeof(*c));
 }
@@ -69,6 +72,7 @@ void sim_mirror_free(struct sim_mirror *m)
     free(m->term);
     free(m->fp);
     free(m->prefix);
+    free(m->conf_at);
     memset(m, 0, sizeof(*m));
 }
 
@@ -97,6 +101,8 @@ static void sim_mirror_reserve(struct sim_mirror *m, raft_index_t last)
     m->fp = sim_check_grow(m->fp, &cap, last, sizeof(*m->fp));
     cap = m->cap;
     m->prefix = sim_check_grow(m->prefix, &cap, last, sizeof(*m->prefix));
+    cap = m->cap;
+    m->conf_at = sim_check_grow(m->conf_at, &cap, last, sizeof(*m->conf_at));
     m->cap = cap;
 }
 
@@ -185,6 +191,7 @@ static raft_index_t sim_mirror_rebase(struct sim *s, struct sim_node *n, raft_in
     bool kept = base > m->base && base <= m->n && m->prefix[base] == prefix;
     m->base = base;
     m->prefix[base] = prefix;
+    m->conf_at[base] = 0; /* a configuration in the snapshot is no entry in memory */
     if (!kept)
         m->n = base; /* everything after the snapshot is new to the mirror */
     return base + 1;
@@ -214,7 +221,11 @@ static raft_index_t sim_mirror_update(struct sim *s, struct sim_node *n)
         m->term[i] = e->term;
         m->fp[i] = sim_check_entry_fp(e);
         m->prefix[i] = sim_check_prefix_next(m->prefix[i - 1], m->fp[i]);
+        m->conf_at[i] = e->type == RAFT_ENTRY_CONFIG ? i : m->conf_at[i - 1];
+        m->n = i;
         sim_check_log_matching(s, n->id, i, e->term, m->fp[i], m->prefix[i]);
+        if (e->type == RAFT_ENTRY_CONFIG)
+            sim_conf_entry_seen(s, n, i, e);
     }
     m->n = last;
     return changed;
@@ -225,7 +236,7 @@ static raft_index_t sim_mirror_update(struct sim *s, struct sim_node *n)
  * place is caught too. */
 void sim_check_audit_logs(struct sim *s)
 {
-    for (int k = 0; k < s->p.n_nodes && !s->failed; k++) {
+    for (int k = 0; k < s->n_slots && !s->failed; k++) {
         const struct sim_node *n = &s->node[k];
         if (n->raft == NULL)
             continue;
@@ -285,7 +296,7 @@ static void sim_check_new_leader_complete(struct sim *s, const struct sim_node *
 static void sim_check_leaders_hold(struct sim *s, raft_index_t index)
 {
     const struct sim_committed *k = &s->chk.committed[index];
-    for (int i = 0; i < s->p.n_nodes; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         const struct sim_node *m = &s->node[i];
         if (m->raft == NULL || m->seen_role != RAFT_LEADER || m->seen_term <= k->commit_term)
             continue;
@@ -309,21 +320,27 @@ static void sim_check_leader_known(struct sim *s, const struct sim_node *n, raft
 }
 
 /* Thesis §9.6: with pre-vote, a server becomes a candidate for term T only after a
- * majority (itself included) granted it a pre-vote for T. */
+ * majority of the voters of its configuration (itself included) granted it a pre-vote
+ * for T; a learner's grant does not count. The election of a leadership transfer skips
+ * the pre-vote: a TimeoutNow from the leader of T - 1 started it in this very step. */
 static void sim_check_prevote_won(struct sim *s, const struct sim_node *n, raft_term_t term)
 {
-    if (!s->p.pre_vote || s->p.n_nodes == 1)
+    uint32_t voters = n->seen_conf.voters, self = 1u << n->id;
+    if (!s->p.pre_vote || voters == self || (n->tn_step == s->steps && n->tn_term + 1 == term))
         return;
-    int grants = n->prevote_term == term ? __builtin_popcount(n->prevote_grants) : 0;
-    if (grants + 1 < s->p.n_nodes / 2 + 1)
-        sim_fail(s, "Pre-Vote", "n%d became a candidate for term %llu with %d pre-votes granted "
-                 "for that term (a majority of %d needs %d)", n->id, (ull)term, grants,
-                 s->p.n_nodes, s->p.n_nodes / 2);
+    uint32_t grants = n->prevote_term == term ? n->prevote_grants & voters & ~self : 0;
+    int votes = __builtin_popcount(grants) + ((voters & self) != 0);
+    if (votes < sim_conf_majority(voters))
+        sim_fail(s, "Pre-Vote", "n%d became a candidate for term %llu with %d pre-votes of "
+                 "voters granted for that term (itself included; a majority of its %d voters "
+                 "needs %d)", n->id, (ull)term, votes, __builtin_popcount(voters),
+                 sim_conf_majority(voters));
 }
 
 /* Before n steps m: what the leader and pre-vote checks need to know it was sent. */
 void sim_check_deliver(struct sim *s, struct sim_node *n, const struct raft_msg *m)
 {
+    sim_conf_deliver(s, n, m);
     if (m->term == raft_term(n->raft)) {
         n->heard_at[m->from] = s->now;
         n->heard_term[m->from] = m->term;
@@ -336,11 +353,13 @@ void sim_check_deliver(struct sim *s, struct sim_node *n, const struct raft_msg 
     n->prevote_grants |= 1u << m->from;
 }
 
-/* Thesis §6.2, check-quorum: a leader steps down if it did not hear from a majority (itself
- * included) within an election timeout. It checks at the first tick after each timeout,
- * and ticks come at most SIM_TIMER_MAX_SLEEP_MS + jitter apart, so one that has led for
- * two such periods, ticking all along (a pause stops the ticks, and the first check after
- * it still counts what came before), must have heard from a majority within the last two. */
+/* Thesis §6.2, check-quorum: a leader steps down if it did not hear from a majority of the
+ * voters of its configuration (itself included while it is one; learners not counted)
+ * within an election timeout. It checks at the first tick after each timeout, and ticks
+ * come at most SIM_TIMER_MAX_SLEEP_MS + jitter apart, so one that has led for two such
+ * periods, ticking all along (a pause stops the ticks, and the first check after it still
+ * counts what came before), with the same voters all along, must have heard from a
+ * majority of them within the last two. */
 void sim_check_leader_quorum(struct sim *s, const struct sim_node *n)
 {
     if (!s->p.check_quorum || n->raft == NULL || raft_role(n->raft) != RAFT_LEADER)
@@ -349,16 +368,20 @@ void sim_check_leader_quorum(struct sim *s, const struct sim_node *n)
     uint64_t window = 2 * gap + 1, since = n->leader_since;
     if (n->ticking_since > since)
         since = n->ticking_since;
+    if (n->conf_since > since)
+        since = n->conf_since;
     if (s->now < since + window)
         return;
     raft_term_t term = raft_term(n->raft);
-    int heard = 1;
-    for (int i = 0; i < s->p.n_nodes; i++)
-        heard += i != n->id && n->heard_term[i] == term && n->heard_at[i] + window > s->now;
-    if (heard < s->p.n_nodes / 2 + 1)
-        sim_fail(s, "Check-Quorum", "n%d still leads term %llu having heard from only %d of %d "
-                 "servers (itself included) in its term in the last %llu ms", n->id,
-                 (ull)term, heard, s->p.n_nodes, (ull)window);
+    uint32_t voters = n->seen_conf.voters;
+    int heard = (voters >> n->id) & 1u;
+    for (int i = 0; i < s->n_slots; i++)
+        heard += i != n->id && ((voters >> i) & 1u) && n->heard_term[i] == term &&
+                 n->heard_at[i] + window > s->now;
+    if (heard < sim_conf_majority(voters))
+        sim_fail(s, "Check-Quorum", "n%d still leads term %llu having heard from only %d of its "
+                 "%d voters (itself included) in its term in the last %llu ms", n->id,
+                 (ull)term, heard, __builtin_popcount(voters), (ull)window);
 }
 
 /* Thesis §10.2.1 (and Figure 2's persistence): what the core counts as durable (a leader
@@ -384,7 +407,7 @@ static void sim_check_stable_on_disk(struct sim *s, const struct sim_node *n)
 static void sim_check_match_on_disk(struct sim *s, const struct sim_node *n, raft_term_t term)
 {
     const struct raft *r = n->raft;
-    for (int i = 0; i < s->p.n_nodes && !s->failed; i++) {
+    for (int i = 0; i < s->n_slots && !s->failed; i++) {
         const struct sim_disk *d = &s->node[i].disk;
         raft_index_t match = raft_peer_match(r, i);
         if (i == n->id || match == 0 || d->term != term || match < raft_first_index(r) ||
@@ -409,6 +432,7 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
                  (ull)n->seen_term, (ull)term);
     bool kept_lead = n->seen_role == RAFT_LEADER && role == RAFT_LEADER && term == n->seen_term;
     raft_index_t changed = sim_mirror_update(s, n);
+    sim_conf_observe(s, n, changed);
     /* Figure 3, Leader Append-Only: a leader never overwrites or deletes entries. */
     if (kept_lead && changed <= n->seen_last)
         sim_fail(s, "Leader Append-Only",
@@ -423,6 +447,7 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
         n->leader_since = s->now;
         sim_check_election_safety(s, n, term);
         sim_check_new_leader_complete(s, n, term);
+        sim_conf_check_elected(s, n);
     }
     if (role == RAFT_CANDIDATE && (n->seen_role != RAFT_CANDIDATE || term != n->seen_term))
         sim_check_prevote_won(s, n, term);
@@ -473,6 +498,7 @@ void sim_check_apply(struct sim *s, struct sim_node *n, raft_index_t index,
         .prefix = sim_check_prefix_next(sim_check_committed_prefix(c, index - 1), fp) };
     c->n_committed = index;
     s->stats.max_commit = index;
+    sim_conf_committed(s, index, e);
     sim_check_leaders_hold(s, index);
 }
 
@@ -502,19 +528,35 @@ void sim_check_read(struct sim *s, const struct sim_node *n, const struct sim_op
 /* ---- the disk ------------------------------------------------------------------------- */
 
 /* Entries in the disk's snapshot were checked to be the committed ones. */
-static bool sim_check_disk_holds(const struct sim_disk *d, raft_index_t index, uint64_t fp)
+bool sim_check_disk_holds(const struct sim_disk *d, raft_index_t index, uint64_t fp)
 {
     const struct raft_entry *e = sim_disk_entry(d, index);
     return index <= d->snap.index || (e != NULL && sim_check_entry_fp(e) == fp);
 }
 
-static int sim_check_disk_holders(const struct sim *s, raft_index_t index, int except)
+/* How many voters of the configuration the checks count in (other than except) hold
+ * committed index on disk. */
+static int sim_check_disk_holders(const struct sim *s, raft_index_t index, int except,
+                                  uint32_t voters)
 {
     int holders = 0;
-    for (int k = 0; k < s->p.n_nodes; k++)
-        if (k != except)
+    for (int k = 0; k < s->n_slots; k++)
+        if (k != except && ((voters >> k) & 1u))
             holders += sim_check_disk_holds(&s->node[k].disk, index, s->chk.committed[index].fp);
     return holders;
+}
+
+/* The disks that must keep every committed entry: every majority of the latest committed
+ * configuration holds a copy (an entry committed under the next configuration, not yet
+ * committed itself, is on a majority of that one, which meets every majority of this
+ * one: thesis §4.1). As long as no configuration entry was ever seen, the cluster's
+ * first configuration is the only one, and a majority of it holds each. */
+static int sim_check_durable_need(const struct sim *s, uint32_t *voters)
+{
+    struct sim_conf c = sim_conf_latest_committed(&s->chk);
+    int n = __builtin_popcount(c.voters), majority = sim_conf_majority(c.voters);
+    *voters = c.voters;
+    return s->chk.conf_seen ? n - majority + 1 : majority;
 }
 
 /* n drops its stored entries from index from on: a committed entry may go only where it
@@ -525,15 +567,18 @@ static void sim_check_drop(struct sim *s, const struct sim_node *n, raft_index_t
     const struct sim_checker *c = &s->chk;
     raft_index_t last = sim_disk_last(&n->disk);
     raft_index_t end = last < c->n_committed ? last : c->n_committed;
+    uint32_t voters;
+    int need = sim_check_durable_need(s, &voters);
     for (raft_index_t i = from; i <= end; i++) {
         const struct raft_entry *e = sim_disk_entry(&n->disk, i);
-        if (e == NULL || sim_check_entry_fp(e) != c->committed[i].fp)
+        if (e == NULL || sim_check_entry_fp(e) != c->committed[i].fp || !((voters >> n->id) & 1u))
             continue;
-        int left = sim_check_disk_holders(s, i, n->id);
-        if (left < s->p.n_nodes / 2 + 1) {
+        int left = sim_check_disk_holders(s, i, n->id, voters);
+        if (left < need) {
             sim_fail(s, "Committed Entry Durability",
                      "n%d drops its log from index %llu, losing committed entry %llu, which "
-                     "stays on only %d disks", n->id, (ull)from, (ull)i, left);
+                     "stays on only %d disks of voters (%d needed)", n->id, (ull)from, (ull)i,
+                     left, need);
             return;
         }
     }
@@ -595,6 +640,7 @@ void sim_check_sync_after(struct sim *s, const struct sim_node *n, const struct 
     const struct sim_disk *d = &n->disk;
     for (uint32_t i = 0; i < rd->n_msgs && !s->failed; i++) {
         const struct raft_msg *m = &rd->msgs[i];
+        sim_conf_check_sent(s, n, m, false);
         if (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_PREVOTE_RESP)
             continue; /* thesis §9.6: they name term + 1 and change nothing */
         if (m->term > d->term) {
@@ -605,7 +651,9 @@ void sim_check_sync_after(struct sim *s, const struct sim_node *n, const struct 
                 sim_fail(s, "Persist Before Reply", "n%d grants its vote in term %llu to n%d "
                          "with a vote for %d on disk", n->id, (ull)m->term, m->to, d->vote);
             sim_check_vote_once(s, n->id, m->term, m->to);
-        } else if (m->type == RAFT_MSG_VOTE && m->term == d->term && d->vote != n->id) {
+        } else if (m->type == RAFT_MSG_VOTE && m->term == d->term && d->vote != n->id &&
+                   d->vote != RAFT_NO_NODE) { /* NO_NODE: a candidate being removed (thesis
+                                                 §4.2.2) has no vote of its own */
             sim_fail(s, "Persist Before Reply", "n%d asks for votes in term %llu before its own "
                      "vote is on disk", n->id, (ull)m->term);
         } else if ((m->type == RAFT_MSG_APPEND_RESP || m->type == RAFT_MSG_SNAPSHOT_RESP) &&
@@ -619,8 +667,10 @@ void sim_check_sync_after(struct sim *s, const struct sim_node *n, const struct 
  * pre-votes, and AppendEntries of a leader whose term is already on disk. */
 void sim_check_early_msg(struct sim *s, const struct sim_node *n, const struct raft_msg *m)
 {
-    if (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_PREVOTE_RESP)
-        return;
+    sim_conf_check_sent(s, n, m, true);
+    if (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_PREVOTE_RESP ||
+        m->type == RAFT_MSG_TIMEOUT_NOW)
+        return; /* TimeoutNow promises nothing (core.c msg_is_early) */
     if (m->type != RAFT_MSG_APPEND)
         sim_fail(s, "Persist Before Reply", "n%d sends a %s before its fdatasync", n->id,
                  raft_msg_type_name(m->type));
@@ -660,6 +710,8 @@ void sim_check_snapshot(struct sim *s, const struct sim_node *n, const struct si
              !s->failed)
         sim_fail(s, "Snapshot Safety", "n%d's snapshot %llu is not a whole image", n->id,
                  (ull)sn->index);
+    else
+        sim_conf_check_snapshot(s, n, sn);
 }
 
 /* State Machine Safety for a state machine loaded from a snapshot. */
@@ -673,18 +725,21 @@ void sim_check_loaded_state(struct sim *s, const struct sim_node *n)
                  "the state other nodes had at that index", n->id, (ull)n->applied);
 }
 
-/* Every committed entry stays on the disks of a majority (checked after crashes). */
+/* Every committed entry stays on the disks of a majority (checked after crashes): see
+ * sim_check_durable_need. */
 void sim_check_durable_majority(struct sim *s)
 {
     const struct sim_checker *c = &s->chk;
-    int majority = s->p.n_nodes / 2 + 1;
+    uint32_t voters;
+    int need = sim_check_durable_need(s, &voters);
     for (raft_index_t i = 1; i <= c->n_committed; i++) {
-        int holders = sim_check_disk_holders(s, i, -1);
-        if (holders < majority) {
+        int holders = sim_check_disk_holders(s, i, -1, voters);
+        if (holders < need) {
             sim_fail(s, "Committed Entry Durability",
                      "index %llu (term %llu) was committed%s but is on the disks of only %d of "
-                     "%d nodes", (ull)i, (ull)c->committed[i].term,
-                     c->committed[i].acked ? " and acknowledged" : "", holders, s->p.n_nodes);
+                     "the %d voters (%d needed)", (ull)i, (ull)c->committed[i].term,
+                     c->committed[i].acked ? " and acknowledged" : "", holders,
+                     __builtin_popcount(voters), need);
             return;
         }
     }

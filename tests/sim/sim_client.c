@@ -76,6 +76,9 @@ int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, con
     raft_index_t index = 0;
     raft_term_t term = 0;
     int rc = raft_propose(n->raft, type, key, (uint32_t)strlen(key), val, val_len, &index, &term);
+    if (rc == RK_OK && n->xfer_req != 0) /* thesis §3.10 */
+        sim_fail(s, "Transfer", "n%d takes a write (index %llu) while it hands leadership over",
+                 node, (ull)index);
     if (rc != RK_OK) {
         sim_trace_text(s, node, "client c%llu %s %s: %s", (ull)id, sim_client_kind_name(kind), key,
                        rk_strerror(rc));
@@ -247,7 +250,7 @@ void sim_client_drop_up_to(struct sim *s, int node, raft_index_t index)
 static int sim_client_any_leader(struct sim *s)
 {
     int picked = -1, seen = 0;
-    for (int i = 0; i < s->p.n_nodes; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         const struct sim_node *n = &s->node[i];
         if (n->raft == NULL || sim_node_paused(s, n) || raft_role(n->raft) != RAFT_LEADER)
             continue;

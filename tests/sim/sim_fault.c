@@ -24,7 +24,7 @@ static void sim_fault_crash(struct sim *s, int node)
 static int sim_fault_pick_writer(struct sim *s)
 {
     int picked = -1, seen = 0;
-    for (int i = 0; i < s->p.n_nodes; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         if (s->node[i].raft == NULL || !s->node[i].io_busy)
             continue;
         if (sim_below(s, (uint64_t)++seen) == 0)
@@ -52,7 +52,7 @@ static void sim_fault_isolate_leader(struct sim *s)
 {
     int node = sim_fault_pick_leader_or_any(s);
     if (node < 0)
-        node = (int)sim_below(s, (uint64_t)s->p.n_nodes);
+        node = (int)sim_below(s, (uint64_t)s->n_slots);
     sim_fault_begin_partition(s);
     sim_net_isolate(s, node);
     sim_trace_text(s, -1, "partition: n%d isolated", node);
@@ -61,7 +61,7 @@ static void sim_fault_isolate_leader(struct sim *s)
 /* A minority (1 .. (n-1)/2 nodes, the leader among them half the time) cut off. */
 static void sim_fault_split(struct sim *s)
 {
-    int n = s->p.n_nodes;
+    int n = s->n_slots;
     int size = n > 2 ? (int)sim_between(s, 1, (uint64_t)(n - 1) / 2) : 1;
     uint32_t mask = 0;
     int leader = sim_current_leader(s);
@@ -82,7 +82,7 @@ static void sim_fault_split(struct sim *s)
 /* Asymmetric: some links fail in one direction only, often the leader's. */
 static void sim_fault_one_way(struct sim *s)
 {
-    int n = s->p.n_nodes;
+    int n = s->n_slots;
     sim_fault_begin_partition(s);
     int leader = sim_current_leader(s);
     int links = (int)sim_between(s, 1, (uint64_t)n);
@@ -133,7 +133,7 @@ void sim_fault_weather(struct sim *s)
 static void sim_fault_crash_all(struct sim *s)
 {
     sim_trace_text(s, -1, "every node crashes");
-    for (int i = 0; i < s->p.n_nodes; i++)
+    for (int i = 0; i < s->n_slots; i++)
         if (s->node[i].raft != NULL)
             sim_fault_crash(s, i);
 }

@@ -1,12 +1,14 @@
 /* tests/sim/sim_internal.h - the simulator's private state, shared by its files: sim.c (life
  * cycle, event loop), sim_run.c (random runs), sim_node.c (driving one core), sim_net.c,
- * sim_disk.c, sim_snap.c, sim_client.c, sim_fault.c, sim_check.c, sim_trace.c, sim_queue.c. */
+ * sim_disk.c, sim_snap.c, sim_client.c, sim_fault.c, sim_member.c (membership changes and
+ * transfers), sim_check.c and sim_check_conf.c (the invariants), sim_trace.c, sim_queue.c. */
 #ifndef RK_SIM_INTERNAL_H
 #define RK_SIM_INTERNAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../../common/membership.h"
 #include "../../common/raft_msg.h"
 #include "../../server/core/raft.h"
 #include "../../server/kv/kv.h"
@@ -34,6 +36,8 @@ enum sim_ev_kind {
     SIM_EV_CRASH,     /* node crashes while the write of io_gen is in flight */
     SIM_EV_DISCONNECT,/* node sees its connection from peer close (peer crashed) */
     SIM_EV_KILL,      /* node (incarnation gen), a new leader, crashes or is cut off */
+    SIM_EV_MEMBER,    /* a random add, remove or transfer (at node, if >= 0: a new leader) */
+    SIM_EV_RETIRE,    /* node (incarnation gen), removed, is stopped for good */
 };
 
 struct sim_event {
@@ -42,6 +46,7 @@ struct sim_event {
     uint32_t gen;           /* TICK/IO/RESTART/HEAL/RESUME: stale unless it matches */
     int16_t node;
     int16_t peer;           /* SIM_EV_DISCONNECT */
+    uint16_t port;          /* SIM_EV_MSG: the port the sender sent it to (0: any) */
     uint8_t kind;
     struct raft_msg msg;    /* SIM_EV_MSG: owns its entries */
 };
@@ -69,8 +74,11 @@ struct sim_snapshot {
 };
 
 /* What fdatasync has made durable on one node: the hard state file, the snapshot and the
- * log file, whose entries up to offset were compacted away. */
+ * log file, whose entries up to offset were compacted away. The log starts from the
+ * snapshot's configuration, or without one from the cluster's first configuration; a
+ * server started to join a cluster (joiner) starts from none. */
 struct sim_disk {
+    bool joiner;
     raft_term_t term;
     int vote;
     struct sim_snapshot snap;
@@ -108,6 +116,19 @@ struct sim_mirror {
     raft_term_t *term;
     uint64_t *fp;
     uint64_t *prefix;
+    raft_index_t *conf_at;  /* the latest configuration entry at or before it (<= base:
+                               none in memory) */
+};
+
+/* A configuration as the checker keeps it: bit i stands for id i. */
+struct sim_conf {
+    uint32_t voters, members;
+};
+
+/* A configuration entry among the committed ones. */
+struct sim_conf_rec {
+    raft_index_t index;
+    struct sim_conf conf;
 };
 
 /* One (index, term) ever seen in any log, for Log Matching. */
@@ -135,8 +156,12 @@ struct sim_checker {
     struct sim_committed *committed; /* [i] for index i, 1 .. n_committed */
     raft_index_t n_committed, committed_cap;
     raft_index_t max_acked;
-    int16_t *votes[SIM_MAX_NODES];   /* votes[voter][term] = candidate id + 1 */
-    size_t votes_cap[SIM_MAX_NODES];
+    int16_t *votes[SIM_SLOTS];       /* votes[voter][term] = candidate id + 1 */
+    size_t votes_cap[SIM_SLOTS];
+    struct sim_conf boot;            /* the cluster's first configuration */
+    struct sim_conf_rec *confs;      /* committed configuration entries, in order */
+    size_t n_confs, cap_confs;
+    bool conf_seen;                  /* a configuration entry was in some log */
 };
 
 /* ---- nodes and clients -------------------------------------------------------------- */
@@ -152,6 +177,10 @@ struct sim_incoming {
 
 struct sim_node {
     int id;
+    char name[16];            /* "node<id>": the name the configurations give it */
+    bool present;             /* the slot holds a server (it may be down) */
+    bool retired;             /* removed, then stopped for good */
+    uint32_t life;            /* servers this slot held so far (wiped, it holds a new one) */
     struct sim *sim;
     struct raft *raft;        /* NULL while crashed */
     struct kv *kv;            /* the applied state machine (server/kv) */
@@ -178,11 +207,28 @@ struct sim_node {
     /* What it was sent, for the checker (reset by a crash): when each peer last reached it
      * with a message of its own current term (check-quorum), and the pre-votes granted to
      * it for the highest term it asked (pre-vote). */
-    uint64_t heard_at[SIM_MAX_NODES];
-    raft_term_t heard_term[SIM_MAX_NODES];
+    uint64_t heard_at[SIM_SLOTS];
+    raft_term_t heard_term[SIM_SLOTS];
     raft_term_t prevote_term;
     uint32_t prevote_grants;  /* bit i: node i granted */
+    raft_term_t vote_term;    /* the votes granted to it for the highest term it asked */
+    uint32_t vote_grants;
+    raft_term_t tn_term;      /* a TimeoutNow from the leader of this term reached it ... */
+    uint64_t tn_step;         /* ... in this step */
+    int seen_vote;
+    /* Its configuration as the checker saw it after the previous step. */
+    struct sim_conf seen_conf, conf_before; /* conf_before: seen_conf as this step began */
+    uint64_t conf_since;      /* when its voters last changed */
+    uint64_t seen_conf_gen;
+    raft_index_t seen_conf_want, seen_conf_base;
+    /* The requests it took whose outcome has not come (0: none). */
+    uint64_t conf_req, xfer_req;
+    uint8_t conf_kind;        /* SIM_REQ_ADD, SIM_REQ_ADD_LEARNER or SIM_REQ_REMOVE */
+    int8_t conf_target;
+    uint64_t xfer_at;         /* when the transfer was asked for */
 };
+
+enum sim_req_kind { SIM_REQ_ADD = 1, SIM_REQ_ADD_LEARNER, SIM_REQ_REMOVE };
 
 enum sim_op_kind { SIM_OP_SET = 1, SIM_OP_DELETE = 2, SIM_OP_GET = 3 };
 
@@ -238,13 +284,14 @@ struct sim {
     uint64_t now;
     uint64_t steps;
     struct sim_queue q;
-    struct sim_node node[SIM_MAX_NODES];
-    bool cut[SIM_MAX_NODES][SIM_MAX_NODES];           /* cut[a][b]: a -> b is lost */
-    uint32_t link_delay[SIM_MAX_NODES][SIM_MAX_NODES]; /* 0 = random */
+    struct sim_node node[SIM_SLOTS];
+    int n_slots;              /* slots 0 .. n_slots-1 have held a server */
+    bool cut[SIM_SLOTS][SIM_SLOTS];           /* cut[a][b]: a -> b is lost */
+    uint32_t link_delay[SIM_SLOTS][SIM_SLOTS]; /* 0 = random */
     uint32_t partition_gen;
     bool (*filter)(void *ctx, struct raft_msg *m);
     void *filter_ctx;
-    bool started, clients_on, faults_on;
+    bool started, clients_on, faults_on, members_on;
     bool crash_next_write;    /* the next node to start writing crashes before it syncs */
     struct sim_checker chk;
     struct sim_trace tr;
@@ -252,6 +299,9 @@ struct sim {
     size_t n_ops, cap_ops;
     uint64_t next_op_id, next_read_id;
     struct sim_history hist;
+    uint64_t next_req;        /* membership and transfer requests: ids ... */
+    int8_t *req_rc;           /* ... and outcomes (1: none yet) */
+    size_t cap_req;
     uint64_t probe_id;        /* liveness: the probe write in flight, or 0 */
     raft_index_t probe_acked; /* its index once acknowledged */
     struct sim_stats stats;
@@ -274,6 +324,7 @@ int sim_pick_up_node(struct sim *s, bool unpaused);             /* random, or -1
 int sim_current_leader(const struct sim *s);
 
 /* sim_node.c */
+uint16_t sim_node_port(int id, uint32_t life); /* where the server of that life listens */
 void sim_node_boot(struct sim *s, struct sim_node *n);
 void sim_node_after_step(struct sim *s, struct sim_node *n);
 void sim_node_tick(struct sim *s, struct sim_node *n);
@@ -311,10 +362,23 @@ bool sim_snap_build(const struct sim_snapshot *base, const struct raft *r, raft_
 bool sim_snap_decode(const uint8_t *data, size_t len, raft_index_t index, raft_term_t term,
                      bool (*fn)(void *ctx, raft_index_t i, const struct raft_entry *e), void *ctx);
 struct kv *sim_snap_load_kv(const struct sim_snapshot *sn);
+/* The configuration an image holds (false if none can be read). */
+bool sim_snap_conf(const struct sim_snapshot *sn, struct membership *out);
 void sim_snap_maybe_take(struct sim *s, struct sim_node *n);
 bool sim_snap_fill_chunk(struct sim *s, int from, struct raft_msg *m);
 void sim_snap_write_chunks(struct sim *s, struct sim_node *n, const struct raft_ready *rd);
 void sim_snap_install(struct sim *s, struct sim_node *n);
+
+/* sim_member.c */
+void sim_member_random(struct sim *s, int node);
+void sim_member_take_results(struct sim *s, struct sim_node *n);
+void sim_member_drop_node(struct sim *s, struct sim_node *n);
+void sim_member_retire(struct sim *s, int node);
+void sim_member_new_leader(struct sim *s, struct sim_node *n);
+void sim_member_after_tick(struct sim *s, const struct sim_node *n);
+void sim_member_heal(struct sim *s);
+bool sim_member_counts(const struct sim *s, int node); /* in the liveness check */
+void sim_member_free(struct sim *s);
 
 /* sim_fault.c */
 void sim_fault_random(struct sim *s);
@@ -343,6 +407,29 @@ void sim_check_audit_logs(struct sim *s);
 void sim_check_snapshot(struct sim *s, const struct sim_node *n, const struct sim_snapshot *sn);
 void sim_check_loaded_state(struct sim *s, const struct sim_node *n);
 void sim_mirror_free(struct sim_mirror *m);
+uint64_t sim_check_mix(uint64_t x);
+bool sim_check_disk_holds(const struct sim_disk *d, raft_index_t index, uint64_t fp);
+
+/* sim_check_conf.c: the configuration invariants (thesis §4) */
+struct sim_conf sim_conf_of(struct sim *s, const struct membership *ms);
+struct sim_conf sim_conf_of_node(struct sim *s, const struct sim_node *n);
+bool sim_conf_of_entry(struct sim *s, const struct raft_entry *e, struct sim_conf *out);
+int sim_conf_majority(uint32_t voters);
+struct sim_conf sim_conf_committed_at(const struct sim_checker *c, raft_index_t index);
+struct sim_conf sim_conf_latest_committed(const struct sim_checker *c);
+void sim_conf_boot(struct sim *s, struct membership *out); /* the first configuration */
+void sim_conf_committed(struct sim *s, raft_index_t index, const struct raft_entry *e);
+void sim_conf_entry_seen(struct sim *s, struct sim_node *n, raft_index_t index,
+                         const struct raft_entry *e);
+void sim_conf_observe(struct sim *s, struct sim_node *n, raft_index_t from);
+void sim_conf_check_commit(struct sim *s, struct sim_node *n);
+void sim_conf_check_elected(struct sim *s, const struct sim_node *n);
+void sim_conf_check_vote(struct sim *s, const struct sim_node *n);
+void sim_conf_check_snapshot(struct sim *s, const struct sim_node *n,
+                             const struct sim_snapshot *sn);
+void sim_conf_deliver(struct sim *s, struct sim_node *n, const struct raft_msg *m);
+void sim_conf_check_sent(struct sim *s, const struct sim_node *n, const struct raft_msg *m,
+                         bool early);
 
 /* sim_trace.c */
 void sim_trace_init(struct sim_trace *t, void (*fn)(void *, const char *), void *ctx);

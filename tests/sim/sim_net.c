@@ -29,6 +29,19 @@ static void sim_net_trim(struct sim *s, struct raft_msg *m)
     m->n_entries = (uint32_t)sim_below(s, m->n_entries);
 }
 
+/* The port the sender's configuration gives the server it sends a request to (0: any:
+ * a reply goes back to whoever asked, and a server that joins answers the leader over
+ * the address the leader's hello gave). */
+static uint16_t sim_net_port(const struct sim *s, int from, int to, uint8_t type)
+{
+    if (type == RAFT_MSG_APPEND_RESP || type == RAFT_MSG_VOTE_RESP ||
+        type == RAFT_MSG_PREVOTE_RESP || type == RAFT_MSG_SNAPSHOT_RESP)
+        return 0;
+    const struct raft *r = s->node[from].raft;
+    const struct member *m = r != NULL ? membership_by_id(raft_membership(r, NULL), to) : NULL;
+    return m != NULL ? m->port : 0;
+}
+
 /* Puts a message on the wire: filtered, lost, or delivered (maybe twice) after a delay.
  * m is the sender's shallow copy: the filter may shorten its entries. */
 static void sim_net_queue(struct sim *s, struct raft_msg *m)
@@ -52,6 +65,8 @@ static void sim_net_queue(struct sim *s, struct raft_msg *m)
         memset(&ev, 0, sizeof(ev));
         ev.kind = SIM_EV_MSG;
         ev.node = (int16_t)to;
+        ev.gen = s->node[from].life;
+        ev.port = sim_net_port(s, from, to, m->type);
         ev.at = s->now + sim_net_delay(s, from, to);
         if (raft_msg_copy(&ev.msg, m) != RK_OK)
             abort();
@@ -64,7 +79,7 @@ static void sim_net_queue(struct sim *s, struct raft_msg *m)
 void sim_net_send(struct sim *s, int from, const struct raft_msg *m)
 {
     int to = m->to;
-    if (to < 0 || to >= s->p.n_nodes || to == from) {
+    if (to < 0 || to >= SIM_SLOTS || to == from) {
         sim_fail(s, "Ready Contract", "n%d sends a %s to node %d", from,
                  raft_msg_type_name(m->type), to);
         return;
@@ -84,12 +99,19 @@ void sim_net_send(struct sim *s, int from, const struct raft_msg *m)
     free(out.snap_data);
 }
 
-/* A message arrives: dropped if its target is down or the link is cut now. */
+/* A message arrives: dropped if its target is down or the link is cut now, or if its
+ * sender's slot holds another server now (the old one was stopped and its disk wiped
+ * before the new one was added: its connections are gone), or if it was sent to the
+ * address of a server that another one replaced (at an address of its own). */
 void sim_net_deliver(struct sim *s, struct sim_event *ev)
 {
     struct sim_node *n = &s->node[ev->node];
     struct raft_msg *m = &ev->msg;
-    if (n->raft == NULL) {
+    if (ev->gen != s->node[m->from].life ||
+        (ev->port != 0 && ev->port != sim_node_port(n->id, n->life))) {
+        sim_trace_drop(s, ev->node, m, "replaced");
+        s->stats.dropped++;
+    } else if (n->raft == NULL) {
         sim_trace_drop(s, ev->node, m, "down");
         s->stats.dropped++;
     } else if (s->cut[m->from][ev->node]) {
@@ -110,7 +132,7 @@ void sim_net_deliver(struct sim *s, struct sim_event *ev)
 
 void sim_net_isolate(struct sim *s, int node)
 {
-    for (int j = 0; j < s->p.n_nodes; j++) {
+    for (int j = 0; j < SIM_SLOTS; j++) {
         if (j == node)
             continue;
         s->cut[node][j] = true;
@@ -121,8 +143,8 @@ void sim_net_isolate(struct sim *s, int node)
 /* Cuts every link between the nodes in minority_mask and the others, both ways. */
 void sim_net_split(struct sim *s, uint32_t minority_mask)
 {
-    for (int a = 0; a < s->p.n_nodes; a++)
-        for (int b = 0; b < s->p.n_nodes; b++)
+    for (int a = 0; a < SIM_SLOTS; a++)
+        for (int b = 0; b < SIM_SLOTS; b++)
             if (((minority_mask >> a) & 1u) != ((minority_mask >> b) & 1u))
                 s->cut[a][b] = true;
 }

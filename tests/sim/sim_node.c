@@ -18,6 +18,13 @@ static void sim_node_notice(void *ctx, const char *msg)
         sim_fail(n->sim, "Core Self-Check", "n%d: %s", n->id, msg);
 }
 
+/* The first servers listen on port 1 + id (as the core's bootstrap configuration says);
+ * one added later in a slot, on a port of its own (as in the README's tour). */
+uint16_t sim_node_port(int id, uint32_t life)
+{
+    return (uint16_t)(1 + id + 100 * life);
+}
+
 bool sim_node_paused(const struct sim *s, const struct sim_node *n)
 {
     return n->raft != NULL && s->now < n->paused_until;
@@ -38,12 +45,31 @@ void sim_node_schedule_tick(struct sim *s, struct sim_node *n)
     sim_push(s, wake, SIM_EV_TICK, n->id, ++n->tick_gen);
 }
 
+/* The configuration n's log starts from: its snapshot's, else the cluster's first one,
+ * or none for a server that joins (raft_server --join). */
+static struct membership *sim_node_base_conf(struct sim *s, const struct sim_disk *d)
+{
+    struct membership *ms = calloc(1, sizeof(*ms));
+    if (ms == NULL)
+        abort();
+    if (d->snap.index > 0) {
+        if (!sim_snap_conf(&d->snap, ms))
+            abort(); /* the snapshot was checked when it was taken or installed */
+    } else if (!d->joiner) {
+        sim_conf_boot(s, ms);
+    }
+    return ms;
+}
+
 /* Starts a node from what its disk holds, like server/main.c after storage_open. */
 void sim_node_boot(struct sim *s, struct sim_node *n)
 {
+    struct sim_disk *d = &n->disk;
+    sim_disk_fit_log_to_snapshot(d);
+    struct membership *ms = sim_node_base_conf(s, d);
     struct raft_config cfg = {
-        .self = n->id,
-        .n_nodes = s->p.n_nodes,
+        .members = ms,
+        .self_name = n->name,
         .election_timeout_min_ms = s->p.election_min_ms,
         .election_timeout_max_ms = s->p.election_max_ms,
         .heartbeat_ms = s->p.heartbeat_ms,
@@ -51,14 +77,15 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
         .max_append_bytes = s->p.max_append_bytes,
         .pre_vote = s->p.pre_vote,
         .check_quorum = s->p.check_quorum,
+        .catchup_max_ms = s->p.catchup_max_ms,
+        .unreachable_ms = s->p.unreachable_ms,
         .seed = sim_rand(s) | 1,
         .log_fn = sim_node_notice,
         .log_ctx = n,
     };
-    struct sim_disk *d = &n->disk;
-    sim_disk_fit_log_to_snapshot(d);
     n->raft = raft_new_from_snapshot(&cfg, d->snap.index, d->snap.term, d->term, d->vote,
                                      sim_disk_load(d), d->n, s->now);
+    free(ms);
     n->kv = sim_snap_load_kv(&d->snap); /* the state machine starts from the snapshot */
     if (n->raft == NULL || n->kv == NULL)
         abort();
@@ -75,6 +102,14 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
     memset(n->heard_term, 0, sizeof(n->heard_term));
     n->prevote_term = 0;
     n->prevote_grants = 0;
+    n->vote_term = 0;
+    n->vote_grants = 0;
+    n->tn_term = 0;
+    n->seen_vote = d->vote;
+    n->seen_conf = sim_conf_of_node(s, n);
+    n->conf_since = s->now;
+    n->seen_conf_gen = 0;
+    n->present = true;
     n->last_tick = 0;
     n->tick_at = UINT64_MAX;
     sim_check_loaded_state(s, n);
@@ -151,12 +186,15 @@ void sim_node_after_step(struct sim *s, struct sim_node *n)
     bool led = n->seen_role == RAFT_LEADER;
     raft_term_t term = n->seen_term;
     sim_check_observe(s, n);
-    if (n->seen_role == RAFT_LEADER && (!led || term != n->seen_term))
+    if (n->seen_role == RAFT_LEADER && (!led || term != n->seen_term)) {
         sim_fault_new_leader(s, n);
+        sim_member_new_leader(s, n);
+    }
     if (s->p.early_msgs)
         sim_node_send_early(s, n);
     sim_node_apply(s, n);
     sim_client_take_reads(s, n);
+    sim_member_take_results(s, n);
     sim_node_start_io(s, n);
     if (raft_next_deadline(n->raft) < n->tick_at)
         sim_node_schedule_tick(s, n);
@@ -173,6 +211,7 @@ void sim_node_tick(struct sim *s, struct sim_node *n)
     raft_tick(n->raft, s->now);
     sim_node_after_step(s, n);
     sim_check_leader_quorum(s, n);
+    sim_member_after_tick(s, n);
 }
 
 /* The in-flight Ready is durable: write it, send its messages, report it done. */
@@ -242,7 +281,7 @@ void sim_node_disconnected(struct sim *s, struct sim_node *n, int peer)
 /* A crash closes the node's connections; each peer notices within a few ms. */
 static void sim_node_close_connections(struct sim *s, const struct sim_node *n)
 {
-    for (int i = 0; i < s->p.n_nodes; i++) {
+    for (int i = 0; i < s->n_slots; i++) {
         if (i == n->id || s->node[i].raft == NULL)
             continue;
         struct sim_event ev;
@@ -275,6 +314,7 @@ void sim_node_crash(struct sim *s, struct sim_node *n, enum sim_tear tear)
     n->pause_gen++;
     n->paused_until = 0;
     sim_client_drop_node(s, n->id);
+    sim_member_drop_node(s, n);
     if (s->p.disconnects)
         sim_node_close_connections(s, n);
     s->stats.crashes++;

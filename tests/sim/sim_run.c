@@ -1,6 +1,7 @@
 /* tests/sim/sim_run.c - one random run per seed: parameters drawn from the seed, a random
- * fault and client schedule checked after every step, then everything healed and progress
- * required (liveness); and the same in a child process, so a crash is reported too. */
+ * fault, client and membership schedule checked after every step, then everything healed
+ * and progress required (liveness); and the same in a child process, so a crash is
+ * reported too. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,22 @@ static void run_randomize_core(struct sim *s)
     s->p.check_quorum = sim_chance(s, 500);
 }
 
+/* Membership changes in most runs (thesis §4): servers added, removed and leadership
+ * handed over every member_gap_ms or so; the core's limits for an add short enough that
+ * adds fail within a run too. The servers added later get their disk and timer. */
+static void run_randomize_members(struct sim *s)
+{
+    s->p.random_members = sim_chance(s, 700);
+    s->p.member_gap_ms = (uint32_t)sim_between(s, 150, 1500);
+    s->p.catchup_max_ms = (uint32_t)sim_between(s, 4ull * s->p.election_max_ms, 5000);
+    s->p.unreachable_ms = (uint32_t)sim_between(s, 2ull * s->p.election_max_ms,
+                                                6ull * s->p.election_max_ms);
+    for (int i = s->p.n_nodes; i < SIM_SLOTS; i++) {
+        s->p.tick_jitter_ms[i] = (uint32_t)sim_below(s, 16);
+        s->p.disk_extra_ms[i] = sim_chance(s, 200) ? (uint32_t)sim_between(s, 5, 40) : 0;
+    }
+}
+
 /* Draws the network, disk, timer, batching and snapshot parameters of a random run; the
  * core's own configuration is drawn too (run_randomize_core). */
 static void run_randomize(struct sim *s)
@@ -65,6 +82,7 @@ static void run_randomize(struct sim *s)
     s->p.snap_max_chunks = 64; /* one chunk per round trip: keep transfers within seconds */
     s->p.random_clients = true;
     s->p.random_faults = true;
+    run_randomize_members(s);
 }
 
 /* Ends every fault: links restored, no loss, paused nodes resumed, crashed ones restarted;
@@ -85,8 +103,11 @@ static void run_heal_all(struct sim *s)
     s->p.delay_max_ms = s->p.delay_min_ms;
     sim_trace_text(s, -1, "heal everything; from now on a write must commit within %d ms",
                    SIM_LIVENESS_MS);
-    for (int i = 0; i < s->p.n_nodes; i++) {
+    sim_member_heal(s);
+    for (int i = 0; i < s->n_slots; i++) {
         struct sim_node *n = &s->node[i];
+        if (!n->present || n->retired)
+            continue;
         if (n->raft == NULL) {
             sim_restart(s, i);
         } else if (sim_node_paused(s, n)) {
@@ -105,11 +126,11 @@ static const struct sim_op *run_probe(const struct sim *s)
     return NULL;
 }
 
-/* Every node applied the probe write. */
+/* Every server of the configuration applied the probe write. */
 static bool run_converged(const struct sim *s)
 {
-    for (int i = 0; i < s->p.n_nodes; i++)
-        if (s->node[i].applied < s->probe_acked)
+    for (int i = 0; i < s->n_slots; i++)
+        if (sim_member_counts(s, i) && s->node[i].applied < s->probe_acked)
             return false;
     return true;
 }

@@ -1,14 +1,17 @@
 /* tests/sim/sim_snap.c - snapshots (Raft paper §7, Figure 13): nodes snapshot and compact
  * as the server does, leaders' InstallSnapshot chunks are read from their snapshot, and
- * followers write, verify and install what they are sent. */
+ * followers write, verify and install what they are sent. A snapshot carries the
+ * configuration in effect at its index (thesis §4.1), as the server's does. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/errors.h"
 #include "sim_internal.h"
 
 /* A snapshot image stands for the committed log prefix it covers, so loading one means
  * replaying it into a fresh state machine (server/kv). Layout:
+ *   u32 conf_len | the configuration as text (common/membership.h), then
  *   n x (u64 term | u8 type | u64 client_id | u64 seq | u32 key_len | u32 val_len | key |
  *   value), then u64 n | u64 last term | u64 FNV-1a of everything before it. */
 
@@ -16,6 +19,7 @@ typedef unsigned long long ull;
 
 #define SNAP_TRAILER 24
 #define SNAP_ENTRY_HEAD 33
+#define SNAP_CONF_HEAD 4
 
 void sim_snap_free(struct sim_snapshot *sn)
 {
@@ -45,23 +49,54 @@ static uint64_t sim_snap_checksum(const uint8_t *data, size_t len)
     return h;
 }
 
-/* out := base's entries, then r's entries base->index + 1 .. to. */
+/* Where an image's entries start (after its configuration), or 0 if it has none. */
+static size_t sim_snap_entries_at(const uint8_t *data, size_t len)
+{
+    if (len < SNAP_TRAILER + SNAP_CONF_HEAD)
+        return 0;
+    uint64_t conf_len = sim_snap_get(data, SNAP_CONF_HEAD);
+    return conf_len <= len - SNAP_TRAILER - SNAP_CONF_HEAD ? SNAP_CONF_HEAD + conf_len : 0;
+}
+
+/* The configuration at index to, as text: malloc'ed, its length in *len. */
+static char *sim_snap_conf_text(const struct raft *r, raft_index_t to, size_t *len)
+{
+    char *text = malloc(MEMBERSHIP_TEXT_MAX);
+    if (text == NULL)
+        abort();
+    int n = membership_encode(raft_membership_at(r, to), text, MEMBERSHIP_TEXT_MAX);
+    if (n < 0)
+        abort(); /* MEMBERSHIP_TEXT_MAX always fits */
+    *len = (size_t)n;
+    return text;
+}
+
+/* out := the configuration at to, base's entries, then r's entries base->index + 1 .. to. */
 bool sim_snap_build(const struct sim_snapshot *base, const struct raft *r, raft_index_t to,
                     struct sim_snapshot *out)
 {
-    size_t body = base->len >= SNAP_TRAILER ? base->len - SNAP_TRAILER : 0, len = body;
+    size_t from = sim_snap_entries_at(base->data, base->len);
+    size_t body = base->len >= SNAP_TRAILER && from > 0 ? base->len - SNAP_TRAILER - from : 0;
+    size_t conf_len, len = body;
     for (raft_index_t i = base->index + 1; i <= to; i++) {
         const struct raft_entry *e = raft_entry_at(r, i);
         if (e == NULL)
             return false;
         len += SNAP_ENTRY_HEAD + e->key_len + e->val_len;
     }
+    char *conf = sim_snap_conf_text(r, to, &conf_len);
+    len += SNAP_CONF_HEAD + conf_len;
     uint8_t *data = malloc(len + SNAP_TRAILER);
     if (data == NULL)
         abort();
+    uint8_t *p = data;
+    sim_snap_put(&p, conf_len, SNAP_CONF_HEAD);
+    memcpy(p, conf, conf_len);
+    p += conf_len;
+    free(conf);
     if (body > 0)
-        memcpy(data, base->data, body);
-    uint8_t *p = data + body;
+        memcpy(p, base->data + from, body);
+    p += body;
     raft_term_t last_term = base->term;
     for (raft_index_t i = base->index + 1; i <= to; i++) {
         const struct raft_entry *e = raft_entry_at(r, i);
@@ -96,7 +131,9 @@ bool sim_snap_decode(const uint8_t *data, size_t len, raft_index_t index, raft_t
     if (sim_snap_get(data + body, 8) != index || sim_snap_get(data + body + 8, 8) != term ||
         sim_snap_get(data + body + 16, 8) != sim_snap_checksum(data, body + 16))
         return false;
-    size_t off = 0;
+    size_t off = sim_snap_entries_at(data, len);
+    if (off == 0)
+        return false;
     raft_index_t n = 0;
     raft_term_t last_term = 0;
     while (off < body) {
@@ -135,6 +172,15 @@ static bool sim_snap_apply_one(void *ctx, raft_index_t i, const struct raft_entr
     return kv_apply(ctx, i, e) >= 0;
 }
 
+bool sim_snap_conf(const struct sim_snapshot *sn, struct membership *out)
+{
+    char err[160];
+    size_t from = sim_snap_entries_at(sn->data, sn->len);
+    return sn->index > 0 && from > 0 &&
+           membership_decode((const char *)sn->data + SNAP_CONF_HEAD, from - SNAP_CONF_HEAD,
+                             out, err, sizeof(err)) == RK_OK;
+}
+
 /* A state machine as of the snapshot (NULL if the image is bad). */
 struct kv *sim_snap_load_kv(const struct sim_snapshot *sn)
 {
@@ -158,6 +204,11 @@ void sim_snap_maybe_take(struct sim *s, struct sim_node *n)
 {
     struct sim_disk *d = &n->disk;
     if (s->p.snap_every == 0 || n->applied < d->snap.index + s->p.snap_every)
+        return;
+    /* A server that joined learns the configuration only from the first configuration
+     * entry it receives: of the log before it, it knows no configuration, and a snapshot
+     * there would carry none (raft_membership_at answers an empty one). Wait for later. */
+    if (raft_membership_at(n->raft, n->applied)->n == 0)
         return;
     struct sim_snapshot next;
     if (!sim_snap_build(&d->snap, n->raft, n->applied, &next))
@@ -247,7 +298,12 @@ void sim_snap_install(struct sim *s, struct sim_node *n)
                  "that is not the leader's image", n->id, (ull)sn.index, (ull)sn.term, sn.len);
     else
         sim_check_snapshot(s, n, &sn);
-    bool load = raft_snapshot_installed(n->raft, s->now, sn.index, sn.term, ok);
+    struct membership *ms = malloc(sizeof(*ms));
+    if (ms == NULL)
+        abort();
+    bool conf = ok && sim_snap_conf(&sn, ms); /* Figure 13 and thesis §4.1: its configuration */
+    bool load = raft_snapshot_installed(n->raft, s->now, sn.index, sn.term, ok, conf ? ms : NULL);
+    free(ms);
     sim_trace_text(s, n->id, "snapshot %llu (term %llu) received: %s", (ull)sn.index, (ull)sn.term,
                    load ? "installed" : "not needed");
     if (!ok || !load || sn.index <= n->disk.snap.index) {

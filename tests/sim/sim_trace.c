@@ -9,7 +9,7 @@
 
 #include "sim_internal.h"
 
-enum { DROP_LOST = 1, DROP_PARTITION, DROP_DOWN, DROP_FILTERED };
+enum { DROP_LOST = 1, DROP_PARTITION, DROP_DOWN, DROP_FILTERED, DROP_REPLACED };
 
 void sim_trace_init(struct sim_trace *t, void (*fn)(void *, const char *), void *ctx)
 {
@@ -110,7 +110,8 @@ void sim_trace_drop(struct sim *s, int to, const struct raft_msg *m, const char 
     r->peer = (int16_t)m->from;
     r->a[0] = m->term;
     r->a[1] = !strcmp(why, "lost") ? DROP_LOST : !strcmp(why, "partition") ? DROP_PARTITION
-            : !strcmp(why, "down") ? DROP_DOWN : DROP_FILTERED;
+            : !strcmp(why, "down") ? DROP_DOWN : !strcmp(why, "replaced") ? DROP_REPLACED
+            : DROP_FILTERED;
     sim_trace_commit(s, r);
 }
 
@@ -240,6 +241,7 @@ static const char *drop_reason(uint64_t code)
     case DROP_LOST: return "lost";
     case DROP_PARTITION: return "partition";
     case DROP_DOWN: return "node down";
+    case DROP_REPLACED: return "a server replaced";
     }
     return "filtered";
 }
