@@ -35,8 +35,14 @@ static int fz_proto_hello(const uint8_t *data, size_t size)
     FUZZ_CHECK(type == h.type && strcmp(name, h.name) == 0);
     struct proto_buf b = { 0 };
     if (h.type == PROTO_HELLO_CLIENT) {
-        FUZZ_CHECK(h.name[0] == '\0');
+        /* a server takes clients of older versions too; we speak only the newest */
+        FUZZ_CHECK(h.name[0] == '\0' && size == 2);
+        FUZZ_CHECK(data[1] >= PROTO_CLIENT_MIN_VERSION && data[1] <= PROTO_VERSION);
         FUZZ_CHECK(proto_encode_hello_client(&b) == RK_OK);
+        const uint8_t newest[2] = { data[0], PROTO_VERSION };
+        fz_proto_same_payload(&b, newest, sizeof(newest));
+        proto_buf_free(&b);
+        return 1;
     } else {
         FUZZ_CHECK(h.type == PROTO_HELLO_PEER);
         FUZZ_CHECK(strlen(h.name) >= 1 && strlen(h.name) <= 63);

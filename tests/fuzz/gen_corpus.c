@@ -67,6 +67,9 @@ static void client_frames(void)
 {
     static const char bin_key[] = { 'k', 0, '\n', (char)0xff };
     must(proto_encode_hello_client(new_frame("hello_client")), "hello");
+    struct proto_buf *old = new_frame("hello_client_oldest"); /* still served */
+    must(proto_encode_hello_client(old), "hello");
+    old->data[5] = PROTO_CLIENT_MIN_VERSION;
     must(proto_encode_hello_peer_at(new_frame("hello_peer_at"), "server7", 0x3b1f5e2a9c0d4e77ull,
                                     6, "10.0.0.7", 7000), "hello peer at");
     must(proto_encode_hello_peer(new_frame("hello_peer"), "server2", 0x3b1f5e2a9c0d4e77ull),
