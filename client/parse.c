@@ -152,6 +152,13 @@ static enum client_cmd_kind invalid(char *err, size_t errlen, const char *prefix
     return CLIENT_CMD_INVALID;
 }
 
+/* Commands whose key is a key of the map that must be a word (delete may still name a
+ * key stored before the rule, to remove it). */
+static bool names_key(uint8_t op)
+{
+    return op == PROTO_OP_GET || op == PROTO_OP_SET;
+}
+
 enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t *op, char *err,
                                           size_t errlen)
 {
@@ -169,6 +176,8 @@ enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t 
             return invalid(err, errlen, "usage: ", sc->usage);
         if (cmd->key_len > PROTO_MAX_KEY)
             return invalid(err, errlen, "", "key too long");
+        if (names_key(sc->op) && !proto_key_is_word(cmd->key, (uint32_t)cmd->key_len))
+            return invalid(err, errlen, "", PROTO_ERR_KEY_NOT_WORD);
         if (cmd->val_len > PROTO_MAX_VALUE)
             return invalid(err, errlen, "", "value too long");
         *op = sc->op;

@@ -366,6 +366,16 @@ int proto_decode_client_req(const uint8_t *payload, size_t len, struct proto_cli
     return rc;
 }
 
+bool proto_key_is_word(const char *key, uint32_t key_len)
+{
+    for (uint32_t i = 0; i < key_len; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c <= 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 uint32_t proto_client_req_key_len(const uint8_t *payload, size_t len)
 {
     struct reader r;

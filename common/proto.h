@@ -10,6 +10,7 @@
 #ifndef RK_PROTO_H
 #define RK_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,13 @@ enum proto_op {
                               OK once it leads */
 };
 #define PROTO_OP_LAST PROTO_OP_TRANSFER
+
+/* Keys are words: a listing prints "KEY VALUE" per line, so a key holds no whitespace or
+ * control character (bytes 0x00-0x20 and 0x7f); other bytes, UTF-8 included, are fine.
+ * The client refuses other keys, and the server again, with this reason (DELETE excepted,
+ * so that a key stored before the rule can still be removed). */
+#define PROTO_ERR_KEY_NOT_WORD "key must not contain whitespace or control characters"
+bool proto_key_is_word(const char *key, uint32_t key_len);
 
 /* The ERR body for a SET/DELETE whose client session is unknown or was expired. */
 #define PROTO_ERR_SESSION_EXPIRED "session expired"

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../common/errors.h"
+#include "../common/proto.h"
 #include "check_main.h"
 #include "harness.h"
 
@@ -93,6 +94,13 @@ START_TEST(test_oneshot_commands)
     expect_oneshot(c, "OK\n", "delete", "k", NULL, NULL);
     expect_oneshot(c, "(nil)\n", "delete", "k", NULL, NULL);
     expect_oneshot(c, "(nil)\n", "get", "k", NULL, NULL);
+    /* keys are words, in one-shot mode too (a shell passes "a b" as one argument) */
+    const char *args[] = { "--dir", c->dir, "--timeout", "5", "set", "a b", "v", NULL };
+    struct cli_result r;
+    run_client(c, &r, NULL, args);
+    HARNESS_ASSERT(c, strcmp(r.out, "ERR " PROTO_ERR_KEY_NOT_WORD "\n") == 0,
+                   "set 'a b': stdout '%s' exit %d", r.out, r.exit_status);
+    expect_oneshot(c, "(nil)\n", "get", "a", NULL, NULL);
     finish(c);
 }
 END_TEST

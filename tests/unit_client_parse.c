@@ -116,6 +116,32 @@ START_TEST(test_sizes)
 }
 END_TEST
 
+/* Keys are words: a key from argv (one-shot mode) or with a control byte (stdin mode)
+ * that holds whitespace or a control character is refused for get and set; delete may
+ * still name one, to remove a key stored before the rule. Other bytes (UTF-8) are fine. */
+START_TEST(test_keys_are_words)
+{
+    static const char *const bad[] = { "a b", "a\tb", " a", "a\n", "a\x01", "a\x7f", "\x1b[0m" };
+    uint8_t op = 0;
+    char err[128];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct client_cmd cmd = { .word = "set", .key = bad[i], .key_len = strlen(bad[i]),
+                                  .val = "v", .val_len = 1, .n_args = 2 };
+        ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+        ck_assert_str_eq(err, PROTO_ERR_KEY_NOT_WORD);
+        cmd = (struct client_cmd){ .word = "get", .key = bad[i], .key_len = strlen(bad[i]),
+                                   .n_args = 1 };
+        ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+        cmd.word = "delete";
+        ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+        ck_assert(!proto_key_is_word(bad[i], (uint32_t)strlen(bad[i])));
+    }
+    ck_assert_int_eq(check("set caf\xc3\xa9 x y", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(check("get a/b:c~!", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert(proto_key_is_word("\x80\xff", 2) && proto_key_is_word("", 0));
+}
+END_TEST
+
 static Suite *client_parse_suite(void)
 {
     Suite *s = suite_create("client_parse");
@@ -123,6 +149,7 @@ static Suite *client_parse_suite(void)
     tcase_add_test(tc, test_split);
     tcase_add_test(tc, test_check);
     tcase_add_test(tc, test_sizes);
+    tcase_add_test(tc, test_keys_are_words);
     suite_add_tcase(s, tc);
     return s;
 }

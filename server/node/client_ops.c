@@ -226,6 +226,9 @@ static const char *invalid_reason(const struct node_limits *lim,
                  req->key_len, lim->max_key_bytes);
         return why;
     }
+    if ((req->op == PROTO_OP_GET || req->op == PROTO_OP_SET) &&
+        !proto_key_is_word(req->key, req->key_len))
+        return PROTO_ERR_KEY_NOT_WORD;
     if (req->val_len > lim->max_value_bytes) {
         snprintf(why, len, "value too long (%" PRIu32 " bytes; the limit is %" PRIu32 ")",
                  req->val_len, lim->max_value_bytes);
