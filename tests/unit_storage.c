@@ -234,6 +234,9 @@ START_TEST(test_unknown_type_refused)
 }
 END_TEST
 
+/* A configuration entry's value: the text form of common/membership.h. */
+#define CONFIG_TEXT "0 voter server2 127.0.0.1 2000\n1 learner server7 10.0.0.7 7000\n"
+
 START_TEST(test_round_trip_binary)
 {
     char dir[128], err[256], all[256], rev[256];
@@ -250,6 +253,9 @@ START_TEST(test_round_trip_binary)
         entry(3, RAFT_ENTRY_SET, all, 256, rev, 256),
         entry(3, RAFT_ENTRY_DELETE, "", 0, NULL, 0),
         entry(9, RAFT_ENTRY_SET, "\\x41", 4, "\\", 1),
+        /* a configuration entry keeps its text (thesis §4.1: a restarted server takes its
+         * configuration from its own log) */
+        entry(9, RAFT_ENTRY_CONFIG, "", 0, CONFIG_TEXT, (uint32_t)strlen(CONFIG_TEXT)),
     };
     int n = (int)(sizeof(es) / sizeof(es[0]));
     struct storage_loaded ld;
@@ -698,6 +704,7 @@ START_TEST(test_checksummed_bad_lines_are_corrupt)
           ":2: unexpected text after the session fields" },
         { { "1 1 noop", "2 1 delete \"a\" client=1  seq=2", "3 1 noop" }, ":2: unexpected text" },
         { { "1 1 noop", "2 1 register \"a\"", "3 1 noop" }, ":2: unexpected text" },
+        { { "1 1 noop", "2 1 config", "3 1 noop" }, ":2: expected the configuration" },
         { { "1 1 noop", "2 1 noop", "5 1 noop" }, ":3: index 5 where 3 was expected" },
         { { "1 1 noop", "2 3 noop", "3 2 noop" }, ":3: term 2 is lower" },
     };

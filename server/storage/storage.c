@@ -213,14 +213,22 @@ static bool has_key(uint8_t type)
     return type == RAFT_ENTRY_SET || type == RAFT_ENTRY_DELETE;
 }
 
+/* A SET's value, or a CONFIG's configuration text (Raft thesis §4.1: a server that
+ * restarts takes the configuration in effect from its own log). */
+static bool has_value(uint8_t type)
+{
+    return type == RAFT_ENTRY_SET || type == RAFT_ENTRY_CONFIG;
+}
+
 /* Appends one whole line
- * "INDEX TERM CMD [\"key\" [\"value\"]] [client=ID seq=N] CRC\n"; the session fields
+ * "INDEX TERM CMD [\"key\"] [\"value\"] [client=ID seq=N] CRC\n" (set: key and value;
+ * delete: key; config: the configuration as its value); the session fields
  * (Raft thesis §6.3) only when the entry has them. e's type is a known one (check_batch
  * refused the others). RK_OK or RK_ERR_NOMEM. */
 static int encode_line(struct buf *b, raft_index_t index, const struct raft_entry *e)
 {
     size_t key_len = has_key(e->type) ? e->key_len : 0;
-    size_t val_len = e->type == RAFT_ENTRY_SET ? e->val_len : 0;
+    size_t val_len = has_value(e->type) ? e->val_len : 0;
     if (buf_reserve(b, 128 + 4 * key_len + 4 * val_len) != RK_OK)
         return RK_ERR_NOMEM;
     size_t start = b->len;
@@ -233,7 +241,7 @@ static int encode_line(struct buf *b, raft_index_t index, const struct raft_entr
         b->data[b->len++] = ' ';
         put_quoted(b, e->key, e->key_len);
     }
-    if (e->type == RAFT_ENTRY_SET) {
+    if (has_value(e->type)) {
         b->data[b->len++] = ' ';
         put_quoted(b, e->val, e->val_len);
     }
@@ -488,9 +496,11 @@ static enum line_status parse_args(const char **pp, const char *end, uint8_t typ
             return bad_line(ctx, why ? why : "expected a key after the command");
         val = buf + key_len + 1;
     }
-    if (type == RAFT_ENTRY_SET) {
+    if (has_value(type)) {
         if (*pp >= end || *(*pp)++ != ' ' || unquote(pp, end, val, &val_len, &why) != 0)
-            return bad_line(ctx, why ? why : "expected a value after the key");
+            return bad_line(ctx, why ? why : type == RAFT_ENTRY_CONFIG
+                                                 ? "expected the configuration after the command"
+                                                 : "expected a value after the key");
     }
     enum line_status st = parse_session(pp, end, e, ctx);
     if (st != LINE_OK)
@@ -519,7 +529,7 @@ static enum line_status parse_line(const char *line, size_t len, struct raft_ent
     if (st != LINE_OK)
         return st;
     if (parse_command(&p, end, &type) != 0)
-        return bad_line(ctx, "unknown command (expected noop, set, delete or register)");
+        return bad_line(ctx, "unknown command (expected noop, set, delete, register or config)");
     if (raft_entry_alloc(e, (size_t)(end - p) + 2) != RK_OK)
         return LINE_NOMEM;
     st = parse_args(&p, end, type, e->key, e, ctx);
