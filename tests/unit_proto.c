@@ -782,7 +782,7 @@ START_TEST(test_unknown_types_rejected)
         d[off[2] + 1] = bad_ops[i];
         ck_assert_int_eq(proto_decode_client_req(d + off[2], len[2], &req), RK_ERR_PROTO);
     }
-    d[off[3] + 1] = PROTO_ST_ERR + 1;
+    d[off[3] + 1] = PROTO_ST_FAILED + 1;
     ck_assert_int_eq(proto_decode_client_resp(d + off[3], len[3], &resp), RK_ERR_PROTO);
     const uint8_t bad_msgs[] = { 0, RAFT_MSG_TIMEOUT_NOW + 1, 255 };
     for (size_t i = 0; i < sizeof(bad_msgs); i++) {
@@ -793,7 +793,7 @@ START_TEST(test_unknown_types_rejected)
     d[off[5] + len[5] - 1] = 2;
     ck_assert_int_eq(proto_decode_raft_msg(d + off[5], len[5], &m), RK_ERR_PROTO);
     /* APPEND: entry 0's type byte follows the 54-byte header and the entry's term */
-    d[off[6] + 54 + 8] = RAFT_ENTRY_CONFIG + 1;
+    d[off[6] + 54 + 8] = RAFT_ENTRY_CAD + 1;
     ck_assert_int_eq(proto_decode_raft_msg(d + off[6], len[6], &m), RK_ERR_PROTO);
     ck_assert_ptr_null(m.entries);
     /* APPEND_RESP success must be 0 or 1 */
@@ -807,7 +807,7 @@ START_TEST(test_unknown_types_rejected)
 
     struct raft_msg bad = { .type = RAFT_MSG_TIMEOUT_NOW + 1 };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
-    struct raft_entry e = { .type = RAFT_ENTRY_CONFIG + 1 };
+    struct raft_entry e = { .type = RAFT_ENTRY_CAD + 1 };
     bad = (struct raft_msg){ .type = RAFT_MSG_APPEND, .n_entries = 1, .entries = &e };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
     struct proto_client_req bad_req = { .op = 0 };
