@@ -173,7 +173,9 @@ static bool rev_ok(uint8_t op, const struct client_cmd *cmd)
     uint32_t rest_len;
     if (op != PROTO_OP_CAS && op != PROTO_OP_CAD)
         return true;
-    return proto_parse_rev(cmd->val, (uint32_t)cmd->val_len, &rev, &rest, &rest_len) == RK_OK;
+    if (proto_parse_rev(cmd->val, (uint32_t)cmd->val_len, &rev, &rest, &rest_len) != RK_OK)
+        return false;
+    return op == PROTO_OP_CAS || rest == cmd->val + cmd->val_len;
 }
 
 enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t *op, char *err,

@@ -88,6 +88,28 @@ START_TEST(test_check)
     expect_invalid("delete", "usage: delete KEY");
     expect_invalid("status now", "usage: status");
     expect_invalid("frobnicate x", "unknown command 'frobnicate' (try help)");
+    /* revisions and compare-and-set */
+    ck_assert_int_eq(check("rev k", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_REV);
+    ck_assert_int_eq(check("cas k 0 hello world", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_CAS);
+    ck_assert_int_eq(check("CAS k 12", &op, err, sizeof(err)), CLIENT_CMD_SERVER); /* "" */
+    ck_assert_int_eq(check("cad k 12", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_CAD);
+    expect_invalid("rev", "usage: rev KEY");
+    expect_invalid("rev a b", "usage: rev KEY");
+    expect_invalid("cas k", "usage: cas KEY REV VALUE");
+    expect_invalid("cad k", "usage: cad KEY REV");
+    expect_invalid("cad k 1 2", "bad revision (a number; 0: the key must be absent); usage: "
+                                "cad KEY REV");
+    expect_invalid("cas k x v", "bad revision (a number; 0: the key must be absent); usage: "
+                                "cas KEY REV VALUE");
+    expect_invalid("cas k -1 v", "bad revision (a number; 0: the key must be absent); usage: "
+                                 "cas KEY REV VALUE");
+    expect_invalid("cad k 01", "bad revision (a number; 0: the key must be absent); usage: "
+                               "cad KEY REV");
+    ck_assert(client_is_command_word("Rev") && client_is_command_word("cas") &&
+              client_is_command_word("CAD"));
 }
 END_TEST
 
@@ -136,6 +158,15 @@ START_TEST(test_keys_are_words)
         ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_SERVER);
         ck_assert(!proto_key_is_word(bad[i], (uint32_t)strlen(bad[i])));
     }
+    /* rev and cas too; cad, like delete, may name such a key */
+    struct client_cmd word = { .word = "cas", .key = "a b", .key_len = 3, .val = "0 v",
+                               .val_len = 3, .n_args = 2 };
+    ck_assert_int_eq(client_check_command(&word, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    word = (struct client_cmd){ .word = "rev", .key = "a b", .key_len = 3, .n_args = 1 };
+    ck_assert_int_eq(client_check_command(&word, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    word = (struct client_cmd){ .word = "cad", .key = "a b", .key_len = 3, .val = "5",
+                                .val_len = 1, .n_args = 2 };
+    ck_assert_int_eq(client_check_command(&word, &op, err, sizeof(err)), CLIENT_CMD_SERVER);
     ck_assert_int_eq(check("set caf\xc3\xa9 x y", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
     ck_assert_int_eq(check("get a/b:c~!", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
     ck_assert(proto_key_is_word("\x80\xff", 2) && proto_key_is_word("", 0));

@@ -95,7 +95,8 @@ static const char bin_key[] = { 'k', '\0', '\xff', '\n', '"' };
 
 /* The entry at index i of the sample log, in term `term`: SETs (binary keys, empty
  * values), DELETEs, NOOPs, REGISTERs and commands of client sessions, whose recorded
- * replies are of every kind (a SET applied, a DELETE of a key that is not there). */
+ * replies are of every kind (a SET applied, a DELETE of a key that is not there, a CAS
+ * that held or failed, with its revision). */
 static struct raft_entry sample_entry(raft_index_t i, raft_term_t term)
 {
     char key[32], val[48];
@@ -120,6 +121,11 @@ static struct raft_entry sample_entry(raft_index_t i, raft_term_t term)
             raft_entry_free(&e);
             key_len = snprintf(key, sizeof(key), "never set %" PRIu64, i);
             rc = raft_entry_init(&e, term, RAFT_ENTRY_DELETE, key, (uint32_t)key_len, NULL, 0);
+            ck_assert_int_eq(rc, RK_OK);
+        } else if (i % 4 == 1) { /* a cas expecting "cas" absent: the first one (17) holds,
+                                    the later ones fail with its revision */
+            raft_entry_free(&e);
+            rc = raft_entry_init(&e, term, RAFT_ENTRY_CAS, "cas", 3, val, (uint32_t)val_len);
             ck_assert_int_eq(rc, RK_OK);
         }
         e.client_id = i - 3;

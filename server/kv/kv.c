@@ -220,11 +220,12 @@ static int changed(struct kv *kv, raft_index_t index)
 }
 
 /* A CAS or CAD whose compare does not hold: nothing changes; the answer carries the
- * key's revision. */
+ * key's revision. A CAD of an absent key fails whatever it compares (0 included): it
+ * deletes nothing. */
 static bool compare_fails(struct kv *kv, const struct raft_entry *e)
 {
     uint64_t current = rev_of(kv, e->key, e->key_len);
-    if (current == e->rev)
+    if (current == e->rev && (current != 0 || e->type == RAFT_ENTRY_CAS))
         return false;
     kv->result_rev = current;
     return true;

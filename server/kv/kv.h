@@ -38,7 +38,7 @@ size_t kv_count(const struct kv *kv);
 /* What applying one entry did (a positive code; errors are negative RK_ERR_*):
  *   NOOP, REGISTER, SET: KV_APPLIED; DELETE: KV_APPLIED if the key existed, else KV_ABSENT;
  *   CAS, CAD: KV_APPLIED if the key's revision was the entry's rev (0: the key absent),
- *   else KV_FAILED (a definite answer: nothing changed).
+ *   else KV_FAILED (a definite answer: nothing changed); a CAD of an absent key fails.
  * Revisions: a change (SET, a DELETE that removed a key, a CAS or CAD that held) gets the
  * entry's index as its revision, which becomes the key's and kv_rev(). A DELETE of an
  * absent key and a compare that failed change nothing and have no revision.
