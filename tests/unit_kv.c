@@ -358,6 +358,10 @@ START_TEST(test_cas_and_cad)
     ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 0, ""), KV_APPLIED);   /* 10 */
     assert_str(l.kv, "k", "");
     ck_assert_uint_eq(rev_of_key(l.kv, "k"), 10);
+    ck_assert_int_eq(do_set(&l, 0, 0, "other", "o"), KV_APPLIED);                  /* 11 */
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 3, "x"), KV_FAILED);   /* 12 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 10);
+    ck_assert_uint_eq(kv_rev(l.kv), 11); /* still the last change's */
     kv_free(l.kv);
 }
 END_TEST
