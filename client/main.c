@@ -60,14 +60,20 @@ static const char *const USAGE_LINES[] = {
     "  members        one line per member: NAME HOST PORT voter|learner, then (N members)",
     "  transfer [NAME]",
     "                 hands leadership to NAME (or the most up-to-date voter); OK once it leads",
+    "  rev KEY        prints REV VALUE (the key's revision, then its value), or (nil)",
+    "  cas KEY REV VALUE",
+    "                 sets KEY to VALUE if its revision is REV (0: KEY must not exist);",
+    "                 prints OK NEWREV, or FAILED CURREV (0: absent)",
+    "  cad KEY REV    deletes KEY if its revision is REV; prints OK, or FAILED CURREV",
     "  help           this text",
     "  quit, exit     leave",
     "Without a command, commands are read from stdin: one output line per command line.",
 };
 
 static const char HELP_ONE_LINE[] =
-    "commands: set KEY VALUE | get KEY | delete KEY | status | add [--learner] NAME HOST PORT | "
-    "remove [--force] NAME | members | transfer [NAME] | help | quit";
+    "commands: set KEY VALUE | get KEY | delete KEY | status | rev KEY | cas KEY REV VALUE | "
+    "cad KEY REV | add [--learner] NAME HOST PORT | remove [--force] NAME | members | "
+    "transfer [NAME] | help | quit";
 
 static void print_usage(FILE *f)
 {
@@ -253,6 +259,13 @@ static struct client_session *ctx_session(struct client_ctx *c)
     return c->session;
 }
 
+/* "WORD BODY" (OK NEWREV, FAILED CURREV): a word, then the revision the server sent. */
+static void print_word_and(const struct client_reply *r, const char *word)
+{
+    printf("%s %.*s\n", word, (int)r->body_len, r->body);
+    fflush(stdout);
+}
+
 /* MEMBERS: the lines, then "(N members)". */
 static void print_members(const struct client_reply *r)
 {
@@ -297,8 +310,13 @@ static enum cmd_result run_request(struct client_ctx *c, uint8_t op, const struc
     case PROTO_ST_OK:
         if (op == PROTO_OP_STATUS && r.body_len > 0)
             print_line(r.body, r.body_len); /* a status line sent as OK */
+        else if (op == PROTO_OP_CAS)
+            print_word_and(&r, "OK"); /* OK NEWREV */
         else
             print_line("OK", 2);
+        break;
+    case PROTO_ST_FAILED: /* a compare that did not hold: an answer, not an error */
+        print_word_and(&r, "FAILED");
         break;
     case PROTO_ST_VALUE:
         if (op == PROTO_OP_MEMBERS)

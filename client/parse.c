@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/errors.h"
 #include "../common/proto.h"
 
 /* The commands sent to a server; n_args bounds (set takes every word after KEY). */
@@ -23,12 +24,16 @@ static const struct server_command {
     { "remove", "remove [--force] NAME", PROTO_OP_REMOVE, 1, 2 },
     { "members", "members", PROTO_OP_MEMBERS, 0, 0 },
     { "transfer", "transfer [NAME]", PROTO_OP_TRANSFER, 0, 1 },
+    { "rev", "rev KEY", PROTO_OP_REV, 1, 1 },
+    { "cas", "cas KEY REV VALUE", PROTO_OP_CAS, 2, INT_MAX },
+    { "cad", "cad KEY REV", PROTO_OP_CAD, 2, 2 },
 };
 
 bool client_is_command_word(const char *w)
 {
     static const char *const words[] = { "set", "get", "delete", "status", "add", "remove",
-                                         "members", "transfer", "help", "quit", "exit" };
+                                         "members", "transfer", "rev", "cas", "cad", "help",
+                                         "quit", "exit" };
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasecmp(w, words[i]) == 0)
             return true;
@@ -152,6 +157,27 @@ static enum client_cmd_kind invalid(char *err, size_t errlen, const char *prefix
     return CLIENT_CMD_INVALID;
 }
 
+/* Commands whose key is a key of the map that must be a word (delete may still name a
+ * key stored before the rule, to remove it). */
+static bool names_key(uint8_t op)
+{
+    return op == PROTO_OP_GET || op == PROTO_OP_SET || op == PROTO_OP_REV ||
+           op == PROTO_OP_CAS;
+}
+
+/* A cas value "REV VALUE" or a cad value "REV" whose REV is a revision (a number). */
+static bool rev_ok(uint8_t op, const struct client_cmd *cmd)
+{
+    uint64_t rev;
+    const char *rest;
+    uint32_t rest_len;
+    if (op != PROTO_OP_CAS && op != PROTO_OP_CAD)
+        return true;
+    if (proto_parse_rev(cmd->val, (uint32_t)cmd->val_len, &rev, &rest, &rest_len) != RK_OK)
+        return false;
+    return op == PROTO_OP_CAS || rest == cmd->val + cmd->val_len;
+}
+
 enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t *op, char *err,
                                           size_t errlen)
 {
@@ -169,6 +195,11 @@ enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t 
             return invalid(err, errlen, "usage: ", sc->usage);
         if (cmd->key_len > PROTO_MAX_KEY)
             return invalid(err, errlen, "", "key too long");
+        if (names_key(sc->op) && !proto_key_is_word(cmd->key, (uint32_t)cmd->key_len))
+            return invalid(err, errlen, "", PROTO_ERR_KEY_NOT_WORD);
+        if (!rev_ok(sc->op, cmd))
+            return invalid(err, errlen, "bad revision (a number; 0: the key must be absent); "
+                           "usage: ", sc->usage);
         if (cmd->val_len > PROTO_MAX_VALUE)
             return invalid(err, errlen, "", "value too long");
         *op = sc->op;

@@ -20,7 +20,8 @@ struct client_cmd {
 };
 
 enum client_cmd_kind {
-    CLIENT_CMD_SERVER,  /* a request for the server: set, get, delete, status */
+    CLIENT_CMD_SERVER,  /* a request for the server: set, get, delete, status, rev, cas,
+                           cad and the cluster commands */
     CLIENT_CMD_HELP,
     CLIENT_CMD_QUIT,    /* quit or exit */
     CLIENT_CMD_INVALID, /* unknown word, wrong arguments, key or value too long */
@@ -34,7 +35,7 @@ struct client_admin {
 };
 
 /* True if w is a command word (any case): set get delete status add remove members
- * transfer help quit exit. */
+ * transfer rev cas cad help quit exit. */
 bool client_is_command_word(const char *w);
 
 /* Splits line (NUL-terminated, newline removed) in place: the command word, the key, and

@@ -264,7 +264,7 @@ static int session_exchange(struct client_session *s, const struct proto_buf *re
         rc = RK_ERR_PROTO;
     if (rc == RK_OK)
         rc = proto_decode_client_resp(*payload, len, resp);
-    if (rc == RK_OK && resp->status > PROTO_ST_ERR)
+    if (rc == RK_OK && resp->status > PROTO_ST_FAILED)
         rc = RK_ERR_PROTO;
     if (rc != RK_OK) {
         free(*payload);
@@ -555,7 +555,8 @@ int client_session_call(struct client_session *s, uint8_t op, const char *key,
     struct proto_client_req r = {
         .op = op, .key = key, .key_len = key_len, .val = val, .val_len = val_len,
     };
-    bool is_write = op == PROTO_OP_SET || op == PROTO_OP_DELETE;
+    bool is_write = op == PROTO_OP_SET || op == PROTO_OP_DELETE || op == PROTO_OP_CAS ||
+                    op == PROTO_OP_CAD;
     if (is_write && s->client_id == 0) { /* lazily, before the first write */
         rc = session_register(s, &st, err, errlen);
         if (rc != RK_OK)

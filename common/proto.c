@@ -13,7 +13,8 @@
 #include "grow.h"
 
 /* The smallest encoded log entry:
- * u64 term | u8 type | u32 key_len | u32 val_len | u64 client_id | u64 seq. */
+ * u64 term | u8 type | u32 key_len | u32 val_len | u64 client_id | u64 seq
+ * (CAS and CAD entries then carry u64 rev). */
 #define ENTRY_MIN_BYTES 33u
 #define NAME_MAX_BYTES 63u   /* proto_client_resp.leader_name and HELLO_PEER name */
 #define HOST_MAX_BYTES 255u  /* proto_client_resp.leader_host */
@@ -207,7 +208,7 @@ static bool op_valid(uint8_t op)
 
 static bool status_valid(uint8_t st)
 {
-    return st <= PROTO_ST_ERR;
+    return st <= PROTO_ST_FAILED;
 }
 
 static bool msg_type_valid(uint8_t t)
@@ -366,6 +367,16 @@ int proto_decode_client_req(const uint8_t *payload, size_t len, struct proto_cli
     return rc;
 }
 
+bool proto_key_is_word(const char *key, uint32_t key_len)
+{
+    for (uint32_t i = 0; i < key_len; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c <= 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 uint32_t proto_client_req_key_len(const uint8_t *payload, size_t len)
 {
     struct reader r;
@@ -421,20 +432,45 @@ int proto_format_client_id(uint64_t id, char out[PROTO_CLIENT_ID_MAX_DIGITS + 1]
     return snprintf(out, PROTO_CLIENT_ID_MAX_DIGITS + 1, "%" PRIu64, id);
 }
 
-int proto_parse_client_id(const char *body, uint32_t len, uint64_t *id)
+/* A u64 in canonical decimal: 1..20 digits, no sign, no leading zero but "0" itself. */
+static int parse_decimal(const char *text, uint32_t len, uint64_t *out)
 {
-    if (body == NULL || len == 0 || len > PROTO_CLIENT_ID_MAX_DIGITS || body[0] == '0')
+    if (text == NULL || len == 0 || len > PROTO_CLIENT_ID_MAX_DIGITS ||
+        (text[0] == '0' && len > 1))
         return RK_ERR_PROTO;
     uint64_t v = 0;
     for (uint32_t i = 0; i < len; i++) {
-        if (body[i] < '0' || body[i] > '9')
+        if (text[i] < '0' || text[i] > '9')
             return RK_ERR_PROTO;
-        uint64_t d = (uint64_t)(body[i] - '0');
+        uint64_t d = (uint64_t)(text[i] - '0');
         if (v > (UINT64_MAX - d) / 10)
             return RK_ERR_PROTO;
         v = v * 10 + d;
     }
+    *out = v;
+    return RK_OK;
+}
+
+int proto_parse_client_id(const char *body, uint32_t len, uint64_t *id)
+{
+    uint64_t v;
+    if (parse_decimal(body, len, &v) != RK_OK || v == 0)
+        return RK_ERR_PROTO;
     *id = v;
+    return RK_OK;
+}
+
+int proto_parse_rev(const char *val, uint32_t len, uint64_t *rev, const char **rest,
+                    uint32_t *rest_len)
+{
+    uint32_t digits = 0;
+    while (digits < len && val[digits] != ' ')
+        digits++;
+    if (parse_decimal(val, digits, rev) != RK_OK)
+        return RK_ERR_PROTO;
+    uint32_t skip = digits < len ? digits + 1 : digits;
+    *rest = val + skip;
+    *rest_len = len - skip;
     return RK_OK;
 }
 
@@ -473,6 +509,8 @@ static void w_append(struct writer *w, const struct raft_msg *m)
         w_bytes(w, e->val, e->val_len);
         w_u64(w, e->client_id); /* client session, Raft thesis §6.3 */
         w_u64(w, e->seq);
+        if (raft_entry_has_rev(e->type))
+            w_u64(w, e->rev);
     }
 }
 
@@ -575,6 +613,7 @@ static void r_entries(struct reader *r, struct raft_msg *out)
         const char *val = r_bytes(r, PROTO_MAX_VALUE, &val_len);
         uint64_t client_id = r_u64(r);
         uint64_t seq = r_u64(r);
+        uint64_t rev = raft_entry_has_rev(type) ? r_u64(r) : 0;
         if (r->err != RK_OK)
             break;
         r->err = raft_entry_init(&out->entries[i], term, type, key, key_len, val, val_len);
@@ -582,6 +621,7 @@ static void r_entries(struct reader *r, struct raft_msg *out)
             break;
         out->entries[i].client_id = client_id;
         out->entries[i].seq = seq;
+        out->entries[i].rev = rev;
         out->n_entries = i + 1;
     }
 }

@@ -10,6 +10,7 @@
 #ifndef RK_PROTO_H
 #define RK_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,9 +23,11 @@
  * 3: HELLO_PEER carries the cluster id;
  * 4: membership changes: HELLO_PEER carries the sender's id and address, CONFIG entries,
  *    TIMEOUT_NOW, the VOTE transfer flag, and the ADD/REMOVE/MEMBERS/TRANSFER ops */
-#define PROTO_VERSION 4
+/* 5: revisions and compare-and-set: the REV, CAS and CAD ops, the FAILED status, CAS
+ *    and CAD entries (with the revision they compare) */
+#define PROTO_VERSION 5
 /* The oldest client protocol a server still serves: client frames are the same since 2 (a
- * client of version 3 keeps working against servers of version 4; peers must match). */
+ * client of version 3 keeps working against newer servers; peers must match). */
 #define PROTO_CLIENT_MIN_VERSION 2
 
 enum proto_frame_type {
@@ -48,8 +51,21 @@ enum proto_op {
     PROTO_OP_MEMBERS = 8,  /* VALUE: one "NAME HOST PORT voter|learner\n" line per member */
     PROTO_OP_TRANSFER = 9, /* key NAME, or "" for the most up-to-date voter (thesis §3.10);
                               OK once it leads */
+    PROTO_OP_REV = 10,     /* key: VALUE "REV VALUE" (its revision, a space, its value) or NIL;
+                              read through ReadIndex like GET */
+    PROTO_OP_CAS = 11,     /* key, value "REV VALUE": set the key if its revision is REV (0:
+                              absent); OK with body NEWREV, or FAILED with body CURREV */
+    PROTO_OP_CAD = 12,     /* key, value "REV": delete the key if its revision is REV; OK, or
+                              FAILED with body CURREV */
 };
-#define PROTO_OP_LAST PROTO_OP_TRANSFER
+#define PROTO_OP_LAST PROTO_OP_CAD
+
+/* Keys are words: a listing prints "KEY VALUE" per line, so a key holds no whitespace or
+ * control character (bytes 0x00-0x20 and 0x7f); other bytes, UTF-8 included, are fine.
+ * The client refuses other keys, and the server again, with this reason (DELETE excepted,
+ * so that a key stored before the rule can still be removed). */
+#define PROTO_ERR_KEY_NOT_WORD "key must not contain whitespace or control characters"
+bool proto_key_is_word(const char *key, uint32_t key_len);
 
 /* The ERR body for a SET/DELETE whose client session is unknown or was expired. */
 #define PROTO_ERR_SESSION_EXPIRED "session expired"
@@ -60,7 +76,15 @@ enum proto_status {
     PROTO_ST_NIL = 2,      /* get: no such key; delete: there was none */
     PROTO_ST_REDIRECT = 3, /* not the leader; leader_* say where it is (empty if unknown) */
     PROTO_ST_ERR = 4,      /* body = a human-readable reason */
+    PROTO_ST_FAILED = 5,   /* cas/cad: the compare did not hold (a definite answer, nothing
+                              changed); body = the key's revision (0: absent) */
 };
+
+/* The revision in a CAS or CAD value ("REV VALUE" or "REV": decimal, no sign or leading
+ * zero, then for CAS one space and the value, which may be empty). *rest points after
+ * it (past the space). RK_OK or RK_ERR_PROTO. */
+int proto_parse_rev(const char *val, uint32_t len, uint64_t *rev, const char **rest,
+                    uint32_t *rest_len);
 
 /* CLIENT_REQ: u8 op | bytes key | bytes value | u64 client_id | u64 seq */
 struct proto_client_req {

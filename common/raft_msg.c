@@ -37,6 +37,7 @@ int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
     e->type = type;
     e->client_id = 0;
     e->seq = 0;
+    e->rev = 0;
     e->key_len = key_len;
     e->val_len = val_len;
     e->key = buf;
@@ -55,6 +56,7 @@ int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src)
                              src->val, src->val_len);
     dst->client_id = src->client_id;
     dst->seq = src->seq;
+    dst->rev = src->rev;
     return rc;
 }
 
@@ -70,6 +72,11 @@ void raft_entry_free(struct raft_entry *e)
     e->key_len = e->val_len = 0;
 }
 
+bool raft_entry_has_rev(uint8_t type)
+{
+    return type == RAFT_ENTRY_CAS || type == RAFT_ENTRY_CAD;
+}
+
 const char *raft_entry_type_name(uint8_t type)
 {
     switch (type) {
@@ -78,6 +85,8 @@ const char *raft_entry_type_name(uint8_t type)
     case RAFT_ENTRY_DELETE: return "delete";
     case RAFT_ENTRY_REGISTER: return "register";
     case RAFT_ENTRY_CONFIG: return "config";
+    case RAFT_ENTRY_CAS: return "cas";
+    case RAFT_ENTRY_CAD: return "cad";
     }
     return NULL;
 }

@@ -20,7 +20,12 @@ enum raft_entry_type {
                                 (Raft thesis §6.3) */
     RAFT_ENTRY_CONFIG = 4, /* a new configuration (Raft thesis §4), val in the text form
                               of common/membership.h; in effect once in the log */
+    RAFT_ENTRY_CAS = 5,    /* key := value, if the key's revision is `rev` (0: absent) */
+    RAFT_ENTRY_CAD = 6,    /* remove key, if its revision is `rev` */
 };
+
+/* Whether entries of this type carry `rev` (on the wire and in the log file). */
+bool raft_entry_has_rev(uint8_t type);
 
 /* The bytes of an entry's key and value, shared by all its copies: the log, the
  * AppendEntries to each follower and the batch being persisted hold one allocation
@@ -37,6 +42,7 @@ struct raft_entry {
     uint8_t type;
     uint64_t client_id;  /* SET/DELETE: the client session (0 = none), thesis §6.3 */
     uint64_t seq;        /* SET/DELETE: the client's command number in that session */
+    uint64_t rev;        /* CAS/CAD: the revision the key must have (0: it must be absent) */
     uint32_t key_len;
     uint32_t val_len;
     char *key;

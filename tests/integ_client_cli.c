@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../common/errors.h"
+#include "../common/proto.h"
 #include "check_main.h"
 #include "harness.h"
 
@@ -93,6 +94,44 @@ START_TEST(test_oneshot_commands)
     expect_oneshot(c, "OK\n", "delete", "k", NULL, NULL);
     expect_oneshot(c, "(nil)\n", "delete", "k", NULL, NULL);
     expect_oneshot(c, "(nil)\n", "get", "k", NULL, NULL);
+    /* keys are words, in one-shot mode too (a shell passes "a b" as one argument) */
+    const char *args[] = { "--dir", c->dir, "--timeout", "5", "set", "a b", "v", NULL };
+    struct cli_result r;
+    run_client(c, &r, NULL, args);
+    HARNESS_ASSERT(c, strcmp(r.out, "ERR " PROTO_ERR_KEY_NOT_WORD "\n") == 0,
+                   "set 'a b': stdout '%s' exit %d", r.out, r.exit_status);
+    expect_oneshot(c, "(nil)\n", "get", "a", NULL, NULL);
+    finish(c);
+}
+END_TEST
+
+/* Revisions and compare-and-set in one-shot mode: a FAILED is an answer (exit 0); the
+ * revisions printed are the ones the status line and rev report. */
+START_TEST(test_oneshot_cas)
+{
+    struct ctl_cluster *c = start_cluster();
+    expect_oneshot(c, "(nil)\n", "rev", "lock", NULL, NULL);
+    expect_oneshot(c, "FAILED 0\n", "cad", "lock", "0", NULL);
+    const char *args[] = { "--dir", c->dir, "--timeout", "5", "cas", "lock", "0", "me", NULL };
+    struct cli_result r;
+    run_client(c, &r, NULL, args);
+    unsigned long long rev = 0;
+    HARNESS_ASSERT(c, sscanf(r.out, "OK %llu\n", &rev) == 1 && rev > 0 && r.exit_status == 0,
+                   "cas lock 0 me: '%s' exit %d", r.out, r.exit_status);
+    char want[64], rev_text[24];
+    snprintf(want, sizeof(want), "%llu me\n", rev);
+    snprintf(rev_text, sizeof(rev_text), "%llu", rev);
+    expect_oneshot(c, want, "rev", "lock", NULL, NULL);
+    snprintf(want, sizeof(want), "FAILED %llu\n", rev);
+    expect_oneshot(c, want, "cas", "lock", "0", "you");      /* held: FAILED, exit 0 */
+    expect_oneshot(c, want, "cad", "lock", "1", NULL);
+    expect_oneshot(c, "me\n", "get", "lock", NULL, NULL);
+    expect_oneshot(c, "OK\n", "cad", "lock", rev_text, NULL);
+    expect_oneshot(c, "(nil)\n", "get", "lock", NULL, NULL);
+    const char *bad[] = { "--dir", c->dir, "--timeout", "5", "cas", "lock", "x", "v", NULL };
+    run_client(c, &r, NULL, bad);
+    HARNESS_ASSERT(c, strncmp(r.out, "ERR bad revision", 16) == 0 && r.exit_status != 0,
+                   "cas with a bad revision: '%s' exit %d", r.out, r.exit_status);
     finish(c);
 }
 END_TEST
@@ -112,7 +151,7 @@ START_TEST(test_stdin_mode_and_status)
     int rc = regcomp(&re,
                      "^name=s[0-9]+ role=(leader|follower|candidate|learner) term=[0-9]+ "
                      "leader=(s[0-9]+|none) commit=[0-9]+ applied=[0-9]+ last=[0-9]+ "
-                     "snapshot=[0-9]+ voters=3\n$",
+                     "snapshot=[0-9]+ voters=3 rev=[0-9]+\n$",
                      REG_EXTENDED | REG_NOSUB);
     HARNESS_ASSERT(c, rc == 0, "regcomp");
     bool match = regexec(&re, r.out, 0, NULL, 0) == 0;
@@ -237,6 +276,7 @@ static Suite *integ_client_cli_suite(void)
     TCase *tc = tcase_create("cli");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_oneshot_commands);
+    tcase_add_test(tc, test_oneshot_cas);
     tcase_add_test(tc, test_stdin_mode_and_status);
     tcase_add_test(tc, test_no_server_reachable);
     tcase_add_test(tc, test_follower_address);

@@ -781,6 +781,24 @@ static void attack_bad_sizes(struct world *w, int leader)
     expect_set_error(c, fd, 10, MAX_VALUE + 1,
                      "value too long (65537 bytes; the limit is 65536)");
     expect_set_error(c, fd, PROTO_MAX_KEY + 1, 0, "key too long (65537 bytes");
+    /* Keys are words: the server refuses what a client should have (a SET or GET of a key
+     * with whitespace or a control byte); DELETE may still name one. */
+    static const struct { uint8_t op; const char *key; int want; } words[] = {
+        { PROTO_OP_SET, "a b", PROTO_ST_ERR }, { PROTO_OP_SET, "a\x01", PROTO_ST_ERR },
+        { PROTO_OP_GET, "a\tb", PROTO_ST_ERR }, { PROTO_OP_GET, "\x7f", PROTO_ST_ERR },
+        { PROTO_OP_DELETE, "a b", PROTO_ST_NIL }, { PROTO_OP_SET, "caf\xc3\xa9", PROTO_ST_OK },
+    };
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        char body[256];
+        encode_req(c, &b, words[i].op, words[i].key, (uint32_t)strlen(words[i].key), "v", 1);
+        send_frame(fd, &b);
+        proto_buf_free(&b);
+        int st = read_resp(fd, 5000, body, sizeof(body));
+        HARNESS_ASSERT(c, st == words[i].want && (st != PROTO_ST_ERR ||
+                                                  strcmp(body, PROTO_ERR_KEY_NOT_WORD) == 0),
+                       "op %d key %zu: status %d '%s', want %d", words[i].op, i, st, body,
+                       words[i].want);
+    }
     /* The same connection still works. */
     encode_req(c, &b, PROTO_OP_SET, "sized", 5, "fine", 4);
     encode_req(c, &b, PROTO_OP_GET, "sized", 5, NULL, 0);

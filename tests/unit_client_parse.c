@@ -88,6 +88,28 @@ START_TEST(test_check)
     expect_invalid("delete", "usage: delete KEY");
     expect_invalid("status now", "usage: status");
     expect_invalid("frobnicate x", "unknown command 'frobnicate' (try help)");
+    /* revisions and compare-and-set */
+    ck_assert_int_eq(check("rev k", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_REV);
+    ck_assert_int_eq(check("cas k 0 hello world", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_CAS);
+    ck_assert_int_eq(check("CAS k 12", &op, err, sizeof(err)), CLIENT_CMD_SERVER); /* "" */
+    ck_assert_int_eq(check("cad k 12", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_CAD);
+    expect_invalid("rev", "usage: rev KEY");
+    expect_invalid("rev a b", "usage: rev KEY");
+    expect_invalid("cas k", "usage: cas KEY REV VALUE");
+    expect_invalid("cad k", "usage: cad KEY REV");
+    expect_invalid("cad k 1 2", "bad revision (a number; 0: the key must be absent); usage: "
+                                "cad KEY REV");
+    expect_invalid("cas k x v", "bad revision (a number; 0: the key must be absent); usage: "
+                                "cas KEY REV VALUE");
+    expect_invalid("cas k -1 v", "bad revision (a number; 0: the key must be absent); usage: "
+                                 "cas KEY REV VALUE");
+    expect_invalid("cad k 01", "bad revision (a number; 0: the key must be absent); usage: "
+                               "cad KEY REV");
+    ck_assert(client_is_command_word("Rev") && client_is_command_word("cas") &&
+              client_is_command_word("CAD"));
 }
 END_TEST
 
@@ -116,6 +138,41 @@ START_TEST(test_sizes)
 }
 END_TEST
 
+/* Keys are words: a key from argv (one-shot mode) or with a control byte (stdin mode)
+ * that holds whitespace or a control character is refused for get and set; delete may
+ * still name one, to remove a key stored before the rule. Other bytes (UTF-8) are fine. */
+START_TEST(test_keys_are_words)
+{
+    static const char *const bad[] = { "a b", "a\tb", " a", "a\n", "a\x01", "a\x7f", "\x1b[0m" };
+    uint8_t op = 0;
+    char err[128];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct client_cmd cmd = { .word = "set", .key = bad[i], .key_len = strlen(bad[i]),
+                                  .val = "v", .val_len = 1, .n_args = 2 };
+        ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+        ck_assert_str_eq(err, PROTO_ERR_KEY_NOT_WORD);
+        cmd = (struct client_cmd){ .word = "get", .key = bad[i], .key_len = strlen(bad[i]),
+                                   .n_args = 1 };
+        ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+        cmd.word = "delete";
+        ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+        ck_assert(!proto_key_is_word(bad[i], (uint32_t)strlen(bad[i])));
+    }
+    /* rev and cas too; cad, like delete, may name such a key */
+    struct client_cmd word = { .word = "cas", .key = "a b", .key_len = 3, .val = "0 v",
+                               .val_len = 3, .n_args = 2 };
+    ck_assert_int_eq(client_check_command(&word, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    word = (struct client_cmd){ .word = "rev", .key = "a b", .key_len = 3, .n_args = 1 };
+    ck_assert_int_eq(client_check_command(&word, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    word = (struct client_cmd){ .word = "cad", .key = "a b", .key_len = 3, .val = "5",
+                                .val_len = 1, .n_args = 2 };
+    ck_assert_int_eq(client_check_command(&word, &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(check("set caf\xc3\xa9 x y", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(check("get a/b:c~!", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert(proto_key_is_word("\x80\xff", 2) && proto_key_is_word("", 0));
+}
+END_TEST
+
 static Suite *client_parse_suite(void)
 {
     Suite *s = suite_create("client_parse");
@@ -123,6 +180,7 @@ static Suite *client_parse_suite(void)
     tcase_add_test(tc, test_split);
     tcase_add_test(tc, test_check);
     tcase_add_test(tc, test_sizes);
+    tcase_add_test(tc, test_keys_are_words);
     suite_add_tcase(s, tc);
     return s;
 }

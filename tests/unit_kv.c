@@ -278,6 +278,119 @@ START_TEST(test_duplicate_delete_returns_recorded_result)
 }
 END_TEST
 
+/* ---- revisions and compare-and-set ---- */
+
+/* A CAS or CAD at the next index comparing with rev. */
+static int apply_cmp(struct log_kv *l, uint8_t type, uint64_t client_id, uint64_t seq,
+                     const char *key, uint64_t rev, const char *val)
+{
+    struct raft_entry e;
+    uint32_t val_len = val ? (uint32_t)strlen(val) : 0;
+    ck_assert_int_eq(raft_entry_init(&e, 1, type, key, (uint32_t)strlen(key), val, val_len),
+                     RK_OK);
+    e.client_id = client_id;
+    e.seq = seq;
+    e.rev = rev;
+    int rc = kv_apply(l->kv, l->next++, &e);
+    raft_entry_free(&e);
+    return rc;
+}
+
+static uint64_t rev_of_key(const struct kv *kv, const char *key)
+{
+    uint64_t rev = 0;
+    kv_get_rev(kv, key, (uint32_t)strlen(key), NULL, &rev);
+    return rev;
+}
+
+/* Every change gets its entry's index as revision: the key's and the map's; a delete of
+ * an absent key and a failed compare change nothing (no revision). */
+START_TEST(test_revisions)
+{
+    struct log_kv l = log_kv_new(8);
+    ck_assert_uint_eq(kv_rev(l.kv), 0);
+    ck_assert_int_eq(apply_at_next(&l, RAFT_ENTRY_NOOP, 0, 0, NULL, NULL), KV_APPLIED);
+    ck_assert_uint_eq(kv_rev(l.kv), 0); /* a noop is no change */
+    ck_assert_int_eq(do_set(&l, 0, 0, "a", "1"), KV_APPLIED);          /* 2 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 2);
+    ck_assert_int_eq(do_set(&l, 0, 0, "b", "1"), KV_APPLIED);          /* 3 */
+    ck_assert_int_eq(do_set(&l, 0, 0, "a", "2"), KV_APPLIED);          /* 4 */
+    ck_assert_uint_eq(rev_of_key(l.kv, "a"), 4);
+    ck_assert_uint_eq(rev_of_key(l.kv, "b"), 3);
+    ck_assert_uint_eq(kv_rev(l.kv), 4);
+    ck_assert_int_eq(do_delete(&l, 0, 0, "nope"), KV_ABSENT);          /* 5: no change */
+    ck_assert_uint_eq(kv_rev(l.kv), 4);
+    ck_assert_uint_eq(kv_result_rev(l.kv), 0);
+    ck_assert_int_eq(do_delete(&l, 0, 0, "b"), KV_APPLIED);            /* 6 */
+    ck_assert_uint_eq(kv_rev(l.kv), 6);
+    ck_assert_uint_eq(rev_of_key(l.kv, "b"), 0);
+    ck_assert_uint_eq(kv_last_applied(l.kv), 6);
+    kv_free(l.kv);
+}
+END_TEST
+
+/* cas: rev 0 means "absent"; a wrong revision fails with the current one (0 when absent)
+ * and changes nothing; cas after delete needs 0 again. cad likewise. */
+START_TEST(test_cas_and_cad)
+{
+    struct log_kv l = log_kv_new(8);
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 5, "x"), KV_FAILED);   /* 1 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 0); /* absent */
+    assert_str(l.kv, "k", NULL);
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 0, "v1"), KV_APPLIED); /* 2 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 2);
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 0, "again"), KV_FAILED); /* 3 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 2);
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 2, "v2"), KV_APPLIED); /* 4 */
+    assert_str(l.kv, "k", "v2");
+    ck_assert_uint_eq(kv_rev(l.kv), 4);
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 2, "stale"), KV_FAILED); /* 5 */
+    ck_assert_uint_eq(kv_rev(l.kv), 4); /* a failed compare is no change */
+    assert_str(l.kv, "k", "v2");
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAD, 0, 0, "k", 3, NULL), KV_FAILED);  /* 6 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 4);
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAD, 0, 0, "k", 4, NULL), KV_APPLIED); /* 7 */
+    assert_str(l.kv, "k", NULL);
+    ck_assert_uint_eq(kv_rev(l.kv), 7);
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAD, 0, 0, "k", 0, NULL), KV_FAILED);  /* 8 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 0);
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 4, "x"), KV_FAILED);   /* 9 */
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 0, ""), KV_APPLIED);   /* 10 */
+    assert_str(l.kv, "k", "");
+    ck_assert_uint_eq(rev_of_key(l.kv, "k"), 10);
+    ck_assert_int_eq(do_set(&l, 0, 0, "other", "o"), KV_APPLIED);                  /* 11 */
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, 0, 0, "k", 3, "x"), KV_FAILED);   /* 12 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 10);
+    ck_assert_uint_eq(kv_rev(l.kv), 11); /* still the last change's */
+    kv_free(l.kv);
+}
+END_TEST
+
+/* Two clients race with cas on one revision: one wins. The loser's retry (a duplicate:
+ * its reply was lost) gets its recorded FAILED and revision, not a second try, and the
+ * winner's duplicate gets its OK with the revision it was given. */
+START_TEST(test_cas_duplicates_answer_as_recorded)
+{
+    struct log_kv l = log_kv_new(8);
+    uint64_t a = do_register(&l), b = do_register(&l);                          /* 1, 2 */
+    ck_assert_int_eq(do_set(&l, 0, 0, "lock", "free"), KV_APPLIED);             /* 3 */
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, a, 1, "lock", 3, "a"), KV_APPLIED); /* 4 */
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, b, 1, "lock", 3, "b"), KV_FAILED);  /* 5 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 4);
+    ck_assert_int_eq(do_set(&l, 0, 0, "lock", "free"), KV_APPLIED);             /* 6 */
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, b, 1, "lock", 3, "b"), KV_FAILED);  /* 7 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 4); /* as recorded, though the key is at 6 now */
+    ck_assert_int_eq(apply_cmp(&l, RAFT_ENTRY_CAS, a, 1, "lock", 3, "a"), KV_APPLIED); /* 8 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 4);
+    assert_str(l.kv, "lock", "free");
+    struct kv_session_info info;
+    ck_assert(kv_session_get(l.kv, b, &info));
+    ck_assert_int_eq(info.last_result, KV_FAILED);
+    ck_assert_uint_eq(info.last_rev, 4);
+    kv_free(l.kv);
+}
+END_TEST
+
 START_TEST(test_stale_and_zero_seq)
 {
     struct log_kv l = log_kv_new(8);
@@ -597,6 +710,9 @@ static Suite *kv_suite(void)
     tcase_add_test(ts, test_duplicate_set_applied_once);
     tcase_add_test(ts, test_duplicate_delete_returns_recorded_result);
     tcase_add_test(ts, test_stale_and_zero_seq);
+    tcase_add_test(ts, test_revisions);
+    tcase_add_test(ts, test_cas_and_cad);
+    tcase_add_test(ts, test_cas_duplicates_answer_as_recorded);
     tcase_add_test(ts, test_unknown_session_expired);
     tcase_add_test(ts, test_lru_eviction_at_bound);
     tcase_add_test(ts, test_default_bound);

@@ -84,6 +84,7 @@ static void assert_entry_eq(const struct raft_entry *a, const struct raft_entry 
     ck_assert_uint_eq(a->type, b->type);
     ck_assert_uint_eq(a->client_id, b->client_id);
     ck_assert_uint_eq(a->seq, b->seq);
+    ck_assert_uint_eq(a->rev, b->rev);
     ck_assert_uint_eq(a->key_len, b->key_len);
     ck_assert_uint_eq(a->val_len, b->val_len);
     ck_assert_mem_eq(a->key, b->key, a->key_len);
@@ -127,7 +128,7 @@ static void assert_msg_eq(const struct raft_msg *a, const struct raft_msg *b)
 static const char bin_key[] = { 'k', '\0', '\xff', '\n' };
 static const char bin_val[] = { '\0', '\x01', 'v', '\0', '\x80' };
 #define N_SAMPLE_MSGS 9
-#define N_SAMPLE_ENTRIES 5
+#define N_SAMPLE_ENTRIES 7
 
 static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS],
                         struct raft_entry entries[N_SAMPLE_ENTRIES])
@@ -143,6 +144,10 @@ static void sample_msgs(struct raft_msg out[N_SAMPLE_MSGS],
     entries[3].client_id = UINT64_MAX;
     entries[3].seq = UINT64_MAX;
     entries[4] = make_entry(8, RAFT_ENTRY_REGISTER, NULL, 0, NULL, 0);
+    entries[5] = make_entry(8, RAFT_ENTRY_CAS, "k", 1, "v", 1); /* then u64 rev */
+    entries[5].rev = UINT64_MAX - 1;
+    entries[6] = make_entry(8, RAFT_ENTRY_CAD, "k", 1, NULL, 0);
+    entries[6].rev = 0;
 
     out[0] = (struct raft_msg){ .type = RAFT_MSG_VOTE, .from = 1, .to = 4, .term = 9,
                                 .last_log_index = 1234567890123ull, .last_log_term = 8,
@@ -440,6 +445,36 @@ START_TEST(test_client_id_text)
 }
 END_TEST
 
+/* The revision a CAS or CAD value starts with: canonical decimal (0 allowed), then for
+ * CAS one space and the value (possibly empty). */
+START_TEST(test_rev_text)
+{
+    static const struct { const char *val; uint64_t rev; const char *rest; } good[] = {
+        { "0", 0, "" }, { "0 ", 0, "" }, { "7 x", 7, "x" }, { "12 two words", 12, "two words" },
+        { "18446744073709551615  y", UINT64_MAX, " y" },
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t rev = 99;
+        const char *rest;
+        uint32_t rest_len;
+        ck_assert_int_eq(proto_parse_rev(good[i].val, (uint32_t)strlen(good[i].val), &rev,
+                                         &rest, &rest_len), RK_OK);
+        ck_assert_uint_eq(rev, good[i].rev);
+        ck_assert_uint_eq(rest_len, strlen(good[i].rest));
+        ck_assert_mem_eq(rest, good[i].rest, rest_len);
+    }
+    static const char *const bad[] = { "", " 1", "01", "-1", "+1", "1x", "x", "0x10",
+                                       "18446744073709551616", "1\t2" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t rev;
+        const char *rest;
+        uint32_t rest_len;
+        ck_assert_msg(proto_parse_rev(bad[i], (uint32_t)strlen(bad[i]), &rev, &rest,
+                                      &rest_len) == RK_ERR_PROTO, "accepted '%s'", bad[i]);
+    }
+}
+END_TEST
+
 START_TEST(test_client_resp_round_trip)
 {
     struct proto_client_resp resps[] = {
@@ -450,6 +485,7 @@ START_TEST(test_client_resp_round_trip)
           .leader_port = 65535 },
         { .status = PROTO_ST_REDIRECT }, /* leader unknown */
         { .status = PROTO_ST_ERR, .body = "key too long", .body_len = 12 },
+        { .status = PROTO_ST_FAILED, .body = "42", .body_len = 2 },
     };
     memset(resps[3].leader_host, 'h', 255); /* the longest host that fits */
     for (size_t i = 0; i < sizeof(resps) / sizeof(resps[0]); i++) {
@@ -477,8 +513,8 @@ START_TEST(test_raft_round_trip)
     struct raft_msg msgs[N_SAMPLE_MSGS];
     struct raft_entry entries[N_SAMPLE_ENTRIES];
     /* payload sizes as documented in docs/protocol.md; the entries take 33+0, 33+4+5,
-     * 33+0, 33+3 and 33 bytes */
-    const size_t want_len[N_SAMPLE_MSGS] = { 35, 19, 54 + 177, 54, 59, 59, 47 + 5, 51, 18 };
+     * 33+0, 33+3, 33, 33+1+1+8 (cas: its rev) and 33+1+8 bytes */
+    const size_t want_len[N_SAMPLE_MSGS] = { 35, 19, 54 + 262, 54, 59, 59, 47 + 5, 51, 18 };
     sample_msgs(msgs, entries);
     for (int i = 0; i < N_SAMPLE_MSGS; i++) {
         struct proto_buf b = { 0 };
@@ -782,7 +818,7 @@ START_TEST(test_unknown_types_rejected)
         d[off[2] + 1] = bad_ops[i];
         ck_assert_int_eq(proto_decode_client_req(d + off[2], len[2], &req), RK_ERR_PROTO);
     }
-    d[off[3] + 1] = PROTO_ST_ERR + 1;
+    d[off[3] + 1] = PROTO_ST_FAILED + 1;
     ck_assert_int_eq(proto_decode_client_resp(d + off[3], len[3], &resp), RK_ERR_PROTO);
     const uint8_t bad_msgs[] = { 0, RAFT_MSG_TIMEOUT_NOW + 1, 255 };
     for (size_t i = 0; i < sizeof(bad_msgs); i++) {
@@ -793,7 +829,7 @@ START_TEST(test_unknown_types_rejected)
     d[off[5] + len[5] - 1] = 2;
     ck_assert_int_eq(proto_decode_raft_msg(d + off[5], len[5], &m), RK_ERR_PROTO);
     /* APPEND: entry 0's type byte follows the 54-byte header and the entry's term */
-    d[off[6] + 54 + 8] = RAFT_ENTRY_CONFIG + 1;
+    d[off[6] + 54 + 8] = RAFT_ENTRY_CAD + 1;
     ck_assert_int_eq(proto_decode_raft_msg(d + off[6], len[6], &m), RK_ERR_PROTO);
     ck_assert_ptr_null(m.entries);
     /* APPEND_RESP success must be 0 or 1 */
@@ -807,7 +843,7 @@ START_TEST(test_unknown_types_rejected)
 
     struct raft_msg bad = { .type = RAFT_MSG_TIMEOUT_NOW + 1 };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
-    struct raft_entry e = { .type = RAFT_ENTRY_CONFIG + 1 };
+    struct raft_entry e = { .type = RAFT_ENTRY_CAD + 1 };
     bad = (struct raft_msg){ .type = RAFT_MSG_APPEND, .n_entries = 1, .entries = &e };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
     struct proto_client_req bad_req = { .op = 0 };
@@ -1053,6 +1089,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_client_req_round_trip);
     tcase_add_test(tc, test_client_req_layout);
     tcase_add_test(tc, test_client_id_text);
+    tcase_add_test(tc, test_rev_text);
     tcase_add_test(tc, test_client_resp_round_trip);
     tcase_add_test(tc, test_raft_round_trip);
     tcase_add_test(tc, test_raft_vote_layout);

@@ -95,7 +95,8 @@ static const char bin_key[] = { 'k', '\0', '\xff', '\n', '"' };
 
 /* The entry at index i of the sample log, in term `term`: SETs (binary keys, empty
  * values), DELETEs, NOOPs, REGISTERs and commands of client sessions, whose recorded
- * replies are of every kind (a SET applied, a DELETE of a key that is not there). */
+ * replies are of every kind (a SET applied, a DELETE of a key that is not there, a CAS
+ * that held or failed, with its revision). */
 static struct raft_entry sample_entry(raft_index_t i, raft_term_t term)
 {
     char key[32], val[48];
@@ -120,6 +121,11 @@ static struct raft_entry sample_entry(raft_index_t i, raft_term_t term)
             raft_entry_free(&e);
             key_len = snprintf(key, sizeof(key), "never set %" PRIu64, i);
             rc = raft_entry_init(&e, term, RAFT_ENTRY_DELETE, key, (uint32_t)key_len, NULL, 0);
+            ck_assert_int_eq(rc, RK_OK);
+        } else if (i % 4 == 1) { /* a cas expecting "cas" absent: the first one (17) holds,
+                                    the later ones fail with its revision */
+            raft_entry_free(&e);
+            rc = raft_entry_init(&e, term, RAFT_ENTRY_CAS, "cas", 3, val, (uint32_t)val_len);
             ck_assert_int_eq(rc, RK_OK);
         }
         e.client_id = i - 3;
@@ -329,15 +335,18 @@ static size_t put_u(uint8_t *p, uint64_t v, int bytes)
     return (size_t)bytes;
 }
 
-/* last_applied 9, the pairs given, sessions (id, last_use) given, bound 4. */
-static size_t build_image(uint8_t *p, const char *const *keys, int n_keys,
-                          const uint64_t (*sessions)[2], int n_sessions)
+/* last_applied 9, revision `rev`, the pairs given (key i at revision i + 1), sessions
+ * (id, last_use) given, bound 4. */
+static size_t build_image_rev(uint8_t *p, uint64_t rev, const char *const *keys, int n_keys,
+                              const uint64_t (*sessions)[2], int n_sessions)
 {
     size_t n = put_u(p, 9, 8);
+    n += put_u(p + n, rev, 8);
     n += put_u(p + n, (uint64_t)n_keys, 8);
     for (int i = 0; i < n_keys; i++) {
         n += put_u(p + n, strlen(keys[i]), 4);
         n += put_u(p + n, 1, 4);
+        n += put_u(p + n, (uint64_t)i + 1, 8);
         memcpy(p + n, keys[i], strlen(keys[i]));
         n += strlen(keys[i]);
         p[n++] = 'v';
@@ -349,8 +358,15 @@ static size_t build_image(uint8_t *p, const char *const *keys, int n_keys,
         n += put_u(p + n, 1, 8);
         n += put_u(p + n, sessions[i][1], 8);
         p[n++] = KV_APPLIED;
+        n += put_u(p + n, 2, 8);
     }
     return n;
+}
+
+static size_t build_image(uint8_t *p, const char *const *keys, int n_keys,
+                          const uint64_t (*sessions)[2], int n_sessions)
+{
+    return build_image_rev(p, 8, keys, n_keys, sessions, n_sessions);
 }
 
 static int read_image(const uint8_t *data, size_t len, uint64_t claimed, char *err)
@@ -386,9 +402,16 @@ START_TEST(test_image_structure_checked)
     ck_assert_int_eq(read_image(img, n, n - 1, err), RK_ERR_CORRUPT); /* cut short */
     img[n] = 0;
     ck_assert_int_eq(read_image(img, n + 1, n + 1, err), RK_ERR_CORRUPT); /* a byte more */
-    put_u(img + 8, UINT64_MAX, 8); /* a pair count the image cannot hold */
+    put_u(img + 16, UINT64_MAX, 8); /* a pair count the image cannot hold */
     ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
     ck_assert_ptr_nonnull(strstr(err, "image byte"));
+    /* revisions: none past the last applied index, no key's past the last one */
+    n = build_image_rev(img, 10, good_keys, 2, good_sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "past the last applied"));
+    n = build_image_rev(img, 1, good_keys, 2, good_sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "revision 2 is past the last one"));
 }
 END_TEST
 

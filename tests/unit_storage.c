@@ -163,6 +163,7 @@ static void assert_entry_eq(const struct raft_entry *got, const struct raft_entr
     ck_assert_uint_eq(got->type, want->type);
     ck_assert_uint_eq(got->client_id, want->client_id);
     ck_assert_uint_eq(got->seq, want->seq);
+    ck_assert_uint_eq(got->rev, want->rev);
     ck_assert_uint_eq(got->key_len, want->key_len);
     ck_assert_uint_eq(got->val_len, want->val_len);
     ck_assert(memcmp(got->key, want->key, want->key_len) == 0);
@@ -256,8 +257,17 @@ START_TEST(test_round_trip_binary)
         /* a configuration entry keeps its text (thesis §4.1: a restarted server takes its
          * configuration from its own log) */
         entry(9, RAFT_ENTRY_CONFIG, "", 0, CONFIG_TEXT, (uint32_t)strlen(CONFIG_TEXT)),
+        /* compare-and-set entries keep the revision they compare */
+        entry(9, RAFT_ENTRY_CAS, "lock", 4, "me \"x\"", 6),
+        entry(9, RAFT_ENTRY_CAS, "lock", 4, "", 0),
+        entry(10, RAFT_ENTRY_CAD, "lock", 4, NULL, 0),
     };
     int n = (int)(sizeof(es) / sizeof(es[0]));
+    es[n - 3].rev = 18446744073709551615ull;
+    es[n - 2].rev = 0;
+    es[n - 1].rev = 12;
+    es[n - 1].client_id = 7;
+    es[n - 1].seq = 3;
     struct storage_loaded ld;
     new_dir(dir, sizeof(dir));
     struct storage *s = open_ok(dir, &ld, err, sizeof(err));
@@ -705,6 +715,10 @@ START_TEST(test_checksummed_bad_lines_are_corrupt)
         { { "1 1 noop", "2 1 delete \"a\" client=1  seq=2", "3 1 noop" }, ":2: unexpected text" },
         { { "1 1 noop", "2 1 register \"a\"", "3 1 noop" }, ":2: unexpected text" },
         { { "1 1 noop", "2 1 config", "3 1 noop" }, ":2: expected the configuration" },
+        { { "1 1 noop", "2 1 cas \"k\" \"v\"", "3 1 noop" }, ":2: expected \"rev=N\"" },
+        { { "1 1 noop", "2 1 cad \"k\" client=1 seq=1", "3 1 noop" }, ":2: expected \"rev=N\"" },
+        { { "1 1 noop", "2 1 cad \"k\" rev=x", "3 1 noop" }, ":2: expected \"rev=N\"" },
+        { { "1 1 noop", "2 1 set \"k\" \"v\" rev=1", "3 1 noop" }, ":2: unexpected text" },
         { { "1 1 noop", "2 1 noop", "5 1 noop" }, ":3: index 5 where 3 was expected" },
         { { "1 1 noop", "2 3 noop", "3 2 noop" }, ":3: term 2 is lower" },
     };

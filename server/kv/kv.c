@@ -1,7 +1,8 @@
 /* server/kv/kv.c - the key-value state machine (Raft paper §2, §5.3: every server applies
  * the same committed entries in the same order): a chained hash map, FNV-1a hashed,
- * doubling its bucket count whenever it holds more keys than buckets; and kv_apply, which
- * puts client commands through their sessions (sessions.c, Raft thesis §6.3). */
+ * doubling its bucket count whenever it holds more keys than buckets; each key with the
+ * revision (log index) of its last change; and kv_apply, which puts client commands
+ * through their sessions (sessions.c, Raft thesis §6.3) and decides compare-and-set. */
 #include "kv.h"
 
 #include <stdlib.h>
@@ -131,6 +132,12 @@ static struct kv_node *new_node(uint64_t hash, const char *key, uint32_t key_len
 
 int kv_set(struct kv *kv, const char *key, uint32_t key_len, const char *val, uint32_t val_len)
 {
+    return kv_set_at(kv, key, key_len, val, val_len, 0);
+}
+
+int kv_set_at(struct kv *kv, const char *key, uint32_t key_len, const char *val,
+              uint32_t val_len, uint64_t rev)
+{
     uint64_t hash = hash_key(key, key_len);
     struct kv_node **link = find_link(kv, hash, key, key_len);
     char *copy = copy_bytes(val, val_len);
@@ -140,6 +147,7 @@ int kv_set(struct kv *kv, const char *key, uint32_t key_len, const char *val, ui
         free((*link)->val);
         (*link)->val = copy;
         (*link)->val_len = val_len;
+        (*link)->rev = rev;
         return RK_OK;
     }
     struct kv_node *n = new_node(hash, key, key_len, copy, val_len);
@@ -147,6 +155,7 @@ int kv_set(struct kv *kv, const char *key, uint32_t key_len, const char *val, ui
         free(copy);
         return RK_ERR_NOMEM;
     }
+    n->rev = rev;
     *link = n;
     if (++kv->count > kv->n_buckets && kv->n_buckets <= SIZE_MAX / 2 / sizeof(*link))
         grow(kv);
@@ -168,12 +177,33 @@ bool kv_delete(struct kv *kv, const char *key, uint32_t key_len)
 
 const char *kv_get(const struct kv *kv, const char *key, uint32_t key_len, uint32_t *val_len)
 {
+    return kv_get_rev(kv, key, key_len, val_len, NULL);
+}
+
+const char *kv_get_rev(const struct kv *kv, const char *key, uint32_t key_len,
+                       uint32_t *val_len, uint64_t *rev)
+{
     struct kv_node *n = *find_link(kv, hash_key(key, key_len), key, key_len);
     if (n == NULL)
         return NULL;
     if (val_len != NULL)
         *val_len = n->val_len;
+    if (rev != NULL)
+        *rev = n->rev;
     return n->val;
+}
+
+uint64_t kv_rev(const struct kv *kv)
+{
+    return kv->rev;
+}
+
+/* The revision of key (0: absent). */
+static uint64_t rev_of(const struct kv *kv, const char *key, uint32_t key_len)
+{
+    uint64_t rev = 0;
+    kv_get_rev(kv, key, key_len, NULL, &rev);
+    return rev;
 }
 
 size_t kv_count(const struct kv *kv)
@@ -181,14 +211,36 @@ size_t kv_count(const struct kv *kv)
     return kv->count;
 }
 
-/* A client command without a session: SET or DELETE on the map. */
-static int apply_command(struct kv *kv, const struct raft_entry *e)
+/* A change at revision index: it becomes the key's (for a set) and the map's. */
+static int changed(struct kv *kv, raft_index_t index)
 {
-    if (e->type == RAFT_ENTRY_SET) {
-        int rc = kv_set(kv, e->key, e->key_len, e->val, e->val_len);
-        return rc == RK_OK ? KV_APPLIED : rc;
+    kv->rev = index;
+    kv->result_rev = index;
+    return KV_APPLIED;
+}
+
+/* A CAS or CAD whose compare does not hold: nothing changes; the answer carries the
+ * key's revision. A CAD of an absent key fails whatever it compares (0 included): it
+ * deletes nothing. */
+static bool compare_fails(struct kv *kv, const struct raft_entry *e)
+{
+    uint64_t current = rev_of(kv, e->key, e->key_len);
+    if (current == e->rev && (current != 0 || e->type == RAFT_ENTRY_CAS))
+        return false;
+    kv->result_rev = current;
+    return true;
+}
+
+/* A client command without a session: SET, DELETE, CAS or CAD on the map, at index. */
+static int apply_command(struct kv *kv, raft_index_t index, const struct raft_entry *e)
+{
+    if (raft_entry_has_rev(e->type) && compare_fails(kv, e))
+        return KV_FAILED;
+    if (e->type == RAFT_ENTRY_SET || e->type == RAFT_ENTRY_CAS) {
+        int rc = kv_set_at(kv, e->key, e->key_len, e->val, e->val_len, index);
+        return rc == RK_OK ? changed(kv, index) : rc;
     }
-    return kv_delete(kv, e->key, e->key_len) ? KV_APPLIED : KV_ABSENT;
+    return kv_delete(kv, e->key, e->key_len) ? changed(kv, index) : KV_ABSENT;
 }
 
 /* Raft thesis §6.3: a command of a session is applied at most once. The state machine
@@ -199,15 +251,18 @@ static int apply_in_session(struct kv *kv, raft_index_t index, const struct raft
     if (s == NULL)
         return KV_SESSION_EXPIRED;
     kv_sessions_touch(kv->sessions, s, index);
-    if (e->seq == s->last_seq && s->last_seq != 0)
+    if (e->seq == s->last_seq && s->last_seq != 0) {
+        kv->result_rev = s->last_rev;
         return s->last_result;
+    }
     if (e->seq <= s->last_seq)
         return KV_STALE;
-    int rc = apply_command(kv, e);
+    int rc = apply_command(kv, index, e);
     if (rc < 0)
         return rc;
     s->last_seq = e->seq;
     s->last_result = rc;
+    s->last_rev = kv->result_rev;
     return rc;
 }
 
@@ -223,8 +278,10 @@ static int apply_entry(struct kv *kv, raft_index_t index, const struct raft_entr
     }
     case RAFT_ENTRY_SET:
     case RAFT_ENTRY_DELETE:
+    case RAFT_ENTRY_CAS:
+    case RAFT_ENTRY_CAD:
         if (e->client_id == 0)
-            return apply_command(kv, e);
+            return apply_command(kv, index, e);
         return apply_in_session(kv, index, e);
     }
     return RK_ERR_INVAL;
@@ -235,6 +292,7 @@ int kv_apply(struct kv *kv, raft_index_t index, const struct raft_entry *e)
 {
     if (index != kv->last_applied + 1)
         return RK_ERR_INVAL;
+    kv->result_rev = 0;
     int rc = apply_entry(kv, index, e);
     if (rc > 0)
         kv->last_applied = index;
@@ -246,6 +304,11 @@ raft_index_t kv_last_applied(const struct kv *kv)
     return kv->last_applied;
 }
 
+uint64_t kv_result_rev(const struct kv *kv)
+{
+    return kv->result_rev;
+}
+
 bool kv_session_get(const struct kv *kv, uint64_t client_id, struct kv_session_info *out)
 {
     const struct kv_session *s = kv_sessions_find(kv->sessions, client_id);
@@ -253,6 +316,7 @@ bool kv_session_get(const struct kv *kv, uint64_t client_id, struct kv_session_i
         return false;
     out->last_seq = s->last_seq;
     out->last_result = s->last_result;
+    out->last_rev = s->last_rev;
     out->last_use = s->last_use;
     return true;
 }
@@ -275,13 +339,14 @@ static uint64_t mix(uint64_t h)
 /* Sums of mixed per-item hashes: independent of bucket order and table size. */
 uint64_t kv_digest(const struct kv *kv)
 {
-    uint64_t sum = mix(kv->last_applied) + mix(kv->count ^ 0x6b76ULL);
+    uint64_t sum = mix(kv->last_applied) + mix(kv->count ^ 0x6b76ULL) + mix(kv->rev ^ 0x72ULL);
     for (size_t i = 0; i < kv->n_buckets; i++)
         for (const struct kv_node *n = kv->buckets[i]; n != NULL; n = n->next)
-            sum += mix(n->hash ^ mix(hash_key(n->val, n->val_len) + n->val_len));
+            sum += mix(n->hash ^ mix(hash_key(n->val, n->val_len) + n->val_len) ^
+                       mix(n->rev + 0x9e37ULL));
     const struct kv_session *s = NULL;
     while ((s = kv_sessions_next(kv->sessions, s)) != NULL)
         sum += mix(mix(mix(s->id) ^ s->last_seq) ^ ((uint64_t)s->last_result << 56) ^
-                   s->last_use);
+                   s->last_use ^ mix(s->last_rev + 0x5bULL));
     return sum;
 }

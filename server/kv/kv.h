@@ -22,16 +22,26 @@ struct kv *kv_new(void);
 /* The same with another bound (>= 1); for tests. */
 struct kv *kv_new_with_max_sessions(uint32_t max_sessions);
 void kv_free(struct kv *kv);
-/* Copies key and value. RK_OK or RK_ERR_NOMEM. */
+/* Copies key and value (the key's revision becomes 0: for tests). RK_OK or RK_ERR_NOMEM. */
 int kv_set(struct kv *kv, const char *key, uint32_t key_len, const char *val, uint32_t val_len);
 /* Returns true if the key existed (and is now removed). */
 bool kv_delete(struct kv *kv, const char *key, uint32_t key_len);
 /* The value (valid until the next change), or NULL when absent. */
 const char *kv_get(const struct kv *kv, const char *key, uint32_t key_len, uint32_t *val_len);
+/* The same, with the key's revision: the index of the entry that last changed it. */
+const char *kv_get_rev(const struct kv *kv, const char *key, uint32_t key_len,
+                       uint32_t *val_len, uint64_t *rev);
+/* The revision of the last change to any key (0 before the first). */
+uint64_t kv_rev(const struct kv *kv);
 size_t kv_count(const struct kv *kv);
 
 /* What applying one entry did (a positive code; errors are negative RK_ERR_*):
- *   NOOP, REGISTER, SET: KV_APPLIED; DELETE: KV_APPLIED if the key existed, else KV_ABSENT.
+ *   NOOP, REGISTER, SET: KV_APPLIED; DELETE: KV_APPLIED if the key existed, else KV_ABSENT;
+ *   CAS, CAD: KV_APPLIED if the key's revision was the entry's rev (0: the key absent),
+ *   else KV_FAILED (a definite answer: nothing changed); a CAD of an absent key fails.
+ * Revisions: a change (SET, a DELETE that removed a key, a CAS or CAD that held) gets the
+ * entry's index as its revision, which becomes the key's and kv_rev(). A DELETE of an
+ * absent key and a compare that failed change nothing and have no revision.
  * A SET/DELETE with client_id != 0 goes through its session first:
  *   no such session (never opened, or expired)  -> KV_SESSION_EXPIRED, not applied;
  *   seq == the session's last seq (a duplicate) -> that command's recorded result, not
@@ -39,25 +49,30 @@ size_t kv_count(const struct kv *kv);
  *   seq below it, or 0                          -> KV_STALE, not applied;
  *   seq above it                                -> applied and recorded.
  * A REGISTER opens the session whose client id is the entry's index. */
-enum { KV_APPLIED = 1, KV_ABSENT = 2, KV_SESSION_EXPIRED = 3, KV_STALE = 4 };
+enum { KV_APPLIED = 1, KV_ABSENT = 2, KV_SESSION_EXPIRED = 3, KV_STALE = 4, KV_FAILED = 5 };
 
 /* Applies the committed entry at index (Raft paper §5.3: in log order, once each), which
  * must be kv_last_applied() + 1. Returns a KV_* code, or RK_ERR_INVAL (unknown type, or
  * an index out of order: nothing changes) or RK_ERR_NOMEM. */
 int kv_apply(struct kv *kv, raft_index_t index, const struct raft_entry *e);
 raft_index_t kv_last_applied(const struct kv *kv);
+/* The revision that goes with the last kv_apply's result (a duplicate in a session gets
+ * the one recorded with it): KV_APPLIED of a SET, DELETE, CAS or CAD: the new revision;
+ * KV_FAILED: the key's current revision (0: absent); anything else: 0. */
+uint64_t kv_result_rev(const struct kv *kv);
 
 /* A client session as the state machine holds it. */
 struct kv_session_info {
     uint64_t last_seq;        /* 0: no command applied yet */
-    int last_result;          /* KV_APPLIED or KV_ABSENT of that command (0: none) */
+    int last_result;          /* KV_APPLIED, KV_ABSENT or KV_FAILED of that command (0: none) */
+    uint64_t last_rev;        /* and the revision that went with it */
     raft_index_t last_use;    /* index of the session's last entry (REGISTER included) */
 };
 /* True and *out filled if client_id has an open session. */
 bool kv_session_get(const struct kv *kv, uint64_t client_id, struct kv_session_info *out);
 size_t kv_session_count(const struct kv *kv);
 
-/* A digest of the whole state (keys, values, sessions, last applied index), independent
+/* A digest of the whole state (keys, values, revisions, sessions, last applied index), independent
  * of allocation and hashing history: equal states give equal digests. */
 uint64_t kv_digest(const struct kv *kv);
 

@@ -13,8 +13,10 @@
 #include "../../common/grow.h"
 #include "kv_internal.h"
 
-#define PAIR_HEADER_BYTES 8u      /* u32 key_len | u32 val_len */
-#define SESSION_BYTES 25u         /* u64 id | u64 last_seq | u64 last_use | u8 result */
+#define IMAGE_HEAD_BYTES 24u      /* u64 last_applied | u64 rev | u64 n_pairs */
+#define PAIR_HEADER_BYTES 16u     /* u32 key_len | u32 val_len | u64 rev */
+#define SESSION_BYTES 33u         /* u64 id | u64 last_seq | u64 last_use | u8 result |
+                                     u64 last_rev */
 #define MAX_SESSIONS_LIMIT (1u << 24) /* a larger bound in an image is corrupt */
 
 
@@ -38,7 +40,7 @@ int kv_visit_sessions(const struct kv *kv, kv_session_fn fn, void *ctx)
     while ((s = kv_sessions_next(kv->sessions, s)) != NULL) {
         struct kv_session_info info = { .last_seq = s->last_seq,
                                         .last_result = s->last_result,
-                                        .last_use = s->last_use };
+                                        .last_use = s->last_use, .last_rev = s->last_rev };
         int rc = fn(ctx, s->id, &info);
         if (rc != 0)
             return rc;
@@ -53,19 +55,30 @@ struct image_writer {
     void *ctx;
 };
 
-static int write_pair(void *ctx, const char *key, uint32_t key_len, const char *val,
-                      uint32_t val_len)
+static int write_pair(const struct image_writer *w, const struct kv_node *n)
 {
-    struct image_writer *w = ctx;
     uint8_t head[PAIR_HEADER_BYTES];
-    rk_put_be(head, key_len, 4);
-    rk_put_be(head + 4, val_len, 4);
+    rk_put_be(head, n->key_len, 4);
+    rk_put_be(head + 4, n->val_len, 4);
+    rk_put_be(head + 8, n->rev, 8);
     int rc = w->put(w->ctx, head, sizeof(head));
-    if (rc == 0 && key_len > 0)
-        rc = w->put(w->ctx, key, key_len);
-    if (rc == 0 && val_len > 0)
-        rc = w->put(w->ctx, val, val_len);
+    if (rc == 0 && n->key_len > 0)
+        rc = w->put(w->ctx, n->key, n->key_len);
+    if (rc == 0 && n->val_len > 0)
+        rc = w->put(w->ctx, n->val, n->val_len);
     return rc;
+}
+
+static int write_pairs(const struct kv *kv, const struct image_writer *w)
+{
+    for (size_t i = 0; i < kv->n_buckets; i++) {
+        for (const struct kv_node *n = kv->buckets[i]; n != NULL; n = n->next) {
+            int rc = write_pair(w, n);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
 }
 
 static int write_session(void *ctx, uint64_t id, const struct kv_session_info *s)
@@ -76,18 +89,20 @@ static int write_session(void *ctx, uint64_t id, const struct kv_session_info *s
     rk_put_be(rec + 8, s->last_seq, 8);
     rk_put_be(rec + 16, s->last_use, 8);
     rec[24] = (uint8_t)s->last_result;
+    rk_put_be(rec + 25, s->last_rev, 8);
     return w->put(w->ctx, rec, sizeof(rec));
 }
 
 int kv_image_write(const struct kv *kv, kv_image_put_fn put, void *ctx)
 {
     struct image_writer w = { .put = put, .ctx = ctx };
-    uint8_t head[16];
+    uint8_t head[IMAGE_HEAD_BYTES];
     rk_put_be(head, kv->last_applied, 8);
-    rk_put_be(head + 8, kv->count, 8);
+    rk_put_be(head + 8, kv->rev, 8);
+    rk_put_be(head + 16, kv->count, 8);
     int rc = put(ctx, head, sizeof(head));
     if (rc == 0)
-        rc = kv_visit_pairs(kv, write_pair, &w);
+        rc = write_pairs(kv, &w);
     if (rc != 0)
         return rc;
     uint8_t sessions_head[8];
@@ -101,7 +116,8 @@ int kv_image_write(const struct kv *kv, kv_image_put_fn put, void *ctx)
 
 uint64_t kv_image_size(const struct kv *kv)
 {
-    uint64_t size = 16 + 8 + (uint64_t)kv_sessions_count(kv->sessions) * SESSION_BYTES;
+    uint64_t size = IMAGE_HEAD_BYTES + 8 +
+                    (uint64_t)kv_sessions_count(kv->sessions) * SESSION_BYTES;
     for (size_t i = 0; i < kv->n_buckets; i++)
         for (const struct kv_node *n = kv->buckets[i]; n != NULL; n = n->next)
             size += PAIR_HEADER_BYTES + (uint64_t)n->key_len + n->val_len;
@@ -169,7 +185,11 @@ static int read_pair(struct image_reader *r, struct kv *kv)
     if (rc != RK_OK)
         return rc;
     uint32_t key_len = (uint32_t)rk_get_be(head, 4), val_len = (uint32_t)rk_get_be(head + 4, 4);
+    uint64_t rev = rk_get_be(head + 8, 8);
     uint64_t both = (uint64_t)key_len + val_len;
+    if (rev > kv->rev)
+        return corrupt(r, "a key's revision %" PRIu64 " is past the last one, %" PRIu64, rev,
+                       kv->rev);
     if (both > r->len - r->pos)
         return corrupt(r, "a key of %" PRIu32 " and a value of %" PRIu32 " bytes run past "
                        "the end of the image", key_len, val_len);
@@ -177,7 +197,7 @@ static int read_pair(struct image_reader *r, struct kv *kv)
     if (rc == RK_OK)
         rc = take(r, r->scratch, (size_t)both, "a pair");
     if (rc == RK_OK)
-        rc = kv_set(kv, r->scratch, key_len, r->scratch + key_len, val_len);
+        rc = kv_set_at(kv, r->scratch, key_len, r->scratch + key_len, val_len, rev);
     return rc;
 }
 
@@ -207,10 +227,11 @@ static int read_session(struct image_reader *r, struct kv *kv, raft_index_t *pre
     uint64_t id = rk_get_be(rec, 8), last_seq = rk_get_be(rec + 8, 8);
     raft_index_t last_use = rk_get_be(rec + 16, 8);
     int result = rec[24];
+    uint64_t last_rev = rk_get_be(rec + 25, 8);
     if (id == 0 || last_use <= *prev_use || last_use > kv->last_applied)
         return corrupt(r, "session %" PRIu64 " last used at %" PRIu64 " is out of order",
                        id, last_use);
-    if (result != 0 && result != KV_APPLIED && result != KV_ABSENT)
+    if (result != 0 && result != KV_APPLIED && result != KV_ABSENT && result != KV_FAILED)
         return corrupt(r, "session %" PRIu64 " has an unknown last result %d", id, result);
     rc = kv_sessions_open(kv->sessions, id, last_use);
     if (rc == RK_ERR_INVAL)
@@ -220,6 +241,7 @@ static int read_session(struct image_reader *r, struct kv *kv, raft_index_t *pre
     struct kv_session *s = kv_sessions_find(kv->sessions, id);
     s->last_seq = last_seq;
     s->last_result = result;
+    s->last_rev = last_rev;
     *prev_use = last_use;
     return RK_OK;
 }
@@ -246,6 +268,11 @@ static int read_sessions_head(struct image_reader *r, uint32_t *max, uint32_t *c
 static int read_image(struct image_reader *r, struct kv *kv)
 {
     int rc = take_u64(r, &kv->last_applied, "the last applied index");
+    if (rc == RK_OK)
+        rc = take_u64(r, &kv->rev, "the last revision");
+    if (rc == RK_OK && kv->rev > kv->last_applied)
+        return corrupt(r, "the last revision %" PRIu64 " is past the last applied index %" PRIu64,
+                       kv->rev, kv->last_applied);
     if (rc == RK_OK)
         rc = read_pairs(r, kv);
     uint32_t max = 0, count = 0;

@@ -1,10 +1,11 @@
 /* server/kv/kv_image.h - the key-value state as a byte stream, for snapshots (Raft paper
  * §7): the last applied index, every pair and every client session (Raft thesis §6.3).
- * Layout (integers big-endian):
- *   u64 last_applied | u64 n_pairs | n_pairs x (u32 key_len | u32 val_len | key | value)
+ * Layout (integers big-endian; snapshot file version 3, with revisions):
+ *   u64 last_applied | u64 rev (the last change's) | u64 n_pairs
+ *   | n_pairs x (u32 key_len | u32 val_len | u64 rev | key | value)
  *   | u32 max_sessions | u32 n_sessions
- *   | n_sessions x (u64 id | u64 last_seq | u64 last_use | u8 last_result), least
- *     recently used first (so reading them back rebuilds the same expiry order). */
+ *   | n_sessions x (u64 id | u64 last_seq | u64 last_use | u8 last_result | u64 last_rev),
+ *     least recently used first (so reading them back rebuilds the same expiry order). */
 #ifndef RK_KV_IMAGE_H
 #define RK_KV_IMAGE_H
 

@@ -12,6 +12,7 @@
 struct kv_node {
     struct kv_node *next;
     uint64_t hash;
+    uint64_t rev;       /* the revision (log index) of the key's last change */
     char *val;          /* val_len bytes + a NUL, its own allocation */
     uint32_t val_len;
     uint32_t key_len;
@@ -24,6 +25,12 @@ struct kv {
     size_t count;
     struct kv_sessions *sessions;
     raft_index_t last_applied;
+    uint64_t rev;        /* the revision of the last change to any key (0: none yet) */
+    uint64_t result_rev; /* what goes with the last kv_apply's result (kv_result_rev) */
 };
+
+/* kv_set, recording rev as the key's revision (kv_image_read restores them so). */
+int kv_set_at(struct kv *kv, const char *key, uint32_t key_len, const char *val,
+              uint32_t val_len, uint64_t rev);
 
 #endif

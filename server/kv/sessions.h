@@ -13,7 +13,8 @@
 struct kv_session {
     uint64_t id;              /* the log index of its REGISTER entry */
     uint64_t last_seq;        /* the last seq applied (0: none yet) */
-    int last_result;          /* KV_APPLIED or KV_ABSENT of that command */
+    int last_result;          /* KV_APPLIED, KV_ABSENT or KV_FAILED of that command */
+    uint64_t last_rev;        /* and the revision that went with it (kv_result_rev) */
     raft_index_t last_use;    /* index of the last entry of this session */
     struct kv_session *hash_next;
     struct kv_session *older, *newer; /* the use order, oldest first */

@@ -108,19 +108,6 @@ static void fit_fd_limit(struct node *n)
     l->max_clients = fit;
 }
 
-/* A version-1 snapshot names its servers only: their addresses come from the registry
- * (a name it does not list keeps none). */
-static void fill_addresses(struct membership *ms, const struct registry *reg)
-{
-    for (int i = 0; i < ms->n; i++) {
-        int at = registry_find(reg, ms->m[i].name);
-        if (at < 0)
-            continue;
-        snprintf(ms->m[i].host, sizeof(ms->m[i].host), "%s", reg->servers[at].host);
-        ms->m[i].port = reg->servers[at].port;
-    }
-}
-
 /* Raft paper §7: the state machine starts from NAME_snapshot, if there is one (a corrupt
  * one is an error: it is never used), with applied = its index; the log keeps only the
  * entries after it (Figure 13, step 7, if they do not match). Leftover temp files of an
@@ -144,8 +131,6 @@ static int restore_snapshot(struct node *n, const struct node_config *cfg,
     } else {
         kv_free(node_snap_adopt(n, m->index, m->file_len, kv));
         n->snap.on_disk = m->index;
-        if (m->version == 1)
-            fill_addresses(&m->conf, &n->reg);
     }
     why[0] = '\0';
     rc = snapshot_align_log(n->storage, ld, m->index, m->term, why, sizeof(why));

@@ -4,6 +4,7 @@
  * to the leader (Raft paper §8). */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../common/errors.h"
@@ -45,9 +46,10 @@ int node_client_redirect(struct node *n, struct proto_buf *out)
 }
 
 /* Under mu: "name=S role=R term=N leader=S|none commit=N applied=N last=N snapshot=N
- * voters=N" (snapshot: the index of the last snapshot saved or installed, 0 if none;
+ * voters=N rev=N" (snapshot: the index of the last snapshot saved or installed, 0 if none;
  * role: leader, candidate, follower, or learner for a member that does not vote; voters:
- * of the configuration in effect). Scripts parse these fields: new ones go at the end. */
+ * of the configuration in effect; rev: the revision of the last change applied here).
+ * Scripts parse these fields: new ones go at the end. */
 static int reply_status(struct node *n, struct proto_buf *out)
 {
     int leader = raft_leader(n->raft);
@@ -55,12 +57,13 @@ static int reply_status(struct node *n, struct proto_buf *out)
     char line[STATUS_LEN];
     int len = snprintf(line, sizeof(line),
                        "name=%s role=%s term=%" PRIu64 " leader=%s commit=%" PRIu64
-                       " applied=%" PRIu64 " last=%" PRIu64 " snapshot=%" PRIu64 " voters=%d",
+                       " applied=%" PRIu64 " last=%" PRIu64 " snapshot=%" PRIu64 " voters=%d"
+                       " rev=%" PRIu64,
                        n->name, role, raft_term(n->raft),
                        leader == RAFT_NO_NODE ? "none" : node_name_of(n, leader),
                        raft_commit_index(n->raft), n->applied, raft_last_index(n->raft),
                        raft_snapshot_index(n->raft),
-                       membership_voters(raft_membership(n->raft, NULL)));
+                       membership_voters(raft_membership(n->raft, NULL)), kv_rev(n->kv));
     if (len < 0 || (size_t)len >= sizeof(line))
         return node_client_error(out, "status line too long");
     return node_client_reply(out, PROTO_ST_VALUE, line, (uint32_t)len);
@@ -72,6 +75,14 @@ static int reply_client_id(struct proto_buf *out, raft_index_t index)
     char body[PROTO_CLIENT_ID_MAX_DIGITS + 1];
     int len = proto_format_client_id(index, body);
     return node_client_reply(out, PROTO_ST_VALUE, body, (uint32_t)len);
+}
+
+/* An answer whose body is a revision in decimal. */
+static int reply_rev(struct proto_buf *out, uint8_t status, uint64_t rev)
+{
+    char body[24];
+    int len = snprintf(body, sizeof(body), "%" PRIu64, rev);
+    return node_client_reply(out, status, body, (uint32_t)len);
 }
 
 static int write_result(struct proto_buf *out, uint8_t op, int wait_rc,
@@ -91,9 +102,13 @@ static int write_result(struct proto_buf *out, uint8_t op, int wait_rc,
                                       "later command");
     case KV_ABSENT:
         return node_client_reply(out, PROTO_ST_NIL, NULL, 0);
+    case KV_FAILED: /* a compare that did not hold: the key's revision */
+        return reply_rev(out, PROTO_ST_FAILED, w->kv_rev);
     }
     if (op == PROTO_OP_REGISTER)
         return reply_client_id(out, w->index);
+    if (op == PROTO_OP_CAS)
+        return reply_rev(out, PROTO_ST_OK, w->kv_rev); /* the new revision */
     return node_client_reply(out, PROTO_ST_OK, NULL, 0);
 }
 
@@ -114,7 +129,19 @@ static bool retry_is_safe(const struct proto_client_req *req)
     return req->op == PROTO_OP_REGISTER || req->client_id != 0;
 }
 
-/* The log entry for a write request: SET/DELETE with their session, or a REGISTER. */
+static uint8_t entry_type_of(uint8_t op)
+{
+    switch (op) {
+    case PROTO_OP_SET: return RAFT_ENTRY_SET;
+    case PROTO_OP_CAS: return RAFT_ENTRY_CAS;
+    case PROTO_OP_CAD: return RAFT_ENTRY_CAD;
+    default: return RAFT_ENTRY_DELETE;
+    }
+}
+
+/* The log entry for a write request: SET/DELETE/CAS/CAD with their session (CAS and CAD
+ * with the revision they compare, from the value "REV[ VALUE]", checked already), or a
+ * REGISTER. */
 static struct raft_entry command_of(const struct proto_client_req *req)
 {
     struct raft_entry cmd = { .key = "", .val = "" };
@@ -122,12 +149,19 @@ static struct raft_entry command_of(const struct proto_client_req *req)
         cmd.type = RAFT_ENTRY_REGISTER;
         return cmd;
     }
-    cmd.type = req->op == PROTO_OP_SET ? RAFT_ENTRY_SET : RAFT_ENTRY_DELETE;
+    cmd.type = entry_type_of(req->op);
     cmd.key = (char *)req->key;
     cmd.key_len = req->key_len;
     if (req->op == PROTO_OP_SET) {
         cmd.val = (char *)req->val;
         cmd.val_len = req->val_len;
+    }
+    if (raft_entry_has_rev(cmd.type)) {
+        const char *rest;
+        proto_parse_rev(req->val, req->val_len, &cmd.rev, &rest, &cmd.val_len);
+        cmd.val = (char *)rest;
+        if (cmd.type == RAFT_ENTRY_CAD)
+            cmd.val_len = 0;
     }
     cmd.client_id = req->client_id;
     cmd.seq = req->seq;
@@ -171,14 +205,27 @@ static int finish_write(struct node *n, const struct node_request *r, int wait_r
     return write_result(out, r->req.op, wait_rc, &r->w);
 }
 
-/* Under mu: the value as of the read index (copied into out before the lock goes). */
+/* Under mu: the value as of the read index (copied into out before the lock goes); for
+ * REV, "REV VALUE". */
 static int reply_value(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
 {
     uint32_t len = 0;
-    const char *val = kv_get(n->kv, req->key, req->key_len, &len);
+    uint64_t rev = 0;
+    const char *val = kv_get_rev(n->kv, req->key, req->key_len, &len, &rev);
     if (val == NULL)
         return node_client_reply(out, PROTO_ST_NIL, NULL, 0);
-    return node_client_reply(out, PROTO_ST_VALUE, val, len);
+    if (req->op != PROTO_OP_REV)
+        return node_client_reply(out, PROTO_ST_VALUE, val, len);
+    char head[24];
+    int head_len = snprintf(head, sizeof(head), "%" PRIu64 " ", rev);
+    char *body = malloc((size_t)head_len + len);
+    if (body == NULL)
+        return node_client_error(out, rk_strerror(RK_ERR_NOMEM));
+    memcpy(body, head, (size_t)head_len);
+    memcpy(body + head_len, val, len);
+    int rc = node_client_reply(out, PROTO_ST_VALUE, body, (uint32_t)head_len + len);
+    free(body);
+    return rc;
 }
 
 /* Under mu, as leader: a linearizable read through ReadIndex (Raft thesis §6.4). */
@@ -209,6 +256,28 @@ static int finish_get(struct node *n, const struct node_request *r, int wait_rc,
     return node_client_error(out, rk_strerror(wait_rc != RK_OK ? wait_rc : r->w.result));
 }
 
+/* The commands whose key must be a word (DELETE and CAD may name a key stored before the
+ * rule, to remove it). */
+static bool names_new_key(uint8_t op)
+{
+    return op == PROTO_OP_GET || op == PROTO_OP_SET || op == PROTO_OP_REV || op == PROTO_OP_CAS;
+}
+
+/* A CAS value that is not "REV VALUE", or a CAD value that is not "REV". */
+static bool bad_rev(const struct proto_client_req *req)
+{
+    if (req->op != PROTO_OP_CAS && req->op != PROTO_OP_CAD)
+        return false;
+    uint64_t rev;
+    const char *rest;
+    uint32_t rest_len;
+    if (proto_parse_rev(req->val, req->val_len, &rev, &rest, &rest_len) != RK_OK)
+        return true;
+    if (req->op == PROTO_OP_CAS)
+        return false; /* the value after "REV " may be empty */
+    return rest_len != 0 || req->val[req->val_len - 1] == ' ';
+}
+
 /* A reason the request is invalid (written into why), or NULL. Keys and values are
  * bounded by this server's limits (--max-key-bytes, --max-value-bytes). */
 static const char *invalid_reason(const struct node_limits *lim,
@@ -226,12 +295,19 @@ static const char *invalid_reason(const struct node_limits *lim,
                  req->key_len, lim->max_key_bytes);
         return why;
     }
+    if (names_new_key(req->op) && !proto_key_is_word(req->key, req->key_len))
+        return PROTO_ERR_KEY_NOT_WORD;
+    if (bad_rev(req))
+        return req->op == PROTO_OP_CAS ? "bad revision: want \"REV VALUE\" (REV a number, "
+                                         "0: the key must be absent)"
+                                       : "bad revision: want \"REV\" (a number)";
     if (req->val_len > lim->max_value_bytes) {
         snprintf(why, len, "value too long (%" PRIu32 " bytes; the limit is %" PRIu32 ")",
                  req->val_len, lim->max_value_bytes);
         return why;
     }
-    if (req->op != PROTO_OP_GET && req->client_id != 0 && req->seq == 0)
+    if (req->op != PROTO_OP_GET && req->op != PROTO_OP_REV && req->client_id != 0 &&
+        req->seq == 0)
         return "bad sequence number 0 (a session numbers its commands from 1)";
     return NULL;
 }
@@ -262,7 +338,7 @@ bool node_client_start(struct node *n, struct node_request *r, struct proto_buf 
         reply_status(n, out);
     else if (raft_role(n->raft) != RAFT_LEADER)
         node_client_redirect(n, out);
-    else if (r->req.op == PROTO_OP_GET)
+    else if (r->req.op == PROTO_OP_GET || r->req.op == PROTO_OP_REV)
         r->waiting = start_get(n, r, out, ob);
     else if (is_admin(r->req.op))
         r->waiting = node_admin_start(n, r, out, ob);
@@ -279,7 +355,7 @@ int node_client_finish(struct node *n, struct node_request *r, int wait_rc, stru
         wait_rc = n->shutdown ? RK_ERR_SHUTDOWN : RK_ERR_TIMEOUT;
     node_waiter_remove(n, &r->w);
     r->waiting = false;
-    if (r->req.op == PROTO_OP_GET)
+    if (r->req.op == PROTO_OP_GET || r->req.op == PROTO_OP_REV)
         return finish_get(n, r, wait_rc, out);
     if (is_admin(r->req.op))
         return node_admin_finish(n, r, wait_rc, out);

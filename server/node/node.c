@@ -137,6 +137,7 @@ struct applied_chunk {
     uint32_t count;
     raft_term_t terms[APPLY_CHUNK];
     int kv_rc[APPLY_CHUNK];
+    uint64_t kv_rev[APPLY_CHUNK]; /* kv_result_rev of each */
 };
 
 /* The write waiters for the entries of the chunk: theirs if the term matches, else their
@@ -151,6 +152,7 @@ static void complete_writes(struct node *n, const struct applied_chunk *c)
         uint32_t i = (uint32_t)(w->index - c->first);
         if (w->term == c->terms[i]) {
             w->kv_result = c->kv_rc[i];
+            w->kv_rev = c->kv_rev[i];
             finish(n, w, RK_OK);
         } else {
             finish(n, w, RK_ERR_LOST);
@@ -180,6 +182,7 @@ static void apply_committed(struct node *n)
             n->snap.bytes_since += 64u + e->key_len + e->val_len; /* about a log line */
             c.terms[c.count] = e->term;
             c.kv_rc[c.count] = rc;
+            c.kv_rev[c.count] = kv_result_rev(n->kv);
             c.count++;
         }
         if (n->waiters != NULL)

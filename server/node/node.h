@@ -53,6 +53,7 @@ struct node_waiter {
                             request's outcome (result) */
     int kv_result;       /* write: what kv_apply returned (KV_APPLIED, KV_ABSENT,
                             KV_SESSION_EXPIRED, KV_STALE) */
+    uint64_t kv_rev;     /* write: the revision that went with it (kv_result_rev) */
     node_waiter_done_fn on_done; /* required */
     void *on_done_ctx;
     struct node_waiter *done_next; /* for on_done's own list */

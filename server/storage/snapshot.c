@@ -19,7 +19,7 @@
 #include "storage.h"
 
 static const uint8_t MAGIC[8] = { 'R', 'K', 'S', 'N', 'A', 'P', '\0', '\n' };
-#define FIXED_HEAD_BYTES 32u  /* magic, version, index, term, conf_len (v1: n_servers) */
+#define FIXED_HEAD_BYTES 32u  /* magic, version, index, term, conf_len */
 #define CRC_BYTES 4u
 #define IO_BUF_BYTES (1u << 20)
 #define WHY_LEN 256
@@ -333,39 +333,8 @@ static int r_get(void *ctx, void *out, size_t n)
     return RK_OK;
 }
 
-/* Version 1: the configuration's names (n of them), every server a voter, ids in
- * order, no addresses. */
-static int read_names(struct reader *r, struct snapshot_meta *m, uint32_t n, const char *path,
-                      char *err, size_t errlen)
-{
-    if (n == 0 || n > REGISTRY_MAX_SERVERS)
-        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: %" PRIu32 " servers in the "
-                       "configuration at byte offset 28 (1..%d allowed)", path, n,
-                       REGISTRY_MAX_SERVERS);
-    m->conf.n = (int)n;
-    for (int i = 0; i < m->conf.n; i++) {
-        char *name = m->conf.m[i].name;
-        m->conf.m[i].id = i;
-        uint64_t at = r->offset;
-        uint8_t len;
-        int rc = r_get(r, &len, 1);
-        if (rc == RK_OK && (len == 0 || len > REGISTRY_NAME_MAX))
-            return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: server name %d has length %u "
-                           "(byte offset %" PRIu64 ")", path, i + 1, (unsigned)len, at);
-        if (rc == RK_OK)
-            rc = r_get(r, name, len);
-        if (rc != RK_OK)
-            return rk_fail(err, errlen, rc, "%s: %s", path, r->why);
-        name[len] = '\0';
-        if (strlen(name) != len)
-            return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: NUL byte in server name %d "
-                           "(byte offset %" PRIu64 ")", path, i + 1, at);
-    }
-    return RK_OK;
-}
-
-/* Version 2: the configuration's text, len bytes (parsed by parse_conf once the
- * checksum held: damage is then reported as such). */
+/* The configuration's text, len bytes (parsed by parse_conf once the checksum held:
+ * damage is then reported as such). */
 static int read_conf(struct reader *r, struct snapshot_meta *m, uint32_t len, const char *path,
                      char *err, size_t errlen)
 {
@@ -381,8 +350,6 @@ static int read_conf(struct reader *r, struct snapshot_meta *m, uint32_t len, co
 
 static int parse_conf(struct snapshot_meta *m, const char *path, char *err, size_t errlen)
 {
-    if (m->version == 1)
-        return RK_OK;
     char why[WHY_LEN];
     if (membership_decode(m->conf_text, m->conf_len, &m->conf, why, sizeof(why)) != RK_OK)
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: bad configuration at byte offset "
@@ -405,16 +372,20 @@ static int read_header(struct reader *r, struct snapshot_meta *m, const char *pa
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: bad magic at byte offset 0: not a "
                        "raft-kv snapshot", path);
     uint32_t version = (uint32_t)rk_get_be(head + 8, 4);
-    if (version != SNAPSHOT_VERSION && version != 1)
+    if (version == 1 || version == 2)
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: version %" PRIu32 " at byte offset 8 "
-                       "(this server reads versions 1 and %u)", path, version,
-                       SNAPSHOT_VERSION);
+                       "was written before keys had revisions (raft-kv protocol 4 or older); "
+                       "this server reads version %u only: its keys' revisions cannot be "
+                       "recovered the same way on every server (docs/protocol.md, "
+                       "\"Snapshot file\")", path, version, SNAPSHOT_VERSION);
+    if (version != SNAPSHOT_VERSION)
+        return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: version %" PRIu32 " at byte offset 8 "
+                       "(this server reads version %u)", path, version, SNAPSHOT_VERSION);
     m->version = version;
     m->index = rk_get_be(head + 12, 8);
     m->term = rk_get_be(head + 20, 8);
     uint32_t n = (uint32_t)rk_get_be(head + 28, 4);
-    rc = version == 1 ? read_names(r, m, n, path, err, errlen)
-                      : read_conf(r, m, n, path, err, errlen);
+    rc = read_conf(r, m, n, path, err, errlen);
     uint8_t image_head[8];
     if (rc == RK_OK && (rc = r_get(r, image_head, sizeof(image_head))) != RK_OK)
         return rk_fail(err, errlen, rc, "%s: %s", path, r->why);

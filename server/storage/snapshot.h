@@ -1,13 +1,13 @@
 /* server/storage/snapshot.h - this server's snapshot (Raft paper §7, Figure 13): the
  * state machine up to an index, in DIR/NAME_snapshot, checksummed. Layout (integers
  * big-endian):
- *   magic "RKSNAP\0\n" | u32 version (2) | u64 index | u64 term     the last included entry
+ *   magic "RKSNAP\0\n" | u32 version (3) | u64 index | u64 term     the last included entry
  *   | u32 conf_len | conf_len bytes: the configuration as of index, in the text form of
  *     common/membership.h (Raft thesis §4.1)
  *   | u64 image_len | the key-value image (server/kv/kv_image.h)
  *   | u32 CRC-32 of every byte before it
- * Version 1 (still read) had u32 n_servers | n_servers x (u8 name_len | name) in place of
- * the configuration: names only, every server a voter, ids in order, no addresses.
+ * Versions 1 and 2 (before revisions) are refused: their keys' revisions are lost, and
+ * giving them any would make servers that started from different snapshots disagree.
  * A snapshot is written to NAME_snapshot.tmp (one received from a leader to
  * NAME_snapshot.recv), fdatasync'ed, renamed over NAME_snapshot, and the directory is
  * fsynced; only then may the log prefix it covers be dropped. */
@@ -28,14 +28,14 @@ struct kv;
 struct storage;
 struct storage_loaded;
 
-#define SNAPSHOT_VERSION 2u        /* written; version 1 is still read */
+#define SNAPSHOT_VERSION 3u /* 3: keys with revisions (kv_image.h); 1 and 2 are refused */
 #define SNAPSHOT_HEADER_FIXED 28u /* magic, version, index, term: what a chunk reader checks */
 
 struct snapshot_meta {
     raft_index_t index;    /* lastIncludedIndex */
     raft_term_t term;      /* lastIncludedTerm */
     uint32_t version;      /* of a file read */
-    struct membership conf; /* the configuration as of index (version 1: names only) */
+    struct membership conf; /* the configuration as of index */
     uint32_t conf_len;     /* conf in text form, made by snapshot_meta_init before any
                               fork: the forked writer only copies bytes */
     char conf_text[MEMBERSHIP_TEXT_MAX];

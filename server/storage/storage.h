@@ -3,7 +3,9 @@
  *                 "<index> <term> set \"<key>\" \"<value>\" <crc32 hex>", "... delete \"<key>\" <crc>",
  *                 "... noop <crc>", "... register <crc>", "... config \"<configuration
  *                 text>\" <crc>" (Raft thesis §4: a restarted server takes its configuration
- *                 from its own log); keys and values C-escaped inside the quotes. An entry of a client session (Raft thesis §6.3) has
+ *                 from its own log), "... cas \"<key>\" \"<value>\" rev=<n> <crc>",
+ *                 "... cad \"<key>\" rev=<n> <crc>"; keys and values C-escaped inside the
+ *                 quotes. An entry of a client session (Raft thesis §6.3) has
  *                 " client=<id> seq=<n>" before the crc, e.g.
  *                 "6 2 set \"my key\" \"v\" client=5 seq=3 1a2b3c4d"; lines without
  *                 them (older logs) load with client_id = seq = 0.

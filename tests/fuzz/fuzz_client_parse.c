@@ -54,6 +54,8 @@ static void fz_cli_check_command(const struct client_cmd *cmd)
     case CLIENT_CMD_SERVER:
         FUZZ_CHECK(op >= PROTO_OP_GET && op <= PROTO_OP_STATUS);
         FUZZ_CHECK(cmd->key_len <= PROTO_MAX_KEY && cmd->val_len <= PROTO_MAX_VALUE);
+        FUZZ_CHECK((op != PROTO_OP_GET && op != PROTO_OP_SET) ||
+                   proto_key_is_word(cmd->key, (uint32_t)cmd->key_len)); /* keys are words */
         FUZZ_CHECK(op == PROTO_OP_STATUS ? cmd->n_args == 0
                                          : cmd->key != NULL && cmd->key_len > 0);
         FUZZ_CHECK(op != PROTO_OP_SET || cmd->val != NULL);

@@ -11,7 +11,8 @@
  * what its bytes say; the state machine built from it serializes (snapshot_serialize)
  * back to a file of the same size with the same header and sessions (the same bytes when
  * it holds at most one pair: pair order follows the hash table), which parses to the same
- * state (a version-1 file is written back as version 2: then only the state is compared); a full parse that succeeds implies a verification-only one does. A refused file
+ * state; a full parse that succeeds implies a verification-only one does (files of
+ * versions 1 and 2, before revisions, are refused). A refused file
  * has a message that names the file and, for corruption, the byte offset; and is never
  * refused for its checksum when the target fixed it. */
 #include <inttypes.h>
@@ -28,7 +29,7 @@
 #include "fuzz.h"
 
 #define FZ_SNAP_FIXED 32u /* magic, version, index, term, conf_len (version 1: n_servers) */
-#define FZ_SNAP_SESSION_BYTES 25u
+#define FZ_SNAP_SESSION_BYTES 33u
 #define FZ_SNAP_NAME "fuzz_snapshot"
 
 static uint64_t fz_snap_be(const uint8_t *p, int bytes)
@@ -96,23 +97,13 @@ static void fz_snap_check_meta(const uint8_t *f, size_t size, const struct snaps
 {
     FUZZ_CHECK(m->file_len == size && size >= FZ_SNAP_FIXED + 2 + 8 + 4);
     FUZZ_CHECK(memcmp(f, "RKSNAP\0\n", 8) == 0 && m->version == fz_snap_be(f + 8, 4));
-    FUZZ_CHECK(m->version == 1 || m->version == SNAPSHOT_VERSION);
+    FUZZ_CHECK(m->version == SNAPSHOT_VERSION);
     FUZZ_CHECK(m->index == fz_snap_be(f + 12, 8) && m->term == fz_snap_be(f + 20, 8));
     FUZZ_CHECK(m->conf.n >= 1 && m->conf.n <= REGISTRY_MAX_SERVERS);
     size_t at = FZ_SNAP_FIXED;
-    if (m->version == 1) {
-        FUZZ_CHECK((uint64_t)m->conf.n == fz_snap_be(f + 28, 4));
-        for (int i = 0; i < m->conf.n; i++) {
-            size_t len = strlen(m->conf.m[i].name);
-            FUZZ_CHECK(len >= 1 && len <= REGISTRY_NAME_MAX && f[at] == len);
-            FUZZ_CHECK(memcmp(f + at + 1, m->conf.m[i].name, len) == 0);
-            at += 1 + len;
-        }
-    } else {
-        FUZZ_CHECK(m->conf_len == fz_snap_be(f + 28, 4));
-        FUZZ_CHECK(memcmp(f + at, m->conf_text, m->conf_len) == 0);
-        at += m->conf_len;
-    }
+    FUZZ_CHECK(m->conf_len == fz_snap_be(f + 28, 4));
+    FUZZ_CHECK(memcmp(f + at, m->conf_text, m->conf_len) == 0);
+    at += m->conf_len;
     FUZZ_CHECK(at == fz_snap_image_len_at(f, size));
     FUZZ_CHECK(m->image_len == fz_snap_be(f + at, 8));
     FUZZ_CHECK(m->image_len == size - at - 8 - 4);
@@ -127,15 +118,14 @@ static void fz_snap_check_kv(const uint8_t *f, size_t size, const struct snapsho
     FUZZ_CHECK(kv_image_size(kv) == m->image_len);
     size_t image_at = size - 4 - (size_t)m->image_len;
     FUZZ_CHECK(kv_last_applied(kv) == fz_snap_be(f + image_at, 8));
-    FUZZ_CHECK(kv_count(kv) == fz_snap_be(f + image_at + 8, 8));
-    if (m->version == 1)
-        return; /* written back, it would be version 2: nothing to compare byte for byte */
+    FUZZ_CHECK(kv_rev(kv) == fz_snap_be(f + image_at + 8, 8));
+    FUZZ_CHECK(kv_count(kv) == fz_snap_be(f + image_at + 16, 8));
     uint8_t *again;
     size_t len;
     FUZZ_CHECK(snapshot_serialize(m, kv, &again, &len) == RK_OK);
     FUZZ_CHECK(len == size);
-    /* Header, last applied, pair count: the same bytes; the sessions too. */
-    FUZZ_CHECK(memcmp(again, f, image_at + 16) == 0);
+    /* Header, last applied, revision, pair count: the same bytes; the sessions too. */
+    FUZZ_CHECK(memcmp(again, f, image_at + 24) == 0);
     size_t sessions = 8 + kv_session_count(kv) * FZ_SNAP_SESSION_BYTES;
     FUZZ_CHECK(memcmp(again + size - 4 - sessions, f + size - 4 - sessions, sessions) == 0);
     if (kv_count(kv) <= 1)

@@ -39,6 +39,7 @@ uint64_t sim_check_entry_fp(const struct raft_entry *e)
 {
     uint64_t h = sim_check_mix(e->term * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)e->type << 40));
     h = sim_check_mix(h ^ e->client_id * 0xC2B2AE3D27D4EB4FULL ^ e->seq);
+    h = sim_check_mix(h ^ e->rev * 0x165667B19E3779F9ULL);
     h = sim_check_bytes(h, e->key, e->key_len);
     return sim_check_bytes(h ^ 0x5bd1e995ULL, e->val, e->val_len);
 }

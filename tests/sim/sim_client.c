@@ -1,6 +1,7 @@
 /* tests/sim/sim_client.c - simulated clients, served as server/node/client_ops.c serves
- * them: set/delete proposed on a leader and acknowledged when it applies them (Raft paper
- * §8), get through ReadIndex (thesis §6.4); every outcome is recorded and checked. */
+ * them: set/delete and cas/cad (comparing the revision the leader's state machine holds,
+ * or another) proposed on a leader and acknowledged when it applies them (Raft paper §8),
+ * get through ReadIndex (thesis §6.4); every outcome is recorded and checked. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,44 @@ typedef unsigned long long ull;
 
 static const char *sim_client_kind_name(uint8_t kind)
 {
-    return kind == SIM_OP_SET ? "set" : kind == SIM_OP_DELETE ? "delete" : "get";
+    switch (kind) {
+    case SIM_OP_SET: return "set";
+    case SIM_OP_DELETE: return "delete";
+    case SIM_OP_CAS: return "cas";
+    case SIM_OP_CAD: return "cad";
+    default: return "get";
+    }
+}
+
+static uint8_t sim_client_entry_type(uint8_t kind)
+{
+    switch (kind) {
+    case SIM_OP_SET: return RAFT_ENTRY_SET;
+    case SIM_OP_CAS: return RAFT_ENTRY_CAS;
+    case SIM_OP_CAD: return RAFT_ENTRY_CAD;
+    default: return RAFT_ENTRY_DELETE;
+    }
+}
+
+/* The revision a cas or cad compares: mostly the one the node's state machine holds for
+ * the key (it may be stale there: the compare then fails), else 0 or a near one. Chosen
+ * by the op's id, not drawn: the random schedules (and the regression seeds) stay as
+ * they were before cas existed. */
+static uint64_t sim_client_expected_rev(const struct sim *s, const struct sim_node *n,
+                                        const char *key)
+{
+    uint64_t rev = 0;
+    kv_get_rev(n->kv, key, (uint32_t)strlen(key), NULL, &rev);
+    uint64_t pick = s->next_op_id % 10;
+    return pick < 7 ? rev : pick < 9 ? 0 : rev + 1;
+}
+
+/* Some sets and deletes are compare-and-set instead, by op id (see above). */
+static uint8_t sim_client_maybe_cas(const struct sim *s, uint8_t kind)
+{
+    if ((s->next_op_id + 1) % 5 != 0)
+        return kind;
+    return kind == SIM_OP_SET ? SIM_OP_CAS : SIM_OP_CAD;
 }
 
 static void sim_client_history(struct sim *s, uint64_t id, enum sim_op_state state)
@@ -71,11 +109,15 @@ int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, con
     uint64_t id = ++s->next_op_id;
     if (op_id != NULL)
         *op_id = id;
-    uint8_t type = kind == SIM_OP_SET ? RAFT_ENTRY_SET : RAFT_ENTRY_DELETE;
-    uint32_t val_len = kind == SIM_OP_SET ? (uint32_t)strlen(val) : 0;
+    bool has_val = kind == SIM_OP_SET || kind == SIM_OP_CAS;
+    struct raft_entry cmd = { .type = sim_client_entry_type(kind), .key = (char *)key,
+                              .key_len = (uint32_t)strlen(key), .val = has_val ? (char *)val : "",
+                              .val_len = has_val ? (uint32_t)strlen(val) : 0 };
+    if (raft_entry_has_rev(cmd.type))
+        cmd.rev = sim_client_expected_rev(s, n, key);
     raft_index_t index = 0;
     raft_term_t term = 0;
-    int rc = raft_propose(n->raft, type, key, (uint32_t)strlen(key), val, val_len, &index, &term);
+    int rc = raft_propose_entry(n->raft, &cmd, &index, &term);
     if (rc == RK_OK && n->xfer_req != 0) /* thesis §3.10 */
         sim_fail(s, "Transfer", "n%d takes a write (index %llu) while it hands leadership over",
                  node, (ull)index);
@@ -87,14 +129,14 @@ int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, con
         return rc;
     }
     struct sim_op *op = sim_client_add(s, id, kind, node, key);
-    snprintf(op->val, sizeof(op->val), "%s", kind == SIM_OP_SET ? val : "");
+    snprintf(op->val, sizeof(op->val), "%s", has_val ? val : "");
     op->probe = probe;
     op->index = index;
     op->term = term;
     op->fp = sim_check_entry_fp(raft_entry_at(n->raft, index));
-    sim_trace_text(s, node, "client c%llu %s %s%s%s -> index %llu term %llu", (ull)id,
-                   sim_client_kind_name(kind), key, kind == SIM_OP_SET ? "=" : "", op->val,
-                   (ull)index, (ull)term);
+    sim_trace_text(s, node, "client c%llu %s %s%s%s (rev %llu) -> index %llu term %llu",
+                   (ull)id, sim_client_kind_name(kind), key, has_val ? "=" : "", op->val,
+                   (ull)cmd.rev, (ull)index, (ull)term);
     sim_node_after_step(s, n); /* as do_write: the proposal's Ready goes to the io thread */
     return RK_OK;
 }
@@ -266,9 +308,9 @@ static void sim_client_one(struct sim *s, int node, uint64_t roll)
     snprintf(key, sizeof(key), "k%u", (unsigned)sim_below(s, SIM_KEYS));
     if (roll < 50) {
         snprintf(val, sizeof(val), "v%llu", (ull)(s->next_op_id + 1));
-        sim_client_write(s, node, SIM_OP_SET, key, val, false, NULL);
+        sim_client_write(s, node, sim_client_maybe_cas(s, SIM_OP_SET), key, val, false, NULL);
     } else if (roll < 65) {
-        sim_client_write(s, node, SIM_OP_DELETE, key, "", false, NULL);
+        sim_client_write(s, node, sim_client_maybe_cas(s, SIM_OP_DELETE), key, "", false, NULL);
     } else {
         sim_client_read(s, node, key, NULL);
     }

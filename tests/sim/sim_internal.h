@@ -230,7 +230,8 @@ struct sim_node {
 
 enum sim_req_kind { SIM_REQ_ADD = 1, SIM_REQ_ADD_LEARNER, SIM_REQ_REMOVE };
 
-enum sim_op_kind { SIM_OP_SET = 1, SIM_OP_DELETE = 2, SIM_OP_GET = 3 };
+enum sim_op_kind { SIM_OP_SET = 1, SIM_OP_DELETE = 2, SIM_OP_GET = 3, SIM_OP_CAS = 4,
+                   SIM_OP_CAD = 5 };
 
 struct sim_op {
     uint64_t id;

@@ -12,13 +12,13 @@
 /* A snapshot image stands for the committed log prefix it covers, so loading one means
  * replaying it into a fresh state machine (server/kv). Layout:
  *   u32 conf_len | the configuration as text (common/membership.h), then
- *   n x (u64 term | u8 type | u64 client_id | u64 seq | u32 key_len | u32 val_len | key |
- *   value), then u64 n | u64 last term | u64 FNV-1a of everything before it. */
+ *   n x (u64 term | u8 type | u64 client_id | u64 seq | u64 rev | u32 key_len | u32 val_len
+ *   | key | value), then u64 n | u64 last term | u64 FNV-1a of everything before it. */
 
 typedef unsigned long long ull;
 
 #define SNAP_TRAILER 24
-#define SNAP_ENTRY_HEAD 33
+#define SNAP_ENTRY_HEAD 41
 #define SNAP_CONF_HEAD 4
 
 void sim_snap_free(struct sim_snapshot *sn)
@@ -104,6 +104,7 @@ bool sim_snap_build(const struct sim_snapshot *base, const struct raft *r, raft_
         sim_snap_put(&p, e->type, 1);
         sim_snap_put(&p, e->client_id, 8);
         sim_snap_put(&p, e->seq, 8);
+        sim_snap_put(&p, e->rev, 8);
         sim_snap_put(&p, e->key_len, 4);
         sim_snap_put(&p, e->val_len, 4);
         memcpy(p, e->key, e->key_len);
@@ -142,8 +143,9 @@ bool sim_snap_decode(const uint8_t *data, size_t len, raft_index_t index, raft_t
         const uint8_t *h = data + off;
         struct raft_entry e = { .term = sim_snap_get(h, 8), .type = h[8],
                                 .client_id = sim_snap_get(h + 9, 8), .seq = sim_snap_get(h + 17, 8),
-                                .key_len = (uint32_t)sim_snap_get(h + 25, 4),
-                                .val_len = (uint32_t)sim_snap_get(h + 29, 4) };
+                                .rev = sim_snap_get(h + 25, 8),
+                                .key_len = (uint32_t)sim_snap_get(h + 33, 4),
+                                .val_len = (uint32_t)sim_snap_get(h + 37, 4) };
         off += SNAP_ENTRY_HEAD;
         if (body - off < (size_t)e.key_len + e.val_len)
             return false;
