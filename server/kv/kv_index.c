@@ -10,17 +10,20 @@
  *
  * Fan-out: 30 items a node. A leaf is an 8-byte header and 30 pointers, 248 bytes (with
  * malloc's own 8 bytes a 256-byte chunk, four cache lines); an inner node adds 31 child
- * pointers, 496 bytes. A binary search in a node reads at most 5 items' keys. Non-root
- * nodes hold 15 to 30 items (about 21 on average after random inserts, 15 after ascending
- * ones), and at least 15 of every 16 items sit in leaves, so the tree costs about 12 to 17
- * bytes an item. A seek walks at most KV_INDEX_MAX_DEPTH nodes (4 at 1M items).
+ * pointers, 496 bytes. A binary search in a node reads at most 5 items' keys. Nodes other
+ * than the root hold 10 to 30 items: a split shares evenly, except that a split by an
+ * item at a node's end (keys coming in order) leaves the half they will not reach two
+ * thirds full, not half. At least 10 of every 11 items sit in leaves, so the tree costs
+ * about 12.6 bytes an item after random inserts, 13 after ascending or descending ones,
+ * never more than about 27. A seek walks at most KV_INDEX_MAX_DEPTH nodes (5 at 1M).
  *
- * Insertion adds to a leaf and splits full nodes bottom-up, the middle item going up to the
- * parent; it allocates every node the splits need before changing anything, so running out
- * of memory leaves the tree as it was. Removal takes an inner node's item's predecessor
- * from a leaf in its place; a node left with fewer than 15 items borrows one through the
- * parent from a sibling that has more, or else merges with a sibling, which may leave the
- * parent short in turn; a root left empty gives way to its only child, or to nothing. */
+ * Insertion adds to a leaf and splits full nodes bottom-up, the item between the halves
+ * going up to the parent; it allocates every node the splits need before changing
+ * anything, so running out of memory leaves the tree as it was. Removal puts the
+ * predecessor (the last item of a leaf) in place of an inner node's item; a node left with
+ * fewer than 10 items borrows one through the parent from a sibling that has more, or else
+ * merges with a sibling, which may leave the parent short in turn; a root left empty gives
+ * way to its only child, or to nothing. */
 #include "kv_index.h"
 
 #include <stdlib.h>
@@ -29,7 +32,7 @@
 #include "../../common/errors.h"
 
 #define MAX_ITEMS 30
-#define MIN_ITEMS (MAX_ITEMS / 2)   /* a node other than the root never holds fewer */
+#define MIN_ITEMS (MAX_ITEMS / 3)   /* a node other than the root never holds fewer */
 
 struct kv_index_node {
     uint16_t count;
@@ -54,8 +57,8 @@ struct path {
     int depth;
 };
 
-_Static_assert(MIN_ITEMS >= 15 && MAX_ITEMS >= 2 * MIN_ITEMS,
-               "KV_INDEX_MAX_DEPTH is derived from 15 items and 16 children a node at least");
+_Static_assert(MIN_ITEMS >= 10, "KV_INDEX_MAX_DEPTH is derived from 10 items a node at least");
+_Static_assert(MAX_ITEMS >= 2 * MIN_ITEMS, "two short siblings must fit in one node");
 _Static_assert(MAX_ITEMS < UINT16_MAX, "positions are uint16_t");
 
 /* ---- keys ---- */
@@ -136,15 +139,26 @@ static void free_subtree(struct kv_index *ix, struct kv_index_node *n)
     node_free(ix, n);
 }
 
+/* memmove for runs of items and of children (the runs may overlap). */
+static void move_items(const void **to, const void *const *from, size_t n)
+{
+    memmove(to, from, n * sizeof(*to));
+}
+
+static void move_children(struct kv_index_node **to, struct kv_index_node *const *from,
+                          size_t n)
+{
+    memmove(to, from, n * sizeof(*to));
+}
+
 /* Puts item at pos and, in an inner node, right as the child after it. n is not full. */
 static void node_insert_at(struct kv_index_node *n, uint16_t pos, const void *item,
                            struct kv_index_node *right)
 {
-    memmove(&n->items[pos + 1], &n->items[pos], (size_t)(n->count - pos) * sizeof(n->items[0]));
+    move_items(&n->items[pos + 1], &n->items[pos], (size_t)(n->count - pos));
     n->items[pos] = item;
     if (!n->leaf) {
-        memmove(&n->children[pos + 2], &n->children[pos + 1],
-                (size_t)(n->count - pos) * sizeof(n->children[0]));
+        move_children(&n->children[pos + 2], &n->children[pos + 1], (size_t)(n->count - pos));
         n->children[pos + 1] = right;
     }
     n->count++;
@@ -153,10 +167,10 @@ static void node_insert_at(struct kv_index_node *n, uint16_t pos, const void *it
 /* Takes out the item at pos and, in an inner node, the child after it. */
 static void node_remove_at(struct kv_index_node *n, uint16_t pos)
 {
-    memmove(&n->items[pos], &n->items[pos + 1], (size_t)(n->count - pos - 1) * sizeof(n->items[0]));
+    move_items(&n->items[pos], &n->items[pos + 1], (size_t)(n->count - pos - 1));
     if (!n->leaf)
-        memmove(&n->children[pos + 1], &n->children[pos + 2],
-                (size_t)(n->count - pos - 1) * sizeof(n->children[0]));
+        move_children(&n->children[pos + 1], &n->children[pos + 2],
+                      (size_t)(n->count - pos - 1));
     n->count--;
 }
 
@@ -222,30 +236,45 @@ size_t kv_index_bytes(const struct kv_index *ix)
 
 /* ---- insertion ---- */
 
+/* How many of a full node's items and the one coming in at pos stay in the left half of
+ * a split (one goes up, the rest right). Evenly, but an item at either end suggests keys
+ * coming in order, which would leave each half at a third: the half they do not reach
+ * is left two thirds full instead. */
+static uint16_t left_share(uint16_t pos)
+{
+    if (pos == MAX_ITEMS)
+        return MAX_ITEMS - MIN_ITEMS;
+    if (pos == 0)
+        return MIN_ITEMS;
+    return (MAX_ITEMS + 1) / 2;
+}
+
 /* n is full: splits its MAX_ITEMS items plus item (at pos, with right after it) between
- * n and the empty sibling, MIN_ITEMS each, and returns the middle item for the parent. */
+ * n and the empty sibling, at least MIN_ITEMS each, and returns the item between them for
+ * the parent. */
 static const void *split_insert(struct kv_index_node *n, uint16_t pos, const void *item,
                                 struct kv_index_node *right, struct kv_index_node *sibling)
 {
-    enum { TOTAL = MAX_ITEMS + 1, LEFT = TOTAL / 2, RIGHT = TOTAL - LEFT - 1 };
+    enum { TOTAL = MAX_ITEMS + 1 };
+    uint16_t left_count = left_share(pos), right_count = (uint16_t)(TOTAL - left_count - 1);
     const void *items[TOTAL];
     struct kv_index_node *children[TOTAL + 1];
-    memcpy(items, n->items, pos * sizeof(items[0]));
+    move_items(items, n->items, pos);
     items[pos] = item;
-    memcpy(&items[pos + 1], &n->items[pos], (size_t)(MAX_ITEMS - pos) * sizeof(items[0]));
-    memcpy(n->items, items, LEFT * sizeof(items[0]));
-    memcpy(sibling->items, &items[LEFT + 1], RIGHT * sizeof(items[0]));
-    n->count = LEFT;
-    sibling->count = RIGHT;
+    move_items(&items[pos + 1], &n->items[pos], (size_t)(MAX_ITEMS - pos));
+    move_items(n->items, items, (size_t)left_count);
+    move_items(sibling->items, &items[left_count + 1], (size_t)right_count);
+    n->count = left_count;
+    sibling->count = right_count;
     if (!n->leaf) {
-        memcpy(children, n->children, (size_t)(pos + 1) * sizeof(children[0]));
+        move_children(children, n->children, (size_t)(pos + 1));
         children[pos + 1] = right;
-        memcpy(&children[pos + 2], &n->children[pos + 1],
-               (size_t)(MAX_ITEMS - pos) * sizeof(children[0]));
-        memcpy(n->children, children, (LEFT + 1) * sizeof(children[0]));
-        memcpy(sibling->children, &children[LEFT + 1], (RIGHT + 1) * sizeof(children[0]));
+        move_children(&children[pos + 2], &n->children[pos + 1], (size_t)(MAX_ITEMS - pos));
+        move_children(n->children, children, (size_t)(left_count + 1));
+        move_children(sibling->children, &children[left_count + 1],
+                      (size_t)(right_count + 1));
     }
-    return items[LEFT];
+    return items[left_count];
 }
 
 /* Allocates the nodes an insertion at the end of path needs, bottom-up: a sibling for each
@@ -341,10 +370,10 @@ static void borrow_from_left(struct kv_index_node *parent, uint16_t ci)
 {
     struct kv_index_node *n = parent->children[ci];
     struct kv_index_node *left = parent->children[ci - 1];
-    memmove(&n->items[1], &n->items[0], n->count * sizeof(n->items[0]));
+    move_items(&n->items[1], &n->items[0], n->count);
     n->items[0] = parent->items[ci - 1];
     if (!n->leaf) {
-        memmove(&n->children[1], &n->children[0], (size_t)(n->count + 1) * sizeof(n->children[0]));
+        move_children(&n->children[1], &n->children[0], (size_t)(n->count + 1));
         n->children[0] = left->children[left->count];
     }
     n->count++;
@@ -363,9 +392,9 @@ static void borrow_from_right(struct kv_index_node *parent, uint16_t ci)
         n->children[n->count + 1] = right->children[0];
     n->count++;
     parent->items[ci] = right->items[0];
-    memmove(&right->items[0], &right->items[1], (size_t)(right->count - 1) * sizeof(right->items[0]));
+    move_items(&right->items[0], &right->items[1], (size_t)(right->count - 1));
     if (!right->leaf)
-        memmove(&right->children[0], &right->children[1], right->count * sizeof(right->children[0]));
+        move_children(&right->children[0], &right->children[1], right->count);
     right->count--;
 }
 
@@ -376,10 +405,10 @@ static void merge_children(struct kv_index *ix, struct kv_index_node *parent, ui
     struct kv_index_node *left = parent->children[li];
     struct kv_index_node *right = parent->children[li + 1];
     left->items[left->count] = parent->items[li];
-    memcpy(&left->items[left->count + 1], right->items, right->count * sizeof(right->items[0]));
+    move_items(&left->items[left->count + 1], right->items, right->count);
     if (!left->leaf)
-        memcpy(&left->children[left->count + 1], right->children,
-               (size_t)(right->count + 1) * sizeof(right->children[0]));
+        move_children(&left->children[left->count + 1], right->children,
+                      (size_t)(right->count + 1));
     left->count = (uint16_t)(left->count + 1 + right->count);
     node_remove_at(parent, li);
     node_free(ix, right);

@@ -17,10 +17,10 @@ typedef void (*kv_index_key_fn)(const void *item, const char **key, uint32_t *ke
 struct kv_index;
 struct kv_index_node;
 
-/* The deepest a tree can be: every node but the root holds at least 15 items and every
- * inner one but the root at least 16 children, so a tree of height 17 would hold at least
- * 2 * 16^15 * 15 > 2^64 items (kv_index.c). */
-#define KV_INDEX_MAX_DEPTH 16
+/* The deepest a tree can be: every node but the root holds at least 10 items and every
+ * inner one but the root at least 11 children (kv_index.c), so a tree of height 20 would
+ * hold at least 2 * 11^18 * 10 > 2^66 items. */
+#define KV_INDEX_MAX_DEPTH 19
 
 /* A position in the index, kept by the caller (on the stack, say): the path from the root
  * to the next item, a (node, position) pair per level. Filled by kv_index_seek, advanced by
