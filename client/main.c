@@ -65,6 +65,10 @@ static const char *const USAGE_LINES[] = {
     "                 sets KEY to VALUE if its revision is REV (0: KEY must not exist);",
     "                 prints OK NEWREV, or FAILED CURREV (0: absent)",
     "  cad KEY REV    deletes KEY if its revision is REV; prints OK, or FAILED CURREV",
+    "  scan PREFIX [LIMIT [AFTER]]",
+    "                 the keys that start with PREFIX (\"\" for all), in byte order, after",
+    "                 AFTER, at most LIMIT (default 100, at most 10000): KEY VALUE per line,",
+    "                 then (N keys at rev R) or (N keys at rev R, more)",
     "  help           this text",
     "  quit, exit     leave",
     "Without a command, commands are read from stdin: one output line per command line.",
@@ -72,8 +76,8 @@ static const char *const USAGE_LINES[] = {
 
 static const char HELP_ONE_LINE[] =
     "commands: set KEY VALUE | get KEY | delete KEY | status | rev KEY | cas KEY REV VALUE | "
-    "cad KEY REV | add [--learner] NAME HOST PORT | remove [--force] NAME | members | "
-    "transfer [NAME] | help | quit";
+    "cad KEY REV | scan PREFIX [LIMIT [AFTER]] | add [--learner] NAME HOST PORT | "
+    "remove [--force] NAME | members | transfer [NAME] | help | quit";
 
 static void print_usage(FILE *f)
 {
@@ -266,6 +270,36 @@ static void print_word_and(const struct client_reply *r, const char *word)
     fflush(stdout);
 }
 
+/* SCAN: "KEY VALUE" per key, then "(N keys at rev R)" or "(N keys at rev R, more)". */
+static enum cmd_result print_page(const struct client_reply *r)
+{
+    uint64_t rev;
+    bool more;
+    uint32_t n, off = PROTO_PAGE_HEAD, key_len, val_len, shown = 0;
+    const char *key, *val;
+    if (proto_page_head(r->body, r->body_len, &rev, &more, &n) != RK_OK) {
+        print_errf("malformed scan answer");
+        return CMD_ERR;
+    }
+    int rc;
+    while ((rc = proto_page_next(r->body, r->body_len, &off, &key, &key_len, &val,
+                                 &val_len)) == 1) {
+        fwrite(key, 1, key_len, stdout);
+        putchar(' ');
+        fwrite(val, 1, val_len, stdout);
+        putchar('\n');
+        shown++;
+    }
+    if (rc != 0 || shown != n) {
+        print_errf("malformed scan answer");
+        return CMD_ERR;
+    }
+    printf("(%u key%s at rev %llu%s)\n", n, n == 1 ? "" : "s", (unsigned long long)rev,
+           more ? ", more" : "");
+    fflush(stdout);
+    return CMD_OK;
+}
+
 /* MEMBERS: the lines, then "(N members)". */
 static void print_members(const struct client_reply *r)
 {
@@ -284,6 +318,12 @@ static int call(struct client_session *s, uint8_t op, const struct client_cmd *c
                 struct client_reply *r, char *err, size_t errlen)
 {
     struct client_admin a;
+    if (op == PROTO_OP_SCAN) {
+        static struct client_scan sc; /* large: not on the stack */
+        client_scan_request(cmd, &sc); /* checked by client_check_command */
+        return client_session_call(s, op, sc.prefix, (uint32_t)sc.prefix_len, sc.val,
+                                   (uint32_t)strlen(sc.val), r, err, errlen);
+    }
     if (op != PROTO_OP_ADD && op != PROTO_OP_REMOVE && op != PROTO_OP_TRANSFER)
         return client_session_call(s, op, cmd->key, (uint32_t)cmd->key_len, cmd->val,
                                    (uint32_t)cmd->val_len, r, err, errlen);
@@ -321,6 +361,8 @@ static enum cmd_result run_request(struct client_ctx *c, uint8_t op, const struc
     case PROTO_ST_VALUE:
         if (op == PROTO_OP_MEMBERS)
             print_members(&r);
+        else if (op == PROTO_OP_SCAN)
+            res = print_page(&r);
         else
             print_line(r.body, r.body_len);
         break;

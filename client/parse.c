@@ -27,13 +27,14 @@ static const struct server_command {
     { "rev", "rev KEY", PROTO_OP_REV, 1, 1 },
     { "cas", "cas KEY REV VALUE", PROTO_OP_CAS, 2, INT_MAX },
     { "cad", "cad KEY REV", PROTO_OP_CAD, 2, 2 },
+    { "scan", "scan PREFIX [LIMIT [AFTER]]", PROTO_OP_SCAN, 1, INT_MAX },
 };
 
 bool client_is_command_word(const char *w)
 {
     static const char *const words[] = { "set", "get", "delete", "status", "add", "remove",
-                                         "members", "transfer", "rev", "cas", "cad", "help",
-                                         "quit", "exit" };
+                                         "members", "transfer", "rev", "cas", "cad", "scan",
+                                         "help", "quit", "exit" };
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasecmp(w, words[i]) == 0)
             return true;
@@ -162,7 +163,25 @@ static enum client_cmd_kind invalid(char *err, size_t errlen, const char *prefix
 static bool names_key(uint8_t op)
 {
     return op == PROTO_OP_GET || op == PROTO_OP_SET || op == PROTO_OP_REV ||
-           op == PROTO_OP_CAS;
+           op == PROTO_OP_CAS || op == PROTO_OP_SCAN;
+}
+
+bool client_scan_request(const struct client_cmd *cmd, struct client_scan *out)
+{
+    uint32_t limit = PROTO_SCAN_LIMIT_DEFAULT, after_len = 0;
+    const char *after = NULL;
+    if (cmd->val != NULL &&
+        proto_parse_scan(cmd->val, (uint32_t)cmd->val_len, &limit, &after, &after_len) != RK_OK)
+        return false;
+    bool empty = cmd->key_len == 2 && memcmp(cmd->key, "\"\"", 2) == 0; /* "" */
+    if (out == NULL)
+        return true;
+    out->prefix = cmd->key;
+    out->prefix_len = empty ? 0 : cmd->key_len;
+    int n = after == NULL ? snprintf(out->val, sizeof(out->val), "%u", limit)
+                          : snprintf(out->val, sizeof(out->val), "%u %.*s", limit,
+                                     (int)after_len, after);
+    return n > 0 && (size_t)n < sizeof(out->val);
 }
 
 /* A cas value "REV VALUE" or a cad value "REV" whose REV is a revision (a number). */
@@ -191,7 +210,7 @@ enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t 
         if (strcasecmp(w, sc->word) != 0)
             continue;
         if (cmd->n_args < sc->min_args || cmd->n_args > sc->max_args ||
-            (cmd->key != NULL && cmd->key_len == 0))
+            (cmd->key != NULL && cmd->key_len == 0 && sc->op != PROTO_OP_SCAN))
             return invalid(err, errlen, "usage: ", sc->usage);
         if (cmd->key_len > PROTO_MAX_KEY)
             return invalid(err, errlen, "", "key too long");
@@ -200,6 +219,9 @@ enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t 
         if (!rev_ok(sc->op, cmd))
             return invalid(err, errlen, "bad revision (a number; 0: the key must be absent); "
                            "usage: ", sc->usage);
+        if (sc->op == PROTO_OP_SCAN && !client_scan_request(cmd, NULL))
+            return invalid(err, errlen, "bad scan (LIMIT 1..10000, AFTER a key); usage: ",
+                           sc->usage);
         if (cmd->val_len > PROTO_MAX_VALUE)
             return invalid(err, errlen, "", "value too long");
         *op = sc->op;

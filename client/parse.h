@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/proto.h"
+
 /* One parsed command: the word, then its key and the value (the rest). n_args counts the
  * words after the command word (2 means "a value is present"). Pointers are into the
  * caller's line (or argv); key and val are NULL when absent. */
@@ -34,8 +36,19 @@ struct client_admin {
     char val[300];
 };
 
+/* The request of a checked scan (scan PREFIX [LIMIT [AFTER]]): the prefix ("" in a
+ * line, or an empty argument, stands for the empty one), and the value "LIMIT [AFTER]"
+ * (LIMIT PROTO_SCAN_LIMIT_DEFAULT when not given). NULL out: only check. false if
+ * malformed. */
+struct client_scan {
+    const char *prefix;
+    size_t prefix_len;
+    char val[PROTO_MAX_KEY + 32];
+};
+bool client_scan_request(const struct client_cmd *cmd, struct client_scan *out);
+
 /* True if w is a command word (any case): set get delete status add remove members
- * transfer rev cas cad help quit exit. */
+ * transfer rev cas cad scan help quit exit. */
 bool client_is_command_word(const char *w);
 
 /* Splits line (NUL-terminated, newline removed) in place: the command word, the key, and

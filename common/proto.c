@@ -390,7 +390,7 @@ int proto_encode_client_resp(struct proto_buf *b, const struct proto_client_resp
 {
     if (!status_valid(resp->status))
         return RK_ERR_INVAL;
-    int rc = check_field(resp->body, resp->body_len, PROTO_MAX_VALUE);
+    int rc = check_field(resp->body, resp->body_len, PROTO_MAX_BODY);
     if (rc != RK_OK)
         return rc;
     long name_len = array_strlen(resp->leader_name, sizeof(resp->leader_name));
@@ -415,7 +415,7 @@ int proto_decode_client_resp(const uint8_t *payload, size_t len, struct proto_cl
     out->status = r_u8(&r);
     if (r.err == RK_OK && !status_valid(out->status))
         r.err = RK_ERR_PROTO;
-    out->body = r_bytes(&r, PROTO_MAX_VALUE, &out->body_len);
+    out->body = r_bytes(&r, PROTO_MAX_BODY, &out->body_len);
     r_cstr(&r, NAME_MAX_BYTES, out->leader_name);
     r_cstr(&r, HOST_MAX_BYTES, out->leader_host);
     out->leader_port = r_u16(&r);
@@ -449,6 +449,89 @@ static int parse_decimal(const char *text, uint32_t len, uint64_t *out)
     }
     *out = v;
     return RK_OK;
+}
+
+int proto_parse_scan(const char *val, uint32_t len, uint32_t *limit, const char **after,
+                     uint32_t *after_len)
+{
+    uint64_t n;
+    const char *rest;
+    uint32_t rest_len;
+    if (proto_parse_rev(val, len, &n, &rest, &rest_len) != RK_OK || n == 0 ||
+        n > PROTO_SCAN_LIMIT_MAX || (rest_len == 0 && len > 0 && val[len - 1] == ' ') ||
+        !proto_key_is_word(rest, rest_len))
+        return RK_ERR_PROTO;
+    *limit = (uint32_t)n;
+    *after = rest_len > 0 ? rest : NULL;
+    *after_len = rest_len;
+    return RK_OK;
+}
+
+int proto_page_begin(struct proto_buf *b, uint64_t rev)
+{
+    uint8_t head[PROTO_PAGE_HEAD] = { 0 };
+    rk_put_be(head, rev, 8);
+    return proto_buf_append(b, head, sizeof(head));
+}
+
+int proto_page_add(struct proto_buf *b, const char *key, uint32_t key_len, const char *val,
+                   uint32_t val_len)
+{
+    uint8_t len[4];
+    rk_put_be(len, key_len, 4);
+    int rc = proto_buf_append(b, len, 4);
+    if (rc == RK_OK)
+        rc = proto_buf_append(b, key, key_len);
+    rk_put_be(len, val_len, 4);
+    if (rc == RK_OK)
+        rc = proto_buf_append(b, len, 4);
+    if (rc == RK_OK)
+        rc = proto_buf_append(b, val, val_len);
+    if (rc == RK_OK)
+        rk_put_be(b->data + 9, rk_get_be(b->data + 9, 4) + 1, 4);
+    return rc;
+}
+
+void proto_page_end(struct proto_buf *b, bool more)
+{
+    b->data[8] = more ? 1 : 0;
+}
+
+int proto_page_head(const char *body, uint32_t len, uint64_t *rev, bool *more, uint32_t *n)
+{
+    const uint8_t *p = (const uint8_t *)body;
+    if (len < PROTO_PAGE_HEAD || p[8] > 1)
+        return RK_ERR_PROTO;
+    *rev = rk_get_be(p, 8);
+    *more = p[8] == 1;
+    *n = (uint32_t)rk_get_be(p + 9, 4);
+    return RK_OK;
+}
+
+/* A u32 length at *off and that many bytes after it, within len. */
+static int page_field(const char *body, uint32_t len, uint32_t *off, const char **at,
+                      uint32_t *n)
+{
+    if (len - *off < 4)
+        return RK_ERR_PROTO;
+    *n = (uint32_t)rk_get_be((const uint8_t *)body + *off, 4);
+    *off += 4;
+    if (*n > len - *off)
+        return RK_ERR_PROTO;
+    *at = body + *off;
+    *off += *n;
+    return RK_OK;
+}
+
+int proto_page_next(const char *body, uint32_t len, uint32_t *off, const char **key,
+                    uint32_t *key_len, const char **val, uint32_t *val_len)
+{
+    if (*off == len)
+        return 0;
+    if (*off > len || page_field(body, len, off, key, key_len) != RK_OK ||
+        page_field(body, len, off, val, val_len) != RK_OK)
+        return RK_ERR_PROTO;
+    return 1;
 }
 
 int proto_parse_client_id(const char *body, uint32_t len, uint64_t *id)

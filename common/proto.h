@@ -16,9 +16,14 @@
 
 #include "raft_msg.h"
 
+struct proto_buf;
+
 #define PROTO_MAX_FRAME (16u * 1024 * 1024)
 #define PROTO_MAX_KEY (64u * 1024)
 #define PROTO_MAX_VALUE (4u * 1024 * 1024)
+/* A CLIENT_RESP body: a value, or a SCAN page (which ends once it holds
+ * PROTO_SCAN_PAGE_BYTES of keys and values: at most that plus one pair more). */
+#define PROTO_MAX_BODY (2u * PROTO_MAX_VALUE + PROTO_MAX_KEY + 64u)
 /* 2: client sessions (CLIENT_REQ and entries carry client_id, seq);
  * 3: HELLO_PEER carries the cluster id;
  * 4: membership changes: HELLO_PEER carries the sender's id and address, CONFIG entries,
@@ -57,8 +62,16 @@ enum proto_op {
                               absent); OK with body NEWREV, or FAILED with body CURREV */
     PROTO_OP_CAD = 12,     /* key, value "REV": delete the key if its revision is REV; OK, or
                               FAILED with body CURREV */
+    PROTO_OP_SCAN = 13,    /* key PREFIX (may be empty), value "LIMIT" or "LIMIT AFTER": VALUE
+                              with a page (proto_page_*), read through ReadIndex like GET */
 };
-#define PROTO_OP_LAST PROTO_OP_CAD
+#define PROTO_OP_LAST PROTO_OP_SCAN
+
+/* SCAN: keys per page by default and at most; a page ends once its keys and values hold
+ * this many bytes (then it says more keys remain). */
+#define PROTO_SCAN_LIMIT_DEFAULT 100u
+#define PROTO_SCAN_LIMIT_MAX 10000u
+#define PROTO_SCAN_PAGE_BYTES (4u * 1024 * 1024)
 
 /* Keys are words: a listing prints "KEY VALUE" per line, so a key holds no whitespace or
  * control character (bytes 0x00-0x20 and 0x7f); other bytes, UTF-8 included, are fine.
@@ -85,6 +98,29 @@ enum proto_status {
  * it (past the space). RK_OK or RK_ERR_PROTO. */
 int proto_parse_rev(const char *val, uint32_t len, uint64_t *rev, const char **rest,
                     uint32_t *rest_len);
+
+/* A SCAN value: "LIMIT" or "LIMIT AFTER" (LIMIT 1..PROTO_SCAN_LIMIT_MAX in decimal, AFTER
+ * the key the page starts after, one word); *after is NULL without one. RK_OK or
+ * RK_ERR_PROTO. */
+int proto_parse_scan(const char *val, uint32_t len, uint32_t *limit, const char **after,
+                     uint32_t *after_len);
+
+/* A SCAN page, the body of its VALUE answer (integers big-endian):
+ *   u64 rev (the map's revision it was read at) | u8 more (1: keys remain) | u32 n
+ *   | n x (u32 key_len | key | u32 val_len | value), in key order.
+ * proto_page_begin writes the head with n = 0 into b (raw bytes, not a frame);
+ * proto_page_add appends a pair and counts it; proto_page_end sets more. */
+int proto_page_begin(struct proto_buf *b, uint64_t rev);
+int proto_page_add(struct proto_buf *b, const char *key, uint32_t key_len, const char *val,
+                   uint32_t val_len);
+void proto_page_end(struct proto_buf *b, bool more);
+/* Reads a page's head: RK_OK, or RK_ERR_PROTO if body is no page. Then
+ * proto_page_next gives pair after pair from *off (start at PROTO_PAGE_HEAD): 1 with the
+ * pair, 0 at the end, RK_ERR_PROTO for a malformed one (pointers into body). */
+#define PROTO_PAGE_HEAD 13u
+int proto_page_head(const char *body, uint32_t len, uint64_t *rev, bool *more, uint32_t *n);
+int proto_page_next(const char *body, uint32_t len, uint32_t *off, const char **key,
+                    uint32_t *key_len, const char **val, uint32_t *val_len);
 
 /* CLIENT_REQ: u8 op | bytes key | bytes value | u64 client_id | u64 seq */
 struct proto_client_req {

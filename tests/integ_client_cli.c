@@ -136,6 +136,90 @@ START_TEST(test_oneshot_cas)
 }
 END_TEST
 
+/* scan in one-shot mode: byte order, prefix, limit, after, "" for every key, and the
+ * last line's count, revision and "more". */
+START_TEST(test_oneshot_scan)
+{
+    struct ctl_cluster *c = start_cluster();
+    expect_oneshot(c, "OK\n", "set", "user/2", "bob", NULL);
+    expect_oneshot(c, "OK\n", "set", "user/10", "carol", NULL);
+    expect_oneshot(c, "OK\n", "set", "user/1", "alice", NULL);
+    expect_oneshot(c, "OK\n", "set", "group", "admins", NULL);
+    /* the last change's revision is the map's: that of group (a linearizable read) */
+    const char *rev_args[] = { "--dir", c->dir, "--timeout", "5", "rev", "group", NULL };
+    struct cli_result r;
+    run_client(c, &r, NULL, rev_args);
+    unsigned long long rev = strtoull(r.out, NULL, 10);
+    HARNESS_ASSERT(c, rev > 0, "rev group: %s", r.out);
+    char want[256];
+    snprintf(want, sizeof(want), "user/1 alice\nuser/10 carol\nuser/2 bob\n(3 keys at rev %llu)\n",
+             rev);
+    expect_oneshot(c, want, "scan", "user/", NULL, NULL);
+    snprintf(want, sizeof(want), "user/1 alice\nuser/10 carol\n(2 keys at rev %llu, more)\n", rev);
+    expect_oneshot(c, want, "scan", "user/", "2", NULL);
+    snprintf(want, sizeof(want), "user/2 bob\n(1 key at rev %llu)\n", rev);
+    expect_oneshot(c, want, "scan", "user/", "2", "user/10");
+    snprintf(want, sizeof(want), "group admins\nuser/1 alice\n(2 keys at rev %llu, more)\n", rev);
+    expect_oneshot(c, want, "scan", "", "2", NULL); /* a shell's "" */
+    snprintf(want, sizeof(want), "(0 keys at rev %llu)\n", rev);
+    expect_oneshot(c, want, "scan", "nothing/", NULL, NULL);
+    finish(c);
+}
+END_TEST
+
+/* A page ends once it holds 4 MiB (PROTO_SCAN_PAGE_BYTES), saying more keys remain; the
+ * next page starts after its last key. */
+START_TEST(test_scan_page_cut_at_4_mib)
+{
+    struct ctl_cluster *c = start_cluster();
+    struct client_session *s = harness_session(c, -1, true, 10000);
+    HARNESS_ASSERT(c, s != NULL, "no session");
+    uint32_t big = 1024 * 1024;
+    char *val = malloc(big + 1);
+    HARNESS_ASSERT(c, val != NULL, "malloc");
+    memset(val, 'v', big);
+    val[big] = '\0';
+    for (int i = 0; i < 6; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "big/%d", i);
+        HARNESS_ASSERT(c, harness_call(s, PROTO_OP_SET, key, val, NULL, 0) == PROTO_ST_OK,
+                       "set %s", key);
+    }
+    free(val);
+    const char *after = NULL;
+    char last[16] = "";
+    int pages[2] = { 0, 0 };
+    bool more[2] = { false, false };
+    for (int p = 0; p < 2; p++) {
+        char arg[32];
+        snprintf(arg, sizeof(arg), after ? "100 %s" : "100", after ? after : "");
+        struct client_reply r;
+        char err[256];
+        HARNESS_ASSERT(c, client_session_call(s, PROTO_OP_SCAN, "big/", 4, arg,
+                                              (uint32_t)strlen(arg), &r, err, sizeof(err)) ==
+                              RK_OK && r.status == PROTO_ST_VALUE, "scan: %s", err);
+        uint64_t rev;
+        uint32_t n, off = PROTO_PAGE_HEAD, klen, vlen;
+        const char *key, *v;
+        HARNESS_ASSERT(c, proto_page_head(r.body, r.body_len, &rev, &more[p], &n) == RK_OK,
+                       "a page");
+        while (proto_page_next(r.body, r.body_len, &off, &key, &klen, &v, &vlen) == 1) {
+            pages[p]++;
+            snprintf(last, sizeof(last), "%.*s", (int)klen, key);
+        }
+        HARNESS_ASSERT(c, (uint32_t)pages[p] == n, "page %d: %d pairs, head says %u", p,
+                       pages[p], n);
+        client_reply_free(&r);
+        after = last;
+    }
+    HARNESS_ASSERT(c, pages[0] == 4 && more[0] && pages[1] == 2 && !more[1],
+                   "pages of %d%s and %d%s keys, want 4 (more) and 2", pages[0],
+                   more[0] ? " (more)" : "", pages[1], more[1] ? " (more)" : "");
+    client_session_free(s);
+    finish(c);
+}
+END_TEST
+
 START_TEST(test_stdin_mode_and_status)
 {
     struct ctl_cluster *c = start_cluster();
@@ -277,6 +361,8 @@ static Suite *integ_client_cli_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_oneshot_commands);
     tcase_add_test(tc, test_oneshot_cas);
+    tcase_add_test(tc, test_oneshot_scan);
+    tcase_add_test(tc, test_scan_page_cut_at_4_mib);
     tcase_add_test(tc, test_stdin_mode_and_status);
     tcase_add_test(tc, test_no_server_reachable);
     tcase_add_test(tc, test_follower_address);

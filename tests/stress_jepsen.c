@@ -2,7 +2,8 @@
  * keys of a real 5-server cluster while faults hit it (kill -9, SIGSTOP of the leader,
  * network partitions between namespaces, a server removed, wiped and added back with
  * --join, leadership transfers); every op is recorded with its outcome, and the
- * whole history must be linearizable (tests/lincheck.c). Env TIME: seconds (default 30);
+ * whole history must be linearizable (tests/lincheck.c). Some ops are scans of every key,
+ * each checked as a get of each key. Env TIME: seconds (default 30);
  * RK_JEPSEN_FAULTS: the fault kinds to use, e.g. "stop-leader,isolate-leader" (default
  * all; see fault_ids); RK_JEPSEN_HISTORY: a file to write the history to;
  * RK_JEPSEN_NO_NETNS=1: run on 127.0.0.1 without partitions; RK_JEPSEN_SEED: the seed of
@@ -46,6 +47,7 @@ static const int op_timeouts_ms[] = {250, 500, 1000};
 #define OP_HANG_MS 6000         /* an op slower than this counts as a hang */
 #define THINK_MAX_MS 5
 #define READER_EVERY 4          /* clients 3, 7, 11 mostly read */
+#define SCAN_PERCENT 5          /* of ops: a scan of every key, checked as a get of each */
 #define DEFAULT_TIME_S 30
 #define MAX_TIME_S (24 * 3600)
 #define QUIET_MIN_MS 1000       /* between faults: 1-2 s healthy, then 1-3 s of fault */
@@ -157,6 +159,48 @@ static void random_op(struct client *cl, struct lincheck_op *op)
         snprintf(op->value, sizeof(op->value), "c%d-%d", cl->id, cl->seq++);
 }
 
+/* A scan of every key (prefix "k"): a page read at one point in time, so each key's part
+ * of it is a get of that key (absent from the page: nil), recorded as such with the scan's
+ * times; the per-key checker then checks scans like gets. A failed scan tells nothing. */
+static void run_scan(struct client *cl, struct client_session *s)
+{
+    struct client_reply r;
+    char err[256];
+    int64_t invoke = (int64_t)rk_clock_ns();
+    int rc = client_session_call(s, PROTO_OP_SCAN, "k", 1, "100", 3, &r, err, sizeof(err));
+    int64_t complete = (int64_t)rk_clock_ns();
+    if (rc != RK_OK)
+        return;
+    uint64_t rev;
+    bool more, found[N_KEYS] = { false };
+    char values[N_KEYS][LINCHECK_VAL_MAX] = { { 0 } };
+    uint32_t n, off = PROTO_PAGE_HEAD, klen, vlen;
+    const char *key, *val;
+    bool page = r.status == PROTO_ST_VALUE &&
+                proto_page_head(r.body, r.body_len, &rev, &more, &n) == RK_OK;
+    while (page && proto_page_next(r.body, r.body_len, &off, &key, &klen, &val, &vlen) == 1) {
+        int k = klen >= 2 && key[0] == 'k' ? atoi(key + 1) : -1;
+        if (k >= 0 && k < N_KEYS) {
+            found[k] = true;
+            snprintf(values[k], sizeof(values[k]), "%.*s", (int)vlen, val);
+        }
+    }
+    client_reply_free(&r);
+    for (int k = 0; k < N_KEYS && page; k++) {
+        struct lincheck_op *op = next_record(cl);
+        if (op == NULL)
+            return;
+        op->kind = LINCHECK_GET;
+        op->outcome = LINCHECK_OK;
+        op->found = found[k];
+        snprintf(op->key, sizeof(op->key), "k%d", k);
+        snprintf(op->value, sizeof(op->value), "%s", values[k]);
+        op->invoke_ns = invoke;
+        op->complete_ns = complete;
+        cl->n_ops++;
+    }
+}
+
 static void *client_main(void *arg)
 {
     struct client *cl = arg;
@@ -169,6 +213,10 @@ static void *client_main(void *arg)
         return NULL;
     }
     while (!atomic_load(&stop_clients)) {
+        if (rand_r(&cl->seed) % 100 < SCAN_PERCENT) {
+            run_scan(cl, s);
+            continue;
+        }
         struct lincheck_op *op = next_record(cl);
         if (op == NULL)
             break;

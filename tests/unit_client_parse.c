@@ -109,7 +109,31 @@ START_TEST(test_check)
     expect_invalid("cad k 01", "bad revision (a number; 0: the key must be absent); usage: "
                                "cad KEY REV");
     ck_assert(client_is_command_word("Rev") && client_is_command_word("cas") &&
-              client_is_command_word("CAD"));
+              client_is_command_word("CAD") && client_is_command_word("scan"));
+    /* scan PREFIX [LIMIT [AFTER]]: "" (two characters) is the empty prefix */
+    ck_assert_int_eq(check("scan user/", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_SCAN);
+    ck_assert_int_eq(check("scan \"\" 5 k9", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    expect_invalid("scan", "usage: scan PREFIX [LIMIT [AFTER]]");
+    expect_invalid("scan p 0", "bad scan (LIMIT 1..10000, AFTER a key); usage: "
+                               "scan PREFIX [LIMIT [AFTER]]");
+    expect_invalid("scan p 10001", "bad scan (LIMIT 1..10000, AFTER a key); usage: "
+                                   "scan PREFIX [LIMIT [AFTER]]");
+    expect_invalid("scan p 5 a b", "bad scan (LIMIT 1..10000, AFTER a key); usage: "
+                                   "scan PREFIX [LIMIT [AFTER]]");
+    struct client_cmd sc_cmd;
+    struct client_scan req;
+    ck_assert(split("scan \"\"", &sc_cmd));
+    ck_assert(client_scan_request(&sc_cmd, &req));
+    ck_assert_uint_eq(req.prefix_len, 0);
+    ck_assert_str_eq(req.val, "100");
+    ck_assert(split("scan user/ 7 user/3", &sc_cmd));
+    ck_assert(client_scan_request(&sc_cmd, &req));
+    ck_assert_uint_eq(req.prefix_len, 5);
+    ck_assert_str_eq(req.val, "7 user/3");
+    /* one-shot mode: a shell passes "" as an empty argument */
+    struct client_cmd empty = { .word = "scan", .key = "", .key_len = 0, .n_args = 1 };
+    ck_assert_int_eq(client_check_command(&empty, &op, err, sizeof(err)), CLIENT_CMD_SERVER);
 }
 END_TEST
 

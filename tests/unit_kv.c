@@ -160,6 +160,103 @@ START_TEST(test_apply_each_type)
 }
 END_TEST
 
+/* ---- ordered scans ---- */
+
+struct page {
+    char keys[64][16];
+    int n;
+    uint64_t bytes;
+};
+
+static int page_add(void *ctx, const char *key, uint32_t key_len, const char *val,
+                    uint32_t val_len)
+{
+    struct page *p = ctx;
+    (void)val;
+    ck_assert_int_lt(p->n, 64);
+    snprintf(p->keys[p->n++], sizeof(p->keys[0]), "%.*s", (int)key_len, key);
+    p->bytes += key_len + val_len;
+    return 0;
+}
+
+/* One page; asserts its keys (space-separated in want) and whether more remain. */
+static void expect_page(const struct kv *kv, const char *prefix, const char *after,
+                        uint32_t limit, uint64_t max_bytes, const char *want, bool want_more)
+{
+    struct page p = { .n = 0 };
+    bool more;
+    uint32_t got = kv_scan(kv, prefix, (uint32_t)strlen(prefix), after,
+                           after ? (uint32_t)strlen(after) : 0, limit, max_bytes, page_add, &p,
+                           &more);
+    char joined[1024] = "";
+    for (int i = 0; i < p.n; i++)
+        snprintf(joined + strlen(joined), sizeof(joined) - strlen(joined), "%s%s",
+                 i ? " " : "", p.keys[i]);
+    ck_assert_uint_eq(got, (uint32_t)p.n);
+    ck_assert_msg(strcmp(joined, want) == 0 && more == want_more,
+                  "scan '%s' after '%s' limit %u: got '%s'%s, want '%s'%s", prefix,
+                  after ? after : "-", limit, joined, more ? " more" : "", want,
+                  want_more ? " more" : "");
+}
+
+/* Keys in byte order, by prefix, in pages (limit, after), and cut at a byte budget; the
+ * index follows sets and deletes. */
+START_TEST(test_scan_pages)
+{
+    struct kv *kv = kv_new();
+    ck_assert_ptr_nonnull(kv);
+    const char *keys[] = { "b", "a", "ab", "abc", "abd", "ac", "a0", "b1", "ba", "" };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        ck_assert_int_eq(kv_set(kv, keys[i], (uint32_t)strlen(keys[i]), "vv", 2), RK_OK);
+    expect_page(kv, "", NULL, 100, 1000, " a a0 ab abc abd ac b b1 ba", false);
+    expect_page(kv, "a", NULL, 100, 1000, "a a0 ab abc abd ac", false);
+    expect_page(kv, "ab", NULL, 100, 1000, "ab abc abd", false);
+    expect_page(kv, "abz", NULL, 100, 1000, "", false);
+    expect_page(kv, "zz", NULL, 100, 1000, "", false);
+    /* pages of 2 across equal prefixes, each after the last key shown */
+    expect_page(kv, "a", NULL, 2, 1000, "a a0", true);
+    expect_page(kv, "a", "a0", 2, 1000, "ab abc", true);
+    expect_page(kv, "a", "abc", 2, 1000, "abd ac", false);
+    expect_page(kv, "a", "ac", 2, 1000, "", false);
+    /* after a key before the prefix, or one that is no key */
+    expect_page(kv, "b", "a", 100, 1000, "b b1 ba", false);
+    expect_page(kv, "a", "aa", 100, 1000, "ab abc abd ac", false);
+    expect_page(kv, "a", "zzz", 100, 1000, "", false);
+    /* the byte budget: a page ends once it holds max_bytes or more */
+    expect_page(kv, "a", NULL, 100, 7, "a a0", true); /* 3 + 4 bytes: 7 */
+    expect_page(kv, "a", NULL, 100, 8, "a a0 ab", true);
+    expect_page(kv, "a", NULL, 100, 1, "a", true);
+    /* the index follows deletes */
+    ck_assert(kv_delete(kv, "abc", 3));
+    ck_assert(kv_delete(kv, "", 0));
+    expect_page(kv, "", NULL, 100, 1000, "a a0 ab abd ac b b1 ba", false);
+    ck_assert_int_eq(kv_set(kv, "abc", 3, "again", 5), RK_OK);
+    expect_page(kv, "ab", NULL, 100, 1000, "ab abc abd", false);
+    kv_free(kv);
+}
+END_TEST
+
+/* Binary keys sort by bytes (0x00 and 0xff included), a shorter key first. */
+START_TEST(test_scan_binary_order)
+{
+    struct kv *kv = kv_new();
+    ck_assert_ptr_nonnull(kv);
+    const char *const keys[] = { "k\xff", "k\x01", "k", "k\x7f" };
+    for (size_t i = 0; i < 4; i++)
+        ck_assert_int_eq(kv_set(kv, keys[i], (uint32_t)strlen(keys[i]), "", 0), RK_OK);
+    ck_assert_int_eq(kv_set(kv, "k\0", 2, "", 0), RK_OK);
+    struct page p = { .n = 0 };
+    bool more;
+    ck_assert_uint_eq(kv_scan(kv, "k", 1, NULL, 0, 10, 100, page_add, &p, &more), 5);
+    ck_assert_str_eq(p.keys[0], "k");
+    ck_assert_int_eq(p.keys[1][1], '\0'); /* "k\0" */
+    ck_assert_int_eq((unsigned char)p.keys[2][1], 0x01);
+    ck_assert_int_eq((unsigned char)p.keys[3][1], 0x7f);
+    ck_assert_int_eq((unsigned char)p.keys[4][1], 0xff);
+    kv_free(kv);
+}
+END_TEST
+
 /* ---- client sessions (Raft thesis §6.3) ---- */
 
 /* A kv with its own next index, so each test reads like a log. */
@@ -703,6 +800,8 @@ static Suite *kv_suite(void)
     tcase_add_test(tc, test_binary_keys);
     tcase_add_test(tc, test_many_keys_with_growth);
     tcase_add_test(tc, test_apply_each_type);
+    tcase_add_test(tc, test_scan_pages);
+    tcase_add_test(tc, test_scan_binary_order);
     suite_add_tcase(suite, tc);
     TCase *ts = tcase_create("sessions");
     tcase_set_timeout(ts, 20);

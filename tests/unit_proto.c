@@ -475,6 +475,69 @@ START_TEST(test_rev_text)
 }
 END_TEST
 
+/* A SCAN value: "LIMIT" or "LIMIT AFTER" (LIMIT 1..10000, AFTER one word). */
+START_TEST(test_scan_text)
+{
+    uint32_t limit, after_len;
+    const char *after;
+    ck_assert_int_eq(proto_parse_scan("100", 3, &limit, &after, &after_len), RK_OK);
+    ck_assert_uint_eq(limit, 100);
+    ck_assert_ptr_null(after);
+    ck_assert_int_eq(proto_parse_scan("10000 user/7", 12, &limit, &after, &after_len), RK_OK);
+    ck_assert_uint_eq(limit, 10000);
+    ck_assert_uint_eq(after_len, 6);
+    ck_assert_mem_eq(after, "user/7", 6);
+    static const char *const bad[] = { "", "0", "10001", "x", "1 ", "1 a b", "1  a", "1 a\t",
+                                       "-1", "01", "1 a\x01" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(proto_parse_scan(bad[i], (uint32_t)strlen(bad[i]), &limit, &after,
+                                       &after_len) == RK_ERR_PROTO, "accepted '%s'", bad[i]);
+}
+END_TEST
+
+/* A page: its head, then pairs (binary and empty ones too) in order; a cut or lying page
+ * is refused. */
+START_TEST(test_page_round_trip)
+{
+    struct proto_buf b = { 0 };
+    ck_assert_int_eq(proto_page_begin(&b, UINT64_MAX - 3), RK_OK);
+    ck_assert_int_eq(proto_page_add(&b, "a", 1, "one", 3), RK_OK);
+    ck_assert_int_eq(proto_page_add(&b, bin_key, sizeof(bin_key), bin_val, sizeof(bin_val)),
+                     RK_OK);
+    ck_assert_int_eq(proto_page_add(&b, "z", 1, "", 0), RK_OK);
+    proto_page_end(&b, true);
+    uint64_t rev;
+    bool more;
+    uint32_t n, off = PROTO_PAGE_HEAD, klen, vlen;
+    const char *key, *val, *body = (const char *)b.data;
+    ck_assert_int_eq(proto_page_head(body, (uint32_t)b.len, &rev, &more, &n), RK_OK);
+    ck_assert_uint_eq(rev, UINT64_MAX - 3);
+    ck_assert(more);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(proto_page_next(body, (uint32_t)b.len, &off, &key, &klen, &val, &vlen), 1);
+    ck_assert(klen == 1 && key[0] == 'a' && vlen == 3 && memcmp(val, "one", 3) == 0);
+    ck_assert_int_eq(proto_page_next(body, (uint32_t)b.len, &off, &key, &klen, &val, &vlen), 1);
+    ck_assert_uint_eq(klen, sizeof(bin_key));
+    ck_assert_mem_eq(val, bin_val, sizeof(bin_val));
+    ck_assert_int_eq(proto_page_next(body, (uint32_t)b.len, &off, &key, &klen, &val, &vlen), 1);
+    ck_assert(klen == 1 && vlen == 0);
+    ck_assert_int_eq(proto_page_next(body, (uint32_t)b.len, &off, &key, &klen, &val, &vlen), 0);
+    /* cut short inside the last pair (9 bytes: u32, "z", u32): refused; without the whole
+     * pair it ends cleanly, and the head's count (3) tells the reader a pair is missing */
+    for (uint32_t cut = 1; cut < 9; cut++) {
+        off = PROTO_PAGE_HEAD;
+        int rc = 1;
+        while (rc == 1)
+            rc = proto_page_next(body, (uint32_t)b.len - cut, &off, &key, &klen, &val, &vlen);
+        ck_assert_int_eq(rc, RK_ERR_PROTO);
+    }
+    ck_assert_int_eq(proto_page_head(body, PROTO_PAGE_HEAD - 1, &rev, &more, &n), RK_ERR_PROTO);
+    b.data[8] = 2; /* more is 0 or 1 */
+    ck_assert_int_eq(proto_page_head(body, (uint32_t)b.len, &rev, &more, &n), RK_ERR_PROTO);
+    proto_buf_free(&b);
+}
+END_TEST
+
 START_TEST(test_client_resp_round_trip)
 {
     struct proto_client_resp resps[] = {
@@ -1090,6 +1153,8 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_client_req_layout);
     tcase_add_test(tc, test_client_id_text);
     tcase_add_test(tc, test_rev_text);
+    tcase_add_test(tc, test_scan_text);
+    tcase_add_test(tc, test_page_round_trip);
     tcase_add_test(tc, test_client_resp_round_trip);
     tcase_add_test(tc, test_raft_round_trip);
     tcase_add_test(tc, test_raft_vote_layout);

@@ -53,6 +53,14 @@ static char *copy_bytes(const char *bytes, uint32_t len)
     return copy;
 }
 
+/* The key of a node, for the ordered index. */
+static void node_key(const void *item, const char **key, uint32_t *key_len)
+{
+    const struct kv_node *n = item;
+    *key = n->key;
+    *key_len = n->key_len;
+}
+
 struct kv *kv_new_with_max_sessions(uint32_t max_sessions)
 {
     struct kv *kv = calloc(1, sizeof(*kv));
@@ -60,7 +68,8 @@ struct kv *kv_new_with_max_sessions(uint32_t max_sessions)
         return NULL;
     kv->buckets = calloc(KV_INITIAL_BUCKETS, sizeof(*kv->buckets));
     kv->sessions = kv_sessions_new(max_sessions);
-    if (kv->buckets == NULL || kv->sessions == NULL) {
+    kv->index = kv_index_new(node_key);
+    if (kv->buckets == NULL || kv->sessions == NULL || kv->index == NULL) {
         kv_free(kv);
         return NULL;
     }
@@ -78,6 +87,7 @@ void kv_free(struct kv *kv)
     if (kv == NULL)
         return;
     kv_sessions_free(kv->sessions);
+    kv_index_free(kv->index);
     for (size_t i = 0; i < kv->n_buckets; i++) {
         struct kv_node *n = kv->buckets[i];
         while (n != NULL) {
@@ -151,7 +161,8 @@ int kv_set_at(struct kv *kv, const char *key, uint32_t key_len, const char *val,
         return RK_OK;
     }
     struct kv_node *n = new_node(hash, key, key_len, copy, val_len);
-    if (n == NULL) {
+    if (n == NULL || kv_index_insert(kv->index, n) != RK_OK) {
+        free(n);
         free(copy);
         return RK_ERR_NOMEM;
     }
@@ -169,6 +180,7 @@ bool kv_delete(struct kv *kv, const char *key, uint32_t key_len)
     if (n == NULL)
         return false;
     *link = n->next;
+    kv_index_remove(kv->index, n->key, n->key_len);
     free(n->val);
     free(n);
     kv->count--;
@@ -196,6 +208,48 @@ const char *kv_get_rev(const struct kv *kv, const char *key, uint32_t key_len,
 uint64_t kv_rev(const struct kv *kv)
 {
     return kv->rev;
+}
+
+static bool has_prefix(const char *key, uint32_t key_len, const char *prefix,
+                       uint32_t prefix_len)
+{
+    return key_len >= prefix_len && (prefix_len == 0 || memcmp(key, prefix, prefix_len) == 0);
+}
+
+/* Where a page starts: at the prefix, or after `after` if that comes later. */
+static void scan_seek(const struct kv *kv, const char *prefix, uint32_t prefix_len,
+                      const char *after, uint32_t after_len, struct kv_index_iter *it)
+{
+    uint32_t common = prefix_len < after_len ? prefix_len : after_len;
+    int c = after == NULL ? -1 : common == 0 ? 0 : memcmp(after, prefix, common);
+    bool past_prefix = after != NULL && (c > 0 || (c == 0 && after_len >= prefix_len));
+    if (past_prefix)
+        kv_index_seek(kv->index, after, after_len, true, it);
+    else
+        kv_index_seek(kv->index, prefix, prefix_len, false, it);
+}
+
+uint32_t kv_scan(const struct kv *kv, const char *prefix, uint32_t prefix_len,
+                 const char *after, uint32_t after_len, uint32_t limit, uint64_t max_bytes,
+                 kv_scan_fn fn, void *ctx, bool *more)
+{
+    struct kv_index_iter it;
+    scan_seek(kv, prefix, prefix_len, after, after_len, &it);
+    uint32_t got = 0;
+    uint64_t bytes = 0;
+    const struct kv_node *n;
+    *more = false;
+    while ((n = kv_index_next(&it)) != NULL && has_prefix(n->key, n->key_len, prefix, prefix_len)) {
+        if (got == limit || bytes >= max_bytes) {
+            *more = true;
+            break;
+        }
+        if (fn(ctx, n->key, n->key_len, n->val, n->val_len) != 0)
+            break;
+        got++;
+        bytes += (uint64_t)n->key_len + n->val_len;
+    }
+    return got;
 }
 
 /* The revision of key (0: absent). */

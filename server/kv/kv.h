@@ -33,6 +33,17 @@ const char *kv_get_rev(const struct kv *kv, const char *key, uint32_t key_len,
                        uint32_t *val_len, uint64_t *rev);
 /* The revision of the last change to any key (0 before the first). */
 uint64_t kv_rev(const struct kv *kv);
+
+/* One page of keys in byte order: those that start with prefix[0..prefix_len) and, if
+ * after is not NULL, come after after[0..after_len); at most limit of them, and the page
+ * ends once its keys and values hold max_bytes or more. fn gets each pair (and may stop
+ * the page by returning non-zero). Returns how many it got; *more says whether keys that
+ * match remain after them. O(log n + page), whatever the map's size. */
+typedef int (*kv_scan_fn)(void *ctx, const char *key, uint32_t key_len, const char *val,
+                          uint32_t val_len);
+uint32_t kv_scan(const struct kv *kv, const char *prefix, uint32_t prefix_len,
+                 const char *after, uint32_t after_len, uint32_t limit, uint64_t max_bytes,
+                 kv_scan_fn fn, void *ctx, bool *more);
 size_t kv_count(const struct kv *kv);
 
 /* What applying one entry did (a positive code; errors are negative RK_ERR_*):

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "kv.h"
+#include "kv_index.h"
 #include "sessions.h"
 
 struct kv_node {
@@ -21,6 +22,7 @@ struct kv_node {
 
 struct kv {
     struct kv_node **buckets;
+    struct kv_index *index; /* the same nodes in key order, for scans (kv_index.h) */
     size_t n_buckets;   /* a power of two */
     size_t count;
     struct kv_sessions *sessions;

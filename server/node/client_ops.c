@@ -205,10 +205,41 @@ static int finish_write(struct node *n, const struct node_request *r, int wait_r
     return write_result(out, r->req.op, wait_rc, &r->w);
 }
 
+static int page_pair(void *ctx, const char *key, uint32_t key_len, const char *val,
+                     uint32_t val_len)
+{
+    return proto_page_add(ctx, key, key_len, val, val_len);
+}
+
+/* Under mu: a SCAN page as of the read index (copied into out before the lock goes): at
+ * most LIMIT keys, cut once it holds PROTO_SCAN_PAGE_BYTES. */
+static int reply_page(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
+{
+    uint32_t limit, after_len;
+    const char *after;
+    proto_parse_scan(req->val, req->val_len, &limit, &after, &after_len); /* checked */
+    struct proto_buf page = { 0 };
+    bool more = false;
+    int rc = proto_page_begin(&page, kv_rev(n->kv));
+    if (rc == RK_OK) {
+        kv_scan(n->kv, req->key, req->key_len, after, after_len, limit, PROTO_SCAN_PAGE_BYTES,
+                page_pair, &page, &more);
+        proto_page_end(&page, more);
+        rc = node_client_reply(out, PROTO_ST_VALUE, (const char *)page.data,
+                               (uint32_t)page.len);
+    } else {
+        rc = node_client_error(out, rk_strerror(rc));
+    }
+    proto_buf_free(&page);
+    return rc;
+}
+
 /* Under mu: the value as of the read index (copied into out before the lock goes); for
- * REV, "REV VALUE". */
+ * REV, "REV VALUE"; for SCAN, a page. */
 static int reply_value(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
 {
+    if (req->op == PROTO_OP_SCAN)
+        return reply_page(n, req, out);
     uint32_t len = 0;
     uint64_t rev = 0;
     const char *val = kv_get_rev(n->kv, req->key, req->key_len, &len, &rev);
@@ -256,11 +287,26 @@ static int finish_get(struct node *n, const struct node_request *r, int wait_rc,
     return node_client_error(out, rk_strerror(wait_rc != RK_OK ? wait_rc : r->w.result));
 }
 
+/* The commands answered from the state machine through ReadIndex (Raft thesis §6.4). */
+static bool is_read(uint8_t op)
+{
+    return op == PROTO_OP_GET || op == PROTO_OP_REV || op == PROTO_OP_SCAN;
+}
+
 /* The commands whose key must be a word (DELETE and CAD may name a key stored before the
  * rule, to remove it). */
 static bool names_new_key(uint8_t op)
 {
-    return op == PROTO_OP_GET || op == PROTO_OP_SET || op == PROTO_OP_REV || op == PROTO_OP_CAS;
+    return op == PROTO_OP_GET || op == PROTO_OP_SET || op == PROTO_OP_REV ||
+           op == PROTO_OP_CAS || op == PROTO_OP_SCAN;
+}
+
+/* A SCAN value "LIMIT [AFTER]" (proto_parse_scan). */
+static bool scan_ok(const struct proto_client_req *req)
+{
+    uint32_t limit, after_len;
+    const char *after;
+    return proto_parse_scan(req->val, req->val_len, &limit, &after, &after_len) == RK_OK;
 }
 
 /* A CAS value that is not "REV VALUE", or a CAD value that is not "REV". */
@@ -288,7 +334,7 @@ static const char *invalid_reason(const struct node_limits *lim,
     if (req->op == PROTO_OP_STATUS || req->op == PROTO_OP_REGISTER ||
         req->op == PROTO_OP_MEMBERS || req->op == PROTO_OP_TRANSFER)
         return NULL;
-    if (req->key_len == 0)
+    if (req->key_len == 0 && req->op != PROTO_OP_SCAN) /* a scan's prefix may be empty */
         return "empty key";
     if (req->key_len > lim->max_key_bytes) {
         snprintf(why, len, "key too long (%" PRIu32 " bytes; the limit is %" PRIu32 ")",
@@ -297,6 +343,11 @@ static const char *invalid_reason(const struct node_limits *lim,
     }
     if (names_new_key(req->op) && !proto_key_is_word(req->key, req->key_len))
         return PROTO_ERR_KEY_NOT_WORD;
+    if (req->op == PROTO_OP_SCAN && !scan_ok(req)) {
+        snprintf(why, len, "bad scan: want \"LIMIT [AFTER]\" (LIMIT 1..%u, AFTER a key)",
+                 PROTO_SCAN_LIMIT_MAX);
+        return why;
+    }
     if (bad_rev(req))
         return req->op == PROTO_OP_CAS ? "bad revision: want \"REV VALUE\" (REV a number, "
                                          "0: the key must be absent)"
@@ -306,8 +357,7 @@ static const char *invalid_reason(const struct node_limits *lim,
                  req->val_len, lim->max_value_bytes);
         return why;
     }
-    if (req->op != PROTO_OP_GET && req->op != PROTO_OP_REV && req->client_id != 0 &&
-        req->seq == 0)
+    if (!is_read(req->op) && req->client_id != 0 && req->seq == 0)
         return "bad sequence number 0 (a session numbers its commands from 1)";
     return NULL;
 }
@@ -338,7 +388,7 @@ bool node_client_start(struct node *n, struct node_request *r, struct proto_buf 
         reply_status(n, out);
     else if (raft_role(n->raft) != RAFT_LEADER)
         node_client_redirect(n, out);
-    else if (r->req.op == PROTO_OP_GET || r->req.op == PROTO_OP_REV)
+    else if (is_read(r->req.op))
         r->waiting = start_get(n, r, out, ob);
     else if (is_admin(r->req.op))
         r->waiting = node_admin_start(n, r, out, ob);
@@ -355,7 +405,7 @@ int node_client_finish(struct node *n, struct node_request *r, int wait_rc, stru
         wait_rc = n->shutdown ? RK_ERR_SHUTDOWN : RK_ERR_TIMEOUT;
     node_waiter_remove(n, &r->w);
     r->waiting = false;
-    if (r->req.op == PROTO_OP_GET || r->req.op == PROTO_OP_REV)
+    if (is_read(r->req.op))
         return finish_get(n, r, wait_rc, out);
     if (is_admin(r->req.op))
         return node_admin_finish(n, r, wait_rc, out);

@@ -45,6 +45,33 @@ static void fz_cli_check_split(const struct client_cmd *cmd, const char *line,
     }
 }
 
+static bool fz_cli_op_in(uint8_t op, const uint8_t *ops, size_t n)
+{
+    return memchr(ops, op, n) != NULL;
+}
+
+/* A command sent to the server: a known op, the sizes in the limits, the right arguments,
+ * and a key that is a word where the key names a key to read or write. */
+static void fz_cli_check_server_command(const struct client_cmd *cmd, uint8_t op)
+{
+    static const uint8_t word_key[] = { PROTO_OP_GET, PROTO_OP_SET, PROTO_OP_REV,
+                                        PROTO_OP_CAS, PROTO_OP_SCAN };
+    static const uint8_t no_args[] = { PROTO_OP_STATUS, PROTO_OP_MEMBERS };
+    static const uint8_t with_val[] = { PROTO_OP_SET, PROTO_OP_CAS, PROTO_OP_CAD, PROTO_OP_ADD };
+    static const uint8_t no_val[] = { PROTO_OP_GET, PROTO_OP_DELETE, PROTO_OP_REV,
+                                      PROTO_OP_STATUS, PROTO_OP_MEMBERS, PROTO_OP_TRANSFER };
+    FUZZ_CHECK(op >= PROTO_OP_GET && op <= PROTO_OP_LAST && op != PROTO_OP_REGISTER);
+    FUZZ_CHECK(cmd->key_len <= PROTO_MAX_KEY && cmd->val_len <= PROTO_MAX_VALUE);
+    FUZZ_CHECK(!fz_cli_op_in(op, word_key, sizeof(word_key)) ||
+               proto_key_is_word(cmd->key, (uint32_t)cmd->key_len)); /* keys are words */
+    if (fz_cli_op_in(op, no_args, sizeof(no_args)))
+        FUZZ_CHECK(cmd->n_args == 0);
+    else if (op != PROTO_OP_TRANSFER)
+        FUZZ_CHECK(cmd->key != NULL && cmd->key_len > 0);
+    FUZZ_CHECK(!fz_cli_op_in(op, with_val, sizeof(with_val)) || cmd->val != NULL);
+    FUZZ_CHECK(!fz_cli_op_in(op, no_val, sizeof(no_val)) || cmd->val == NULL);
+}
+
 static void fz_cli_check_command(const struct client_cmd *cmd)
 {
     uint8_t op = 0;
@@ -52,14 +79,7 @@ static void fz_cli_check_command(const struct client_cmd *cmd)
     enum client_cmd_kind k = client_check_command(cmd, &op, err, sizeof(err));
     switch (k) {
     case CLIENT_CMD_SERVER:
-        FUZZ_CHECK(op >= PROTO_OP_GET && op <= PROTO_OP_STATUS);
-        FUZZ_CHECK(cmd->key_len <= PROTO_MAX_KEY && cmd->val_len <= PROTO_MAX_VALUE);
-        FUZZ_CHECK((op != PROTO_OP_GET && op != PROTO_OP_SET) ||
-                   proto_key_is_word(cmd->key, (uint32_t)cmd->key_len)); /* keys are words */
-        FUZZ_CHECK(op == PROTO_OP_STATUS ? cmd->n_args == 0
-                                         : cmd->key != NULL && cmd->key_len > 0);
-        FUZZ_CHECK(op != PROTO_OP_SET || cmd->val != NULL);
-        FUZZ_CHECK(op == PROTO_OP_SET || cmd->val == NULL);
+        fz_cli_check_server_command(cmd, op);
         break;
     case CLIENT_CMD_HELP:
         FUZZ_CHECK(strcasecmp(cmd->word, "help") == 0);

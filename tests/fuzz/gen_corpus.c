@@ -661,6 +661,12 @@ static void client_seeds(void)
         { "empty", "" },                       { "blank", " \t\r\n\v\f" },
         { "get_no_key", "get" },               { "crlf", "get k\r\n" },
         { "nul_inside", "get k" },             { "binaryish", "set \x01\x02 \xff\xfe" },
+        { "rev", "rev k" },                    { "cas", "cas lock 0 me and you" },
+        { "cas_bad_rev", "cas lock 01 x" },    { "cad", "cad lock 12" },
+        { "cad_extra", "cad lock 12 x" },      { "scan", "scan user/ 10 user/3" },
+        { "scan_all", "scan \"\"" },           { "scan_bad_limit", "scan p 0" },
+        { "add", "add --learner s9 10.0.0.9 9000" }, { "remove", "remove --force s9" },
+        { "members", "members" },              { "transfer", "transfer" },
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
         text_seed("client_parse", lines[i][0], lines[i][1]);
