@@ -24,6 +24,13 @@
 #define BENCH_MAX_TRIALS 64
 
 /* The command line (raft_bench.c). */
+/* What the measured operations are: sets (and gets, by read_ratio); a compare-and-set
+ * per op, each client on a key of its own, comparing the revision its last answer gave
+ * (a FAILED answer counts: it is definite); or a SCAN page of up to 100 keys of the
+ * key_prefix (the keys prefilled). */
+enum bench_op_kind { BENCH_OP_SET = 0, BENCH_OP_CAS, BENCH_OP_SCAN };
+#define BENCH_SCAN_PAGE 100
+
 struct bench_options {
     int nodes, clients, value_size, keys, failover;
     int matrix_writes;   /* --matrix-writes N: only the write rows of N nodes */
@@ -31,10 +38,12 @@ struct bench_options {
     int etcd_trials;     /* --compare-etcd: kills of etcd's leader */
     long ops;
     double read_ratio, max_seconds;
+    enum bench_op_kind op_kind; /* --op set|cas|scan */
     const char *registry, *server_bin, *out_path, *perf_path, *etcd_url, *pidfile;
     const char *fault_server_bin; /* --membership-targets: tests/raft_server_faults */
     bool ceiling_only, no_ceiling, matrix, quick, no_sessions, snapshot_targets;
     bool membership_targets;
+    bool coord_targets;  /* --coord-targets */
     bool compare_etcd;
     bool clients_set, keys_set, max_seconds_set, out_set; /* given on the command line */
     unsigned seed;
@@ -66,6 +75,7 @@ bool bench_wait_quiet(double busy_pct, int max_wait_s);
 
 struct bench_load_opts {
     const char *host;     /* where the clients connect (the leader) */
+    enum bench_op_kind op_kind;
     uint16_t port;
     int clients;          /* one connection each */
     long ops;             /* total measured operations */
@@ -362,5 +372,13 @@ const char *bench_writers_error(const struct bench_writers *ws);
  * replacing an earlier such section) a Markdown section. Returns the exit status: 0 when
  * every measurement was made (whether or not the targets were met). */
 int bench_membership_targets(const struct bench_options *o, const char *command);
+
+/* ---- issue 16's measurements (bench_coord.c) ---- */
+
+/* On 3 nodes: cas beside set at 1 and 64 clients, and a scan page of 100 keys from a
+ * store of o->keys keys (1,000,000 by default; 50,000 with --quick); prints (and saves
+ * into o->out_path, replacing an earlier such section) a Markdown section. Returns 0
+ * when every row was measured. */
+int bench_coord_targets(const struct bench_options *o, const char *command);
 
 #endif

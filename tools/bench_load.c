@@ -59,6 +59,8 @@ struct client {
     struct proto_buf req;
     uint64_t client_id; /* the server-side session of this client (0: none), thesis §6.3 */
     uint64_t seq;       /* the last write's number in it */
+    uint64_t cas_rev;   /* BENCH_OP_CAS: its key's revision, as the last answer gave it */
+    char *cas_val;      /* BENCH_OP_CAS: "REV VALUE" of the next request */
     /* event loop only: the request in flight */
     bool busy;          /* a request is out (or partly sent) */
     bool want_out;      /* waiting for EPOLLOUT to send the rest */
@@ -109,14 +111,59 @@ static int pick_key(struct client *cl, long op_no, char *key, bool *read)
     return snprintf(key, 96, "%s%08llu", o->key_prefix, (unsigned long long)k);
 }
 
+/* A compare-and-set of the client's own key, comparing the revision it last saw. */
+static int encode_cas(struct client *cl)
+{
+    const struct bench_load_opts *o = cl->sh->o;
+    char key[96];
+    int klen = snprintf(key, sizeof(key), "%sc%d", o->key_prefix, cl->id);
+    if (cl->cas_val == NULL && (cl->cas_val = malloc((size_t)o->value_size + 32)) == NULL)
+        return RK_ERR_NOMEM;
+    int n = snprintf(cl->cas_val, 32, "%llu ", (unsigned long long)cl->cas_rev);
+    memcpy(cl->cas_val + n, cl->sh->value, (size_t)o->value_size);
+    struct proto_client_req r = {
+        .op = PROTO_OP_CAS, .key = key, .key_len = (uint32_t)klen, .val = cl->cas_val,
+        .val_len = (uint32_t)(n + o->value_size), .client_id = cl->client_id,
+        .seq = cl->client_id == 0 ? 0 : ++cl->seq,
+    };
+    return proto_encode_client_req(&cl->req, &r);
+}
+
+/* A page of the prefilled keys. */
+static int encode_scan(struct client *cl)
+{
+    const char *prefix = cl->sh->o->key_prefix;
+    char limit[16];
+    int n = snprintf(limit, sizeof(limit), "%u", BENCH_SCAN_PAGE);
+    struct proto_client_req r = { .op = PROTO_OP_SCAN, .key = prefix,
+                                  .key_len = (uint32_t)strlen(prefix), .val = limit,
+                                  .val_len = (uint32_t)n };
+    return proto_encode_client_req(&cl->req, &r);
+}
+
+/* The revision a compare-and-set answer carries (OK NEWREV, FAILED CURREV). */
+static void note_answer(struct client *cl, const struct proto_client_resp *resp)
+{
+    char digits[24];
+    if (cl->sh->o->op_kind != BENCH_OP_CAS || resp->body_len == 0 || resp->body_len >= 24)
+        return;
+    memcpy(digits, resp->body, resp->body_len);
+    digits[resp->body_len] = '\0';
+    cl->cas_rev = strtoull(digits, NULL, 10);
+}
+
 /* Encodes operation number op_no into cl->req: a CLIENT_REQ frame, or for etcd an HTTP put. */
 static int encode_op(struct client *cl, long op_no)
 {
     const struct bench_load_opts *o = cl->sh->o;
     char key[96];
     bool read;
-    int klen = pick_key(cl, op_no, key, &read);
     cl->req.len = 0; /* the buffer is reused: no allocation once it is big enough */
+    if (o->op_kind == BENCH_OP_CAS && o->etcd_path == NULL)
+        return encode_cas(cl);
+    if (o->op_kind == BENCH_OP_SCAN && o->etcd_path == NULL)
+        return encode_scan(cl);
+    int klen = pick_key(cl, op_no, key, &read);
     if (o->etcd_path != NULL)
         return bench_http_encode_put(&cl->req, o->etcd_path, key, (size_t)klen,
                                      cl->sh->value, (size_t)o->value_size);
@@ -241,7 +288,8 @@ static bool time_is_up(uint64_t deadline_ns)
 
 static bool acknowledged(int status)
 {
-    return status == PROTO_ST_OK || status == PROTO_ST_VALUE || status == PROTO_ST_NIL;
+    return status == PROTO_ST_OK || status == PROTO_ST_VALUE || status == PROTO_ST_NIL ||
+           status == PROTO_ST_FAILED; /* a compare that did not hold: a definite answer */
 }
 
 /* One operation; its latency is recorded when measured. With o->retry a failed one is
@@ -256,8 +304,10 @@ static int one_op(struct client *cl, long op_no, bool measured, uint64_t deadlin
         uint64_t t0 = rk_clock_ns();
         int status = bench_conn_call(&cl->conn, cl->req.data, cl->req.len, &resp);
         if (acknowledged(status)) {
+            uint64_t t1 = rk_clock_ns();
             cl->in_a_row = 0;
-            return measured ? record(cl, t0, rk_clock_ns()) : RK_OK;
+            note_answer(cl, &resp);
+            return measured ? record(cl, t0, t1) : RK_OK;
         }
         rc = count_failure(cl, measured, status, &resp);
         if (rc == RK_OK)
@@ -303,6 +353,7 @@ static void *client_main(void *arg)
     cl->end_ns = rk_clock_ns();
     bench_conn_close(&cl->conn);
     proto_buf_free(&cl->req);
+    free(cl->cas_val);
     atomic_fetch_add(&sh->finished, 1);
     return NULL;
 }
@@ -539,6 +590,8 @@ static void loop_readable(struct loop *lp, struct client *cl, bool measured,
     }
     if (acknowledged(status)) {
         cl->in_a_row = 0;
+        if (lp->sh->o->etcd_path == NULL)
+            note_answer(cl, &resp);
         if (measured && record(cl, cl->t0, t1) != RK_OK)
             set_failed(cl, RK_ERR_NOMEM, "out of memory");
         drop_answer(&cl->conn);
@@ -623,6 +676,7 @@ static void *loop_main(void *arg)
     for (int i = 0; i < lp->n; i++) {
         bench_conn_close(&lp->mine[i]->conn);
         proto_buf_free(&lp->mine[i]->req);
+        free(lp->mine[i]->cas_val);
     }
     return NULL;
 }

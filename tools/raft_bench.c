@@ -45,6 +45,10 @@ static void usage(FILE *f)
             "                     client sessions (16): a rolling restart of 5 servers by\n"
             "                     SIGTERM; a server added to 3 holding K keys (1000000); the\n"
             "                     leader's disk stalled (--fault-server-bin); a section of --out\n"
+            "       raft_bench --coord-targets [--keys K] [--quick] [--out F]\n"
+            "                     issue 16's measurements on 3 nodes: cas beside set at 1 and\n"
+            "                     64 clients, a scan page of 100 keys of K (1000000); a\n"
+            "                     section of --out\n"
             "  --nodes N          cluster size to start (default 3)\n"
             "  --clients N        concurrent clients, one connection each (1)\n"
             "  --engine E         threads: a thread per client, blocking (the default); loop:\n"
@@ -59,6 +63,9 @@ static void usage(FILE *f)
             "  --value-size B     bytes per value (100)\n"
             "  --keys K           key space (1000)\n"
             "  --read-ratio R     share of GETs, 0..1 (0); keys are written once first\n"
+            "  --op KIND          set (the default: sets, and gets by --read-ratio); cas: a\n"
+            "                     compare-and-set each, every client on a key of its own;\n"
+            "                     scan: a page of 100 of the --keys keys, written first\n"
             "  --registry FILE    drive a running cluster instead of starting one\n"
             "  --ceiling          only the ceiling: the same load on a server without Raft\n"
             "  --no-ceiling       skip the ceiling run\n"
@@ -103,11 +110,22 @@ static bool parse_double(const char *s, double min, double max, double *out)
     return true;
 }
 
+static bool parse_op_kind(const char *s, enum bench_op_kind *out)
+{
+    static const char *const names[] = { "set", "cas", "scan" };
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (enum bench_op_kind)i;
+            return true;
+        }
+    return false;
+}
+
 enum { OPT_NODES = 256, OPT_CLIENTS, OPT_OPS, OPT_MAXSEC, OPT_VSIZE, OPT_KEYS, OPT_READS,
        OPT_REGISTRY, OPT_CEILING, OPT_NOCEIL, OPT_FAILOVER, OPT_MATRIX, OPT_OUT, OPT_SBIN,
        OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_SNAP, OPT_MWRITES, OPT_ENGINE,
        OPT_LOOPS, OPT_ETCD, OPT_PIDFILE, OPT_COMPARE, OPT_ETRIALS, OPT_MEMBER, OPT_FBIN,
-       OPT_HELP };
+       OPT_OP, OPT_COORD, OPT_HELP };
 
 static const struct option long_opts[] = {
     { "nodes", 1, NULL, OPT_NODES },        { "clients", 1, NULL, OPT_CLIENTS },
@@ -125,6 +143,7 @@ static const struct option long_opts[] = {
     { "server-pidfile", 1, NULL, OPT_PIDFILE }, { "compare-etcd", 0, NULL, OPT_COMPARE },
     { "etcd-trials", 1, NULL, OPT_ETRIALS },    { "help", 0, NULL, OPT_HELP },
     { "membership-targets", 0, NULL, OPT_MEMBER }, { "fault-server-bin", 1, NULL, OPT_FBIN },
+    { "op", 1, NULL, OPT_OP },              { "coord-targets", 0, NULL, OPT_COORD },
     { NULL, 0, NULL, 0 },
 };
 
@@ -140,6 +159,7 @@ static bool apply_option(struct bench_options *o, int opt, const char *arg)
     case OPT_VSIZE: return parse_long(arg, 0, 4 << 20, &v) && ((o->value_size = (int)v), true);
     case OPT_KEYS: return parse_long(arg, 1, 100000000, &v) && ((o->keys = (int)v), true);
     case OPT_READS: return parse_double(arg, 0, 1, &o->read_ratio);
+    case OPT_OP: return parse_op_kind(arg, &o->op_kind);
     case OPT_REGISTRY: o->registry = arg; return true;
     case OPT_CEILING: o->ceiling_only = true; return true;
     case OPT_NOCEIL: o->no_ceiling = true; return true;
@@ -157,6 +177,7 @@ static bool apply_option(struct bench_options *o, int opt, const char *arg)
     case OPT_NOSESS: o->no_sessions = true; return true;
     case OPT_SNAP: o->snapshot_targets = true; return true;
     case OPT_MEMBER: o->membership_targets = true; return true;
+    case OPT_COORD: o->coord_targets = true; return true;
     case OPT_FBIN: o->fault_server_bin = arg; return true;
     case OPT_ENGINE:
         if (strcmp(arg, "threads") == 0)
@@ -294,6 +315,7 @@ struct bench_load_opts bench_load_opts_of(const struct bench_options *o, const c
         .host = host, .port = port, .clients = o->clients, .ops = o->ops,
         .max_seconds = o->max_seconds, .value_size = o->value_size, .keys = o->keys,
         .read_ratio = o->read_ratio, .warmup = 5, .seed = o->seed, .key_prefix = "k",
+        .op_kind = o->op_kind,
         .sessions = !o->no_sessions, .loop_threads = o->loop_threads,
     };
 }
@@ -305,6 +327,7 @@ int bench_prefill(const struct bench_options *o, const char *host, uint16_t port
     lo.clients = o->keys < PREFILL_CLIENTS ? o->keys : PREFILL_CLIENTS;
     lo.ops = o->keys;
     lo.read_ratio = 0;
+    lo.op_kind = BENCH_OP_SET;
     lo.sequential_keys = true;
     lo.warmup = 0;
     struct bench_result r;
@@ -373,7 +396,8 @@ static int run_cluster_load(const struct bench_options *o, struct ctl_cluster *c
                             struct bench_result *r, char *err, size_t errlen)
 {
     const struct ctl_server *ln = &c->servers[leader];
-    int rc = o->read_ratio > 0 ? bench_prefill(o, ln->host, ln->port, err, errlen) : RK_OK;
+    bool prefill = o->read_ratio > 0 || o->op_kind == BENCH_OP_SCAN;
+    int rc = prefill ? bench_prefill(o, ln->host, ln->port, err, errlen) : RK_OK;
     if (rc != RK_OK)
         return rc;
     leader = ctl_wait_leader(c, BENCH_LEADER_WAIT_MS, NULL); /* it may have changed */
@@ -389,8 +413,9 @@ static int run_single(const struct bench_options *o)
 {
     char err[BENCH_ERR_LEN] = "";
     struct bench_result r;
-    printf("raft_bench: %d clients, %d-byte values, %d keys, %.0f%% reads, %ld ops\n",
-           o->clients, o->value_size, o->keys, o->read_ratio * 100, o->ops);
+    static const char *const kinds[] = { "set", "cas", "scan (pages of 100 keys)" };
+    printf("raft_bench: %d clients, %d-byte values, %d keys, %.0f%% reads, %ld ops, op %s\n",
+           o->clients, o->value_size, o->keys, o->read_ratio * 100, o->ops, kinds[o->op_kind]);
     if (!o->ceiling_only) {
         struct ctl_cluster *c = NULL;
         int leader = bench_open_cluster(o, o->nodes, &c, err, sizeof(err));
@@ -471,11 +496,12 @@ int main(int argc, char **argv)
         return bench_etcd_load(&o);
     if (o.matrix)
         return bench_matrix(&o);
-    if (o.snapshot_targets || o.membership_targets) {
+    if (o.snapshot_targets || o.membership_targets || o.coord_targets) {
         static char command[1024];
         join_words(command, sizeof(command), argc, argv);
-        return o.snapshot_targets ? bench_snapshot_targets(&o, command)
-                                  : bench_membership_targets(&o, command);
+        return o.snapshot_targets     ? bench_snapshot_targets(&o, command)
+               : o.membership_targets ? bench_membership_targets(&o, command)
+                                      : bench_coord_targets(&o, command);
     }
     if (o.failover > 0)
         return run_failover(&o);
