@@ -100,6 +100,15 @@ struct keyset {
     struct kop *lazy[3];  /* [LAZY_SET]: unknown sets nobody read; [LAZY_DEL]: unknown deletes */
     int n_lazy[3];
     size_t dropped;
+    struct rev_value *revs; /* the writes' revisions learned, sorted by revision */
+    int n_revs;
+};
+
+/* A revision and the value its write wrote (as a rev read or a held cas told). */
+struct rev_value {
+    uint64_t rev;
+    int value;
+    const struct lincheck_op *op;
 };
 
 static void kop_fill(struct kop *k, const struct lincheck_op *op, int64_t cmp, enum need need,
@@ -135,15 +144,23 @@ static int value_id(const struct keyset *ks, const char *s)
     return 0;
 }
 
+/* A set, or a cas that held or may have: it writes its value. */
 static bool counts_as_write(const struct lincheck_op *op)
 {
-    return op->kind == LINCHECK_SET && op->outcome != LINCHECK_FAILED;
+    if (op->outcome == LINCHECK_FAILED)
+        return false;
+    return op->kind == LINCHECK_SET ||
+           (op->kind == LINCHECK_CAS && (op->outcome == LINCHECK_UNKNOWN || op->held));
+}
+
+static bool is_read(const struct lincheck_op *op)
+{
+    return op->kind == LINCHECK_GET || op->kind == LINCHECK_REV;
 }
 
 static bool is_dropped(const struct lincheck_op *op)
 {
-    return op->outcome == LINCHECK_FAILED ||
-           (op->kind == LINCHECK_GET && op->outcome != LINCHECK_OK);
+    return op->outcome == LINCHECK_FAILED || (is_read(op) && op->outcome != LINCHECK_OK);
 }
 
 /* Builds ks->values from the sets and marks which values ok gets read. */
@@ -173,7 +190,7 @@ static int collect_values(struct keyset *ks)
     free(strs);
     for (size_t i = 0; i < ks->n; i++) {
         const struct lincheck_op *op = ks->ops[i];
-        if (op->kind != LINCHECK_GET || op->outcome != LINCHECK_OK || !op->found)
+        if (!is_read(op) || op->outcome != LINCHECK_OK || !op->found)
             continue;
         int id = value_id(ks, op->value);
         if (id == 0)
@@ -187,11 +204,103 @@ static int collect_values(struct keyset *ks)
     return RK_OK;
 }
 
+static int cmp_rev(const void *a, const void *b)
+{
+    const struct rev_value *x = a, *y = b;
+    return x->rev < y->rev ? -1 : x->rev > y->rev;
+}
+
+/* The revisions learned: a rev read gives one with the value read; a held cas, its new
+ * revision with the value it wrote. */
+static int collect_revs(struct keyset *ks)
+{
+    ks->revs = calloc(ks->n + 1, sizeof(*ks->revs));
+    if (ks->revs == NULL)
+        return RK_ERR_NOMEM;
+    for (size_t i = 0; i < ks->n; i++) {
+        const struct lincheck_op *op = ks->ops[i];
+        bool read = op->kind == LINCHECK_REV && op->outcome == LINCHECK_OK && op->found;
+        bool cas = op->kind == LINCHECK_CAS && op->outcome == LINCHECK_OK && op->held;
+        if (read || cas)
+            ks->revs[ks->n_revs++] = (struct rev_value){
+                .rev = read ? op->rev : op->got_rev, .value = value_id(ks, op->value), .op = op };
+    }
+    qsort(ks->revs, (size_t)ks->n_revs, sizeof(*ks->revs), cmp_rev);
+    return RK_OK;
+}
+
+/* The value id revision rev names: NIL_STATE for 0, -1 if no op told it. */
+static int value_of_rev(const struct keyset *ks, uint64_t rev)
+{
+    if (rev == 0)
+        return NIL_STATE;
+    int lo = 0, hi = ks->n_revs - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (ks->revs[mid].rev == rev)
+            return ks->revs[mid].value;
+        if (ks->revs[mid].rev < rev)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+/* What an op that found the key at revision rev needs of the state: absent (0), the
+ * value that revision's write wrote, or (a revision nobody told) that the key exists. */
+static enum need need_of_rev(const struct keyset *ks, uint64_t rev, int *value)
+{
+    *value = value_of_rev(ks, rev);
+    if (*value == NIL_STATE)
+        return NEED_NIL;
+    return *value > 0 ? NEED_VALUE : NEED_EXISTS;
+}
+
 /* True if only one (ok or unknown) set writes value id: then it must take effect before
  * every get that read the value, and once it is overwritten nobody can read it again. */
 static bool unique_value(const struct keyset *ks, int id)
 {
     return id != NIL_STATE && ks->values[id - 1].writers == 1;
+}
+
+/* A cas or cad. Answered: if it held, it needed the value of the revision it compared
+ * and wrote its value (or deleted); if not, it saw the key at the revision it was told. Of
+ * unknown outcome: a cas whose value someone read took effect, by that read; one nobody
+ * read matters only if it made an absent key exist (it compared 0): a lazy set; any
+ * other one is dropped (had it taken effect, its value would have been replaced unseen).
+ * An unknown cad is a lazy delete (its compare is not checked: weaker, never wrong). */
+static void classify_compare(struct keyset *ks, const struct lincheck_op *op)
+{
+    bool cas = op->kind == LINCHECK_CAS;
+    int need_val;
+    if (op->outcome == LINCHECK_OK && !op->held) {
+        enum need need = need_of_rev(ks, op->got_rev, &need_val);
+        kop_fill(&ks->fin[ks->n_fin++], op, op->complete_ns, need, need_val, -1);
+        return;
+    }
+    enum need need = need_of_rev(ks, op->rev, &need_val);
+    if (!cas) {
+        if (op->outcome == LINCHECK_OK)
+            kop_fill(&ks->fin[ks->n_fin++], op, op->complete_ns, need, need_val, NIL_STATE);
+        else
+            kop_fill(&ks->lazy[LAZY_DEL][ks->n_lazy[LAZY_DEL]++], op, NEVER, NEED_ANY, 0,
+                     NIL_STATE);
+        return;
+    }
+    int id = value_id(ks, op->value);
+    const struct value_info *v = &ks->values[id - 1];
+    int64_t by = op->outcome == LINCHECK_OK ? op->complete_ns : NEVER;
+    if (unique_value(ks, id) && v->first_read_done < by)
+        by = v->first_read_done;
+    if (op->outcome == LINCHECK_OK || v->observed)
+        kop_fill(&ks->fin[ks->n_fin++], op, by, need, need_val, id);
+    else if (need == NEED_NIL)
+        kop_fill(&ks->lazy[LAZY_SET][ks->n_lazy[LAZY_SET]++], op, NEVER, NEED_ANY, 0, id);
+    else
+        ks->dropped++;
+    if (unique_value(ks, id) && (op->outcome == LINCHECK_OK || v->observed))
+        ks->values[id - 1].writer = ks->n_fin - 1;
 }
 
 /* Sorts the kept ops into finite ones and the two lazy kinds. A set of a unique value
@@ -211,7 +320,9 @@ static int classify(struct keyset *ks)
         bool ok = op->outcome == LINCHECK_OK;
         if (is_dropped(op)) {
             ks->dropped++;
-        } else if (op->kind == LINCHECK_GET) {
+        } else if (op->kind == LINCHECK_CAS || op->kind == LINCHECK_CAD) {
+            classify_compare(ks, op);
+        } else if (is_read(op)) {
             int id = op->found ? value_id(ks, op->value) : NIL_STATE;
             if (op->found && id == NIL_STATE)
                 id = -1; /* never written: matches no state (quick_violation reports it) */
@@ -243,6 +354,7 @@ static int classify(struct keyset *ks)
 static void keyset_free(struct keyset *ks)
 {
     free(ks->values);
+    free(ks->revs);
     free(ks->fin);
     free(ks->lazy[LAZY_SET]);
     free(ks->lazy[LAZY_DEL]);
@@ -260,11 +372,30 @@ static const char *outcome_name(enum lincheck_outcome o)
     return o == LINCHECK_OK ? "ok" : o == LINCHECK_FAILED ? "failed" : "unknown";
 }
 
+/* The revision ops: "rev k -> 12 "v"", "cas k 12 "v" -> OK 15", "cad k 12 -> FAILED 15". */
+static void format_rev_op(const struct lincheck_op *op, char *what, size_t len)
+{
+    bool ok = op->outcome == LINCHECK_OK;
+    unsigned long long rev = op->rev, got = op->got_rev;
+    if (op->kind == LINCHECK_REV && ok && op->found)
+        snprintf(what, len, "rev %s -> %llu \"%s\"", op->key, rev, op->value);
+    else if (op->kind == LINCHECK_REV)
+        snprintf(what, len, "rev %s%s", op->key, ok ? " -> nil" : "");
+    else if (op->kind == LINCHECK_CAS)
+        snprintf(what, len, "cas %s %llu \"%s\"%s %s%.0llu", op->key, rev, op->value,
+                 ok ? " ->" : "", !ok ? "" : op->held ? "OK " : "FAILED ", ok ? got : 0);
+    else
+        snprintf(what, len, "cad %s %llu%s %s%.0llu", op->key, rev, ok ? " ->" : "",
+                 !ok ? "" : op->held ? "OK" : "FAILED ", ok && !op->held ? got : 0);
+}
+
 void lincheck_format_op(const struct lincheck_op *op, int64_t t0_ns, char *out, size_t outlen)
 {
-    char what[2 * LINCHECK_VAL_MAX + 32];
+    char what[2 * LINCHECK_VAL_MAX + 64];
     bool ok = op->outcome == LINCHECK_OK;
-    if (op->kind == LINCHECK_SET)
+    if (op->kind >= LINCHECK_REV)
+        format_rev_op(op, what, sizeof(what));
+    else if (op->kind == LINCHECK_SET)
         snprintf(what, sizeof(what), "set %s \"%s\"", op->key, op->value);
     else if (op->kind == LINCHECK_GET && ok && op->found)
         snprintf(what, sizeof(what), "get %s -> \"%s\"", op->key, op->value);
@@ -314,11 +445,29 @@ static void add_state(struct text *t, const struct keyset *ks, int state)
 
 /* A get that read a value no ok or unknown set of this key wrote, or an unknown set
  * whose value was read before the set was even invoked. */
+/* One revision given for two different values: a revision names one write. */
+static bool rev_conflict(const struct keyset *ks, struct text *t)
+{
+    for (int i = 1; i < ks->n_revs; i++) {
+        const struct rev_value *a = &ks->revs[i - 1], *b = &ks->revs[i];
+        if (a->rev != b->rev || a->value == b->value)
+            continue;
+        text_add(t, "key \"%s\": revision %llu names two different values:\n", a->op->key,
+                 (unsigned long long)a->rev);
+        add_op_line(t, "  ", a->op, ks->t0, "");
+        add_op_line(t, "  ", b->op, ks->t0, "");
+        return true;
+    }
+    return false;
+}
+
 static bool quick_violation(const struct keyset *ks, struct text *t)
 {
+    if (rev_conflict(ks, t))
+        return true;
     for (size_t i = 0; i < ks->n; i++) {
         const struct lincheck_op *op = ks->ops[i];
-        if (op->kind != LINCHECK_GET || op->outcome != LINCHECK_OK || !op->found ||
+        if (!is_read(op) || op->outcome != LINCHECK_OK || !op->found ||
             value_id(ks, op->value) != 0)
             continue;
         text_add(t, "key \"%s\": a get read \"%s\", which no set of this key wrote:\n",
@@ -376,7 +525,7 @@ static bool report_stale_read(const struct keyset *ks, struct kop *const *w, con
 {
     for (int i = 0; i < ks->n_fin; i++) {
         const struct kop *r = &ks->fin[i];
-        if (r->need != NEED_VALUE || !unique_value(ks, r->need_val))
+        if (!is_read(r->op) || r->need != NEED_VALUE || !unique_value(ks, r->need_val))
             continue;
         int wi = ks->values[r->need_val - 1].writer;
         if (wi < 0)
@@ -409,7 +558,7 @@ static bool stale_read(const struct keyset *ks, struct text *t)
     bool found = false;
     if (w != NULL && min_at != NULL) {
         for (int i = 0; i < ks->n_fin; i++)
-            if (ks->fin[i].op->kind != LINCHECK_GET)
+            if (ks->fin[i].effect >= 0) /* the writes: sets, deletes, held compares */
                 w[n_w++] = &ks->fin[i];
         qsort(w, (size_t)n_w, sizeof(*w), cmp_kop_inv);
         for (int i = n_w - 1; i >= 0; i--)
@@ -777,7 +926,7 @@ static int try_linearize(struct search *s, int e)
             s->used[lazy]--;
         return rc;
     }
-    if (k->need == NEED_VALUE && k->need_val > 0)
+    if (k->need == NEED_VALUE && k->need_val > 0 && is_read(k->op))
         s->unread[k->need_val]--;
     s->stack[s->depth++] = (struct frame){.entry = e, .prev_state = s->state, .lazy = lazy,
                                           .lazy_idx = lazy != LAZY_NONE ? s->used[lazy] - 1 : -1};
@@ -792,7 +941,7 @@ static int backtrack(struct search *s)
 {
     struct frame f = s->stack[--s->depth];
     const struct kop *k = &s->ks->fin[s->ent[f.entry].fin];
-    if (k->need == NEED_VALUE && k->need_val > 0)
+    if (k->need == NEED_VALUE && k->need_val > 0 && is_read(k->op))
         s->unread[k->need_val]++;
     s->state = f.prev_state;
     bit_clear(s, s->ent[f.entry].fin);
@@ -955,6 +1104,8 @@ static int check_key(const struct lincheck_op *const *ops, size_t n, int64_t t0,
     memset(res, 0, sizeof(*res));
     int rc = collect_values(&ks);
     if (rc == RK_OK)
+        rc = collect_revs(&ks);
+    if (rc == RK_OK)
         rc = classify(&ks);
     if (rc == RK_OK) {
         res->searched = (size_t)ks.n_fin;
@@ -1002,7 +1153,7 @@ static bool op_malformed(const struct lincheck_op *op, struct text *t, size_t i)
         text_add(t, "op %zu: key or value not NUL-terminated\n", i);
         return true;
     }
-    if ((int)op->kind < LINCHECK_GET || (int)op->kind > LINCHECK_DELETE ||
+    if ((int)op->kind < LINCHECK_GET || (int)op->kind > LINCHECK_CAD ||
         (int)op->outcome < LINCHECK_OK || (int)op->outcome > LINCHECK_UNKNOWN) {
         text_add(t, "op %zu: bad kind or outcome\n", i);
         return true;

@@ -1,6 +1,7 @@
 /* tests/lincheck.h - a linearizability checker for histories of a key-value store
- * (get/set/delete on string keys): Wing & Gong / Lowe search with memoisation, one key
- * at a time (P-compositionality), as in the Porcupine checker. */
+ * (get/set/delete on string keys, and the registers with a revision of rev/cas/cad):
+ * Wing & Gong / Lowe search with memoisation, one key at a time (P-compositionality), as
+ * in the Porcupine checker. */
 #ifndef RK_LINCHECK_H
 #define RK_LINCHECK_H
 
@@ -11,7 +12,12 @@
 #define LINCHECK_KEY_MAX 64
 #define LINCHECK_VAL_MAX 64
 
-enum lincheck_kind { LINCHECK_GET, LINCHECK_SET, LINCHECK_DELETE };
+/* REV reads a key's revision and value; CAS sets it if its revision is `rev` (0: absent);
+ * CAD deletes it if its revision is `rev`. A revision names the write that made the
+ * value: the checker learns which (from rev reads and held cas answers) and checks a
+ * compare against the value that write wrote. */
+enum lincheck_kind { LINCHECK_GET, LINCHECK_SET, LINCHECK_DELETE, LINCHECK_REV, LINCHECK_CAS,
+                     LINCHECK_CAD };
 
 /* OK: the reply was received. FAILED: the operation definitely had no effect (a write
  * that was never sent, or a read that got no answer); failed ops are dropped.
@@ -36,6 +42,9 @@ struct lincheck_op {
     bool found;
     char key[LINCHECK_KEY_MAX];
     char value[LINCHECK_VAL_MAX];
+    uint64_t rev;       /* REV found: the revision read; CAS, CAD: the one compared */
+    bool held;          /* CAS, CAD answered: the compare held (OK), or not (FAILED) */
+    uint64_t got_rev;   /* CAS held: its new revision; a failed compare: the key's (0: absent) */
     int64_t invoke_ns;
     int64_t complete_ns;
 };

@@ -1,4 +1,5 @@
-/* tests/stress_jepsen.c - a Jepsen-style test: 12 clients run random get/set/delete on 5
+/* tests/stress_jepsen.c - a Jepsen-style test: 12 clients run random get/set/delete and
+ * rev/cas/cad (a register with a revision) on 5
  * keys of a real 5-server cluster while faults hit it (kill -9, SIGSTOP of the leader,
  * network partitions between namespaces, a server removed, wiped and added back with
  * --join, leadership transfers); every op is recorded with its outcome, and the
@@ -47,6 +48,7 @@ static const int op_timeouts_ms[] = {250, 500, 1000};
 #define OP_HANG_MS 6000         /* an op slower than this counts as a hang */
 #define THINK_MAX_MS 5
 #define READER_EVERY 4          /* clients 3, 7, 11 mostly read */
+#define N_OP_KINDS (LINCHECK_CAD + 1) /* get, set, delete, rev, cas, cad */
 #define SCAN_PERCENT 5          /* of ops: a scan of every key, checked as a get of each */
 #define DEFAULT_TIME_S 30
 #define MAX_TIME_S (24 * 3600)
@@ -71,7 +73,9 @@ struct client {
     struct lincheck_op *ops;
     size_t n_ops, cap;
     int seq;
+    uint64_t seen_rev[N_KEYS]; /* each key's revision as this client last learned it */
     int64_t max_op_ms;
+    char slowest[3 * LINCHECK_VAL_MAX + 96]; /* that op, as lincheck_format_op puts it */
     bool out_of_memory, no_session;
 };
 
@@ -102,13 +106,45 @@ static struct lincheck_op *next_record(struct client *cl)
     return op;
 }
 
+/* A rev, cas or cad answer: true if it is one (a rev's REV VALUE or nil; a compare's OK,
+ * OK NEWREV or FAILED CURREV), with op filled. */
+static bool record_rev_answer(struct lincheck_op *op, const struct client_reply *r)
+{
+    unsigned long long rev = 0;
+    int used = 0;
+    if (op->kind == LINCHECK_REV && r->status == PROTO_ST_NIL)
+        return true;
+    if (op->kind == LINCHECK_REV && r->status == PROTO_ST_VALUE &&
+        sscanf(r->body, "%llu %n", &rev, &used) == 1 && used > 0) {
+        op->found = true;
+        op->rev = rev;
+        snprintf(op->value, sizeof(op->value), "%.*s", (int)(sizeof(op->value) - 1),
+                 r->body + used);
+        return true;
+    }
+    bool compare = op->kind == LINCHECK_CAS || op->kind == LINCHECK_CAD;
+    if (!compare || (r->status != PROTO_ST_OK && r->status != PROTO_ST_FAILED))
+        return false;
+    op->held = r->status == PROTO_ST_OK;
+    if (op->kind == LINCHECK_CAD && op->held)
+        return true;
+    return sscanf(r->body, "%llu", &rev) == 1 && ((op->got_rev = rev), true);
+}
+
 /* What the reply (or the failed call) says about the op; see the file comment. */
 static void record_outcome(struct lincheck_op *op, int rc, const struct client_reply *r)
 {
-    bool write = op->kind != LINCHECK_GET;
+    bool write = op->kind != LINCHECK_GET && op->kind != LINCHECK_REV;
     op->outcome = LINCHECK_FAILED;
     if (rc != RK_OK) {
         if (write && rc != RK_ERR_INVAL && rc != RK_ERR_TOOBIG)
+            op->outcome = LINCHECK_UNKNOWN;
+        return;
+    }
+    if (op->kind >= LINCHECK_REV) {
+        if (record_rev_answer(op, r))
+            op->outcome = LINCHECK_OK;
+        else if (write)
             op->outcome = LINCHECK_UNKNOWN;
         return;
     }
@@ -131,10 +167,16 @@ static void record_outcome(struct lincheck_op *op, int rc, const struct client_r
 /* Runs op (kind, key and value filled in) and records its times and outcome. */
 static void run_op(struct client_session *s, struct lincheck_op *op)
 {
-    static const uint8_t proto_ops[] = {PROTO_OP_GET, PROTO_OP_SET, PROTO_OP_DELETE};
+    static const uint8_t proto_ops[] = {PROTO_OP_GET, PROTO_OP_SET, PROTO_OP_DELETE,
+                                        PROTO_OP_REV, PROTO_OP_CAS, PROTO_OP_CAD};
     struct client_reply reply;
-    char err[256];
+    char err[256], arg[LINCHECK_VAL_MAX + 32];
     const char *val = op->kind == LINCHECK_SET ? op->value : NULL;
+    if (op->kind == LINCHECK_CAS || op->kind == LINCHECK_CAD) {
+        snprintf(arg, sizeof(arg), op->kind == LINCHECK_CAS ? "%llu %s" : "%llu",
+                 (unsigned long long)op->rev, op->value);
+        val = arg;
+    }
     op->invoke_ns = (int64_t)rk_clock_ns();
     int rc = client_session_call(s, proto_ops[op->kind], op->key, (uint32_t)strlen(op->key),
                                  val, val != NULL ? (uint32_t)strlen(val) : 0, &reply, err,
@@ -145,18 +187,39 @@ static void run_op(struct client_session *s, struct lincheck_op *op)
         client_reply_free(&reply);
 }
 
-/* Most clients: 40% set, 45% get, 15% delete. Every READER_EVERYth client mostly reads
- * (90% get, 8% set, 2% delete): it keeps talking to a deposed leader that still answers
- * it, where the others, whose writes hang there, move on to the new leader. */
+/* Most clients: 30% set, 35% get, 10% delete, 10% rev, 10% cas, 5% cad. Every
+ * READER_EVERYth client mostly reads (80% get, 10% rev, 5% set, 3% cas, 2% delete): it
+ * keeps talking to a deposed leader that still answers it, where the others, whose writes
+ * hang there, move on to the new leader. A cas or cad compares the key's revision as the
+ * client last learned it (from a rev or a compare's answer), now and then 0. */
 static void random_op(struct client *cl, struct lincheck_op *op)
 {
     bool reader = cl->id % READER_EVERY == READER_EVERY - 1;
-    int dice = rand_r(&cl->seed) % 100;
-    int sets = reader ? 8 : 40, gets = reader ? 90 : 45;
-    snprintf(op->key, sizeof(op->key), "k%d", rand_r(&cl->seed) % N_KEYS);
-    op->kind = dice < sets ? LINCHECK_SET : dice < sets + gets ? LINCHECK_GET : LINCHECK_DELETE;
-    if (op->kind == LINCHECK_SET) /* unique: client id and sequence number */
+    static const int normal[] = { 30, 35, 10, 10, 10, 5 }, readers[] = { 5, 80, 2, 10, 3, 0 };
+    const int *mix = reader ? readers : normal;
+    int dice = rand_r(&cl->seed) % 100, k = rand_r(&cl->seed) % N_KEYS, kind = 0;
+    while (dice >= mix[kind])
+        dice -= mix[kind++];
+    snprintf(op->key, sizeof(op->key), "k%d", k);
+    op->kind = (enum lincheck_kind)kind;
+    if (op->kind == LINCHECK_SET || op->kind == LINCHECK_CAS) /* unique: client and number */
         snprintf(op->value, sizeof(op->value), "c%d-%d", cl->id, cl->seq++);
+    if (op->kind == LINCHECK_CAS || op->kind == LINCHECK_CAD)
+        op->rev = rand_r(&cl->seed) % 8 == 0 ? 0 : cl->seen_rev[k];
+}
+
+/* What the op's answer taught the client of its key's revision. */
+static void learn_rev(struct client *cl, const struct lincheck_op *op)
+{
+    int k = atoi(op->key + 1);
+    if (op->outcome != LINCHECK_OK || k < 0 || k >= N_KEYS)
+        return;
+    if (op->kind == LINCHECK_REV)
+        cl->seen_rev[k] = op->found ? op->rev : 0;
+    else if (op->kind == LINCHECK_CAS || (op->kind == LINCHECK_CAD && !op->held))
+        cl->seen_rev[k] = op->got_rev;
+    else if (op->kind == LINCHECK_CAD)
+        cl->seen_rev[k] = 0;
 }
 
 /* A scan of every key (prefix "k"): a page read at one point in time, so each key's part
@@ -222,10 +285,13 @@ static void *client_main(void *arg)
             break;
         random_op(cl, op);
         run_op(s, op);
+        learn_rev(cl, op);
         cl->n_ops++;
         int64_t took_ms = (op->complete_ns - op->invoke_ns) / 1000000;
-        if (took_ms > cl->max_op_ms)
+        if (took_ms > cl->max_op_ms) {
             cl->max_op_ms = took_ms;
+            lincheck_format_op(op, op->invoke_ns, cl->slowest, sizeof(cl->slowest));
+        }
         rk_sleep_ms(rand_r(&cl->seed) % (THINK_MAX_MS + 1));
     }
     client_session_free(s);
@@ -551,8 +617,9 @@ static void final_reads(struct ctl_cluster *c, struct client *cl)
 
 struct totals {
     size_t ops, ok, unknown, failed;
-    size_t by_kind[3][3]; /* [kind][outcome] */
+    size_t by_kind[N_OP_KINDS][3]; /* [kind][outcome] */
     int64_t max_op_ms;
+    char slowest[3 * LINCHECK_VAL_MAX + 96];
 };
 
 static struct lincheck_op *gather(struct client cl[], int n, struct totals *t)
@@ -560,8 +627,10 @@ static struct lincheck_op *gather(struct client cl[], int n, struct totals *t)
     memset(t, 0, sizeof(*t));
     for (int i = 0; i < n; i++) {
         t->ops += cl[i].n_ops;
-        if (cl[i].max_op_ms > t->max_op_ms)
+        if (cl[i].max_op_ms > t->max_op_ms) {
             t->max_op_ms = cl[i].max_op_ms;
+            snprintf(t->slowest, sizeof(t->slowest), "%s", cl[i].slowest);
+        }
     }
     struct lincheck_op *all = malloc((t->ops + 1) * sizeof(*all));
     if (all == NULL)
@@ -585,12 +654,12 @@ static struct lincheck_op *gather(struct client cl[], int n, struct totals *t)
 
 static void print_totals(const struct totals *t, int seconds, const struct nemesis *nm)
 {
-    static const char *const kinds[] = {"get", "set", "delete"};
+    static const char *const kinds[N_OP_KINDS] = {"get", "set", "delete", "rev", "cas", "cad"};
     fprintf(stderr, "jepsen: %d s, %d clients, %d keys: %zu ops: ok %zu, unknown %zu, "
                     "failed %zu; slowest op %lld ms\n",
             seconds, N_CLIENTS, N_KEYS, t->ops, t->ok, t->unknown, t->failed,
             (long long)t->max_op_ms);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < N_OP_KINDS; k++)
         fprintf(stderr, "jepsen:   %-6s ok %zu, unknown %zu, failed %zu\n", kinds[k],
                 t->by_kind[k][LINCHECK_OK], t->by_kind[k][LINCHECK_UNKNOWN],
                 t->by_kind[k][LINCHECK_FAILED]);
@@ -763,8 +832,8 @@ START_TEST(test_jepsen)
     print_totals(&t, seconds, &nm);
     check_history(c, all, t.ops, &nm);
     free(all);
-    HARNESS_ASSERT(c, t.max_op_ms <= OP_HANG_MS, "an op took %lld ms (timeout %d ms)",
-                   (long long)t.max_op_ms, OP_TIMEOUT_MAX_MS);
+    HARNESS_ASSERT(c, t.max_op_ms <= OP_HANG_MS, "an op took %lld ms (timeout %d ms): %s",
+                   (long long)t.max_op_ms, OP_TIMEOUT_MAX_MS, t.slowest);
     HARNESS_ASSERT(c, t.ok >= (size_t)seconds * MIN_OK_OPS_PER_S,
                    "only %zu ok ops in %d s", t.ok, seconds);
     check_servers(c);

@@ -62,6 +62,38 @@ static void del_op(int client, const char *key, bool found, long long inv, long 
     add(client, LINCHECK_DELETE, key, inv, cmp, o)->found = found;
 }
 
+/* rev read: val NULL for nil. */
+static void rev_op(int client, const char *key, unsigned long long rev, const char *val,
+                   long long inv, long long cmp)
+{
+    struct lincheck_op *op = add(client, LINCHECK_REV, key, inv, cmp, LINCHECK_OK);
+    op->found = val != NULL;
+    op->rev = rev;
+    if (val != NULL)
+        snprintf(op->value, sizeof(op->value), "%s", val);
+}
+
+/* cas KEY REV VAL answered (held: OK got; else FAILED got), or of unknown outcome. */
+static void cas_op(int client, const char *key, unsigned long long rev, const char *val,
+                   bool held, unsigned long long got, long long inv, long long cmp,
+                   enum lincheck_outcome o)
+{
+    struct lincheck_op *op = add(client, LINCHECK_CAS, key, inv, cmp, o);
+    op->rev = rev;
+    op->held = held;
+    op->got_rev = got;
+    snprintf(op->value, sizeof(op->value), "%s", val);
+}
+
+static void cad_op(int client, const char *key, unsigned long long rev, bool held,
+                   unsigned long long got, long long inv, long long cmp, enum lincheck_outcome o)
+{
+    struct lincheck_op *op = add(client, LINCHECK_CAD, key, inv, cmp, o);
+    op->rev = rev;
+    op->held = held;
+    op->got_rev = got;
+}
+
 static enum lincheck_verdict check_with(struct lincheck_result *r, bool search_only)
 {
     struct lincheck_options o = {.max_steps_per_key = 2000000, .search_only = search_only};
@@ -106,6 +138,91 @@ static void expect_illegal(const char *what, const char *key, const char *mentio
                       what, mention, r.explanation);
     lincheck_result_free(&r);
 }
+
+/* ---- registers with a revision: rev, cas, cad ---- */
+
+START_TEST(test_accepts_cas_chain)
+{
+    reset();
+    cas_op(1, "k", 0, "a", true, 10, 0, 1, LINCHECK_OK);
+    rev_op(2, "k", 10, "a", 2, 3);
+    cas_op(1, "k", 10, "b", true, 12, 4, 5, LINCHECK_OK);
+    cas_op(2, "k", 10, "c", false, 12, 6, 7, LINCHECK_OK); /* too late: FAILED at 12 */
+    rev_op(3, "k", 12, "b", 6, 8);
+    cad_op(1, "k", 12, true, 0, 9, 10, LINCHECK_OK);
+    rev_op(2, "k", 0, NULL, 11, 12);
+    cad_op(3, "k", 12, false, 0, 13, 14, LINCHECK_OK);    /* absent: FAILED 0 */
+    cas_op(3, "k", 0, "d", true, 20, 15, 16, LINCHECK_OK);
+    get_op(1, "k", "d", 17, 18, LINCHECK_OK);
+    /* two racing cas on one revision, concurrent: one wins, in either order */
+    cas_op(1, "k", 20, "e", true, 22, 19, 30, LINCHECK_OK);
+    cas_op(2, "k", 20, "f", false, 22, 19, 30, LINCHECK_OK);
+    expect_legal("a chain of cas, failed compares and a race");
+}
+END_TEST
+
+/* Two cas that held on the same revision, one after the other: a lost update. */
+START_TEST(test_rejects_lost_update)
+{
+    reset();
+    cas_op(1, "k", 0, "a", true, 10, 0, 1, LINCHECK_OK);
+    cas_op(1, "k", 10, "b", true, 12, 2, 3, LINCHECK_OK);
+    cas_op(2, "k", 10, "c", true, 14, 4, 5, LINCHECK_OK);
+    expect_illegal("a second cas held on a revision already replaced", "k", NULL);
+}
+END_TEST
+
+/* A failed compare that reports a revision the key had left before it began. */
+START_TEST(test_rejects_stale_failed_compare)
+{
+    reset();
+    cas_op(1, "k", 0, "a", true, 10, 0, 1, LINCHECK_OK);
+    cas_op(1, "k", 10, "b", true, 12, 2, 3, LINCHECK_OK);
+    cas_op(2, "k", 12, "c", false, 10, 4, 5, LINCHECK_OK);
+    expect_illegal("a FAILED compare saw revision 10 after 12 was written", "k", NULL);
+}
+END_TEST
+
+/* A cad that held though a set had replaced the value of the revision it compared. */
+START_TEST(test_rejects_cad_of_replaced_value)
+{
+    reset();
+    set_op(1, "k", "a", 0, 1, LINCHECK_OK);
+    rev_op(2, "k", 3, "a", 2, 3);
+    set_op(1, "k", "b", 4, 5, LINCHECK_OK);
+    cad_op(2, "k", 3, true, 0, 6, 7, LINCHECK_OK);
+    expect_illegal("cad held on a revision whose value was overwritten", "k", NULL);
+}
+END_TEST
+
+/* One revision, two values: a revision names one write. */
+START_TEST(test_rejects_revision_of_two_values)
+{
+    reset();
+    set_op(1, "k", "a", 0, 1, LINCHECK_OK);
+    rev_op(2, "k", 3, "a", 2, 3);
+    set_op(1, "k", "b", 4, 5, LINCHECK_OK);
+    rev_op(2, "k", 3, "b", 6, 7);
+    expect_illegal("rev 3 read with two values", "k", "names two different values");
+}
+END_TEST
+
+/* A cas of unknown outcome whose value was read took effect; one nobody read, comparing
+ * 0, may have created the key a delete then found; one comparing a real revision and
+ * never read may not have happened. */
+START_TEST(test_accepts_unknown_cas)
+{
+    reset();
+    cas_op(1, "k", 0, "a", false, 0, 0, 1, LINCHECK_UNKNOWN);
+    rev_op(2, "k", 5, "a", 10, 11);
+    cas_op(1, "k", 5, "x", false, 0, 12, 13, LINCHECK_UNKNOWN); /* never read */
+    get_op(2, "k", "a", 20, 21, LINCHECK_OK);
+    cas_op(1, "j", 0, "y", false, 0, 0, 1, LINCHECK_UNKNOWN);  /* never read... */
+    del_op(2, "j", true, 10, 11, LINCHECK_OK);                 /* ...but it made j exist */
+    cad_op(1, "m", 7, false, 0, 0, 1, LINCHECK_UNKNOWN);
+    expect_legal("unknown cas and cad");
+}
+END_TEST
 
 /* ---- illegal histories ---- */
 
@@ -654,6 +771,10 @@ static Suite *lincheck_suite(void)
     tcase_add_test(bad, test_rejects_bad_delete_answers);
     tcase_add_test(bad, test_rejects_read_before_unknown_write);
     tcase_add_test(bad, test_rejects_flip_flop_under_concurrency);
+    tcase_add_test(bad, test_rejects_lost_update);
+    tcase_add_test(bad, test_rejects_stale_failed_compare);
+    tcase_add_test(bad, test_rejects_cad_of_replaced_value);
+    tcase_add_test(bad, test_rejects_revision_of_two_values);
     suite_add_tcase(s, bad);
     TCase *good = tcase_create("legal");
     tcase_add_test(good, test_accepts_concurrent_ops_in_either_order);
@@ -662,6 +783,8 @@ static Suite *lincheck_suite(void)
     tcase_add_test(good, test_accepts_reads_of_nil);
     tcase_add_test(good, test_keys_are_checked_apart);
     tcase_add_test(good, test_rejects_malformed_ops);
+    tcase_add_test(good, test_accepts_cas_chain);
+    tcase_add_test(good, test_accepts_unknown_cas);
     suite_add_tcase(s, good);
     TCase *rnd = tcase_create("random");
     tcase_set_timeout(rnd, 60);
