@@ -265,6 +265,18 @@ int harness_send_frame(int fd, const void *payload, uint32_t len)
     return rc;
 }
 
+struct ctl_cluster *harness_start(int n, int leader_wait_ms)
+{
+    char err[256];
+    struct ctl_cluster *c = harness_cluster_new(n, err, sizeof(err));
+    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
+    int rc = ctl_start_all(c);
+    HARNESS_ASSERT(c, rc == RK_OK, "starting the servers: %s", rk_strerror(rc));
+    HARNESS_ASSERT(c, leader_wait_ms <= 0 || ctl_wait_leader(c, leader_wait_ms, NULL) >= 0,
+                   "no leader within %d ms", leader_wait_ms);
+    return c;
+}
+
 void harness_finish(struct ctl_cluster *c)
 {
     for (int i = 0; i < c->n; i++)

@@ -42,6 +42,9 @@ int harness_log_lines_with(const struct ctl_cluster *c, int i, const char *a, co
 /* Counts sanitizer reports (ASan, UBSan "runtime error:", TSan, LSan) in the servers'
  * NAME.err files and copies the first such line to first (may be NULL). */
 int harness_sanitizer_reports(const struct ctl_cluster *c, char *first, size_t firstlen);
+/* A cluster of n servers from harness_cluster_new, every one started; with
+ * leader_wait_ms > 0, also elected a leader within that time. Fails the test otherwise. */
+struct ctl_cluster *harness_start(int n, int leader_wait_ms);
 /* The end of an integration test: every server the test did not stop must still be
  * running, no server may have printed a sanitizer report; then destroys c. */
 void harness_finish(struct ctl_cluster *c);

@@ -29,12 +29,7 @@ struct cli_result {
 
 static struct ctl_cluster *start_cluster(void)
 {
-    char err[256];
-    struct ctl_cluster *c = harness_cluster_new(CLI_SERVERS, err, sizeof(err));
-    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "cannot start the servers");
-    HARNESS_ASSERT(c, ctl_wait_leader(c, 10000, NULL) >= 0, "no leader within 10 s");
-    return c;
+    return harness_start(CLI_SERVERS, 10000);
 }
 
 /* Runs bin with the given arguments (NULL-terminated) and stdin text: harness_run's
@@ -61,16 +56,6 @@ static void run_client(struct ctl_cluster *c, struct cli_result *r, const char *
                    args[0] != NULL ? args[0] : "", rk_strerror(rc));
     bool clean = strstr(r->err, "Sanitizer") == NULL && strstr(r->err, "runtime error:") == NULL;
     HARNESS_ASSERT(c, clean, "the client printed a sanitizer report: %s", r->err);
-}
-
-/* The servers must not have printed sanitizer reports; then the cluster goes. */
-static void finish(struct ctl_cluster *c)
-{
-    char first[512];
-    int reports = harness_sanitizer_reports(c, first, sizeof(first));
-    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
-                   reports, first);
-    ctl_cluster_destroy(c);
 }
 
 /* One-shot: raft_client --dir DIR --timeout 5 ARGS... must print want and exit 0. */
@@ -101,7 +86,7 @@ START_TEST(test_oneshot_commands)
     HARNESS_ASSERT(c, strcmp(r.out, "ERR " PROTO_ERR_KEY_NOT_WORD "\n") == 0,
                    "set 'a b': stdout '%s' exit %d", r.out, r.exit_status);
     expect_oneshot(c, "(nil)\n", "get", "a", NULL, NULL);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -132,7 +117,7 @@ START_TEST(test_oneshot_cas)
     run_client(c, &r, NULL, bad);
     HARNESS_ASSERT(c, strncmp(r.out, "ERR bad revision", 16) == 0 && r.exit_status != 0,
                    "cas with a bad revision: '%s' exit %d", r.out, r.exit_status);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -163,7 +148,7 @@ START_TEST(test_oneshot_scan)
     expect_oneshot(c, want, "scan", "", "2", NULL); /* a shell's "" */
     snprintf(want, sizeof(want), "(0 keys at rev %llu)\n", rev);
     expect_oneshot(c, want, "scan", "nothing/", NULL, NULL);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -216,7 +201,7 @@ START_TEST(test_scan_page_cut_at_4_mib)
                    "pages of %d%s and %d%s keys, want 4 (more) and 2", pages[0],
                    more[0] ? " (more)" : "", pages[1], more[1] ? " (more)" : "");
     client_session_free(s);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -242,7 +227,7 @@ START_TEST(test_stdin_mode_and_status)
     regfree(&re);
     HARNESS_ASSERT(c, match && r.exit_status == 0, "status: got '%s' exit %d", r.out,
                    r.exit_status);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 
@@ -300,7 +285,7 @@ START_TEST(test_follower_address)
     HARNESS_ASSERT(c, strcmp(r.out, "via follower\n") == 0 && r.exit_status == 0,
                    "get through follower: got '%s' exit %d (stderr: %s)", r.out,
                    r.exit_status, r.err);
-    finish(c);
+    harness_finish(c);
 }
 END_TEST
 

@@ -41,12 +41,7 @@ static const char *status_name(int st)
 
 static struct ctl_cluster *start_cluster(int n)
 {
-    char err[256];
-    struct ctl_cluster *c = harness_cluster_new(n, err, sizeof(err));
-    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    int rc = ctl_start_all(c);
-    HARNESS_ASSERT(c, rc == RK_OK, "starting the servers: %s", rk_strerror(rc));
-    return c;
+    return harness_start(n, 0);
 }
 
 static int wait_leader(struct ctl_cluster *c, struct ctl_status *st)

@@ -28,13 +28,7 @@
 
 static struct ctl_cluster *start_cluster(int n)
 {
-    char err[256];
-    struct ctl_cluster *c = harness_cluster_new(n, err, sizeof(err));
-    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    int rc = ctl_start_all(c);
-    HARNESS_ASSERT(c, rc == RK_OK, "starting the servers: %s", rk_strerror(rc));
-    HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no first leader");
-    return c;
+    return harness_start(n, LEADER_WAIT_MS);
 }
 
 /* A session that tries server i first (-1: none) and then the registry's servers. */

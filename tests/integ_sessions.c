@@ -34,12 +34,7 @@ struct reply {
 
 static struct ctl_cluster *start_cluster(void)
 {
-    char err[256];
-    struct ctl_cluster *c = harness_cluster_new(N_SERVERS, err, sizeof(err));
-    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    int rc = ctl_start_all(c);
-    HARNESS_ASSERT(c, rc == RK_OK, "starting the servers: %s", rk_strerror(rc));
-    return c;
+    return harness_start(N_SERVERS, 0);
 }
 
 /* A client connection to server i (HELLO sent), or -1. */

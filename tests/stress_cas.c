@@ -217,11 +217,7 @@ static void check_final(struct ctl_cluster *c)
 
 START_TEST(test_cas_counter_under_faults)
 {
-    char err[256];
-    struct ctl_cluster *c = harness_cluster_new(N_SERVERS, err, sizeof(err));
-    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "cannot start the servers");
-    HARNESS_ASSERT(c, ctl_wait_leader(c, 10000, NULL) >= 0, "no leader within 10 s");
+    struct ctl_cluster *c = harness_start(N_SERVERS, 10000);
     static struct client cl[N_CLIENTS];
     unsigned seed = (unsigned)time(NULL);
     fprintf(stderr, "stress_cas: seed %u\n", seed);

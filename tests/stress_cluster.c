@@ -267,11 +267,7 @@ static void report_violations(struct ctl_cluster *c, struct client cl[])
 
 START_TEST(test_stress_with_faults)
 {
-    char err[256];
-    struct ctl_cluster *c = harness_cluster_new(N_SERVERS, err, sizeof(err));
-    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "cannot start the servers");
-    HARNESS_ASSERT(c, ctl_wait_leader(c, 10000, NULL) >= 0, "no leader within 10 s");
+    struct ctl_cluster *c = harness_start(N_SERVERS, 10000);
 
     static struct client cl[N_CLIENTS];
     unsigned seed = (unsigned)time(NULL);
@@ -328,13 +324,7 @@ START_TEST(test_stress_with_faults)
     for (int i = 0; i < c->n; i++)
         HARNESS_ASSERT(c, ctl_wait_commit(c, i, lst.commit, 10000) == RK_OK,
                        "%s did not reach commit %lld", c->servers[i].name, lst.commit);
-    HARNESS_ASSERT(c, c->unexpected_exits == 0, "%d server(s) died on their own",
-                   c->unexpected_exits);
-    char first[512];
-    int reports = harness_sanitizer_reports(c, first, sizeof(first));
-    HARNESS_ASSERT(c, reports == 0, "%d sanitizer report line(s) in the server logs, first: %s",
-                   reports, first);
-    ctl_cluster_destroy(c);
+    harness_finish(c);
 }
 END_TEST
 
