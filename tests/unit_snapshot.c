@@ -373,7 +373,7 @@ static int read_image(const uint8_t *data, size_t len, uint64_t claimed, char *e
 {
     struct mem_src src = { .data = data, .len = len };
     struct kv *kv = NULL;
-    int rc = kv_image_read(&kv, claimed, mem_get, &src, err, ERR_LEN);
+    int rc = kv_image_read(&kv, KV_IMAGE_VERSION, claimed, mem_get, &src, err, ERR_LEN);
     kv_free(kv);
     return rc;
 }

@@ -97,7 +97,7 @@ static void fz_snap_check_meta(const uint8_t *f, size_t size, const struct snaps
 {
     FUZZ_CHECK(m->file_len == size && size >= FZ_SNAP_FIXED + 2 + 8 + 4);
     FUZZ_CHECK(memcmp(f, "RKSNAP\0\n", 8) == 0 && m->version == fz_snap_be(f + 8, 4));
-    FUZZ_CHECK(m->version == SNAPSHOT_VERSION);
+    FUZZ_CHECK(m->version == 3 || m->version == SNAPSHOT_VERSION);
     FUZZ_CHECK(m->index == fz_snap_be(f + 12, 8) && m->term == fz_snap_be(f + 20, 8));
     FUZZ_CHECK(m->conf.n >= 1 && m->conf.n <= REGISTRY_MAX_SERVERS);
     size_t at = FZ_SNAP_FIXED;

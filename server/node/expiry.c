@@ -1,0 +1,45 @@
+/* server/node/expiry.c - the leader's side of expiring keys (the rule is in
+ * server/kv/kv_expiry.c): run by the timer thread under mu, it proposes an EXPIRED entry
+ * for the keys whose deadline passed on this server's clock. One such entry is in flight
+ * at a time; the next is proposed as soon as it is applied, so that keys expiring by the
+ * hundred thousand go in batches between client writes instead of stalling them. */
+#include <stdlib.h>
+
+#include "../../common/errors.h"
+#include "../kv/kv.h"
+#include "node.h"
+
+#define EXPIRY_BATCH_KEYS 2000u          /* keys per EXPIRED entry ... */
+#define EXPIRY_BATCH_BYTES (128u * 1024) /* ... and about this many bytes of them */
+
+/* Whether our last EXPIRED entry is still on its way: proposed in this term and not yet
+ * applied (a new term means it was committed already or is lost; either way, the keys
+ * still due get proposed again, and applying an entry twice deletes nothing more). */
+static bool batch_in_flight(const struct node *n)
+{
+    return n->expiry_term == raft_term(n->raft) && n->expiry_index > n->applied;
+}
+
+uint64_t node_expiry_next(const struct node *n)
+{
+    if (raft_role(n->raft) != RAFT_LEADER || batch_in_flight(n))
+        return UINT64_MAX;
+    return kv_next_deadline(n->kv);
+}
+
+void node_expiry_run(struct node *n, uint64_t now_ms)
+{
+    if (node_expiry_next(n) > now_ms)
+        return;
+    kv_set_now(n->kv, now_ms);
+    struct raft_entry cmd = { .type = RAFT_ENTRY_EXPIRED, .key = "" };
+    uint32_t n_keys = 0;
+    int rc = kv_expiry_batch(n->kv, now_ms, EXPIRY_BATCH_KEYS, EXPIRY_BATCH_BYTES, &cmd.val,
+                             &cmd.val_len, &n_keys);
+    if (rc == RK_OK && n_keys > 0)
+        rc = raft_propose_entry(n->raft, &cmd, &n->expiry_index, &n->expiry_term);
+    if (rc != RK_OK && rc != RK_ERR_NOTLEADER)
+        node_log(n, "cannot propose the deletion of %u expired keys: %s", n_keys,
+                 rk_strerror(rc));
+    free(cmd.val);
+}
