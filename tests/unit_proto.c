@@ -906,7 +906,7 @@ START_TEST(test_unknown_types_rejected)
 
     struct raft_msg bad = { .type = RAFT_MSG_TIMEOUT_NOW + 1 };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
-    struct raft_entry e = { .type = RAFT_ENTRY_CAD + 1 };
+    struct raft_entry e = { .type = RAFT_ENTRY_EXPIRED + 1 };
     bad = (struct raft_msg){ .type = RAFT_MSG_APPEND, .n_entries = 1, .entries = &e };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
     struct proto_client_req bad_req = { .op = 0 };

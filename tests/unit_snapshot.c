@@ -337,6 +337,11 @@ static size_t put_u(uint8_t *p, uint64_t v, int bytes)
 
 /* last_applied 9, revision `rev`, the pairs given (key i at revision i + 1), sessions
  * (id, last_use) given, bound 4. */
+/* What build_image_rev writes for each pair's deadline (version 4), or version 3 pairs
+ * without one. */
+static uint32_t image_version = KV_IMAGE_VERSION;
+static uint64_t image_ttl_ms, image_ttl_index;
+
 static size_t build_image_rev(uint8_t *p, uint64_t rev, const char *const *keys, int n_keys,
                               const uint64_t (*sessions)[2], int n_sessions)
 {
@@ -347,6 +352,10 @@ static size_t build_image_rev(uint8_t *p, uint64_t rev, const char *const *keys,
         n += put_u(p + n, strlen(keys[i]), 4);
         n += put_u(p + n, 1, 4);
         n += put_u(p + n, (uint64_t)i + 1, 8);
+        if (image_version >= 4) {
+            n += put_u(p + n, image_ttl_ms, 8);
+            n += put_u(p + n, image_ttl_index, 8);
+        }
         memcpy(p + n, keys[i], strlen(keys[i]));
         n += strlen(keys[i]);
         p[n++] = 'v';
@@ -373,7 +382,7 @@ static int read_image(const uint8_t *data, size_t len, uint64_t claimed, char *e
 {
     struct mem_src src = { .data = data, .len = len };
     struct kv *kv = NULL;
-    int rc = kv_image_read(&kv, KV_IMAGE_VERSION, claimed, mem_get, &src, err, ERR_LEN);
+    int rc = kv_image_read(&kv, image_version, claimed, mem_get, &src, err, ERR_LEN);
     kv_free(kv);
     return rc;
 }
@@ -412,6 +421,36 @@ START_TEST(test_image_structure_checked)
     n = build_image_rev(img, 1, good_keys, 2, good_sessions, 2);
     ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
     ck_assert_ptr_nonnull(strstr(err, "revision 2 is past the last one"));
+}
+END_TEST
+
+/* Deadlines in an image: a time to live with the entry that set it (at or before the last
+ * applied index); a version 3 image has none and still loads. */
+START_TEST(test_image_deadlines_checked)
+{
+    uint8_t img[512];
+    char err[ERR_LEN];
+    const char *keys[] = { "a", "b" };
+    const uint64_t sessions[][2] = { { 3, 4 }, { 5, 6 } };
+    image_ttl_ms = 5000;
+    image_ttl_index = 9;
+    size_t n = build_image(img, keys, 2, sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_OK);
+    image_ttl_index = 10; /* past the last applied index, 9 */
+    n = build_image(img, keys, 2, sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "deadline was set at 10"));
+    image_ttl_index = 0; /* a time to live that no entry set */
+    n = build_image(img, keys, 2, sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "no entry set it"));
+    image_ttl_ms = 0;
+    image_version = 3;
+    n = build_image(img, keys, 2, sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_OK);
+    image_version = 2;
+    ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_INVAL);
+    image_version = KV_IMAGE_VERSION;
 }
 END_TEST
 
@@ -1020,6 +1059,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(image, test_serialize_matches_file);
     tcase_add_test(image, test_write_from_forked_child);
     tcase_add_test(image, test_image_structure_checked);
+    tcase_add_test(image, test_image_deadlines_checked);
     suite_add_tcase(s, image);
 
     TCase *corrupt = tcase_create("corruption");

@@ -502,7 +502,7 @@ START_TEST(test_append_rejects_bad_batches)
     e.term = 1; /* lower than the last entry's term 2 */
     ck_assert_int_eq(storage_append(s, 2, &e, 1, err, sizeof(err)), RK_ERR_INVAL);
     e.term = 2;
-    e.type = 7;
+    e.type = RAFT_ENTRY_EXPIRED + 1;
     ck_assert_int_eq(storage_append(s, 2, &e, 1, err, sizeof(err)), RK_ERR_INVAL);
     ck_assert_int_eq(storage_append(s, 2, NULL, 0, err, sizeof(err)), RK_OK);
     ck_assert_uint_eq(storage_last_index(s), 1);
