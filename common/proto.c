@@ -589,9 +589,10 @@ int proto_parse_seconds(const char *text, size_t len, uint64_t *ttl_ms)
     }
     if (i != len || whole > PROTO_TTL_MAX_MS / 1000)
         return RK_ERR_PROTO;
-    uint64_t ms = whole * 1000 + frac_ms + (frac_rest ? 1 : 0);
-    if (ms < PROTO_TTL_MIN_MS || ms > PROTO_TTL_MAX_MS)
+    uint64_t ms = whole * 1000 + frac_ms; /* then up to the next ms if digits remain */
+    if (ms < PROTO_TTL_MIN_MS || ms + (frac_rest ? 1 : 0) > PROTO_TTL_MAX_MS)
         return RK_ERR_PROTO;
+    ms += frac_rest ? 1 : 0;
     *ttl_ms = ms;
     return RK_OK;
 }

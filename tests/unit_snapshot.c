@@ -111,6 +111,11 @@ static struct raft_entry sample_entry(raft_index_t i, raft_term_t term)
     case 5: rc = raft_entry_init(&e, term, RAFT_ENTRY_SET, bin_key, sizeof(bin_key), "", 0);
             break;
     case 6: rc = raft_entry_init(&e, term, RAFT_ENTRY_NOOP, NULL, 0, NULL, 0); break;
+    case 1: /* a key with a deadline */
+        rc = raft_entry_init(&e, term, RAFT_ENTRY_SETEX, key, (uint32_t)key_len, val,
+                             (uint32_t)val_len);
+        e.ttl_ms = 1000 + i;
+        break;
     default:
         rc = raft_entry_init(&e, term, RAFT_ENTRY_SET, key, (uint32_t)key_len, val,
                              (uint32_t)val_len);
@@ -328,6 +333,14 @@ static int mem_get(void *ctx, void *buf, size_t len)
     return RK_OK;
 }
 
+static int mem_put(void *ctx, const void *data, size_t len)
+{
+    struct { uint8_t *p; size_t len; } *d = ctx;
+    memcpy(d->p + d->len, data, len);
+    d->len += len;
+    return 0;
+}
+
 static size_t put_u(uint8_t *p, uint64_t v, int bytes)
 {
     for (int i = bytes - 1; i >= 0; i--, v >>= 8)
@@ -421,6 +434,43 @@ START_TEST(test_image_structure_checked)
     n = build_image_rev(img, 1, good_keys, 2, good_sessions, 2);
     ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
     ck_assert_ptr_nonnull(strstr(err, "revision 2 is past the last one"));
+}
+END_TEST
+
+/* Deadlines survive an image: the same time to live and setting entry; a loaded key
+ * counts its whole time to live from the map's first clock. */
+START_TEST(test_image_keeps_deadlines)
+{
+    struct kv *kv = sample_kv(200);
+    ck_assert_uint_ge(kv_ttl_count(kv), 5);
+    uint8_t *image = malloc(kv_image_size(kv));
+    ck_assert_ptr_nonnull(image);
+    struct mem_dst { uint8_t *p; size_t len; } dst = { image, 0 };
+    ck_assert_int_eq(kv_image_write(kv, mem_put, &dst), 0);
+    struct mem_src src = { .data = image, .len = dst.len };
+    struct kv *got = NULL;
+    char err[ERR_LEN];
+    ck_assert_int_eq(kv_image_read(&got, KV_IMAGE_VERSION, dst.len, mem_get, &src, err,
+                                   ERR_LEN), RK_OK);
+    ck_assert_uint_eq(kv_digest(got), kv_digest(kv));
+    ck_assert_uint_eq(kv_ttl_count(got), kv_ttl_count(kv));
+    kv_set_now(got, 700000);
+    uint64_t ttl_ms, set_index, left, min_ttl = UINT64_MAX;
+    ck_assert(kv_ttl_get(got, "key2", 4, &ttl_ms, &set_index)); /* 197 = 15 * 13 + 2 */
+    ck_assert_uint_eq(ttl_ms, 1197);
+    ck_assert_uint_eq(set_index, 197);
+    ck_assert(kv_ttl_left(got, "key2", 4, &left));
+    ck_assert_uint_eq(left, 1197);
+    for (int k = 0; k < 13; k++) {
+        char key[8];
+        int len = snprintf(key, sizeof(key), "key%d", k);
+        if (kv_ttl_get(kv, key, (uint32_t)len, &ttl_ms, &set_index) && ttl_ms < min_ttl)
+            min_ttl = ttl_ms;
+    }
+    ck_assert_uint_eq(kv_next_deadline(got), 700000 + min_ttl);
+    free(image);
+    kv_free(kv);
+    kv_free(got);
 }
 END_TEST
 
@@ -1060,6 +1110,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(image, test_write_from_forked_child);
     tcase_add_test(image, test_image_structure_checked);
     tcase_add_test(image, test_image_deadlines_checked);
+    tcase_add_test(image, test_image_keeps_deadlines);
     suite_add_tcase(s, image);
 
     TCase *corrupt = tcase_create("corruption");
