@@ -265,6 +265,9 @@ END_TEST
 
 /* ---- 2b. deadlines survive snapshots and restarts ---- */
 
+static void run_dump(struct ctl_cluster *c, const char *path, char *out, size_t outlen,
+                     char *errout, size_t errlen, int *status);
+
 /* GET key: its value in out, or NULL-status. */
 static int get_key(struct client_session *s, const char *key, char *out, size_t len)
 {
@@ -290,6 +293,14 @@ START_TEST(test_deadlines_survive_restart)
     client_session_free(s);
     for (int i = 0; i < c->n; i++)
         HARNESS_ASSERT(c, ctl_stop(c, i) == RK_OK, "stop %s", c->servers[i].name);
+    char path[CTL_DIR_MAX + 64];
+    static char dump[1 << 16], dump_err[4096];
+    int status = -1;
+    ctl_server_path(c, 0, "_snapshot", path, sizeof(path));
+    run_dump(c, path, dump, sizeof(dump), dump_err, sizeof(dump_err), &status);
+    HARNESS_ASSERT(c, status == 0 && strstr(dump, "\ndeadline \"long\" ttl_ms=600000 set_at=")
+                          != NULL && strstr(dump, "\ndeadline \"short\" ttl_ms=4000 set_at=")
+                          != NULL, "--dump-snapshot shows no deadlines: %.400s", dump);
     HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "restart failed");
     uint64_t restarted = rk_clock_ms();
     HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
