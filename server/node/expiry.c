@@ -11,6 +11,7 @@
 
 #define EXPIRY_BATCH_KEYS 2000u          /* keys per EXPIRED entry ... */
 #define EXPIRY_BATCH_BYTES (128u * 1024) /* ... and about this many bytes of them */
+#define EXPIRY_RETRY_MS 50u              /* after a proposal that could not be made */
 
 /* Whether our last EXPIRED entry is still on its way: proposed in this term and not yet
  * applied (a new term means it was committed already or is lost; either way, the keys
@@ -24,7 +25,8 @@ uint64_t node_expiry_next(const struct node *n)
 {
     if (raft_role(n->raft) != RAFT_LEADER || batch_in_flight(n))
         return UINT64_MAX;
-    return kv_next_deadline(n->kv);
+    uint64_t next = kv_next_deadline(n->kv);
+    return next > n->expiry_retry_ms ? next : n->expiry_retry_ms;
 }
 
 void node_expiry_run(struct node *n, uint64_t now_ms)
@@ -38,8 +40,13 @@ void node_expiry_run(struct node *n, uint64_t now_ms)
                              &cmd.val_len, &n_keys);
     if (rc == RK_OK && n_keys > 0)
         rc = raft_propose_entry(n->raft, &cmd, &n->expiry_index, &n->expiry_term);
-    if (rc != RK_OK && rc != RK_ERR_NOTLEADER)
+    free(cmd.val);
+    if (rc == RK_OK)
+        return;
+    /* Not now (a leadership transfer takes no writes) or out of memory: try again after
+     * a while, not at every wake of the timer. */
+    n->expiry_retry_ms = now_ms + EXPIRY_RETRY_MS;
+    if (rc != RK_ERR_NOTLEADER)
         node_log(n, "cannot propose the deletion of %u expired keys: %s", n_keys,
                  rk_strerror(rc));
-    free(cmd.val);
 }
