@@ -443,7 +443,9 @@ static bool expiry_extend(struct expiry_client *e, struct client_session *s, str
                              "setex %lld was sent, %lld ms before its time", k->key,
                              (long long)t2, (long long)(cmp - k->t_send), (long long)k->ttl_ms,
                              (long long)(k->lower - cmp));
-        return false; /* gone, in time */
+        else
+            e->checked++; /* gone, in time */
+        return false;
     }
     k->upper = INT64_MAX; /* it may still take effect, later */
     e->extend_unknown++;
