@@ -5,7 +5,7 @@
  * for each key is T0 plus the time the write took to reach it); the writers (keys
  * "w%08d" of their own) start EX_LEAD_MS before T0; from T0 a poller asks for a scan page
  * of one key of prefix "e" until none is left (the leader deletes them in EXPIRED batches
- * of up to 2000, one in flight at a time); the writers go on EX_AFTER_MS more. The writes
+ * of up to 500, one in flight at a time); the writers go on EX_AFTER_MS more. The writes
  * are cut into windows: the EX_LEAD_MS before T0, T0 until the last key went, the
  * EX_AFTER_MS after, and one-second windows from T0 - 2 s for the table of seconds.
  * Then the same writers for as long again with nothing expiring, as the baseline. */

@@ -9,8 +9,8 @@
 #include "../kv/kv.h"
 #include "node.h"
 
-#define EXPIRY_BATCH_KEYS 2000u          /* keys per EXPIRED entry ... */
-#define EXPIRY_BATCH_BYTES (128u * 1024) /* ... and about this many bytes of them */
+#define EXPIRY_BATCH_KEYS 500u          /* keys per EXPIRED entry ... */
+#define EXPIRY_BATCH_BYTES (32u * 1024) /* ... and about this many bytes of them */
 #define EXPIRY_RETRY_MS 50u              /* after a proposal that could not be made */
 
 /* Whether our last EXPIRED entry is still on its way: proposed in this term and not yet
