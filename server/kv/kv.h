@@ -109,6 +109,11 @@ bool kv_ttl_left(const struct kv *kv, const char *key, uint32_t key_len, uint64_
 bool kv_ttl_get(const struct kv *kv, const char *key, uint32_t key_len, uint64_t *ttl_ms,
                 uint64_t *set_index);
 size_t kv_ttl_count(const struct kv *kv);  /* keys with a deadline */
+/* What a leader puts in one EXPIRED entry: at most this many keys, in about this many
+ * bytes (server/node/expiry.c; docs/benchmarks.md, "Batch size", says why). */
+#define KV_EXPIRY_BATCH_KEYS 500u
+#define KV_EXPIRY_BATCH_BYTES (32u * 1024)
+
 /* The value of an EXPIRED entry for keys whose deadline is at or before now_ms: at most
  * max_keys of them, in about max_bytes (at least one key). *list is malloc'ed (free it),
  * NULL when *n_keys is 0. Each record: u32 key_len | key | u64 the deadline's set_index

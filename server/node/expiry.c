@@ -9,8 +9,6 @@
 #include "../kv/kv.h"
 #include "node.h"
 
-#define EXPIRY_BATCH_KEYS 500u          /* keys per EXPIRED entry ... */
-#define EXPIRY_BATCH_BYTES (32u * 1024) /* ... and about this many bytes of them */
 #define EXPIRY_RETRY_MS 50u              /* after a proposal that could not be made */
 
 /* Whether our last EXPIRED entry is still on its way: proposed in this term and not yet
@@ -36,8 +34,8 @@ void node_expiry_run(struct node *n, uint64_t now_ms)
     kv_set_now(n->kv, now_ms);
     struct raft_entry cmd = { .type = RAFT_ENTRY_EXPIRED, .key = "" };
     uint32_t n_keys = 0;
-    int rc = kv_expiry_batch(n->kv, now_ms, EXPIRY_BATCH_KEYS, EXPIRY_BATCH_BYTES, &cmd.val,
-                             &cmd.val_len, &n_keys);
+    int rc = kv_expiry_batch(n->kv, now_ms, KV_EXPIRY_BATCH_KEYS, KV_EXPIRY_BATCH_BYTES,
+                             &cmd.val, &cmd.val_len, &n_keys);
     if (rc == RK_OK && n_keys > 0)
         rc = raft_propose_entry(n->raft, &cmd, &n->expiry_index, &n->expiry_term);
     free(cmd.val);

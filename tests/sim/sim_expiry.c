@@ -10,8 +10,6 @@
 
 typedef unsigned long long ull;
 
-#define EXPIRY_BATCH_KEYS 2000u          /* as server/node/expiry.c */
-#define EXPIRY_BATCH_BYTES (128u * 1024)
 
 uint64_t sim_node_clock(const struct sim *s, const struct sim_node *n)
 {
@@ -44,8 +42,8 @@ void sim_expiry_run(struct sim *s, struct sim_node *n)
     kv_set_now(n->kv, now);
     struct raft_entry cmd = { .type = RAFT_ENTRY_EXPIRED, .key = "" };
     uint32_t n_keys = 0;
-    uint32_t max_keys = s->p.expiry_batch_keys != 0 ? s->p.expiry_batch_keys : EXPIRY_BATCH_KEYS;
-    int rc = kv_expiry_batch(n->kv, now, max_keys, EXPIRY_BATCH_BYTES, &cmd.val, &cmd.val_len,
+    uint32_t max_keys = s->p.expiry_batch_keys != 0 ? s->p.expiry_batch_keys : KV_EXPIRY_BATCH_KEYS;
+    int rc = kv_expiry_batch(n->kv, now, max_keys, KV_EXPIRY_BATCH_BYTES, &cmd.val, &cmd.val_len,
                              &n_keys);
     raft_index_t index = 0;
     raft_term_t term = 0;
