@@ -158,13 +158,10 @@ static void release(struct contender *k, uint64_t rev, char why, uint64_t end_us
 
 /* Holds the lock acquired at rev (the cas sent at send_us) for a while, refreshing it,
  * then releases it. */
-static void hold(struct contender *k, uint64_t rev, uint64_t send_us)
+static void hold(struct contender *k, uint64_t rev, uint64_t send_us, uint64_t hold_until)
 {
     uint64_t end = send_us + TTL_US - MARGIN_US; /* the hold period, on our clock */
     uint64_t last_send = send_us;
-    uint64_t hold_until = rk_clock_us() +
-                          1000ULL * (uint64_t)(HOLD_MIN_MS + (int)(rand_r(&k->seed) %
-                                                              (HOLD_MAX_MS - HOLD_MIN_MS + 1)));
     char out[256];
     for (;;) {
         uint64_t now = rk_clock_us();
@@ -206,8 +203,8 @@ static void hold(struct contender *k, uint64_t rev, uint64_t send_us)
             } else { /* it had lapsed meanwhile: held again from now (docs/recipes.md) */
                 report(k, "L %d %" PRIu64 " %" PRIu64 " g\n", k->id, rev, end);
                 end = new_end;
-                report(k, "B %d %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", k->id, rev,
-                       t, s, end);
+                report(k, "B %d %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+                       k->id, rev, t, s, end, hold_until);
             }
             continue;
         }
@@ -244,9 +241,11 @@ static void contend(struct contender *k, uint64_t stop_us)
             release(k, rev, 'z', reply);
             continue;
         }
-        report(k, "A %d %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", k->id, rev, reply,
-               send, send + TTL_US - MARGIN_US);
-        hold(k, rev, send);
+        uint64_t hold_until = reply + 1000ULL * (uint64_t)(HOLD_MIN_MS +
+                              (int)(rand_r(&k->seed) % (HOLD_MAX_MS - HOLD_MIN_MS + 1)));
+        report(k, "A %d %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", k->id,
+               rev, reply, send, send + TTL_US - MARGIN_US, hold_until);
+        hold(k, rev, send, hold_until);
         sleep_random(k, POLL_MIN_MS, POLL_MAX_MS); /* let the others have a go */
     }
 }
@@ -290,7 +289,8 @@ struct event {
     char kind;            /* A B Z X E L U Q */
     int id;
     uint64_t rev;
-    uint64_t a, b, c;     /* A (acquired), B (held again after a lapse): reply send end |
+    uint64_t a, b, c, d;  /* A (acquired), B (held again after a lapse): reply send end
+                             and in d when it means to release it |
                              Z (acquired too late): reply send | X (expire sent): send |
                              E (refreshed): send confirm end | L (no longer held): end |
                              U (an acquire's outcome unknown) | Q (quit): exit code in a */
@@ -341,6 +341,9 @@ static void parse_event(const char *line)
     switch (e.kind) {
     case 'A':
     case 'B':
+        n = sscanf(line + 1, "%d %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64,
+                   &e.id, &e.rev, &e.a, &e.b, &e.c, &e.d) == 6;
+        break;
     case 'E':
         n = sscanf(line + 1, "%d %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64, &e.id, &e.rev,
                    &e.a, &e.b, &e.c) == 5;
@@ -464,20 +467,30 @@ static int kill_leader(struct ctl_cluster *c)
     return leader;
 }
 
-/* Waits up to ms for a confirmed refresh, then stops the leader (SIGSTOP) for stop_ms:
- * the holder's next refresh goes to the stopped leader and is retried elsewhere only
- * after the session's per-server cap (--timeout / 3), by when the lock may have expired
- * and been taken: the case the `rev` confirmation of the recipe is for. */
+/* When contender id means to release the lock it holds (0: unknown). */
+static uint64_t release_plan(int id)
+{
+    for (int i = n_ev - 1; i >= 0; i--)
+        if (ev[i].id == id && (ev[i].kind == 'A' || ev[i].kind == 'B'))
+            return ev[i].d;
+    return 0;
+}
+
+/* Waits up to ms for a refresh (or acquire) of a holder that means to keep the lock for
+ * a while, then stops the leader (SIGSTOP) for stop_ms: the holder's next refresh goes to
+ * the stopped leader and is retried elsewhere only after the session's per-server cap
+ * (--timeout / 3), by when the lock may have expired and been taken: the case the `rev`
+ * confirmation of the recipe is for. */
 static void stop_leader_after_refresh(struct ctl_cluster *c, int ms, int stop_ms)
 {
     uint64_t until = rk_clock_ms() + (uint64_t)ms;
     int seen = n_ev;
-    while (rk_clock_ms() < until) {
+    bool found = false;
+    while (!found && rk_clock_ms() < until) {
         pump_for(2);
-        for (; seen < n_ev && ev[seen].kind != 'E'; seen++) {
-        }
-        if (seen < n_ev)
-            break;
+        for (; !found && seen < n_ev; seen++)
+            found = (ev[seen].kind == 'E' || ev[seen].kind == 'A') &&
+                    release_plan(ev[seen].id) > rk_clock_us() + 800000;
     }
     int leader = ctl_wait_leader(c, 3000, NULL);
     LOCK_ASSERT(c, leader >= 0, "no leader to stop");
