@@ -308,7 +308,7 @@ static void run_scan(struct client *cl, struct client_session *s)
         op->outcome = LINCHECK_OK;
         op->found = found[k];
         snprintf(op->key, sizeof(op->key), "k%d", k);
-        snprintf(op->value, sizeof(op->value), "%s", values[k]);
+        snprintf(op->value, sizeof(op->value), "%.*s", (int)sizeof(op->value) - 1, values[k]);
         op->invoke_ns = invoke;
         op->complete_ns = complete;
         cl->n_ops++;
