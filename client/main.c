@@ -64,7 +64,16 @@ static const char *const USAGE_LINES[] = {
     "  cas KEY REV VALUE",
     "                 sets KEY to VALUE if its revision is REV (0: KEY must not exist);",
     "                 prints OK NEWREV, or FAILED CURREV (0: absent)",
+    "  cas --ttl SECONDS KEY REV VALUE",
+    "                 the same, and KEY is deleted SECONDS after it is set",
     "  cad KEY REV    deletes KEY if its revision is REV; prints OK, or FAILED CURREV",
+    "  setex KEY SECONDS VALUE",
+    "                 sets KEY to VALUE and deletes it SECONDS later (decimals allowed, at",
+    "                 least 0.1); prints OK",
+    "  expire KEY SECONDS",
+    "                 KEY is deleted SECONDS from now; prints OK, or (nil) if it is absent",
+    "  ttl KEY        prints the seconds KEY has left (rounded up), -1 if it has no deadline,",
+    "                 or (nil)",
     "  scan PREFIX [LIMIT [AFTER]]",
     "                 the keys that start with PREFIX (\"\" for all), in byte order, after",
     "                 AFTER, at most LIMIT (default 100, at most 10000): KEY VALUE per line,",
@@ -76,7 +85,8 @@ static const char *const USAGE_LINES[] = {
 
 static const char HELP_ONE_LINE[] =
     "commands: set KEY VALUE | get KEY | delete KEY | status | rev KEY | cas KEY REV VALUE | "
-    "cad KEY REV | scan PREFIX [LIMIT [AFTER]] | add [--learner] NAME HOST PORT | "
+    "cas --ttl SECONDS KEY REV VALUE | cad KEY REV | scan PREFIX [LIMIT [AFTER]] | "
+    "setex KEY SECONDS VALUE | expire KEY SECONDS | ttl KEY | add [--learner] NAME HOST PORT | "
     "remove [--force] NAME | members | transfer [NAME] | help | quit";
 
 static void print_usage(FILE *f)
@@ -318,6 +328,18 @@ static int call(struct client_session *s, uint8_t op, const struct client_cmd *c
                 struct client_reply *r, char *err, size_t errlen)
 {
     struct client_admin a;
+    if (op == PROTO_OP_SETEX || op == PROTO_OP_EXPIRE || op == PROTO_OP_CAS_TTL) {
+        struct client_ttl_req t;
+        const char *why;
+        if (!client_ttl_request(cmd, op == PROTO_OP_CAS_TTL ? PROTO_OP_CAS : op, &t, &why)) {
+            snprintf(err, errlen, "%s", why); /* checked already: out of memory */
+            return RK_ERR_NOMEM;
+        }
+        int rc = client_session_call(s, t.op, t.key, (uint32_t)t.key_len, t.val,
+                                     (uint32_t)t.val_len, r, err, errlen);
+        free(t.val);
+        return rc;
+    }
     if (op == PROTO_OP_SCAN) {
         static struct client_scan sc; /* large: not on the stack */
         client_scan_request(cmd, &sc); /* checked by client_check_command */
@@ -350,7 +372,7 @@ static enum cmd_result run_request(struct client_ctx *c, uint8_t op, const struc
     case PROTO_ST_OK:
         if (op == PROTO_OP_STATUS && r.body_len > 0)
             print_line(r.body, r.body_len); /* a status line sent as OK */
-        else if (op == PROTO_OP_CAS)
+        else if (op == PROTO_OP_CAS || op == PROTO_OP_CAS_TTL)
             print_word_and(&r, "OK"); /* OK NEWREV */
         else
             print_line("OK", 2);

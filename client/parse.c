@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -28,13 +29,18 @@ static const struct server_command {
     { "cas", "cas KEY REV VALUE", PROTO_OP_CAS, 2, INT_MAX },
     { "cad", "cad KEY REV", PROTO_OP_CAD, 2, 2 },
     { "scan", "scan PREFIX [LIMIT [AFTER]]", PROTO_OP_SCAN, 1, INT_MAX },
+    { "setex", "setex KEY SECONDS VALUE", PROTO_OP_SETEX, 2, INT_MAX },
+    { "expire", "expire KEY SECONDS", PROTO_OP_EXPIRE, 2, 2 },
+    { "ttl", "ttl KEY", PROTO_OP_TTL, 1, 1 },
 };
+
+#define CAS_TTL_USAGE "cas --ttl SECONDS KEY REV VALUE"
 
 bool client_is_command_word(const char *w)
 {
     static const char *const words[] = { "set", "get", "delete", "status", "add", "remove",
                                          "members", "transfer", "rev", "cas", "cad", "scan",
-                                         "help", "quit", "exit" };
+                                         "setex", "expire", "ttl", "help", "quit", "exit" };
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasecmp(w, words[i]) == 0)
             return true;
@@ -163,7 +169,107 @@ static enum client_cmd_kind invalid(char *err, size_t errlen, const char *prefix
 static bool names_key(uint8_t op)
 {
     return op == PROTO_OP_GET || op == PROTO_OP_SET || op == PROTO_OP_REV ||
-           op == PROTO_OP_CAS || op == PROTO_OP_SCAN;
+           op == PROTO_OP_CAS || op == PROTO_OP_SCAN || op == PROTO_OP_SETEX ||
+           op == PROTO_OP_EXPIRE || op == PROTO_OP_TTL;
+}
+
+bool client_cmd_is_cas_ttl(const struct client_cmd *cmd)
+{
+    return strcasecmp(cmd->word, "cas") == 0 && cmd->key != NULL &&
+           word_is(cmd->key, cmd->key_len, "--ttl");
+}
+
+/* What follows one run of blanks from s (to end). */
+static const char *skip_blanks(const char *s, const char *end)
+{
+    while (s < end && is_blank(*s))
+        s++;
+    return s;
+}
+
+/* The parts of a setex, expire or cas --ttl: SECONDS, the key and the rest after them. */
+struct ttl_parts {
+    const char *secs, *key, *rest;
+    size_t secs_len, key_len, rest_len;
+};
+
+static void split_ttl(const struct client_cmd *cmd, uint8_t op, struct ttl_parts *p)
+{
+    const char *end = cmd->val + cmd->val_len, *after;
+    after = next_word(cmd->val, cmd->val_len, &p->secs, &p->secs_len);
+    p->key = cmd->key;
+    p->key_len = cmd->key_len;
+    if (op == PROTO_OP_CAS) /* --ttl SECONDS KEY REV VALUE */
+        after = next_word(after, (size_t)(end - after), &p->key, &p->key_len);
+    p->rest = skip_blanks(after, end);
+    p->rest_len = (size_t)(end - p->rest);
+}
+
+/* Why the parts do not make a request of op, or NULL. */
+static const char *ttl_parts_bad(const struct ttl_parts *p, uint8_t op, uint64_t *ms)
+{
+    uint64_t rev;
+    const char *after;
+    uint32_t after_len;
+    if (proto_parse_seconds(p->secs, p->secs_len, ms) != RK_OK)
+        return "bad SECONDS (a number of seconds, decimals allowed, 0.1 to 315360000); usage: ";
+    if (p->key_len == 0 || (op == PROTO_OP_EXPIRE) != (p->rest_len == 0))
+        return "usage: ";
+    if (p->key_len > PROTO_MAX_KEY)
+        return "key too long";
+    if (!proto_key_is_word(p->key, (uint32_t)p->key_len))
+        return PROTO_ERR_KEY_NOT_WORD;
+    if (op == PROTO_OP_CAS &&
+        proto_parse_rev(p->rest, (uint32_t)p->rest_len, &rev, &after, &after_len) != RK_OK)
+        return "bad revision (a number; 0: the key must be absent); usage: ";
+    return NULL;
+}
+
+bool client_ttl_request(const struct client_cmd *cmd, uint8_t op, struct client_ttl_req *out,
+                        const char **why)
+{
+    struct ttl_parts p;
+    uint64_t ms = 0;
+    if (cmd->val == NULL) {
+        *why = "usage: ";
+        return false;
+    }
+    split_ttl(cmd, op, &p);
+    *why = ttl_parts_bad(&p, op, &ms);
+    if (*why != NULL || out == NULL)
+        return *why == NULL;
+    out->op = op == PROTO_OP_CAS ? PROTO_OP_CAS_TTL : op;
+    out->key = p.key;
+    out->key_len = p.key_len;
+    out->val = malloc(24 + p.rest_len);
+    if (out->val == NULL) {
+        *why = "out of memory";
+        return false;
+    }
+    int n = snprintf(out->val, 24, "%llu%s", (unsigned long long)ms, p.rest_len > 0 ? " " : "");
+    memcpy(out->val + n, p.rest, p.rest_len);
+    out->val_len = (size_t)n + p.rest_len;
+    return true;
+}
+
+/* The checks of a setex, expire or cas --ttl (whose words are not in the usual places). */
+static enum client_cmd_kind check_ttl_command(const struct client_cmd *cmd, uint8_t op,
+                                              const char *usage, uint8_t *out_op, char *err,
+                                              size_t errlen)
+{
+    const char *why;
+    if (!client_ttl_request(cmd, op, NULL, &why)) { /* "...usage: " gets the usage */
+        size_t len = strlen(why);
+        bool with_usage = len >= 2 && strcmp(why + len - 2, ": ") == 0;
+        snprintf(err, errlen, "%s%s", why, with_usage ? usage : "");
+        return CLIENT_CMD_INVALID;
+    }
+    if (cmd->val_len > PROTO_MAX_VALUE) {
+        snprintf(err, errlen, "value too long");
+        return CLIENT_CMD_INVALID;
+    }
+    *out_op = op == PROTO_OP_CAS ? PROTO_OP_CAS_TTL : op;
+    return CLIENT_CMD_SERVER;
 }
 
 bool client_scan_request(const struct client_cmd *cmd, struct client_scan *out)
@@ -209,9 +315,13 @@ enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t 
         const struct server_command *sc = &SERVER_COMMANDS[i];
         if (strcasecmp(w, sc->word) != 0)
             continue;
+        if (sc->op == PROTO_OP_CAS && client_cmd_is_cas_ttl(cmd))
+            return check_ttl_command(cmd, sc->op, CAS_TTL_USAGE, op, err, errlen);
         if (cmd->n_args < sc->min_args || cmd->n_args > sc->max_args ||
             (cmd->key != NULL && cmd->key_len == 0 && sc->op != PROTO_OP_SCAN))
             return invalid(err, errlen, "usage: ", sc->usage);
+        if (sc->op == PROTO_OP_SETEX || sc->op == PROTO_OP_EXPIRE)
+            return check_ttl_command(cmd, sc->op, sc->usage, op, err, errlen);
         if (cmd->key_len > PROTO_MAX_KEY)
             return invalid(err, errlen, "", "key too long");
         if (names_key(sc->op) && !proto_key_is_word(cmd->key, (uint32_t)cmd->key_len))

@@ -47,8 +47,25 @@ struct client_scan {
 };
 bool client_scan_request(const struct client_cmd *cmd, struct client_scan *out);
 
+/* The wire request of a checked setex KEY SECONDS VALUE, expire KEY SECONDS or
+ * cas --ttl SECONDS KEY REV VALUE: op (PROTO_OP_SETEX, _EXPIRE or _CAS_TTL), the key, and
+ * the value with SECONDS as milliseconds: "MS VALUE", "MS" or "MS REV VALUE" (val is
+ * malloc'ed: free it). With out NULL, only checks. false if malformed, with the reason in
+ * why (a static string). */
+struct client_ttl_req {
+    uint8_t op;
+    const char *key;
+    size_t key_len;
+    char *val;
+    size_t val_len;
+};
+bool client_ttl_request(const struct client_cmd *cmd, uint8_t op, struct client_ttl_req *out,
+                        const char **why);
+/* Whether cmd is a cas with --ttl. */
+bool client_cmd_is_cas_ttl(const struct client_cmd *cmd);
+
 /* True if w is a command word (any case): set get delete status add remove members
- * transfer rev cas cad scan help quit exit. */
+ * transfer rev cas cad scan setex expire ttl help quit exit. */
 bool client_is_command_word(const char *w);
 
 /* Splits line (NUL-terminated, newline removed) in place: the command word, the key, and

@@ -555,8 +555,7 @@ int client_session_call(struct client_session *s, uint8_t op, const char *key,
     struct proto_client_req r = {
         .op = op, .key = key, .key_len = key_len, .val = val, .val_len = val_len,
     };
-    bool is_write = op == PROTO_OP_SET || op == PROTO_OP_DELETE || op == PROTO_OP_CAS ||
-                    op == PROTO_OP_CAD;
+    bool is_write = proto_op_is_write(op);
     if (is_write && s->client_id == 0) { /* lazily, before the first write */
         rc = session_register(s, &st, err, errlen);
         if (rc != RK_OK)

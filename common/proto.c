@@ -543,6 +543,60 @@ int proto_parse_client_id(const char *body, uint32_t len, uint64_t *id)
     return RK_OK;
 }
 
+bool proto_op_is_write(uint8_t op)
+{
+    return op == PROTO_OP_SET || op == PROTO_OP_DELETE || op == PROTO_OP_CAS ||
+           op == PROTO_OP_CAD || op == PROTO_OP_SETEX || op == PROTO_OP_EXPIRE ||
+           op == PROTO_OP_CAS_TTL;
+}
+
+bool proto_op_is_read(uint8_t op)
+{
+    return op == PROTO_OP_GET || op == PROTO_OP_REV || op == PROTO_OP_SCAN || op == PROTO_OP_TTL;
+}
+
+int proto_parse_ttl(const char *val, uint32_t len, uint64_t *ttl_ms, const char **rest,
+                    uint32_t *rest_len)
+{
+    if (proto_parse_rev(val, len, ttl_ms, rest, rest_len) != RK_OK ||
+        *ttl_ms < PROTO_TTL_MIN_MS || *ttl_ms > PROTO_TTL_MAX_MS)
+        return RK_ERR_PROTO;
+    return RK_OK;
+}
+
+int proto_parse_seconds(const char *text, size_t len, uint64_t *ttl_ms)
+{
+    uint64_t whole = 0, frac_ms = 0, scale = 100;
+    size_t i = 0;
+    bool frac_rest = false; /* digits past the third decimal, other than 0 */
+    for (; i < len && text[i] >= '0' && text[i] <= '9'; i++) {
+        if (whole > PROTO_TTL_MAX_MS / 1000)
+            return RK_ERR_PROTO;
+        whole = whole * 10 + (uint64_t)(text[i] - '0');
+    }
+    if (i == 0 && (len == 0 || text[0] != '.'))
+        return RK_ERR_PROTO;
+    if (i < len && text[i] == '.') {
+        size_t start = ++i;
+        for (; i < len && text[i] >= '0' && text[i] <= '9'; i++, scale /= 10) {
+            if (scale > 0)
+                frac_ms += (uint64_t)(text[i] - '0') * scale;
+            else if (text[i] != '0')
+                frac_rest = true;
+        }
+        if (i == start && start == 1) /* "." alone */
+            return RK_ERR_PROTO;
+    }
+    if (i != len || whole > PROTO_TTL_MAX_MS / 1000)
+        return RK_ERR_PROTO;
+    uint64_t ms = whole * 1000 + frac_ms; /* then up to the next ms if digits remain */
+    if (ms < PROTO_TTL_MIN_MS || ms + (frac_rest ? 1 : 0) > PROTO_TTL_MAX_MS)
+        return RK_ERR_PROTO;
+    ms += frac_rest ? 1 : 0;
+    *ttl_ms = ms;
+    return RK_OK;
+}
+
 int proto_parse_rev(const char *val, uint32_t len, uint64_t *rev, const char **rest,
                     uint32_t *rest_len)
 {
@@ -594,6 +648,8 @@ static void w_append(struct writer *w, const struct raft_msg *m)
         w_u64(w, e->seq);
         if (raft_entry_has_rev(e->type))
             w_u64(w, e->rev);
+        if (raft_entry_has_ttl(e->type))
+            w_u64(w, e->ttl_ms);
     }
 }
 
@@ -697,6 +753,7 @@ static void r_entries(struct reader *r, struct raft_msg *out)
         uint64_t client_id = r_u64(r);
         uint64_t seq = r_u64(r);
         uint64_t rev = raft_entry_has_rev(type) ? r_u64(r) : 0;
+        uint64_t ttl_ms = raft_entry_has_ttl(type) ? r_u64(r) : 0;
         if (r->err != RK_OK)
             break;
         r->err = raft_entry_init(&out->entries[i], term, type, key, key_len, val, val_len);
@@ -705,6 +762,7 @@ static void r_entries(struct reader *r, struct raft_msg *out)
         out->entries[i].client_id = client_id;
         out->entries[i].seq = seq;
         out->entries[i].rev = rev;
+        out->entries[i].ttl_ms = ttl_ms;
         out->n_entries = i + 1;
     }
 }

@@ -30,7 +30,9 @@ struct proto_buf;
  *    TIMEOUT_NOW, the VOTE transfer flag, and the ADD/REMOVE/MEMBERS/TRANSFER ops */
 /* 5: revisions and compare-and-set: the REV, CAS and CAD ops, the FAILED status, CAS
  *    and CAD entries (with the revision they compare) */
-#define PROTO_VERSION 5
+/* 6: expiring keys: the SETEX, EXPIRE, TTL and CAS_TTL ops; SETEX, EXPIRE, CAS_TTL
+ *    (with their ttl) and EXPIRED entries */
+#define PROTO_VERSION 6
 /* The oldest client protocol a server still serves: client frames are the same since 2 (a
  * client of version 3 keeps working against newer servers; peers must match). */
 #define PROTO_CLIENT_MIN_VERSION 2
@@ -64,8 +66,33 @@ enum proto_op {
                               FAILED with body CURREV */
     PROTO_OP_SCAN = 13,    /* key PREFIX (may be empty), value "LIMIT" or "LIMIT AFTER": VALUE
                               with a page (proto_page_*), read through ReadIndex like GET */
+    PROTO_OP_SETEX = 14,   /* key, value "MS VALUE": set the key, deleted MS milliseconds
+                              after (proto_parse_ttl); OK */
+    PROTO_OP_EXPIRE = 15,  /* key, value "MS": the key is deleted MS ms from now; OK, or
+                              NIL if it is absent */
+    PROTO_OP_TTL = 16,     /* key: VALUE "SECONDS" left, rounded up ("-1": no deadline), or
+                              NIL; read through ReadIndex like GET */
+    PROTO_OP_CAS_TTL = 17, /* key, value "MS REV VALUE": CAS, and the key, if set, is
+                              deleted MS ms after; answered like CAS */
 };
-#define PROTO_OP_LAST PROTO_OP_SCAN
+#define PROTO_OP_LAST PROTO_OP_CAS_TTL
+
+/* Whether op changes the map through the log (in a client session), or reads it through
+ * ReadIndex. */
+bool proto_op_is_write(uint8_t op);
+bool proto_op_is_read(uint8_t op);
+
+/* Times to live, in milliseconds on the wire: at least 0.1 s, at most ten years. */
+#define PROTO_TTL_MIN_MS 100u
+#define PROTO_TTL_MAX_MS (10ull * 365 * 24 * 3600 * 1000)
+/* The time to live at the start of a SETEX, EXPIRE or CAS_TTL value ("MS" or "MS REST":
+ * decimal milliseconds in range); *rest points after it (past one space). RK_OK or
+ * RK_ERR_PROTO. */
+int proto_parse_ttl(const char *val, uint32_t len, uint64_t *ttl_ms, const char **rest,
+                    uint32_t *rest_len);
+/* SECONDS as a user writes it ("30", "0.5", "1.25"): milliseconds, rounded up; RK_OK, or
+ * RK_ERR_PROTO if it is not such a number or out of the range above. */
+int proto_parse_seconds(const char *text, size_t len, uint64_t *ttl_ms);
 
 /* SCAN: keys per page by default and at most; a page ends once its keys and values hold
  * this many bytes (then it says more keys remain). */

@@ -38,6 +38,7 @@ int raft_entry_init(struct raft_entry *e, raft_term_t term, uint8_t type,
     e->client_id = 0;
     e->seq = 0;
     e->rev = 0;
+    e->ttl_ms = 0;
     e->key_len = key_len;
     e->val_len = val_len;
     e->key = buf;
@@ -57,6 +58,7 @@ int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src)
     dst->client_id = src->client_id;
     dst->seq = src->seq;
     dst->rev = src->rev;
+    dst->ttl_ms = src->ttl_ms;
     return rc;
 }
 
@@ -74,7 +76,12 @@ void raft_entry_free(struct raft_entry *e)
 
 bool raft_entry_has_rev(uint8_t type)
 {
-    return type == RAFT_ENTRY_CAS || type == RAFT_ENTRY_CAD;
+    return type == RAFT_ENTRY_CAS || type == RAFT_ENTRY_CAD || type == RAFT_ENTRY_CAS_TTL;
+}
+
+bool raft_entry_has_ttl(uint8_t type)
+{
+    return type == RAFT_ENTRY_SETEX || type == RAFT_ENTRY_EXPIRE || type == RAFT_ENTRY_CAS_TTL;
 }
 
 const char *raft_entry_type_name(uint8_t type)
@@ -87,6 +94,10 @@ const char *raft_entry_type_name(uint8_t type)
     case RAFT_ENTRY_CONFIG: return "config";
     case RAFT_ENTRY_CAS: return "cas";
     case RAFT_ENTRY_CAD: return "cad";
+    case RAFT_ENTRY_SETEX: return "setex";
+    case RAFT_ENTRY_EXPIRE: return "expire";
+    case RAFT_ENTRY_CAS_TTL: return "cas_ttl";
+    case RAFT_ENTRY_EXPIRED: return "expired";
     }
     return NULL;
 }

@@ -22,10 +22,17 @@ enum raft_entry_type {
                               of common/membership.h; in effect once in the log */
     RAFT_ENTRY_CAS = 5,    /* key := value, if the key's revision is `rev` (0: absent) */
     RAFT_ENTRY_CAD = 6,    /* remove key, if its revision is `rev` */
+    RAFT_ENTRY_SETEX = 7,  /* key := value, deleted `ttl_ms` after it is applied */
+    RAFT_ENTRY_EXPIRE = 8, /* the key (if present) is deleted `ttl_ms` after this is applied */
+    RAFT_ENTRY_CAS_TTL = 9,/* a CAS whose key, if set, is deleted `ttl_ms` after */
+    RAFT_ENTRY_EXPIRED = 10, /* the leader's deletion of keys whose deadline passed: val is
+                                a list of (key, deadline index) records (server/kv/kv.h) */
 };
 
 /* Whether entries of this type carry `rev` (on the wire and in the log file). */
 bool raft_entry_has_rev(uint8_t type);
+/* Whether entries of this type carry `ttl_ms` (on the wire and in the log file). */
+bool raft_entry_has_ttl(uint8_t type);
 
 /* The bytes of an entry's key and value, shared by all its copies: the log, the
  * AppendEntries to each follower and the batch being persisted hold one allocation
@@ -43,6 +50,7 @@ struct raft_entry {
     uint64_t client_id;  /* SET/DELETE: the client session (0 = none), thesis §6.3 */
     uint64_t seq;        /* SET/DELETE: the client's command number in that session */
     uint64_t rev;        /* CAS/CAD: the revision the key must have (0: it must be absent) */
+    uint64_t ttl_ms;     /* SETEX/EXPIRE/CAS_TTL: the key lives this long once applied */
     uint32_t key_len;
     uint32_t val_len;
     char *key;
@@ -59,7 +67,8 @@ int raft_entry_alloc(struct raft_entry *e, size_t size);
 /* *dst becomes a copy of src: sharing src's bytes, or copying borrowed ones. */
 int raft_entry_copy(struct raft_entry *dst, const struct raft_entry *src);
 void raft_entry_free(struct raft_entry *e);
-/* "noop", "set", "delete", "register", "config", or NULL for an unknown type. */
+/* "noop", "set", "delete", "register", "config", "cas", "cad", "setex", "expire",
+ * "cas_ttl", "expired", or NULL for an unknown type. */
 const char *raft_entry_type_name(uint8_t type);
 
 enum raft_msg_type {

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <inttypes.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +118,85 @@ START_TEST(test_oneshot_cas)
     run_client(c, &r, NULL, bad);
     HARNESS_ASSERT(c, strncmp(r.out, "ERR bad revision", 16) == 0 && r.exit_status != 0,
                    "cas with a bad revision: '%s' exit %d", r.out, r.exit_status);
+    harness_finish(c);
+}
+END_TEST
+
+/* The first line of a one-shot command's stdout (exit 0 asked). */
+static void oneshot_out(struct ctl_cluster *c, struct cli_result *r, const char *cmd,
+                        const char *a1, const char *a2, const char *a3)
+{
+    const char *args[] = {"--dir", c->dir, "--timeout", "5", cmd, a1, a2, a3, NULL};
+    run_client(c, r, NULL, args);
+    HARNESS_ASSERT(c, r->exit_status == 0, "%s %s: exit %d, '%s' (stderr: %s)", cmd,
+                   a1 != NULL ? a1 : "", r->exit_status, r->out, r->err);
+}
+
+/* Expiring keys: setex, ttl (rounded up; -1 without a deadline; (nil) when absent),
+ * expire (a new deadline; (nil) for an absent key), cas --ttl; a plain set or cas
+ * removes the deadline; an expired key is gone within its time to live and some
+ * slack, never before. Stdin mode gives the same answers. */
+START_TEST(test_expiring_keys)
+{
+    struct ctl_cluster *c = start_cluster();
+    struct cli_result r;
+    expect_oneshot(c, "OK\n", "setex", "k", "30", "hello world");
+    oneshot_out(c, &r, "ttl", "k", NULL, NULL);
+    HARNESS_ASSERT(c, strcmp(r.out, "30\n") == 0 || strcmp(r.out, "29\n") == 0,
+                   "ttl k: '%s'", r.out);
+    expect_oneshot(c, "hello world\n", "get", "k", NULL, NULL);
+    expect_oneshot(c, "(nil)\n", "ttl", "nokey", NULL, NULL);
+    expect_oneshot(c, "(nil)\n", "expire", "nokey", "5", NULL);
+    expect_oneshot(c, "OK\n", "set", "plain", "v", NULL);
+    expect_oneshot(c, "-1\n", "ttl", "plain", NULL, NULL);
+    /* cas --ttl: a lock with a deadline; a plain cas removes it */
+    const char *lock[] = {"--dir", c->dir, "--timeout", "5", "cas", "--ttl", "30", "lock",
+                          "0", "me", NULL};
+    run_client(c, &r, NULL, lock);
+    unsigned long long rev = 0;
+    HARNESS_ASSERT(c, sscanf(r.out, "OK %llu\n", &rev) == 1, "cas --ttl: '%s'", r.out);
+    oneshot_out(c, &r, "ttl", "lock", NULL, NULL);
+    HARNESS_ASSERT(c, strcmp(r.out, "30\n") == 0 || strcmp(r.out, "29\n") == 0,
+                   "ttl lock: '%s'", r.out);
+    char rev_text[24], want[64];
+    snprintf(rev_text, sizeof(rev_text), "%llu", rev);
+    snprintf(want, sizeof(want), "FAILED %llu\n", rev);
+    run_client(c, &r, NULL, lock);
+    HARNESS_ASSERT(c, strcmp(r.out, want) == 0, "cas --ttl on a held lock: '%s'", r.out);
+    oneshot_out(c, &r, "cas", "lock", rev_text, "me again");
+    HARNESS_ASSERT(c, strncmp(r.out, "OK ", 3) == 0, "cas lock: '%s'", r.out);
+    expect_oneshot(c, "-1\n", "ttl", "lock", NULL, NULL);
+    /* expire: the key goes at its new deadline, not before */
+    uint64_t sent = rk_clock_ms();
+    expect_oneshot(c, "OK\n", "expire", "k", "1", NULL);
+    uint64_t gone_at = 0;
+    while (gone_at == 0 && rk_clock_ms() < sent + 1000 + 5000) {
+        uint64_t asked = rk_clock_ms();
+        oneshot_out(c, &r, "get", "k", NULL, NULL);
+        if (strcmp(r.out, "(nil)\n") == 0)
+            gone_at = asked;
+        else
+            HARNESS_ASSERT(c, strcmp(r.out, "hello world\n") == 0, "get k: '%s'", r.out);
+        rk_sleep_ms(50);
+    }
+    HARNESS_ASSERT(c, gone_at != 0, "k outlived its 1 s deadline by 5 s");
+    HARNESS_ASSERT(c, gone_at >= sent + 1000, "k was gone %" PRIu64 " ms after its expire "
+                   "was sent", gone_at - sent);
+    expect_oneshot(c, "(nil)\n", "ttl", "k", NULL, NULL);
+    /* bad input: ERR and exit 1, nothing written */
+    const char *bad[] = { "--dir", c->dir, "--timeout", "5", "setex", "k", "0.05", "v", NULL };
+    run_client(c, &r, NULL, bad);
+    HARNESS_ASSERT(c, strncmp(r.out, "ERR bad SECONDS", 15) == 0 && r.exit_status == 1,
+                   "setex 0.05: '%s' exit %d", r.out, r.exit_status);
+    expect_oneshot(c, "(nil)\n", "get", "k", NULL, NULL);
+    /* stdin mode */
+    const char *args[] = {"--dir", c->dir, "--timeout", "5", NULL};
+    run_client(c, &r, "setex s 20 v w\nttl s\nget s\nexpire s 40\nttl s\nset s x\nttl s\n"
+               "setex s 0.01 v\n", args);
+    HARNESS_ASSERT(c, strcmp(r.out, "OK\n20\nv w\nOK\n40\nOK\n-1\nERR bad SECONDS (a number "
+                                    "of seconds, decimals allowed, 0.1 to 315360000); usage: "
+                                    "setex KEY SECONDS VALUE\n") == 0,
+                   "stdin mode: '%s' (stderr: %s)", r.out, r.err);
     harness_finish(c);
 }
 END_TEST
@@ -347,6 +427,7 @@ static Suite *integ_client_cli_suite(void)
     tcase_add_test(tc, test_oneshot_commands);
     tcase_add_test(tc, test_oneshot_cas);
     tcase_add_test(tc, test_oneshot_scan);
+    tcase_add_test(tc, test_expiring_keys);
     tcase_add_test(tc, test_scan_page_cut_at_4_mib);
     tcase_add_test(tc, test_stdin_mode_and_status);
     tcase_add_test(tc, test_no_server_reachable);

@@ -799,6 +799,31 @@ static void attack_bad_sizes(struct world *w, int leader)
                        "op %d key %zu: status %d '%s', want %d", words[i].op, i, st, body,
                        words[i].want);
     }
+    /* Times to live the client would have refused: ERR with the reason, nothing done. */
+    static const struct { uint8_t op; const char *val; int want; const char *why; } ttls[] = {
+        { PROTO_OP_SETEX, "abc v", PROTO_ST_ERR, "bad time to live: want \"MS VALUE\"" },
+        { PROTO_OP_SETEX, "99 v", PROTO_ST_ERR, "bad time to live" },
+        { PROTO_OP_SETEX, "315360000001 v", PROTO_ST_ERR, "bad time to live" },
+        { PROTO_OP_SETEX, "0100 v", PROTO_ST_ERR, "bad time to live" },
+        { PROTO_OP_EXPIRE, "", PROTO_ST_ERR, "bad time to live: want \"MS\"" },
+        { PROTO_OP_EXPIRE, "100 x", PROTO_ST_ERR, "bad time to live" },
+        { PROTO_OP_EXPIRE, "100 ", PROTO_ST_ERR, "bad time to live" },
+        { PROTO_OP_CAS_TTL, "100 x v", PROTO_ST_ERR, "bad revision" },
+        { PROTO_OP_CAS_TTL, "100", PROTO_ST_ERR, "bad revision" },
+        { PROTO_OP_EXPIRE, "100", PROTO_ST_NIL, "" },  /* well formed: the key is absent */
+        { PROTO_OP_TTL, "", PROTO_ST_NIL, "" },
+    };
+    for (size_t i = 0; i < sizeof(ttls) / sizeof(ttls[0]); i++) {
+        char body[256];
+        encode_req(c, &b, ttls[i].op, "ttlkey", 6, ttls[i].val, (uint32_t)strlen(ttls[i].val));
+        send_frame(fd, &b);
+        proto_buf_free(&b);
+        int st = read_resp(fd, 5000, body, sizeof(body));
+        HARNESS_ASSERT(c, st == ttls[i].want && strncmp(body, ttls[i].why,
+                                                        strlen(ttls[i].why)) == 0,
+                       "op %d '%s': status %d '%s', want %d '%s...'", ttls[i].op, ttls[i].val,
+                       st, body, ttls[i].want, ttls[i].why);
+    }
     /* The same connection still works. */
     encode_req(c, &b, PROTO_OP_SET, "sized", 5, "fine", 4);
     encode_req(c, &b, PROTO_OP_GET, "sized", 5, NULL, 0);

@@ -263,6 +263,74 @@ END_TEST
 
 /* ---- 2b. without fork: serialized in memory under the lock, same results ---- */
 
+/* ---- 2b. deadlines survive snapshots and restarts ---- */
+
+static void run_dump(struct ctl_cluster *c, const char *path, char *out, size_t outlen,
+                     char *errout, size_t errlen, int *status);
+
+/* GET key: its value in out, or NULL-status. */
+static int get_key(struct client_session *s, const char *key, char *out, size_t len)
+{
+    return harness_call(s, PROTO_OP_GET, key, NULL, out, len);
+}
+
+/* A key written with setex before a snapshot and a restart of every server keeps its
+ * deadline: it is still there right after (counted again from the load, a key may live
+ * longer, never shorter) and is deleted within its time to live of the restart; a key
+ * with a long one reports it through ttl. */
+START_TEST(test_deadlines_survive_restart)
+{
+    struct ctl_cluster *c = start_cluster("");
+    struct client_session *s = session_to(c, -1, true);
+    char out[256];
+    uint64_t sent = rk_clock_ms();
+    int st = harness_call(s, PROTO_OP_SETEX, "short", "4000 soon gone", out, sizeof(out));
+    HARNESS_ASSERT(c, st == PROTO_ST_OK, "setex short: status %d (%s)", st, out);
+    st = harness_call(s, PROTO_OP_SETEX, "long", "600000 stays", out, sizeof(out));
+    HARNESS_ASSERT(c, st == PROTO_ST_OK, "setex long: status %d (%s)", st, out);
+    write_range(c, s, 0, 120);
+    HARNESS_ASSERT(c, wait_snapshots(c, 100, 5000), "no snapshot past 100 everywhere");
+    client_session_free(s);
+    for (int i = 0; i < c->n; i++)
+        HARNESS_ASSERT(c, ctl_stop(c, i) == RK_OK, "stop %s", c->servers[i].name);
+    char path[CTL_DIR_MAX + 64];
+    static char dump[1 << 16], dump_err[4096];
+    int status = -1;
+    ctl_server_path(c, 0, "_snapshot", path, sizeof(path));
+    run_dump(c, path, dump, sizeof(dump), dump_err, sizeof(dump_err), &status);
+    HARNESS_ASSERT(c, status == 0 && strstr(dump, "\ndeadline \"long\" ttl_ms=600000 set_at=")
+                          != NULL && strstr(dump, "\ndeadline \"short\" ttl_ms=4000 set_at=")
+                          != NULL, "--dump-snapshot shows no deadlines: %.400s", dump);
+    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "restart failed");
+    uint64_t restarted = rk_clock_ms();
+    HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
+    s = session_to(c, -1, true);
+    st = harness_call(s, PROTO_OP_TTL, "long", NULL, out, sizeof(out));
+    long left = st == PROTO_ST_VALUE ? strtol(out, NULL, 10) : -2;
+    HARNESS_ASSERT(c, left > 590 && left <= 600, "ttl long after the restart: status %d '%s'",
+                   st, out);
+    uint64_t gone_at = 0, bound = restarted + 4000 + 5000;
+    while (gone_at == 0 && rk_clock_ms() < bound) {
+        uint64_t asked = rk_clock_ms();
+        st = get_key(s, "short", out, sizeof(out));
+        if (st == PROTO_ST_NIL)
+            gone_at = asked;
+        else
+            HARNESS_ASSERT(c, st == PROTO_ST_VALUE && strcmp(out, "soon gone") == 0,
+                           "get short: status %d '%s'", st, out);
+        rk_sleep_ms(50);
+    }
+    HARNESS_ASSERT(c, gone_at != 0, "short outlived its deadline after the restart by 5 s");
+    HARNESS_ASSERT(c, gone_at >= sent + 4000, "short was gone %" PRIu64 " ms after its setex "
+                   "was sent, before its 4 s", gone_at - sent);
+    st = get_key(s, "long", out, sizeof(out));
+    HARNESS_ASSERT(c, st == PROTO_ST_VALUE && strcmp(out, "stays") == 0, "get long: %d '%s'",
+                   st, out);
+    client_session_free(s);
+    harness_finish(c);
+}
+END_TEST
+
 START_TEST(test_snapshots_without_fork)
 {
     struct ctl_cluster *c = start_cluster("--snapshot-fork False");
@@ -474,6 +542,7 @@ static Suite *snapshot_suite(void)
     Suite *s = suite_create("integ_snapshot");
     tcase_add_test(one_case(s, "log_bounded", 120), test_log_stays_bounded);
     tcase_add_test(one_case(s, "restart", 90), test_restart_replays_suffix);
+    tcase_add_test(one_case(s, "deadlines", 90), test_deadlines_survive_restart);
     tcase_add_test(one_case(s, "no_fork", 90), test_snapshots_without_fork);
     tcase_add_test(one_case(s, "big_state", 90), test_big_state_waits_for_a_share_of_its_size);
     tcase_add_test(one_case(s, "install", 120), test_wiped_follower_installs_snapshot);

@@ -158,9 +158,19 @@ static bool is_read(const struct lincheck_op *op)
     return op->kind == LINCHECK_GET || op->kind == LINCHECK_REV;
 }
 
+/* An expire or a ttl: it needs the key to exist (found) or to be absent, and changes
+ * nothing the register model holds (an expire's deadline is beyond the history). */
+static bool is_existence_op(const struct lincheck_op *op)
+{
+    return op->kind == LINCHECK_EXPIRE || op->kind == LINCHECK_TTL;
+}
+
+/* Failed ops, reads that got no answer, and expires of unknown outcome (which change
+ * nothing whether or not they took effect). */
 static bool is_dropped(const struct lincheck_op *op)
 {
-    return op->outcome == LINCHECK_FAILED || (is_read(op) && op->outcome != LINCHECK_OK);
+    return op->outcome == LINCHECK_FAILED ||
+           ((is_read(op) || is_existence_op(op)) && op->outcome != LINCHECK_OK);
 }
 
 /* Builds ks->values from the sets and marks which values ok gets read. */
@@ -322,6 +332,9 @@ static int classify(struct keyset *ks)
             ks->dropped++;
         } else if (op->kind == LINCHECK_CAS || op->kind == LINCHECK_CAD) {
             classify_compare(ks, op);
+        } else if (is_existence_op(op)) {
+            kop_fill(&ks->fin[ks->n_fin++], op, op->complete_ns,
+                     op->found ? NEED_EXISTS : NEED_NIL, 0, -1);
         } else if (is_read(op)) {
             int id = op->found ? value_id(ks, op->value) : NIL_STATE;
             if (op->found && id == NIL_STATE)
@@ -376,13 +389,19 @@ static const char *outcome_name(enum lincheck_outcome o)
 static void format_rev_op(const struct lincheck_op *op, char *what, size_t len)
 {
     bool ok = op->outcome == LINCHECK_OK;
+    char key_ttl[LINCHECK_KEY_MAX + 24];
+    if (op->ttl_ms > 0)
+        snprintf(key_ttl, sizeof(key_ttl), "%lld %s", (long long)op->ttl_ms, op->key);
+    else
+        snprintf(key_ttl, sizeof(key_ttl), "%s", op->key);
     unsigned long long rev = op->rev, got = op->got_rev;
     if (op->kind == LINCHECK_REV && ok && op->found)
         snprintf(what, len, "rev %s -> %llu \"%s\"", op->key, rev, op->value);
     else if (op->kind == LINCHECK_REV)
         snprintf(what, len, "rev %s%s", op->key, ok ? " -> nil" : "");
     else if (op->kind == LINCHECK_CAS)
-        snprintf(what, len, "cas %s %llu \"%s\"%s %s%.0llu", op->key, rev, op->value,
+        snprintf(what, len, "cas %s%s %llu \"%s\"%s %s%.0llu",
+                 op->ttl_ms > 0 ? "--ttl(ms) " : "", key_ttl, rev, op->value,
                  ok ? " ->" : "", !ok ? "" : op->held ? "OK " : "FAILED ", ok ? got : 0);
     else
         snprintf(what, len, "cad %s %llu%s %s%.0llu", op->key, rev, ok ? " ->" : "",
@@ -393,8 +412,17 @@ void lincheck_format_op(const struct lincheck_op *op, int64_t t0_ns, char *out, 
 {
     char what[2 * LINCHECK_VAL_MAX + 64];
     bool ok = op->outcome == LINCHECK_OK;
-    if (op->kind >= LINCHECK_REV)
+    if (op->kind == LINCHECK_EXPIRE)
+        snprintf(what, sizeof(what), "expire(ms) %s %lld%s", op->key, (long long)op->ttl_ms,
+                 !ok ? "" : op->found ? " -> OK" : " -> nil");
+    else if (op->kind == LINCHECK_TTL)
+        snprintf(what, sizeof(what), "ttl %s%s", op->key,
+                 !ok ? "" : op->found ? " -> (a number)" : " -> nil");
+    else if (op->kind >= LINCHECK_REV)
         format_rev_op(op, what, sizeof(what));
+    else if (op->kind == LINCHECK_SET && op->ttl_ms > 0)
+        snprintf(what, sizeof(what), "setex(ms) %s %lld \"%s\"", op->key,
+                 (long long)op->ttl_ms, op->value);
     else if (op->kind == LINCHECK_SET)
         snprintf(what, sizeof(what), "set %s \"%s\"", op->key, op->value);
     else if (op->kind == LINCHECK_GET && ok && op->found)
@@ -857,8 +885,9 @@ static bool lazy_ready(const struct search *s, enum lazy_kind kind, int e)
 }
 
 /* Can op k (call entry e) take effect now? Sets the state after it and the lazy op that
- * must take effect right before it: an unread unknown set before a delete that found
- * the key, or an unknown delete before an op that found it absent. */
+ * must take effect right before it: an unread unknown set before an op that found the
+ * key (a delete, an expire, a ttl, a failed compare), or an unknown delete before an op
+ * that found it absent. Which unread set it is does not matter: no op needs its value. */
 static bool try_step(const struct search *s, const struct kop *k, int e, int *next_state,
                      enum lazy_kind *lazy)
 {
@@ -869,13 +898,16 @@ static bool try_step(const struct search *s, const struct kop *k, int e, int *ne
     }
     if (strands_a_read(s, NIL_STATE))
         return false;
-    if (k->need == NEED_EXISTS && lazy_ready(s, LAZY_SET, e))
+    int base = NIL_STATE; /* the state right after the lazy op */
+    if (k->need == NEED_EXISTS && lazy_ready(s, LAZY_SET, e)) {
         *lazy = LAZY_SET;
-    else if (k->need == NEED_NIL && lazy_ready(s, LAZY_DEL, e))
+        base = s->ks->lazy[LAZY_SET][s->used[LAZY_SET]].effect; /* its (unread) value */
+    } else if (k->need == NEED_NIL && lazy_ready(s, LAZY_DEL, e)) {
         *lazy = LAZY_DEL;
-    else
+    } else {
         return false;
-    *next_state = after(k, NIL_STATE);
+    }
+    *next_state = after(k, base); /* an op that leaves the state alone keeps the value */
     return true;
 }
 
@@ -1153,13 +1185,44 @@ static bool op_malformed(const struct lincheck_op *op, struct text *t, size_t i)
         text_add(t, "op %zu: key or value not NUL-terminated\n", i);
         return true;
     }
-    if ((int)op->kind < LINCHECK_GET || (int)op->kind > LINCHECK_CAD ||
+    if ((int)op->kind < LINCHECK_GET || (int)op->kind > LINCHECK_TTL ||
         (int)op->outcome < LINCHECK_OK || (int)op->outcome > LINCHECK_UNKNOWN) {
         text_add(t, "op %zu: bad kind or outcome\n", i);
         return true;
     }
     if (op->outcome == LINCHECK_OK && op->complete_ns < op->invoke_ns) {
         text_add(t, "op %zu: completes before it is invoked\n", i);
+        return true;
+    }
+    bool may_ttl = op->kind == LINCHECK_SET || op->kind == LINCHECK_CAS;
+    if (op->ttl_ms < 0 || (op->ttl_ms > 0 && !may_ttl && op->kind != LINCHECK_EXPIRE) ||
+        (op->kind == LINCHECK_EXPIRE && op->ttl_ms == 0)) {
+        text_add(t, "op %zu: a time to live it cannot have\n", i);
+        return true;
+    }
+    return false;
+}
+
+/* The checker models no expiry: a key given a deadline (setex, cas --ttl, expire) must
+ * keep it past the history's end, counting from the op's invocation (no server starts
+ * counting earlier). A failed op set no deadline. */
+static bool ttl_too_short(const struct lincheck_op *ops, size_t n, struct text *t)
+{
+    int64_t end = INT64_MIN;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].invoke_ns > end)
+            end = ops[i].invoke_ns;
+        if (ops[i].outcome == LINCHECK_OK && ops[i].complete_ns > end)
+            end = ops[i].complete_ns;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct lincheck_op *op = &ops[i];
+        if (op->ttl_ms <= 0 || op->outcome == LINCHECK_FAILED ||
+            op->ttl_ms > (end - op->invoke_ns) / 1000000)
+            continue;
+        text_add(t, "op %zu: its time to live of %lld ms may end within the history (which "
+                    "runs %.3f ms past its invocation); the checker models no expiry\n",
+                 i, (long long)op->ttl_ms, (double)(end - op->invoke_ns) / 1e6);
         return true;
     }
     return false;
@@ -1208,6 +1271,8 @@ int lincheck_check(const struct lincheck_op *ops, size_t n, const struct linchec
     for (size_t i = 0; i < n && rc == RK_OK; i++)
         if (op_malformed(&ops[i], &t, i))
             rc = RK_ERR_INVAL;
+    if (rc == RK_OK && ttl_too_short(ops, n, &t))
+        rc = RK_ERR_INVAL;
     const struct lincheck_op **sorted = rc == RK_OK ? malloc((n + 1) * sizeof(*sorted)) : NULL;
     if (rc == RK_OK && sorted == NULL)
         rc = RK_ERR_NOMEM;

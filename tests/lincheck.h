@@ -1,5 +1,6 @@
 /* tests/lincheck.h - a linearizability checker for histories of a key-value store
- * (get/set/delete on string keys, and the registers with a revision of rev/cas/cad):
+ * (get/set/delete on string keys, the registers with a revision of rev/cas/cad, and
+ * setex/cas --ttl/expire/ttl with times to live longer than the history):
  * Wing & Gong / Lowe search with memoisation, one key at a time (P-compositionality), as
  * in the Porcupine checker. */
 #ifndef RK_LINCHECK_H
@@ -16,8 +17,14 @@
  * CAD deletes it if its revision is `rev`. A revision names the write that made the
  * value: the checker learns which (from rev reads and held cas answers) and checks a
  * compare against the value that write wrote. */
+/* EXPIRE gives an existing key a new deadline (found: it answered OK, the key existed;
+ * false: nil) and changes nothing else; TTL reads whether the key exists (found: a
+ * number of seconds; false: nil). With ttl_ms > 0, a SET is a setex and a CAS a cas
+ * --ttl. The checker models no expiry: every ttl_ms must outlast the history (counted
+ * from the op's invocation to the last invocation or completion), else the history is
+ * malformed; then setex and cas --ttl are a set and a cas, and EXPIRE a "touch". */
 enum lincheck_kind { LINCHECK_GET, LINCHECK_SET, LINCHECK_DELETE, LINCHECK_REV, LINCHECK_CAS,
-                     LINCHECK_CAD };
+                     LINCHECK_CAD, LINCHECK_EXPIRE, LINCHECK_TTL };
 
 /* OK: the reply was received. FAILED: the operation definitely had no effect (a write
  * that was never sent, or a read that got no answer); failed ops are dropped.
@@ -45,6 +52,7 @@ struct lincheck_op {
     uint64_t rev;       /* REV found: the revision read; CAS, CAD: the one compared */
     bool held;          /* CAS, CAD answered: the compare held (OK), or not (FAILED) */
     uint64_t got_rev;   /* CAS held: its new revision; a failed compare: the key's (0: absent) */
+    int64_t ttl_ms;     /* SET, CAS: setex, cas --ttl if > 0; EXPIRE: the new time to live */
     int64_t invoke_ns;
     int64_t complete_ns;
 };

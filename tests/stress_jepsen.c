@@ -1,10 +1,14 @@
-/* tests/stress_jepsen.c - a Jepsen-style test: 12 clients run random get/set/delete and
- * rev/cas/cad (a register with a revision) on 5
+/* tests/stress_jepsen.c - a Jepsen-style test: 12 clients run random get/set/delete,
+ * rev/cas/cad (a register with a revision) and setex/cas --ttl/expire/ttl (with times to
+ * live far longer than the run: a set, a cas, a "touch" that answers whether the key
+ * exists, and an existence read, for the checker) on 5
  * keys of a real 5-server cluster while faults hit it (kill -9, SIGSTOP of the leader,
  * network partitions between namespaces, a server removed, wiped and added back with
  * --join, leadership transfers); every op is recorded with its outcome, and the
  * whole history must be linearizable (tests/lincheck.c). Some ops are scans of every key,
- * each checked as a get of each key. Env TIME: seconds (default 30);
+ * each checked as a get of each key. Beside them, expiry clients time real expiry under
+ * the same faults (see "expiry clients" below; RK_EXPIRY_SLACK_MS). Env TIME: seconds
+ * (default 30);
  * RK_JEPSEN_FAULTS: the fault kinds to use, e.g. "stop-leader,isolate-leader" (default
  * all; see fault_ids); RK_JEPSEN_HISTORY: a file to write the history to;
  * RK_JEPSEN_NO_NETNS=1: run on 127.0.0.1 without partitions; RK_JEPSEN_SEED: the seed of
@@ -20,6 +24,7 @@
  * reported but tolerated; more than one fails the test (the run would prove too little). */
 #include <check.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +53,11 @@ static const int op_timeouts_ms[] = {250, 500, 1000};
 #define OP_HANG_MS 6000         /* an op slower than this counts as a hang */
 #define THINK_MAX_MS 5
 #define READER_EVERY 4          /* clients 3, 7, 11 mostly read */
-#define N_OP_KINDS (LINCHECK_CAD + 1) /* get, set, delete, rev, cas, cad */
+#define N_OP_KINDS (LINCHECK_TTL + 1) /* get, set, delete, rev, cas, cad, expire, ttl */
+#define OP_SETEX N_OP_KINDS             /* in the mix and the report: a set with a ttl */
+#define OP_CAS_TTL (N_OP_KINDS + 1)     /* a cas --ttl */
+#define N_MIX (N_OP_KINDS + 2)
+#define LONG_TTL_MS 3600000LL           /* the checked keys' times to live: an hour */
 #define SCAN_PERCENT 5          /* of ops: a scan of every key, checked as a get of each */
 #define DEFAULT_TIME_S 30
 #define MAX_TIME_S (24 * 3600)
@@ -77,6 +86,7 @@ struct client {
     int64_t max_op_ms;
     char slowest[3 * LINCHECK_VAL_MAX + 96]; /* that op, as lincheck_format_op puts it */
     bool out_of_memory, no_session;
+    bool bad_ttl; /* a ttl answered something that is neither -1 nor whole seconds */
 };
 
 static atomic_bool stop_clients;
@@ -134,11 +144,22 @@ static bool record_rev_answer(struct lincheck_op *op, const struct client_reply 
 /* What the reply (or the failed call) says about the op; see the file comment. */
 static void record_outcome(struct lincheck_op *op, int rc, const struct client_reply *r)
 {
-    bool write = op->kind != LINCHECK_GET && op->kind != LINCHECK_REV;
+    bool write = op->kind != LINCHECK_GET && op->kind != LINCHECK_REV && op->kind != LINCHECK_TTL;
     op->outcome = LINCHECK_FAILED;
     if (rc != RK_OK) {
         if (write && rc != RK_ERR_INVAL && rc != RK_ERR_TOOBIG)
             op->outcome = LINCHECK_UNKNOWN;
+        return;
+    }
+    if (op->kind == LINCHECK_EXPIRE || op->kind == LINCHECK_TTL) {
+        bool there = op->kind == LINCHECK_EXPIRE ? r->status == PROTO_ST_OK
+                                                 : r->status == PROTO_ST_VALUE;
+        if (there || r->status == PROTO_ST_NIL) {
+            op->outcome = LINCHECK_OK;
+            op->found = there;
+        } else if (write) {
+            op->outcome = LINCHECK_UNKNOWN;
+        }
         return;
     }
     if (op->kind >= LINCHECK_REV) {
@@ -164,43 +185,73 @@ static void record_outcome(struct lincheck_op *op, int rc, const struct client_r
     }
 }
 
-/* Runs op (kind, key and value filled in) and records its times and outcome. */
-static void run_op(struct client_session *s, struct lincheck_op *op)
+/* A ttl answer of a checked key: "-1" (no deadline) or whole seconds up to an hour. */
+static bool ttl_answer_ok(const struct client_reply *r)
+{
+    char *end;
+    long v = strtol(r->body, &end, 10);
+    return r->body_len > 0 && *end == '\0' && (v == -1 || (v >= 0 && v <= LONG_TTL_MS / 1000));
+}
+
+/* Runs op (kind, key, value and ttl_ms filled in) and records its times and outcome; a
+ * ttl answer that is not one sets *bad_answer. */
+static void run_op(struct client_session *s, struct lincheck_op *op, bool *bad_answer)
 {
     static const uint8_t proto_ops[] = {PROTO_OP_GET, PROTO_OP_SET, PROTO_OP_DELETE,
-                                        PROTO_OP_REV, PROTO_OP_CAS, PROTO_OP_CAD};
+                                        PROTO_OP_REV, PROTO_OP_CAS, PROTO_OP_CAD,
+                                        PROTO_OP_EXPIRE, PROTO_OP_TTL};
     struct client_reply reply;
-    char err[256], arg[LINCHECK_VAL_MAX + 32];
+    char err[256], arg[LINCHECK_VAL_MAX + 64];
     const char *val = op->kind == LINCHECK_SET ? op->value : NULL;
-    if (op->kind == LINCHECK_CAS || op->kind == LINCHECK_CAD) {
+    uint8_t proto_op = proto_ops[op->kind];
+    long long ttl = (long long)op->ttl_ms;
+    if (op->kind == LINCHECK_SET && ttl > 0) {
+        snprintf(arg, sizeof(arg), "%lld %s", ttl, op->value);
+        val = arg;
+        proto_op = PROTO_OP_SETEX;
+    } else if (op->kind == LINCHECK_CAS && ttl > 0) {
+        snprintf(arg, sizeof(arg), "%lld %llu %s", ttl, (unsigned long long)op->rev, op->value);
+        val = arg;
+        proto_op = PROTO_OP_CAS_TTL;
+    } else if (op->kind == LINCHECK_CAS || op->kind == LINCHECK_CAD) {
         snprintf(arg, sizeof(arg), op->kind == LINCHECK_CAS ? "%llu %s" : "%llu",
                  (unsigned long long)op->rev, op->value);
         val = arg;
+    } else if (op->kind == LINCHECK_EXPIRE) {
+        snprintf(arg, sizeof(arg), "%lld", ttl);
+        val = arg;
     }
     op->invoke_ns = (int64_t)rk_clock_ns();
-    int rc = client_session_call(s, proto_ops[op->kind], op->key, (uint32_t)strlen(op->key),
+    int rc = client_session_call(s, proto_op, op->key, (uint32_t)strlen(op->key),
                                  val, val != NULL ? (uint32_t)strlen(val) : 0, &reply, err,
                                  sizeof(err));
     op->complete_ns = (int64_t)rk_clock_ns();
     record_outcome(op, rc, &reply);
+    if (rc == RK_OK && op->kind == LINCHECK_TTL && reply.status == PROTO_ST_VALUE &&
+        !ttl_answer_ok(&reply) && bad_answer != NULL)
+        *bad_answer = true;
     if (rc == RK_OK)
         client_reply_free(&reply);
 }
 
-/* Most clients: 30% set, 35% get, 10% delete, 10% rev, 10% cas, 5% cad. Every
- * READER_EVERYth client mostly reads (80% get, 10% rev, 5% set, 3% cas, 2% delete): it
+/* Most clients: 20% set, 30% get, 8% delete, 10% rev, 7% cas, 5% cad, 5% expire, 5% ttl,
+ * 6% setex, 4% cas --ttl (every ttl LONG_TTL_MS). Every READER_EVERYth client mostly
+ * reads (70% get, 10% rev, 10% ttl, 5% set, 3% cas, 2% delete): it
  * keeps talking to a deposed leader that still answers it, where the others, whose writes
  * hang there, move on to the new leader. A cas or cad compares the key's revision as the
  * client last learned it (from a rev or a compare's answer), now and then 0. */
 static void random_op(struct client *cl, struct lincheck_op *op)
 {
     bool reader = cl->id % READER_EVERY == READER_EVERY - 1;
-    static const int normal[] = { 30, 35, 10, 10, 10, 5 }, readers[] = { 5, 80, 2, 10, 3, 0 };
+    static const int normal[N_MIX] = { 30, 20, 8, 10, 7, 5, 5, 5, 6, 4 },
+                     readers[N_MIX] = { 70, 5, 2, 10, 3, 0, 0, 10, 0, 0 };
     const int *mix = reader ? readers : normal;
     int dice = rand_r(&cl->seed) % 100, k = rand_r(&cl->seed) % N_KEYS, kind = 0;
     while (dice >= mix[kind])
         dice -= mix[kind++];
     snprintf(op->key, sizeof(op->key), "k%d", k);
+    op->ttl_ms = kind >= N_OP_KINDS || kind == LINCHECK_EXPIRE ? LONG_TTL_MS : 0;
+    kind = kind == OP_SETEX ? LINCHECK_SET : kind == OP_CAS_TTL ? LINCHECK_CAS : kind;
     op->kind = (enum lincheck_kind)kind;
     if (op->kind == LINCHECK_SET || op->kind == LINCHECK_CAS) /* unique: client and number */
         snprintf(op->value, sizeof(op->value), "c%d-%d", cl->id, cl->seq++);
@@ -257,7 +308,7 @@ static void run_scan(struct client *cl, struct client_session *s)
         op->outcome = LINCHECK_OK;
         op->found = found[k];
         snprintf(op->key, sizeof(op->key), "k%d", k);
-        snprintf(op->value, sizeof(op->value), "%s", values[k]);
+        snprintf(op->value, sizeof(op->value), "%.*s", (int)sizeof(op->value) - 1, values[k]);
         op->invoke_ns = invoke;
         op->complete_ns = complete;
         cl->n_ops++;
@@ -284,7 +335,7 @@ static void *client_main(void *arg)
         if (op == NULL)
             break;
         random_op(cl, op);
-        run_op(s, op);
+        run_op(s, op, &cl->bad_ttl);
         learn_rev(cl, op);
         cl->n_ops++;
         int64_t took_ms = (op->complete_ns - op->invoke_ns) / 1000000;
@@ -296,6 +347,252 @@ static void *client_main(void *arg)
     }
     client_session_free(s);
     return NULL;
+}
+
+/* ---- expiry clients: real expiry, timed ----
+ *
+ * Each writes keys of its own ("x<client>-<round>", a new one per round, so nobody else
+ * writes or deletes them, not even a late retry of an earlier round) with setex and a
+ * short time to live T (0.5-2 s), sent at t_send and acknowledged at t_ack, and then polls
+ * the key (get, now and then ttl) until it sees it gone. A server counts T from when it
+ * applied the write, which is after t_send, and a key is deleted only when the leader's
+ * count ran out; so:
+ *   - the key must not be missing before t_send + T: a nil (get, ttl or expire) that
+ *     completed earlier fails the test ("vanished early"), and so does a ttl answer
+ *     smaller than the time left to t_send + T at its completion, or -1;
+ *   - it must be gone by t_ack + 2 T + slack (RK_EXPIRY_SLACK_MS, default 5000 ms: a
+ *     failover, or a new leader that learned the key late, counts again from there): a
+ *     get invoked after that which still reads the value fails ("outlived its bound").
+ * Half of the rounds extend the key halfway with expire T2 (T <= T2 <= T + 1 s): answered
+ * OK at [e_send, e_ack], the bounds become e_send + T2 and e_ack + 2 T2 + slack; of
+ * unknown outcome, it may still take effect later, so the lower bound stays (T2 >= T:
+ * it cannot bring the deadline forward) and the upper one is dropped. A setex whose answer
+ * is not OK ends the round unchecked. */
+
+#define N_EXPIRY_CLIENTS 2
+#define EXPIRY_TTL_MIN_MS 500
+#define EXPIRY_TTL_SPAN_MS 1500
+#define EXPIRY_EXTEND_SPAN_MS 1000
+#define EXPIRY_SLACK_MS 5000
+#define EXPIRY_POLL_MIN_MS 20
+#define EXPIRY_POLL_SPAN_MS 40
+#define EXPIRY_OP_TIMEOUT_MS 1000
+#define EXPIRY_TTL_EVERY 5          /* one poll in 5 is a ttl */
+#define EXPIRY_MAX_ROUNDS 100000
+
+struct expiry_client {
+    int id;
+    pthread_t thread;
+    struct ctl_cluster *cluster;
+    unsigned seed;
+    int64_t slack_ms;
+    int rounds, checked, unacked, cut_off, extended, extend_unknown;
+    int64_t max_late_ms;   /* the longest a key was still seen after its lower bound */
+    int64_t sum_late_ms;
+    int64_t max_gone_ms;   /* ... and the latest it was first seen gone, after it */
+    bool no_session;
+    char violation[512];   /* the first one, or "" */
+};
+
+static int64_t mono_ms(void)
+{
+    return (int64_t)(rk_clock_ns() / 1000000);
+}
+
+static void expiry_violation(struct expiry_client *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void expiry_violation(struct expiry_client *e, const char *fmt, ...)
+{
+    if (e->violation[0] != '\0')
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->violation, sizeof(e->violation), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "jepsen: expiry client %d: %s\n", e->id, e->violation);
+}
+
+/* One key's bounds: not missing before lower, gone by upper (INT64_MAX: unbounded). */
+struct expiry_key {
+    char key[32], value[32];
+    int64_t ttl_ms, t_send, lower, upper;
+    bool extend, extended;
+    int64_t extend_at;
+};
+
+/* expire key T2: true if the round goes on. */
+static bool expiry_extend(struct expiry_client *e, struct client_session *s, struct expiry_key *k)
+{
+    char out[64], arg[32];
+    int64_t t2 = k->ttl_ms + rand_r(&e->seed) % (EXPIRY_EXTEND_SPAN_MS + 1);
+    snprintf(arg, sizeof(arg), "%lld", (long long)t2);
+    k->extended = true;
+    int64_t inv = mono_ms();
+    int st = harness_call(s, PROTO_OP_EXPIRE, k->key, arg, out, sizeof(out));
+    int64_t cmp = mono_ms();
+    if (st == PROTO_ST_OK) {
+        k->lower = inv + t2;
+        k->upper = cmp + 2 * t2 + e->slack_ms;
+        e->extended++;
+        return true;
+    }
+    if (st == PROTO_ST_NIL) {
+        if (cmp < k->lower)
+            expiry_violation(e, "%s vanished early: expire %lld answered nil %lld ms after "
+                             "setex %lld was sent, %lld ms before its time", k->key,
+                             (long long)t2, (long long)(cmp - k->t_send), (long long)k->ttl_ms,
+                             (long long)(k->lower - cmp));
+        else
+            e->checked++; /* gone, in time */
+        return false;
+    }
+    k->upper = INT64_MAX; /* it may still take effect, later */
+    e->extend_unknown++;
+    return true;
+}
+
+/* One poll: true if the key is still there (the round goes on). */
+static bool expiry_poll(struct expiry_client *e, struct client_session *s, struct expiry_key *k)
+{
+    char out[64];
+    bool ttl = rand_r(&e->seed) % EXPIRY_TTL_EVERY == 0;
+    int64_t inv = mono_ms();
+    int st = harness_call(s, ttl ? PROTO_OP_TTL : PROTO_OP_GET, k->key, NULL, out, sizeof(out));
+    int64_t cmp = mono_ms();
+    if (st == PROTO_ST_NIL) {
+        if (cmp < k->lower) {
+            expiry_violation(e, "%s vanished early: %s answered nil %lld ms after setex %lld "
+                             "was sent, %lld ms before its time%s", k->key, ttl ? "ttl" : "get",
+                             (long long)(cmp - k->t_send), (long long)k->ttl_ms,
+                             (long long)(k->lower - cmp), k->extended ? " (extended)" : "");
+        } else {
+            e->checked++;
+            if (cmp - k->lower > e->max_gone_ms)
+                e->max_gone_ms = cmp - k->lower;
+        }
+        return false;
+    }
+    if (st != PROTO_ST_VALUE)
+        return true; /* no answer: nothing learned */
+    if (ttl) {
+        char *end;
+        long long secs = strtoll(out, &end, 10);
+        if (*end != '\0' || secs < 0 || secs * 1000 < k->lower - cmp)
+            expiry_violation(e, "%s: ttl answered \"%s\" %lld ms after setex %lld was sent, "
+                             "%lld ms before its time", k->key, out,
+                             (long long)(cmp - k->t_send), (long long)k->ttl_ms,
+                             (long long)(k->lower - cmp));
+    } else if (strcmp(out, k->value) != 0) {
+        expiry_violation(e, "%s: get read \"%s\", not \"%s\"", k->key, out, k->value);
+    }
+    if (k->upper != INT64_MAX && inv > k->upper)
+        expiry_violation(e, "%s outlived its bound: still there %lld ms after setex %lld was "
+                         "sent, %lld ms past t_ack + 2 T + %lld ms%s", k->key,
+                         (long long)(inv - k->t_send), (long long)k->ttl_ms,
+                         (long long)(inv - k->upper), (long long)e->slack_ms,
+                         k->extended ? " (extended)" : "");
+    if (inv > k->lower) {
+        if (inv - k->lower > e->max_late_ms)
+            e->max_late_ms = inv - k->lower;
+    }
+    return true;
+}
+
+static void expiry_round(struct expiry_client *e, struct client_session *s)
+{
+    struct expiry_key k;
+    memset(&k, 0, sizeof(k));
+    char arg[64];
+    snprintf(k.key, sizeof(k.key), "x%d-%d", e->id, e->rounds);
+    snprintf(k.value, sizeof(k.value), "v%d-%d", e->id, e->rounds);
+    e->rounds++;
+    k.ttl_ms = EXPIRY_TTL_MIN_MS + rand_r(&e->seed) % (EXPIRY_TTL_SPAN_MS + 1);
+    snprintf(arg, sizeof(arg), "%lld %s", (long long)k.ttl_ms, k.value);
+    k.t_send = mono_ms();
+    int st = harness_call(s, PROTO_OP_SETEX, k.key, arg, NULL, 0);
+    int64_t t_ack = mono_ms();
+    if (st != PROTO_ST_OK) {
+        e->unacked++;
+        return;
+    }
+    k.lower = k.t_send + k.ttl_ms;
+    k.upper = t_ack + 2 * k.ttl_ms + e->slack_ms;
+    k.extend = rand_r(&e->seed) % 2 == 0;
+    k.extend_at = k.t_send + k.ttl_ms / 2;
+    bool there = true;
+    while (there && e->violation[0] == '\0') {
+        if (atomic_load(&stop_clients)) {
+            e->cut_off++;
+            return;
+        }
+        rk_sleep_ms(EXPIRY_POLL_MIN_MS + rand_r(&e->seed) % (EXPIRY_POLL_SPAN_MS + 1));
+        if (k.extend && !k.extended && mono_ms() >= k.extend_at)
+            there = expiry_extend(e, s, &k);
+        else
+            there = expiry_poll(e, s, &k);
+    }
+}
+
+static void *expiry_main(void *arg)
+{
+    struct expiry_client *e = arg;
+    struct client_session *s = harness_session(e->cluster, e->id % e->cluster->n, true,
+                                               EXPIRY_OP_TIMEOUT_MS);
+    if (s == NULL) {
+        e->no_session = true;
+        return NULL;
+    }
+    while (!atomic_load(&stop_clients) && e->violation[0] == '\0' &&
+           e->rounds < EXPIRY_MAX_ROUNDS)
+        expiry_round(e, s);
+    client_session_free(s);
+    return NULL;
+}
+
+static int64_t expiry_slack_ms(void)
+{
+    const char *v = getenv("RK_EXPIRY_SLACK_MS");
+    long long ms = v != NULL && v[0] != '\0' ? strtoll(v, NULL, 10) : EXPIRY_SLACK_MS;
+    return ms < 0 ? 0 : ms;
+}
+
+static void start_expiry_clients(struct ctl_cluster *c, struct expiry_client ex[], unsigned seed)
+{
+    for (int i = 0; i < N_EXPIRY_CLIENTS; i++) {
+        ex[i].id = i;
+        ex[i].cluster = c;
+        ex[i].seed = seed * 17u + 1000u + (unsigned)i;
+        ex[i].slack_ms = expiry_slack_ms();
+        HARNESS_ASSERT(c, pthread_create(&ex[i].thread, NULL, expiry_main, &ex[i]) == 0,
+                       "pthread_create");
+    }
+}
+
+/* The report, then the verdict: no violation, and enough keys seen to expire. */
+static void check_expiry_clients(struct ctl_cluster *c, struct expiry_client ex[], int seconds)
+{
+    int checked = 0;
+    for (int i = 0; i < N_EXPIRY_CLIENTS; i++) {
+        struct expiry_client *e = &ex[i];
+        checked += e->checked;
+        fprintf(stderr, "jepsen: expiry client %d: %d keys, %d seen to expire in their "
+                        "bounds (%d extended by expire, %d expires of unknown outcome), %d "
+                        "setex not acknowledged, %d cut off by the end; a key was seen at "
+                        "most %lld ms past its earliest end, first seen gone at most %lld "
+                        "ms past it (slack %lld ms)\n",
+                i, e->rounds, e->checked, e->extended, e->extend_unknown, e->unacked,
+                e->cut_off, (long long)e->max_late_ms, (long long)e->max_gone_ms,
+                (long long)e->slack_ms);
+    }
+    for (int i = 0; i < N_EXPIRY_CLIENTS; i++) {
+        HARNESS_ASSERT(c, !ex[i].no_session, "expiry client %d: no session", i);
+        HARNESS_ASSERT(c, ex[i].violation[0] == '\0', "expiry client %d: %s", i,
+                       ex[i].violation);
+    }
+    int want = seconds / 15 > 2 ? seconds / 15 : 2;
+    HARNESS_ASSERT(c, checked >= want, "only %d keys seen to expire in %d s (want %d)", checked,
+                   seconds, want);
 }
 
 /* ---- faults (on the main thread, which outlives the servers it starts) ---- */
@@ -606,7 +903,7 @@ static void final_reads(struct ctl_cluster *c, struct client *cl)
         HARNESS_ASSERT(c, op != NULL, "out of memory");
         op->kind = LINCHECK_GET;
         snprintf(op->key, sizeof(op->key), "k%d", k);
-        run_op(s, op);
+        run_op(s, op, NULL);
         cl->n_ops++;
         HARNESS_ASSERT(c, op->outcome == LINCHECK_OK, "the final get of %s failed", op->key);
     }
@@ -617,7 +914,7 @@ static void final_reads(struct ctl_cluster *c, struct client *cl)
 
 struct totals {
     size_t ops, ok, unknown, failed;
-    size_t by_kind[N_OP_KINDS][3]; /* [kind][outcome] */
+    size_t by_kind[N_MIX][3]; /* [kind, or OP_SETEX / OP_CAS_TTL][outcome] */
     int64_t max_op_ms;
     char slowest[3 * LINCHECK_VAL_MAX + 96];
 };
@@ -640,7 +937,10 @@ static struct lincheck_op *gather(struct client cl[], int n, struct totals *t)
         for (size_t k = 0; k < cl[i].n_ops; k++) {
             const struct lincheck_op *op = &cl[i].ops[k];
             all[at++] = *op;
-            t->by_kind[op->kind][op->outcome]++;
+            int k = op->ttl_ms > 0 && op->kind == LINCHECK_SET   ? OP_SETEX
+                    : op->ttl_ms > 0 && op->kind == LINCHECK_CAS ? OP_CAS_TTL
+                                                                 : (int)op->kind;
+            t->by_kind[k][op->outcome]++;
             if (op->outcome == LINCHECK_OK)
                 t->ok++;
             else if (op->outcome == LINCHECK_UNKNOWN)
@@ -654,13 +954,14 @@ static struct lincheck_op *gather(struct client cl[], int n, struct totals *t)
 
 static void print_totals(const struct totals *t, int seconds, const struct nemesis *nm)
 {
-    static const char *const kinds[N_OP_KINDS] = {"get", "set", "delete", "rev", "cas", "cad"};
+    static const char *const kinds[N_MIX] = {"get", "set", "delete", "rev", "cas", "cad",
+                                             "expire", "ttl", "setex", "cas --ttl"};
     fprintf(stderr, "jepsen: %d s, %d clients, %d keys: %zu ops: ok %zu, unknown %zu, "
                     "failed %zu; slowest op %lld ms\n",
             seconds, N_CLIENTS, N_KEYS, t->ops, t->ok, t->unknown, t->failed,
             (long long)t->max_op_ms);
-    for (int k = 0; k < N_OP_KINDS; k++)
-        fprintf(stderr, "jepsen:   %-6s ok %zu, unknown %zu, failed %zu\n", kinds[k],
+    for (int k = 0; k < N_MIX; k++)
+        fprintf(stderr, "jepsen:   %-9s ok %zu, unknown %zu, failed %zu\n", kinds[k],
                 t->by_kind[k][LINCHECK_OK], t->by_kind[k][LINCHECK_UNKNOWN],
                 t->by_kind[k][LINCHECK_FAILED]);
     fprintf(stderr, "jepsen: %d faults%s:\n", nm->total,
@@ -778,6 +1079,8 @@ static void check_clients(struct ctl_cluster *c, struct client cl[])
     for (int i = 0; i < N_CLIENTS; i++) {
         HARNESS_ASSERT(c, !cl[i].no_session, "client %d: no session", i);
         HARNESS_ASSERT(c, !cl[i].out_of_memory, "client %d: out of memory", i);
+        HARNESS_ASSERT(c, !cl[i].bad_ttl, "client %d: a ttl answer that is not -1 or 0..%lld",
+                       i, LONG_TTL_MS / 1000);
     }
 }
 
@@ -805,12 +1108,18 @@ START_TEST(test_jepsen)
     memset(cl, 0, sizeof(cl));
     cl[N_CLIENTS].id = N_CLIENTS;
     nm.t0_ms = rk_clock_ms();
+    static struct expiry_client ex[N_EXPIRY_CLIENTS];
+    memset(ex, 0, sizeof(ex));
     start_clients(c, cl, nm.seed);
+    start_expiry_clients(c, ex, nm.seed);
     run_nemesis(&nm, nm.t0_ms + (uint64_t)seconds * 1000);
     atomic_store(&stop_clients, true);
     for (int i = 0; i < N_CLIENTS; i++)
         pthread_join(cl[i].thread, NULL); /* each op ends within its timeout */
+    for (int i = 0; i < N_EXPIRY_CLIENTS; i++)
+        pthread_join(ex[i].thread, NULL);
     check_clients(c, cl);
+    check_expiry_clients(c, ex, seconds);
     recover(c);
     final_reads(c, &cl[N_CLIENTS]);
 

@@ -1,6 +1,7 @@
 /* tests/unit_client_parse.c - client/parse.c: splitting raft_client command lines into
  * word, key and value, and the checks (and exact error texts) of each command. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../client/parse.h"
@@ -137,6 +138,71 @@ START_TEST(test_check)
 }
 END_TEST
 
+/* The wire request of a setex, expire or cas --ttl: SECONDS become "MS" at the value's
+ * start; cas --ttl is CAS_TTL with its key after SECONDS. */
+static void expect_ttl_request(const char *line, uint8_t want_op, const char *key,
+                               const char *val)
+{
+    struct client_cmd cmd;
+    uint8_t op = 0;
+    char err[128];
+    ck_assert(split(line, &cmd));
+    ck_assert_msg(client_check_command(&cmd, &op, err, sizeof(err)) == CLIENT_CMD_SERVER,
+                  "'%s': %s", line, err);
+    ck_assert_uint_eq(op, want_op);
+    struct client_ttl_req req;
+    const char *why;
+    ck_assert(client_ttl_request(&cmd, op == PROTO_OP_CAS_TTL ? PROTO_OP_CAS : op, &req, &why));
+    ck_assert_uint_eq(req.op, want_op);
+    ck_assert_uint_eq(req.key_len, strlen(key));
+    ck_assert_mem_eq(req.key, key, req.key_len);
+    ck_assert_uint_eq(req.val_len, strlen(val));
+    ck_assert_mem_eq(req.val, val, req.val_len);
+    free(req.val);
+}
+
+START_TEST(test_ttl_commands)
+{
+    expect_ttl_request("setex k 1.5 hello  world", PROTO_OP_SETEX, "k", "1500 hello  world");
+    expect_ttl_request("SETEX k .1 v", PROTO_OP_SETEX, "k", "100 v");
+    expect_ttl_request("expire k 30", PROTO_OP_EXPIRE, "k", "30000");
+    expect_ttl_request("cas --ttl 2 lock 0 me and you", PROTO_OP_CAS_TTL, "lock",
+                       "2000 0 me and you");
+    expect_ttl_request("cas --ttl 0.25 lock 17", PROTO_OP_CAS_TTL, "lock", "250 17");
+    uint8_t op = 0;
+    char err[128];
+    ck_assert_int_eq(check("ttl k", &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert_int_eq(op, PROTO_OP_TTL);
+    expect_invalid("ttl", "usage: ttl KEY");
+    expect_invalid("setex k 5", "usage: setex KEY SECONDS VALUE");
+    expect_invalid("setex k", "usage: setex KEY SECONDS VALUE");
+    expect_invalid("setex k 0.05 v", "bad SECONDS (a number of seconds, decimals allowed, 0.1 "
+                                     "to 315360000); usage: setex KEY SECONDS VALUE");
+    expect_invalid("setex k 1h v", "bad SECONDS (a number of seconds, decimals allowed, 0.1 "
+                                   "to 315360000); usage: setex KEY SECONDS VALUE");
+    expect_invalid("expire k", "usage: expire KEY SECONDS");
+    expect_invalid("expire k 5 6", "usage: expire KEY SECONDS");
+    expect_invalid("cas --ttl 5 lock", "usage: cas --ttl SECONDS KEY REV VALUE");
+    expect_invalid("cas --ttl 5 lock x v", "bad revision (a number; 0: the key must be "
+                                           "absent); usage: cas --ttl SECONDS KEY REV VALUE");
+    expect_invalid("cas --ttl x lock 0 v", "bad SECONDS (a number of seconds, decimals "
+                                           "allowed, 0.1 to 315360000); usage: "
+                                           "cas --ttl SECONDS KEY REV VALUE");
+    expect_invalid("cas --ttl", "usage: cas --ttl SECONDS KEY REV VALUE");
+    ck_assert(client_is_command_word("setex") && client_is_command_word("EXPIRE") &&
+              client_is_command_word("ttl"));
+    /* keys are words here too (one-shot mode can pass any argument as the key) */
+    struct client_cmd cmd = { .word = "setex", .key = "a b", .key_len = 3, .val = "5 v",
+                              .val_len = 3, .n_args = 2 };
+    ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    ck_assert_str_eq(err, PROTO_ERR_KEY_NOT_WORD);
+    cmd = (struct client_cmd){ .word = "cas", .key = "--ttl", .key_len = 5,
+                               .val = "5 a\x01b 0 v", .val_len = 10, .n_args = 2 };
+    ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    ck_assert_str_eq(err, PROTO_ERR_KEY_NOT_WORD);
+}
+END_TEST
+
 /* Sizes: an empty key (possible from argv) is a usage error; over the protocol's limits
  * the command is refused before anything is sent. */
 START_TEST(test_sizes)
@@ -203,6 +269,7 @@ static Suite *client_parse_suite(void)
     TCase *tc = tcase_create("parse");
     tcase_add_test(tc, test_split);
     tcase_add_test(tc, test_check);
+    tcase_add_test(tc, test_ttl_commands);
     tcase_add_test(tc, test_sizes);
     tcase_add_test(tc, test_keys_are_words);
     suite_add_tcase(s, tc);

@@ -791,6 +791,319 @@ START_TEST(test_deterministic_against_model)
 }
 END_TEST
 
+
+/* ---- expiring keys (kv_expiry.c), on a fake clock ---- */
+
+/* Applies a SETEX, EXPIRE, CAS_TTL (or any type) with its ttl at the next index. */
+static int apply_ttl(struct log_kv *l, uint8_t type, const char *key, const char *val,
+                     uint64_t ttl_ms, uint64_t rev)
+{
+    struct raft_entry e;
+    uint32_t val_len = val ? (uint32_t)strlen(val) : 0;
+    ck_assert_int_eq(raft_entry_init(&e, 1, type, key, (uint32_t)strlen(key), val, val_len),
+                     RK_OK);
+    e.ttl_ms = ttl_ms;
+    e.rev = rev;
+    int rc = kv_apply(l->kv, l->next++, &e);
+    raft_entry_free(&e);
+    return rc;
+}
+
+/* The EXPIRED entry a leader would propose at now (NULL val if nothing is due). */
+static struct raft_entry expired_batch(const struct kv *kv, uint64_t now, uint32_t max_keys,
+                                       uint32_t max_bytes, uint32_t *n_keys)
+{
+    struct raft_entry e = { .type = RAFT_ENTRY_EXPIRED, .key = "" };
+    ck_assert_int_eq(kv_expiry_batch(kv, now, max_keys, max_bytes, &e.val, &e.val_len, n_keys),
+                     RK_OK);
+    return e;
+}
+
+/* As leader at now: proposes and applies the batch of due keys; returns how many it named. */
+static uint32_t reap(struct log_kv *l, uint64_t now)
+{
+    uint32_t n_keys;
+    struct raft_entry e = expired_batch(l->kv, now, 1000, 1u << 20, &n_keys);
+    if (n_keys > 0)
+        ck_assert_int_eq(kv_apply(l->kv, l->next++, &e), KV_APPLIED);
+    free(e.val);
+    return n_keys;
+}
+
+static uint64_t ttl_left(const struct kv *kv, const char *key)
+{
+    uint64_t left = 0;
+    ck_assert(kv_ttl_left(kv, key, (uint32_t)strlen(key), &left));
+    return left;
+}
+
+/* A deadline counts from when its entry is applied; the key goes at the deadline, through
+ * an EXPIRED entry, not before. */
+START_TEST(test_expiry_at_before_after_deadline)
+{
+    struct log_kv l = log_kv_new(8);
+    kv_set_now(l.kv, 1000);
+    ck_assert_int_eq(apply_ttl(&l, RAFT_ENTRY_SETEX, "k", "v", 500, 0), KV_APPLIED); /* 1 */
+    ck_assert_uint_eq(rev_of_key(l.kv, "k"), 1);
+    ck_assert_uint_eq(kv_next_deadline(l.kv), 1500);
+    kv_set_now(l.kv, 1200);
+    ck_assert_uint_eq(ttl_left(l.kv, "k"), 300);
+    ck_assert_uint_eq(reap(&l, 1499), 0); /* before: nothing proposed */
+    assert_str(l.kv, "k", "v");
+    kv_set_now(l.kv, 1600);
+    ck_assert_uint_eq(ttl_left(l.kv, "k"), 0); /* passed, not yet deleted: still there */
+    assert_str(l.kv, "k", "v");
+    ck_assert_uint_eq(reap(&l, 1500), 1); /* at the deadline: entry 2 deletes it */
+    assert_absent(l.kv, "k", 1);
+    ck_assert_uint_eq(kv_rev(l.kv), 2);
+    ck_assert_uint_eq(kv_next_deadline(l.kv), UINT64_MAX);
+    ck_assert_uint_eq(reap(&l, 1000000), 0); /* after: nothing left to do */
+    ck_assert_uint_eq(kv_ttl_count(l.kv), 0);
+    kv_free(l.kv);
+}
+END_TEST
+
+/* EXPIRE moves a deadline (value and revision stay); SET and CAS remove it; a key with no
+ * deadline says so; EXPIRE of an absent key does nothing. */
+START_TEST(test_expire_set_and_cas_change_deadlines)
+{
+    struct log_kv l = log_kv_new(8);
+    kv_set_now(l.kv, 0);
+    ck_assert_int_eq(apply_ttl(&l, RAFT_ENTRY_EXPIRE, "k", NULL, 500, 0), KV_ABSENT); /* 1 */
+    ck_assert_uint_eq(kv_ttl_count(l.kv), 0);
+    ck_assert_int_eq(apply_ttl(&l, RAFT_ENTRY_SETEX, "k", "v", 500, 0), KV_APPLIED); /* 2 */
+    kv_set_now(l.kv, 400);
+    ck_assert_int_eq(apply_ttl(&l, RAFT_ENTRY_EXPIRE, "k", NULL, 1000, 0), KV_APPLIED); /* 3 */
+    ck_assert_uint_eq(rev_of_key(l.kv, "k"), 2);
+    ck_assert_uint_eq(kv_rev(l.kv), 2);
+    ck_assert_uint_eq(kv_next_deadline(l.kv), 1400);
+    uint64_t ttl_ms, set_index;
+    ck_assert(kv_ttl_get(l.kv, "k", 1, &ttl_ms, &set_index));
+    ck_assert_uint_eq(ttl_ms, 1000);
+    ck_assert_uint_eq(set_index, 3);
+    ck_assert_uint_eq(reap(&l, 1399), 0);
+    ck_assert_int_eq(do_set(&l, 0, 0, "k", "plain"), KV_APPLIED); /* 4: no deadline now */
+    ck_assert_uint_eq(ttl_left(l.kv, "k"), UINT64_MAX);
+    ck_assert(!kv_ttl_get(l.kv, "k", 1, &ttl_ms, &set_index));
+    ck_assert_uint_eq(reap(&l, 10000), 0);
+    assert_str(l.kv, "k", "plain");
+    /* CAS_TTL: a failed compare leaves the deadline alone; one that holds sets it; a
+     * plain CAS removes it */
+    ck_assert_int_eq(apply_ttl(&l, RAFT_ENTRY_CAS_TTL, "k", "x", 50, 3), KV_FAILED); /* 5 */
+    ck_assert_uint_eq(kv_ttl_count(l.kv), 0);
+    ck_assert_int_eq(apply_ttl(&l, RAFT_ENTRY_CAS_TTL, "k", "x", 50, 4), KV_APPLIED); /* 6 */
+    ck_assert_uint_eq(kv_result_rev(l.kv), 6);
+    ck_assert_uint_eq(kv_next_deadline(l.kv), 450);
+    ck_assert_int_eq(apply_ttl(&l, RAFT_ENTRY_CAS_TTL, "new", "y", 70, 0), KV_APPLIED); /* 7 */
+    ck_assert_int_eq(apply_ttl(&l, RAFT_ENTRY_CAS, "k", "z", 0, 6), KV_APPLIED); /* 8 */
+    ck_assert_uint_eq(ttl_left(l.kv, "k"), UINT64_MAX);
+    ck_assert_uint_eq(kv_next_deadline(l.kv), 470);
+    ck_assert_uint_eq(reap(&l, 470), 1); /* 9: "new" only */
+    assert_absent(l.kv, "new", 3);
+    assert_str(l.kv, "k", "z");
+    kv_free(l.kv);
+}
+END_TEST
+
+/* An EXPIRED entry deletes a key only if its deadline is still the one it names: a key
+ * given a new deadline, rewritten, or deleted and written again meanwhile stays. */
+START_TEST(test_stale_batch_deletes_nothing)
+{
+    struct log_kv l = log_kv_new(8);
+    kv_set_now(l.kv, 0);
+    apply_ttl(&l, RAFT_ENTRY_SETEX, "a", "1", 100, 0); /* 1 */
+    apply_ttl(&l, RAFT_ENTRY_SETEX, "b", "1", 100, 0); /* 2 */
+    apply_ttl(&l, RAFT_ENTRY_SETEX, "c", "1", 100, 0); /* 3 */
+    uint32_t n_keys;
+    struct raft_entry batch = expired_batch(l.kv, 100, 10, 4096, &n_keys);
+    ck_assert_uint_eq(n_keys, 3);
+    apply_ttl(&l, RAFT_ENTRY_EXPIRE, "a", NULL, 1000, 0);    /* 4: a new deadline */
+    ck_assert_int_eq(do_set(&l, 0, 0, "b", "2"), KV_APPLIED); /* 5: rewritten */
+    ck_assert_int_eq(do_delete(&l, 0, 0, "c"), KV_APPLIED);   /* 6 */
+    apply_ttl(&l, RAFT_ENTRY_SETEX, "c", "again", 100, 0);    /* 7: written again */
+    ck_assert_int_eq(kv_apply(l.kv, l.next++, &batch), KV_APPLIED); /* 8 */
+    assert_str(l.kv, "a", "1");
+    assert_str(l.kv, "b", "2");
+    assert_str(l.kv, "c", "again");
+    ck_assert_uint_eq(kv_rev(l.kv), 7); /* nothing deleted: no new revision */
+    ck_assert_int_eq(kv_apply(l.kv, l.next++, &batch), KV_APPLIED); /* twice: still nothing */
+    ck_assert_uint_eq(kv_count(l.kv), 3);
+    free(batch.val);
+    kv_free(l.kv);
+}
+END_TEST
+
+/* The leader that accepted a write dies between the write and the deadline. The new
+ * leader learned of the key later and counts from then: the key lives longer, never
+ * shorter. The replicated state stays equal whatever the local clocks say. */
+START_TEST(test_leader_change_between_write_and_deadline)
+{
+    struct log_kv a = log_kv_new(8), b = log_kv_new(8);
+    kv_set_now(a.kv, 1000);
+    kv_set_now(b.kv, 1200); /* b applies the write 200 ms after the leader a */
+    ck_assert_int_eq(apply_ttl(&a, RAFT_ENTRY_SETEX, "lease", "a", 500, 0), KV_APPLIED);
+    ck_assert_int_eq(apply_ttl(&b, RAFT_ENTRY_SETEX, "lease", "a", 500, 0), KV_APPLIED);
+    ck_assert_uint_eq(kv_digest(a.kv), kv_digest(b.kv));
+    /* a dies at 1300, before its deadline 1500; b leads from 1400 */
+    ck_assert_uint_eq(reap(&b, 1500), 0); /* a's deadline: not b's */
+    ck_assert_uint_eq(reap(&b, 1699), 0);
+    ck_assert_uint_eq(reap(&b, 1700), 1);
+    assert_absent(b.kv, "lease", 5);
+    kv_free(a.kv);
+    kv_free(b.kv);
+}
+END_TEST
+
+/* A retried SETEX in a session is answered from the record and does not restart the
+ * deadline. */
+START_TEST(test_setex_duplicate_keeps_deadline)
+{
+    struct log_kv l = log_kv_new(8);
+    kv_set_now(l.kv, 0);
+    uint64_t c = do_register(&l); /* 1 */
+    struct raft_entry e;
+    ck_assert_int_eq(raft_entry_init(&e, 1, RAFT_ENTRY_SETEX, "k", 1, "v", 1), RK_OK);
+    e.client_id = c;
+    e.seq = 1;
+    e.ttl_ms = 300;
+    ck_assert_int_eq(kv_apply(l.kv, l.next++, &e), KV_APPLIED); /* 2 */
+    kv_set_now(l.kv, 200);
+    ck_assert_int_eq(kv_apply(l.kv, l.next++, &e), KV_APPLIED); /* 3: the duplicate */
+    raft_entry_free(&e);
+    ck_assert_uint_eq(kv_next_deadline(l.kv), 300);
+    ck_assert_uint_eq(rev_of_key(l.kv, "k"), 2);
+    kv_free(l.kv);
+}
+END_TEST
+
+/* Batches are bounded in keys and bytes (at least one key each), name only due keys, and
+ * repeated they delete every due key. */
+START_TEST(test_expiry_batches_bounded)
+{
+    struct log_kv l = log_kv_new(8);
+    kv_set_now(l.kv, 0);
+    char key[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "key%04d", i);
+        apply_ttl(&l, RAFT_ENTRY_SETEX, key, "v", i < 4500 ? 1000 : 5000, 0);
+    }
+    uint32_t n_keys;
+    struct raft_entry e = expired_batch(l.kv, 1000, 2000, 1u << 20, &n_keys);
+    ck_assert_uint_eq(n_keys, 2000);
+    ck_assert_uint_eq(e.val_len, 2000u * (12 + 7));
+    free(e.val);
+    e = expired_batch(l.kv, 1000, 2000, 100, &n_keys); /* 100 bytes: 5 records of 19 */
+    ck_assert_uint_eq(n_keys, 5);
+    free(e.val);
+    e = expired_batch(l.kv, 1000, 2000, 1, &n_keys); /* one key, whatever its size */
+    ck_assert_uint_eq(n_keys, 1);
+    free(e.val);
+    int rounds = 0;
+    while (reap(&l, 1000) > 0 && rounds < 100)
+        rounds++;
+    ck_assert_int_eq(rounds, 5); /* 4500 keys, 1000 a batch */
+    ck_assert_uint_eq(kv_count(l.kv), 500);
+    ck_assert_uint_eq(kv_ttl_count(l.kv), 500);
+    ck_assert_uint_eq(kv_next_deadline(l.kv), 5000);
+    kv_free(l.kv);
+}
+END_TEST
+
+/* A malformed EXPIRED list (only a faulty leader could write one) is read up to its first
+ * bad record, the same way everywhere, and nothing fails. */
+START_TEST(test_malformed_expired_list)
+{
+    struct log_kv l = log_kv_new(8);
+    kv_set_now(l.kv, 0);
+    apply_ttl(&l, RAFT_ENTRY_SETEX, "a", "1", 100, 0); /* 1 */
+    apply_ttl(&l, RAFT_ENTRY_SETEX, "b", "1", 100, 0); /* 2 */
+    static const char list[] = "\0\0\0\1a\0\0\0\0\0\0\0\1" /* a, set at 1 */
+                               "\0\0\0\x7f" "b\0\0\0\0\0\0\0\2"; /* a key length too long */
+    struct raft_entry e = { .type = RAFT_ENTRY_EXPIRED, .key = "", .val = (char *)list,
+                            .val_len = sizeof(list) - 1 };
+    ck_assert_int_eq(kv_apply(l.kv, l.next++, &e), KV_APPLIED);
+    assert_absent(l.kv, "a", 1);
+    assert_str(l.kv, "b", "1");
+    e.val_len = 11; /* a record cut short */
+    ck_assert_int_eq(kv_apply(l.kv, l.next++, &e), KV_APPLIED);
+    ck_assert_uint_eq(kv_count(l.kv), 1);
+    kv_free(l.kv);
+}
+END_TEST
+
+/* The deadline heap against a brute-force model: random writes, deadlines, deletes and
+ * reaps at random times; the next deadline and every batch must match the model. */
+#define TTL_KEYS 40
+struct ttl_model {
+    bool present[TTL_KEYS], timed[TTL_KEYS];
+    uint64_t deadline[TTL_KEYS];
+};
+
+static uint64_t model_next_deadline(const struct ttl_model *m)
+{
+    uint64_t next = UINT64_MAX;
+    for (int k = 0; k < TTL_KEYS; k++)
+        if (m->present[k] && m->timed[k] && m->deadline[k] < next)
+            next = m->deadline[k];
+    return next;
+}
+
+static void model_reap(struct log_kv *l, struct ttl_model *m, uint64_t now)
+{
+    int due = 0;
+    for (int k = 0; k < TTL_KEYS; k++)
+        if (m->present[k] && m->timed[k] && m->deadline[k] <= now) {
+            m->present[k] = false;
+            due++;
+        }
+    ck_assert_uint_eq(reap(l, now), (uint32_t)due); /* all fit in one batch of 1000 */
+}
+
+static void model_step(struct log_kv *l, struct ttl_model *m, uint64_t now)
+{
+    int k = (int)(rng() % TTL_KEYS), what = (int)(rng() % 6);
+    uint64_t ttl = 1 + rng() % 500;
+    char key[8];
+    snprintf(key, sizeof(key), "k%d", k);
+    kv_set_now(l->kv, now);
+    if (what == 0) {
+        do_set(l, 0, 0, key, "v");
+        m->present[k] = true;
+        m->timed[k] = false;
+    } else if (what == 1) {
+        do_delete(l, 0, 0, key);
+        m->present[k] = false;
+    } else if (what == 2) {
+        ck_assert_int_eq(apply_ttl(l, RAFT_ENTRY_EXPIRE, key, NULL, ttl, 0),
+                         m->present[k] ? KV_APPLIED : KV_ABSENT);
+        m->timed[k] = m->timed[k] || m->present[k];
+        m->deadline[k] = now + ttl;
+    } else if (what == 3) {
+        model_reap(l, m, now);
+    } else {
+        apply_ttl(l, RAFT_ENTRY_SETEX, key, "v", ttl, 0);
+        m->present[k] = m->timed[k] = true;
+        m->deadline[k] = now + ttl;
+    }
+}
+
+START_TEST(test_deadline_heap_against_model)
+{
+    rng_state = 0x5eedULL + (uint64_t)_i;
+    struct log_kv l = log_kv_new(8);
+    struct ttl_model m = { 0 };
+    uint64_t now = 0;
+    for (int step = 0; step < 20000; step++) {
+        now += rng() % 20;
+        model_step(&l, &m, now);
+        ck_assert_uint_eq(kv_next_deadline(l.kv), model_next_deadline(&m));
+    }
+    model_reap(&l, &m, UINT64_MAX - 1);
+    ck_assert_uint_eq(kv_ttl_count(l.kv), 0);
+    kv_free(l.kv);
+}
+END_TEST
+
 static Suite *kv_suite(void)
 {
     Suite *suite = suite_create("kv");
@@ -817,6 +1130,17 @@ static Suite *kv_suite(void)
     tcase_add_test(ts, test_default_bound);
     tcase_add_test(ts, test_deterministic_against_model);
     suite_add_tcase(suite, ts);
+    TCase *te = tcase_create("expiry");
+    tcase_set_timeout(te, 20);
+    tcase_add_test(te, test_expiry_at_before_after_deadline);
+    tcase_add_test(te, test_expire_set_and_cas_change_deadlines);
+    tcase_add_test(te, test_stale_batch_deletes_nothing);
+    tcase_add_test(te, test_leader_change_between_write_and_deadline);
+    tcase_add_test(te, test_setex_duplicate_keeps_deadline);
+    tcase_add_test(te, test_expiry_batches_bounded);
+    tcase_add_test(te, test_malformed_expired_list);
+    tcase_add_loop_test(te, test_deadline_heap_against_model, 0, 4);
+    suite_add_tcase(suite, te);
     return suite;
 }
 

@@ -94,6 +94,33 @@ static void cad_op(int client, const char *key, unsigned long long rev, bool hel
     op->got_rev = got;
 }
 
+#define LONG_TTL_MS 3600000LL /* an hour: outlasts every hand-made history */
+
+/* setex KEY LONG_TTL VAL: a set, for the checker. */
+static void setex_op(int client, const char *key, const char *val, long long inv, long long cmp,
+                     enum lincheck_outcome o)
+{
+    struct lincheck_op *op = add(client, LINCHECK_SET, key, inv, cmp, o);
+    snprintf(op->value, sizeof(op->value), "%s", val);
+    op->ttl_ms = LONG_TTL_MS;
+}
+
+/* expire KEY LONG_TTL: found, it answered OK (the key existed); else nil. */
+static void expire_op(int client, const char *key, bool found, long long inv, long long cmp,
+                      enum lincheck_outcome o)
+{
+    struct lincheck_op *op = add(client, LINCHECK_EXPIRE, key, inv, cmp, o);
+    op->found = found;
+    op->ttl_ms = LONG_TTL_MS;
+}
+
+/* ttl KEY: found, a number of seconds; else nil. */
+static void ttl_op(int client, const char *key, bool found, long long inv, long long cmp,
+                   enum lincheck_outcome o)
+{
+    add(client, LINCHECK_TTL, key, inv, cmp, o)->found = found;
+}
+
 static enum lincheck_verdict check_with(struct lincheck_result *r, bool search_only)
 {
     struct lincheck_options o = {.max_steps_per_key = 2000000, .search_only = search_only};
@@ -221,6 +248,116 @@ START_TEST(test_accepts_unknown_cas)
     del_op(2, "j", true, 10, 11, LINCHECK_OK);                 /* ...but it made j exist */
     cad_op(1, "m", 7, false, 0, 0, 1, LINCHECK_UNKNOWN);
     expect_legal("unknown cas and cad");
+}
+END_TEST
+
+/* ---- expiring keys with long times to live: setex, cas --ttl, expire, ttl ---- */
+
+START_TEST(test_accepts_expire_and_ttl)
+{
+    reset();
+    setex_op(1, "k", "a", 0, 1, LINCHECK_OK);
+    ttl_op(2, "k", true, 2, 3, LINCHECK_OK);
+    expire_op(1, "k", true, 4, 5, LINCHECK_OK);  /* a touch: the value stays */
+    get_op(2, "k", "a", 6, 7, LINCHECK_OK);
+    rev_op(3, "k", 9, "a", 6, 8);
+    struct lincheck_op *c = add(1, LINCHECK_CAS, "k", 10, 11, LINCHECK_OK); /* cas --ttl */
+    c->rev = 9; /* expire kept the revision */
+    c->held = true;
+    c->got_rev = 12;
+    c->ttl_ms = LONG_TTL_MS;
+    snprintf(c->value, sizeof(c->value), "b");
+    del_op(2, "k", true, 12, 13, LINCHECK_OK);
+    ttl_op(3, "k", false, 14, 15, LINCHECK_OK);
+    expire_op(1, "k", false, 16, 17, LINCHECK_OK);
+    /* concurrent with a set: either answer */
+    setex_op(2, "k", "c", 20, 30, LINCHECK_OK);
+    expire_op(1, "k", false, 21, 29, LINCHECK_OK);
+    ttl_op(3, "k", true, 21, 29, LINCHECK_OK);
+    /* an unknown set may have made the key exist for an expire, an unknown delete may
+     * have removed it for a ttl; an unknown expire changes nothing */
+    setex_op(1, "j", "x", 0, 1, LINCHECK_UNKNOWN);
+    expire_op(2, "j", true, 10, 11, LINCHECK_OK);
+    del_op(1, "j", false, 12, 13, LINCHECK_UNKNOWN);
+    ttl_op(2, "j", false, 20, 21, LINCHECK_OK);
+    expire_op(3, "j", true, 22, 23, LINCHECK_UNKNOWN);
+    expect_legal("setex, cas --ttl, expire and ttl");
+}
+END_TEST
+
+/* An expire that answered OK though the key had been deleted before it began. */
+START_TEST(test_rejects_expire_of_absent_key)
+{
+    reset();
+    setex_op(1, "k", "a", 0, 1, LINCHECK_OK);
+    del_op(2, "k", true, 2, 3, LINCHECK_OK);
+    expire_op(1, "k", true, 4, 5, LINCHECK_OK);
+    expect_illegal("expire answered OK on a deleted key", "k", "the key is absent");
+    reset();
+    setex_op(1, "k", "a", 0, 1, LINCHECK_OK);
+    expire_op(2, "k", false, 2, 3, LINCHECK_OK); /* nil, though nothing removed it */
+    expect_illegal("expire answered nil on an existing key", "k", "the key exists");
+}
+END_TEST
+
+/* A ttl that read nil for a key that existed throughout, and a number after a delete. */
+START_TEST(test_rejects_ttl_of_wrong_existence)
+{
+    reset();
+    setex_op(1, "k", "a", 0, 1, LINCHECK_OK);
+    expire_op(1, "k", true, 2, 3, LINCHECK_OK);
+    ttl_op(2, "k", false, 4, 5, LINCHECK_OK);
+    get_op(3, "k", "a", 6, 7, LINCHECK_OK);
+    expect_illegal("ttl read nil between reads of the value", "k", "ttl k -> nil");
+    reset();
+    set_op(1, "k", "a", 0, 1, LINCHECK_OK);
+    del_op(2, "k", true, 2, 3, LINCHECK_OK);
+    ttl_op(3, "k", true, 4, 5, LINCHECK_OK);
+    expect_illegal("ttl read a number after the delete", "k", "ttl k -> (a number)");
+}
+END_TEST
+
+/* The checker models no expiry: a time to live that may run out within the history is
+ * refused, not checked. */
+START_TEST(test_rejects_ttl_shorter_than_history)
+{
+    reset();
+    struct lincheck_op *op = add(1, LINCHECK_SET, "k", 0, 1, LINCHECK_UNKNOWN);
+    snprintf(op->value, sizeof(op->value), "a");
+    op->ttl_ms = 50;
+    get_op(2, "k", NULL, 60, 61, LINCHECK_OK);
+    struct lincheck_result r;
+    ck_assert_int_eq(lincheck_check(hist, (size_t)n_hist, NULL, &r), RK_ERR_INVAL);
+    ck_assert_ptr_nonnull(r.explanation);
+    ck_assert_msg(strstr(r.explanation, "models no expiry") != NULL, "%s", r.explanation);
+    lincheck_result_free(&r);
+    hist[0].ttl_ms = 100; /* past the end at 61 ms: fine */
+    ck_assert_int_eq(lincheck_check(hist, (size_t)n_hist, NULL, &r), RK_OK);
+    ck_assert_int_eq(r.verdict, LINCHECK_LINEARIZABLE);
+    lincheck_result_free(&r);
+    hist[1].kind = LINCHECK_EXPIRE; /* an expire without a time to live */
+    hist[1].ttl_ms = 0;
+    ck_assert_int_eq(lincheck_check(hist, (size_t)n_hist, NULL, &r), RK_ERR_INVAL);
+    lincheck_result_free(&r);
+}
+END_TEST
+
+/* An unknown set nobody read made the key exist for a failed compare (that saw a
+ * revision nobody else told) or an expire; the key then holds that value, so a later
+ * get cannot read nil without a delete. (The search used to place the unread set and
+ * then go on from an absent key.) */
+START_TEST(test_rejects_nil_after_unread_set_made_key_exist)
+{
+    reset();
+    set_op(1, "k", "a", 0, 1, LINCHECK_UNKNOWN);
+    cas_op(2, "k", 3, "b", false, 7, 10, 11, LINCHECK_OK); /* FAILED 7: the key exists */
+    get_op(2, "k", NULL, 12, 13, LINCHECK_OK);
+    expect_illegal("nil after a failed compare found the key", "k", NULL);
+    reset();
+    setex_op(1, "k", "a", 0, 1, LINCHECK_UNKNOWN);
+    expire_op(2, "k", true, 10, 11, LINCHECK_OK);
+    ttl_op(2, "k", false, 12, 13, LINCHECK_OK);
+    expect_illegal("ttl nil after an expire found the key", "k", NULL);
 }
 END_TEST
 
@@ -661,7 +798,8 @@ static bool brute(const struct lincheck_op *ops, int n, unsigned placed, bool pr
                   (x->kind == LINCHECK_SET) ||
                   (x->kind == LINCHECK_GET && x->found == present &&
                    (!present || strcmp(x->value, value) == 0)) ||
-                  (x->kind == LINCHECK_DELETE && x->found == present);
+                  ((x->kind == LINCHECK_DELETE || x->kind == LINCHECK_EXPIRE ||
+                    x->kind == LINCHECK_TTL) && x->found == present);
         if (!ok)
             continue;
         bool now_present = x->kind == LINCHECK_SET ? true
@@ -674,8 +812,9 @@ static bool brute(const struct lincheck_op *ops, int n, unsigned placed, bool pr
 }
 
 /* Random ops on one key with values from a pool of three (so values repeat), random
- * overlapping windows and random outcomes. */
-static int gen_small(unsigned *seed, struct lincheck_op *ops)
+ * overlapping windows and random outcomes; kinds: get, set, delete, and with `touch`
+ * also expire and ttl (with setex for half the sets). */
+static int gen_small(unsigned *seed, struct lincheck_op *ops, bool touch)
 {
     static const char *const pool[] = {"a", "b", "c"};
     int n = 1 + rand_r(seed) % B_OPS;
@@ -685,6 +824,11 @@ static int gen_small(unsigned *seed, struct lincheck_op *ops)
         op->client = i;
         snprintf(op->key, sizeof(op->key), "x");
         op->kind = (enum lincheck_kind)(rand_r(seed) % 3);
+        if (touch && rand_r(seed) % 5 < 2)
+            op->kind = rand_r(seed) % 2 == 0 ? LINCHECK_EXPIRE : LINCHECK_TTL;
+        if (touch && (op->kind == LINCHECK_EXPIRE ||
+                      (op->kind == LINCHECK_SET && rand_r(seed) % 2 == 0)))
+            op->ttl_ms = LONG_TTL_MS;
         int o = rand_r(seed) % 10;
         op->outcome = o < 7 ? LINCHECK_OK : o < 9 ? LINCHECK_UNKNOWN : LINCHECK_FAILED;
         op->found = rand_r(seed) % 3 != 0;
@@ -708,13 +852,13 @@ static bool brute_verdict(const struct lincheck_op *ops, int n)
     return brute(kept, k, 0, false, "");
 }
 
-START_TEST(test_small_histories_match_brute_force)
+static void match_brute_force(bool touch)
 {
-    unsigned seed = 12345;
+    unsigned seed = touch ? 54321 : 12345;
     int legal = 0, illegal = 0;
     for (int round = 0; round < 20000; round++) {
         struct lincheck_op ops[B_OPS];
-        int n = gen_small(&seed, ops);
+        int n = gen_small(&seed, ops, touch);
         bool want = brute_verdict(ops, n);
         for (int search_only = 0; search_only < 2; search_only++) {
             struct lincheck_options o = {.search_only = search_only};
@@ -740,6 +884,18 @@ START_TEST(test_small_histories_match_brute_force)
     }
     ck_assert_int_gt(legal, 1000); /* both kinds were tried often */
     ck_assert_int_gt(illegal, 1000);
+}
+
+START_TEST(test_small_histories_match_brute_force)
+{
+    match_brute_force(false);
+}
+END_TEST
+
+/* The same with expire and ttl (existence checks that change nothing) and setex. */
+START_TEST(test_small_histories_with_expire_and_ttl_match_brute_force)
+{
+    match_brute_force(true);
 }
 END_TEST
 
@@ -775,6 +931,10 @@ static Suite *lincheck_suite(void)
     tcase_add_test(bad, test_rejects_stale_failed_compare);
     tcase_add_test(bad, test_rejects_cad_of_replaced_value);
     tcase_add_test(bad, test_rejects_revision_of_two_values);
+    tcase_add_test(bad, test_rejects_expire_of_absent_key);
+    tcase_add_test(bad, test_rejects_ttl_of_wrong_existence);
+    tcase_add_test(bad, test_rejects_ttl_shorter_than_history);
+    tcase_add_test(bad, test_rejects_nil_after_unread_set_made_key_exist);
     suite_add_tcase(s, bad);
     TCase *good = tcase_create("legal");
     tcase_add_test(good, test_accepts_concurrent_ops_in_either_order);
@@ -785,6 +945,7 @@ static Suite *lincheck_suite(void)
     tcase_add_test(good, test_rejects_malformed_ops);
     tcase_add_test(good, test_accepts_cas_chain);
     tcase_add_test(good, test_accepts_unknown_cas);
+    tcase_add_test(good, test_accepts_expire_and_ttl);
     suite_add_tcase(s, good);
     TCase *rnd = tcase_create("random");
     tcase_set_timeout(rnd, 60);
@@ -792,6 +953,7 @@ static Suite *lincheck_suite(void)
     tcase_add_test(rnd, test_random_history_with_a_corrupted_read_rejected);
     tcase_add_test(rnd, test_budget_gives_inconclusive);
     tcase_add_test(rnd, test_small_histories_match_brute_force);
+    tcase_add_test(rnd, test_small_histories_with_expire_and_ttl_match_brute_force);
     suite_add_tcase(s, rnd);
     return s;
 }

@@ -85,6 +85,7 @@ static void assert_entry_eq(const struct raft_entry *a, const struct raft_entry 
     ck_assert_uint_eq(a->client_id, b->client_id);
     ck_assert_uint_eq(a->seq, b->seq);
     ck_assert_uint_eq(a->rev, b->rev);
+    ck_assert_uint_eq(a->ttl_ms, b->ttl_ms);
     ck_assert_uint_eq(a->key_len, b->key_len);
     ck_assert_uint_eq(a->val_len, b->val_len);
     ck_assert_mem_eq(a->key, b->key, a->key_len);
@@ -492,6 +493,78 @@ START_TEST(test_scan_text)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(proto_parse_scan(bad[i], (uint32_t)strlen(bad[i]), &limit, &after,
                                        &after_len) == RK_ERR_PROTO, "accepted '%s'", bad[i]);
+}
+END_TEST
+
+/* Times to live: SECONDS as users write them (rounded up to milliseconds) and the "MS"
+ * prefix of SETEX, EXPIRE and CAS_TTL values, each within 0.1 s .. ten years. */
+START_TEST(test_ttl_text)
+{
+    static const struct { const char *text; uint64_t ms; } good[] = {
+        { "0.1", 100 }, { "1", 1000 }, { "1.5", 1500 }, { ".25", 250 }, { "2.", 2000 },
+        { "0.1001", 101 }, { "0.1000000", 100 }, { "007", 7000 }, { "315360000", PROTO_TTL_MAX_MS },
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t ms = 0;
+        ck_assert_msg(proto_parse_seconds(good[i].text, strlen(good[i].text), &ms) == RK_OK,
+                      "refused '%s'", good[i].text);
+        ck_assert_uint_eq(ms, good[i].ms);
+    }
+    static const char *const bad[] = { "", ".", "0", "0.09", "0.0999", "-1", "+1", "1e3",
+                                       "1.2.3", " 1", "1 ", "x", "315360000.001",
+                                       "99999999999999999999999" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t ms;
+        ck_assert_msg(proto_parse_seconds(bad[i], strlen(bad[i]), &ms) == RK_ERR_PROTO,
+                      "accepted '%s'", bad[i]);
+    }
+    uint64_t ms;
+    const char *rest;
+    uint32_t rest_len;
+    ck_assert_int_eq(proto_parse_ttl("100 v w", 7, &ms, &rest, &rest_len), RK_OK);
+    ck_assert_uint_eq(ms, 100);
+    ck_assert_uint_eq(rest_len, 3);
+    ck_assert_int_eq(proto_parse_ttl("99 v", 4, &ms, &rest, &rest_len), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_parse_ttl("315360000001", 12, &ms, &rest, &rest_len), RK_ERR_PROTO);
+    ck_assert_int_eq(proto_parse_ttl("1.5 v", 5, &ms, &rest, &rest_len), RK_ERR_PROTO);
+    ck_assert(proto_op_is_write(PROTO_OP_SETEX) && proto_op_is_write(PROTO_OP_EXPIRE) &&
+              proto_op_is_write(PROTO_OP_CAS_TTL) && !proto_op_is_write(PROTO_OP_TTL));
+    ck_assert(proto_op_is_read(PROTO_OP_TTL) && !proto_op_is_read(PROTO_OP_SETEX));
+}
+END_TEST
+
+/* The expiry entries cross the wire whole: a ttl after the session fields (after the
+ * revision for CAS_TTL), and an EXPIRED entry's list as its value. */
+START_TEST(test_expiry_entries_round_trip)
+{
+    struct raft_entry e[4] = {
+        make_entry(3, RAFT_ENTRY_SETEX, "k", 1, "v", 1),
+        make_entry(3, RAFT_ENTRY_EXPIRE, "k", 1, NULL, 0),
+        make_entry(3, RAFT_ENTRY_CAS_TTL, "k", 1, "w", 1),
+        make_entry(3, RAFT_ENTRY_EXPIRED, NULL, 0, "\0\0\0\1k\0\0\0\0\0\0\0\1", 13),
+    };
+    e[0].ttl_ms = 100;
+    e[1].ttl_ms = UINT64_MAX;
+    e[2].ttl_ms = 0x0102030405060708ull;
+    e[2].rev = 9;
+    struct raft_msg m = { .type = RAFT_MSG_APPEND, .term = 3, .n_entries = 4, .entries = e };
+    struct proto_buf b = { 0 };
+    ck_assert_int_eq(proto_encode_raft_msg(&b, &m), RK_OK);
+    struct raft_msg got;
+    size_t len;
+    const uint8_t *p = only_payload(&b, &len);
+    /* 4 entries of 33 bytes, their keys and values, and 8 for each ttl and rev */
+    ck_assert_uint_eq(len, 54 + 4 * 33 + (1 + 1) + 1 + (1 + 1) + 13 + 3 * 8 + 8);
+    ck_assert_int_eq(proto_decode_raft_msg(p, len, &got), RK_OK);
+    assert_msg_eq(&got, &m);
+    /* the last entry before EXPIRED, CAS_TTL: rev, then ttl */
+    size_t expired_bytes = 33 + 13;
+    ck_assert_mem_eq(p + len - expired_bytes - 16, "\0\0\0\0\0\0\0\x09\1\2\3\4\5\6\7\x08",
+                     16);
+    raft_msg_free_entries(&got);
+    proto_buf_free(&b);
+    for (int i = 0; i < 4; i++)
+        raft_entry_free(&e[i]);
 }
 END_TEST
 
@@ -906,7 +979,7 @@ START_TEST(test_unknown_types_rejected)
 
     struct raft_msg bad = { .type = RAFT_MSG_TIMEOUT_NOW + 1 };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
-    struct raft_entry e = { .type = RAFT_ENTRY_CAD + 1 };
+    struct raft_entry e = { .type = RAFT_ENTRY_EXPIRED + 1 };
     bad = (struct raft_msg){ .type = RAFT_MSG_APPEND, .n_entries = 1, .entries = &e };
     ck_assert_int_eq(proto_encode_raft_msg(&b, &bad), RK_ERR_INVAL);
     struct proto_client_req bad_req = { .op = 0 };
@@ -1154,6 +1227,8 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_client_id_text);
     tcase_add_test(tc, test_rev_text);
     tcase_add_test(tc, test_scan_text);
+    tcase_add_test(tc, test_ttl_text);
+    tcase_add_test(tc, test_expiry_entries_round_trip);
     tcase_add_test(tc, test_page_round_trip);
     tcase_add_test(tc, test_client_resp_round_trip);
     tcase_add_test(tc, test_raft_round_trip);

@@ -15,8 +15,10 @@
 #include "sim/sim.c"
 #include "sim/sim_check.c"
 #include "sim/sim_check_conf.c"
+#include "sim/sim_check_expiry.c"
 #include "sim/sim_client.c"
 #include "sim/sim_disk.c"
+#include "sim/sim_expiry.c"
 #include "sim/sim_fault.c"
 #include "sim/sim_member.c"
 #include "sim/sim_net.c"
@@ -559,6 +561,184 @@ START_TEST(test_replace_every_server)
 }
 END_TEST
 
+/* ---------- expiring keys (server/kv/kv_expiry.c, server/node/expiry.c) ---------- */
+
+typedef unsigned long long ull_t;
+
+static bool op_acked(struct sim *s, void *ctx)
+{
+    return sim_op_state(s, *(const uint64_t *)ctx) == SIM_OP_ACKED;
+}
+
+static bool key_gone_everywhere(struct sim *s, void *ctx)
+{
+    const char *key = ctx;
+    for (int i = 0; i < s->n_slots; i++)
+        if (sim_has_key(s, i, key))
+            return false;
+    return true;
+}
+
+/* Runs until sim time at (absolute). */
+static void run_to(struct sim *s, uint64_t at)
+{
+    if (at > sim_now(s))
+        sim_run_for(s, at - sim_now(s));
+    assert_no_failure(s);
+}
+
+static void assert_key_everywhere(struct sim *s, int n_nodes, const char *key, bool want)
+{
+    for (int i = 0; i < n_nodes; i++)
+        if (sim_core(s, i) != NULL)
+            scn_assert(s, sim_has_key(s, i, key) == want, "at %llu ms n%d %s %s", (ull_t)sim_now(s),
+                       i, want ? "lacks" : "still holds", key);
+}
+
+/* The leader proposes the deletion of a key exactly at its deadline on its clock (one
+ * ttl after it applied the setex), not before and not later; a set (without a ttl) of a
+ * key that had one removes its deadline. */
+START_TEST(test_expiry_at_deadline_and_set_clears_it)
+{
+    struct sim *s = scn_new(3, 0);
+    sim_start(s);
+    elect(s, 0);
+    sim_run_for(s, 200);
+    uint64_t a, b1, b2;
+    ck_assert_int_eq(sim_client_setex(s, 0, "a", "va", 500, &a), RK_OK);
+    ck_assert_int_eq(sim_client_setex(s, 0, "b", "vb", 300, &b1), RK_OK);
+    ck_assert_int_eq(sim_client_set(s, 0, "b", "vb2", &b2), RK_OK);
+    ck_assert(sim_run_until(s, 500, op_acked, &b2));
+    ck_assert_int_eq(sim_op_state(s, a), SIM_OP_ACKED);
+    uint64_t left = 0;
+    ck_assert(sim_ttl_left(s, 0, "a", &left));
+    scn_assert(s, left > 400 && left <= 500, "a has %llu ms left", (ull_t)left);
+    uint64_t deadline = sim_now(s) + left;
+    ck_assert(sim_ttl_left(s, 0, "b", &left));
+    ck_assert_uint_eq(left, UINT64_MAX);
+    run_to(s, deadline - 1);
+    assert_key_everywhere(s, 3, "a", true);
+    ck_assert(sim_run_until(s, 200, key_gone_everywhere, "a"));
+    assert_no_failure(s);
+    scn_assert(s, sim_expired_at(s, "a") == deadline, "a expired at %llu ms, its deadline "
+               "on the leader was %llu ms", (ull_t)sim_expired_at(s, "a"), (ull_t)deadline);
+    sim_run_for(s, 1000);
+    assert_no_failure(s);
+    assert_key_everywhere(s, 3, "b", true);
+    ck_assert_uint_eq(sim_expired_at(s, "b"), 0);
+    sim_free(s);
+}
+END_TEST
+
+/* The leader that took a setex dies before the key's deadline: the key lives at least
+ * its ttl after the write (every server counts from its own apply, after the write was
+ * proposed), and the new leader deletes it within ttl + the failover + a little. */
+START_TEST(test_expiry_after_leader_crash)
+{
+    struct sim *s = scn_new(3, 0);
+    sim_start(s);
+    elect(s, 0);
+    sim_run_for(s, 200);
+    uint64_t op;
+    uint64_t written = sim_now(s);
+    ck_assert_int_eq(sim_client_setex(s, 0, "k", "v", 1000, &op), RK_OK);
+    ck_assert(sim_run_until(s, 200, op_acked, &op));
+    run_to(s, written + 300);
+    assert_key_everywhere(s, 3, "k", true);
+    sim_crash(s, 0, SIM_TEAR_KEEP);
+    run_to(s, written + 999);
+    scn_assert(s, sim_leader(s) > 0, "no new leader %llu ms after the crash",
+               (ull_t)(sim_now(s) - written - 300));
+    assert_key_everywhere(s, 3, "k", true);
+    /* failover: the election timeout at most, plus a heartbeat for the commit to reach the
+     * followers before the crash; slack: the round trips of the EXPIRED entry */
+    uint64_t latest = written + 1000 + 300 + 50 + 100;
+    ck_assert(sim_run_until(s, latest - sim_now(s), key_gone_everywhere, "k"));
+    assert_no_failure(s);
+    uint64_t at = sim_expired_at(s, "k");
+    scn_assert(s, at >= written + 1000 && at <= latest, "k written at %llu ms with ttl 1000 "
+               "expired at %llu ms", (ull_t)written, (ull_t)at);
+    sim_restart(s, 0);
+    sim_run_for(s, 500);
+    assert_no_failure(s);
+    assert_key_everywhere(s, 3, "k", false);
+    sim_free(s);
+}
+END_TEST
+
+/* An expire gives the key a new deadline while the leader's EXPIRED entry naming the old
+ * one is on its way (proposed after the expire, applied after it): the key stays, and
+ * expires one new ttl after the expire. */
+START_TEST(test_expire_extends_key_while_expired_in_flight)
+{
+    struct sim *s = scn_new(3, 0);
+    sim_start(s);
+    elect(s, 0);
+    sim_run_for(s, 200);
+    uint64_t op;
+    ck_assert_int_eq(sim_client_setex(s, 0, "k", "v", 400, &op), RK_OK);
+    ck_assert(sim_run_until(s, 200, op_acked, &op));
+    uint64_t left = 0;
+    ck_assert(sim_ttl_left(s, 0, "k", &left));
+    uint64_t deadline = sim_now(s) + left;
+    run_to(s, deadline - 3); /* the expire commits ~11 ms later: after the deadline */
+    uint64_t extended = sim_now(s);
+    ck_assert_int_eq(sim_client_expire(s, 0, "k", 1000, &op), RK_OK);
+    ck_assert(sim_run_until(s, 100, op_acked, &op));
+    run_to(s, deadline + 100);
+    scn_assert(s, sim_stats(s)->expiry_batches >= 1, "the leader proposed no EXPIRED entry "
+               "at the old deadline");
+    ck_assert_uint_eq(sim_stats(s)->expired_keys, 0);
+    assert_key_everywhere(s, 3, "k", true);
+    ck_assert_uint_eq(sim_expired_at(s, "k"), 0);
+    ck_assert(sim_run_until(s, 1200, key_gone_everywhere, "k"));
+    assert_no_failure(s);
+    uint64_t at = sim_expired_at(s, "k");
+    scn_assert(s, at >= extended + 1000 && at <= extended + 1100, "k extended at %llu ms by "
+               "1000 ms expired at %llu ms", (ull_t)extended, (ull_t)at);
+    sim_free(s);
+}
+END_TEST
+
+/* Keys loaded from a snapshot (at a restart) count their ttl from when they are loaded:
+ * after the whole cluster restarts, the key lives at least its ttl from the write. */
+START_TEST(test_expiry_after_snapshot_restart)
+{
+    struct sim_params p;
+    sim_params_quiet(&p, 3, 1);
+    p.snap_every = 5;
+    p.snap_lag = 0;
+    struct sim *s = sim_new(&p);
+    sim_start(s);
+    elect(s, 0);
+    sim_run_for(s, 200);
+    uint64_t op, written = sim_now(s);
+    ck_assert_int_eq(sim_client_setex(s, 0, "k", "v", 1500, &op), RK_OK);
+    for (int i = 0; i < 12; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "o%d", i);
+        ck_assert_int_eq(sim_client_set(s, 0, key, "x", &op), RK_OK);
+    }
+    ck_assert(sim_run_until(s, 300, op_acked, &op));
+    sim_run_for(s, 100);
+    for (int i = 0; i < 3; i++) {
+        scn_assert(s, raft_snapshot_index(sim_core(s, i)) > 2, "n%d took no snapshot", i);
+        sim_crash(s, i, SIM_TEAR_KEEP);
+    }
+    sim_run_for(s, 200);
+    for (int i = 0; i < 3; i++)
+        sim_restart(s, i);
+    run_to(s, written + 1499);
+    assert_key_everywhere(s, 3, "k", true);
+    ck_assert(sim_run_until(s, 2000, key_gone_everywhere, "k"));
+    assert_no_failure(s);
+    uint64_t at = sim_expired_at(s, "k");
+    scn_assert(s, at >= written + 1500, "k written at %llu ms with ttl 1500 expired at %llu ms",
+               (ull_t)written, (ull_t)at);
+    sim_free(s);
+}
+END_TEST
+
 /* ---------- regressions: core bugs the simulator found ---------- */
 
 /* Bug 1: an AppendEntries of term 1, delayed, reaches a follower already in term 2, whose
@@ -820,6 +1000,10 @@ static Suite *sim_suite(void)
     tcase_add_test(tc, test_snapshot_catches_up_lagging_follower);
     tcase_add_test(tc, test_quorum_overlap_rule);
     tcase_add_test(tc, test_replace_every_server);
+    tcase_add_test(tc, test_expiry_at_deadline_and_set_clears_it);
+    tcase_add_test(tc, test_expiry_after_leader_crash);
+    tcase_add_test(tc, test_expire_extends_key_while_expired_in_flight);
+    tcase_add_test(tc, test_expiry_after_snapshot_restart);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("regressions");

@@ -111,6 +111,11 @@ static struct raft_entry sample_entry(raft_index_t i, raft_term_t term)
     case 5: rc = raft_entry_init(&e, term, RAFT_ENTRY_SET, bin_key, sizeof(bin_key), "", 0);
             break;
     case 6: rc = raft_entry_init(&e, term, RAFT_ENTRY_NOOP, NULL, 0, NULL, 0); break;
+    case 1: /* a key with a deadline */
+        rc = raft_entry_init(&e, term, RAFT_ENTRY_SETEX, key, (uint32_t)key_len, val,
+                             (uint32_t)val_len);
+        e.ttl_ms = 1000 + i;
+        break;
     default:
         rc = raft_entry_init(&e, term, RAFT_ENTRY_SET, key, (uint32_t)key_len, val,
                              (uint32_t)val_len);
@@ -328,6 +333,14 @@ static int mem_get(void *ctx, void *buf, size_t len)
     return RK_OK;
 }
 
+static int mem_put(void *ctx, const void *data, size_t len)
+{
+    struct { uint8_t *p; size_t len; } *d = ctx;
+    memcpy(d->p + d->len, data, len);
+    d->len += len;
+    return 0;
+}
+
 static size_t put_u(uint8_t *p, uint64_t v, int bytes)
 {
     for (int i = bytes - 1; i >= 0; i--, v >>= 8)
@@ -337,6 +350,11 @@ static size_t put_u(uint8_t *p, uint64_t v, int bytes)
 
 /* last_applied 9, revision `rev`, the pairs given (key i at revision i + 1), sessions
  * (id, last_use) given, bound 4. */
+/* What build_image_rev writes for each pair's deadline (version 4), or version 3 pairs
+ * without one. */
+static uint32_t image_version = KV_IMAGE_VERSION;
+static uint64_t image_ttl_ms, image_ttl_index;
+
 static size_t build_image_rev(uint8_t *p, uint64_t rev, const char *const *keys, int n_keys,
                               const uint64_t (*sessions)[2], int n_sessions)
 {
@@ -347,6 +365,10 @@ static size_t build_image_rev(uint8_t *p, uint64_t rev, const char *const *keys,
         n += put_u(p + n, strlen(keys[i]), 4);
         n += put_u(p + n, 1, 4);
         n += put_u(p + n, (uint64_t)i + 1, 8);
+        if (image_version >= 4) {
+            n += put_u(p + n, image_ttl_ms, 8);
+            n += put_u(p + n, image_ttl_index, 8);
+        }
         memcpy(p + n, keys[i], strlen(keys[i]));
         n += strlen(keys[i]);
         p[n++] = 'v';
@@ -373,7 +395,7 @@ static int read_image(const uint8_t *data, size_t len, uint64_t claimed, char *e
 {
     struct mem_src src = { .data = data, .len = len };
     struct kv *kv = NULL;
-    int rc = kv_image_read(&kv, claimed, mem_get, &src, err, ERR_LEN);
+    int rc = kv_image_read(&kv, image_version, claimed, mem_get, &src, err, ERR_LEN);
     kv_free(kv);
     return rc;
 }
@@ -412,6 +434,73 @@ START_TEST(test_image_structure_checked)
     n = build_image_rev(img, 1, good_keys, 2, good_sessions, 2);
     ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
     ck_assert_ptr_nonnull(strstr(err, "revision 2 is past the last one"));
+}
+END_TEST
+
+/* Deadlines survive an image: the same time to live and setting entry; a loaded key
+ * counts its whole time to live from the map's first clock. */
+START_TEST(test_image_keeps_deadlines)
+{
+    struct kv *kv = sample_kv(200);
+    ck_assert_uint_ge(kv_ttl_count(kv), 5);
+    uint8_t *image = malloc(kv_image_size(kv));
+    ck_assert_ptr_nonnull(image);
+    struct mem_dst { uint8_t *p; size_t len; } dst = { image, 0 };
+    ck_assert_int_eq(kv_image_write(kv, mem_put, &dst), 0);
+    struct mem_src src = { .data = image, .len = dst.len };
+    struct kv *got = NULL;
+    char err[ERR_LEN];
+    ck_assert_int_eq(kv_image_read(&got, KV_IMAGE_VERSION, dst.len, mem_get, &src, err,
+                                   ERR_LEN), RK_OK);
+    ck_assert_uint_eq(kv_digest(got), kv_digest(kv));
+    ck_assert_uint_eq(kv_ttl_count(got), kv_ttl_count(kv));
+    kv_set_now(got, 700000);
+    uint64_t ttl_ms, set_index, left, min_ttl = UINT64_MAX;
+    ck_assert(kv_ttl_get(got, "key2", 4, &ttl_ms, &set_index)); /* 197 = 15 * 13 + 2 */
+    ck_assert_uint_eq(ttl_ms, 1197);
+    ck_assert_uint_eq(set_index, 197);
+    ck_assert(kv_ttl_left(got, "key2", 4, &left));
+    ck_assert_uint_eq(left, 1197);
+    for (int k = 0; k < 13; k++) {
+        char key[8];
+        int len = snprintf(key, sizeof(key), "key%d", k);
+        if (kv_ttl_get(kv, key, (uint32_t)len, &ttl_ms, &set_index) && ttl_ms < min_ttl)
+            min_ttl = ttl_ms;
+    }
+    ck_assert_uint_eq(kv_next_deadline(got), 700000 + min_ttl);
+    free(image);
+    kv_free(kv);
+    kv_free(got);
+}
+END_TEST
+
+/* Deadlines in an image: a time to live with the entry that set it (at or before the last
+ * applied index); a version 3 image has none and still loads. */
+START_TEST(test_image_deadlines_checked)
+{
+    uint8_t img[512];
+    char err[ERR_LEN];
+    const char *keys[] = { "a", "b" };
+    const uint64_t sessions[][2] = { { 3, 4 }, { 5, 6 } };
+    image_ttl_ms = 5000;
+    image_ttl_index = 9;
+    size_t n = build_image(img, keys, 2, sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_OK);
+    image_ttl_index = 10; /* past the last applied index, 9 */
+    n = build_image(img, keys, 2, sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "deadline was set at 10"));
+    image_ttl_index = 0; /* a time to live that no entry set */
+    n = build_image(img, keys, 2, sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(err, "no entry set it"));
+    image_ttl_ms = 0;
+    image_version = 3;
+    n = build_image(img, keys, 2, sessions, 2);
+    ck_assert_int_eq(read_image(img, n, n, err), RK_OK);
+    image_version = 2;
+    ck_assert_int_eq(read_image(img, n, n, err), RK_ERR_INVAL);
+    image_version = KV_IMAGE_VERSION;
 }
 END_TEST
 
@@ -1020,6 +1109,8 @@ static Suite *snapshot_suite(void)
     tcase_add_test(image, test_serialize_matches_file);
     tcase_add_test(image, test_write_from_forked_child);
     tcase_add_test(image, test_image_structure_checked);
+    tcase_add_test(image, test_image_deadlines_checked);
+    tcase_add_test(image, test_image_keeps_deadlines);
     suite_add_tcase(s, image);
 
     TCase *corrupt = tcase_create("corruption");

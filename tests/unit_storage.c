@@ -164,6 +164,7 @@ static void assert_entry_eq(const struct raft_entry *got, const struct raft_entr
     ck_assert_uint_eq(got->client_id, want->client_id);
     ck_assert_uint_eq(got->seq, want->seq);
     ck_assert_uint_eq(got->rev, want->rev);
+    ck_assert_uint_eq(got->ttl_ms, want->ttl_ms);
     ck_assert_uint_eq(got->key_len, want->key_len);
     ck_assert_uint_eq(got->val_len, want->val_len);
     ck_assert(memcmp(got->key, want->key, want->key_len) == 0);
@@ -261,13 +262,24 @@ START_TEST(test_round_trip_binary)
         entry(9, RAFT_ENTRY_CAS, "lock", 4, "me \"x\"", 6),
         entry(9, RAFT_ENTRY_CAS, "lock", 4, "", 0),
         entry(10, RAFT_ENTRY_CAD, "lock", 4, NULL, 0),
+        /* expiring keys keep their time to live; the leader's EXPIRED entry its list */
+        entry(10, RAFT_ENTRY_SETEX, "lease", 5, "me", 2),
+        entry(10, RAFT_ENTRY_EXPIRE, "lease", 5, NULL, 0),
+        entry(10, RAFT_ENTRY_CAS_TTL, "lock", 4, "you", 3),
+        entry(11, RAFT_ENTRY_EXPIRED, "", 0, "\0\0\0\4lock\0\0\0\0\0\0\0\x11", 16),
     };
     int n = (int)(sizeof(es) / sizeof(es[0]));
-    es[n - 3].rev = 18446744073709551615ull;
-    es[n - 2].rev = 0;
-    es[n - 1].rev = 12;
-    es[n - 1].client_id = 7;
-    es[n - 1].seq = 3;
+    es[n - 7].rev = 18446744073709551615ull;
+    es[n - 6].rev = 0;
+    es[n - 5].rev = 12;
+    es[n - 5].client_id = 7;
+    es[n - 5].seq = 3;
+    es[n - 4].ttl_ms = 100;
+    es[n - 3].ttl_ms = 18446744073709551615ull;
+    es[n - 3].client_id = 7;
+    es[n - 3].seq = 4;
+    es[n - 2].ttl_ms = 2500;
+    es[n - 2].rev = 16;
     struct storage_loaded ld;
     new_dir(dir, sizeof(dir));
     struct storage *s = open_ok(dir, &ld, err, sizeof(err));
@@ -299,11 +311,17 @@ START_TEST(test_file_is_readable_text)
         set_entry(1, "my key", "hello world"),
         entry(2, RAFT_ENTRY_DELETE, "my key", 6, NULL, 0),
         entry(2, RAFT_ENTRY_SET, "q\"\\\n\x01\xff\x7f", 7, "tab\there\0.", 10),
+        entry(2, RAFT_ENTRY_SETEX, "lease", 5, "me", 2),
+        entry(2, RAFT_ENTRY_CAS_TTL, "lock", 4, "", 0),
+        entry(2, RAFT_ENTRY_EXPIRED, "", 0, "\0\0\0\1k\0\0\0\0\0\0\0\x05", 13),
     };
+    es[4].ttl_ms = 1500;
+    es[5].ttl_ms = 100;
+    es[5].rev = 5;
     struct storage_loaded ld;
     new_dir(dir, sizeof(dir));
     struct storage *s = open_ok(dir, &ld, err, sizeof(err));
-    append_ok(s, 1, es, 4);
+    append_ok(s, 1, es, 7);
     storage_close(s);
     storage_loaded_free(&ld);
 
@@ -315,9 +333,12 @@ START_TEST(test_file_is_readable_text)
         "2 1 set \"my key\" \"hello world\"",
         "3 2 delete \"my key\"",
         "4 2 set \"q\\\"\\\\\\n\\x01\\xff\\x7f\" \"tab\\there\\x00.\"",
+        "5 2 setex \"lease\" \"me\" ttl=1500",
+        "6 2 cas_ttl \"lock\" \"\" rev=5 ttl=100",
+        "7 2 expired \"\\x00\\x00\\x00\\x01k\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x05\"",
     };
     char *p = text;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 7; i++) {
         line_with_crc(want, sizeof(want), lines[i]);
         char *nl = strchr(p, '\n');
         ck_assert_ptr_nonnull(nl);
@@ -327,7 +348,7 @@ START_TEST(test_file_is_readable_text)
     }
     ck_assert_str_eq(p, "");
     free(text);
-    free_entries(es, 4);
+    free_entries(es, 7);
     remove_dir(dir);
 }
 END_TEST
@@ -502,7 +523,7 @@ START_TEST(test_append_rejects_bad_batches)
     e.term = 1; /* lower than the last entry's term 2 */
     ck_assert_int_eq(storage_append(s, 2, &e, 1, err, sizeof(err)), RK_ERR_INVAL);
     e.term = 2;
-    e.type = 7;
+    e.type = RAFT_ENTRY_EXPIRED + 1;
     ck_assert_int_eq(storage_append(s, 2, &e, 1, err, sizeof(err)), RK_ERR_INVAL);
     ck_assert_int_eq(storage_append(s, 2, NULL, 0, err, sizeof(err)), RK_OK);
     ck_assert_uint_eq(storage_last_index(s), 1);

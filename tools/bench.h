@@ -28,7 +28,9 @@
  * per op, each client on a key of its own, comparing the revision its last answer gave
  * (a FAILED answer counts: it is definite); or a SCAN page of up to 100 keys of the
  * key_prefix (the keys prefilled). */
-enum bench_op_kind { BENCH_OP_SET = 0, BENCH_OP_CAS, BENCH_OP_SCAN };
+/* BENCH_OP_SETEX (no --op name: --expiry-targets' load): a setex of each key, with the
+ * time to live left until expire_at_ms, so that every key expires around then. */
+enum bench_op_kind { BENCH_OP_SET = 0, BENCH_OP_CAS, BENCH_OP_SCAN, BENCH_OP_SETEX };
 #define BENCH_SCAN_PAGE 100
 
 struct bench_options {
@@ -44,6 +46,7 @@ struct bench_options {
     bool ceiling_only, no_ceiling, matrix, quick, no_sessions, snapshot_targets;
     bool membership_targets;
     bool coord_targets;  /* --coord-targets */
+    bool expiry_targets; /* --expiry-targets */
     bool compare_etcd;
     bool clients_set, keys_set, max_seconds_set, out_set; /* given on the command line */
     unsigned seed;
@@ -96,6 +99,7 @@ struct bench_load_opts {
     bool timeline;        /* keep each operation's start (CLOCK_REALTIME) beside its
                              latency, in bench_result.timeline */
     const char *progress; /* threads: name the run in a progress line every 15 s */
+    uint64_t expire_at_ms; /* BENCH_OP_SETEX: when (CLOCK_MONOTONIC ms) the keys expire */
 };
 
 /* One acknowledged operation. */
@@ -380,5 +384,15 @@ int bench_membership_targets(const struct bench_options *o, const char *command)
  * into o->out_path, replacing an earlier such section) a Markdown section. Returns 0
  * when every row was measured. */
 int bench_coord_targets(const struct bench_options *o, const char *command);
+
+/* ---- expiring keys (bench_expiry.c) ---- */
+
+/* On 3 nodes: o->keys keys (100,000 by default) written with setex so that they all
+ * expire in the same second, under 1 and then 64 writers through client sessions: writes
+ * per second and latency before, while and after the keys go, how long until all are
+ * gone, and the same writers with nothing expiring; prints (and saves into o->out_path,
+ * replacing an earlier such section) a Markdown section. Returns 0 when every row was
+ * measured. */
+int bench_expiry_targets(const struct bench_options *o, const char *command);
 
 #endif

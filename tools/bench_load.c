@@ -129,6 +129,25 @@ static int encode_cas(struct client *cl)
     return proto_encode_client_req(&cl->req, &r);
 }
 
+/* A setex whose time to live ends at o->expire_at_ms (at least the protocol's minimum). */
+static int encode_setex(struct client *cl, const char *key, int klen)
+{
+    const struct bench_load_opts *o = cl->sh->o;
+    if (cl->cas_val == NULL && (cl->cas_val = malloc((size_t)o->value_size + 32)) == NULL)
+        return RK_ERR_NOMEM;
+    uint64_t now = rk_clock_ms();
+    uint64_t ttl = o->expire_at_ms > now + PROTO_TTL_MIN_MS ? o->expire_at_ms - now
+                                                            : PROTO_TTL_MIN_MS;
+    int n = snprintf(cl->cas_val, 32, "%llu ", (unsigned long long)ttl);
+    memcpy(cl->cas_val + n, cl->sh->value, (size_t)o->value_size);
+    struct proto_client_req r = {
+        .op = PROTO_OP_SETEX, .key = key, .key_len = (uint32_t)klen, .val = cl->cas_val,
+        .val_len = (uint32_t)(n + o->value_size), .client_id = cl->client_id,
+        .seq = cl->client_id == 0 ? 0 : ++cl->seq,
+    };
+    return proto_encode_client_req(&cl->req, &r);
+}
+
 /* A page of the prefilled keys. */
 static int encode_scan(struct client *cl)
 {
@@ -167,6 +186,8 @@ static int encode_op(struct client *cl, long op_no)
     if (o->etcd_path != NULL)
         return bench_http_encode_put(&cl->req, o->etcd_path, key, (size_t)klen,
                                      cl->sh->value, (size_t)o->value_size);
+    if (o->op_kind == BENCH_OP_SETEX)
+        return encode_setex(cl, key, klen);
     struct proto_client_req r = {
         .op = read ? PROTO_OP_GET : PROTO_OP_SET,
         .key = key,

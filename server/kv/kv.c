@@ -1,8 +1,9 @@
 /* server/kv/kv.c - the key-value state machine (Raft paper §2, §5.3: every server applies
  * the same committed entries in the same order): a chained hash map, FNV-1a hashed,
  * doubling its bucket count whenever it holds more keys than buckets; each key with the
- * revision (log index) of its last change; and kv_apply, which puts client commands
- * through their sessions (sessions.c, Raft thesis §6.3) and decides compare-and-set. */
+ * revision (log index) of its last change and, for an expiring key, its deadline
+ * (kv_expiry.c); and kv_apply, which puts client commands through their sessions
+ * (sessions.c, Raft thesis §6.3) and decides compare-and-set. */
 #include "kv.h"
 
 #include <stdlib.h>
@@ -88,10 +89,12 @@ void kv_free(struct kv *kv)
         return;
     kv_sessions_free(kv->sessions);
     kv_index_free(kv->index);
+    kv_expiry_free(kv);
     for (size_t i = 0; i < kv->n_buckets; i++) {
         struct kv_node *n = kv->buckets[i];
         while (n != NULL) {
             struct kv_node *next = n->next;
+            free(n->ttl);
             free(n->val);
             free(n);
             n = next;
@@ -130,6 +133,7 @@ static struct kv_node *new_node(uint64_t hash, const char *key, uint32_t key_len
     if (n == NULL)
         return NULL;
     n->next = NULL;
+    n->ttl = NULL;
     n->hash = hash;
     n->val = val;
     n->val_len = val_len;
@@ -145,32 +149,45 @@ int kv_set(struct kv *kv, const char *key, uint32_t key_len, const char *val, ui
     return kv_set_at(kv, key, key_len, val, val_len, 0);
 }
 
-int kv_set_at(struct kv *kv, const char *key, uint32_t key_len, const char *val,
-              uint32_t val_len, uint64_t rev)
+/* Sets key to val at revision rev (its deadline, if any, stays); the key's node, or NULL
+ * when out of memory (nothing changed). */
+static struct kv_node *put(struct kv *kv, const char *key, uint32_t key_len, const char *val,
+                           uint32_t val_len, uint64_t rev)
 {
     uint64_t hash = hash_key(key, key_len);
     struct kv_node **link = find_link(kv, hash, key, key_len);
     char *copy = copy_bytes(val, val_len);
     if (copy == NULL)
-        return RK_ERR_NOMEM;
+        return NULL;
     if (*link != NULL) {
         free((*link)->val);
         (*link)->val = copy;
         (*link)->val_len = val_len;
         (*link)->rev = rev;
-        return RK_OK;
+        return *link;
     }
     struct kv_node *n = new_node(hash, key, key_len, copy, val_len);
     if (n == NULL || kv_index_insert(kv->index, n) != RK_OK) {
         free(n);
         free(copy);
-        return RK_ERR_NOMEM;
+        return NULL;
     }
     n->rev = rev;
     *link = n;
     if (++kv->count > kv->n_buckets && kv->n_buckets <= SIZE_MAX / 2 / sizeof(*link))
         grow(kv);
-    return RK_OK;
+    return n;
+}
+
+int kv_set_at(struct kv *kv, const char *key, uint32_t key_len, const char *val,
+              uint32_t val_len, uint64_t rev)
+{
+    return put(kv, key, key_len, val, val_len, rev) != NULL ? RK_OK : RK_ERR_NOMEM;
+}
+
+struct kv_node *kv_find(const struct kv *kv, const char *key, uint32_t key_len)
+{
+    return *find_link(kv, hash_key(key, key_len), key, key_len);
 }
 
 bool kv_delete(struct kv *kv, const char *key, uint32_t key_len)
@@ -181,6 +198,7 @@ bool kv_delete(struct kv *kv, const char *key, uint32_t key_len)
         return false;
     *link = n->next;
     kv_index_remove(kv->index, n->key, n->key_len);
+    kv_ttl_clear(kv, n);
     free(n->val);
     free(n);
     kv->count--;
@@ -195,7 +213,7 @@ const char *kv_get(const struct kv *kv, const char *key, uint32_t key_len, uint3
 const char *kv_get_rev(const struct kv *kv, const char *key, uint32_t key_len,
                        uint32_t *val_len, uint64_t *rev)
 {
-    struct kv_node *n = *find_link(kv, hash_key(key, key_len), key, key_len);
+    struct kv_node *n = kv_find(kv, key, key_len);
     if (n == NULL)
         return NULL;
     if (val_len != NULL)
@@ -279,22 +297,49 @@ static int changed(struct kv *kv, raft_index_t index)
 static bool compare_fails(struct kv *kv, const struct raft_entry *e)
 {
     uint64_t current = rev_of(kv, e->key, e->key_len);
-    if (current == e->rev && (current != 0 || e->type == RAFT_ENTRY_CAS))
+    if (current == e->rev && (current != 0 || e->type != RAFT_ENTRY_CAD))
         return false;
     kv->result_rev = current;
     return true;
 }
 
-/* A client command without a session: SET, DELETE, CAS or CAD on the map, at index. */
+/* SET, CAS (no deadline) or SETEX, CAS_TTL (a deadline ttl_ms from now) at index. */
+static int apply_write(struct kv *kv, raft_index_t index, const struct raft_entry *e)
+{
+    struct kv_node *n = put(kv, e->key, e->key_len, e->val, e->val_len, index);
+    if (n == NULL)
+        return RK_ERR_NOMEM;
+    if (!raft_entry_has_ttl(e->type))
+        kv_ttl_clear(kv, n);
+    else if (kv_ttl_set(kv, n, e->ttl_ms, index) != RK_OK)
+        return RK_ERR_NOMEM;
+    return changed(kv, index);
+}
+
+/* EXPIRE: a new deadline for a key that exists; its value and revision stay. */
+static int apply_expire(struct kv *kv, raft_index_t index, const struct raft_entry *e)
+{
+    struct kv_node *n = kv_find(kv, e->key, e->key_len);
+    if (n == NULL)
+        return KV_ABSENT;
+    return kv_ttl_set(kv, n, e->ttl_ms, index) == RK_OK ? KV_APPLIED : RK_ERR_NOMEM;
+}
+
+/* A client command without a session: SET, DELETE, CAS, CAD, SETEX, EXPIRE or CAS_TTL on
+ * the map, at index. */
 static int apply_command(struct kv *kv, raft_index_t index, const struct raft_entry *e)
 {
     if (raft_entry_has_rev(e->type) && compare_fails(kv, e))
         return KV_FAILED;
-    if (e->type == RAFT_ENTRY_SET || e->type == RAFT_ENTRY_CAS) {
-        int rc = kv_set_at(kv, e->key, e->key_len, e->val, e->val_len, index);
-        return rc == RK_OK ? changed(kv, index) : rc;
+    switch (e->type) {
+    case RAFT_ENTRY_DELETE:
+    case RAFT_ENTRY_CAD:
+        return kv_delete(kv, e->key, e->key_len) ? changed(kv, index) : KV_ABSENT;
+    case RAFT_ENTRY_EXPIRE:
+        return apply_expire(kv, index, e);
+    default:
+        return apply_write(kv, index, e);
     }
-    return kv_delete(kv, e->key, e->key_len) ? changed(kv, index) : KV_ABSENT;
 }
 
 /* Raft thesis §6.3: a command of a session is applied at most once. The state machine
@@ -330,10 +375,17 @@ static int apply_entry(struct kv *kv, raft_index_t index, const struct raft_entr
         int rc = kv_sessions_open(kv->sessions, index, index);
         return rc == RK_OK ? KV_APPLIED : rc;
     }
+    case RAFT_ENTRY_EXPIRED: /* the leader's: no session */
+        if (kv_expiry_apply(kv, e->val, e->val_len) > 0)
+            changed(kv, index);
+        return KV_APPLIED;
     case RAFT_ENTRY_SET:
     case RAFT_ENTRY_DELETE:
     case RAFT_ENTRY_CAS:
     case RAFT_ENTRY_CAD:
+    case RAFT_ENTRY_SETEX:
+    case RAFT_ENTRY_EXPIRE:
+    case RAFT_ENTRY_CAS_TTL:
         if (e->client_id == 0)
             return apply_command(kv, index, e);
         return apply_in_session(kv, index, e);
@@ -390,6 +442,12 @@ static uint64_t mix(uint64_t h)
     return h ^ (h >> 31);
 }
 
+/* A key's deadline as replicated (its local deadline differs from server to server). */
+static uint64_t ttl_digest(const struct kv_node *n)
+{
+    return n->ttl == NULL ? 0 : mix(mix(n->ttl->ttl_ms ^ 0x7474ULL) + n->ttl->set_index);
+}
+
 /* Sums of mixed per-item hashes: independent of bucket order and table size. */
 uint64_t kv_digest(const struct kv *kv)
 {
@@ -397,7 +455,7 @@ uint64_t kv_digest(const struct kv *kv)
     for (size_t i = 0; i < kv->n_buckets; i++)
         for (const struct kv_node *n = kv->buckets[i]; n != NULL; n = n->next)
             sum += mix(n->hash ^ mix(hash_key(n->val, n->val_len) + n->val_len) ^
-                       mix(n->rev + 0x9e37ULL));
+                       mix(n->rev + 0x9e37ULL) ^ ttl_digest(n));
     const struct kv_session *s = NULL;
     while ((s = kv_sessions_next(kv->sessions, s)) != NULL)
         sum += mix(mix(mix(s->id) ^ s->last_seq) ^ ((uint64_t)s->last_result << 56) ^

@@ -47,13 +47,18 @@ uint32_t kv_scan(const struct kv *kv, const char *prefix, uint32_t prefix_len,
 size_t kv_count(const struct kv *kv);
 
 /* What applying one entry did (a positive code; errors are negative RK_ERR_*):
- *   NOOP, REGISTER, SET: KV_APPLIED; DELETE: KV_APPLIED if the key existed, else KV_ABSENT;
- *   CAS, CAD: KV_APPLIED if the key's revision was the entry's rev (0: the key absent),
- *   else KV_FAILED (a definite answer: nothing changed); a CAD of an absent key fails.
- * Revisions: a change (SET, a DELETE that removed a key, a CAS or CAD that held) gets the
- * entry's index as its revision, which becomes the key's and kv_rev(). A DELETE of an
- * absent key and a compare that failed change nothing and have no revision.
- * A SET/DELETE with client_id != 0 goes through its session first:
+ *   NOOP, REGISTER, SET, SETEX: KV_APPLIED; DELETE: KV_APPLIED if the key existed, else
+ *   KV_ABSENT; EXPIRE: KV_APPLIED if the key exists (it gets the deadline), else KV_ABSENT;
+ *   CAS, CAS_TTL, CAD: KV_APPLIED if the key's revision was the entry's rev (0: the key
+ *   absent), else KV_FAILED (a definite answer: nothing changed); a CAD of an absent key
+ *   fails; EXPIRED: KV_APPLIED (see kv_expiry_batch).
+ * Revisions: a change (SET, SETEX, a DELETE that removed a key, a CAS, CAS_TTL or CAD that
+ * held, an EXPIRED that deleted keys) gets the entry's index as its revision, which
+ * becomes the key's and kv_rev(). A DELETE of an absent key, a compare that failed and an
+ * EXPIRE (the value stays) change no revision.
+ * Deadlines: SETEX and CAS_TTL give the key one ttl_ms after the entry is applied, EXPIRE
+ * gives an existing key a new one; SET and CAS remove it.
+ * A command with client_id != 0 goes through its session first:
  *   no such session (never opened, or expired)  -> KV_SESSION_EXPIRED, not applied;
  *   seq == the session's last seq (a duplicate) -> that command's recorded result, not
  *                                                  applied again;
@@ -83,7 +88,41 @@ struct kv_session_info {
 bool kv_session_get(const struct kv *kv, uint64_t client_id, struct kv_session_info *out);
 size_t kv_session_count(const struct kv *kv);
 
-/* A digest of the whole state (keys, values, revisions, sessions, last applied index), independent
+/* ---- Expiring keys (kv_expiry.c) ----
+ * The replicated state holds each deadline as a time to live and the index of the entry
+ * that set it; this server counts it on its own elapsed clock from when it applied that
+ * entry (or loaded the key from a snapshot). The leader proposes an EXPIRED entry for the
+ * keys due on its clock (kv_expiry_batch); applying it deletes those whose deadline is
+ * still the one it names. So a key never goes before its time to live on the clock of the
+ * leader that accepted the write, and may live longer after a leader change. */
+
+/* This server's clock (ms of elapsed time) for the deadlines of entries applied from now
+ * on; it never goes back. The first call also starts the deadlines of keys loaded from a
+ * snapshot: they count from then. */
+void kv_set_now(struct kv *kv, uint64_t now_ms);
+/* The earliest deadline on this server's clock (UINT64_MAX: no key has one). */
+uint64_t kv_next_deadline(const struct kv *kv);
+/* false if key is absent; else *left_ms is the time to its deadline as of the last
+ * kv_set_now (0: it passed), or UINT64_MAX if it has none. */
+bool kv_ttl_left(const struct kv *kv, const char *key, uint32_t key_len, uint64_t *left_ms);
+/* The replicated part of key's deadline: false if it has none. */
+bool kv_ttl_get(const struct kv *kv, const char *key, uint32_t key_len, uint64_t *ttl_ms,
+                uint64_t *set_index);
+size_t kv_ttl_count(const struct kv *kv);  /* keys with a deadline */
+/* What a leader puts in one EXPIRED entry: at most this many keys, in about this many
+ * bytes (server/node/expiry.c; docs/benchmarks.md, "Batch size", says why). */
+#define KV_EXPIRY_BATCH_KEYS 500u
+#define KV_EXPIRY_BATCH_BYTES (32u * 1024)
+
+/* The value of an EXPIRED entry for keys whose deadline is at or before now_ms: at most
+ * max_keys of them, in about max_bytes (at least one key). *list is malloc'ed (free it),
+ * NULL when *n_keys is 0. Each record: u32 key_len | key | u64 the deadline's set_index
+ * (big-endian). RK_OK or RK_ERR_NOMEM. */
+int kv_expiry_batch(const struct kv *kv, uint64_t now_ms, uint32_t max_keys,
+                    uint32_t max_bytes, char **list, uint32_t *len, uint32_t *n_keys);
+
+/* A digest of the whole state (keys, values, revisions, deadlines as replicated, sessions,
+ * last applied index), independent
  * of allocation and hashing history: equal states give equal digests. */
 uint64_t kv_digest(const struct kv *kv);
 

@@ -14,7 +14,9 @@
 #include "kv_internal.h"
 
 #define IMAGE_HEAD_BYTES 24u      /* u64 last_applied | u64 rev | u64 n_pairs */
-#define PAIR_HEADER_BYTES 16u     /* u32 key_len | u32 val_len | u64 rev */
+#define PAIR_HEADER_BYTES 32u     /* u32 key_len | u32 val_len | u64 rev | u64 ttl_ms |
+                                     u64 ttl_index */
+#define PAIR_HEADER_BYTES_V3 16u  /* without the deadline */
 #define SESSION_BYTES 33u         /* u64 id | u64 last_seq | u64 last_use | u8 result |
                                      u64 last_rev */
 #define MAX_SESSIONS_LIMIT (1u << 24) /* a larger bound in an image is corrupt */
@@ -61,6 +63,8 @@ static int write_pair(const struct image_writer *w, const struct kv_node *n)
     rk_put_be(head, n->key_len, 4);
     rk_put_be(head + 4, n->val_len, 4);
     rk_put_be(head + 8, n->rev, 8);
+    rk_put_be(head + 16, n->ttl != NULL ? n->ttl->ttl_ms : 0, 8);
+    rk_put_be(head + 24, n->ttl != NULL ? n->ttl->set_index : 0, 8);
     int rc = w->put(w->ctx, head, sizeof(head));
     if (rc == 0 && n->key_len > 0)
         rc = w->put(w->ctx, n->key, n->key_len);
@@ -130,6 +134,7 @@ struct image_reader {
     kv_image_get_fn get;
     void *ctx;
     uint64_t len, pos;   /* the image's length and how much was read */
+    uint32_t pair_header;/* PAIR_HEADER_BYTES, or _V3 in a version 3 image */
     char *scratch;       /* one pair's key and value */
     size_t scratch_cap;
     char *err;
@@ -178,10 +183,22 @@ static int grow_scratch(struct image_reader *r, size_t need)
     return rk_grow(&r->scratch, &r->scratch_cap, need, 1, 256);
 }
 
+/* A key's deadline (ttl_ms from the entry at set_index; set_index 0: none). */
+static int read_ttl(struct image_reader *r, struct kv *kv, const char *key, uint32_t key_len,
+                    uint64_t ttl_ms, uint64_t set_index)
+{
+    if (set_index == 0)
+        return ttl_ms == 0 ? RK_OK : corrupt(r, "a key has a time to live but no entry set it");
+    if (set_index > kv->last_applied)
+        return corrupt(r, "a key's deadline was set at %" PRIu64 ", past the last applied "
+                       "index %" PRIu64, set_index, kv->last_applied);
+    return kv_ttl_set(kv, kv_find(kv, key, key_len), ttl_ms, set_index);
+}
+
 static int read_pair(struct image_reader *r, struct kv *kv)
 {
-    uint8_t head[PAIR_HEADER_BYTES];
-    int rc = take(r, head, sizeof(head), "a pair's lengths");
+    uint8_t head[PAIR_HEADER_BYTES] = { 0 };
+    int rc = take(r, head, r->pair_header, "a pair's lengths");
     if (rc != RK_OK)
         return rc;
     uint32_t key_len = (uint32_t)rk_get_be(head, 4), val_len = (uint32_t)rk_get_be(head + 4, 4);
@@ -198,6 +215,9 @@ static int read_pair(struct image_reader *r, struct kv *kv)
         rc = take(r, r->scratch, (size_t)both, "a pair");
     if (rc == RK_OK)
         rc = kv_set_at(kv, r->scratch, key_len, r->scratch + key_len, val_len, rev);
+    if (rc == RK_OK)
+        rc = read_ttl(r, kv, r->scratch, key_len, rk_get_be(head + 16, 8),
+                      rk_get_be(head + 24, 8));
     return rc;
 }
 
@@ -207,7 +227,7 @@ static int read_pairs(struct image_reader *r, struct kv *kv)
     int rc = take_u64(r, &n_pairs, "the pair count");
     if (rc != RK_OK)
         return rc;
-    if (n_pairs > (r->len - r->pos) / PAIR_HEADER_BYTES)
+    if (n_pairs > (r->len - r->pos) / r->pair_header)
         return corrupt(r, "%" PRIu64 " pairs cannot fit in the rest of the image", n_pairs);
     for (uint64_t i = 0; i < n_pairs && rc == RK_OK; i++)
         rc = read_pair(r, kv);
@@ -291,11 +311,15 @@ static int read_image(struct image_reader *r, struct kv *kv)
     return rc;
 }
 
-int kv_image_read(struct kv **out, uint64_t len, kv_image_get_fn get, void *ctx, char *err,
-                  size_t errlen)
+int kv_image_read(struct kv **out, uint32_t version, uint64_t len, kv_image_get_fn get,
+                  void *ctx, char *err, size_t errlen)
 {
     struct image_reader r = { .get = get, .ctx = ctx, .len = len, .err = err,
-                              .errlen = errlen };
+                              .errlen = errlen,
+                              .pair_header = version == 3 ? PAIR_HEADER_BYTES_V3
+                                                          : PAIR_HEADER_BYTES };
+    if (version != 3 && version != KV_IMAGE_VERSION)
+        return RK_ERR_INVAL;
     struct kv *kv = kv_new();
     if (kv == NULL)
         return RK_ERR_NOMEM;

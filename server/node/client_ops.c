@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/clock.h"
 #include "../../common/errors.h"
 #include "../kv/kv.h"
 #include "node.h"
@@ -107,7 +108,7 @@ static int write_result(struct proto_buf *out, uint8_t op, int wait_rc,
     }
     if (op == PROTO_OP_REGISTER)
         return reply_client_id(out, w->index);
-    if (op == PROTO_OP_CAS)
+    if (op == PROTO_OP_CAS || op == PROTO_OP_CAS_TTL)
         return reply_rev(out, PROTO_ST_OK, w->kv_rev); /* the new revision */
     return node_client_reply(out, PROTO_ST_OK, NULL, 0);
 }
@@ -135,13 +136,17 @@ static uint8_t entry_type_of(uint8_t op)
     case PROTO_OP_SET: return RAFT_ENTRY_SET;
     case PROTO_OP_CAS: return RAFT_ENTRY_CAS;
     case PROTO_OP_CAD: return RAFT_ENTRY_CAD;
+    case PROTO_OP_SETEX: return RAFT_ENTRY_SETEX;
+    case PROTO_OP_EXPIRE: return RAFT_ENTRY_EXPIRE;
+    case PROTO_OP_CAS_TTL: return RAFT_ENTRY_CAS_TTL;
     default: return RAFT_ENTRY_DELETE;
     }
 }
 
-/* The log entry for a write request: SET/DELETE/CAS/CAD with their session (CAS and CAD
- * with the revision they compare, from the value "REV[ VALUE]", checked already), or a
- * REGISTER. */
+/* The log entry for a write request (its value checked already by invalid_reason): SET
+ * with its value; SETEX "MS VALUE", EXPIRE "MS" and CAS_TTL "MS REV VALUE" give the
+ * entry's ttl; CAS "REV VALUE" and CAD "REV" the revision they compare; each with its
+ * session. Or a REGISTER. */
 static struct raft_entry command_of(const struct proto_client_req *req)
 {
     struct raft_entry cmd = { .key = "", .val = "" };
@@ -152,16 +157,16 @@ static struct raft_entry command_of(const struct proto_client_req *req)
     cmd.type = entry_type_of(req->op);
     cmd.key = (char *)req->key;
     cmd.key_len = req->key_len;
-    if (req->op == PROTO_OP_SET) {
-        cmd.val = (char *)req->val;
-        cmd.val_len = req->val_len;
-    }
-    if (raft_entry_has_rev(cmd.type)) {
-        const char *rest;
-        proto_parse_rev(req->val, req->val_len, &cmd.rev, &rest, &cmd.val_len);
+    const char *rest = req->val;
+    uint32_t rest_len = req->val_len;
+    if (raft_entry_has_ttl(cmd.type))
+        proto_parse_ttl(rest, rest_len, &cmd.ttl_ms, &rest, &rest_len);
+    if (raft_entry_has_rev(cmd.type))
+        proto_parse_rev(rest, rest_len, &cmd.rev, &rest, &rest_len);
+    if (cmd.type != RAFT_ENTRY_DELETE && cmd.type != RAFT_ENTRY_CAD &&
+        cmd.type != RAFT_ENTRY_EXPIRE) {
         cmd.val = (char *)rest;
-        if (cmd.type == RAFT_ENTRY_CAD)
-            cmd.val_len = 0;
+        cmd.val_len = rest_len;
     }
     cmd.client_id = req->client_id;
     cmd.seq = req->seq;
@@ -234,12 +239,29 @@ static int reply_page(struct node *n, const struct proto_client_req *req, struct
     return rc;
 }
 
+/* Under mu: TTL, the seconds left to the key's deadline on this server's clock, rounded
+ * up (0 once it passed and until the EXPIRED entry is applied), or -1 without one. */
+static int reply_ttl(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
+{
+    uint64_t left_ms;
+    kv_set_now(n->kv, rk_clock_ms());
+    if (!kv_ttl_left(n->kv, req->key, req->key_len, &left_ms))
+        return node_client_reply(out, PROTO_ST_NIL, NULL, 0);
+    char body[24];
+    int len = left_ms == UINT64_MAX
+                  ? snprintf(body, sizeof(body), "-1")
+                  : snprintf(body, sizeof(body), "%" PRIu64, left_ms / 1000 + (left_ms % 1000 != 0));
+    return node_client_reply(out, PROTO_ST_VALUE, body, (uint32_t)len);
+}
+
 /* Under mu: the value as of the read index (copied into out before the lock goes); for
- * REV, "REV VALUE"; for SCAN, a page. */
+ * REV, "REV VALUE"; for SCAN, a page; for TTL, the seconds left. */
 static int reply_value(struct node *n, const struct proto_client_req *req, struct proto_buf *out)
 {
     if (req->op == PROTO_OP_SCAN)
         return reply_page(n, req, out);
+    if (req->op == PROTO_OP_TTL)
+        return reply_ttl(n, req, out);
     uint32_t len = 0;
     uint64_t rev = 0;
     const char *val = kv_get_rev(n->kv, req->key, req->key_len, &len, &rev);
@@ -290,15 +312,14 @@ static int finish_get(struct node *n, const struct node_request *r, int wait_rc,
 /* The commands answered from the state machine through ReadIndex (Raft thesis §6.4). */
 static bool is_read(uint8_t op)
 {
-    return op == PROTO_OP_GET || op == PROTO_OP_REV || op == PROTO_OP_SCAN;
+    return proto_op_is_read(op);
 }
 
 /* The commands whose key must be a word (DELETE and CAD may name a key stored before the
  * rule, to remove it). */
 static bool names_new_key(uint8_t op)
 {
-    return op == PROTO_OP_GET || op == PROTO_OP_SET || op == PROTO_OP_REV ||
-           op == PROTO_OP_CAS || op == PROTO_OP_SCAN;
+    return op != PROTO_OP_DELETE && op != PROTO_OP_CAD;
 }
 
 /* A SCAN value "LIMIT [AFTER]" (proto_parse_scan). */
@@ -309,19 +330,42 @@ static bool scan_ok(const struct proto_client_req *req)
     return proto_parse_scan(req->val, req->val_len, &limit, &after, &after_len) == RK_OK;
 }
 
-/* A CAS value that is not "REV VALUE", or a CAD value that is not "REV". */
-static bool bad_rev(const struct proto_client_req *req)
+/* Whether val[0..len) is exactly one number (no space after it). */
+static bool lone_number(const char *val, uint32_t len, uint32_t rest_len)
 {
-    if (req->op != PROTO_OP_CAS && req->op != PROTO_OP_CAD)
+    return rest_len == 0 && val[len - 1] != ' ';
+}
+
+/* A SETEX, EXPIRE or CAS_TTL value that does not start with a time to live in range, or
+ * an EXPIRE value with more. */
+static bool bad_ttl(const struct proto_client_req *req)
+{
+    if (req->op != PROTO_OP_SETEX && req->op != PROTO_OP_EXPIRE && req->op != PROTO_OP_CAS_TTL)
         return false;
-    uint64_t rev;
+    uint64_t ttl_ms;
     const char *rest;
     uint32_t rest_len;
-    if (proto_parse_rev(req->val, req->val_len, &rev, &rest, &rest_len) != RK_OK)
+    if (proto_parse_ttl(req->val, req->val_len, &ttl_ms, &rest, &rest_len) != RK_OK)
         return true;
-    if (req->op == PROTO_OP_CAS)
+    return req->op == PROTO_OP_EXPIRE && !lone_number(req->val, req->val_len, rest_len);
+}
+
+/* A CAS value that is not "REV VALUE", or a CAD value that is not "REV" (for CAS_TTL,
+ * after its time to live). */
+static bool bad_rev(const struct proto_client_req *req)
+{
+    if (req->op != PROTO_OP_CAS && req->op != PROTO_OP_CAD && req->op != PROTO_OP_CAS_TTL)
+        return false;
+    uint64_t n;
+    const char *rest = req->val;
+    uint32_t rest_len = req->val_len;
+    if (req->op == PROTO_OP_CAS_TTL)
+        proto_parse_ttl(req->val, req->val_len, &n, &rest, &rest_len); /* bad_ttl checked it */
+    if (proto_parse_rev(rest, rest_len, &n, &rest, &rest_len) != RK_OK)
+        return true;
+    if (req->op != PROTO_OP_CAD)
         return false; /* the value after "REV " may be empty */
-    return rest_len != 0 || req->val[req->val_len - 1] == ' ';
+    return !lone_number(req->val, req->val_len, rest_len);
 }
 
 /* A reason the request is invalid (written into why), or NULL. Keys and values are
@@ -348,8 +392,15 @@ static const char *invalid_reason(const struct node_limits *lim,
                  PROTO_SCAN_LIMIT_MAX);
         return why;
     }
+    if (bad_ttl(req)) {
+        snprintf(why, len, "bad time to live: want %s (MS milliseconds, %u..%llu)",
+                 req->op == PROTO_OP_SETEX ? "\"MS VALUE\"" : req->op == PROTO_OP_EXPIRE
+                                                               ? "\"MS\"" : "\"MS REV VALUE\"",
+                 PROTO_TTL_MIN_MS, PROTO_TTL_MAX_MS);
+        return why;
+    }
     if (bad_rev(req))
-        return req->op == PROTO_OP_CAS ? "bad revision: want \"REV VALUE\" (REV a number, "
+        return req->op != PROTO_OP_CAD ? "bad revision: want \"REV VALUE\" (REV a number, "
                                          "0: the key must be absent)"
                                        : "bad revision: want \"REV\" (a number)";
     if (req->val_len > lim->max_value_bytes) {

@@ -166,6 +166,8 @@ static void apply_committed(struct node *n)
 {
     raft_index_t commit = raft_commit_index(n->raft);
     struct applied_chunk c;
+    if (n->applied < commit)
+        kv_set_now(n->kv, rk_clock_ms()); /* deadlines count from here (kv.h) */
     while (n->applied < commit) {
         c.first = n->applied + 1;
         c.count = 0;
@@ -318,8 +320,14 @@ void node_after_step(struct node *n, struct node_outbox *ob)
     notice_role_change(n);
     if (ob == NULL && raft_has_ready(n->raft))
         pthread_cond_signal(&n->io_cond); /* with an outbox: node_outbox_flush does */
-    if (raft_next_deadline(n->raft) < n->timer_wake_ms)
+    if (node_timer_deadline(n) < n->timer_wake_ms)
         pthread_cond_signal(&n->timer_cond);
+}
+
+uint64_t node_timer_deadline(const struct node *n)
+{
+    uint64_t core = raft_next_deadline(n->raft), expiry = node_expiry_next(n);
+    return core < expiry ? core : expiry;
 }
 
 bool node_step_peer_msgs(struct node *n, int peer, struct raft_msg *msgs, int count,

@@ -270,6 +270,9 @@ struct node {
     int seen_leader;
 
     uint64_t timer_wake_ms;       /* when the timer thread will next wake */
+    raft_index_t expiry_index;    /* our last EXPIRED entry (expiry.c) ... */
+    raft_term_t expiry_term;      /* ... and its term */
+    uint64_t expiry_retry_ms;     /* no new one before this (after a failed proposal) */
     struct node_peer *peers;      /* REGISTRY_MAX_SERVERS entries, by node id */
     uint32_t disk_stall_ms;       /* set before node_start */
     uint64_t sync_started_ms;     /* the io thread's write in flight began (0: none) */
@@ -302,6 +305,9 @@ int node_init(struct node *n, struct registry *reg, const char *name, struct sto
  * changes, queues the core's early messages (for ob to send, or for the replicators if
  * ob is NULL) and wakes the io and timer threads as needed. */
 void node_after_step(struct node *n, struct node_outbox *ob);
+/* Under mu: when the timer thread next has work: the core's next deadline, or the next
+ * key to expire. */
+uint64_t node_timer_deadline(const struct node *n);
 /* Links / unlinks a waiter (under mu). */
 void node_waiter_add(struct node *n, struct node_waiter *w);
 void node_waiter_remove(struct node *n, struct node_waiter *w);
@@ -372,6 +378,14 @@ int node_io_start(struct node *n);
 
 /* --- timer.c --- */
 int node_timer_start(struct node *n);
+
+/* --- expiry.c: the leader proposes the deletion of keys whose deadline passed --- */
+/* Under mu: when node_expiry_run has work (UINT64_MAX: none; not the leader, or its last
+ * EXPIRED entry is not applied yet). */
+uint64_t node_expiry_next(const struct node *n);
+/* Under mu, by the timer thread: as leader, proposes an EXPIRED entry for keys due at
+ * now_ms on this server's clock. */
+void node_expiry_run(struct node *n, uint64_t now_ms);
 /* Under mu, by the io thread: the write in flight is done (the disk answers). */
 void node_disk_answered(struct node *n);
 

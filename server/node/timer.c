@@ -2,7 +2,8 @@
  * heartbeats, Raft paper §5.2) and sleeps until the core's next deadline, at most 50 ms.
  * It also watches the io thread's writes: a leader whose fdatasync has been outstanding
  * longer than --disk-stall-ms hands leadership to an up-to-date follower (Raft thesis
- * §3.10) and campaigns no more until its disk answers. */
+ * §3.10) and campaigns no more until its disk answers. As leader, it proposes the deletion
+ * of keys whose deadline passed (expiry.c). */
 #include <inttypes.h>
 
 #include "../../common/clock.h"
@@ -54,8 +55,9 @@ static void *timer_main(void *arg)
         struct node_outbox ob = { .any = false };
         check_disk(n, now);
         raft_tick(n->raft, now);
+        node_expiry_run(n, now);
         uint64_t wake = now + TIMER_MAX_SLEEP_MS;
-        uint64_t deadline = raft_next_deadline(n->raft);
+        uint64_t deadline = node_timer_deadline(n);
         if (deadline < wake)
             wake = deadline > now ? deadline : now + 1; /* never spin */
         n->timer_wake_ms = wake; /* before after_step, so it can wake us for sooner work */

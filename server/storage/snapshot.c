@@ -24,6 +24,14 @@ static const uint8_t MAGIC[8] = { 'R', 'K', 'S', 'N', 'A', 'P', '\0', '\n' };
 #define IO_BUF_BYTES (1u << 20)
 #define WHY_LEN 256
 
+_Static_assert(SNAPSHOT_VERSION == KV_IMAGE_VERSION, "a snapshot file holds one image version");
+
+/* Version 3 (before deadlines) is read as a state with none. */
+static bool readable_version(uint32_t version)
+{
+    return version == 3 || version == SNAPSHOT_VERSION;
+}
+
 /* ---------- small helpers ---------- */
 
 
@@ -375,12 +383,12 @@ static int read_header(struct reader *r, struct snapshot_meta *m, const char *pa
     if (version == 1 || version == 2)
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: version %" PRIu32 " at byte offset 8 "
                        "was written before keys had revisions (raft-kv protocol 4 or older); "
-                       "this server reads version %u only: its keys' revisions cannot be "
-                       "recovered the same way on every server (docs/protocol.md, "
+                       "this server reads versions 3 and %u only: its keys' revisions cannot "
+                       "be recovered the same way on every server (docs/protocol.md, "
                        "\"Snapshot file\")", path, version, SNAPSHOT_VERSION);
-    if (version != SNAPSHOT_VERSION)
+    if (!readable_version(version))
         return rk_fail(err, errlen, RK_ERR_CORRUPT, "%s: version %" PRIu32 " at byte offset 8 "
-                       "(this server reads version %u)", path, version, SNAPSHOT_VERSION);
+                       "(this server reads versions 3 and %u)", path, version, SNAPSHOT_VERSION);
     m->version = version;
     m->index = rk_get_be(head + 12, 8);
     m->term = rk_get_be(head + 20, 8);
@@ -446,7 +454,7 @@ static int read_image(struct reader *r, struct snapshot_meta *m, struct kv **kv,
         return rc == RK_OK ? RK_OK : rk_fail(err, errlen, rc, "%s: %s", path, r->why);
     }
     char why[WHY_LEN] = "";
-    int rc = kv_image_read(kv, m->image_len, r_get, r, why, sizeof(why));
+    int rc = kv_image_read(kv, m->version, m->image_len, r_get, r, why, sizeof(why));
     if (rc == RK_ERR_CORRUPT && why[0] != '\0')
         return malformed_image(r, m, why, path, err, errlen);
     if (rc != RK_OK)
@@ -555,7 +563,7 @@ static bool holds_index(int fd, raft_index_t index)
         n = pread(fd, head, sizeof(head), 0);
     } while (n < 0 && errno == EINTR);
     return n == (ssize_t)sizeof(head) && memcmp(head, MAGIC, sizeof(MAGIC)) == 0 &&
-           rk_get_be(head + 8, 4) == SNAPSHOT_VERSION && rk_get_be(head + 12, 8) == index;
+           readable_version((uint32_t)rk_get_be(head + 8, 4)) && rk_get_be(head + 12, 8) == index;
 }
 
 static int read_at(int fd, uint8_t *data, uint32_t len, uint64_t offset)

@@ -28,7 +28,8 @@ struct kv;
 struct storage;
 struct storage_loaded;
 
-#define SNAPSHOT_VERSION 3u /* 3: keys with revisions (kv_image.h); 1 and 2 are refused */
+#define SNAPSHOT_VERSION 4u /* 4: keys with revisions and deadlines (kv_image.h); 3 (no
+                               deadlines) is read too; 1 and 2 are refused */
 #define SNAPSHOT_HEADER_FIXED 28u /* magic, version, index, term: what a chunk reader checks */
 
 struct snapshot_meta {

@@ -69,6 +69,7 @@ static const char *result_name(int result)
     switch (result) {
     case KV_APPLIED: return "applied";
     case KV_ABSENT: return "absent";
+    case KV_FAILED: return "failed";
     }
     return "none";
 }
@@ -101,6 +102,18 @@ static void print_header(FILE *out, const char *path, const struct snapshot_meta
             kv_count(kv), kv_session_count(kv));
 }
 
+/* A key with a deadline gets a line of its own after its set line:
+ * deadline "KEY" ttl_ms=N set_at=INDEX. */
+static void print_deadline(FILE *out, const struct kv *kv, const struct pair_ref *p)
+{
+    uint64_t ttl_ms, set_index;
+    if (!kv_ttl_get(kv, p->key, p->key_len, &ttl_ms, &set_index))
+        return;
+    fputs("deadline ", out);
+    print_quoted(out, p->key, p->key_len);
+    fprintf(out, " ttl_ms=%" PRIu64 " set_at=%" PRIu64 "\n", ttl_ms, set_index);
+}
+
 static int print_pairs(FILE *out, const struct kv *kv)
 {
     struct pair_list l = { 0 };
@@ -114,6 +127,7 @@ static int print_pairs(FILE *out, const struct kv *kv)
             fputc(' ', out);
             print_quoted(out, l.items[i].val, l.items[i].val_len);
             fputc('\n', out);
+            print_deadline(out, kv, &l.items[i]);
         }
     }
     free(l.items);

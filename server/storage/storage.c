@@ -210,20 +210,23 @@ static void put_text(struct buf *b, const char *text)
 
 static bool has_key(uint8_t type)
 {
-    return type == RAFT_ENTRY_SET || type == RAFT_ENTRY_DELETE || raft_entry_has_rev(type);
+    return type == RAFT_ENTRY_SET || type == RAFT_ENTRY_DELETE || raft_entry_has_rev(type) ||
+           raft_entry_has_ttl(type);
 }
 
 /* A SET's value, or a CONFIG's configuration text (Raft thesis §4.1: a server that
  * restarts takes the configuration in effect from its own log). */
 static bool has_value(uint8_t type)
 {
-    return type == RAFT_ENTRY_SET || type == RAFT_ENTRY_CONFIG || type == RAFT_ENTRY_CAS;
+    return type == RAFT_ENTRY_SET || type == RAFT_ENTRY_CONFIG || type == RAFT_ENTRY_CAS ||
+           type == RAFT_ENTRY_SETEX || type == RAFT_ENTRY_CAS_TTL || type == RAFT_ENTRY_EXPIRED;
 }
 
 /* Appends one whole line
- * "INDEX TERM CMD [\"key\"] [\"value\"] [rev=N] [client=ID seq=N] CRC\n" (set and cas:
- * key and value; delete and cad: key; config: the configuration as its value; cas and cad
- * then the revision they compare); the session fields
+ * "INDEX TERM CMD [\"key\"] [\"value\"] [rev=N] [ttl=MS] [client=ID seq=N] CRC\n" (set,
+ * cas, setex and cas_ttl: key and value; delete, cad and expire: key; config: the
+ * configuration as its value; expired: its list of keys as its value; cas, cad and
+ * cas_ttl then the revision they compare; setex, expire and cas_ttl their ttl); the session fields
  * (Raft thesis §6.3) only when the entry has them. e's type is a known one (check_batch
  * refused the others). RK_OK or RK_ERR_NOMEM. */
 static int encode_line(struct buf *b, raft_index_t index, const struct raft_entry *e)
@@ -249,6 +252,10 @@ static int encode_line(struct buf *b, raft_index_t index, const struct raft_entr
     if (raft_entry_has_rev(e->type)) {
         put_text(b, " rev=");
         put_uint(b, e->rev);
+    }
+    if (raft_entry_has_ttl(e->type)) {
+        put_text(b, " ttl=");
+        put_uint(b, e->ttl_ms);
     }
     if (e->client_id != 0 || e->seq != 0) {
         put_text(b, " client=");
@@ -391,7 +398,8 @@ static int parse_command(const char **pp, const char *end, uint8_t *type)
 {
     static const uint8_t types[] = { RAFT_ENTRY_NOOP, RAFT_ENTRY_SET, RAFT_ENTRY_DELETE,
                                      RAFT_ENTRY_REGISTER, RAFT_ENTRY_CONFIG, RAFT_ENTRY_CAS,
-                                     RAFT_ENTRY_CAD };
+                                     RAFT_ENTRY_CAD, RAFT_ENTRY_SETEX, RAFT_ENTRY_EXPIRE,
+                                     RAFT_ENTRY_CAS_TTL, RAFT_ENTRY_EXPIRED };
     const char *word_end = memchr(*pp, ' ', (size_t)(end - *pp));
     if (word_end == NULL)
         word_end = end;
@@ -512,6 +520,11 @@ static enum line_status parse_args(const char **pp, const char *end, uint8_t typ
     if (raft_entry_has_rev(type) &&
         (*pp >= end || *(*pp)++ != ' ' || parse_named_u64(pp, end, "rev", &e->rev) != 0))
         return bad_line(ctx, "expected \"rev=N\" after the arguments of cas or cad");
+    e->ttl_ms = 0;
+    if (raft_entry_has_ttl(type) &&
+        (*pp >= end || *(*pp)++ != ' ' || parse_named_u64(pp, end, "ttl", &e->ttl_ms) != 0))
+        return bad_line(ctx, "expected \"ttl=MS\" after the arguments of setex, expire or "
+                             "cas_ttl");
     enum line_status st = parse_session(pp, end, e, ctx);
     if (st != LINE_OK)
         return st;
@@ -539,8 +552,8 @@ static enum line_status parse_line(const char *line, size_t len, struct raft_ent
     if (st != LINE_OK)
         return st;
     if (parse_command(&p, end, &type) != 0)
-        return bad_line(ctx, "unknown command (expected noop, set, delete, register, config, cas "
-                             "or cad)");
+        return bad_line(ctx, "unknown command (expected noop, set, delete, register, config, "
+                             "cas, cad, setex, expire, cas_ttl or expired)");
     if (raft_entry_alloc(e, (size_t)(end - p) + 2) != RK_OK)
         return LINE_NOMEM;
     st = parse_args(&p, end, type, e->key, e, ctx);

@@ -51,6 +51,31 @@ static size_t fz_log_quote(char *out, const char *s, uint32_t len)
     return n;
 }
 
+/* Which fields a line of each command holds (storage.h's format, written out here on its
+ * own so that the oracle does not share the parser's tables). */
+static bool fz_log_has_key(uint8_t t)
+{
+    return t == RAFT_ENTRY_SET || t == RAFT_ENTRY_DELETE || t == RAFT_ENTRY_CAS ||
+           t == RAFT_ENTRY_CAD || t == RAFT_ENTRY_SETEX || t == RAFT_ENTRY_EXPIRE ||
+           t == RAFT_ENTRY_CAS_TTL;
+}
+
+static bool fz_log_has_value(uint8_t t)
+{
+    return t == RAFT_ENTRY_SET || t == RAFT_ENTRY_CONFIG || t == RAFT_ENTRY_CAS ||
+           t == RAFT_ENTRY_SETEX || t == RAFT_ENTRY_CAS_TTL || t == RAFT_ENTRY_EXPIRED;
+}
+
+static bool fz_log_has_rev(uint8_t t)
+{
+    return t == RAFT_ENTRY_CAS || t == RAFT_ENTRY_CAD || t == RAFT_ENTRY_CAS_TTL;
+}
+
+static bool fz_log_has_ttl(uint8_t t)
+{
+    return t == RAFT_ENTRY_SETEX || t == RAFT_ENTRY_EXPIRE || t == RAFT_ENTRY_CAS_TTL;
+}
+
 /* The line of storage.h for entry e at index, without its newline; malloc'ed. */
 static char *fz_log_encode(uint64_t index, const struct raft_entry *e, size_t *len)
 {
@@ -58,14 +83,18 @@ static char *fz_log_encode(uint64_t index, const struct raft_entry *e, size_t *l
     FUZZ_CHECK(line != NULL);
     size_t n = (size_t)sprintf(line, "%" PRIu64 " %" PRIu64 " %s", index, e->term,
                                raft_entry_type_name(e->type));
-    if (e->type == RAFT_ENTRY_SET || e->type == RAFT_ENTRY_DELETE) {
+    if (fz_log_has_key(e->type)) {
         line[n++] = ' ';
         n += fz_log_quote(line + n, e->key, e->key_len);
     }
-    if (e->type == RAFT_ENTRY_SET) {
+    if (fz_log_has_value(e->type)) {
         line[n++] = ' ';
         n += fz_log_quote(line + n, e->val, e->val_len);
     }
+    if (fz_log_has_rev(e->type))
+        n += (size_t)sprintf(line + n, " rev=%" PRIu64, e->rev);
+    if (fz_log_has_ttl(e->type))
+        n += (size_t)sprintf(line + n, " ttl=%" PRIu64, e->ttl_ms);
     if (e->client_id != 0 || e->seq != 0)
         n += (size_t)sprintf(line + n, " client=%" PRIu64 " seq=%" PRIu64, e->client_id,
                              e->seq);
@@ -78,6 +107,7 @@ static bool fz_log_same_entry(const struct raft_entry *a, const struct raft_entr
 {
     return a->term == b->term && a->type == b->type && a->key_len == b->key_len &&
            a->val_len == b->val_len && a->client_id == b->client_id && a->seq == b->seq &&
+           a->rev == b->rev && a->ttl_ms == b->ttl_ms &&
            memcmp(a->key, b->key, a->key_len) == 0 && memcmp(a->val, b->val, a->val_len) == 0;
 }
 
@@ -88,8 +118,10 @@ static void fz_log_check_entry(const struct raft_entry *e, size_t line_len, uint
     FUZZ_CHECK(e->key != NULL && e->val != NULL);
     FUZZ_CHECK(e->key_len < line_len && e->val_len < line_len);
     FUZZ_CHECK(e->key[e->key_len] == '\0' && e->val[e->val_len] == '\0');
-    FUZZ_CHECK(e->type == RAFT_ENTRY_SET || e->val_len == 0);
-    FUZZ_CHECK(e->type == RAFT_ENTRY_SET || e->type == RAFT_ENTRY_DELETE || e->key_len == 0);
+    FUZZ_CHECK(fz_log_has_value(e->type) || e->val_len == 0);
+    FUZZ_CHECK(fz_log_has_key(e->type) || e->key_len == 0);
+    FUZZ_CHECK(fz_log_has_rev(e->type) || e->rev == 0);
+    FUZZ_CHECK(fz_log_has_ttl(e->type) || e->ttl_ms == 0);
     size_t len;
     char *again = fz_log_encode(index, e, &len);
     struct raft_entry e2;

@@ -136,6 +136,20 @@ static void raft_frames(void)
     m.entries = &e[1];
     m.n_entries = 1;
     must(proto_encode_raft_msg(new_frame("raft_append_1"), &m), "append");
+    static const char expired[] = "\0\0\0\1k\0\0\0\0\0\0\0\x07";
+    struct raft_entry ex[4] = { /* expiring keys: ttl on the wire (protocol 6) */
+        { .term = 3, .type = RAFT_ENTRY_SETEX, .key = "s", .key_len = 1, .val = "v",
+          .val_len = 1, .ttl_ms = 1500, .client_id = 4, .seq = 3 },
+        { .term = 3, .type = RAFT_ENTRY_EXPIRE, .key = "s", .key_len = 1, .val = "",
+          .ttl_ms = 100 },
+        { .term = 3, .type = RAFT_ENTRY_CAS_TTL, .key = "lock", .key_len = 4, .val = "me",
+          .val_len = 2, .rev = 7, .ttl_ms = 2000 },
+        { .term = 3, .type = RAFT_ENTRY_EXPIRED, .key = "", .val = (char *)expired,
+          .val_len = sizeof(expired) - 1 },
+    };
+    m.entries = ex;
+    m.n_entries = 4;
+    must(proto_encode_raft_msg(new_frame("raft_append_expiry"), &m), "append");
     m = (struct raft_msg){ .type = RAFT_MSG_APPEND_RESP, .term = 3, .success = false,
                            .reject_index = 9, .conflict_index = 5, .conflict_term = 2,
                            .read_ctx = 77 };
@@ -362,6 +376,14 @@ static void log_seeds(void)
         { .term = 18446744073709551615ull, .type = RAFT_ENTRY_SET, .key = "max", .key_len = 3,
           .val = "v", .val_len = 1, .client_id = 18446744073709551615ull,
           .seq = 18446744073709551615ull },
+        { .term = 18446744073709551615ull, .type = RAFT_ENTRY_SETEX, .key = "s", .key_len = 1,
+          .val = "v", .val_len = 1, .ttl_ms = 100 },
+        { .term = 18446744073709551615ull, .type = RAFT_ENTRY_EXPIRE, .key = "s", .key_len = 1,
+          .val = "", .ttl_ms = 315360000000ull, .client_id = 2, .seq = 3 },
+        { .term = 18446744073709551615ull, .type = RAFT_ENTRY_CAS_TTL, .key = "s",
+          .key_len = 1, .val = "w", .val_len = 1, .rev = 9, .ttl_ms = 250 },
+        { .term = 18446744073709551615ull, .type = RAFT_ENTRY_EXPIRED, .key = "",
+          .val = "\0\0\0\1s\0\0\0\0\0\0\0\x0b", .val_len = 13 },
     };
     int n = (int)(sizeof(e) / sizeof(e[0]));
     must(storage_append(st, 1, e, (uint32_t)n, err, sizeof(err)), err);
@@ -537,6 +559,15 @@ static void snapshot_seeds(void)
     file = saved_snapshot(dir, kv_last_applied(kv), 3, three, 3, kv, &len);
     snapshot_seed("sessions", file, len);
     free(file);
+    struct raft_entry setex = { .type = RAFT_ENTRY_SETEX, .key = "lease", .key_len = 5,
+                                .val = "me", .val_len = 2, .ttl_ms = 30000 };
+    apply(kv, &setex);
+    struct raft_entry expire = { .type = RAFT_ENTRY_EXPIRE, .key = "counter", .key_len = 7,
+                                 .val = "", .ttl_ms = 100 };
+    apply(kv, &expire);
+    file = saved_snapshot(dir, kv_last_applied(kv), 3, three, 3, kv, &len);
+    snapshot_seed("deadlines", file, len);
+    free(file);
     kv_free(kv);
 
     static const char *const long_names[] = {
@@ -667,6 +698,10 @@ static void client_seeds(void)
         { "scan_all", "scan \"\"" },           { "scan_bad_limit", "scan p 0" },
         { "add", "add --learner s9 10.0.0.9 9000" }, { "remove", "remove --force s9" },
         { "members", "members" },              { "transfer", "transfer" },
+        { "setex", "setex lease 1.5 me and you" }, { "setex_bad", "setex k .x v" },
+        { "expire", "expire lease 30" },       { "expire_extra", "expire lease 30 x" },
+        { "ttl", "ttl lease" },                { "cas_ttl", "cas --ttl 0.1 lock 0 me" },
+        { "cas_ttl_short", "cas --ttl 0.05 lock 0 me" },
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
         text_seed("client_parse", lines[i][0], lines[i][1]);

@@ -31,6 +31,7 @@ struct sim_stats {
     uint64_t partitions, pauses, weather_changes;
     uint64_t delivered, dropped, duplicated;
     uint64_t snap_chunks;      /* InstallSnapshot chunks delivered */
+    uint64_t expiry_batches, expired_keys; /* EXPIRED entries that deleted keys, and the keys */
     uint64_t writes_acked, writes_lost, reads_ok, reads_failed, rejected;
     uint64_t max_term, max_commit;
     uint64_t adds, removes, transfers;        /* membership requests a leader took ... */
@@ -93,6 +94,9 @@ struct sim_params {
     uint32_t disk_min_ms, disk_max_ms;         /* Ready taken -> fdatasync returned */
     uint32_t disk_extra_ms[SIM_SLOTS];         /* a slower disk on some nodes */
     uint32_t tick_jitter_ms[SIM_SLOTS];        /* each tick is late by up to this */
+    uint64_t clock_offset_ms[SIM_SLOTS];  /* a node's own clock: sim time + this (its
+                                             expiring keys' deadlines count on it) */
+    uint32_t expiry_batch_keys;  /* keys per EXPIRED entry (0: the server's 2000) */
     bool random_clients, random_faults, random_members;
     uint32_t client_gap_ms, fault_gap_ms;      /* mean gap between random events */
     uint32_t member_gap_ms;   /* ... between random adds, removes and transfers */
@@ -159,6 +163,19 @@ int sim_client_set(struct sim *s, int node, const char *key, const char *val,
  * every write acknowledged before it was sent. */
 int sim_client_get(struct sim *s, int node, const char *key, uint64_t *op_id);
 enum sim_op_state sim_op_state(const struct sim *s, uint64_t op_id);
+/* Expiring keys: a "setex" (key := val, deleted ttl_ms after it is applied) and an
+ * "expire" (a new time to live for a key that is there) sent to node, as sim_client_set. */
+int sim_client_setex(struct sim *s, int node, const char *key, const char *val,
+                     uint64_t ttl_ms, uint64_t *op_id);
+int sim_client_expire(struct sim *s, int node, const char *key, uint64_t ttl_ms,
+                      uint64_t *op_id);
+/* Whether node (up) holds key in its state machine. */
+bool sim_has_key(const struct sim *s, int node, const char *key);
+/* The time from now to key's deadline on node's clock (false: node down or key absent;
+ * UINT64_MAX: no deadline). */
+bool sim_ttl_left(struct sim *s, int node, const char *key, uint64_t *left_ms);
+/* When the EXPIRED entry that last deleted key was proposed (sim time), or 0 if none did. */
+uint64_t sim_expired_at(struct sim *s, const char *key);
 
 /* Membership changes and leadership transfer (Raft thesis §4, §3.10), asked of node (a
  * leader). Each returns the core's answer (RK_OK: started; *req then names the request,

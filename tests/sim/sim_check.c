@@ -40,6 +40,8 @@ uint64_t sim_check_entry_fp(const struct raft_entry *e)
     uint64_t h = sim_check_mix(e->term * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)e->type << 40));
     h = sim_check_mix(h ^ e->client_id * 0xC2B2AE3D27D4EB4FULL ^ e->seq);
     h = sim_check_mix(h ^ e->rev * 0x165667B19E3779F9ULL);
+    if (e->ttl_ms != 0)
+        h = sim_check_mix(h ^ e->ttl_ms * 0x27D4EB2F165667C5ULL);
     h = sim_check_bytes(h, e->key, e->key_len);
     return sim_check_bytes(h ^ 0x5bd1e995ULL, e->val, e->val_len);
 }
@@ -62,6 +64,7 @@ void sim_check_free(struct sim_checker *c)
     free(c->lm);
     free(c->committed);
     free(c->confs);
+    sim_check_expiry_free(c);
     for (int i = 0; i < SIM_SLOTS; i++)
         free(c->votes[i]);
     memset(c, 0, sizeof(*c));

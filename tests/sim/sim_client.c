@@ -1,6 +1,7 @@
 /* tests/sim/sim_client.c - simulated clients, served as server/node/client_ops.c serves
  * them: set/delete and cas/cad (comparing the revision the leader's state machine holds,
- * or another) proposed on a leader and acknowledged when it applies them (Raft paper §8),
+ * or another), setex/expire/cas --ttl (keys that expire 100 ms .. 2 s after they are
+ * applied) proposed on a leader and acknowledged when it applies them (Raft paper §8),
  * get through ReadIndex (thesis §6.4); every outcome is recorded and checked. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,9 @@ static const char *sim_client_kind_name(uint8_t kind)
     case SIM_OP_DELETE: return "delete";
     case SIM_OP_CAS: return "cas";
     case SIM_OP_CAD: return "cad";
+    case SIM_OP_SETEX: return "setex";
+    case SIM_OP_EXPIRE: return "expire";
+    case SIM_OP_CAS_TTL: return "cas_ttl";
     default: return "get";
     }
 }
@@ -30,6 +34,9 @@ static uint8_t sim_client_entry_type(uint8_t kind)
     case SIM_OP_SET: return RAFT_ENTRY_SET;
     case SIM_OP_CAS: return RAFT_ENTRY_CAS;
     case SIM_OP_CAD: return RAFT_ENTRY_CAD;
+    case SIM_OP_SETEX: return RAFT_ENTRY_SETEX;
+    case SIM_OP_EXPIRE: return RAFT_ENTRY_EXPIRE;
+    case SIM_OP_CAS_TTL: return RAFT_ENTRY_CAS_TTL;
     default: return RAFT_ENTRY_DELETE;
     }
 }
@@ -47,12 +54,34 @@ static uint64_t sim_client_expected_rev(const struct sim *s, const struct sim_no
     return pick < 7 ? rev : pick < 9 ? 0 : rev + 1;
 }
 
-/* Some sets and deletes are compare-and-set instead, by op id (see above). */
-static uint8_t sim_client_maybe_cas(const struct sim *s, uint8_t kind)
+/* Some sets and deletes are compare-and-set instead, some sets give the key a time to
+ * live (setex, or cas --ttl), some deletes give one to a key that is there (expire): by op
+ * id (see above). */
+static uint8_t sim_client_variant(const struct sim *s, uint8_t kind)
 {
-    if ((s->next_op_id + 1) % 5 != 0)
-        return kind;
-    return kind == SIM_OP_SET ? SIM_OP_CAS : SIM_OP_CAD;
+    uint64_t id = s->next_op_id + 1;
+    if (id % 5 == 0 && kind == SIM_OP_SET)
+        return id % 15 == 0 ? SIM_OP_CAS_TTL : SIM_OP_CAS;
+    if (id % 5 == 0)
+        return SIM_OP_CAD;
+    if (kind == SIM_OP_SET && (id % 5 == 2 || id % 5 == 4))
+        return SIM_OP_SETEX;
+    if (kind == SIM_OP_DELETE && id % 5 == 3)
+        return SIM_OP_EXPIRE;
+    return kind;
+}
+
+/* A time to live for op id: of the order of election timeouts, so that keys expire while
+ * leaders change; mostly short, so that many expire before the next write to them. */
+static uint64_t sim_client_ttl(uint64_t id)
+{
+    uint64_t h = sim_check_mix(id * 0x9E3779B97F4A7C15ULL + 0x7474);
+    return h % 3 != 0 ? 100 + (h >> 8) % 401 : 100 + (h >> 8) % 1901;
+}
+
+static bool sim_client_has_ttl(uint8_t kind)
+{
+    return kind == SIM_OP_SETEX || kind == SIM_OP_EXPIRE || kind == SIM_OP_CAS_TTL;
 }
 
 static void sim_client_history(struct sim *s, uint64_t id, enum sim_op_state state)
@@ -105,14 +134,23 @@ static void sim_client_remove(struct sim *s, size_t i)
 int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, const char *val,
                      bool probe, uint64_t *op_id)
 {
+    uint64_t ttl = sim_client_has_ttl(kind) ? sim_client_ttl(s->next_op_id + 1) : 0;
+    return sim_client_write_ttl(s, node, kind, key, val, ttl, probe, op_id);
+}
+
+int sim_client_write_ttl(struct sim *s, int node, uint8_t kind, const char *key,
+                         const char *val, uint64_t ttl_ms, bool probe, uint64_t *op_id)
+{
     struct sim_node *n = &s->node[node];
     uint64_t id = ++s->next_op_id;
     if (op_id != NULL)
         *op_id = id;
-    bool has_val = kind == SIM_OP_SET || kind == SIM_OP_CAS;
+    bool has_val = kind == SIM_OP_SET || kind == SIM_OP_CAS || kind == SIM_OP_SETEX ||
+                   kind == SIM_OP_CAS_TTL;
     struct raft_entry cmd = { .type = sim_client_entry_type(kind), .key = (char *)key,
                               .key_len = (uint32_t)strlen(key), .val = has_val ? (char *)val : "",
-                              .val_len = has_val ? (uint32_t)strlen(val) : 0 };
+                              .val_len = has_val ? (uint32_t)strlen(val) : 0,
+                              .ttl_ms = sim_client_has_ttl(kind) ? ttl_ms : 0 };
     if (raft_entry_has_rev(cmd.type))
         cmd.rev = sim_client_expected_rev(s, n, key);
     raft_index_t index = 0;
@@ -133,10 +171,12 @@ int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, con
     op->probe = probe;
     op->index = index;
     op->term = term;
+    op->ttl_ms = cmd.ttl_ms;
     op->fp = sim_check_entry_fp(raft_entry_at(n->raft, index));
-    sim_trace_text(s, node, "client c%llu %s %s%s%s (rev %llu) -> index %llu term %llu",
+    sim_check_proposed(s, index, term);
+    sim_trace_text(s, node, "client c%llu %s %s%s%s (rev %llu ttl %llu) -> index %llu term %llu",
                    (ull)id, sim_client_kind_name(kind), key, has_val ? "=" : "", op->val,
-                   (ull)cmd.rev, (ull)index, (ull)term);
+                   (ull)cmd.rev, (ull)cmd.ttl_ms, (ull)index, (ull)term);
     sim_node_after_step(s, n); /* as do_write: the proposal's Ready goes to the io thread */
     return RK_OK;
 }
@@ -308,9 +348,9 @@ static void sim_client_one(struct sim *s, int node, uint64_t roll)
     snprintf(key, sizeof(key), "k%u", (unsigned)sim_below(s, SIM_KEYS));
     if (roll < 50) {
         snprintf(val, sizeof(val), "v%llu", (ull)(s->next_op_id + 1));
-        sim_client_write(s, node, sim_client_maybe_cas(s, SIM_OP_SET), key, val, false, NULL);
+        sim_client_write(s, node, sim_client_variant(s, SIM_OP_SET), key, val, false, NULL);
     } else if (roll < 65) {
-        sim_client_write(s, node, sim_client_maybe_cas(s, SIM_OP_DELETE), key, "", false, NULL);
+        sim_client_write(s, node, sim_client_variant(s, SIM_OP_DELETE), key, "", false, NULL);
     } else {
         sim_client_read(s, node, key, NULL);
     }

@@ -148,6 +148,19 @@ struct sim_committed {
     bool acked;
 };
 
+/* A proposal a leader made: when, and (client writes) with which time to live. */
+struct sim_proposal {
+    raft_index_t index;              /* 0 = empty slot */
+    raft_term_t term;
+    uint64_t at;
+};
+
+/* A key that the EXPIRED entry at index deleted: its deadline was set by set_index. */
+struct sim_expired_rec {
+    raft_index_t index, set_index;
+    char key[16];
+};
+
 struct sim_checker {
     int16_t *term_leader;            /* term -> leader id + 1 (0 = none yet) */
     size_t term_cap;
@@ -162,6 +175,13 @@ struct sim_checker {
     struct sim_conf_rec *confs;      /* committed configuration entries, in order */
     size_t n_confs, cap_confs;
     bool conf_seen;                  /* a configuration entry was in some log */
+    /* Expiring keys (sim_check_expiry.c): when each (index, term) was proposed ... */
+    struct sim_proposal *props;
+    size_t props_cap, props_n;
+    /* ... and each key an EXPIRED entry deleted (Expired Stays Gone). */
+    struct sim_expired_rec *expired;
+    size_t expired_n, expired_cap;
+    raft_index_t expired_upto;       /* EXPIRED entries up to here are recorded */
 };
 
 /* ---- nodes and clients -------------------------------------------------------------- */
@@ -226,12 +246,16 @@ struct sim_node {
     uint8_t conf_kind;        /* SIM_REQ_ADD, SIM_REQ_ADD_LEARNER or SIM_REQ_REMOVE */
     int8_t conf_target;
     uint64_t xfer_at;         /* when the transfer was asked for */
+    /* Expiring keys, as server/node/expiry.c: its last EXPIRED entry (in flight while
+     * proposed in this term and not yet applied). */
+    raft_index_t expiry_index;
+    raft_term_t expiry_term;
 };
 
 enum sim_req_kind { SIM_REQ_ADD = 1, SIM_REQ_ADD_LEARNER, SIM_REQ_REMOVE };
 
 enum sim_op_kind { SIM_OP_SET = 1, SIM_OP_DELETE = 2, SIM_OP_GET = 3, SIM_OP_CAS = 4,
-                   SIM_OP_CAD = 5 };
+                   SIM_OP_CAD = 5, SIM_OP_SETEX = 6, SIM_OP_EXPIRE = 7, SIM_OP_CAS_TTL = 8 };
 
 struct sim_op {
     uint64_t id;
@@ -241,6 +265,7 @@ struct sim_op {
     uint32_t incarnation;
     char key[16], val[16];
     /* writes */
+    uint64_t ttl_ms;          /* setex, expire, cas_ttl */
     raft_index_t index;
     raft_term_t term;
     uint64_t fp;
@@ -348,6 +373,8 @@ void sim_net_heal(struct sim *s);
 void sim_client_random(struct sim *s);
 int sim_client_write(struct sim *s, int node, uint8_t kind, const char *key, const char *val,
                      bool probe, uint64_t *op_id);
+int sim_client_write_ttl(struct sim *s, int node, uint8_t kind, const char *key,
+                         const char *val, uint64_t ttl_ms, bool probe, uint64_t *op_id);
 int sim_client_read(struct sim *s, int node, const char *key, uint64_t *op_id);
 void sim_client_on_apply(struct sim *s, struct sim_node *n, raft_index_t index,
                          const struct raft_entry *e);
@@ -410,6 +437,28 @@ void sim_check_loaded_state(struct sim *s, const struct sim_node *n);
 void sim_mirror_free(struct sim_mirror *m);
 uint64_t sim_check_mix(uint64_t x);
 bool sim_check_disk_holds(const struct sim_disk *d, raft_index_t index, uint64_t fp);
+
+/* sim_check_expiry.c: expiring keys */
+void sim_check_proposed(struct sim *s, raft_index_t index, raft_term_t term);
+/* When (index, term) was proposed: false if no leader of the simulation proposed it. */
+bool sim_check_proposed_at(struct sim *s, raft_index_t index, raft_term_t term, uint64_t *at);
+/* Around kv_apply of e at index on n: what the entry's keys held before, then the rules
+ * of expiry checked against what they hold after (result: kv_apply's). */
+struct sim_expiry_before;
+struct sim_expiry_before *sim_check_expiry_before(struct sim *s, const struct sim_node *n,
+                                                  const struct raft_entry *e);
+void sim_check_expiry_after(struct sim *s, const struct sim_node *n, raft_index_t index,
+                            const struct raft_entry *e, int result,
+                            struct sim_expiry_before *before);
+/* Expired Stays Gone: n (applied up to n->applied) holds no key an EXPIRED entry up to
+ * there deleted, with the deadline it deleted (only of EXPIRED entries at from .. applied). */
+void sim_check_expired_gone(struct sim *s, const struct sim_node *n, raft_index_t from);
+void sim_check_expiry_free(struct sim_checker *c);
+
+/* sim_expiry.c: the leader's reaper (server/node/expiry.c) */
+uint64_t sim_node_clock(const struct sim *s, const struct sim_node *n); /* its clock, ms */
+uint64_t sim_expiry_next(const struct sim *s, const struct sim_node *n); /* sim time */
+void sim_expiry_run(struct sim *s, struct sim_node *n);
 
 /* sim_check_conf.c: the configuration invariants (thesis §4) */
 struct sim_conf sim_conf_of(struct sim *s, const struct membership *ms);

@@ -30,13 +30,20 @@ bool sim_node_paused(const struct sim *s, const struct sim_node *n)
     return n->raft != NULL && s->now < n->paused_until;
 }
 
-/* As the timer thread: wake at the core's next deadline, at most 50 ms away, late by up
- * to this node's jitter. */
+/* node_timer_deadline: the core's next deadline, or a leader's next expiring key. */
+static uint64_t sim_node_timer_deadline(const struct sim *s, const struct sim_node *n)
+{
+    uint64_t core = raft_next_deadline(n->raft), expiry = sim_expiry_next(s, n);
+    return core < expiry ? core : expiry;
+}
+
+/* As the timer thread: wake at the next deadline (sim_node_timer_deadline), at most 50 ms
+ * away, late by up to this node's jitter. */
 void sim_node_schedule_tick(struct sim *s, struct sim_node *n)
 {
     if (!n->ticking || n->raft == NULL)
         return;
-    uint64_t now = s->now, deadline = raft_next_deadline(n->raft);
+    uint64_t now = s->now, deadline = sim_node_timer_deadline(s, n);
     uint64_t wake = now + SIM_TIMER_MAX_SLEEP_MS;
     if (deadline < wake)
         wake = deadline > now ? deadline : now + 1;
@@ -89,6 +96,9 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
     n->kv = sim_snap_load_kv(&d->snap); /* the state machine starts from the snapshot */
     if (n->raft == NULL || n->kv == NULL)
         abort();
+    kv_set_now(n->kv, sim_node_clock(s, n)); /* its keys' deadlines count from now */
+    n->expiry_index = 0;
+    n->expiry_term = 0;
     n->applied = d->snap.index;
     n->incarnation++;
     n->io_busy = false;
@@ -113,6 +123,7 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
     n->last_tick = 0;
     n->tick_at = UINT64_MAX;
     sim_check_loaded_state(s, n);
+    sim_check_expired_gone(s, n, 1);
     sim_node_after_step(s, n);
 }
 
@@ -124,8 +135,10 @@ static void sim_node_apply(struct sim *s, struct sim_node *n)
         sim_fail(s, "Commit Monotonicity", "n%d's commit index went back from %llu to %llu",
                  n->id, (ull)n->seen_commit, (ull)commit);
     n->seen_commit = commit;
-    if (commit > n->applied)
+    if (commit > n->applied) {
         sim_trace_apply(s, n->id, n->applied + 1, commit);
+        kv_set_now(n->kv, sim_node_clock(s, n)); /* deadlines count from here (node.c) */
+    }
     while (n->applied < commit && !s->failed) {
         const struct raft_entry *e = raft_entry_at(n->raft, n->applied + 1);
         if (e == NULL) {
@@ -133,12 +146,16 @@ static void sim_node_apply(struct sim *s, struct sim_node *n)
                      n->id, (ull)commit, (ull)raft_last_index(n->raft));
             return;
         }
-        if (kv_apply(n->kv, n->applied + 1, e) < 0) {
+        struct sim_expiry_before *before = sim_check_expiry_before(s, n, e);
+        int result = kv_apply(n->kv, n->applied + 1, e);
+        if (result < 0) {
+            free(before);
             sim_fail(s, "State Machine Safety", "n%d cannot apply index %llu", n->id,
                      (ull)(n->applied + 1));
             return;
         }
         n->applied++;
+        sim_check_expiry_after(s, n, n->applied, e, result, before);
         sim_check_apply(s, n, n->applied, e);
         sim_client_on_apply(s, n, n->applied, e);
     }
@@ -196,7 +213,7 @@ void sim_node_after_step(struct sim *s, struct sim_node *n)
     sim_client_take_reads(s, n);
     sim_member_take_results(s, n);
     sim_node_start_io(s, n);
-    if (raft_next_deadline(n->raft) < n->tick_at)
+    if (sim_node_timer_deadline(s, n) < n->tick_at)
         sim_node_schedule_tick(s, n);
 }
 
@@ -209,6 +226,7 @@ void sim_node_tick(struct sim *s, struct sim_node *n)
         n->ticking_since = s->now;
     n->last_tick = s->now;
     raft_tick(n->raft, s->now);
+    sim_expiry_run(s, n);
     sim_node_after_step(s, n);
     sim_check_leader_quorum(s, n);
     sim_member_after_tick(s, n);

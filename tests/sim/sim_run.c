@@ -80,6 +80,9 @@ static void run_randomize(struct sim *s)
     s->p.snap_lag = (uint32_t)sim_below(s, s->p.snap_every + 1ull);
     s->p.snap_chunk = chunks[sim_below(s, 4)];
     s->p.snap_max_chunks = 64; /* one chunk per round trip: keep transfers within seconds */
+    /* EXPIRED entries of 1 .. 3 keys in some runs (a hash of the seed, not the PRNG) */
+    uint64_t h = sim_check_mix(s->p.seed ^ 0x6578706972790000ULL);
+    s->p.expiry_batch_keys = h % 4 == 0 ? (uint32_t)(1 + (h >> 8) % 3) : 0;
     s->p.random_clients = true;
     s->p.random_faults = true;
     run_randomize_members(s);

@@ -12,13 +12,13 @@
 /* A snapshot image stands for the committed log prefix it covers, so loading one means
  * replaying it into a fresh state machine (server/kv). Layout:
  *   u32 conf_len | the configuration as text (common/membership.h), then
- *   n x (u64 term | u8 type | u64 client_id | u64 seq | u64 rev | u32 key_len | u32 val_len
- *   | key | value), then u64 n | u64 last term | u64 FNV-1a of everything before it. */
+ *   n x (u64 term | u8 type | u64 client_id | u64 seq | u64 rev | u64 ttl_ms | u32 key_len
+ *   | u32 val_len | key | value), then u64 n | u64 last term | u64 FNV-1a of everything before it. */
 
 typedef unsigned long long ull;
 
 #define SNAP_TRAILER 24
-#define SNAP_ENTRY_HEAD 41
+#define SNAP_ENTRY_HEAD 49
 #define SNAP_CONF_HEAD 4
 
 void sim_snap_free(struct sim_snapshot *sn)
@@ -105,6 +105,7 @@ bool sim_snap_build(const struct sim_snapshot *base, const struct raft *r, raft_
         sim_snap_put(&p, e->client_id, 8);
         sim_snap_put(&p, e->seq, 8);
         sim_snap_put(&p, e->rev, 8);
+        sim_snap_put(&p, e->ttl_ms, 8);
         sim_snap_put(&p, e->key_len, 4);
         sim_snap_put(&p, e->val_len, 4);
         memcpy(p, e->key, e->key_len);
@@ -144,8 +145,9 @@ bool sim_snap_decode(const uint8_t *data, size_t len, raft_index_t index, raft_t
         struct raft_entry e = { .term = sim_snap_get(h, 8), .type = h[8],
                                 .client_id = sim_snap_get(h + 9, 8), .seq = sim_snap_get(h + 17, 8),
                                 .rev = sim_snap_get(h + 25, 8),
-                                .key_len = (uint32_t)sim_snap_get(h + 33, 4),
-                                .val_len = (uint32_t)sim_snap_get(h + 37, 4) };
+                                .ttl_ms = sim_snap_get(h + 33, 8),
+                                .key_len = (uint32_t)sim_snap_get(h + 41, 4),
+                                .val_len = (uint32_t)sim_snap_get(h + 45, 4) };
         off += SNAP_ENTRY_HEAD;
         if (body - off < (size_t)e.key_len + e.val_len)
             return false;
@@ -319,7 +321,9 @@ void sim_snap_install(struct sim *s, struct sim_node *n)
         abort(); /* decoded above */
     kv_free(n->kv);
     n->kv = kv;
+    kv_set_now(n->kv, sim_node_clock(s, n)); /* its keys' deadlines count from now */
     n->applied = sn.index;
     sim_client_drop_up_to(s, n->id, sn.index);
     sim_check_loaded_state(s, n);
+    sim_check_expired_gone(s, n, 1);
 }
