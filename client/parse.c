@@ -34,7 +34,7 @@ static const struct server_command {
     { "setex", "setex KEY SECONDS VALUE", PROTO_OP_SETEX, 2, INT_MAX },
     { "expire", "expire KEY SECONDS", PROTO_OP_EXPIRE, 2, 2 },
     { "ttl", "ttl KEY", PROTO_OP_TTL, 1, 1 },
-    { "watch", WATCH_USAGE, PROTO_OP_WATCH, 1, 2 },
+    { "watch", WATCH_USAGE, PROTO_OP_WATCH, 1, INT_MAX },
 };
 
 #define CAS_TTL_USAGE "cas --ttl SECONDS KEY REV VALUE"

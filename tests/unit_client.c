@@ -800,8 +800,9 @@ START_TEST(test_program_stdin_one_line_per_command)
     client_expect("help\\nfoo\\nset k\\nget\\n", args_for(follower->port, ""),
                   "commands: set KEY VALUE | get KEY | delete KEY | status | rev KEY | "
                   "cas KEY REV VALUE | cas --ttl SECONDS KEY REV VALUE | cad KEY REV | "
-                  "scan PREFIX [LIMIT [AFTER]] | setex KEY SECONDS VALUE | expire KEY SECONDS | "
-                  "ttl KEY | add [--learner] NAME HOST PORT | remove [--force] NAME | members | "
+                  "scan PREFIX [LIMIT [AFTER]] | watch PREFIX [--from REV] | "
+                  "setex KEY SECONDS VALUE | expire KEY SECONDS | ttl KEY | "
+                  "add [--learner] NAME HOST PORT | remove [--force] NAME | members | "
                   "transfer [NAME] | help | quit\n"
                   "ERR unknown command 'foo' (try help)\n"
                   "ERR usage: set KEY VALUE\n"
