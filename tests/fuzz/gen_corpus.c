@@ -717,6 +717,8 @@ static void client_seeds(void)
         { "expire", "expire lease 30" },       { "expire_extra", "expire lease 30 x" },
         { "ttl", "ttl lease" },                { "cas_ttl", "cas --ttl 0.1 lock 0 me" },
         { "cas_ttl_short", "cas --ttl 0.05 lock 0 me" },
+        { "watch", "watch user/" },            { "watch_all_from", "watch \"\" --from 42" },
+        { "watch_from_zero", "watch p --from 0" }, { "watch_extra", "watch p --from 5 x" },
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
         text_seed("client_parse", lines[i][0], lines[i][1]);
