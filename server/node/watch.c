@@ -176,7 +176,7 @@ static const char *refusal(struct node *n, const struct proto_client_req *req, u
                            char *why, size_t len)
 {
     if (req->key_len > n->limits.max_key_bytes)
-        return "prefix too long";
+        return "bad watch: prefix too long";
     if (!proto_key_is_word(req->key, req->key_len))
         return PROTO_ERR_KEY_NOT_WORD;
     if (proto_parse_watch(req->val, req->val_len, from) != RK_OK)
