@@ -420,6 +420,55 @@ START_TEST(test_slow_watcher_cut_off)
 }
 END_TEST
 
+/* The events of one revision (an EXPIRED entry deleting 3000 keys: 140 KB of events, more
+ * than an answer's 64 KiB) all go in one answer: a client resumes after the last revision
+ * it printed, so a revision split across answers could lose its second half. */
+START_TEST(test_revision_never_split)
+{
+    struct fake_node f;
+    fake_node_init(&f, 100000, 10);
+    struct node_watcher w;
+    struct proto_buf out = { 0 };
+    struct answers a;
+    ck_assert(start(&f, &w, "", "", &out, 0));
+    read_answers(&out, &a);
+    node_watch_chunk_begin(&f.n);
+    kv_set_now(f.n.kv, 0);
+    char key[64];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof(key), "a-key-of-about-thirty-bytes-%05d", i);
+        struct raft_entry e = { .type = RAFT_ENTRY_SETEX, .key = key,
+                                .key_len = (uint32_t)strlen(key), .val = "v", .val_len = 1,
+                                .ttl_ms = 100 };
+        ck_assert_int_gt(kv_apply(f.n.kv, f.next_index, &e), 0);
+        f.n.applied = f.next_index++;
+    }
+    struct raft_entry batch = { .type = RAFT_ENTRY_EXPIRED, .key = "" };
+    uint32_t n_keys;
+    ck_assert_int_eq(kv_expiry_batch(f.n.kv, 100, 5000, 1u << 20, &batch.val, &batch.val_len,
+                                     &n_keys), RK_OK);
+    ck_assert_uint_eq(n_keys, 3000);
+    ck_assert_int_gt(kv_apply(f.n.kv, f.next_index, &batch), 0);
+    f.n.applied = f.next_index++;
+    free(batch.val);
+    node_watch_chunk_end(&f.n);
+    uint64_t expired_rev = f.n.applied, seen_expired = 0;
+    for (int round = 0; round < 100 && w.next <= f.n.applied; round++) {
+        node_watch_fill(&f.n, &w, &out, 0, 1);
+        read_answers(&out, &a);
+        int here = 0;
+        for (int i = 0; i < a.n_events; i++)
+            here += a.revs[i] == expired_rev;
+        ck_assert(here == 0 || here == 3000); /* all of the revision, or none of it */
+        seen_expired += (uint64_t)here;
+    }
+    ck_assert_uint_eq(seen_expired, 3000);
+    node_watch_stop(&f.n, &w);
+    proto_buf_free(&out);
+    fake_node_free(&f);
+}
+END_TEST
+
 static Suite *watch_suite(void)
 {
     Suite *s = suite_create("watch");
@@ -431,6 +480,7 @@ static Suite *watch_suite(void)
     tcase_add_test(tc, test_stream_from_now_and_from_rev);
     tcase_add_test(tc, test_resume_at_before_after_oldest);
     tcase_add_test(tc, test_slow_watcher_cut_off);
+    tcase_add_test(tc, test_revision_never_split);
     suite_add_tcase(s, tc);
     return s;
 }
