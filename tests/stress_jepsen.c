@@ -608,7 +608,8 @@ static void check_expiry_clients(struct ctl_cluster *c, struct expiry_client ex[
  * N_WATCHERS `raft_client watch PREFIX` processes (what a user runs: client/watch.c
  * behind the real command line) run beside the clients from before the first op to the
  * end, under every fault, each with its stdout in DIR/watch_NAME.out and its stderr (-v:
- * every switch of server) in DIR/watch_NAME.err. Two start with --from 1, one from now.
+ * every switch of server) in DIR/watch_NAME.err; each asks another server first. Two
+ * start with --from 1, one from now.
  *
  * The reference is the committed log, replayed through the state machine: kv_apply with
  * an event function is the very code that makes the servers' events, but here it runs on
@@ -656,9 +657,12 @@ static void start_watchers(struct ctl_cluster *c)
 {
     for (int i = 0; i < N_WATCHERS; i++) {
         struct watcher *w = &watchers[i];
-        char *argv[10];
-        int a = 0;
+        char *argv[12], port[8];
+        int a = 0, first = (i + 1) % c->n; /* each asks another server first */
+        snprintf(port, sizeof(port), "%u", (unsigned)c->servers[first].port);
         argv[a++] = (char *)harness_client_bin();
+        argv[a++] = c->servers[first].host;
+        argv[a++] = port;
         argv[a++] = "--dir";
         argv[a++] = c->dir;
         argv[a++] = "-v";
