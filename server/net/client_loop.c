@@ -65,6 +65,12 @@ struct client_loop {
     bool closed;                   /* under adopt_mu: stopped; adopts no more */
     struct node_waiter *done;      /* under the node's mu: finished requests */
     bool woken;                    /* under mu: efd written since the loop took `done` */
+    /* Watch streams (the loop thread's): the node's applied index at the last round that
+     * visited them, when they are next due for heartbeats, and whether one had more to
+     * send than a round gives it. */
+    uint64_t watch_seen;
+    uint64_t watch_next_ms;
+    bool watch_backlog;
 };
 
 static void wake(struct client_loop *l)
@@ -402,25 +408,47 @@ static size_t unsent(const struct client_conn *c)
     return c->out.len - c->sent;
 }
 
-/* Each stream's news, heartbeats or end; a stream whose client left is closed, one that
- * ended once its ERR is sent. */
+#define WATCH_ROUND_MS 20 /* how often streams are visited with no news (heartbeats) */
+
+/* Whether watch_round has anything to do: new changes applied, a stream with more to
+ * send, or the time for heartbeats. Cheap: no stream is visited. */
+static bool watch_pending(const struct client_loop *l, uint64_t now)
+{
+    return atomic_load(&l->node->watch.n_watchers) > 0 &&
+           (l->watch_backlog || now >= l->watch_next_ms ||
+            atomic_load(&l->node->watch.applied) != l->watch_seen);
+}
+
+/* One stream's news, heartbeat or end; a stream whose client left is closed, one that
+ * ended once its ERR is sent. Returns whether it has more to send right away. */
+static bool watch_serve(struct client_loop *l, struct client_conn *c, uint64_t now)
+{
+    if (c->hup) {
+        close_later(c, "");
+        return false;
+    }
+    if (node_watch_due(l->node, &c->watch, unsent(c), now))
+        node_watch_fill(l->node, &c->watch, &c->out, unsent(c), now);
+    if (c->out.len > c->sent)
+        flush_out(c);
+    if (c->watch.ending && c->out.len == 0)
+        close_later(c, "");
+    return node_watch_due(l->node, &c->watch, unsent(c), now);
+}
+
+/* The streams, when watch_pending says so. */
 static void watch_round(struct client_loop *l)
 {
     uint64_t now = rk_clock_ms();
-    for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
-        if (!c->watch.active || c->closing)
-            continue;
-        if (c->hup) {
-            close_later(c, "");
-            continue;
-        }
-        if (node_watch_due(l->node, &c->watch, unsent(c), now))
-            node_watch_fill(l->node, &c->watch, &c->out, unsent(c), now);
-        if (c->out.len > c->sent)
-            flush_out(c);
-        if (c->watch.ending && c->out.len == 0)
-            close_later(c, "");
-    }
+    if (!watch_pending(l, now))
+        return;
+    l->watch_seen = atomic_load(&l->node->watch.applied);
+    l->watch_next_ms = now + WATCH_ROUND_MS;
+    bool backlog = false;
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next)
+        if (c->watch.active && !c->closing)
+            backlog |= watch_serve(l, c, now);
+    l->watch_backlog = backlog;
 }
 
 static void wake_watchers(void *ctx)
@@ -502,10 +530,11 @@ static void take_adopted(struct client_loop *l)
 
 static bool any_ready(const struct client_loop *l)
 {
-    uint64_t now = rk_clock_ms();
+    if (watch_pending(l, rk_clock_ms()) && (l->watch_backlog ||
+                                            atomic_load(&l->node->watch.applied) != l->watch_seen))
+        return true;
     for (const struct client_conn *c = l->conns; c != NULL; c = c->next)
-        if (ready_for_next(c) || c->closing || (c->draining && c->readable) ||
-            node_watch_due(l->node, &c->watch, unsent(c), now))
+        if (ready_for_next(c) || c->closing || (c->draining && c->readable))
             return true;
     return false;
 }
