@@ -728,7 +728,11 @@ struct archived {
 };
 
 struct archive {
-    struct ctl_cluster *c;
+    /* The servers' files, copied from the cluster at the start: the thread never reads the
+     * cluster, which a failing assertion destroys while the thread still runs. */
+    int n;
+    char dir[CTL_DIR_MAX];
+    char names[CTL_MAX_SERVERS][REGISTRY_NAME_MAX + 1];
     pthread_t thread;
     atomic_bool stop;
     ino_t ino[CTL_MAX_SERVERS]; /* each server's log file as last linked (0: none yet) */
@@ -746,14 +750,13 @@ struct archive {
  * rename of a compaction, or a wipe). */
 static void archive_link(struct archive *ar)
 {
-    for (int i = 0; i < ar->c->n && ar->n_kept < ARCHIVE_MAX_FILES; i++) {
+    for (int i = 0; i < ar->n && ar->n_kept < ARCHIVE_MAX_FILES; i++) {
         char path[CTL_PATH_MAX], keep[CTL_PATH_MAX + 32];
         struct stat st;
-        ctl_server_path(ar->c, i, "_log.txt", path, sizeof(path));
+        snprintf(path, sizeof(path), "%s/%s_log.txt", ar->dir, ar->names[i]);
         if (stat(path, &st) != 0 || st.st_ino == ar->ino[i])
             continue;
-        snprintf(keep, sizeof(keep), "%s/%s_log.keep.%d", ar->c->dir, ar->c->servers[i].name,
-                 ar->n_kept);
+        snprintf(keep, sizeof(keep), "%s/%s_log.keep.%d", ar->dir, ar->names[i], ar->n_kept);
         if (link(path, keep) != 0) {
             if (errno != ENOENT) /* not just wiped meanwhile */
                 ar->link_failed = true;
@@ -1104,7 +1107,10 @@ static void check_watcher(struct ctl_cluster *c, struct watcher *w, uint64_t upt
 static void start_archive(struct ctl_cluster *c, struct archive *ar)
 {
     memset(ar, 0, sizeof(*ar));
-    ar->c = c;
+    ar->n = c->n;
+    snprintf(ar->dir, sizeof(ar->dir), "%s", c->dir);
+    for (int i = 0; i < c->n; i++)
+        snprintf(ar->names[i], sizeof(ar->names[i]), "%s", c->servers[i].name);
     atomic_store(&ar->stop, false);
     HARNESS_ASSERT(c, pthread_create(&ar->thread, NULL, archive_main, ar) == 0,
                    "pthread_create");
@@ -1298,6 +1304,21 @@ static int admin(struct nemesis *nm, int op, const char *key, const char *val, c
     return harness_call(nm->admin, op, key, val, out, outlen);
 }
 
+/* Whether a MEMBERS answer ("NAME HOST PORT voter|learner" lines) lists name. */
+static bool is_member(const char *members, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *line = members; *line != '\0';) {
+        if (strncmp(line, name, len) == 0 && line[len] == ' ')
+            return true;
+        const char *nl = strchr(line, '\n');
+        if (nl == NULL)
+            break;
+        line = nl + 1;
+    }
+    return false;
+}
+
 /* Membership: the victim leaves the configuration (forced: it is alive, the guard is for
  * a cluster in trouble), is killed and wiped; heal_fault adds it back with --join. */
 static int start_replace(struct nemesis *nm, struct fault *f, int any)
@@ -1306,6 +1327,17 @@ static int start_replace(struct nemesis *nm, struct fault *f, int any)
     char out[256];
     f->victim = any;
     int st = admin(nm, PROTO_OP_REMOVE, c->servers[any].name, "force", out, sizeof(out));
+    /* A leader change during the removal leaves its outcome unknown (ERR "leadership
+     * lost"): the members say whether it happened; if not, it is asked again. */
+    for (int tries = 0; st != PROTO_ST_OK && tries < 5; tries++) {
+        char members[1024];
+        rk_sleep_ms(200);
+        int ms = admin(nm, PROTO_OP_MEMBERS, "", "", members, sizeof(members));
+        if (ms == PROTO_ST_VALUE && !is_member(members, c->servers[any].name))
+            st = PROTO_ST_OK;
+        else
+            st = admin(nm, PROTO_OP_REMOVE, c->servers[any].name, "force", out, sizeof(out));
+    }
     HARNESS_ASSERT(c, st == PROTO_ST_OK, "remove %s: status %d %s", c->servers[any].name, st,
                    out);
     ctl_set_voter(c, any, false);
