@@ -18,6 +18,7 @@
  * Printed, and saved as a Markdown section of --out. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -499,6 +500,8 @@ struct wt_run {
     long missing, dups, out_of_order, mismatched, ended;
     char ended_why[160];
     struct wt_delay ack_delay, send_delay;
+    struct wt_delay first_delay;  /* per event: the first watcher to get it, from the OK */
+    struct wt_delay fanout;       /* per event: the last watcher's delivery - the first's */
     double drain_ms;        /* writers stopped -> the last watcher had everything */
 };
 
@@ -602,6 +605,40 @@ static void wt_check(struct wt_pool *p, struct wt_writers *ws, struct wt_run *ru
             n++;
         }
     }
+    /* per event, over the watchers that saw the same sequence: the first delivery (from
+     * the OK) and how much later the last one came */
+    uint32_t *hf = calloc(2 * WT_HIST_US + 1, sizeof(uint32_t));
+    uint32_t *hd = calloc(2 * WT_HIST_US + 1, sizeof(uint32_t));
+    long ne = 0;
+    double fmax = -1e9, dmax = -1e9;
+    for (long i = 0; hf != NULL && hd != NULL && i < w0->events && !w0->nomem; i++) {
+        uint32_t id = w0->ids[i], wr = id >> 24, seq = id & 0xffffff;
+        if (id == UINT32_MAX || (int)wr >= ws->n || seq >= ws->w[wr].n ||
+            ws->w[wr].ack_ns[seq] == 0)
+            continue;
+        uint32_t lo = UINT32_MAX, hi = 0;
+        for (int k = 0; k < p->n; k++) {
+            const struct wt_watcher *w = &p->w[k];
+            if (w->events != w0->events || w->hash != w0->hash || w->nomem)
+                continue;
+            lo = w->recv_us[i] < lo ? w->recv_us[i] : lo;
+            hi = w->recv_us[i] > hi ? w->recv_us[i] : hi;
+        }
+        if (lo == UINT32_MAX)
+            continue;
+        int64_t first = p->base_ns + (int64_t)lo * 1000;
+        wt_hist_add(hf, first - ws->w[wr].ack_ns[seq], &fmax, &run->first_delay.over);
+        wt_hist_add(hd, (int64_t)(hi - lo) * 1000, &dmax, &run->fanout.over);
+        ne++;
+    }
+    if (hf != NULL && hd != NULL) {
+        wt_hist_stats(hf, ne, &run->first_delay);
+        wt_hist_stats(hd, ne, &run->fanout);
+        run->first_delay.max_ms = fmax;
+        run->fanout.max_ms = dmax;
+    }
+    free(hf);
+    free(hd);
     if (ha != NULL && hs != NULL) {
         wt_hist_stats(ha, n, &run->ack_delay);
         wt_hist_stats(hs, n, &run->send_delay);
@@ -615,6 +652,37 @@ static void wt_check(struct wt_pool *p, struct wt_writers *ws, struct wt_run *ru
 static void wt_cpu(const struct bench_cpu *a, const struct bench_cpu *b, struct wt_run *run)
 {
     bench_cpu_usage(a, b, &run->gen_cpu, &run->servers_cpu, &run->other_cpu, &run->steal_cpu);
+}
+
+/* --perf FILE: perf record -g of pid into FILE.suffix (as raft_bench.c's start_perf). */
+static const char *wt_perf_path;
+
+static pid_t wt_perf_start(const char *suffix, pid_t pid)
+{
+    if (wt_perf_path == NULL || pid <= 0)
+        return 0;
+    static char path[512];
+    char pid_s[16];
+    snprintf(path, sizeof(path), "%s.%s", wt_perf_path, suffix);
+    snprintf(pid_s, sizeof(pid_s), "%d", (int)pid);
+    char *argv[] = { "perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "--call-graph",
+                     "dwarf,16384", "-p", pid_s, "-o", path, NULL };
+    struct ctl_spawn sp = CTL_SPAWN(argv);
+    pid_t p = ctl_spawn(&sp);
+    rk_sleep_ms(300); /* let it attach */
+    return p;
+}
+
+static void wt_perf_stop(pid_t perf)
+{
+    if (perf > 0)
+        ctl_end(perf, SIGINT);
+}
+
+/* A quiet machine before a row (this is a shared 2-CPU box): up to 20 s. */
+static void wt_quiet(void)
+{
+    bench_wait_quiet(35, 20);
 }
 
 static void wt_run_one(struct ctl_cluster *c, int run_ms, struct wt_run *run)
@@ -653,10 +721,13 @@ static void wt_run_one(struct ctl_cluster *c, int run_ms, struct wt_run *run)
         wt_pool_free(p);
         return;
     }
+    pid_t perf = wt_perf_start(run->spread ? "spread" : run->watchers ? "leader" : "none",
+                               c->servers[leader].pid);
     bench_cpu_sample(pids, c->n, &a);
     rk_sleep_ms((unsigned)run_ms);
     wt_writers_stop(ws);
     bench_cpu_sample(pids, c->n, &b);
+    wt_perf_stop(perf);
     wt_cpu(&a, &b, run);
     run->seconds = (double)(b.ns - a.ns) / 1e9;
     const char *why;
@@ -734,8 +805,10 @@ static long wt_rss_kb(pid_t pid)
     return kb;
 }
 
-static void wt_idle_writes(struct ctl_cluster *c, int leader, int run_ms, struct wt_idle_row *row)
+static void wt_idle_writes(struct ctl_cluster *c, int leader, int run_ms, bool with,
+                           struct wt_idle_row *row)
 {
+    wt_quiet();
     const struct ctl_server *ls = &c->servers[leader];
     pid_t pid = ls->pid;
     struct bench_cpu a, b;
@@ -746,11 +819,15 @@ static void wt_idle_writes(struct ctl_cluster *c, int leader, int run_ms, struct
         return;
     }
     rk_sleep_ms(300); /* sessions registered */
+    char what[32];
+    snprintf(what, sizeof(what), "idle%d-%s", row->writers, with ? "with" : "without");
+    pid_t perf = wt_perf_start(what, pid);
     long base = atomic_load(&ws->acked);
     bench_cpu_sample(&pid, 1, &a);
     rk_sleep_ms((unsigned)run_ms);
     long acked = atomic_load(&ws->acked) - base;
     bench_cpu_sample(&pid, 1, &b);
+    wt_perf_stop(perf);
     wt_writers_stop(ws);
     long failed;
     const char *why;
@@ -796,7 +873,8 @@ static void wt_idle_run(struct ctl_cluster *c, int run_ms, struct wt_idle *m)
     pid_t pid = c->servers[leader].pid;
     fprintf(stderr, "  idle watchers: without them\n");
     for (int i = 0; i < 2; i++)
-        wt_idle_writes(c, leader, run_ms, &m->without[i]);
+        wt_idle_writes(c, leader, run_ms, false, &m->without[i]);
+    wt_quiet();
     m->beat_cpu_without = wt_quiet_cpu(pid, NULL);
     m->rss_before_kb = wt_rss_kb(pid);
     fprintf(stderr, "  opening %d watchers on %s (RSS %ld kB)\n", m->watchers,
@@ -814,6 +892,7 @@ static void wt_idle_run(struct ctl_cluster *c, int run_ms, struct wt_idle *m)
     fprintf(stderr, "  %d opened, %d refused or silent (%s); RSS %ld kB\n", m->opened,
             m->refused, m->refusal, m->rss_after_kb);
     long answers0 = 0, answers1 = 0;
+    wt_quiet();
     for (int i = 0; i < p->n; i++)
         answers0 += p->w[i].answers;
     uint64_t t0 = rk_clock_ns();
@@ -826,7 +905,7 @@ static void wt_idle_run(struct ctl_cluster *c, int run_ms, struct wt_idle *m)
             (double)m->beats / m->beat_s, m->beat_cpu_with, m->beat_cpu_without);
     fprintf(stderr, "  idle watchers: with them\n");
     for (int i = 0; i < 2; i++)
-        wt_idle_writes(c, leader, run_ms, &m->with[i]);
+        wt_idle_writes(c, leader, run_ms, true, &m->with[i]);
     m->rss_end_kb = wt_rss_kb(pid);
     int ended = 0;
     for (int i = 0; i < p->n; i++)
@@ -864,6 +943,11 @@ static void wt_print_run(FILE *f, const struct wt_run *r)
                 r->ack_delay.p99_ms, r->ack_delay.p999_ms, r->ack_delay.max_ms,
                 r->ack_delay.min_ms, r->send_delay.p50_ms, r->send_delay.p99_ms,
                 r->send_delay.max_ms, r->ack_delay.n, r->drain_ms);
+    if (r->watchers > 0)
+        fprintf(f, "    per event: first watcher p50 %.3f p99 %.3f max %.3f ms after the OK; "
+                   "last - first watcher p50 %.3f p99 %.3f max %.3f ms\n",
+                r->first_delay.p50_ms, r->first_delay.p99_ms, r->first_delay.max_ms,
+                r->fanout.p50_ms, r->fanout.p99_ms, r->fanout.max_ms);
 }
 
 static const char *yes_no(bool v)
@@ -929,11 +1013,16 @@ static void wt_write_section(FILE *f, void *arg)
                    "events: missing %ld, duplicated %ld, out of order %ld, not the same "
                    "sequence as the first watcher %ld, streams ended %ld%s%s%s, events of "
                    "writes not acknowledged %ld; %ld pairs; the last watcher had every event "
-                   "%.0f ms after the writers stopped.\n\n",
+                   "%.0f ms after the writers stopped. ",
                 r->what, r->acked, r->failed, r->events_min, r->events_max, r->missing,
                 r->dups, r->out_of_order, r->mismatched, r->ended, r->ended ? " (" : "",
                 r->ended ? r->ended_why : "", r->ended ? ")" : "", r->extra, r->ack_delay.n,
                 r->drain_ms);
+        fprintf(f, "Per event (where the delay comes from): the first watcher to get it had "
+                   "it p50 %.3f / p99 %.3f / max %.3f ms after the OK; the last watcher got it "
+                   "p50 %.3f / p99 %.3f / max %.3f ms after the first.\n\n",
+                r->first_delay.p50_ms, r->first_delay.p99_ms, r->first_delay.max_ms,
+                r->fanout.p50_ms, r->fanout.p99_ms, r->fanout.max_ms);
     }
     const struct wt_run *lr = &m->runs[1];
     double loss = base > 0 ? 100 * (1 - lr->writes_per_s / base) : 0;
@@ -955,14 +1044,17 @@ static void wt_write_section(FILE *f, void *arg)
             m->idle_run_ms / 1000.0, id->opened, id->refused, id->refused ? ": " : "",
             id->refused ? id->refusal : "");
     fprintf(f, "| writers | writes/s without | with %d idle watchers | change | p99 ms without "
-               "/ with | leader CPU without / with |\n|---|---|---|---|---|---|\n",
+               "/ with | leader CPU without / with | other CPU (steal) without / with |\n"
+               "|---|---|---|---|---|---|---|\n",
             id->watchers);
     for (int i = 0; i < 2; i++) {
         const struct wt_idle_row *a = &id->without[i], *b = &id->with[i];
-        fprintf(f, "| %d | %.0f | %.0f | %+.0f%% | %.3f / %.3f | %.0f / %.0f%% |\n", a->writers,
+        fprintf(f, "| %d | %.0f | %.0f | %+.0f%% | %.3f / %.3f | %.0f / %.0f%% | %.0f (%.0f) / "
+                   "%.0f (%.0f)%% |\n", a->writers,
                 a->writes_per_s, b->writes_per_s,
                 a->writes_per_s > 0 ? 100 * (b->writes_per_s / a->writes_per_s - 1) : 0,
-                a->lat.p99_ms, b->lat.p99_ms, a->leader_cpu, b->leader_cpu);
+                a->lat.p99_ms, b->lat.p99_ms, a->leader_cpu, b->leader_cpu, a->other_cpu,
+                a->steal_cpu, b->other_cpu, b->steal_cpu);
     }
     fprintf(f, "\nThe leader's resident memory: %.1f MB before the watchers, %.1f MB with them "
                "(%+.1f MB, %.1f kB per watcher), %.1f MB after the writes. Heartbeats: %.0f "
@@ -1008,6 +1100,7 @@ int bench_watch_targets(const struct bench_options *o, const char *command)
     if (m == NULL)
         return 1;
     m->command = command;
+    wt_perf_path = o->perf_path;
     m->nofile = wt_fd_limit();
     m->run_ms = o->quick ? WT_RUN_QUICK_MS : WT_RUN_MS;
     m->idle_run_ms = o->quick ? WT_IDLE_RUN_QUICK_MS : WT_IDLE_RUN_MS;
@@ -1036,6 +1129,7 @@ int bench_watch_targets(const struct bench_options *o, const char *command)
             continue;
         }
         rk_sleep_ms(1000); /* the last run's writes applied everywhere */
+        wt_quiet();
         wt_run_one(c, m->run_ms, r);
         wt_print_run(stderr, r);
     }
