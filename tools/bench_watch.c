@@ -10,7 +10,10 @@
  *    when the recv() that brought it returned. Delay = delivery - the writer's OK (may be
  *    negative: the event can come first), and send -> delivery beside it. Every watcher
  *    must see every acknowledged write once, in revision order, the same sequence as the
- *    others.
+ *    others. A diagnostic row repeats the leader's 100 with watchers that set TCP_QUICKACK
+ *    after every read: the server's client sockets have no TCP_NODELAY, so on a one-way
+ *    stream Nagle holds a batch until the watcher's delayed ACK (up to ~40 ms); ACKing at
+ *    once shows the delay without that stall.
  * 2. Idle watchers: on a fresh cluster whose servers may serve WT_MAX_CLIENTS clients,
  *    1 and 64 writers (keys "w/...") for WT_IDLE_RUN_MS, then N watch connections to the
  *    leader on the prefix "idle/" (nothing is written there), its RSS before and after,
@@ -26,6 +29,8 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -50,6 +55,7 @@
 #define WT_IDLE_DEFAULT 9880      /* what the fd limit allows: see wt_fd_limit */
 #define WT_IDLE_QUICK 1000
 #define WT_MAX_CLIENTS 9960
+#define WT_RUNS 5                 /* none, leader, spread, leader with quick ACKs, none */
 #define WT_THREADS 2              /* epoll threads of the watchers */
 #define WT_KEYS 1000
 #define WT_VALUE 100
@@ -215,12 +221,14 @@ struct wt_pool {
     int n, opened, refused;
     char refusal[160];
     bool record;
+    bool quickack;           /* ACK every segment at once (TCP_QUICKACK after each read) */
     int64_t base_ns;
     int ep[WT_THREADS];
     pthread_t th[WT_THREADS];
     bool started[WT_THREADS];
     atomic_bool stop;
     atomic_long events;      /* over all watchers */
+    double thread_cpu_s[WT_THREADS], thread_wall_s[WT_THREADS]; /* each reader thread's */
 };
 
 static uint64_t wt_mix(uint64_t h, uint64_t v)
@@ -329,6 +337,10 @@ static void wt_readable(struct wt_pool *p, struct wt_watcher *w)
         }
         int64_t at = (int64_t)rk_clock_ns();
         c->have += (size_t)got;
+        if (p->quickack) { /* not sticky: Linux may fall back to delayed ACKs */
+            int one = 1;
+            setsockopt(w->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+        }
         size_t used = 0;
         while (!w->ended && c->have - used >= 4) {
             uint32_t len = rk_get_be32(c->buf + used);
@@ -362,8 +374,11 @@ static void *wt_thread_main(void *arg)
     struct wt_thread_arg *a = arg;
     struct wt_pool *p = a->p;
     int ep = p->ep[a->k];
-    free(a);
+    int k = a->k;
     struct epoll_event evs[256];
+    struct timespec c0, c1;
+    uint64_t w0 = rk_clock_ns();
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     while (!atomic_load(&p->stop)) {
         int n = epoll_wait(ep, evs, 256, 50);
         for (int i = 0; i < n; i++) {
@@ -374,6 +389,10 @@ static void *wt_thread_main(void *arg)
                 epoll_ctl(ep, EPOLL_CTL_DEL, w->fd, NULL);
         }
     }
+    free(a);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    p->thread_cpu_s[k] = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+    p->thread_wall_s[k] = (double)(rk_clock_ns() - w0) / 1e9;
     return NULL;
 }
 
@@ -381,7 +400,8 @@ static void *wt_thread_main(void *arg)
  * the pool's threads once opened; the first answer of each is waited for (up to
  * wait_ms). */
 static struct wt_pool *wt_pool_open(struct ctl_cluster *c, const int *at, int n_at, int n,
-                                    const char *prefix, bool record, int wait_ms)
+                                    const char *prefix, bool record, bool quickack,
+                                    int wait_ms)
 {
     struct wt_pool *p = calloc(1, sizeof(*p));
     if (p == NULL || (p->w = calloc((size_t)(n > 0 ? n : 1), sizeof(*p->w))) == NULL) {
@@ -390,6 +410,7 @@ static struct wt_pool *wt_pool_open(struct ctl_cluster *c, const int *at, int n_
     }
     p->n = n;
     p->record = record;
+    p->quickack = quickack;
     p->base_ns = (int64_t)rk_clock_ns();
     for (int k = 0; k < WT_THREADS; k++) {
         p->ep[k] = epoll_create1(EPOLL_CLOEXEC);
@@ -487,6 +508,7 @@ struct wt_run {
     const char *prefix;     /* the run's own, so no event of another run is seen */
     int watchers;           /* 0: none */
     bool spread;            /* over every server, else all on the leader */
+    bool quickack;          /* the watchers ACK at once: a diagnostic row (see wt_pool) */
     int rc;
     char err[BENCH_ERR_LEN];
     double seconds;
@@ -503,6 +525,7 @@ struct wt_run {
     struct wt_delay first_delay;  /* per event: the first watcher to get it, from the OK */
     struct wt_delay fanout;       /* per event: the last watcher's delivery - the first's */
     double drain_ms;        /* writers stopped -> the last watcher had everything */
+    double reader_cpu[WT_THREADS]; /* % of a core, each watcher thread, whole run */
 };
 
 /* Percentiles of a histogram of n delays (1 us buckets from -WT_HIST_US). */
@@ -639,6 +662,25 @@ static void wt_check(struct wt_pool *p, struct wt_writers *ws, struct wt_run *ru
     }
     free(hf);
     free(hd);
+    /* each watcher's mean delay, in the order they were opened (a server serves its
+     * connections newest first): on stderr, to tell the server's fan-out order from ours */
+    fprintf(stderr, "    mean delay per watcher (ms, in the order opened; thread = i %% %d):",
+            WT_THREADS);
+    for (int k = 0; k < p->n && !w0->nomem; k++) {
+        const struct wt_watcher *w = &p->w[k];
+        double sum = 0;
+        long cnt = 0;
+        for (long i = 0; w->events == w0->events && w->hash == w0->hash && i < w->events; i++) {
+            uint32_t id = w0->ids[i], wr = id >> 24, seq = id & 0xffffff;
+            if (id == UINT32_MAX || (int)wr >= ws->n || seq >= ws->w[wr].n ||
+                ws->w[wr].ack_ns[seq] == 0)
+                continue;
+            sum += (double)(p->base_ns + (int64_t)w->recv_us[i] * 1000 - ws->w[wr].ack_ns[seq]);
+            cnt++;
+        }
+        fprintf(stderr, "%s%.1f", k % 20 == 0 ? "\n     " : " ", cnt ? sum / cnt / 1e6 : 0);
+    }
+    fprintf(stderr, "\n");
     if (ha != NULL && hs != NULL) {
         wt_hist_stats(ha, n, &run->ack_delay);
         wt_hist_stats(hs, n, &run->send_delay);
@@ -703,7 +745,7 @@ static void wt_run_one(struct ctl_cluster *c, int run_ms, struct wt_run *run)
         for (int i = 0; run->spread && i < c->n; i++)
             if (i != leader)
                 at[n_at++] = i;
-        p = wt_pool_open(c, at, n_at, run->watchers, run->prefix, true, 5000);
+        p = wt_pool_open(c, at, n_at, run->watchers, run->prefix, true, run->quickack, 5000);
         if (p == NULL || p->refused > 0) {
             run->rc = RK_ERR_IO;
             snprintf(run->err, sizeof(run->err), "%d watchers not started: %s",
@@ -761,6 +803,9 @@ static void wt_run_one(struct ctl_cluster *c, int run_ms, struct wt_run *run)
         }
         rk_sleep_ms(300); /* events of writes that failed may still come */
         wt_pool_stop(p);
+        for (int k = 0; k < WT_THREADS; k++)
+            run->reader_cpu[k] = p->thread_wall_s[k] > 0
+                                     ? 100 * p->thread_cpu_s[k] / p->thread_wall_s[k] : 0;
         wt_check(p, ws, run);
     }
     wt_writers_free(ws);
@@ -879,7 +924,7 @@ static void wt_idle_run(struct ctl_cluster *c, int run_ms, struct wt_idle *m)
     m->rss_before_kb = wt_rss_kb(pid);
     fprintf(stderr, "  opening %d watchers on %s (RSS %ld kB)\n", m->watchers,
             c->servers[leader].name, m->rss_before_kb);
-    struct wt_pool *p = wt_pool_open(c, &leader, 1, m->watchers, "idle/", false, 30000);
+    struct wt_pool *p = wt_pool_open(c, &leader, 1, m->watchers, "idle/", false, false, 30000);
     if (p == NULL) {
         m->rc = RK_ERR_NOMEM;
         return;
@@ -920,7 +965,7 @@ static void wt_idle_run(struct ctl_cluster *c, int run_ms, struct wt_idle *m)
 struct wt_report {
     const char *command;
     int run_ms, idle_run_ms;
-    struct wt_run runs[4];
+    struct wt_run runs[WT_RUNS];
     struct wt_idle idle;
     struct bench_run_info info;
     rlim_t nofile;
@@ -943,6 +988,9 @@ static void wt_print_run(FILE *f, const struct wt_run *r)
                 r->ack_delay.p99_ms, r->ack_delay.p999_ms, r->ack_delay.max_ms,
                 r->ack_delay.min_ms, r->send_delay.p50_ms, r->send_delay.p99_ms,
                 r->send_delay.max_ms, r->ack_delay.n, r->drain_ms);
+    if (r->watchers > 0)
+        fprintf(f, "    watcher threads of raft_bench: %.0f%% and %.0f%% of a core\n",
+                r->reader_cpu[0], r->reader_cpu[WT_THREADS - 1]);
     if (r->watchers > 0)
         fprintf(f, "    per event: first watcher p50 %.3f p99 %.3f max %.3f ms after the OK; "
                    "last - first watcher p50 %.3f p99 %.3f max %.3f ms\n",
@@ -971,13 +1019,13 @@ static void wt_write_section(FILE *f, void *arg)
             m->run_ms / 1000.0, WT_THREADS, sysconf(_SC_NPROCESSORS_ONLN),
             m->info.load_before[0], m->info.load_before[1], m->info.load_before[2],
             m->info.load_after[0], m->info.load_after[1], m->info.load_after[2]);
-    const struct wt_run *base0 = &m->runs[0], *base1 = &m->runs[3];
+    const struct wt_run *base0 = &m->runs[0], *base1 = &m->runs[WT_RUNS - 1];
     double base = (base0->writes_per_s + base1->writes_per_s) / 2;
     fprintf(f, "| watchers | writes/s | vs no watchers | write p50 ms | write p99 ms | "
                "every event to every watcher | delay p50 ms | p99 ms | p99.9 ms | max ms | "
                "send → delivery p50 / p99 ms | CPU gen / servers / other (steal) |\n"
                "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < WT_RUNS; i++) {
         const struct wt_run *r = &m->runs[i];
         if (r->rc != RK_OK && r->acked == 0) {
             fprintf(f, "| %s | not measured: %s | | | | | | | | | | |\n", r->what, r->err);
@@ -1001,11 +1049,11 @@ static void wt_write_section(FILE *f, void *arg)
                "writer's OK came back (the leader answers after it committed and applied the "
                "write), over every (watcher, event) pair; negative when the event came first "
                "(the smallest: ");
-    for (int i = 1; i < 3; i++)
+    for (int i = 1; i < WT_RUNS - 1; i++)
         fprintf(f, "%s%.3f ms", i > 1 ? ", " : "", m->runs[i].ack_delay.min_ms);
     fprintf(f, "). *send → delivery*: from the writer's call instead. *vs no watchers*: "
                "against the mean of the two rows without watchers (%.0f writes/s).\n\n", base);
-    for (int i = 1; i < 3; i++) {
+    for (int i = 1; i < WT_RUNS - 1; i++) {
         const struct wt_run *r = &m->runs[i];
         if (r->watchers == 0)
             continue;
@@ -1020,19 +1068,13 @@ static void wt_write_section(FILE *f, void *arg)
                 r->drain_ms);
         fprintf(f, "Per event (where the delay comes from): the first watcher to get it had "
                    "it p50 %.3f / p99 %.3f / max %.3f ms after the OK; the last watcher got it "
-                   "p50 %.3f / p99 %.3f / max %.3f ms after the first.\n\n",
+                   "p50 %.3f / p99 %.3f / max %.3f ms after the first. raft_bench's %d "
+                   "watcher threads used %.0f%% and %.0f%% of a core (from the watchers' "
+                   "start to their end).\n\n",
                 r->first_delay.p50_ms, r->first_delay.p99_ms, r->first_delay.max_ms,
-                r->fanout.p50_ms, r->fanout.p99_ms, r->fanout.max_ms);
+                r->fanout.p50_ms, r->fanout.p99_ms, r->fanout.max_ms, WT_THREADS,
+                r->reader_cpu[0], r->reader_cpu[WT_THREADS - 1]);
     }
-    const struct wt_run *lr = &m->runs[1];
-    double loss = base > 0 ? 100 * (1 - lr->writes_per_s / base) : 0;
-    fprintf(f, "| target | measured | met? |\n|---|---|---|\n");
-    fprintf(f, "| 100 watchers on one prefix, 64 writers: every event reaches every watcher | "
-               "%s | %s |\n", lr->watchers_ok ? "yes" : "no", yes_no(lr->watchers_ok));
-    fprintf(f, "| writers lose at most 30%% | %.0f → %.0f writes/s: %.0f%% lost | %s |\n",
-            base, lr->writes_per_s, loss, yes_no(loss <= 30));
-    fprintf(f, "| p99 delay commit → delivery ≤ 10 ms | %.3f ms (p50 %.3f ms) | %s |\n",
-            lr->ack_delay.p99_ms, lr->ack_delay.p50_ms, yes_no(lr->ack_delay.p99_ms <= 10));
     const struct wt_idle *id = &m->idle;
     fprintf(f, "\n**Idle watchers.** A fresh cluster; %d watch connections to the leader on "
                "`idle/` (nothing is written there), not %d: the container's hard limit on "
@@ -1067,6 +1109,30 @@ static void wt_write_section(FILE *f, void *arg)
             id->beat_cpu_with, id->beat_cpu_without, id->beat_gen_with);
     if (id->rc != RK_OK)
         fprintf(f, "\nIdle watchers: %s\n", id->err);
+    fprintf(f, "\n");
+    const struct wt_run *lr = &m->runs[1];
+    double loss = base > 0 ? 100 * (1 - lr->writes_per_s / base) : 0;
+    fprintf(f, "| target | measured | met? |\n|---|---|---|\n");
+    fprintf(f, "| 100 watchers on one prefix, 64 writers: every event reaches every watcher | "
+               "%s | %s |\n", lr->watchers_ok ? "yes" : "no", yes_no(lr->watchers_ok));
+    fprintf(f, "| writers lose at most 30%% | %.0f → %.0f writes/s: %.0f%% lost | %s |\n",
+            base, lr->writes_per_s, loss, yes_no(loss <= 30));
+    fprintf(f, "| p99 delay commit → delivery ≤ 10 ms | %.3f ms (p50 %.3f ms) | %s |\n",
+            lr->ack_delay.p99_ms, lr->ack_delay.p50_ms, yes_no(lr->ack_delay.p99_ms <= 10));
+    for (int i = 0; i < 2; i++) {
+        const struct wt_idle_row *a = &id->without[i], *b = &id->with[i];
+        double ch = a->writes_per_s > 0 ? 100 * (b->writes_per_s / a->writes_per_s - 1) : 0;
+        fprintf(f, "| %d idle watchers: write throughput within noise of none (%d writer%s) | "
+                   "%.0f → %.0f writes/s (%+.0f%%) | %s |\n", id->watchers, a->writers,
+                a->writers > 1 ? "s" : "", a->writes_per_s, b->writes_per_s, ch,
+                yes_no(ch >= -15));
+    }
+    fprintf(f, "| %d idle watchers: the server's memory | %+.1f MB (%.1f kB a watcher) | "
+               "no number set |\n", id->watchers,
+            (id->rss_after_kb - id->rss_before_kb) / 1024.0,
+            id->watchers > 0 ? (double)(id->rss_after_kb - id->rss_before_kb) / id->watchers : 0);
+    fprintf(f, "\n*Within noise*: a change of at most 15%%, what two runs of the same build "
+               "differ by on this machine.\n");
 }
 
 /* Every descriptor the hard limit allows, for this process and the servers it starts. */
@@ -1108,11 +1174,13 @@ int bench_watch_targets(const struct bench_options *o, const char *command)
     if ((rlim_t)idle + 200 > m->nofile)
         idle = m->nofile > 400 ? (int)m->nofile - 400 : 100;
     m->idle.watchers = o->clients_set ? o->clients : idle;
-    const struct wt_run runs[4] = {
+    const struct wt_run runs[WT_RUNS] = {
         { .what = "none", .prefix = "watch1/", .watchers = 0 },
         { .what = "100 on the leader", .prefix = "watch2/", .watchers = WT_WATCHERS },
         { .what = "100 over the 3 servers", .prefix = "watch3/", .watchers = WT_WATCHERS,
           .spread = true },
+        { .what = "100 on the leader, watchers ACK at once (TCP_QUICKACK; diagnostic)",
+          .prefix = "watch5/", .watchers = WT_WATCHERS, .quickack = true },
         { .what = "none, again", .prefix = "watch4/", .watchers = 0 },
     };
     memcpy(m->runs, runs, sizeof(runs));
@@ -1120,8 +1188,8 @@ int bench_watch_targets(const struct bench_options *o, const char *command)
     char err[BENCH_ERR_LEN] = "";
     struct ctl_cluster *c = NULL;
     int leader = wt_cluster(o, &c, err, sizeof(err));
-    fprintf(stderr, "watch: 64 writers, 0 / 100 / 100 spread / 0 watchers\n");
-    for (int i = 0; i < 4; i++) {
+    fprintf(stderr, "watch: 64 writers, 0 / 100 / 100 spread / 100 quick ACKs / 0 watchers\n");
+    for (int i = 0; i < WT_RUNS; i++) {
         struct wt_run *r = &m->runs[i];
         if (leader < 0) {
             r->rc = RK_ERR_TIMEOUT;
@@ -1148,7 +1216,7 @@ int bench_watch_targets(const struct bench_options *o, const char *command)
     bench_run_end(&m->info);
     bench_save_section(o->out_path, WT_SECTION_MARK, wt_write_section, m);
     bool measured = m->idle.rc == RK_OK;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < WT_RUNS; i++)
         measured &= m->runs[i].acked > 0;
     free(m);
     return measured ? 0 : 1;
