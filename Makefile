@@ -148,12 +148,13 @@ $(BUILD)/tools/test_bench_http: $(call obj,tools/test_bench_http.c tools/bench_h
 	$(CC) $^ -o $@ $(LDFLAGS) $(CHECK_LIBS)
 
 # Then the snapshot targets (issue 6), the membership targets (issue 15), cas and scan
-# and expiring keys (issue 16), each a section of the same file; the disk stall of issue
-# 15 needs the test-only server.
+# and expiring keys (issue 16), watch (issue 17), each a section of the same file; the
+# disk stall of issue 15 needs the test-only server.
 bench: all $(BENCH_BIN) $(FAULT_SERVER_BIN)
 	$(BENCH_BIN) --matrix && $(BENCH_BIN) --snapshot-targets && \
 		$(BENCH_BIN) --membership-targets --fault-server-bin $(FAULT_SERVER_BIN) && \
-		$(BENCH_BIN) --coord-targets && $(BENCH_BIN) --expiry-targets
+		$(BENCH_BIN) --coord-targets && $(BENCH_BIN) --expiry-targets && \
+		$(BENCH_BIN) --watch-targets
 
 # raft-kv beside a local etcd cluster (Debian's etcd-server), into
 # docs/benchmarks-etcd-latest.md; without etcd it says how to install it and fails.

@@ -133,11 +133,16 @@ start_tmux() {
         echo "$pid" >"$(pid_file "${NAMES[i]}")"
         tmux select-pane -t "$pane" -T "${NAMES[i]}"
     done
+    # a pane that prints every change as it is committed (raft_client watch, issue 17)
+    pane=$(tmux split-window -t "$SESSION" -c "$PWD" -P -F '#{pane_id}' \
+        "exec $(printf '%q ' "$CLIENT_BIN" --dir "$LOG_DIR" -q watch '')")
+    tmux select-pane -t "$pane" -T watch
     pane=$(tmux split-window -t "$SESSION" -c "$PWD" -P -F '#{pane_id}' \
         "exec $(printf '%q ' "$CLIENT_BIN" --dir "$LOG_DIR")")
     tmux select-pane -t "$pane" -T client
     tmux select-layout -t "$SESSION" tiled >/dev/null
-    echo "started ${#NAMES[@]} servers in tmux session '$SESSION' (last pane: the client)"
+    echo "started ${#NAMES[@]} servers in tmux session '$SESSION' (a pane watches every change;" \
+        "the last pane: the client)"
     if [[ -t 0 && -t 1 ]]; then
         if [[ -n ${TMUX:-} ]]; then
             tmux switch-client -t "$SESSION"

@@ -1,6 +1,7 @@
 /* client/main.c - the raft_client program: runs set/get/delete/status and the cluster
  * commands (add, remove, members, transfer) against the cluster,
- * from the command line, from a script on stdin (one output line per command) or at a prompt. */
+ * from the command line, from a script on stdin (one output line per command) or at a prompt;
+ * and watch, which streams changes until interrupted (client/watch.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -14,6 +15,8 @@
 #include "../common/proto.h"
 #include "parse.h"
 #include "session.h"
+#include "targets.h"
+#include "watch.h"
 
 #define CLIENT_DEFAULT_DIR "logs"
 #define CLIENT_DEFAULT_TIMEOUT_MS 5000
@@ -40,7 +43,8 @@ struct client_ctx {
     bool keeps_running;  /* stdin mode: the session learns the members as they change */
 };
 
-enum cmd_result { CMD_OK, CMD_ERR, CMD_QUIT };
+/* CMD_WATCH_ENDED: a watch stopped (on an ERR): read no more commands, exit 1. */
+enum cmd_result { CMD_OK, CMD_ERR, CMD_QUIT, CMD_WATCH_ENDED };
 
 static const char *const USAGE_LINES[] = {
     "usage: raft_client [HOST PORT] [--dir DIR] [--timeout SEC] [-v|-q] [COMMAND ARGS...]",
@@ -78,6 +82,11 @@ static const char *const USAGE_LINES[] = {
     "                 the keys that start with PREFIX (\"\" for all), in byte order, after",
     "                 AFTER, at most LIMIT (default 100, at most 10000): KEY VALUE per line,",
     "                 then (N keys at rev R) or (N keys at rev R, more)",
+    "  watch PREFIX [--from REV]",
+    "                 one line per change to a key that starts with PREFIX (\"\" for all), in",
+    "                 revision order, until interrupted: REV set KEY VALUE, REV delete KEY or",
+    "                 REV expire KEY; from revision REV on, or from now; in a script, it must",
+    "                 be the last command",
     "  help           this text",
     "  quit, exit     leave",
     "Without a command, commands are read from stdin: one output line per command line.",
@@ -86,6 +95,7 @@ static const char *const USAGE_LINES[] = {
 static const char HELP_ONE_LINE[] =
     "commands: set KEY VALUE | get KEY | delete KEY | status | rev KEY | cas KEY REV VALUE | "
     "cas --ttl SECONDS KEY REV VALUE | cad KEY REV | scan PREFIX [LIMIT [AFTER]] | "
+    "watch PREFIX [--from REV] | "
     "setex KEY SECONDS VALUE | expire KEY SECONDS | ttl KEY | add [--learner] NAME HOST PORT | "
     "remove [--force] NAME | members | transfer [NAME] | help | quit";
 
@@ -403,6 +413,31 @@ static enum cmd_result run_request(struct client_ctx *c, uint8_t op, const struc
     return res;
 }
 
+/* watch: streams the changes until interrupted; returns only after an ERR (printed). The
+ * servers: HOST PORT first (if given), then the registry's. */
+static enum cmd_result run_watch(struct client_ctx *c, const struct client_cmd *cmd)
+{
+    const struct client_opts *o = c->opts;
+    struct client_watch req;
+    struct client_targets targets;
+    const char *why;
+    char err[1024];
+    client_watch_request(cmd, &req, &why); /* checked by client_check_command */
+    client_session_free(c->session);       /* no more commands after a watch */
+    c->session = NULL;
+    if (client_targets_load(&targets, o->host, o->port, c->registry_path, c->verbose, err,
+                            sizeof(err)) != RK_OK) {
+        print_errf(err);
+        return CMD_WATCH_ENDED;
+    }
+    struct watch_opts wo = { .prefix = req.prefix, .prefix_len = req.prefix_len,
+                             .from = req.from, .verbose = c->verbose };
+    watch_run(&targets, &wo, stdout, err, sizeof(err));
+    client_targets_free(&targets);
+    print_errf(err);
+    return CMD_WATCH_ENDED;
+}
+
 /* Runs one command and prints its one line (help at a prompt or on the command line
  * prints the full usage instead). */
 static enum cmd_result run_command(struct client_ctx *c, const struct client_cmd *cmd,
@@ -420,7 +455,7 @@ static enum cmd_result run_command(struct client_ctx *c, const struct client_cmd
             print_line(HELP_ONE_LINE, strlen(HELP_ONE_LINE));
         return CMD_OK;
     case CLIENT_CMD_SERVER:
-        return run_request(c, op, cmd);
+        return op == PROTO_OP_WATCH ? run_watch(c, cmd) : run_request(c, op, cmd);
     case CLIENT_CMD_INVALID:
         break;
     }
@@ -428,11 +463,13 @@ static enum cmd_result run_command(struct client_ctx *c, const struct client_cmd
     return CMD_ERR;
 }
 
-/* Reads commands from stdin until EOF or quit. At a terminal it prompts "raft> ". */
+/* Reads commands from stdin until EOF or quit (or a watch, the last command: exit 1 if
+ * it ends). At a terminal it prompts "raft> ". */
 static int run_stdin(struct client_ctx *c, bool interactive)
 {
     char *line = NULL;
     size_t cap = 0;
+    int rc = 0;
     for (;;) {
         if (interactive) {
             fputs("raft> ", stdout);
@@ -446,17 +483,20 @@ static int run_stdin(struct client_ctx *c, bool interactive)
         struct client_cmd cmd;
         if (!client_parse_line(line, &cmd))
             continue;
-        if (run_command(c, &cmd, interactive) == CMD_QUIT)
+        enum cmd_result r = run_command(c, &cmd, interactive);
+        if (r == CMD_WATCH_ENDED)
+            rc = 1;
+        if (r == CMD_QUIT || r == CMD_WATCH_ENDED)
             break;
     }
     if (interactive && feof(stdin))
         print_line("", 0);
     free(line);
-    return 0;
+    return rc;
 }
 
 /* Runs the command given on the command line; its value is the remaining words joined
- * by single spaces. Exit 0 on success, 1 on ERR. */
+ * by single spaces. Exit 0 on success, 1 on ERR (a watch returns only on one). */
 static int run_argv(struct client_ctx *c, char **words, int n)
 {
     struct client_cmd cmd = { .word = words[0], .n_args = n - 1 };
@@ -485,7 +525,7 @@ static int run_argv(struct client_ctx *c, char **words, int n)
     }
     enum cmd_result r = run_command(c, &cmd, true);
     free(joined);
-    return r == CMD_ERR ? 1 : 0;
+    return r == CMD_ERR || r == CMD_WATCH_ENDED ? 1 : 0;
 }
 
 int main(int argc, char **argv)

@@ -11,6 +11,8 @@
 #include "../common/errors.h"
 #include "../common/proto.h"
 
+#define WATCH_USAGE "watch PREFIX [--from REV]"
+
 /* The commands sent to a server; n_args bounds (set takes every word after KEY). */
 static const struct server_command {
     const char *word, *usage;
@@ -32,6 +34,7 @@ static const struct server_command {
     { "setex", "setex KEY SECONDS VALUE", PROTO_OP_SETEX, 2, INT_MAX },
     { "expire", "expire KEY SECONDS", PROTO_OP_EXPIRE, 2, 2 },
     { "ttl", "ttl KEY", PROTO_OP_TTL, 1, 1 },
+    { "watch", WATCH_USAGE, PROTO_OP_WATCH, 1, INT_MAX },
 };
 
 #define CAS_TTL_USAGE "cas --ttl SECONDS KEY REV VALUE"
@@ -40,7 +43,8 @@ bool client_is_command_word(const char *w)
 {
     static const char *const words[] = { "set", "get", "delete", "status", "add", "remove",
                                          "members", "transfer", "rev", "cas", "cad", "scan",
-                                         "setex", "expire", "ttl", "help", "quit", "exit" };
+                                         "setex", "expire", "ttl", "watch", "help", "quit",
+                                         "exit" };
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcasecmp(w, words[i]) == 0)
             return true;
@@ -170,7 +174,7 @@ static bool names_key(uint8_t op)
 {
     return op == PROTO_OP_GET || op == PROTO_OP_SET || op == PROTO_OP_REV ||
            op == PROTO_OP_CAS || op == PROTO_OP_SCAN || op == PROTO_OP_SETEX ||
-           op == PROTO_OP_EXPIRE || op == PROTO_OP_TTL;
+           op == PROTO_OP_EXPIRE || op == PROTO_OP_TTL || op == PROTO_OP_WATCH;
 }
 
 bool client_cmd_is_cas_ttl(const struct client_cmd *cmd)
@@ -272,6 +276,17 @@ static enum client_cmd_kind check_ttl_command(const struct client_cmd *cmd, uint
     return CLIENT_CMD_SERVER;
 }
 
+/* Commands whose key is a prefix, which may be empty (an empty argument, or "" in a line). */
+static bool takes_prefix(uint8_t op)
+{
+    return op == PROTO_OP_SCAN || op == PROTO_OP_WATCH;
+}
+
+static bool is_empty_prefix(const struct client_cmd *cmd)
+{
+    return cmd->key_len == 2 && memcmp(cmd->key, "\"\"", 2) == 0;
+}
+
 bool client_scan_request(const struct client_cmd *cmd, struct client_scan *out)
 {
     uint32_t limit = PROTO_SCAN_LIMIT_DEFAULT, after_len = 0;
@@ -279,7 +294,7 @@ bool client_scan_request(const struct client_cmd *cmd, struct client_scan *out)
     if (cmd->val != NULL &&
         proto_parse_scan(cmd->val, (uint32_t)cmd->val_len, &limit, &after, &after_len) != RK_OK)
         return false;
-    bool empty = cmd->key_len == 2 && memcmp(cmd->key, "\"\"", 2) == 0; /* "" */
+    bool empty = is_empty_prefix(cmd);
     if (out == NULL)
         return true;
     out->prefix = cmd->key;
@@ -288,6 +303,35 @@ bool client_scan_request(const struct client_cmd *cmd, struct client_scan *out)
                           : snprintf(out->val, sizeof(out->val), "%u %.*s", limit,
                                      (int)after_len, after);
     return n > 0 && (size_t)n < sizeof(out->val);
+}
+
+/* A watch's words after the prefix: none, or "--from REV" (REV >= 1). NULL if fine. */
+static const char *watch_from(const char *val, size_t len, uint64_t *from)
+{
+    const char *w[3], *rest = val, *end = val + len;
+    size_t wl[3];
+    for (int i = 0; i < 3; i++)
+        rest = next_word(rest, (size_t)(end - rest), &w[i], &wl[i]);
+    if (!word_is(w[0], wl[0], "--from") || wl[1] == 0 || wl[2] != 0)
+        return "usage: ";
+    if (proto_parse_watch(w[1], (uint32_t)wl[1], from) != RK_OK)
+        return "bad revision (a number >= 1); usage: ";
+    return NULL;
+}
+
+bool client_watch_request(const struct client_cmd *cmd, struct client_watch *out,
+                          const char **why)
+{
+    uint64_t from = 0;
+    *why = cmd->key == NULL ? "usage: " : NULL;
+    if (*why == NULL && cmd->val != NULL)
+        *why = watch_from(cmd->val, cmd->val_len, &from);
+    if (*why != NULL || out == NULL)
+        return *why == NULL;
+    out->prefix = cmd->key;
+    out->prefix_len = is_empty_prefix(cmd) ? 0 : cmd->key_len;
+    out->from = from;
+    return true;
 }
 
 /* A cas value "REV VALUE" or a cad value "REV" whose REV is a revision (a number). */
@@ -306,7 +350,7 @@ static bool rev_ok(uint8_t op, const struct client_cmd *cmd)
 enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t *op, char *err,
                                           size_t errlen)
 {
-    const char *w = cmd->word;
+    const char *w = cmd->word, *why;
     if (strcasecmp(w, "quit") == 0 || strcasecmp(w, "exit") == 0)
         return CLIENT_CMD_QUIT;
     if (strcasecmp(w, "help") == 0)
@@ -318,7 +362,7 @@ enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t 
         if (sc->op == PROTO_OP_CAS && client_cmd_is_cas_ttl(cmd))
             return check_ttl_command(cmd, sc->op, CAS_TTL_USAGE, op, err, errlen);
         if (cmd->n_args < sc->min_args || cmd->n_args > sc->max_args ||
-            (cmd->key != NULL && cmd->key_len == 0 && sc->op != PROTO_OP_SCAN))
+            (cmd->key != NULL && cmd->key_len == 0 && !takes_prefix(sc->op)))
             return invalid(err, errlen, "usage: ", sc->usage);
         if (sc->op == PROTO_OP_SETEX || sc->op == PROTO_OP_EXPIRE)
             return check_ttl_command(cmd, sc->op, sc->usage, op, err, errlen);
@@ -332,6 +376,8 @@ enum client_cmd_kind client_check_command(const struct client_cmd *cmd, uint8_t 
         if (sc->op == PROTO_OP_SCAN && !client_scan_request(cmd, NULL))
             return invalid(err, errlen, "bad scan (LIMIT 1..10000, AFTER a key); usage: ",
                            sc->usage);
+        if (sc->op == PROTO_OP_WATCH && !client_watch_request(cmd, NULL, &why))
+            return invalid(err, errlen, why, sc->usage);
         if (cmd->val_len > PROTO_MAX_VALUE)
             return invalid(err, errlen, "", "value too long");
         *op = sc->op;

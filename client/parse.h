@@ -23,7 +23,7 @@ struct client_cmd {
 
 enum client_cmd_kind {
     CLIENT_CMD_SERVER,  /* a request for the server: set, get, delete, status, rev, cas,
-                           cad and the cluster commands */
+                           cad, scan, watch (a stream) and the cluster commands */
     CLIENT_CMD_HELP,
     CLIENT_CMD_QUIT,    /* quit or exit */
     CLIENT_CMD_INVALID, /* unknown word, wrong arguments, key or value too long */
@@ -47,6 +47,17 @@ struct client_scan {
 };
 bool client_scan_request(const struct client_cmd *cmd, struct client_scan *out);
 
+/* The request of a checked watch (watch PREFIX [--from REV]): the prefix (as for scan),
+ * and from = REV (0 without --from: from now). NULL out: only check. false if malformed,
+ * with the reason in why (a static string to put before the usage). */
+struct client_watch {
+    const char *prefix;
+    size_t prefix_len;
+    uint64_t from;
+};
+bool client_watch_request(const struct client_cmd *cmd, struct client_watch *out,
+                          const char **why);
+
 /* The wire request of a checked setex KEY SECONDS VALUE, expire KEY SECONDS or
  * cas --ttl SECONDS KEY REV VALUE: op (PROTO_OP_SETEX, _EXPIRE or _CAS_TTL), the key, and
  * the value with SECONDS as milliseconds: "MS VALUE", "MS" or "MS REV VALUE" (val is
@@ -65,7 +76,7 @@ bool client_ttl_request(const struct client_cmd *cmd, uint8_t op, struct client_
 bool client_cmd_is_cas_ttl(const struct client_cmd *cmd);
 
 /* True if w is a command word (any case): set get delete status add remove members
- * transfer rev cas cad scan setex expire ttl help quit exit. */
+ * transfer rev cas cad scan setex expire ttl watch help quit exit. */
 bool client_is_command_word(const char *w);
 
 /* Splits line (NUL-terminated, newline removed) in place: the command word, the key, and

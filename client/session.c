@@ -12,10 +12,10 @@
 
 #include "../common/clock.h"
 #include "../common/errors.h"
-#include "../common/grow.h"
 #include "../common/net.h"
 #include "../common/proto.h"
 #include "../common/registry.h"
+#include "targets.h"
 
 #define SESSION_CONNECT_TIMEOUT_MS 500
 #define SESSION_BACKOFF_START_MS 10  /* an election here takes tens of ms */
@@ -31,25 +31,17 @@
  * that it finds the cluster after every server it knew was replaced. */
 #define SESSION_MEMBERS_EVERY_MS 5000
 
-struct session_target {
-    char name[REGISTRY_NAME_MAX + 1];
-    char host[REGISTRY_HOST_MAX + 1];
-    uint16_t port;
-};
-
 struct client_session {
-    struct session_target *targets; /* the first host (if any), then the registry */
-    int n_targets;
+    struct client_targets targets;  /* the first host (if any), then the registry */
     int current;                    /* the target last connected to; failover starts after it */
     int fd;                         /* the kept-open connection, or -1 */
-    struct session_target conn;     /* where fd goes */
+    struct client_target conn;      /* where fd goes */
     int timeout_ms;
     bool verbose;
     uint64_t client_id;             /* the server-side session (thesis §6.3), 0 = none yet */
     uint64_t last_seq;              /* the seq of the last SET/DELETE sent in it */
     bool learn;                     /* ask for the members now and then (stdin mode) */
     uint64_t members_ms;            /* when the members were last learned (0: never) */
-    int cap_targets;
 };
 
 /* The retry state of one client_session_call. */
@@ -75,96 +67,24 @@ static void note(const struct client_session *s, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static void target_set(struct session_target *t, const char *name, const char *host,
-                       uint16_t port)
-{
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    snprintf(t->host, sizeof(t->host), "%s", host);
-    t->port = port;
-}
-
-/* Index of the target with this host:port (or, if name is non-empty, this name), or -1. */
-static int find_target(const struct client_session *s, const char *name, const char *host,
-                       uint16_t port)
-{
-    for (int i = 0; i < s->n_targets; i++) {
-        const struct session_target *t = &s->targets[i];
-        if (t->port == port && strcmp(t->host, host) == 0)
-            return i;
-        if (name[0] != '\0' && strcmp(t->name, name) == 0)
-            return i;
-    }
-    return -1;
-}
-
-/* Room for more targets (members learned later). */
-static int grow_targets(struct client_session *s)
-{
-    size_t cap = (size_t)s->cap_targets;
-    int rc = rk_grow(&s->targets, &cap, cap + 1, sizeof(*s->targets), 8);
-    s->cap_targets = (int)cap;
-    return rc;
-}
-
-/* Fills s->targets: host:port first (named after its registry entry if it has one),
- * then every other registry server. */
-static int build_targets(struct client_session *s, const char *host, uint16_t port,
-                         const struct registry *reg)
-{
-    int cap = (host != NULL ? 1 : 0) + (reg != NULL ? reg->n : 0);
-    s->targets = calloc((size_t)cap, sizeof(*s->targets));
-    if (s->targets == NULL)
-        return RK_ERR_NOMEM;
-    s->cap_targets = cap;
-    if (host != NULL) {
-        char name[REGISTRY_NAME_MAX + 1];
-        snprintf(name, sizeof(name), "%.50s:%u", host, (unsigned)port);
-        for (int i = 0; reg != NULL && i < reg->n; i++)
-            if (reg->servers[i].port == port && strcmp(reg->servers[i].host, host) == 0)
-                snprintf(name, sizeof(name), "%s", reg->servers[i].name);
-        target_set(&s->targets[s->n_targets++], name, host, port);
-    }
-    for (int i = 0; reg != NULL && i < reg->n; i++) {
-        const struct registry_server *r = &reg->servers[i];
-        if (find_target(s, "", r->host, r->port) < 0)
-            target_set(&s->targets[s->n_targets++], r->name, r->host, r->port);
-    }
-    return RK_OK;
-}
-
 struct client_session *client_session_new(const char *host, uint16_t port,
                                           const char *registry_path, int timeout_ms,
                                           bool verbose, char *err, size_t errlen)
 {
-    if (host != NULL && (host[0] == '\0' || strlen(host) > REGISTRY_HOST_MAX || port == 0)) {
-        rk_errf(err, errlen, "bad server address '%s' port %u", host, (unsigned)port);
-        return NULL;
-    }
     if (timeout_ms <= 0) {
         rk_errf(err, errlen, "timeout must be positive");
         return NULL;
     }
-    struct registry reg = { 0 };
-    char rerr[512] = "no registry given";
-    int reg_rc = registry_path != NULL ? registry_load(registry_path, &reg, rerr, sizeof(rerr))
-                                       : RK_ERR_NOTFOUND;
-    bool have_reg = reg_rc == RK_OK;
-    if (!have_reg && host == NULL) {
-        rk_errf(err, errlen, "no server to contact: %s", rerr);
-        return NULL;
-    }
     struct client_session *s = calloc(1, sizeof(*s));
-    if (s == NULL || build_targets(s, host, port, have_reg ? &reg : NULL) != RK_OK) {
-        if (have_reg)
-            registry_free(&reg);
-        client_session_free(s);
+    if (s == NULL) {
         rk_errf(err, errlen, "out of memory");
         return NULL;
     }
-    if (have_reg)
-        registry_free(&reg);
-    else if (reg_rc != RK_ERR_NOTFOUND && verbose) /* a missing one is fine; a bad one is noted */
-        fprintf(stderr, "note: no registry fallback: %s\n", rerr);
+    if (client_targets_load(&s->targets, host, port, registry_path, verbose, err, errlen) !=
+        RK_OK) {
+        free(s);
+        return NULL;
+    }
     s->fd = -1;
     s->timeout_ms = timeout_ms;
     s->verbose = verbose;
@@ -182,9 +102,8 @@ void client_session_free(struct client_session *s)
 {
     if (s == NULL)
         return;
-    if (s->targets != NULL)
-        session_close(s);
-    free(s->targets);
+    session_close(s);
+    client_targets_free(&s->targets);
     free(s);
 }
 
@@ -212,36 +131,28 @@ static int io_budget_ms(const struct client_session *s, int64_t deadline, bool p
 }
 
 /* Opens the connection to t and says HELLO_CLIENT. RK_OK, or an error noted on stderr. */
-static int session_connect(struct client_session *s, const struct session_target *t,
+static int session_connect(struct client_session *s, const struct client_target *t,
                            int64_t deadline)
 {
     char cerr[512];
     int64_t left = deadline - (int64_t)rk_clock_ms();
     if (left <= 0)
         return RK_ERR_TIMEOUT;
-    int fd = net_connect(t->host, t->port,
-                         left < SESSION_CONNECT_TIMEOUT_MS ? (int)left : SESSION_CONNECT_TIMEOUT_MS,
-                         cerr, sizeof(cerr));
-    if (fd < 0) {
+    int fd;
+    int rc = client_target_connect(t, left < SESSION_CONNECT_TIMEOUT_MS
+                                          ? (int)left : SESSION_CONNECT_TIMEOUT_MS,
+                                   io_budget_ms(s, deadline, false), &fd, cerr, sizeof(cerr));
+    if (rc == RK_ERR_UNREACHABLE) {
         note(s, "cannot reach %s: %s", t->name, cerr);
         return RK_ERR_IO;
     }
-    struct proto_buf hello = { 0 };
-    int rc = proto_encode_hello_client(&hello);
-    if (rc == RK_OK)
-        rc = net_set_timeouts(fd, io_budget_ms(s, deadline, false));
-    if (rc == RK_OK)
-        rc = net_write_full(fd, hello.data, hello.len);
-    proto_buf_free(&hello);
     if (rc != RK_OK) {
-        note(s, "%s (%s:%u): hello failed: %s", t->name, t->host, (unsigned)t->port,
-             rk_strerror(rc));
-        close(fd);
+        note(s, "%s (%s:%u): %s", t->name, t->host, (unsigned)t->port, cerr);
         return rc;
     }
     s->fd = fd;
     s->conn = *t;
-    int idx = find_target(s, t->name, t->host, t->port);
+    int idx = client_targets_find(&s->targets, t->name, t->host, t->port);
     if (idx >= 0)
         s->current = idx;
     return RK_OK;
@@ -279,9 +190,9 @@ static int session_exchange(struct client_session *s, const struct proto_buf *re
 static void session_failover(struct client_session *s, struct call_state *st, bool pause_now)
 {
     session_close(s);
-    s->current = (s->current + 1) % s->n_targets;
+    s->current = (s->current + 1) % s->targets.n;
     st->tried++;
-    if (!pause_now && st->tried < s->n_targets)
+    if (!pause_now && st->tried < s->targets.n)
         return;
     int64_t left = st->deadline - (int64_t)rk_clock_ms();
     int64_t wait = st->backoff_ms < left ? st->backoff_ms : left;
@@ -296,7 +207,7 @@ static void session_failover(struct client_session *s, struct call_state *st, bo
 /* Where a REDIRECT points: its host:port, or the registry entry of its leader name.
  * Returns false when the server does not know the leader. */
 static bool redirect_target(const struct client_session *s, const struct proto_client_resp *r,
-                            struct session_target *out)
+                            struct client_target *out)
 {
     if (r->leader_host[0] != '\0' && r->leader_port != 0) {
         char name[REGISTRY_NAME_MAX + 1];
@@ -304,13 +215,14 @@ static bool redirect_target(const struct client_session *s, const struct proto_c
             snprintf(name, sizeof(name), "%s", r->leader_name);
         else
             snprintf(name, sizeof(name), "%.50s:%u", r->leader_host, (unsigned)r->leader_port);
-        target_set(out, name, r->leader_host, r->leader_port);
+        client_target_set(out, name, r->leader_host, r->leader_port);
         return true;
     }
-    int idx = r->leader_name[0] != '\0' ? find_target(s, r->leader_name, "", 0) : -1;
+    int idx = r->leader_name[0] != '\0' ? client_targets_find(&s->targets, r->leader_name, "", 0)
+                                          : -1;
     if (idx < 0)
         return false;
-    *out = s->targets[idx];
+    *out = s->targets.v[idx];
     return true;
 }
 
@@ -356,13 +268,13 @@ static int check_request(uint8_t op, const char *key, uint32_t key_len, const ch
 static int session_run(struct client_session *s, const struct proto_buf *req,
                        struct call_state *st, struct client_reply *out)
 {
-    struct session_target next;
+    struct client_target next;
     bool have_next = false, reopened = false;
     int hops = 0;
     while ((int64_t)rk_clock_ms() < st->deadline) {
         bool fresh = s->fd < 0;
         if (fresh) {
-            const struct session_target *t = have_next ? &next : &s->targets[s->current];
+            const struct client_target *t = have_next ? &next : &s->targets.v[s->current];
             have_next = false;
             if (session_connect(s, t, st->deadline) != RK_OK) {
                 hops = 0;
@@ -492,9 +404,8 @@ static void add_members(struct client_session *s, const char *body)
     unsigned port;
     for (const char *line = body; line != NULL && *line != '\0';) {
         if (sscanf(line, "%63s %255s %u", name, host, &port) == 3 && port > 0 && port < 65536 &&
-            find_target(s, name, host, (uint16_t)port) < 0 &&
-            (s->n_targets < s->cap_targets || grow_targets(s) == RK_OK)) {
-            target_set(&s->targets[s->n_targets++], name, host, (uint16_t)port);
+            client_targets_find(&s->targets, name, host, (uint16_t)port) < 0 &&
+            client_targets_add(&s->targets, name, host, (uint16_t)port) == RK_OK) {
             note(s, "learned of member %s (%s:%u)", name, host, port);
         }
         line = strchr(line, '\n');

@@ -208,7 +208,7 @@ static bool op_valid(uint8_t op)
 
 static bool status_valid(uint8_t st)
 {
-    return st <= PROTO_ST_FAILED;
+    return st <= PROTO_ST_EVENTS;
 }
 
 static bool msg_type_valid(uint8_t t)
@@ -474,8 +474,10 @@ int proto_page_begin(struct proto_buf *b, uint64_t rev)
     return proto_buf_append(b, head, sizeof(head));
 }
 
-int proto_page_add(struct proto_buf *b, const char *key, uint32_t key_len, const char *val,
-                   uint32_t val_len)
+/* Appends u32 key_len | key | u32 val_len | value (a page's pair, an event's key and
+ * value), and counts it in the u32 at count_at of b. */
+static int append_pair(struct proto_buf *b, const char *key, uint32_t key_len, const char *val,
+                       uint32_t val_len, size_t count_at)
 {
     uint8_t len[4];
     rk_put_be(len, key_len, 4);
@@ -488,8 +490,14 @@ int proto_page_add(struct proto_buf *b, const char *key, uint32_t key_len, const
     if (rc == RK_OK)
         rc = proto_buf_append(b, val, val_len);
     if (rc == RK_OK)
-        rk_put_be(b->data + 9, rk_get_be(b->data + 9, 4) + 1, 4);
+        rk_put_be(b->data + count_at, rk_get_be(b->data + count_at, 4) + 1, 4);
     return rc;
+}
+
+int proto_page_add(struct proto_buf *b, const char *key, uint32_t key_len, const char *val,
+                   uint32_t val_len)
+{
+    return append_pair(b, key, key_len, val, val_len, 9);
 }
 
 void proto_page_end(struct proto_buf *b, bool more)
@@ -532,6 +540,67 @@ int proto_page_next(const char *body, uint32_t len, uint32_t *off, const char **
         page_field(body, len, off, val, val_len) != RK_OK)
         return RK_ERR_PROTO;
     return 1;
+}
+
+int proto_events_begin(struct proto_buf *b, uint64_t progress)
+{
+    uint8_t head[PROTO_EVENTS_HEAD] = { 0 };
+    rk_put_be(head, progress, 8);
+    return proto_buf_append(b, head, sizeof(head));
+}
+
+int proto_events_add(struct proto_buf *b, const struct proto_event *ev)
+{
+    uint8_t head[9];
+    rk_put_be(head, ev->rev, 8);
+    head[8] = ev->kind;
+    int rc = proto_buf_append(b, head, sizeof(head));
+    if (rc == RK_OK)
+        rc = append_pair(b, ev->key, ev->key_len, ev->val, ev->val_len, 8);
+    return rc;
+}
+
+int proto_events_head(const char *body, uint32_t len, uint64_t *progress, uint32_t *n)
+{
+    const uint8_t *p = (const uint8_t *)body;
+    if (len < PROTO_EVENTS_HEAD)
+        return RK_ERR_PROTO;
+    *progress = rk_get_be(p, 8);
+    *n = (uint32_t)rk_get_be(p + 8, 4);
+    return RK_OK;
+}
+
+int proto_events_next(const char *body, uint32_t len, uint32_t *off, struct proto_event *ev)
+{
+    if (*off == len)
+        return 0;
+    if (*off > len || len - *off < 9)
+        return RK_ERR_PROTO;
+    const uint8_t *p = (const uint8_t *)body + *off;
+    ev->rev = rk_get_be(p, 8);
+    ev->kind = p[8];
+    *off += 9;
+    if (ev->kind < PROTO_EVENT_SET || ev->kind > PROTO_EVENT_EXPIRE ||
+        page_field(body, len, off, &ev->key, &ev->key_len) != RK_OK ||
+        page_field(body, len, off, &ev->val, &ev->val_len) != RK_OK)
+        return RK_ERR_PROTO;
+    return 1;
+}
+
+int proto_parse_watch(const char *val, uint32_t len, uint64_t *from)
+{
+    *from = 0;
+    if (len == 0)
+        return RK_OK;
+    return parse_decimal(val, len, from) == RK_OK && *from >= 1 ? RK_OK : RK_ERR_PROTO;
+}
+
+int proto_parse_watch_error(const char *body, uint32_t len, const char *prefix, uint64_t *rev)
+{
+    size_t plen = strlen(prefix);
+    if (len <= plen || memcmp(body, prefix, plen) != 0)
+        return RK_ERR_PROTO;
+    return parse_decimal(body + plen, len - (uint32_t)plen, rev);
 }
 
 int proto_parse_client_id(const char *body, uint32_t len, uint64_t *id)

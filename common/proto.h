@@ -32,7 +32,8 @@ struct proto_buf;
  *    and CAD entries (with the revision they compare) */
 /* 6: expiring keys: the SETEX, EXPIRE, TTL and CAS_TTL ops; SETEX, EXPIRE, CAS_TTL
  *    (with their ttl) and EXPIRED entries */
-#define PROTO_VERSION 6
+/* 7: watch: the WATCH op and its stream of EVENTS answers */
+#define PROTO_VERSION 7
 /* The oldest client protocol a server still serves: client frames are the same since 2 (a
  * client of version 3 keeps working against newer servers; peers must match). */
 #define PROTO_CLIENT_MIN_VERSION 2
@@ -74,8 +75,13 @@ enum proto_op {
                               NIL; read through ReadIndex like GET */
     PROTO_OP_CAS_TTL = 17, /* key, value "MS REV VALUE": CAS, and the key, if set, is
                               deleted MS ms after; answered like CAS */
+    PROTO_OP_WATCH = 18,   /* key PREFIX (may be empty), value "" or "FROM" (a revision >=
+                              1): the connection becomes a stream of EVENTS answers, the
+                              changes to keys with the prefix from revision FROM on (none:
+                              after the server's last applied one), until an ERR ends it
+                              (proto_events_*; docs/protocol.md, "Watch") */
 };
-#define PROTO_OP_LAST PROTO_OP_CAS_TTL
+#define PROTO_OP_LAST PROTO_OP_WATCH
 
 /* Whether op changes the map through the log (in a client session), or reads it through
  * ReadIndex. */
@@ -118,7 +124,50 @@ enum proto_status {
     PROTO_ST_ERR = 4,      /* body = a human-readable reason */
     PROTO_ST_FAILED = 5,   /* cas/cad: the compare did not hold (a definite answer, nothing
                               changed); body = the key's revision (0: absent) */
+    PROTO_ST_EVENTS = 6,   /* watch: body = a batch of events (proto_events_*), maybe none
+                              (a heartbeat) */
 };
+
+/* A WATCH stream (integers big-endian). Each EVENTS answer's body:
+ *   u64 progress (the server has applied every entry up to this index: no event with a
+ *   revision <= it is still to come on this stream) | u32 n
+ *   | n x (u64 rev | u8 kind | u32 key_len | key | u32 val_len | value),
+ * in revision order; the events of one revision (an EXPIRED entry deletes several keys)
+ * are never split between answers. A stream sends one at least every
+ * PROTO_WATCH_HEARTBEAT_MS; a client that hears nothing for PROTO_WATCH_SILENCE_MS takes
+ * the server for dead. The stream ends with an ERR: PROTO_ERR_COMPACTED, or
+ * PROTO_ERR_FELL_BEHIND (followed by the revision to resume from), or another reason. */
+enum proto_event_kind {
+    PROTO_EVENT_SET = 1,    /* "REV set KEY VALUE": set, setex, cas, cas --ttl */
+    PROTO_EVENT_DELETE = 2, /* "REV delete KEY": delete, cad */
+    PROTO_EVENT_EXPIRE = 3, /* "REV expire KEY": its deadline passed (an EXPIRED entry) */
+};
+#define PROTO_WATCH_HEARTBEAT_MS 1000u
+#define PROTO_WATCH_SILENCE_MS 3000u
+#define PROTO_ERR_COMPACTED "compacted: oldest available revision " /* then N */
+#define PROTO_ERR_FELL_BEHIND "watcher fell behind at rev "         /* then N */
+#define PROTO_EVENTS_HEAD 12u
+struct proto_event {
+    uint64_t rev;
+    uint8_t kind;
+    const char *key, *val;  /* into the body */
+    uint32_t key_len, val_len;
+};
+/* proto_events_begin writes the head (n = 0) into b (raw bytes, not a frame);
+ * proto_events_add appends an event and counts it. */
+int proto_events_begin(struct proto_buf *b, uint64_t progress);
+int proto_events_add(struct proto_buf *b, const struct proto_event *ev);
+/* Reads a body's head: RK_OK, or RK_ERR_PROTO. Then proto_events_next gives event after
+ * event from *off (start at PROTO_EVENTS_HEAD): 1 with the event, 0 at the end,
+ * RK_ERR_PROTO for a malformed one (an unknown kind included). */
+int proto_events_head(const char *body, uint32_t len, uint64_t *progress, uint32_t *n);
+int proto_events_next(const char *body, uint32_t len, uint32_t *off, struct proto_event *ev);
+/* A WATCH value: "" (*from = 0: from now) or "FROM" (canonical decimal >= 1). RK_OK or
+ * RK_ERR_PROTO. */
+int proto_parse_watch(const char *val, uint32_t len, uint64_t *from);
+/* The N after an ERR's PROTO_ERR_COMPACTED or PROTO_ERR_FELL_BEHIND text (prefix is one
+ * of them): RK_OK with *rev, or RK_ERR_PROTO if body is not that error. */
+int proto_parse_watch_error(const char *body, uint32_t len, const char *prefix, uint64_t *rev);
 
 /* The revision in a CAS or CAD value ("REV VALUE" or "REV": decimal, no sign or leading
  * zero, then for CAS one space and the value, which may be empty). *rest points after

@@ -14,6 +14,7 @@
 #include "net/listener.h"
 #include "net/replicator.h"
 #include "node/node.h"
+#include "kv/kv_history.h"
 #include "storage/snapshot.h"
 
 #define ERR_LEN 512
@@ -36,6 +37,7 @@ static void print_usage(FILE *to, const char *prog)
             "          [--max-clients N] [--client-idle-timeout-ms N] [--frame-timeout-ms N]\n"
             "          [--max-peer-queue-bytes N] [--snapshot-entries N] [--snapshot-bytes N]\n"
             "          [--snapshot-keep N] [--snapshot-fork True|False] [--disk-stall-ms N]\n"
+            "          [--watch-history N] [--watch-history-bytes N] [--max-watchers N]\n"
             "       %s --dump-snapshot FILE\n"
             "       %s -h|--help\n"
             "  NAME must be listed in DIR/server_registry.txt (DIR defaults to logs).\n"
@@ -49,9 +51,14 @@ static void print_usage(FILE *to, const char *prog)
             "  --snapshot-bytes of commands (default %llu; 0 = no limit); --snapshot-keep\n"
             "  entries (default %u) stay in memory behind it for slow followers. It is\n"
             "  written by a forked child; --snapshot-fork False serializes it in memory.\n"
-            "  --dump-snapshot prints a snapshot file and exits (1 if it is corrupt).\n",
+            "  --dump-snapshot prints a snapshot file and exits (1 if it is corrupt).\n"
+            "  Watchers resume from the last --watch-history changes (default %u), at most\n"
+            "  --watch-history-bytes of them (default %llu); --max-watchers (default %u)\n"
+            "  watch streams are served at once, each also a client connection.\n",
             prog, prog, prog, NODE_DISK_STALL_MS_DEFAULT, NODE_SNAPSHOT_ENTRIES_DEFAULT,
-            (unsigned long long)NODE_SNAPSHOT_BYTES_DEFAULT, NODE_SNAPSHOT_KEEP_DEFAULT);
+            (unsigned long long)NODE_SNAPSHOT_BYTES_DEFAULT, NODE_SNAPSHOT_KEEP_DEFAULT,
+            KV_HISTORY_EVENTS_DEFAULT, (unsigned long long)KV_HISTORY_BYTES_DEFAULT,
+            NODE_DEFAULT_MAX_WATCHERS);
 }
 
 /* Prints the problem (if any) and the usage on stderr, and exits 2. */
@@ -121,6 +128,8 @@ static bool parse_limit(struct node_limits *l, const char *opt, const char *val)
         return parse_u32(val, 0, 86400000, &l->client_idle_ms);
     if (!strcmp(opt, "--frame-timeout-ms"))
         return parse_u32(val, 10, 3600000, &l->frame_timeout_ms);
+    if (!strcmp(opt, "--max-watchers"))
+        return parse_u32(val, 0, 1000000, &l->max_watchers);
     if (!strcmp(opt, "--max-peer-queue-bytes"))
         return parse_size(val, 4096, (uint64_t)SIZE_MAX / 2, &l->max_peer_queue_bytes);
     return false;
@@ -164,6 +173,10 @@ static bool parse_option(struct options *o, const char *opt, const char *val)
         return parse_flag(val, &o->cfg.snap.fork);
     if (!strcmp(opt, "--disk-stall-ms"))
         return parse_u32(val, 0, 3600000, &o->cfg.disk_stall_ms);
+    if (!strcmp(opt, "--watch-history"))
+        return parse_u32(val, 1, 100000000, &o->cfg.watch_history);
+    if (!strcmp(opt, "--watch-history-bytes"))
+        return parse_u64(val, 4096, UINT64_MAX / 2, &o->cfg.watch_history_bytes);
     return parse_limit(&o->cfg.limits, opt, val);
 }
 
@@ -198,7 +211,9 @@ static void parse_args(int argc, char **argv, struct options *o)
 {
     *o = (struct options){ .cfg = { .dir = "logs", .election_min_ms = 150,
                                     .election_max_ms = 300, .heartbeat_ms = 50,
-                                    .disk_stall_ms = NODE_DISK_STALL_MS_DEFAULT } };
+                                    .disk_stall_ms = NODE_DISK_STALL_MS_DEFAULT,
+                                    .watch_history = KV_HISTORY_EVENTS_DEFAULT,
+                                    .watch_history_bytes = KV_HISTORY_BYTES_DEFAULT } };
     node_limits_default(&o->cfg.limits);
     node_snap_opts_default(&o->cfg.snap);
     int pos = 0;

@@ -265,6 +265,57 @@ int harness_send_frame(int fd, const void *payload, uint32_t len)
     return rc;
 }
 
+int harness_raw_client(struct ctl_cluster *c, int i)
+{
+    char err[256];
+    int fd = net_connect(c->servers[i].host, c->servers[i].port, 2000, err, sizeof(err));
+    struct proto_buf b = { 0 };
+    if (fd >= 0 && (proto_encode_hello_client(&b) != RK_OK ||
+                    net_write_full(fd, b.data, b.len) != RK_OK)) {
+        close(fd);
+        fd = -1;
+    }
+    proto_buf_free(&b);
+    return fd;
+}
+
+int harness_raw_request(int fd, uint8_t op, const char *key, const char *val)
+{
+    struct proto_client_req req = { .op = op, .key = key, .key_len = (uint32_t)strlen(key),
+                                    .val = val, .val_len = (uint32_t)strlen(val) };
+    struct proto_buf b = { 0 };
+    int rc = proto_encode_client_req(&b, &req);
+    if (rc == RK_OK)
+        rc = net_write_full(fd, b.data, b.len);
+    proto_buf_free(&b);
+    return rc;
+}
+
+int harness_raw_answer(int fd, int ms, char **body, uint32_t *body_len)
+{
+    *body = NULL;
+    *body_len = 0;
+    net_set_timeouts(fd, ms);
+    uint8_t *payload = NULL;
+    size_t len = 0;
+    int rc = net_read_frame(fd, PROTO_MAX_FRAME, &payload, &len);
+    if (rc != RK_OK)
+        return rc;
+    struct proto_client_resp resp;
+    rc = proto_decode_client_resp(payload, len, &resp);
+    if (rc == RK_OK) {
+        *body = malloc((size_t)resp.body_len + 1);
+        rc = *body == NULL ? RK_ERR_NOMEM : resp.status;
+    }
+    if (*body != NULL) {
+        memcpy(*body, resp.body, resp.body_len);
+        (*body)[resp.body_len] = '\0';
+        *body_len = resp.body_len;
+    }
+    free(payload);
+    return rc;
+}
+
 struct ctl_cluster *harness_start(int n, int leader_wait_ms)
 {
     char err[256];

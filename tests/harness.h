@@ -77,6 +77,13 @@ int harness_run(char *const argv[], const char *stdin_text, char *out, size_t ou
 
 /* Writes one raw frame (4-byte big-endian length + payload) to fd. */
 int harness_send_frame(int fd, const void *payload, uint32_t len);
+/* A raw client connection to server i that has sent its HELLO_CLIENT; -1 on failure. */
+int harness_raw_client(struct ctl_cluster *c, int i);
+/* Sends one CLIENT_REQ on a raw connection. RK_OK or RK_ERR_*. */
+int harness_raw_request(int fd, uint8_t op, const char *key, const char *val);
+/* Reads one CLIENT_RESP within ms: returns its status (PROTO_ST_*), its body in a malloc'ed
+ * *body (NUL-terminated; free it), or a negative RK_ERR_* code (RK_ERR_CLOSED at EOF). */
+int harness_raw_answer(int fd, int ms, char **body, uint32_t *body_len);
 
 /* Prints the server logs and destroys the cluster, then fails the test. Check ends a
  * failed forked test with _exit(), so cleanup must happen before the failure. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,7 +49,23 @@ struct fake_req {
 struct fake_conn {
     int fd;
     bool hello_seen;
+    bool watching;     /* got a WATCH: a stream of EVENTS answers (fake_watch_tick) */
+    bool cut;          /* the stream is over: close the connection */
+    uint64_t cursor;   /* the next revision to send */
+    int answers;       /* EVENTS answers sent */
+    uint64_t last_ms;  /* when the last one was sent */
 };
+
+/* One change in a fake server's history (its WATCH streams send them). */
+struct fake_event {
+    uint64_t rev;
+    uint8_t kind;
+    char key[32], val[32];
+};
+
+#define FAKE_MAX_EVENTS 32
+#define FAKE_MAX_FROMS 16
+#define FAKE_HEARTBEAT_MS 200
 
 struct fake_server {
     char name[32];
@@ -71,6 +88,19 @@ struct fake_server {
     int drop_writes;                /* close without replying to this many SET/DELETEs */
     int expire_writes;              /* answer this many SET/DELETEs "session expired" */
     int fail_registers;             /* answer this many REGISTERs with an ERR */
+    /* WATCH: the history, and how the streams behave */
+    struct fake_event events[FAKE_MAX_EVENTS];
+    int n_events;
+    uint64_t head;                  /* the progress: the last revision applied */
+    uint64_t oldest;                /* a FROM below it is answered "compacted" (0: none) */
+    uint64_t replay_from;           /* !0: streams start here whatever the FROM (dups) */
+    int close_after;                /* !0: close a stream after this many answers */
+    int silent_after;               /* !0: send nothing more after this many answers */
+    int behind_after;               /* !0: after this many answers, "fell behind at rev" */
+    uint64_t behind_rev;            /* ... this one */
+    char watch_err[FAKE_STR];       /* !"": answer every WATCH with this ERR */
+    uint64_t froms[FAKE_MAX_FROMS]; /* the FROM of each WATCH (0: none) */
+    int n_watches;
 };
 
 static void copy_str(char *dst, const char *src, uint32_t len)
@@ -174,6 +204,91 @@ static void fake_answer(struct fake_server *f, const struct proto_client_req *re
     resp->body_len = (uint32_t)strlen(body);
 }
 
+/* Sends one CLIENT_RESP with this status and body on c; false if it failed. */
+static bool fake_send(struct fake_conn *c, uint8_t status, const char *body, uint32_t len)
+{
+    struct proto_client_resp resp = { .status = status, .body = body, .body_len = len };
+    struct proto_buf out = { 0 };
+    bool ok = proto_encode_client_resp(&out, &resp) == RK_OK &&
+              net_write_full(c->fd, out.data, out.len) == RK_OK;
+    proto_buf_free(&out);
+    return ok;
+}
+
+/* The ERR that ends c's stream: text, then the number n unless it is 0. */
+static void fake_send_err(struct fake_conn *c, const char *text, uint64_t n)
+{
+    char body[FAKE_STR];
+    if (n != 0)
+        snprintf(body, sizeof(body), "%s%llu", text, (unsigned long long)n);
+    else
+        snprintf(body, sizeof(body), "%s", text);
+    fake_send(c, PROTO_ST_ERR, body, (uint32_t)strlen(body));
+    c->cut = true;
+}
+
+/* A WATCH on c (called with f->mu held): logs its FROM, refuses it (watch_err, or a FROM
+ * below oldest), or starts the stream (at FROM, or after head; at replay_from if set). */
+static void fake_watch_start(struct fake_server *f, struct fake_conn *c,
+                             const struct proto_client_req *req)
+{
+    uint64_t from = 0;
+    ck_assert_int_eq(proto_parse_watch(req->val, req->val_len, &from), RK_OK);
+    if (f->n_watches < FAKE_MAX_FROMS)
+        f->froms[f->n_watches] = from;
+    f->n_watches++;
+    if (f->watch_err[0] != '\0') {
+        fake_send_err(c, f->watch_err, 0);
+    } else if (from != 0 && from < f->oldest) {
+        fake_send_err(c, PROTO_ERR_COMPACTED, f->oldest);
+    } else {
+        c->watching = true;
+        c->cursor = from != 0 ? from : f->head + 1;
+        if (f->replay_from != 0)
+            c->cursor = f->replay_from;
+        c->last_ms = 0; /* the first answer at once */
+    }
+}
+
+/* The next answer of c's stream (called with f->mu held): the events of the next
+ * revision in the history (progress: that revision, or head after the last), or a
+ * heartbeat; then the scripted cut (close, silence, fell behind). */
+static void fake_watch_tick(struct fake_server *f, struct fake_conn *c)
+{
+    uint64_t now = rk_clock_ms(), rev = 0;
+    if (!c->watching || c->cut || (f->silent_after != 0 && c->answers >= f->silent_after))
+        return;
+    for (int i = 0; i < f->n_events; i++)
+        if (f->events[i].rev >= c->cursor && f->events[i].rev <= f->head &&
+            (rev == 0 || f->events[i].rev < rev))
+            rev = f->events[i].rev;
+    if (rev == 0 && c->last_ms != 0 && now - c->last_ms < FAKE_HEARTBEAT_MS)
+        return;
+    struct proto_buf b = { 0 };
+    bool later = false;
+    for (int i = 0; i < f->n_events; i++)
+        later = later || (f->events[i].rev > rev && f->events[i].rev <= f->head);
+    ck_assert_int_eq(proto_events_begin(&b, rev != 0 && later ? rev : f->head), RK_OK);
+    for (int i = 0; rev != 0 && i < f->n_events; i++) {
+        const struct fake_event *e = &f->events[i];
+        struct proto_event ev = { .rev = e->rev, .kind = e->kind, .key = e->key,
+                                  .key_len = (uint32_t)strlen(e->key), .val = e->val,
+                                  .val_len = (uint32_t)strlen(e->val) };
+        if (e->rev == rev) {
+            ck_assert_int_eq(proto_events_add(&b, &ev), RK_OK);
+        }
+    }
+    c->cursor = rev != 0 ? rev + 1 : f->head + 1 > c->cursor ? f->head + 1 : c->cursor;
+    c->cut = !fake_send(c, PROTO_ST_EVENTS, (const char *)b.data, (uint32_t)b.len);
+    proto_buf_free(&b);
+    c->answers++;
+    c->last_ms = now;
+    if (f->close_after != 0 && c->answers >= f->close_after)
+        c->cut = true;
+    if (f->behind_after != 0 && c->answers >= f->behind_after)
+        fake_send_err(c, PROTO_ERR_FELL_BEHIND, f->behind_rev);
+}
+
 /* Handles one frame from connection c. Returns false when the connection is to close. */
 static bool fake_handle_frame(struct fake_server *f, struct fake_conn *c)
 {
@@ -201,7 +316,9 @@ static bool fake_handle_frame(struct fake_server *f, struct fake_conn *c)
         f->last_op = req.op;
         copy_str(f->last_key, req.key, req.key_len);
         copy_str(f->last_val, req.val, req.val_len);
-        if (is_write(req.op) && f->drop_writes > 0) { /* a lost reply */
+        if (req.op == PROTO_OP_WATCH) {
+            fake_watch_start(f, c, &req);
+        } else if (is_write(req.op) && f->drop_writes > 0) { /* a lost reply */
             f->drop_writes--;
             keep = false;
         } else if (f->mode != FAKE_SILENT) {
@@ -236,6 +353,14 @@ static void fake_accept(struct fake_server *f)
         close(fd);
 }
 
+static void fake_drop_conn(struct fake_server *f, int i)
+{
+    pthread_mutex_lock(&f->mu);
+    close(f->conns[i].fd);
+    f->conns[i] = f->conns[--f->n_conns];
+    pthread_mutex_unlock(&f->mu);
+}
+
 /* The server thread: polls the listener and every connection, 20 ms at a time, until stop. */
 static void *fake_main(void *arg)
 {
@@ -251,18 +376,22 @@ static void *fake_main(void *arg)
         if (stop)
             break;
         pfd[0] = (struct pollfd){ .fd = f->listen_fd, .events = POLLIN };
-        if (poll(pfd, (nfds_t)n + 1, 20) <= 0)
-            continue;
-        for (int i = n - 1; i >= 0; i--) { /* backwards: removal moves the last one in */
-            if (pfd[i + 1].revents == 0 || fake_handle_frame(f, &f->conns[i]))
-                continue;
-            pthread_mutex_lock(&f->mu);
-            close(f->conns[i].fd);
-            f->conns[i] = f->conns[--f->n_conns];
-            pthread_mutex_unlock(&f->mu);
+        if (poll(pfd, (nfds_t)n + 1, 20) > 0) {
+            for (int i = n - 1; i >= 0; i--) /* backwards: removal moves the last one in */
+                if (pfd[i + 1].revents != 0 && !fake_handle_frame(f, &f->conns[i]))
+                    fake_drop_conn(f, i);
+            if (pfd[0].revents != 0)
+                fake_accept(f);
         }
-        if (pfd[0].revents != 0)
-            fake_accept(f);
+        pthread_mutex_lock(&f->mu);
+        for (int i = f->n_conns - 1; i >= 0; i--) {
+            fake_watch_tick(f, &f->conns[i]);
+            if (f->conns[i].cut) {
+                close(f->conns[i].fd);
+                f->conns[i] = f->conns[--f->n_conns];
+            }
+        }
+        pthread_mutex_unlock(&f->mu);
     }
     return NULL;
 }
@@ -327,6 +456,8 @@ static void scratch_teardown(void)
 {
     char path[128];
     snprintf(path, sizeof(path), "%s/server_registry.txt", scratch_dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/stderr.txt", scratch_dir); /* the watch tests' */
     unlink(path);
     rmdir(scratch_dir);
 }
@@ -800,8 +931,9 @@ START_TEST(test_program_stdin_one_line_per_command)
     client_expect("help\\nfoo\\nset k\\nget\\n", args_for(follower->port, ""),
                   "commands: set KEY VALUE | get KEY | delete KEY | status | rev KEY | "
                   "cas KEY REV VALUE | cas --ttl SECONDS KEY REV VALUE | cad KEY REV | "
-                  "scan PREFIX [LIMIT [AFTER]] | setex KEY SECONDS VALUE | expire KEY SECONDS | "
-                  "ttl KEY | add [--learner] NAME HOST PORT | remove [--force] NAME | members | "
+                  "scan PREFIX [LIMIT [AFTER]] | watch PREFIX [--from REV] | "
+                  "setex KEY SECONDS VALUE | expire KEY SECONDS | ttl KEY | "
+                  "add [--learner] NAME HOST PORT | remove [--force] NAME | members | "
                   "transfer [NAME] | help | quit\n"
                   "ERR unknown command 'foo' (try help)\n"
                   "ERR usage: set KEY VALUE\n"
@@ -890,6 +1022,363 @@ START_TEST(test_program_status_and_registry)
 }
 END_TEST
 
+/* ---- raft_client watch against fake servers ------------------------------------------ */
+
+/* A raft_client running in the background, its stdout read through a pipe, its stderr
+ * in SCRATCH/stderr.txt. */
+struct watch_proc {
+    pid_t pid;
+    int out;
+    char buf[8192];
+    size_t len;
+};
+
+static void watch_spawn(struct watch_proc *p, const char *input, const char *args)
+{
+    char cmd[2048], err_path[128];
+    snprintf(err_path, sizeof(err_path), "%s/stderr.txt", scratch_dir);
+    if (input != NULL)
+        snprintf(cmd, sizeof(cmd), "printf '%s' | %s %s 2>%s", input, client_bin(), args,
+                 err_path);
+    else
+        snprintf(cmd, sizeof(cmd), "exec %s %s </dev/null 2>%s", client_bin(), args, err_path);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    memset(p, 0, sizeof(*p));
+    p->pid = fork();
+    ck_assert_int_ge(p->pid, 0);
+    if (p->pid == 0) {
+        setpgid(0, 0); /* its own group: the shell and the client are killed together */
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(p->pid, p->pid);
+    close(fds[1]);
+    p->out = fds[0];
+}
+
+/* Reads p's stdout for up to ms (or until it closes); true once it is exactly want. */
+static bool watch_read_until(struct watch_proc *p, const char *want, int ms)
+{
+    uint64_t deadline = rk_clock_ms() + (uint64_t)ms;
+    while (strcmp(p->buf, want) != 0 && rk_clock_ms() < deadline) {
+        struct pollfd pfd = { .fd = p->out, .events = POLLIN };
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        ssize_t n = read(p->out, p->buf + p->len, sizeof(p->buf) - 1 - p->len);
+        if (n <= 0)
+            break;
+        p->len += (size_t)n;
+        p->buf[p->len] = '\0';
+    }
+    return strcmp(p->buf, want) == 0;
+}
+
+static void watch_expect(struct watch_proc *p, const char *want, int ms)
+{
+    ck_assert_msg(watch_read_until(p, want, ms), "stdout '%s', want '%s'", p->buf, want);
+}
+
+/* Waits up to ms for p to exit by itself: its exit code, or -1 if it did not. */
+static int watch_exit_code(struct watch_proc *p, int ms)
+{
+    uint64_t deadline = rk_clock_ms() + (uint64_t)ms;
+    int st;
+    while (rk_clock_ms() < deadline) {
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+        }
+        rk_sleep_ms(20);
+    }
+    return -1;
+}
+
+/* Kills p (a watch never ends by itself) and closes its pipe. */
+static void watch_stop(struct watch_proc *p)
+{
+    if (p->pid > 0) {
+        kill(-p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+    }
+    p->pid = 0;
+    close(p->out);
+}
+
+/* SCRATCH/stderr.txt (what the client noted), malloc'ed. */
+static char *watch_stderr(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/stderr.txt", scratch_dir);
+    FILE *fp = fopen(path, "r");
+    ck_assert_ptr_nonnull(fp);
+    char *text = calloc(1, 65536);
+    ck_assert_ptr_nonnull(text);
+    size_t n = fread(text, 1, 65535, fp);
+    text[n] = '\0';
+    fclose(fp);
+    unlink(path);
+    return text;
+}
+
+static void fake_add_event(struct fake_server *f, uint64_t rev, uint8_t kind, const char *key,
+                           const char *val)
+{
+    pthread_mutex_lock(&f->mu);
+    ck_assert_int_lt(f->n_events, FAKE_MAX_EVENTS);
+    struct fake_event *e = &f->events[f->n_events++];
+    e->rev = rev;
+    e->kind = kind;
+    snprintf(e->key, sizeof(e->key), "%s", key);
+    snprintf(e->val, sizeof(e->val), "%s", val);
+    if (rev > f->head)
+        f->head = rev;
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* The history 3 set a/x 1, 5 delete a/x, 7 expire a/y and a/z (one revision), head 8. */
+static void fake_add_history(struct fake_server *f)
+{
+    fake_add_event(f, 3, PROTO_EVENT_SET, "a/x", "1");
+    fake_add_event(f, 5, PROTO_EVENT_DELETE, "a/x", "");
+    fake_add_event(f, 7, PROTO_EVENT_EXPIRE, "a/y", "");
+    fake_add_event(f, 7, PROTO_EVENT_EXPIRE, "a/z", "");
+    pthread_mutex_lock(&f->mu);
+    f->head = 8;
+    pthread_mutex_unlock(&f->mu);
+}
+
+#define HISTORY_LINES "3 set a/x 1\n5 delete a/x\n7 expire a/y\n7 expire a/z\n"
+
+static uint64_t fake_from(struct fake_server *f, int i)
+{
+    pthread_mutex_lock(&f->mu);
+    ck_assert_int_lt(i, f->n_watches);
+    uint64_t from = f->froms[i];
+    pthread_mutex_unlock(&f->mu);
+    return from;
+}
+
+/* "127.0.0.1 PORT --dir SCRATCH " + rest: the servers of the registry after PORT. */
+static const char *watch_args(uint16_t port, const char *rest)
+{
+    static char buf[1024];
+    snprintf(buf, sizeof(buf), "127.0.0.1 %u --dir %s %s", (unsigned)port, scratch_dir, rest);
+    return buf;
+}
+
+START_TEST(test_watch_prints_events_in_order)
+{
+    struct fake_server *a = fake_start("a", FAKE_LEADER, 0);
+    fake_add_history(a);
+    struct watch_proc p;
+    watch_spawn(&p, NULL, watch_args(a->port, "watch a/ --from 1"));
+    watch_expect(&p, HISTORY_LINES, 3000);
+    fake_add_event(a, 9, PROTO_EVENT_SET, "a/q", "v  w"); /* while it streams */
+    watch_expect(&p, HISTORY_LINES "9 set a/q v  w\n", 3000);
+    ck_assert_uint_eq(fake_from(a, 0), 1);
+    pthread_mutex_lock(&a->mu);
+    ck_assert_str_eq(a->last_key, "a/");
+    pthread_mutex_unlock(&a->mu);
+    watch_stop(&p);
+    /* from now (no FROM: the stream starts after head), every key (an empty argument) */
+    watch_spawn(&p, NULL, watch_args(a->port, "watch ''"));
+    rk_sleep_ms(500);
+    fake_add_event(a, 10, PROTO_EVENT_DELETE, "b", "");
+    watch_expect(&p, "10 delete b\n", 3000);
+    ck_assert_uint_eq(fake_from(a, 1), 0);
+    pthread_mutex_lock(&a->mu);
+    ck_assert_str_eq(a->last_key, "");
+    ck_assert_int_eq(a->bad_frames, 0);
+    pthread_mutex_unlock(&a->mu);
+    watch_stop(&p);
+    fake_stop(a);
+}
+END_TEST
+
+/* A stream that closes after two answers: the client goes on at the next server with
+ * FROM = the first revision not yet printed; what that server sends again is dropped. */
+START_TEST(test_watch_resumes_at_next_server)
+{
+    struct fake_server *a = fake_start("a", FAKE_LEADER, 0);
+    struct fake_server *b = fake_start("b", FAKE_LEADER, 0);
+    fake_add_history(a);
+    fake_add_history(b);
+    pthread_mutex_lock(&a->mu);
+    a->close_after = 2;
+    pthread_mutex_unlock(&a->mu);
+    pthread_mutex_lock(&b->mu);
+    b->replay_from = 1; /* a careless server: sends revisions 3 and 5 again */
+    pthread_mutex_unlock(&b->mu);
+    const struct fake_server *list[] = { a, b };
+    write_registry(list, 2);
+    struct watch_proc p;
+    watch_spawn(&p, NULL, watch_args(a->port, "-v watch a/ --from 2"));
+    watch_expect(&p, HISTORY_LINES, 3000);
+    ck_assert(!watch_read_until(&p, HISTORY_LINES "x", 500)); /* nothing more */
+    ck_assert_str_eq(p.buf, HISTORY_LINES);
+    ck_assert_uint_eq(fake_from(a, 0), 2);
+    ck_assert_uint_eq(fake_from(b, 0), 6); /* after the answer of revision 5 */
+    watch_stop(&p);
+    char *err = watch_stderr();
+    ck_assert_msg(strstr(err, "watch: server a (127.0.0.1:") != NULL &&
+                  strstr(err, "connection closed; resuming from rev 6 at b (127.0.0.1:") != NULL,
+                  "stderr: %s", err);
+    free(err);
+    fake_stop(b);
+    fake_stop(a);
+}
+END_TEST
+
+/* A server that stops answering (no heartbeat for PROTO_WATCH_SILENCE_MS): the next one. */
+START_TEST(test_watch_silent_server_is_left)
+{
+    struct fake_server *a = fake_start("a", FAKE_LEADER, 0);
+    struct fake_server *b = fake_start("b", FAKE_LEADER, 0);
+    fake_add_history(a);
+    fake_add_history(b);
+    pthread_mutex_lock(&a->mu);
+    a->silent_after = 1;
+    pthread_mutex_unlock(&a->mu);
+    const struct fake_server *list[] = { a, b };
+    write_registry(list, 2);
+    struct watch_proc p;
+    uint64_t t0 = rk_clock_ms();
+    watch_spawn(&p, NULL, watch_args(a->port, "-q watch a/ --from 1"));
+    watch_expect(&p, "3 set a/x 1\n", 2000);
+    watch_expect(&p, HISTORY_LINES, 6000);
+    ck_assert_int_ge(rk_clock_ms() - t0, PROTO_WATCH_SILENCE_MS - 100);
+    ck_assert_uint_eq(fake_from(b, 0), 4);
+    watch_stop(&p);
+    char *err = watch_stderr();
+    ck_assert_str_eq(err, ""); /* -q */
+    free(err);
+    fake_stop(b);
+    fake_stop(a);
+}
+END_TEST
+
+/* "watcher fell behind at rev N": resume from N (here past the progress seen). */
+START_TEST(test_watch_fell_behind_resumes_there)
+{
+    struct fake_server *a = fake_start("a", FAKE_LEADER, 0);
+    struct fake_server *b = fake_start("b", FAKE_LEADER, 0);
+    fake_add_history(a);
+    fake_add_history(b);
+    pthread_mutex_lock(&a->mu);
+    a->behind_after = 1;
+    a->behind_rev = 6;
+    pthread_mutex_unlock(&a->mu);
+    const struct fake_server *list[] = { a, b };
+    write_registry(list, 2);
+    struct watch_proc p;
+    watch_spawn(&p, NULL, watch_args(a->port, "watch a/ --from 1"));
+    watch_expect(&p, "3 set a/x 1\n7 expire a/y\n7 expire a/z\n", 3000);
+    ck_assert_uint_eq(fake_from(b, 0), 6);
+    watch_stop(&p);
+    char *err = watch_stderr();
+    ck_assert_msg(strstr(err, "watcher fell behind at rev 6; resuming from rev 6 at b") != NULL,
+                  "stderr: %s", err);
+    free(err);
+    fake_stop(b);
+    fake_stop(a);
+}
+END_TEST
+
+/* compacted: the other servers are tried first; when all say so, ERR with the oldest. */
+START_TEST(test_watch_compacted)
+{
+    struct fake_server *a = fake_start("a", FAKE_LEADER, 0);
+    struct fake_server *b = fake_start("b", FAKE_LEADER, 0);
+    fake_add_history(a);
+    fake_add_history(b);
+    pthread_mutex_lock(&a->mu);
+    a->oldest = 5;
+    pthread_mutex_unlock(&a->mu);
+    const struct fake_server *list[] = { a, b };
+    write_registry(list, 2);
+    struct watch_proc p;
+    watch_spawn(&p, NULL, watch_args(a->port, "watch a/ --from 2"));
+    watch_expect(&p, HISTORY_LINES, 3000); /* from b */
+    watch_stop(&p);
+    pthread_mutex_lock(&b->mu);
+    b->oldest = 4;
+    pthread_mutex_unlock(&b->mu);
+    watch_spawn(&p, NULL, watch_args(a->port, "watch a/ --from 2"));
+    watch_expect(&p, "ERR compacted: oldest available revision 4\n", 3000);
+    ck_assert_int_eq(watch_exit_code(&p, 2000), 1);
+    watch_stop(&p);
+    /* in a script too: the watch is the last command */
+    watch_spawn(&p, "watch a/ --from 3\nget k\n", watch_args(a->port, ""));
+    watch_expect(&p, "ERR compacted: oldest available revision 4\n", 3000);
+    ck_assert_int_eq(watch_exit_code(&p, 2000), 1);
+    watch_stop(&p);
+    ck_assert_int_eq(FAKE_COUNT(a, requests) + FAKE_COUNT(b, requests), 6); /* no GET */
+    fake_stop(b);
+    fake_stop(a);
+}
+END_TEST
+
+/* An ERR about the server (too many watchers): the next one; about the request: ERR. */
+START_TEST(test_watch_refused)
+{
+    struct fake_server *a = fake_start("a", FAKE_LEADER, 0);
+    struct fake_server *b = fake_start("b", FAKE_LEADER, 0);
+    fake_add_history(b);
+    pthread_mutex_lock(&a->mu);
+    snprintf(a->watch_err, sizeof(a->watch_err), "too many watchers (1024)");
+    pthread_mutex_unlock(&a->mu);
+    const struct fake_server *list[] = { a, b };
+    write_registry(list, 2);
+    struct watch_proc p;
+    watch_spawn(&p, NULL, watch_args(a->port, "watch a/ --from 1"));
+    watch_expect(&p, HISTORY_LINES, 3000);
+    watch_stop(&p);
+    pthread_mutex_lock(&a->mu);
+    snprintf(a->watch_err, sizeof(a->watch_err), "%s", PROTO_ERR_KEY_NOT_WORD);
+    pthread_mutex_unlock(&a->mu);
+    watch_spawn(&p, NULL, watch_args(a->port, "watch a/ --from 1"));
+    watch_expect(&p, "ERR " PROTO_ERR_KEY_NOT_WORD "\n", 3000);
+    ck_assert_int_eq(watch_exit_code(&p, 2000), 1);
+    watch_stop(&p);
+    fake_stop(b);
+    fake_stop(a);
+}
+END_TEST
+
+/* In a script, commands before the watch run; none after it. With no server reachable
+ * the watch keeps trying (noted on stderr). */
+START_TEST(test_watch_in_script_and_unreachable)
+{
+    struct fake_server *a = fake_start("a", FAKE_LEADER, 0);
+    fake_add_history(a);
+    struct watch_proc p;
+    watch_spawn(&p, "get k\nwatch \"\" --from 5\nget k\n", watch_args(a->port, ""));
+    watch_expect(&p, "(nil)\n5 delete a/x\n7 expire a/y\n7 expire a/z\n", 3000);
+    ck_assert(!watch_read_until(&p, "x", 500));
+    ck_assert_int_eq(watch_exit_code(&p, 1), -1); /* still watching */
+    watch_stop(&p);
+    pthread_mutex_lock(&a->mu);
+    ck_assert_uint_eq(a->froms[0], 5);
+    ck_assert_str_eq(a->last_key, "");
+    ck_assert_uint_eq(a->log[0].op, PROTO_OP_GET);
+    for (int i = 1; i < a->requests; i++) /* then MEMBERS (learning), then the WATCH */
+        ck_assert_uint_ne(a->log[i].op, PROTO_OP_GET);
+    pthread_mutex_unlock(&a->mu);
+    fake_stop(a);
+    watch_spawn(&p, NULL, watch_args(closed_port(), "watch a/ --from 7"));
+    ck_assert_int_eq(watch_exit_code(&p, 1500), -1);
+    watch_stop(&p);
+    ck_assert_str_eq(p.buf, "");
+    char *err = watch_stderr();
+    ck_assert_msg(strstr(err, "resuming from rev 7 at 127.0.0.1:") != NULL, "stderr: %s", err);
+    free(err);
+}
+END_TEST
+
 static Suite *client_suite(void)
 {
     Suite *s = suite_create("client");
@@ -923,6 +1412,18 @@ static Suite *client_suite(void)
     tcase_add_test(tp, test_program_session_expired);
     tcase_add_test(tp, test_program_status_and_registry);
     suite_add_tcase(s, tp);
+
+    TCase *tw = tcase_create("watch");
+    tcase_add_unchecked_fixture(tw, scratch_setup, scratch_teardown);
+    tcase_set_timeout(tw, 20);
+    tcase_add_test(tw, test_watch_prints_events_in_order);
+    tcase_add_test(tw, test_watch_resumes_at_next_server);
+    tcase_add_test(tw, test_watch_silent_server_is_left);
+    tcase_add_test(tw, test_watch_fell_behind_resumes_there);
+    tcase_add_test(tw, test_watch_compacted);
+    tcase_add_test(tw, test_watch_refused);
+    tcase_add_test(tw, test_watch_in_script_and_unreachable);
+    suite_add_tcase(s, tw);
     return s;
 }
 

@@ -1,5 +1,6 @@
 /* tests/unit_client_parse.c - client/parse.c: splitting raft_client command lines into
  * word, key and value, and the checks (and exact error texts) of each command. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +264,72 @@ START_TEST(test_keys_are_words)
 }
 END_TEST
 
+/* The request of a valid watch line: its prefix and FROM (0: from now). */
+static void expect_watch(const char *line, const char *prefix, uint64_t from)
+{
+    struct client_cmd cmd;
+    uint8_t op = 0;
+    char err[128];
+    ck_assert(split(line, &cmd));
+    ck_assert_msg(client_check_command(&cmd, &op, err, sizeof(err)) == CLIENT_CMD_SERVER,
+                  "'%s': %s", line, err);
+    ck_assert_uint_eq(op, PROTO_OP_WATCH);
+    struct client_watch req;
+    const char *why = "unset";
+    ck_assert(client_watch_request(&cmd, &req, &why));
+    ck_assert_ptr_null(why);
+    ck_assert_uint_eq(req.prefix_len, strlen(prefix));
+    ck_assert_mem_eq(req.prefix, prefix, req.prefix_len);
+    ck_assert_uint_eq(req.from, from);
+}
+
+#define WATCH_USAGE "usage: watch PREFIX [--from REV]"
+#define WATCH_BAD_REV "bad revision (a number >= 1); usage: watch PREFIX [--from REV]"
+
+/* watch PREFIX [--from REV]: "" (two characters, or an empty argument) is every key. */
+START_TEST(test_watch)
+{
+    expect_watch("watch user/", "user/", 0);
+    expect_watch("WATCH \"\"", "", 0);
+    expect_watch("watch user/ --from 1", "user/", 1);
+    expect_watch("watch \"\"  --from   18446744073709551615 ", "", UINT64_MAX);
+    expect_watch("watch --from", "--from", 0); /* a prefix like any other */
+    ck_assert(client_is_command_word("watch") && client_is_command_word("Watch"));
+    expect_invalid("watch", WATCH_USAGE);
+    expect_invalid("watch p --from", WATCH_USAGE);
+    expect_invalid("watch p --from 5 x", WATCH_USAGE);
+    expect_invalid("watch p 5", WATCH_USAGE);
+    expect_invalid("watch p --since 5", WATCH_USAGE);
+    expect_invalid("watch --from 5", WATCH_USAGE); /* the prefix comes first */
+    expect_invalid("watch p --from 0", WATCH_BAD_REV);
+    expect_invalid("watch p --from x", WATCH_BAD_REV);
+    expect_invalid("watch p --from 007", WATCH_BAD_REV);
+    expect_invalid("watch p --from -3", WATCH_BAD_REV);
+    expect_invalid("watch p --from 18446744073709551616", WATCH_BAD_REV);
+    expect_invalid("watch a\x01/", PROTO_ERR_KEY_NOT_WORD);
+    /* one-shot mode: an empty argument is the empty prefix; a non-word is refused */
+    uint8_t op = 0;
+    char err[128];
+    struct client_watch req;
+    const char *why;
+    struct client_cmd cmd = { .word = "watch", .key = "", .key_len = 0, .n_args = 1 };
+    ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_SERVER);
+    ck_assert(client_watch_request(&cmd, &req, &why));
+    ck_assert_uint_eq(req.prefix_len, 0);
+    ck_assert_uint_eq(req.from, 0);
+    cmd = (struct client_cmd){ .word = "watch", .key = "a b", .key_len = 3, .n_args = 1 };
+    ck_assert_int_eq(client_check_command(&cmd, &op, err, sizeof(err)), CLIENT_CMD_INVALID);
+    ck_assert_str_eq(err, PROTO_ERR_KEY_NOT_WORD);
+    cmd = (struct client_cmd){ .word = "watch", .key = "", .key_len = 0, .val = "--from 42",
+                               .val_len = 9, .n_args = 2 };
+    ck_assert(client_watch_request(&cmd, &req, &why));
+    ck_assert_uint_eq(req.from, 42);
+    cmd = (struct client_cmd){ .word = "watch", .n_args = 0 };
+    ck_assert(!client_watch_request(&cmd, NULL, &why));
+    ck_assert_str_eq(why, "usage: ");
+}
+END_TEST
+
 static Suite *client_parse_suite(void)
 {
     Suite *s = suite_create("client_parse");
@@ -272,6 +339,7 @@ static Suite *client_parse_suite(void)
     tcase_add_test(tc, test_ttl_commands);
     tcase_add_test(tc, test_sizes);
     tcase_add_test(tc, test_keys_are_words);
+    tcase_add_test(tc, test_watch);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -954,7 +954,7 @@ START_TEST(test_unknown_types_rejected)
         d[off[2] + 1] = bad_ops[i];
         ck_assert_int_eq(proto_decode_client_req(d + off[2], len[2], &req), RK_ERR_PROTO);
     }
-    d[off[3] + 1] = PROTO_ST_FAILED + 1;
+    d[off[3] + 1] = PROTO_ST_EVENTS + 1;
     ck_assert_int_eq(proto_decode_client_resp(d + off[3], len[3], &resp), RK_ERR_PROTO);
     const uint8_t bad_msgs[] = { 0, RAFT_MSG_TIMEOUT_NOW + 1, 255 };
     for (size_t i = 0; i < sizeof(bad_msgs); i++) {

@@ -16,6 +16,7 @@
 #include "sim/sim_check.c"
 #include "sim/sim_check_conf.c"
 #include "sim/sim_check_expiry.c"
+#include "sim/sim_check_watch.c"
 #include "sim/sim_client.c"
 #include "sim/sim_disk.c"
 #include "sim/sim_expiry.c"

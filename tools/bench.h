@@ -47,6 +47,7 @@ struct bench_options {
     bool membership_targets;
     bool coord_targets;  /* --coord-targets */
     bool expiry_targets; /* --expiry-targets */
+    bool watch_targets;  /* --watch-targets */
     bool compare_etcd;
     bool clients_set, keys_set, max_seconds_set, out_set; /* given on the command line */
     unsigned seed;
@@ -394,5 +395,15 @@ int bench_coord_targets(const struct bench_options *o, const char *command);
  * replacing an earlier such section) a Markdown section. Returns 0 when every row was
  * measured. */
 int bench_expiry_targets(const struct bench_options *o, const char *command);
+
+/* ---- watch (bench_watch.c) ---- */
+
+/* Issue 17's measurements on 3 nodes: 64 writers with 0, 100 (on the leader), 100 (over
+ * every server) and again 0 watchers on their prefix: throughput, whether every watcher
+ * saw every write, the delay from the writer's OK to delivery; then on a fresh cluster
+ * the leader's memory and CPU with ~10,000 idle watchers, and 1 and 64 writers with and
+ * without them. Prints (and saves into o->out_path, replacing an earlier such section) a
+ * Markdown section. Returns 0 when every row was measured. */
+int bench_watch_targets(const struct bench_options *o, const char *command);
 
 #endif

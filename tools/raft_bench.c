@@ -53,6 +53,11 @@ static void usage(FILE *f)
             "                     writes per second while K keys (100000) expire in the same\n"
             "                     second, 3 nodes, 1 and N (64) writers, beside the same\n"
             "                     writers with nothing expiring; a section of --out\n"
+            "       raft_bench --watch-targets [--clients N] [--quick] [--out F]\n"
+            "                     issue 17's measurements on 3 nodes: 64 writers with 0 and 100\n"
+            "                     watchers (delay to delivery, every event seen); N idle\n"
+            "                     watchers (9880) on the leader: memory, CPU, writes/s beside\n"
+            "                     none; a section of --out\n"
             "  --nodes N          cluster size to start (default 3)\n"
             "  --clients N        concurrent clients, one connection each (1)\n"
             "  --engine E         threads: a thread per client, blocking (the default); loop:\n"
@@ -129,7 +134,7 @@ enum { OPT_NODES = 256, OPT_CLIENTS, OPT_OPS, OPT_MAXSEC, OPT_VSIZE, OPT_KEYS, O
        OPT_REGISTRY, OPT_CEILING, OPT_NOCEIL, OPT_FAILOVER, OPT_MATRIX, OPT_OUT, OPT_SBIN,
        OPT_SARG, OPT_PERF, OPT_QUICK, OPT_SEED, OPT_NOSESS, OPT_SNAP, OPT_MWRITES, OPT_ENGINE,
        OPT_LOOPS, OPT_ETCD, OPT_PIDFILE, OPT_COMPARE, OPT_ETRIALS, OPT_MEMBER, OPT_FBIN,
-       OPT_OP, OPT_COORD, OPT_EXPIRY, OPT_HELP };
+       OPT_OP, OPT_COORD, OPT_EXPIRY, OPT_WATCH, OPT_HELP };
 
 static const struct option long_opts[] = {
     { "nodes", 1, NULL, OPT_NODES },        { "clients", 1, NULL, OPT_CLIENTS },
@@ -148,7 +153,7 @@ static const struct option long_opts[] = {
     { "etcd-trials", 1, NULL, OPT_ETRIALS },    { "help", 0, NULL, OPT_HELP },
     { "membership-targets", 0, NULL, OPT_MEMBER }, { "fault-server-bin", 1, NULL, OPT_FBIN },
     { "op", 1, NULL, OPT_OP },              { "coord-targets", 0, NULL, OPT_COORD },
-    { "expiry-targets", 0, NULL, OPT_EXPIRY },
+    { "expiry-targets", 0, NULL, OPT_EXPIRY }, { "watch-targets", 0, NULL, OPT_WATCH },
     { NULL, 0, NULL, 0 },
 };
 
@@ -184,6 +189,7 @@ static bool apply_option(struct bench_options *o, int opt, const char *arg)
     case OPT_MEMBER: o->membership_targets = true; return true;
     case OPT_COORD: o->coord_targets = true; return true;
     case OPT_EXPIRY: o->expiry_targets = true; return true;
+    case OPT_WATCH: o->watch_targets = true; return true;
     case OPT_FBIN: o->fault_server_bin = arg; return true;
     case OPT_ENGINE:
         if (strcmp(arg, "threads") == 0)
@@ -502,12 +508,14 @@ int main(int argc, char **argv)
         return bench_etcd_load(&o);
     if (o.matrix)
         return bench_matrix(&o);
-    if (o.snapshot_targets || o.membership_targets || o.coord_targets || o.expiry_targets) {
+    if (o.snapshot_targets || o.membership_targets || o.coord_targets || o.expiry_targets ||
+        o.watch_targets) {
         static char command[1024];
         join_words(command, sizeof(command), argc, argv);
         return o.snapshot_targets     ? bench_snapshot_targets(&o, command)
                : o.membership_targets ? bench_membership_targets(&o, command)
                : o.coord_targets      ? bench_coord_targets(&o, command)
+               : o.watch_targets      ? bench_watch_targets(&o, command)
                                       : bench_expiry_targets(&o, command);
     }
     if (o.failover > 0)

@@ -313,6 +313,7 @@ static int apply_write(struct kv *kv, raft_index_t index, const struct raft_entr
         kv_ttl_clear(kv, n);
     else if (kv_ttl_set(kv, n, e->ttl_ms, index) != RK_OK)
         return RK_ERR_NOMEM;
+    kv_emit(kv, index, KV_EVENT_SET, e->key, e->key_len, e->val, e->val_len);
     return changed(kv, index);
 }
 
@@ -334,7 +335,10 @@ static int apply_command(struct kv *kv, raft_index_t index, const struct raft_en
     switch (e->type) {
     case RAFT_ENTRY_DELETE:
     case RAFT_ENTRY_CAD:
-        return kv_delete(kv, e->key, e->key_len) ? changed(kv, index) : KV_ABSENT;
+        if (!kv_delete(kv, e->key, e->key_len))
+            return KV_ABSENT;
+        kv_emit(kv, index, KV_EVENT_DELETE, e->key, e->key_len, "", 0);
+        return changed(kv, index);
     case RAFT_ENTRY_EXPIRE:
         return apply_expire(kv, index, e);
     default:
@@ -376,7 +380,7 @@ static int apply_entry(struct kv *kv, raft_index_t index, const struct raft_entr
         return rc == RK_OK ? KV_APPLIED : rc;
     }
     case RAFT_ENTRY_EXPIRED: /* the leader's: no session */
-        if (kv_expiry_apply(kv, e->val, e->val_len) > 0)
+        if (kv_expiry_apply(kv, index, e->val, e->val_len) > 0)
             changed(kv, index);
         return KV_APPLIED;
     case RAFT_ENTRY_SET:
@@ -403,6 +407,19 @@ int kv_apply(struct kv *kv, raft_index_t index, const struct raft_entry *e)
     if (rc > 0)
         kv->last_applied = index;
     return rc;
+}
+
+void kv_set_event_fn(struct kv *kv, kv_event_fn fn, void *ctx)
+{
+    kv->event_fn = fn;
+    kv->event_ctx = ctx;
+}
+
+void kv_emit(const struct kv *kv, uint64_t rev, enum kv_event_kind kind, const char *key,
+             uint32_t key_len, const char *val, uint32_t val_len)
+{
+    if (kv->event_fn != NULL)
+        kv->event_fn(kv->event_ctx, rev, kind, key, key_len, val, val_len);
 }
 
 raft_index_t kv_last_applied(const struct kv *kv)

@@ -121,6 +121,19 @@ size_t kv_ttl_count(const struct kv *kv);  /* keys with a deadline */
 int kv_expiry_batch(const struct kv *kv, uint64_t now_ms, uint32_t max_keys,
                     uint32_t max_bytes, char **list, uint32_t *len, uint32_t *n_keys);
 
+/* ---- Changes, for watchers (issue 17) ----
+ * kv_apply tells an event function of every change it makes, in order, as it makes it:
+ * the one place where events come from. A SET, SETEX, CAS or CAS_TTL that applied is a
+ * "set" (with the new value), a DELETE or CAD that removed a key a "delete", and each key
+ * an EXPIRED entry deletes an "expire"; the revision is the entry's index (all the keys of
+ * one EXPIRED entry share it). An EXPIRE (a new deadline) changes no value: no event. The
+ * values are those of enum proto_event_kind. */
+enum kv_event_kind { KV_EVENT_SET = 1, KV_EVENT_DELETE = 2, KV_EVENT_EXPIRE = 3 };
+typedef void (*kv_event_fn)(void *ctx, uint64_t rev, enum kv_event_kind kind, const char *key,
+                            uint32_t key_len, const char *val, uint32_t val_len);
+/* fn (NULL: none) gets the changes of every later kv_apply. */
+void kv_set_event_fn(struct kv *kv, kv_event_fn fn, void *ctx);
+
 /* A digest of the whole state (keys, values, revisions, deadlines as replicated, sessions,
  * last applied index), independent
  * of allocation and hashing history: equal states give equal digests. */

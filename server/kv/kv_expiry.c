@@ -223,7 +223,7 @@ int kv_expiry_batch(const struct kv *kv, uint64_t now_ms, uint32_t max_keys,
     return RK_OK;
 }
 
-uint64_t kv_expiry_apply(struct kv *kv, const char *list, uint32_t len)
+uint64_t kv_expiry_apply(struct kv *kv, raft_index_t index, const char *list, uint32_t len)
 {
     uint64_t deleted = 0;
     uint32_t pos = 0;
@@ -234,8 +234,11 @@ uint64_t kv_expiry_apply(struct kv *kv, const char *list, uint32_t len)
         const char *key = list + pos + 4;
         uint64_t set_index = rk_get_be((const uint8_t *)key + key_len, 8);
         const struct kv_node *n = kv_find(kv, key, key_len);
-        if (n != NULL && n->ttl != NULL && n->ttl->set_index == set_index)
-            deleted += kv_delete(kv, key, key_len) ? 1 : 0;
+        if (n != NULL && n->ttl != NULL && n->ttl->set_index == set_index &&
+            kv_delete(kv, key, key_len)) {
+            kv_emit(kv, index, KV_EVENT_EXPIRE, key, key_len, "", 0);
+            deleted++;
+        }
         pos += RECORD_FIXED_BYTES + key_len;
     }
     return deleted;

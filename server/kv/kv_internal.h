@@ -47,7 +47,13 @@ struct kv {
     size_t heap_len, heap_cap;
     uint64_t now_ms;
     bool clock_set;      /* kv_set_now was called: deadlines count from its clock */
+    kv_event_fn event_fn; /* told of every change kv_apply makes (NULL: nobody) */
+    void *event_ctx;
 };
+
+/* Tells the event function, if any, of a change. */
+void kv_emit(const struct kv *kv, uint64_t rev, enum kv_event_kind kind, const char *key,
+             uint32_t key_len, const char *val, uint32_t val_len);
 
 /* kv_set, recording rev as the key's revision (kv_image_read restores them so). */
 int kv_set_at(struct kv *kv, const char *key, uint32_t key_len, const char *val,
@@ -63,8 +69,8 @@ void kv_ttl_clear(struct kv *kv, struct kv_node *n);
 /* Frees the heap (the nodes' deadlines are freed with kv_ttl_clear or by kv_free). */
 void kv_expiry_free(struct kv *kv);
 /* Applies an EXPIRED entry's list at index: deletes each listed key whose deadline was
- * still set by the listed entry. Returns how many keys it deleted. A malformed list is
+ * still set by the listed entry (an "expire" event each). Returns how many keys it deleted. A malformed list is
  * read up to its first bad record (every server reads it the same way). */
-uint64_t kv_expiry_apply(struct kv *kv, const char *list, uint32_t len);
+uint64_t kv_expiry_apply(struct kv *kv, raft_index_t index, const char *list, uint32_t len);
 
 #endif

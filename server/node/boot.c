@@ -254,6 +254,9 @@ static int open_files(struct node *n, const struct node_config *cfg, struct stor
     fit_fd_limit(n);
     bool joined;
     int rc = joined_marker(cfg, &joined, err, errlen);
+    if (rc == RK_OK && node_watch_init(n, cfg->watch_history, cfg->watch_history_bytes) != RK_OK)
+        rc = rk_fail(err, errlen, RK_ERR_NOMEM, "out of memory for --watch-history %" PRIu32,
+                     cfg->watch_history);
     if (rc == RK_OK)
         rc = restore_snapshot(n, cfg, ld, snap, err, errlen);
     if (rc == RK_OK && !joined && snap->index == 0 && ld->n_entries == 0 && ld->term == 0 &&
@@ -308,4 +311,5 @@ void node_close(struct node *n)
     storage_close(n->storage);
     n->storage = NULL;
     node_snap_free(n);
+    node_watch_free(n);
 }

@@ -71,6 +71,7 @@ void node_limits_default(struct node_limits *l)
         .client_idle_ms = NODE_DEFAULT_CLIENT_IDLE_MS,
         .frame_timeout_ms = NODE_DEFAULT_FRAME_TIMEOUT_MS,
         .max_peer_queue_bytes = NODE_PEER_QUEUE_MAX,
+        .max_watchers = NODE_DEFAULT_MAX_WATCHERS,
     };
 }
 
@@ -171,6 +172,7 @@ static void apply_committed(struct node *n)
     while (n->applied < commit) {
         c.first = n->applied + 1;
         c.count = 0;
+        node_watch_chunk_begin(n);
         while (n->applied < commit && c.count < APPLY_CHUNK) {
             const struct raft_entry *e = raft_entry_at(n->raft, n->applied + 1);
             if (e == NULL)
@@ -187,6 +189,7 @@ static void apply_committed(struct node *n)
             c.kv_rev[c.count] = kv_result_rev(n->kv);
             c.count++;
         }
+        node_watch_chunk_end(n);
         if (n->waiters != NULL)
             complete_writes(n, &c);
     }

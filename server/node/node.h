@@ -142,6 +142,7 @@ struct node_transport {
 #define NODE_DEFAULT_MAX_CLIENTS 1024u
 #define NODE_DEFAULT_CLIENT_IDLE_MS 60000u
 #define NODE_DEFAULT_FRAME_TIMEOUT_MS 5000u
+#define NODE_DEFAULT_MAX_WATCHERS 10000u
 
 struct node_limits {
     uint32_t max_frame_bytes;        /* a client's (or a not yet identified) frame; peers
@@ -156,6 +157,8 @@ struct node_limits {
                                         connection (slowloris), and so must the HELLO */
     size_t max_peer_queue_bytes;     /* messages waiting for one slow peer; past it the
                                         oldest are dropped (Raft retries them) */
+    uint32_t max_watchers;           /* watch streams served at once (--max-watchers); each
+                                        is also a client connection */
 };
 
 /* The defaults: PROTO_MAX_FRAME/KEY/VALUE, the NODE_DEFAULT_* above, NODE_PEER_QUEUE_MAX. */
@@ -214,6 +217,21 @@ struct node_snap {
     raft_index_t on_disk;     /* the index of NAME_snapshot (0: none); under file_mu */
 };
 
+/* ---------- watch (issue 17), watch.c ---------- */
+
+/* The recent changes a watch resumes from (server/kv/kv_history.h) and the watchers'
+ * count. The applying thread appends under n->mu and then mu (in that order); the client
+ * loop reads under mu alone, so a watcher's copying never holds the node's lock. */
+struct node_watch {
+    pthread_mutex_t mu;             /* guards history */
+    struct kv_history *history;
+    _Atomic uint64_t applied;       /* the history's applied index, read without mu */
+    atomic_uint n_watchers;         /* watch streams open (the client loop's) */
+    void (*wake)(void *ctx);        /* tells the client loop of new changes; set before
+                                       the threads start */
+    void *wake_ctx;
+};
+
 /* ---------- what a server is started with (boot.c) ---------- */
 
 #define NODE_DISK_STALL_MS_DEFAULT 2000u
@@ -231,6 +249,8 @@ struct node_config {
     bool has_cluster_id;         /* --cluster-id given; else the registry's hash */
     uint64_t cluster_id;
     struct node_snap_opts snap;  /* --snapshot-entries, -bytes, -keep, -fork */
+    uint32_t watch_history;      /* --watch-history: events kept for watchers to resume */
+    uint64_t watch_history_bytes;/* --watch-history-bytes: ... and about this many bytes */
 };
 
 /* ---------- the node ---------- */
@@ -281,6 +301,7 @@ struct node {
     bool shutdown;
 
     struct node_snap snap;        /* snapshots, see snapshotter.c */
+    struct node_watch watch;      /* watch.c */
     struct client_loop *client_loop; /* serves client connections (server/net/client_loop.c);
                                         set before the listener starts */
 
@@ -378,6 +399,45 @@ int node_io_start(struct node *n);
 
 /* --- timer.c --- */
 int node_timer_start(struct node *n);
+
+/* --- watch.c: the recent changes, for watchers --- */
+/* Creates the history (bounds from the config; nothing up to index `from` available). */
+int node_watch_init(struct node *n, uint32_t max_events, uint64_t max_bytes);
+void node_watch_free(struct node *n);
+/* Under n->mu: kv (the node's map, new or replaced by a snapshot's at index) reports its
+ * changes to the history; a replaced map leaves a gap up to index. */
+void node_watch_attach(struct node *n, struct kv *kv, uint64_t index);
+/* Under n->mu, around applying a chunk of entries: the history's mutex is held while
+ * kv_apply adds events; end records the applied index and wakes the client loop. */
+void node_watch_chunk_begin(struct node *n);
+void node_watch_chunk_end(struct node *n);
+
+/* One watch stream (a client connection's, server/net/client_loop.c), under the client
+ * loop's thread alone. */
+#define NODE_WATCH_OUT_BOUND (256u * 1024)  /* unsent bytes a watcher may have; past it, a
+                                               watcher with more to come is cut off */
+#define NODE_WATCH_BATCH_BYTES (64u * 1024) /* events put in one answer (whole revisions) */
+struct node_watcher {
+    bool active;
+    bool ending;           /* the ERR that ends the stream is queued: close once sent */
+    bool answered;         /* the first answer went */
+    char *prefix;
+    uint32_t prefix_len;
+    uint64_t next;         /* the first revision not yet given to the client */
+    uint64_t last_sent_ms; /* the last answer (heartbeats) */
+};
+/* A WATCH request: starts the stream (true, its first answer in out) or answers ERR
+ * (false): a bad prefix or FROM, too many watchers, or FROM compacted away. */
+bool node_watch_start(struct node *n, struct node_watcher *w, const struct proto_client_req *req,
+                      struct proto_buf *out, uint64_t now);
+/* Whether node_watch_fill has something to do now (cheap: no lock). */
+bool node_watch_due(struct node *n, const struct node_watcher *w, size_t unsent, uint64_t now);
+/* Puts into out what the stream has to say now: the next events (while fewer than
+ * NODE_WATCH_OUT_BOUND bytes wait unsent), a heartbeat, or the ERR that cuts off a
+ * watcher that does not read (PROTO_ERR_FELL_BEHIND) or whose place was trimmed away. */
+void node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *out,
+                     size_t unsent, uint64_t now);
+void node_watch_stop(struct node *n, struct node_watcher *w);
 
 /* --- expiry.c: the leader proposes the deletion of keys whose deadline passed --- */
 /* Under mu: when node_expiry_run has work (UINT64_MAX: none; not the leader, or its last

@@ -210,6 +210,7 @@ struct kv *node_snap_adopt(struct node *n, raft_index_t index, uint64_t file_byt
     struct kv *old = n->kv;
     n->kv = kv;
     kv_set_now(kv, rk_clock_ms()); /* its keys' deadlines count from now (kv.h) */
+    node_watch_attach(n, kv, index); /* its changes up to index were never seen here */
     n->applied = index;
     n->snap.base = index;
     n->snap.bytes_since = 0;

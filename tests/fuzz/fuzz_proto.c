@@ -77,6 +77,29 @@ static int fz_proto_client_req(const uint8_t *data, size_t size)
     return 1;
 }
 
+/* A watch stream's body: every event the reader gives lies within it, in order of
+ * offset, of a known kind; the reader ends (0) only at the body's end. */
+static void fz_proto_events(const char *body, uint32_t len)
+{
+    uint64_t progress;
+    uint32_t n;
+    if (proto_events_head(body, len, &progress, &n) != RK_OK) {
+        FUZZ_CHECK(len < PROTO_EVENTS_HEAD);
+        return;
+    }
+    uint32_t off = PROTO_EVENTS_HEAD, prev = off;
+    struct proto_event ev;
+    int rc;
+    while ((rc = proto_events_next(body, len, &off, &ev)) == 1) {
+        FUZZ_CHECK(off > prev && off <= len);
+        FUZZ_CHECK(ev.kind >= PROTO_EVENT_SET && ev.kind <= PROTO_EVENT_EXPIRE);
+        FUZZ_CHECK(ev.key >= body && ev.key + ev.key_len <= body + len);
+        FUZZ_CHECK(ev.val >= body && ev.val + ev.val_len <= body + len);
+        prev = off;
+    }
+    FUZZ_CHECK(rc == RK_ERR_PROTO || off == len);
+}
+
 static int fz_proto_client_resp(const uint8_t *data, size_t size)
 {
     struct proto_client_resp resp;
@@ -86,7 +109,9 @@ static int fz_proto_client_resp(const uint8_t *data, size_t size)
         FUZZ_CHECK(resp.body == NULL && resp.leader_name[0] == '\0');
         return 0;
     }
-    FUZZ_CHECK(resp.status <= PROTO_ST_ERR && resp.body_len <= PROTO_MAX_VALUE);
+    FUZZ_CHECK(resp.status <= PROTO_ST_EVENTS && resp.body_len <= PROTO_MAX_BODY);
+    if (resp.status == PROTO_ST_EVENTS)
+        fz_proto_events(resp.body, resp.body_len);
     FUZZ_CHECK(strlen(resp.leader_name) <= 63 && strlen(resp.leader_host) <= 255);
     struct proto_buf b = { 0 };
     FUZZ_CHECK(proto_encode_client_resp(&b, &resp) == RK_OK);

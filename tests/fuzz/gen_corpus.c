@@ -92,6 +92,9 @@ static void client_frames(void)
     must(proto_encode_client_req(new_frame("req_status"), &req), "status");
     req = (struct proto_client_req){ .op = PROTO_OP_REGISTER };
     must(proto_encode_client_req(new_frame("req_register"), &req), "register");
+    req = (struct proto_client_req){ .op = PROTO_OP_WATCH, .key = "user/", .key_len = 5,
+                                     .val = "42", .val_len = 2 };
+    must(proto_encode_client_req(new_frame("req_watch"), &req), "watch");
     struct proto_client_resp resp = { .status = PROTO_ST_OK };
     must(proto_encode_client_resp(new_frame("resp_ok"), &resp), "ok");
     resp = (struct proto_client_resp){ .status = PROTO_ST_VALUE, .body = "hello world",
@@ -107,6 +110,18 @@ static void client_frames(void)
     resp = (struct proto_client_resp){ .status = PROTO_ST_ERR, .body = "too many connections",
                                        .body_len = 20 };
     must(proto_encode_client_resp(new_frame("resp_err"), &resp), "err");
+    struct proto_buf events = { 0 };
+    struct proto_event ev = { .rev = 42, .kind = PROTO_EVENT_SET, .key = "user/1", .key_len = 6,
+                              .val = "alice", .val_len = 5 };
+    must(proto_events_begin(&events, 43), "events");
+    must(proto_events_add(&events, &ev), "event");
+    ev = (struct proto_event){ .rev = 43, .kind = PROTO_EVENT_EXPIRE, .key = "user/2",
+                               .key_len = 6, .val = "" };
+    must(proto_events_add(&events, &ev), "event");
+    resp = (struct proto_client_resp){ .status = PROTO_ST_EVENTS, .body = (char *)events.data,
+                                       .body_len = (uint32_t)events.len };
+    must(proto_encode_client_resp(new_frame("resp_events"), &resp), "events");
+    proto_buf_free(&events);
 }
 
 static void raft_frames(void)
@@ -702,6 +717,8 @@ static void client_seeds(void)
         { "expire", "expire lease 30" },       { "expire_extra", "expire lease 30 x" },
         { "ttl", "ttl lease" },                { "cas_ttl", "cas --ttl 0.1 lock 0 me" },
         { "cas_ttl_short", "cas --ttl 0.05 lock 0 me" },
+        { "watch", "watch user/" },            { "watch_all_from", "watch \"\" --from 42" },
+        { "watch_from_zero", "watch p --from 0" }, { "watch_extra", "watch p --from 5 x" },
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
         text_seed("client_parse", lines[i][0], lines[i][1]);

@@ -2,7 +2,7 @@
 # tests/mutants/run_mutants.sh - runs the mutation catalog (tests/mutants/catalog.txt).
 # For each mutant: a copy of the tree with that one change, built (only what the tests
 # need) and tested, cheapest first, stopping at the first failure: the core unit tests
-# (unit_core, unit_membership, unit_kv, unit_snapshot), the simulator's scenarios
+# (unit_core, unit_membership, unit_kv, unit_snapshot, unit_watch), the simulator's scenarios
 # (unit_sim), then the random simulation (tests/sim) on 3, 4 and 5 nodes, short runs then
 # long ones. The mutant is KILLED (by the test or the seed and invariant named) or
 # SURVIVED. The summary gives the mutants by rule group, the mutation score and the run
@@ -30,8 +30,8 @@ root=$(cd "$here/../.." && pwd)
 catalog="$here/catalog.txt"
 CC=${CC:-cc}
 # The test plan, also used by the workers (exported below).
-TARGETS="build/default/tests/unit_core build/default/tests/unit_membership build/default/tests/unit_kv build/default/tests/unit_snapshot build/default/tests/unit_sim build/default/sim"
-UNIT_TESTS="unit_core unit_membership unit_kv unit_snapshot"
+TARGETS="build/default/tests/unit_core build/default/tests/unit_membership build/default/tests/unit_kv build/default/tests/unit_snapshot build/default/tests/unit_watch build/default/tests/unit_sim build/default/sim"
+UNIT_TESTS="unit_core unit_membership unit_kv unit_snapshot unit_watch"
 SIM_CASES="scenarios regressions determinism"
 SIM_NODES=3,4,5
 STAGE_TIMEOUT=900       # seconds: a backstop for any one build or test command

@@ -155,6 +155,7 @@ static void main_print_stats(const struct main_counts *c)
         { "dropped", t->dropped }, { "duplicated", t->duplicated },
         { "snapshot chunks", t->snap_chunks },
         { "expiry batches", t->expiry_batches }, { "keys expired", t->expired_keys },
+        { "watch events", t->watch_events },
         { "writes acked", t->writes_acked }, { "writes lost", t->writes_lost },
         { "reads ok", t->reads_ok }, { "reads failed", t->reads_failed },
         { "rejected", t->rejected }, { "ms to liveness", t->liveness_ms },

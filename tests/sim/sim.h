@@ -32,6 +32,7 @@ struct sim_stats {
     uint64_t delivered, dropped, duplicated;
     uint64_t snap_chunks;      /* InstallSnapshot chunks delivered */
     uint64_t expiry_batches, expired_keys; /* EXPIRED entries that deleted keys, and the keys */
+    uint64_t watch_events;     /* changes kv_apply reported (and Watch Events checked) */
     uint64_t writes_acked, writes_lost, reads_ok, reads_failed, rejected;
     uint64_t max_term, max_commit;
     uint64_t adds, removes, transfers;        /* membership requests a leader took ... */

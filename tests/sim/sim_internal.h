@@ -145,6 +145,8 @@ struct sim_committed {
     raft_term_t commit_term;
     uint64_t prefix;        /* hash of the committed log up to it */
     uint64_t digest;        /* kv_digest of the state machine after applying it */
+    uint64_t events;        /* hash of the changes applying it reported (sim_check_watch.c) */
+    bool events_seen;
     bool acked;
 };
 
@@ -185,6 +187,24 @@ struct sim_checker {
 };
 
 /* ---- nodes and clients -------------------------------------------------------------- */
+
+/* A change: got (what kv_apply reported: key and val at offsets into the log's bytes) or
+ * want (what the rule predicts: key and val point into the entry being applied). */
+struct sim_watch_event {
+    uint64_t rev;
+    uint32_t kind, key_len, val_len;
+    size_t key_off, val_off;
+    const char *key, *val;
+};
+
+/* The changes of the entry a node is applying (sim_check_watch.c). */
+struct sim_watch_log {
+    struct sim_watch_event *got, *want;
+    size_t n_got, cap_got, n_want, cap_want;
+    char *bytes;
+    size_t len, cap_bytes;
+    bool open;                /* a kv_apply is under way */
+};
 
 /* A snapshot being received (the incoming snapshot file). */
 struct sim_incoming {
@@ -250,6 +270,7 @@ struct sim_node {
      * proposed in this term and not yet applied). */
     raft_index_t expiry_index;
     raft_term_t expiry_term;
+    struct sim_watch_log watch; /* what its kv reports to watchers (sim_check_watch.c) */
 };
 
 enum sim_req_kind { SIM_REQ_ADD = 1, SIM_REQ_ADD_LEARNER, SIM_REQ_REMOVE };
@@ -454,6 +475,16 @@ void sim_check_expiry_after(struct sim *s, const struct sim_node *n, raft_index_
  * there deleted, with the deadline it deleted (only of EXPIRED entries at from .. applied). */
 void sim_check_expired_gone(struct sim *s, const struct sim_node *n, raft_index_t from);
 void sim_check_expiry_free(struct sim_checker *c);
+
+/* sim_check_watch.c: the changes kv_apply reports for watchers (Watch Events) */
+void sim_watch_attach(struct sim_node *n); /* n->kv reports its changes to n->watch */
+void sim_watch_free(struct sim_watch_log *w);
+/* Around kv_apply of e at index on n: the rule's changes predicted from the map before,
+ * then compared with those reported, and with what other servers reported there (after
+ * sim_check_apply). */
+void sim_check_watch_before(struct sim *s, struct sim_node *n, const struct raft_entry *e);
+void sim_check_watch_after(struct sim *s, struct sim_node *n, raft_index_t index,
+                           const struct raft_entry *e);
 
 /* sim_expiry.c: the leader's reaper (server/node/expiry.c) */
 uint64_t sim_node_clock(const struct sim *s, const struct sim_node *n); /* its clock, ms */

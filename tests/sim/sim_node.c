@@ -97,6 +97,7 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
     if (n->raft == NULL || n->kv == NULL)
         abort();
     kv_set_now(n->kv, sim_node_clock(s, n)); /* its keys' deadlines count from now */
+    sim_watch_attach(n);
     n->expiry_index = 0;
     n->expiry_term = 0;
     n->applied = d->snap.index;
@@ -147,9 +148,11 @@ static void sim_node_apply(struct sim *s, struct sim_node *n)
             return;
         }
         struct sim_expiry_before *before = sim_check_expiry_before(s, n, e);
+        sim_check_watch_before(s, n, e);
         int result = kv_apply(n->kv, n->applied + 1, e);
         if (result < 0) {
             free(before);
+            n->watch.open = false;
             sim_fail(s, "State Machine Safety", "n%d cannot apply index %llu", n->id,
                      (ull)(n->applied + 1));
             return;
@@ -157,6 +160,7 @@ static void sim_node_apply(struct sim *s, struct sim_node *n)
         n->applied++;
         sim_check_expiry_after(s, n, n->applied, e, result, before);
         sim_check_apply(s, n, n->applied, e);
+        sim_check_watch_after(s, n, n->applied, e);
         sim_client_on_apply(s, n, n->applied, e);
     }
     if (!s->failed)
@@ -357,6 +361,7 @@ void sim_node_free(struct sim_node *n)
     free(n->incoming.data);
     sim_disk_free(&n->disk);
     sim_mirror_free(&n->mirror);
+    sim_watch_free(&n->watch);
     n->raft = NULL;
     n->kv = NULL;
     n->io_busy = false;

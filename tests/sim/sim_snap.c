@@ -322,6 +322,7 @@ void sim_snap_install(struct sim *s, struct sim_node *n)
     kv_free(n->kv);
     n->kv = kv;
     kv_set_now(n->kv, sim_node_clock(s, n)); /* its keys' deadlines count from now */
+    sim_watch_attach(n);
     n->applied = sn.index;
     sim_client_drop_up_to(s, n->id, sn.index);
     sim_check_loaded_state(s, n);
