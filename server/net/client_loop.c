@@ -444,10 +444,14 @@ static void watch_round(struct client_loop *l)
         return;
     l->watch_seen = atomic_load(&l->node->watch.applied);
     l->watch_next_ms = now + WATCH_ROUND_MS;
+    node_watch_scan(l->node);
     bool backlog = false;
-    for (struct client_conn *c = l->conns; c != NULL; c = c->next)
-        if (c->watch.active && !c->closing)
-            backlog |= watch_serve(l, c, now);
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
+        if (!c->watch.active || c->closing)
+            continue;
+        node_watch_skip(l->node, &c->watch);
+        backlog |= watch_serve(l, c, now);
+    }
     l->watch_backlog = backlog;
 }
 

@@ -20,7 +20,8 @@ int node_watch_init(struct node *n, uint32_t max_events, uint64_t max_bytes)
     if (pthread_mutex_init(&w->mu, NULL) != 0)
         return RK_ERR_NOMEM;
     w->history = kv_history_new(max_events, max_bytes, n->applied);
-    if (w->history == NULL)
+    w->index = node_watch_index_new(n->applied);
+    if (w->history == NULL || w->index == NULL)
         return RK_ERR_NOMEM;
     atomic_init(&w->applied, n->applied);
     atomic_init(&w->n_watchers, 0);
@@ -32,6 +33,8 @@ void node_watch_free(struct node *n)
 {
     kv_history_free(n->watch.history);
     n->watch.history = NULL;
+    node_watch_index_free(n->watch.index);
+    n->watch.index = NULL;
 }
 
 /* kv_apply's event function: under n->mu and the history's mutex (a chunk is being
@@ -213,6 +216,7 @@ bool node_watch_start(struct node *n, struct node_watcher *w, const struct proto
     memcpy(prefix, req->key, req->key_len);
     *w = (struct node_watcher){ .active = true, .prefix = prefix, .prefix_len = req->key_len,
                                 .next = from };
+    node_watch_index_add(n->watch.index, w);
     atomic_fetch_add(&n->watch.n_watchers, 1);
     node_watch_fill(n, w, out, 0, now);
     return true;
@@ -222,6 +226,7 @@ void node_watch_stop(struct node *n, struct node_watcher *w)
 {
     if (!w->active)
         return;
+    node_watch_index_remove(n->watch.index, w);
     free(w->prefix);
     w->prefix = NULL;
     w->active = false;
