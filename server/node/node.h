@@ -453,6 +453,12 @@ void node_watch_scan(struct node *n);
 /* A stream that was caught up, and whose prefix no change of the round touched, moves
  * past the round's changes without reading them. */
 void node_watch_skip(struct node *n, struct node_watcher *w);
+/* The answer last built for a stream of w's prefix at w's place while `applied` was the
+ * applied index (its progress in *progress), or NULL; and keeping one. */
+const struct proto_buf *node_watch_cached(const struct node_watcher *w, uint64_t applied,
+                                          uint64_t *progress);
+void node_watch_cache(struct node_watcher *w, uint64_t applied, const struct proto_buf *body,
+                      uint64_t progress);
 
 /* --- expiry.c: the leader proposes the deletion of keys whose deadline passed --- */
 /* Under mu: when node_expiry_run has work (UINT64_MAX: none; not the leader, or its last

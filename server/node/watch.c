@@ -121,14 +121,13 @@ static void end_with(struct node_watcher *w, struct proto_buf *out, const char *
     w->ending = true;
 }
 
-/* The batch in body, if it holds events or a heartbeat is due; then w->next moves past
- * progress. */
-static void send_batch(struct node_watcher *w, struct proto_buf *out, struct proto_buf *body,
-                       uint64_t progress, bool beat, uint64_t now)
+/* The batch in body (its progress written), if it holds events or a heartbeat is due;
+ * then w->next moves past progress. */
+static void send_batch(struct node_watcher *w, struct proto_buf *out,
+                       const struct proto_buf *body, uint64_t progress, bool beat, uint64_t now)
 {
     uint32_t count = (uint32_t)rk_get_be(body->data + 8, 4);
     if (count > 0 || beat) {
-        rk_put_be(body->data, progress, 8);
         if (node_client_reply(out, PROTO_ST_EVENTS, (const char *)body->data,
                               (uint32_t)body->len) != RK_OK)
             return; /* out of memory: all of it again next time */
@@ -159,18 +158,26 @@ void node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *o
         end_with(w, out, PROTO_ERR_FELL_BEHIND, w->next);
         return;
     }
+    uint64_t progress = 0, applied = atomic_load(&n->watch.applied);
+    const struct proto_buf *cached = node_watch_cached(w, applied, &progress);
+    if (cached != NULL) { /* another watcher of the prefix, at the same place, built it */
+        send_batch(w, out, cached, progress, beat, now);
+        return;
+    }
     struct proto_buf body = { 0 };
     if (proto_events_begin(&body, 0) != RK_OK)
         return;
-    uint64_t progress = 0;
     pthread_mutex_lock(&n->watch.mu);
     bool trimmed = w->next < kv_history_first_rev(n->watch.history);
     bool ok = !trimmed && collect(n->watch.history, w, &body, &progress);
     pthread_mutex_unlock(&n->watch.mu);
-    if (trimmed)
+    if (trimmed) {
         end_with(w, out, PROTO_ERR_FELL_BEHIND, w->next);
-    else if (ok)
+    } else if (ok) {
+        rk_put_be(body.data, progress, 8);
+        node_watch_cache(w, applied, &body, progress);
         send_batch(w, out, &body, progress, beat, now);
+    }
     proto_buf_free(&body);
 }
 

@@ -22,6 +22,11 @@ struct node_watch_prefix {
     uint64_t hash;
     uint64_t touched;    /* the last round a change matched it */
     uint32_t len, refs;
+    /* The last answer built for a watcher of this prefix: the others at the same place
+     * get the same bytes (encoded once for all watchers of a prefix). */
+    bool cached;
+    uint64_t cache_next, cache_applied, cache_progress;
+    struct proto_buf cache;
     char prefix[];
 };
 
@@ -61,6 +66,7 @@ void node_watch_index_free(struct node_watch_index *x)
         while (x->buckets[b] != NULL) {
             struct node_watch_prefix *p = x->buckets[b];
             x->buckets[b] = p->next;
+            proto_buf_free(&p->cache);
             free(p);
         }
     }
@@ -140,7 +146,31 @@ void node_watch_index_remove(struct node_watch_index *x, struct node_watcher *w)
     while (*link != p)
         link = &(*link)->next;
     *link = p->next;
+    proto_buf_free(&p->cache);
     free(p);
+}
+
+const struct proto_buf *node_watch_cached(const struct node_watcher *w, uint64_t applied,
+                                          uint64_t *progress)
+{
+    const struct node_watch_prefix *p = w->entry;
+    if (p == NULL || !p->cached || p->cache_next != w->next || p->cache_applied != applied)
+        return NULL;
+    *progress = p->cache_progress;
+    return &p->cache;
+}
+
+void node_watch_cache(struct node_watcher *w, uint64_t applied, const struct proto_buf *body,
+                      uint64_t progress)
+{
+    struct node_watch_prefix *p = w->entry;
+    if (p == NULL)
+        return;
+    p->cache.len = 0;
+    p->cached = proto_buf_append(&p->cache, body->data, body->len) == RK_OK;
+    p->cache_next = w->next;
+    p->cache_applied = applied;
+    p->cache_progress = progress;
 }
 
 /* Under the history's mutex: marks the prefixes the changes from revision `from` on touch. */
