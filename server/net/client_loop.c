@@ -17,6 +17,7 @@
 
 #include "../../common/clock.h"
 #include "../../common/errors.h"
+#include "../../common/net.h"
 #include "../node/node.h"
 #include "client_loop.h"
 #include "conn.h"
@@ -318,8 +319,10 @@ static bool collect(struct client_loop *l)
             drain(c);
         else if (!ready_for_next(c) || !next_request(l, c))
             continue;
-        else if (is_watch(c))
-            node_watch_start(l->node, &c->watch, &c->r.req, &c->out, rk_clock_ms());
+        else if (is_watch(c) &&
+                 node_watch_start(l->node, &c->watch, &c->r.req, &c->out, rk_clock_ms()))
+            net_set_nodelay(c->fd); /* a one-way stream: Nagle would hold each answer for
+                                       the watcher's delayed ACK of the last */
         else
             c->started = any = true;
     }

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "../../common/errors.h"
-#include "../../common/net.h"
 #include "../node/node.h"
 #include "conn.h"
 #include "listener.h"
@@ -51,7 +50,6 @@ static void *listener_main(void *arg)
             continue;
         }
         logged = false;
-        net_set_nodelay(fd); /* answers and watch streams go out as they are written */
         conn_spawn(l->node, fd, (struct sockaddr *)&sa, len);
     }
     return NULL;
