@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../../common/errors.h"
+#include "../../common/hash.h"
 #include "../kv/kv_history.h"
 #include "node.h"
 
@@ -39,16 +40,6 @@ struct node_watch_index {
     uint64_t scanned;        /* the changes up to this revision were matched ... */
     uint64_t scanned_before; /* ... and those up to this one, before the last round */
 };
-
-static uint64_t hash_bytes(const char *p, uint32_t len)
-{
-    uint64_t h = 14695981039346656037ULL;
-    for (uint32_t i = 0; i < len; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 struct node_watch_index *node_watch_index_new(uint64_t applied)
 {
@@ -115,7 +106,7 @@ void node_watch_index_add(struct node_watch_index *x, struct node_watcher *w)
     w->entry = NULL;
     if (x == NULL || !add_len(x, w->prefix_len))
         return; /* no entry: touched by every change */
-    uint64_t hash = hash_bytes(w->prefix, w->prefix_len);
+    uint64_t hash = rk_hash_bytes(w->prefix, w->prefix_len);
     struct node_watch_prefix *p = find(x, w->prefix, w->prefix_len, hash);
     if (p == NULL) {
         p = calloc(1, sizeof(*p) + w->prefix_len);
@@ -183,7 +174,7 @@ static void match_changes(struct node_watch_index *x, const struct kv_history *h
             uint32_t len = x->lens[i];
             if (len > ev->key_len)
                 continue;
-            struct node_watch_prefix *p = find(x, ev->key, len, hash_bytes(ev->key, len));
+            struct node_watch_prefix *p = find(x, ev->key, len, rk_hash_bytes(ev->key, len));
             if (p != NULL)
                 p->touched = x->round;
         }
