@@ -122,6 +122,12 @@ static int wait_connected(int fd, int64_t deadline)
     }
 }
 
+int net_set_nodelay(int fd)
+{
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 /* One connect attempt: non-blocking connect bounded by the deadline, then back to
  * blocking with TCP_NODELAY. Returns the fd or -1 with errno set. */
 static int connect_to(const struct addrinfo *a, int64_t deadline)
@@ -133,10 +139,8 @@ static int connect_to(const struct addrinfo *a, int64_t deadline)
     int rc = connect(fd, a->ai_addr, a->ai_addrlen);
     if (rc < 0 && (errno == EINPROGRESS || errno == EINTR))
         rc = wait_connected(fd, deadline);
-    int one = 1;
     int flags = rc == 0 ? fcntl(fd, F_GETFL) : -1;
-    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 || net_set_nodelay(fd) < 0) {
         int saved = errno;
         close(fd);
         errno = saved;

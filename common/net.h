@@ -13,6 +13,9 @@ int net_listen(const char *host, uint16_t port, int backlog, char *err, size_t e
 int net_connect(const char *host, uint16_t port, int timeout_ms, char *err, size_t errlen);
 /* SO_RCVTIMEO and SO_SNDTIMEO; 0 means none. */
 int net_set_timeouts(int fd, int timeout_ms);
+/* TCP_NODELAY: small frames go at once, without waiting for the peer's ACK of the last
+ * (Nagle's algorithm would hold a one-way stream's frames for its delayed ACKs). 0 or -1. */
+int net_set_nodelay(int fd);
 /* Writes all len bytes (MSG_NOSIGNAL, retries EINTR). RK_OK or RK_ERR_IO / RK_ERR_TIMEOUT. */
 int net_write_full(int fd, const void *buf, size_t len);
 /* Reads exactly len bytes. RK_OK, RK_ERR_CLOSED on EOF before any byte of a frame,

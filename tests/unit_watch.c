@@ -469,6 +469,51 @@ START_TEST(test_revision_never_split)
 }
 END_TEST
 
+/* A round of changes moves a caught-up watcher whose prefix they do not touch past them
+ * without reading them, and leaves the others to read theirs: nothing is skipped that a
+ * watcher should get. */
+START_TEST(test_index_skips_untouched)
+{
+    struct fake_node f;
+    fake_node_init(&f, 1000, 10);
+    struct node_watcher wa, wb, wall, wlong;
+    struct proto_buf out = { 0 };
+    struct answers a;
+    ck_assert(start(&f, &wa, "a/", "", &out, 0));
+    ck_assert(start(&f, &wb, "b/", "", &out, 0));
+    ck_assert(start(&f, &wall, "", "", &out, 0));
+    ck_assert(start(&f, &wlong, "a/1", "", &out, 0));
+    read_answers(&out, &a);
+    fake_apply_sets(&f, 5, "a/%d"); /* 1..5: a/1 .. a/5 */
+    node_watch_scan(&f.n);
+    struct node_watcher *all[] = { &wa, &wb, &wall, &wlong };
+    for (int i = 0; i < 4; i++)
+        node_watch_skip(&f.n, all[i]);
+    ck_assert_uint_eq(wb.next, 6);    /* b/: untouched, moved past */
+    ck_assert_uint_eq(wa.next, 1);    /* a/: touched, reads them */
+    ck_assert_uint_eq(wall.next, 1);
+    ck_assert_uint_eq(wlong.next, 1); /* a/1: touched by a/1 */
+    for (int i = 0; i < 4; i++)
+        node_watch_fill(&f.n, all[i], &out, 0, 1);
+    read_answers(&out, &a);
+    ck_assert_int_eq(a.n_events, 5 + 5 + 1); /* a/: 5, all: 5, a/1: 1 */
+    fake_apply_sets(&f, 3, "b/%d"); /* 6..8 */
+    node_watch_scan(&f.n);
+    node_watch_skip(&f.n, &wa);
+    node_watch_skip(&f.n, &wb);
+    ck_assert_uint_eq(wa.next, 9);
+    ck_assert_uint_eq(wb.next, 6);
+    node_watch_fill(&f.n, &wb, &out, 0, 2);
+    read_answers(&out, &a);
+    ck_assert_int_eq(a.n_events, 3);
+    ck_assert_uint_eq(a.revs[0], 6);
+    for (int i = 0; i < 4; i++)
+        node_watch_stop(&f.n, all[i]);
+    proto_buf_free(&out);
+    fake_node_free(&f);
+}
+END_TEST
+
 static Suite *watch_suite(void)
 {
     Suite *s = suite_create("watch");
@@ -481,6 +526,7 @@ static Suite *watch_suite(void)
     tcase_add_test(tc, test_resume_at_before_after_oldest);
     tcase_add_test(tc, test_slow_watcher_cut_off);
     tcase_add_test(tc, test_revision_never_split);
+    tcase_add_test(tc, test_index_skips_untouched);
     suite_add_tcase(s, tc);
     return s;
 }

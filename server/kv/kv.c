@@ -10,20 +10,16 @@
 #include <string.h>
 
 #include "../../common/errors.h"
+#include "../../common/hash.h"
 #include "kv_internal.h"
 #include "sessions.h"
 
 #define KV_INITIAL_BUCKETS 16
 
-/* 64-bit FNV-1a. */
+/* 64-bit FNV-1a (common/hash.h). */
 static uint64_t hash_key(const char *key, uint32_t len)
 {
-    uint64_t h = 14695981039346656037ULL;
-    for (uint32_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return rk_hash_bytes(key, len);
 }
 
 static bool key_equals(const struct kv_node *n, uint64_t hash, const char *key,

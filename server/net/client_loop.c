@@ -17,6 +17,7 @@
 
 #include "../../common/clock.h"
 #include "../../common/errors.h"
+#include "../../common/net.h"
 #include "../node/node.h"
 #include "client_loop.h"
 #include "conn.h"
@@ -70,6 +71,7 @@ struct client_loop {
      * send than a round gives it. */
     uint64_t watch_seen;
     uint64_t watch_next_ms;
+    uint64_t watch_last_ms;
     bool watch_backlog;
 };
 
@@ -317,8 +319,10 @@ static bool collect(struct client_loop *l)
             drain(c);
         else if (!ready_for_next(c) || !next_request(l, c))
             continue;
-        else if (is_watch(c))
-            node_watch_start(l->node, &c->watch, &c->r.req, &c->out, rk_clock_ms());
+        else if (is_watch(c) &&
+                 node_watch_start(l->node, &c->watch, &c->r.req, &c->out, rk_clock_ms()))
+            net_set_nodelay(c->fd); /* a one-way stream: Nagle would hold each answer for
+                                       the watcher's delayed ACK of the last */
         else
             c->started = any = true;
     }
@@ -409,14 +413,22 @@ static size_t unsent(const struct client_conn *c)
 }
 
 #define WATCH_ROUND_MS 20 /* how often streams are visited with no news (heartbeats) */
+#define WATCH_GAP_MS 2    /* and at most this often with news: the changes of 2 ms go out
+                             in one answer per stream, not one per applied chunk */
 
-/* Whether watch_round has anything to do: new changes applied, a stream with more to
- * send, or the time for heartbeats. Cheap: no stream is visited. */
+/* New changes applied, or a stream with more to send. */
+static bool watch_news(const struct client_loop *l)
+{
+    return atomic_load(&l->node->watch.n_watchers) > 0 &&
+           (l->watch_backlog || atomic_load(&l->node->watch.applied) != l->watch_seen);
+}
+
+/* Whether watch_round has anything to do now: news, WATCH_GAP_MS after the last round, or
+ * the time for heartbeats. Cheap: no stream is visited. */
 static bool watch_pending(const struct client_loop *l, uint64_t now)
 {
     return atomic_load(&l->node->watch.n_watchers) > 0 &&
-           (l->watch_backlog || now >= l->watch_next_ms ||
-            atomic_load(&l->node->watch.applied) != l->watch_seen);
+           (now >= l->watch_next_ms || (watch_news(l) && now >= l->watch_last_ms + WATCH_GAP_MS));
 }
 
 /* One stream's news, heartbeat or end; a stream whose client left is closed, one that
@@ -444,10 +456,15 @@ static void watch_round(struct client_loop *l)
         return;
     l->watch_seen = atomic_load(&l->node->watch.applied);
     l->watch_next_ms = now + WATCH_ROUND_MS;
+    l->watch_last_ms = now;
+    node_watch_scan(l->node);
     bool backlog = false;
-    for (struct client_conn *c = l->conns; c != NULL; c = c->next)
-        if (c->watch.active && !c->closing)
-            backlog |= watch_serve(l, c, now);
+    for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
+        if (!c->watch.active || c->closing)
+            continue;
+        node_watch_skip(l->node, &c->watch);
+        backlog |= watch_serve(l, c, now);
+    }
     l->watch_backlog = backlog;
 }
 
@@ -530,8 +547,7 @@ static void take_adopted(struct client_loop *l)
 
 static bool any_ready(const struct client_loop *l)
 {
-    if (watch_pending(l, rk_clock_ms()) && (l->watch_backlog ||
-                                            atomic_load(&l->node->watch.applied) != l->watch_seen))
+    if (watch_pending(l, rk_clock_ms()) && watch_news(l))
         return true;
     for (const struct client_conn *c = l->conns; c != NULL; c = c->next)
         if (ready_for_next(c) || c->closing || (c->draining && c->readable))
@@ -585,7 +601,7 @@ static void *loop_main(void *arg)
     struct epoll_event evs[LOOP_EVENTS];
     uint64_t next_tick = rk_clock_ms() + LOOP_TICK_MS;
     while (!atomic_load(&l->stopping)) {
-        int timeout = any_ready(l) ? 0 : LOOP_TICK_MS;
+        int timeout = any_ready(l) ? 0 : watch_news(l) ? WATCH_GAP_MS : LOOP_TICK_MS;
         int count = epoll_wait(l->ep, evs, LOOP_EVENTS, timeout);
         if (count > 0)
             handle_events(l, evs, count);

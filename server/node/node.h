@@ -230,6 +230,8 @@ struct node_watch {
     void (*wake)(void *ctx);        /* tells the client loop of new changes; set before
                                        the threads start */
     void *wake_ctx;
+    struct node_watch_index *index; /* the watched prefixes (watch_index.c): the client
+                                       loop's thread only */
 };
 
 /* ---------- what a server is started with (boot.c) ---------- */
@@ -425,6 +427,7 @@ struct node_watcher {
     uint32_t prefix_len;
     uint64_t next;         /* the first revision not yet given to the client */
     uint64_t last_sent_ms; /* the last answer (heartbeats) */
+    struct node_watch_prefix *entry; /* its prefix in the index (NULL: not indexed) */
 };
 /* A WATCH request: starts the stream (true, its first answer in out) or answers ERR
  * (false): a bad prefix or FROM, too many watchers, or FROM compacted away. */
@@ -438,6 +441,24 @@ bool node_watch_due(struct node *n, const struct node_watcher *w, size_t unsent,
 void node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *out,
                      size_t unsent, uint64_t now);
 void node_watch_stop(struct node *n, struct node_watcher *w);
+
+/* --- watch_index.c: which streams a round of changes concerns (client loop thread) --- */
+struct node_watch_index *node_watch_index_new(uint64_t applied);
+void node_watch_index_free(struct node_watch_index *x);
+void node_watch_index_add(struct node_watch_index *x, struct node_watcher *w);
+void node_watch_index_remove(struct node_watch_index *x, struct node_watcher *w);
+/* A round: matches the changes applied since the last one against the watched prefixes
+ * (one hash lookup per change and distinct prefix length). */
+void node_watch_scan(struct node *n);
+/* A stream that was caught up, and whose prefix no change of the round touched, moves
+ * past the round's changes without reading them. */
+void node_watch_skip(struct node *n, struct node_watcher *w);
+/* The answer last built for a stream of w's prefix at w's place while `applied` was the
+ * applied index (its progress in *progress), or NULL; and keeping one. */
+const struct proto_buf *node_watch_cached(const struct node_watcher *w, uint64_t applied,
+                                          uint64_t *progress);
+void node_watch_cache(struct node_watcher *w, uint64_t applied, const struct proto_buf *body,
+                      uint64_t progress);
 
 /* --- expiry.c: the leader proposes the deletion of keys whose deadline passed --- */
 /* Under mu: when node_expiry_run has work (UINT64_MAX: none; not the leader, or its last

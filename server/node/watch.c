@@ -20,7 +20,8 @@ int node_watch_init(struct node *n, uint32_t max_events, uint64_t max_bytes)
     if (pthread_mutex_init(&w->mu, NULL) != 0)
         return RK_ERR_NOMEM;
     w->history = kv_history_new(max_events, max_bytes, n->applied);
-    if (w->history == NULL)
+    w->index = node_watch_index_new(n->applied);
+    if (w->history == NULL || w->index == NULL)
         return RK_ERR_NOMEM;
     atomic_init(&w->applied, n->applied);
     atomic_init(&w->n_watchers, 0);
@@ -32,6 +33,8 @@ void node_watch_free(struct node *n)
 {
     kv_history_free(n->watch.history);
     n->watch.history = NULL;
+    node_watch_index_free(n->watch.index);
+    n->watch.index = NULL;
 }
 
 /* kv_apply's event function: under n->mu and the history's mutex (a chunk is being
@@ -118,14 +121,13 @@ static void end_with(struct node_watcher *w, struct proto_buf *out, const char *
     w->ending = true;
 }
 
-/* The batch in body, if it holds events or a heartbeat is due; then w->next moves past
- * progress. */
-static void send_batch(struct node_watcher *w, struct proto_buf *out, struct proto_buf *body,
-                       uint64_t progress, bool beat, uint64_t now)
+/* The batch in body (its progress written), if it holds events or a heartbeat is due;
+ * then w->next moves past progress. */
+static void send_batch(struct node_watcher *w, struct proto_buf *out,
+                       const struct proto_buf *body, uint64_t progress, bool beat, uint64_t now)
 {
     uint32_t count = (uint32_t)rk_get_be(body->data + 8, 4);
     if (count > 0 || beat) {
-        rk_put_be(body->data, progress, 8);
         if (node_client_reply(out, PROTO_ST_EVENTS, (const char *)body->data,
                               (uint32_t)body->len) != RK_OK)
             return; /* out of memory: all of it again next time */
@@ -156,18 +158,26 @@ void node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *o
         end_with(w, out, PROTO_ERR_FELL_BEHIND, w->next);
         return;
     }
+    uint64_t progress = 0, applied = atomic_load(&n->watch.applied);
+    const struct proto_buf *cached = node_watch_cached(w, applied, &progress);
+    if (cached != NULL) { /* another watcher of the prefix, at the same place, built it */
+        send_batch(w, out, cached, progress, beat, now);
+        return;
+    }
     struct proto_buf body = { 0 };
     if (proto_events_begin(&body, 0) != RK_OK)
         return;
-    uint64_t progress = 0;
     pthread_mutex_lock(&n->watch.mu);
     bool trimmed = w->next < kv_history_first_rev(n->watch.history);
     bool ok = !trimmed && collect(n->watch.history, w, &body, &progress);
     pthread_mutex_unlock(&n->watch.mu);
-    if (trimmed)
+    if (trimmed) {
         end_with(w, out, PROTO_ERR_FELL_BEHIND, w->next);
-    else if (ok)
+    } else if (ok) {
+        rk_put_be(body.data, progress, 8);
+        node_watch_cache(w, applied, &body, progress);
         send_batch(w, out, &body, progress, beat, now);
+    }
     proto_buf_free(&body);
 }
 
@@ -213,6 +223,7 @@ bool node_watch_start(struct node *n, struct node_watcher *w, const struct proto
     memcpy(prefix, req->key, req->key_len);
     *w = (struct node_watcher){ .active = true, .prefix = prefix, .prefix_len = req->key_len,
                                 .next = from };
+    node_watch_index_add(n->watch.index, w);
     atomic_fetch_add(&n->watch.n_watchers, 1);
     node_watch_fill(n, w, out, 0, now);
     return true;
@@ -222,6 +233,7 @@ void node_watch_stop(struct node *n, struct node_watcher *w)
 {
     if (!w->active)
         return;
+    node_watch_index_remove(n->watch.index, w);
     free(w->prefix);
     w->prefix = NULL;
     w->active = false;
