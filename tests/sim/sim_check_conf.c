@@ -405,16 +405,20 @@ void sim_conf_deliver(struct sim *s, struct sim_node *n, const struct raft_msg *
 
 /* Thesis §3.10: a TimeoutNow goes to a target whose log holds the leader's whole log
  * (the leader takes no writes meanwhile), and only the election it starts skips the
- * pre-vote and the voters' leases. */
+ * pre-vote and the voters' leases. The TimeoutNow part holds when the core gives the
+ * message out (taken as an early message, or in a Ready: sim_conf_check_taken), not when
+ * the network sends it: a Ready's messages wait for its fdatasync, during which the
+ * transfer may time out and the leader take writes again. */
 static void sim_conf_check_transfer_msg(struct sim *s, const struct sim_node *n,
-                                        const struct raft_msg *m)
+                                        const struct raft_msg *m, bool taken_now)
 {
     const struct raft *r = n->raft;
     if (m->type == RAFT_MSG_VOTE && m->transfer && n->tn_term + 1 != m->term)
         sim_fail(s, "Transfer", "n%d asks for votes for term %llu as a leadership transfer, "
                  "but no leader of term %llu sent it TimeoutNow", n->id, (ull)m->term,
                  (ull)(m->term - 1));
-    if (m->type != RAFT_MSG_TIMEOUT_NOW || raft_role(r) != RAFT_LEADER || raft_term(r) != m->term)
+    if (!taken_now || m->type != RAFT_MSG_TIMEOUT_NOW || raft_role(r) != RAFT_LEADER ||
+        raft_term(r) != m->term)
         return;
     raft_index_t match = raft_peer_match(r, m->to);
     if (match < raft_last_index(r))
@@ -422,11 +426,18 @@ static void sim_conf_check_transfer_msg(struct sim *s, const struct sim_node *n,
                  "only up to %llu of %llu", n->id, m->to, (ull)match, (ull)raft_last_index(r));
 }
 
+void sim_conf_check_taken(struct sim *s, const struct sim_node *n, const struct raft_ready *rd)
+{
+    for (uint32_t i = 0; i < rd->n_msgs && !s->failed; i++)
+        if (rd->msgs[i].type == RAFT_MSG_TIMEOUT_NOW)
+            sim_conf_check_transfer_msg(s, n, &rd->msgs[i], true);
+}
+
 /* n sends m (early: in the step that made it, before its fdatasync). */
 void sim_conf_check_sent(struct sim *s, const struct sim_node *n, const struct raft_msg *m,
                          bool early)
 {
-    sim_conf_check_transfer_msg(s, n, m);
+    sim_conf_check_transfer_msg(s, n, m, early);
     if (!early)
         return; /* the configuration may have changed since the message was made */
     bool removing = sim_conf_being_removed(s, n);

@@ -511,6 +511,8 @@ void sim_conf_check_snapshot(struct sim *s, const struct sim_node *n,
 void sim_conf_deliver(struct sim *s, struct sim_node *n, const struct raft_msg *m);
 void sim_conf_check_sent(struct sim *s, const struct sim_node *n, const struct raft_msg *m,
                          bool early);
+/* n's core gave out the Ready rd (its messages leave once it is durable). */
+void sim_conf_check_taken(struct sim *s, const struct sim_node *n, const struct raft_ready *rd);
 
 /* sim_trace.c */
 void sim_trace_init(struct sim_trace *t, void (*fn)(void *, const char *), void *ctx);

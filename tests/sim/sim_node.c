@@ -175,6 +175,7 @@ static void sim_node_start_io(struct sim *s, struct sim_node *n)
         return;
     if (raft_ready_take(n->raft, &n->rd) != RK_OK)
         abort();
+    sim_conf_check_taken(s, n, &n->rd);
     n->io_busy = true;
     uint64_t latency = 0;
     if (sim_disk_ready_ops(&n->rd) > 0)
