@@ -223,22 +223,16 @@ static void encode_req(struct ctl_cluster *c, struct proto_buf *b, uint8_t op,
  * status, or a negative RK_ERR_* code. */
 static int read_resp(int fd, int ms, char *body, size_t bodylen)
 {
-    net_set_timeouts(fd, ms);
-    uint8_t *payload = NULL;
-    size_t len = 0;
-    int rc = net_read_frame(fd, PROTO_MAX_FRAME, &payload, &len);
-    if (rc != RK_OK)
-        return rc;
-    struct proto_client_resp resp;
-    rc = proto_decode_client_resp(payload, len, &resp);
-    if (rc == RK_OK) {
-        size_t n = resp.body_len < bodylen - 1 ? resp.body_len : bodylen - 1;
-        memcpy(body, resp.body, n);
+    char *got;
+    uint32_t len;
+    int st = harness_raw_answer(fd, ms, &got, &len);
+    if (got != NULL) {
+        size_t n = len < bodylen - 1 ? len : bodylen - 1;
+        memcpy(body, got, n);
         body[n] = '\0';
-        rc = resp.status;
+        free(got);
     }
-    free(payload);
-    return rc;
+    return st;
 }
 
 /* A client connection that said HELLO and got a STATUS answer: it is being served. */
