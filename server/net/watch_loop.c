@@ -4,9 +4,10 @@
  * them), its heartbeats and the ERR that ends it, and closes it when the client goes. A
  * round costs what is due, not what is open:
  *  - new changes: the prefix index (node/watch_index.c) visits the streams they concern,
- *    at most every WATCH_GAP_MS, so the changes of that time go out in one answer;
+ *    in rounds at most every WATCH_GAP_MS, so the changes of that time go out in one
+ *    answer;
  *  - heartbeats: the streams are kept in the order of their last answer, and only the due
- *    ones at the head are looked at;
+ *    ones at the head are looked at, paced (beat_budget);
  *  - a stream with more to send than one answer: the `more` list;
  *  - a socket that takes more again: epoll (edge-triggered).
  * An answer goes straight from the buffer the streams of a prefix share to the socket;
@@ -30,10 +31,12 @@
 #include "watch_loop.h"
 
 #define LOOP_EVENTS 128
-#define WATCH_GAP_MS 2               /* rounds of changes at most this often */
+#define WATCH_GAP_MS 4               /* rounds of changes at most this often */
 #define IDLE_WAIT_MS 1000            /* the longest sleep with nothing due */
 #define SEND_TIMEOUT_MS 5000         /* answers the client does not take for this long */
 #define INPUT_READS 16               /* reads of a client's stray bytes per wake-up */
+#define BEAT_FLOOR 8                 /* heartbeats a pass may always send */
+#define BEAT_WINDOW_MS 10            /* the most time a pass's heartbeats are paced for */
 #define REASON_LEN 160
 #define NO_ANSWER "cannot queue the stream's answer (out of memory); closing so the " \
                   "client resumes elsewhere"
@@ -67,6 +70,8 @@ struct watch_loop {
     struct watch_conn *closing;     /* to close after this turn */
     uint64_t seen;                  /* watch.applied at the last round */
     uint64_t last_round_ms;         /* and when it ran */
+    uint64_t last_beat_ms;          /* the last heartbeat pass */
+    bool beats_behind;              /* it left due heartbeats for the next */
 };
 
 static void wake(void *ctx)
@@ -272,12 +277,34 @@ static void run_round(struct watch_loop *l, uint64_t now)
     }
 }
 
-/* The streams whose last answer is PROTO_WATCH_HEARTBEAT_MS old: a heartbeat (with any
- * news); one whose answers have not been taken for SEND_TIMEOUT_MS is closed. */
+/* How many heartbeats this pass may send: twice the even pace (every stream once per half
+ * interval) for the time since the last pass. Streams opened together would otherwise
+ * all beat together, and thousands of sends in one go hold a core for tens of ms while
+ * requests wait. Paced, a heartbeat is at most half an interval late, and as a stream's
+ * next is due an interval after it went, the beats are spread out after one interval. */
+static uint64_t beat_budget(struct watch_loop *l, uint64_t now)
+{
+    uint64_t streams = atomic_load(&l->node->watch.n_watchers);
+    uint64_t elapsed = now - l->last_beat_ms;
+    if (elapsed > BEAT_WINDOW_MS)
+        elapsed = BEAT_WINDOW_MS;
+    l->last_beat_ms = now;
+    return BEAT_FLOOR + streams * 2 * elapsed / PROTO_WATCH_HEARTBEAT_MS;
+}
+
+/* The streams whose last answer is PROTO_WATCH_HEARTBEAT_MS old, as many as the pace
+ * allows: a heartbeat (with any news); one whose answers have not been taken for
+ * SEND_TIMEOUT_MS is closed. */
 static void beat(struct watch_loop *l, uint64_t now)
 {
+    uint64_t budget = beat_budget(l, now);
+    l->beats_behind = false;
     while (l->head != NULL && now - l->head->w.last_sent_ms >= PROTO_WATCH_HEARTBEAT_MS) {
         struct watch_conn *c = l->head;
+        if (budget-- == 0) {
+            l->beats_behind = true;
+            return;
+        }
         if (c->blocked_ms != 0 && now - c->blocked_ms >= SEND_TIMEOUT_MS) {
             close_later(l, c, "answers not read for 5000 ms");
             continue;
@@ -361,8 +388,13 @@ static int wait_ms(const struct watch_loop *l, uint64_t now)
     uint64_t until = now + IDLE_WAIT_MS;
     if (news(l) && l->last_round_ms + WATCH_GAP_MS < until)
         until = l->last_round_ms + WATCH_GAP_MS;
-    if (l->head != NULL && l->head->w.last_sent_ms + PROTO_WATCH_HEARTBEAT_MS < until)
-        until = l->head->w.last_sent_ms + PROTO_WATCH_HEARTBEAT_MS;
+    if (l->head != NULL) {
+        uint64_t beat_at = l->head->w.last_sent_ms + PROTO_WATCH_HEARTBEAT_MS;
+        if (l->beats_behind && beat_at < now + 1)
+            beat_at = now + 1; /* paced: the next pass in a ms */
+        if (beat_at < until)
+            until = beat_at;
+    }
     return until <= now ? 0 : (int)(until - now);
 }
 
