@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include "../node/node.h"
 #include "client_loop.h"
 #include "conn.h"
+#include "event_loop.h"
 #include "watch_loop.h"
 
 #define LOOP_EVENTS 128
@@ -58,22 +58,15 @@ struct client_conn {
 
 struct client_loop {
     struct node *node;
-    int ep, efd;
-    pthread_t thread;
-    atomic_bool stopping;
+    struct event_loop e;           /* its thread, epoll set and mailbox (adopted conns) */
     struct client_conn *conns;     /* the loop thread's */
-    pthread_mutex_t adopt_mu;
-    struct client_conn *adopted;   /* under adopt_mu: handed over, not yet in epoll */
-    bool closed;                   /* under adopt_mu: stopped; adopts no more */
     struct node_waiter *done;      /* under the node's mu: finished requests */
     bool woken;                    /* under mu: efd written since the loop took `done` */
 };
 
 static void wake(struct client_loop *l)
 {
-    uint64_t one = 1;
-    ssize_t rc = write(l->efd, &one, sizeof(one)); /* fails only if the counter is full */
-    (void)rc;
+    event_loop_wake(&l->e);
 }
 
 static struct client_conn *conn_of(struct node_waiter *w)
@@ -116,7 +109,7 @@ static void close_now(struct client_loop *l, struct client_conn *c)
         c->r.waiting = false;
         pthread_mutex_unlock(&n->mu);
     }
-    epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    epoll_ctl(l->e.ep, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->handed_over) {
         watch_loop_adopt(n, c->fd, c->addr, &c->watch); /* it takes the client's slot */
     } else {
@@ -446,22 +439,12 @@ static void reap(struct client_loop *l)
     }
 }
 
-/* The connections handed over since the last call. */
-static struct client_conn *detach_adopted(struct client_loop *l)
-{
-    pthread_mutex_lock(&l->adopt_mu);
-    struct client_conn *c = l->adopted;
-    l->adopted = NULL;
-    pthread_mutex_unlock(&l->adopt_mu);
-    return c;
-}
-
 /* New connections from the connection threads. */
 static void take_adopted(struct client_loop *l)
 {
-    struct client_conn *c = detach_adopted(l);
+    struct client_conn *c = event_loop_take(&l->e);
     while (c != NULL) {
-        struct client_conn *next = c->next;
+        struct client_conn *next = event_loop_next(&l->e, c);
         struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                   .data.ptr = c };
         c->prev = NULL;
@@ -469,7 +452,7 @@ static void take_adopted(struct client_loop *l)
         if (l->conns != NULL)
             l->conns->prev = c;
         l->conns = c;
-        if (epoll_ctl(l->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        if (epoll_ctl(l->e.ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
             close_later(c, "cannot watch the connection (epoll)");
         c = next;
     }
@@ -488,9 +471,7 @@ static void handle_events(struct client_loop *l, const struct epoll_event *evs, 
     for (int i = 0; i < count; i++) {
         struct client_conn *c = evs[i].data.ptr;
         if (c == NULL) {
-            uint64_t v;
-            ssize_t rc = read(l->efd, &v, sizeof(v));
-            (void)rc;
+            event_loop_drain(&l->e);
             continue;
         }
         if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -528,9 +509,9 @@ static void *loop_main(void *arg)
     node_name_thread("clients", -1);
     struct epoll_event evs[LOOP_EVENTS];
     uint64_t next_tick = rk_clock_ms() + LOOP_TICK_MS;
-    while (!atomic_load(&l->stopping)) {
+    while (!atomic_load(&l->e.stopping)) {
         int timeout = any_ready(l) ? 0 : LOOP_TICK_MS;
-        int count = epoll_wait(l->ep, evs, LOOP_EVENTS, timeout);
+        int count = epoll_wait(l->e.ep, evs, LOOP_EVENTS, timeout);
         if (count > 0)
             handle_events(l, evs, count);
         take_adopted(l);
@@ -555,17 +536,7 @@ int client_loop_start(struct node *n)
     if (l == NULL)
         return RK_ERR_NOMEM;
     l->node = n;
-    atomic_init(&l->stopping, false);
-    l->ep = epoll_create1(EPOLL_CLOEXEC);
-    l->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-    if (l->ep < 0 || l->efd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ev) != 0 ||
-        pthread_mutex_init(&l->adopt_mu, NULL) != 0 ||
-        pthread_create(&l->thread, NULL, loop_main, l) != 0) {
-        if (l->ep >= 0)
-            close(l->ep);
-        if (l->efd >= 0)
-            close(l->efd);
+    if (event_loop_start(&l->e, offsetof(struct client_conn, next), loop_main, l) != RK_OK) {
         free(l);
         return RK_ERR_IO;
     }
@@ -579,6 +550,14 @@ static void drop_unserved(struct node *n, int fd, struct frame_reader *in)
     close(fd);
     frame_reader_free(in);
     atomic_fetch_sub(&n->n_clients, 1);
+}
+
+/* A connection handed over as the loop stopped. */
+static void drop_late(void *ctx, void *item)
+{
+    struct client_conn *c = item;
+    drop_unserved(ctx, c->fd, &c->in);
+    free(c);
 }
 
 /* A connection record for the loop, taking over the reader (and its fd). */
@@ -607,21 +586,10 @@ void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr
         drop_unserved(n, in->fd, in);
         return;
     }
-    /* Checked and linked under one hold of adopt_mu: once client_loop_stop has set
-     * closed, nothing is left on the list that nobody will take. */
-    pthread_mutex_lock(&l->adopt_mu);
-    bool taken = !l->closed;
-    if (taken) {
-        c->next = l->adopted;
-        l->adopted = c;
-    }
-    pthread_mutex_unlock(&l->adopt_mu);
-    if (taken) {
+    if (event_loop_post(&l->e, c))
         wake(l);
-        return;
-    }
-    drop_unserved(n, c->fd, &c->in);
-    free(c);
+    else
+        drop_late(n, c);
 }
 
 void client_loop_stop(struct node *n)
@@ -629,20 +597,7 @@ void client_loop_stop(struct node *n)
     struct client_loop *l = n->client_loop;
     if (l == NULL)
         return;
-    atomic_store(&l->stopping, true);
-    wake(l);
-    pthread_join(l->thread, NULL);
     /* l stays allocated (and n->client_loop set): a connection thread finishing its
      * HELLO now finds it closed and closes its connection itself. */
-    pthread_mutex_lock(&l->adopt_mu);
-    l->closed = true;
-    struct client_conn *late = l->adopted;
-    l->adopted = NULL;
-    pthread_mutex_unlock(&l->adopt_mu);
-    while (late != NULL) {
-        struct client_conn *next = late->next;
-        drop_unserved(n, late->fd, &late->in);
-        free(late);
-        late = next;
-    }
+    event_loop_stop(&l->e, drop_late, n);
 }

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,6 +27,7 @@
 #include "../../common/net.h"
 #include "../node/node.h"
 #include "conn.h"
+#include "event_loop.h"
 #include "watch_loop.h"
 
 #define LOOP_EVENTS 128
@@ -57,13 +57,8 @@ struct watch_conn {
 
 struct watch_loop {
     struct node *node;
-    int ep, efd;
-    pthread_t thread;
-    atomic_bool stopping;
+    struct event_loop e;            /* its thread, epoll set and mailbox (adopted streams) */
     atomic_bool wake_pending;       /* efd written and not yet read */
-    pthread_mutex_t adopt_mu;
-    struct watch_conn *adopted;     /* under adopt_mu: handed over, not yet served */
-    bool closed;                    /* under adopt_mu: stopped; adopts no more */
     /* The loop thread's: */
     struct watch_conn *head, *tail; /* open streams, by last answer */
     struct watch_conn *more;        /* streams with more to send at the next round */
@@ -77,11 +72,8 @@ struct watch_loop {
 static void wake(void *ctx)
 {
     struct watch_loop *l = ctx;
-    if (atomic_exchange(&l->wake_pending, true))
-        return; /* a wake-up is on its way already */
-    uint64_t one = 1;
-    ssize_t rc = write(l->efd, &one, sizeof(one)); /* fails only if the counter is full */
-    (void)rc;
+    if (!atomic_exchange(&l->wake_pending, true)) /* else one is on its way already */
+        event_loop_wake(&l->e);
 }
 
 static struct watch_conn *conn_of(struct node_watcher *w)
@@ -138,7 +130,7 @@ static void close_now(struct watch_loop *l, struct watch_conn *c)
 {
     struct node *n = l->node;
     node_watch_stop(n, &c->w);
-    epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    epoll_ctl(l->e.ep, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->reason[0] != '\0')
         conn_log_quietly(n, "closing watch stream", c->addr, c->reason);
     close(c->fd);
@@ -344,9 +336,7 @@ static void handle_events(struct watch_loop *l, const struct epoll_event *evs, i
     for (int i = 0; i < count; i++) {
         struct watch_conn *c = evs[i].data.ptr;
         if (c == NULL) {
-            uint64_t v;
-            ssize_t rc = read(l->efd, &v, sizeof(v));
-            (void)rc;
+            event_loop_drain(&l->e);
             atomic_store(&l->wake_pending, false);
             continue;
         }
@@ -364,17 +354,14 @@ static void handle_events(struct watch_loop *l, const struct epoll_event *evs, i
 /* The streams handed over since the last call: indexed, and their first answer sent. */
 static void take_adopted(struct watch_loop *l, uint64_t now)
 {
-    pthread_mutex_lock(&l->adopt_mu);
-    struct watch_conn *c = l->adopted;
-    l->adopted = NULL;
-    pthread_mutex_unlock(&l->adopt_mu);
+    struct watch_conn *c = event_loop_take(&l->e);
     while (c != NULL) {
-        struct watch_conn *next = c->next;
+        struct watch_conn *next = event_loop_next(&l->e, c);
         struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                   .data.ptr = c };
         node_watch_open(l->node, &c->w);
         append_conn(l, c);
-        if (epoll_ctl(l->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        if (epoll_ctl(l->e.ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
             close_later(l, c, "cannot watch the connection (epoll)");
         serve(l, c, now);
         c = next;
@@ -413,8 +400,8 @@ static void *loop_main(void *arg)
     struct watch_loop *l = arg;
     node_name_thread("watchers", -1);
     struct epoll_event evs[LOOP_EVENTS];
-    while (!atomic_load(&l->stopping)) {
-        int count = epoll_wait(l->ep, evs, LOOP_EVENTS, wait_ms(l, rk_clock_ms()));
+    while (!atomic_load(&l->e.stopping)) {
+        int count = epoll_wait(l->e.ep, evs, LOOP_EVENTS, wait_ms(l, rk_clock_ms()));
         uint64_t now = rk_clock_ms();
         if (count > 0)
             handle_events(l, evs, count, now);
@@ -436,21 +423,11 @@ int watch_loop_start(struct node *n)
     if (l == NULL)
         return RK_ERR_NOMEM;
     l->node = n;
-    atomic_init(&l->stopping, false);
     atomic_init(&l->wake_pending, false);
     l->seen = atomic_load(&n->watch.applied);
-    l->ep = epoll_create1(EPOLL_CLOEXEC);
-    l->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
     n->watch.wake_ctx = l; /* before the thread and the client loop: they wake it */
     n->watch.wake = wake;
-    if (l->ep < 0 || l->efd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ev) != 0 ||
-        pthread_mutex_init(&l->adopt_mu, NULL) != 0 ||
-        pthread_create(&l->thread, NULL, loop_main, l) != 0) {
-        if (l->ep >= 0)
-            close(l->ep);
-        if (l->efd >= 0)
-            close(l->efd);
+    if (event_loop_start(&l->e, offsetof(struct watch_conn, next), loop_main, l) != RK_OK) {
         n->watch.wake = NULL;
         free(l);
         return RK_ERR_IO;
@@ -467,6 +444,14 @@ static void drop_unserved(struct node *n, int fd, struct node_watcher *w)
     atomic_fetch_sub(&n->n_clients, 1);
 }
 
+/* A stream handed over as the loop stopped. */
+static void drop_late(void *ctx, void *item)
+{
+    struct watch_conn *c = item;
+    drop_unserved(ctx, c->fd, &c->w);
+    free(c);
+}
+
 void watch_loop_adopt(struct node *n, int fd, const char *addr, const struct node_watcher *w)
 {
     struct watch_loop *l = n->watch_loop;
@@ -481,19 +466,10 @@ void watch_loop_adopt(struct node *n, int fd, const char *addr, const struct nod
     snprintf(c->addr, sizeof(c->addr), "%s", addr);
     net_set_nodelay(fd); /* a one-way stream: Nagle would hold each answer for the
                             watcher's delayed ACK of the last */
-    pthread_mutex_lock(&l->adopt_mu);
-    bool taken = !l->closed;
-    if (taken) {
-        c->next = l->adopted;
-        l->adopted = c;
-    }
-    pthread_mutex_unlock(&l->adopt_mu);
-    if (taken) {
+    if (event_loop_post(&l->e, c))
         wake(l);
-        return;
-    }
-    drop_unserved(n, c->fd, &c->w);
-    free(c);
+    else
+        drop_late(n, c);
 }
 
 void watch_loop_stop(struct node *n)
@@ -501,20 +477,5 @@ void watch_loop_stop(struct node *n)
     struct watch_loop *l = n->watch_loop;
     if (l == NULL)
         return;
-    atomic_store(&l->stopping, true);
-    uint64_t one = 1;
-    ssize_t rc = write(l->efd, &one, sizeof(one));
-    (void)rc;
-    pthread_join(l->thread, NULL);
-    pthread_mutex_lock(&l->adopt_mu);
-    l->closed = true;
-    struct watch_conn *late = l->adopted;
-    l->adopted = NULL;
-    pthread_mutex_unlock(&l->adopt_mu);
-    while (late != NULL) {
-        struct watch_conn *next = late->next;
-        drop_unserved(n, late->fd, &late->w);
-        free(late);
-        late = next;
-    }
+    event_loop_stop(&l->e, drop_late, n);
 }
