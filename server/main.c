@@ -11,6 +11,7 @@
 #include "../common/errors.h"
 #include "../common/net.h"
 #include "net/client_loop.h"
+#include "net/watch_loop.h"
 #include "net/listener.h"
 #include "net/replicator.h"
 #include "node/node.h"
@@ -279,11 +280,12 @@ static void wait_for_stop_signal(const sigset_t *set)
 }
 
 /* The replicators first (they fill in n->transport), then the node's own threads, then
- * the client loop and the listener that feed it. */
+ * the watch loop, the client loop and the listener that feed it. */
 static void start_threads(struct node *n, struct listener *l, int listen_fd, bool campaign)
 {
     if (replicators_start(n) != RK_OK || node_start(n) != RK_OK ||
-        client_loop_start(n) != RK_OK || listener_start(l, n, listen_fd) != RK_OK)
+        watch_loop_start(n) != RK_OK || client_loop_start(n) != RK_OK ||
+        listener_start(l, n, listen_fd) != RK_OK)
         node_fatal(n, "cannot start the server threads");
     if (!campaign)
         return;
@@ -298,6 +300,7 @@ static void stop_threads(struct node *n, struct listener *l)
 {
     listener_stop(l);
     client_loop_stop(n);
+    watch_loop_stop(n);
     node_stop(n);
     replicators_stop(n);
 }

@@ -152,7 +152,8 @@ START_TEST(test_never_reading_watcher_cut_off)
 END_TEST
 
 /* A watch connection waits for events as long as it takes: the idle timeout does not cut
- * it, and a heartbeat comes every second. Followers serve watches. --max-watchers. */
+ * it, and a heartbeat comes every second. Followers serve watches. --max-watchers. What a
+ * watcher sends on its stream is dropped, and the stream goes on. */
 START_TEST(test_watch_not_idle_heartbeats_limit)
 {
     const char *args[] = { "--client-idle-timeout-ms", "500", "--max-watchers", "2" };
@@ -161,6 +162,9 @@ START_TEST(test_watch_not_idle_heartbeats_limit)
     int follower = (leader + 1) % c->n;
     uint64_t progress;
     int fd = raw_watch(c, follower, "k/", "", &progress);
+    static const char stray[] = "not a frame: a watch stream takes no requests";
+    HARNESS_ASSERT(c, send(fd, stray, sizeof(stray), MSG_NOSIGNAL) == (ssize_t)sizeof(stray),
+                   "cannot send stray bytes on the stream");
     int fd2 = raw_watch(c, follower, "", "", &progress);
     int fd3 = harness_raw_client(c, follower);
     harness_raw_request(fd3, PROTO_OP_WATCH, "", "");

@@ -283,7 +283,12 @@ static bool start(struct fake_node *f, struct node_watcher *w, const char *prefi
     struct proto_client_req req = { .op = PROTO_OP_WATCH, .key = prefix,
                                     .key_len = (uint32_t)strlen(prefix), .val = from,
                                     .val_len = (uint32_t)strlen(from) };
-    return node_watch_start(&f->n, w, &req, out, now);
+    if (!node_watch_check(&f->n, w, &req, out))
+        return false;
+    node_watch_open(&f->n, w);
+    ck_assert(node_watch_due(&f->n, w, 0, now)); /* the first answer, at once */
+    ck_assert_int_eq(node_watch_fill(&f->n, w, out, 0, now), RK_OK);
+    return true;
 }
 
 /* From now, from a revision held, and the prefix filter; heartbeats once a second on the
@@ -469,9 +474,29 @@ START_TEST(test_revision_never_split)
 }
 END_TEST
 
-/* A round of changes moves a caught-up watcher whose prefix they do not touch past them
- * without reading them, and leaves the others to read theirs: nothing is skipped that a
- * watcher should get. */
+/* node_watch_scan's visit: counts the streams a round names. */
+static void count_visit(void *ctx, struct node_watcher *w)
+{
+    struct node_watcher **seen = ctx;
+    for (int i = 0; i < 8; i++) {
+        if (seen[i] == NULL) {
+            seen[i] = w;
+            return;
+        }
+    }
+}
+
+static bool visited(struct node_watcher *const *seen, const struct node_watcher *w)
+{
+    for (int i = 0; i < 8; i++)
+        if (seen[i] == w)
+            return true;
+    return false;
+}
+
+/* A round of changes names the streams of the prefixes they touch, and moves a caught-up
+ * watcher whose prefix they do not touch past them without reading them, so it is not
+ * visited: nothing is skipped that a watcher should get. */
 START_TEST(test_index_skips_untouched)
 {
     struct fake_node f;
@@ -485,7 +510,10 @@ START_TEST(test_index_skips_untouched)
     ck_assert(start(&f, &wlong, "a/1", "", &out, 0));
     read_answers(&out, &a);
     fake_apply_sets(&f, 5, "a/%d"); /* 1..5: a/1 .. a/5 */
-    node_watch_scan(&f.n);
+    struct node_watcher *seen[8] = { NULL };
+    node_watch_scan(&f.n, count_visit, seen);
+    ck_assert(visited(seen, &wa) && visited(seen, &wall) && visited(seen, &wlong));
+    ck_assert(!visited(seen, &wb));
     struct node_watcher *all[] = { &wa, &wb, &wall, &wlong };
     for (int i = 0; i < 4; i++)
         node_watch_skip(&f.n, all[i]);
@@ -498,7 +526,9 @@ START_TEST(test_index_skips_untouched)
     read_answers(&out, &a);
     ck_assert_int_eq(a.n_events, 5 + 5 + 1); /* a/: 5, all: 5, a/1: 1 */
     fake_apply_sets(&f, 3, "b/%d"); /* 6..8 */
-    node_watch_scan(&f.n);
+    memset(seen, 0, sizeof(seen));
+    node_watch_scan(&f.n, count_visit, seen);
+    ck_assert(visited(seen, &wb) && visited(seen, &wall) && !visited(seen, &wa));
     node_watch_skip(&f.n, &wa);
     node_watch_skip(&f.n, &wb);
     ck_assert_uint_eq(wa.next, 9);
@@ -509,6 +539,60 @@ START_TEST(test_index_skips_untouched)
     ck_assert_uint_eq(a.revs[0], 6);
     for (int i = 0; i < 4; i++)
         node_watch_stop(&f.n, all[i]);
+    proto_buf_free(&out);
+    fake_node_free(&f);
+}
+END_TEST
+
+/* A prefix first watched after changes were matched without it: a stream resuming from
+ * before them is not moved past them (they were never matched against its prefix). Two
+ * streams of a prefix at one place get the same answer, built once. After a snapshot
+ * replaced the history, a round names every stream, and one whose place went is told. */
+START_TEST(test_index_new_prefix_shared_answer_reset)
+{
+    struct fake_node f;
+    fake_node_init(&f, 1000, 10);
+    struct node_watcher wd, wc1, wc2;
+    struct proto_buf out = { 0 };
+    struct answers a;
+    ck_assert(start(&f, &wd, "d/", "", &out, 0));
+    fake_apply_sets(&f, 5, "c/%d"); /* 1..5 */
+    node_watch_scan(&f.n, NULL, NULL); /* matched against d/ only */
+    struct proto_client_req req = { .op = PROTO_OP_WATCH, .key = "c/", .key_len = 2,
+                                    .val = "1", .val_len = 1 };
+    ck_assert(node_watch_check(&f.n, &wc1, &req, &out));
+    node_watch_open(&f.n, &wc1);
+    node_watch_skip(&f.n, &wc1); /* as a heartbeat would, before its first answer */
+    ck_assert_uint_eq(wc1.next, 1);
+    ck_assert_int_eq(node_watch_fill(&f.n, &wc1, &out, 0, 0), RK_OK);
+    ck_assert(start(&f, &wc2, "c/", "1", &out, 0));
+    read_answers(&out, &a);
+    ck_assert_int_eq(a.n_events, 10); /* 1..5 each */
+    node_watch_skip(&f.n, &wc1);
+    ck_assert_uint_eq(wc1.next, 6);
+    fake_apply_sets(&f, 2, "c/%d"); /* 6, 7 */
+    node_watch_scan(&f.n, NULL, NULL);
+    node_watch_skip(&f.n, &wc1);
+    ck_assert_uint_eq(wc1.next, 6); /* touched: not moved */
+    const struct proto_buf *a1 = node_watch_answer(&f.n, &wc1, 0, 1);
+    ck_assert_ptr_nonnull(a1);
+    const uint8_t *bytes = a1->data;
+    size_t len = a1->len;
+    const struct proto_buf *a2 = node_watch_answer(&f.n, &wc2, 0, 1);
+    ck_assert(a2 == a1 && a2->data == bytes && a2->len == len); /* the same bytes */
+    ck_assert_uint_eq(wc1.next, 8);
+    ck_assert_uint_eq(wc2.next, 8);
+    wd.next = 3; /* as if it lagged, then the history went */
+    node_watch_attach(&f.n, f.n.kv, 100);
+    struct node_watcher *seen[8] = { NULL };
+    node_watch_scan(&f.n, count_visit, seen);
+    ck_assert(visited(seen, &wd) && visited(seen, &wc1) && visited(seen, &wc2));
+    ck_assert_int_eq(node_watch_fill(&f.n, &wd, &out, 0, 2), RK_OK);
+    read_answers(&out, &a);
+    ck_assert_str_eq(a.err, PROTO_ERR_FELL_BEHIND "3");
+    node_watch_stop(&f.n, &wd);
+    node_watch_stop(&f.n, &wc1);
+    node_watch_stop(&f.n, &wc2);
     proto_buf_free(&out);
     fake_node_free(&f);
 }
@@ -527,6 +611,7 @@ static Suite *watch_suite(void)
     tcase_add_test(tc, test_slow_watcher_cut_off);
     tcase_add_test(tc, test_revision_never_split);
     tcase_add_test(tc, test_index_skips_untouched);
+    tcase_add_test(tc, test_index_new_prefix_shared_answer_reset);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,16 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "../../common/clock.h"
 #include "../../common/errors.h"
-#include "../../common/net.h"
 #include "../node/node.h"
 #include "client_loop.h"
 #include "conn.h"
+#include "event_loop.h"
+#include "watch_loop.h"
 
 #define LOOP_EVENTS 128
 #define LOOP_TICK_MS 20              /* how often deadlines are checked */
@@ -50,36 +50,23 @@ struct client_conn {
     uint64_t drain_deadline;
     size_t drained;
     bool started;               /* in this round's batch */
-    struct node_watcher watch;  /* a WATCH turned the connection into a stream */
+    struct node_watcher watch;  /* a WATCH turned the connection into a stream ... */
+    bool handed_over;           /* ... which the watch loop serves from now on */
     bool closing;
     char reason[REASON_LEN];    /* logged when closing ("" = a quiet close) */
 };
 
 struct client_loop {
     struct node *node;
-    int ep, efd;
-    pthread_t thread;
-    atomic_bool stopping;
+    struct event_loop e;           /* its thread, epoll set and mailbox (adopted conns) */
     struct client_conn *conns;     /* the loop thread's */
-    pthread_mutex_t adopt_mu;
-    struct client_conn *adopted;   /* under adopt_mu: handed over, not yet in epoll */
-    bool closed;                   /* under adopt_mu: stopped; adopts no more */
     struct node_waiter *done;      /* under the node's mu: finished requests */
     bool woken;                    /* under mu: efd written since the loop took `done` */
-    /* Watch streams (the loop thread's): the node's applied index at the last round that
-     * visited them, when they are next due for heartbeats, and whether one had more to
-     * send than a round gives it. */
-    uint64_t watch_seen;
-    uint64_t watch_next_ms;
-    uint64_t watch_last_ms;
-    bool watch_backlog;
 };
 
 static void wake(struct client_loop *l)
 {
-    uint64_t one = 1;
-    ssize_t rc = write(l->efd, &one, sizeof(one)); /* fails only if the counter is full */
-    (void)rc;
+    event_loop_wake(&l->e);
 }
 
 static struct client_conn *conn_of(struct node_waiter *w)
@@ -122,11 +109,15 @@ static void close_now(struct client_loop *l, struct client_conn *c)
         c->r.waiting = false;
         pthread_mutex_unlock(&n->mu);
     }
-    node_watch_stop(n, &c->watch);
-    epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
-    if (c->reason[0] != '\0')
-        conn_log_quietly(n, "closing connection", c->addr, c->reason);
-    close(c->fd);
+    epoll_ctl(l->e.ep, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->handed_over) {
+        watch_loop_adopt(n, c->fd, c->addr, &c->watch); /* it takes the client's slot */
+    } else {
+        if (c->reason[0] != '\0')
+            conn_log_quietly(n, "closing connection", c->addr, c->reason);
+        close(c->fd);
+        atomic_fetch_sub(&n->n_clients, 1);
+    }
     frame_reader_free(&c->in);
     proto_buf_free(&c->out);
     if (c->prev != NULL)
@@ -135,7 +126,6 @@ static void close_now(struct client_loop *l, struct client_conn *c)
         l->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    atomic_fetch_sub(&n->n_clients, 1);
     free(c);
 }
 
@@ -297,17 +287,20 @@ static bool next_request(struct client_loop *l, struct client_conn *c)
 /* Whether c can take its next request now: nothing pending, its answers sent. */
 static bool ready_for_next(const struct client_conn *c)
 {
-    return !c->closing && !c->draining && !c->r.waiting && !c->watch.active &&
-           c->out.len == 0 && (c->readable || frame_reader_buffered(&c->in));
+    return !c->closing && !c->draining && !c->r.waiting && c->out.len == 0 && (c->readable || frame_reader_buffered(&c->in));
 }
 
 /* ---------- a round: read, start under one lock, finish, send ---------- */
 
 /* A WATCH is not a request the node starts and finishes: the connection becomes a
- * stream of events (node_watch_start), served by watch_round until it ends. */
-static bool is_watch(const struct client_conn *c)
+ * stream of events, handed over to the watch loop (server/net/watch_loop.c) once the
+ * stream is set up (node_watch_check; else it got its ERR). */
+static void start_watch(struct client_loop *l, struct client_conn *c)
 {
-    return c->r.req.op == PROTO_OP_WATCH;
+    if (node_watch_check(l->node, &c->watch, &c->r.req, &c->out)) {
+        c->handed_over = true;
+        c->closing = true;
+    }
 }
 
 static bool collect(struct client_loop *l)
@@ -319,10 +312,8 @@ static bool collect(struct client_loop *l)
             drain(c);
         else if (!ready_for_next(c) || !next_request(l, c))
             continue;
-        else if (is_watch(c) &&
-                 node_watch_start(l->node, &c->watch, &c->r.req, &c->out, rk_clock_ms()))
-            net_set_nodelay(c->fd); /* a one-way stream: Nagle would hold each answer for
-                                       the watcher's delayed ACK of the last */
+        else if (c->r.req.op == PROTO_OP_WATCH)
+            start_watch(l, c);
         else
             c->started = any = true;
     }
@@ -405,74 +396,6 @@ static void run_round(struct client_loop *l, bool tick)
     send_answers(l);
 }
 
-/* ---------- watch streams ---------- */
-
-static size_t unsent(const struct client_conn *c)
-{
-    return c->out.len - c->sent;
-}
-
-#define WATCH_ROUND_MS 20 /* how often streams are visited with no news (heartbeats) */
-#define WATCH_GAP_MS 2    /* and at most this often with news: the changes of 2 ms go out
-                             in one answer per stream, not one per applied chunk */
-
-/* New changes applied, or a stream with more to send. */
-static bool watch_news(const struct client_loop *l)
-{
-    return atomic_load(&l->node->watch.n_watchers) > 0 &&
-           (l->watch_backlog || atomic_load(&l->node->watch.applied) != l->watch_seen);
-}
-
-/* Whether watch_round has anything to do now: news, WATCH_GAP_MS after the last round, or
- * the time for heartbeats. Cheap: no stream is visited. */
-static bool watch_pending(const struct client_loop *l, uint64_t now)
-{
-    return atomic_load(&l->node->watch.n_watchers) > 0 &&
-           (now >= l->watch_next_ms || (watch_news(l) && now >= l->watch_last_ms + WATCH_GAP_MS));
-}
-
-/* One stream's news, heartbeat or end; a stream whose client left is closed, one that
- * ended once its ERR is sent. Returns whether it has more to send right away. */
-static bool watch_serve(struct client_loop *l, struct client_conn *c, uint64_t now)
-{
-    if (c->hup) {
-        close_later(c, "");
-        return false;
-    }
-    if (node_watch_due(l->node, &c->watch, unsent(c), now))
-        node_watch_fill(l->node, &c->watch, &c->out, unsent(c), now);
-    if (c->out.len > c->sent)
-        flush_out(c);
-    if (c->watch.ending && c->out.len == 0)
-        close_later(c, "");
-    return node_watch_due(l->node, &c->watch, unsent(c), now);
-}
-
-/* The streams, when watch_pending says so. */
-static void watch_round(struct client_loop *l)
-{
-    uint64_t now = rk_clock_ms();
-    if (!watch_pending(l, now))
-        return;
-    l->watch_seen = atomic_load(&l->node->watch.applied);
-    l->watch_next_ms = now + WATCH_ROUND_MS;
-    l->watch_last_ms = now;
-    node_watch_scan(l->node);
-    bool backlog = false;
-    for (struct client_conn *c = l->conns; c != NULL; c = c->next) {
-        if (!c->watch.active || c->closing)
-            continue;
-        node_watch_skip(l->node, &c->watch);
-        backlog |= watch_serve(l, c, now);
-    }
-    l->watch_backlog = backlog;
-}
-
-static void wake_watchers(void *ctx)
-{
-    wake(ctx);
-}
-
 /* Idle connections, half-sent frames (slowloris) and finished refusals. */
 static void check_deadlines(struct client_loop *l)
 {
@@ -496,8 +419,8 @@ static void check_deadlines(struct client_loop *l)
                          " ms (--frame-timeout-ms)", lim->frame_timeout_ms);
                 close_later(c, why);
             }
-        } else if (lim->client_idle_ms > 0 && c->out.len == 0 && !c->watch.active &&
-                   now - c->active_ms >= lim->client_idle_ms) { /* a watch waits for events */
+        } else if (lim->client_idle_ms > 0 && c->out.len == 0 &&
+                   now - c->active_ms >= lim->client_idle_ms) {
             snprintf(why, sizeof(why), "idle for %" PRIu32 " ms (--client-idle-timeout-ms)",
                      lim->client_idle_ms);
             close_later(c, why);
@@ -516,22 +439,12 @@ static void reap(struct client_loop *l)
     }
 }
 
-/* The connections handed over since the last call. */
-static struct client_conn *detach_adopted(struct client_loop *l)
-{
-    pthread_mutex_lock(&l->adopt_mu);
-    struct client_conn *c = l->adopted;
-    l->adopted = NULL;
-    pthread_mutex_unlock(&l->adopt_mu);
-    return c;
-}
-
 /* New connections from the connection threads. */
 static void take_adopted(struct client_loop *l)
 {
-    struct client_conn *c = detach_adopted(l);
+    struct client_conn *c = event_loop_take(&l->e);
     while (c != NULL) {
-        struct client_conn *next = c->next;
+        struct client_conn *next = event_loop_next(&l->e, c);
         struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                   .data.ptr = c };
         c->prev = NULL;
@@ -539,7 +452,7 @@ static void take_adopted(struct client_loop *l)
         if (l->conns != NULL)
             l->conns->prev = c;
         l->conns = c;
-        if (epoll_ctl(l->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        if (epoll_ctl(l->e.ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
             close_later(c, "cannot watch the connection (epoll)");
         c = next;
     }
@@ -547,8 +460,6 @@ static void take_adopted(struct client_loop *l)
 
 static bool any_ready(const struct client_loop *l)
 {
-    if (watch_pending(l, rk_clock_ms()) && watch_news(l))
-        return true;
     for (const struct client_conn *c = l->conns; c != NULL; c = c->next)
         if (ready_for_next(c) || c->closing || (c->draining && c->readable))
             return true;
@@ -560,9 +471,7 @@ static void handle_events(struct client_loop *l, const struct epoll_event *evs, 
     for (int i = 0; i < count; i++) {
         struct client_conn *c = evs[i].data.ptr;
         if (c == NULL) {
-            uint64_t v;
-            ssize_t rc = read(l->efd, &v, sizeof(v));
-            (void)rc;
+            event_loop_drain(&l->e);
             continue;
         }
         if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -600,16 +509,15 @@ static void *loop_main(void *arg)
     node_name_thread("clients", -1);
     struct epoll_event evs[LOOP_EVENTS];
     uint64_t next_tick = rk_clock_ms() + LOOP_TICK_MS;
-    while (!atomic_load(&l->stopping)) {
-        int timeout = any_ready(l) ? 0 : watch_news(l) ? WATCH_GAP_MS : LOOP_TICK_MS;
-        int count = epoll_wait(l->ep, evs, LOOP_EVENTS, timeout);
+    while (!atomic_load(&l->e.stopping)) {
+        int timeout = any_ready(l) ? 0 : LOOP_TICK_MS;
+        int count = epoll_wait(l->e.ep, evs, LOOP_EVENTS, timeout);
         if (count > 0)
             handle_events(l, evs, count);
         take_adopted(l);
         uint64_t now = rk_clock_ms();
         bool tick = now >= next_tick;
         run_round(l, tick);
-        watch_round(l);
         if (tick) {
             check_deadlines(l);
             next_tick = now + LOOP_TICK_MS;
@@ -628,20 +536,7 @@ int client_loop_start(struct node *n)
     if (l == NULL)
         return RK_ERR_NOMEM;
     l->node = n;
-    atomic_init(&l->stopping, false);
-    l->ep = epoll_create1(EPOLL_CLOEXEC);
-    l->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-    n->watch.wake_ctx = l; /* before the thread: it is what starts watchers */
-    n->watch.wake = wake_watchers;
-    if (l->ep < 0 || l->efd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ev) != 0 ||
-        pthread_mutex_init(&l->adopt_mu, NULL) != 0 ||
-        pthread_create(&l->thread, NULL, loop_main, l) != 0) {
-        if (l->ep >= 0)
-            close(l->ep);
-        if (l->efd >= 0)
-            close(l->efd);
-        n->watch.wake = NULL;
+    if (event_loop_start(&l->e, offsetof(struct client_conn, next), loop_main, l) != RK_OK) {
         free(l);
         return RK_ERR_IO;
     }
@@ -655,6 +550,14 @@ static void drop_unserved(struct node *n, int fd, struct frame_reader *in)
     close(fd);
     frame_reader_free(in);
     atomic_fetch_sub(&n->n_clients, 1);
+}
+
+/* A connection handed over as the loop stopped. */
+static void drop_late(void *ctx, void *item)
+{
+    struct client_conn *c = item;
+    drop_unserved(ctx, c->fd, &c->in);
+    free(c);
 }
 
 /* A connection record for the loop, taking over the reader (and its fd). */
@@ -683,21 +586,10 @@ void client_loop_adopt(struct node *n, struct frame_reader *in, const char *addr
         drop_unserved(n, in->fd, in);
         return;
     }
-    /* Checked and linked under one hold of adopt_mu: once client_loop_stop has set
-     * closed, nothing is left on the list that nobody will take. */
-    pthread_mutex_lock(&l->adopt_mu);
-    bool taken = !l->closed;
-    if (taken) {
-        c->next = l->adopted;
-        l->adopted = c;
-    }
-    pthread_mutex_unlock(&l->adopt_mu);
-    if (taken) {
+    if (event_loop_post(&l->e, c))
         wake(l);
-        return;
-    }
-    drop_unserved(n, c->fd, &c->in);
-    free(c);
+    else
+        drop_late(n, c);
 }
 
 void client_loop_stop(struct node *n)
@@ -705,20 +597,7 @@ void client_loop_stop(struct node *n)
     struct client_loop *l = n->client_loop;
     if (l == NULL)
         return;
-    atomic_store(&l->stopping, true);
-    wake(l);
-    pthread_join(l->thread, NULL);
     /* l stays allocated (and n->client_loop set): a connection thread finishing its
      * HELLO now finds it closed and closes its connection itself. */
-    pthread_mutex_lock(&l->adopt_mu);
-    l->closed = true;
-    struct client_conn *late = l->adopted;
-    l->adopted = NULL;
-    pthread_mutex_unlock(&l->adopt_mu);
-    while (late != NULL) {
-        struct client_conn *next = late->next;
-        drop_unserved(n, late->fd, &late->in);
-        free(late);
-        late = next;
-    }
+    event_loop_stop(&l->e, drop_late, n);
 }

@@ -24,6 +24,7 @@
 
 struct client_loop;
 struct kv;
+struct watch_loop;
 struct snapshot_meta;
 struct snapshot_paths;
 struct storage;
@@ -220,18 +221,21 @@ struct node_snap {
 /* ---------- watch (issue 17), watch.c ---------- */
 
 /* The recent changes a watch resumes from (server/kv/kv_history.h) and the watchers'
- * count. The applying thread appends under n->mu and then mu (in that order); the client
+ * count. The applying thread appends under n->mu and then mu (in that order); the watch
  * loop reads under mu alone, so a watcher's copying never holds the node's lock. */
 struct node_watch {
     pthread_mutex_t mu;             /* guards history */
     struct kv_history *history;
     _Atomic uint64_t applied;       /* the history's applied index, read without mu */
-    atomic_uint n_watchers;         /* watch streams open (the client loop's) */
-    void (*wake)(void *ctx);        /* tells the client loop of new changes; set before
+    atomic_uint n_watchers;         /* watch streams open (started by the client loop,
+                                       stopped by the watch loop) */
+    void (*wake)(void *ctx);        /* tells the watch loop of new changes; set before
                                        the threads start */
     void *wake_ctx;
-    struct node_watch_index *index; /* the watched prefixes (watch_index.c): the client
-                                       loop's thread only */
+    struct node_watch_index *index; /* the watched prefixes and the answers being built
+                                       (watch_index.c): the watch loop's thread only */
+    struct proto_buf body, err;     /* the watch loop's: an answer's events being
+                                       collected, and an ERR that ends a stream */
 };
 
 /* ---------- what a server is started with (boot.c) ---------- */
@@ -306,6 +310,8 @@ struct node {
     struct node_watch watch;      /* watch.c */
     struct client_loop *client_loop; /* serves client connections (server/net/client_loop.c);
                                         set before the listener starts */
+    struct watch_loop *watch_loop;   /* serves watch streams (server/net/watch_loop.c); set
+                                        before the client loop starts */
 
     _Atomic uint64_t log_term;    /* the term for log lines written without the lock */
     pthread_t io_thread, timer_thread;
@@ -414,8 +420,8 @@ void node_watch_attach(struct node *n, struct kv *kv, uint64_t index);
 void node_watch_chunk_begin(struct node *n);
 void node_watch_chunk_end(struct node *n);
 
-/* One watch stream (a client connection's, server/net/client_loop.c), under the client
- * loop's thread alone. */
+/* One watch stream: started by the client loop (node_watch_check), then the watch
+ * loop's alone (server/net/watch_loop.c). */
 #define NODE_WATCH_OUT_BOUND (256u * 1024)  /* unsent bytes a watcher may have; past it, a
                                                watcher with more to come is cut off */
 #define NODE_WATCH_BATCH_BYTES (64u * 1024) /* events put in one answer (whole revisions) */
@@ -428,37 +434,59 @@ struct node_watcher {
     uint64_t next;         /* the first revision not yet given to the client */
     uint64_t last_sent_ms; /* the last answer (heartbeats) */
     struct node_watch_prefix *entry; /* its prefix in the index (NULL: not indexed) */
+    struct node_watcher *peer_prev, *peer_next; /* the other streams of its prefix, or
+                                                   the streams not indexed */
 };
-/* A WATCH request: starts the stream (true, its first answer in out) or answers ERR
- * (false): a bad prefix or FROM, too many watchers, or FROM compacted away. */
-bool node_watch_start(struct node *n, struct node_watcher *w, const struct proto_client_req *req,
-                      struct proto_buf *out, uint64_t now);
-/* Whether node_watch_fill has something to do now (cheap: no lock). */
+/* A WATCH request: sets up the stream (true; counted among the watchers) or answers ERR
+ * into out (false): a bad prefix or FROM, too many watchers, or FROM compacted away. */
+bool node_watch_check(struct node *n, struct node_watcher *w, const struct proto_client_req *req,
+                      struct proto_buf *out);
+/* The watch loop's side of a stream checked: indexes it by prefix. Its first answer is
+ * due at once (node_watch_due). */
+void node_watch_open(struct node *n, struct node_watcher *w);
+/* Whether node_watch_answer has something to say now (cheap: no lock). */
 bool node_watch_due(struct node *n, const struct node_watcher *w, size_t unsent, uint64_t now);
-/* Puts into out what the stream has to say now: the next events (while fewer than
- * NODE_WATCH_OUT_BOUND bytes wait unsent), a heartbeat, or the ERR that cuts off a
- * watcher that does not read (PROTO_ERR_FELL_BEHIND) or whose place was trimmed away. */
-void node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *out,
-                     size_t unsent, uint64_t now);
+/* What the stream has to say now, as a whole framed answer, or NULL (nothing, or out of
+ * memory: try later): its next events (while fewer than NODE_WATCH_OUT_BOUND bytes wait
+ * unsent), a heartbeat, or the ERR that cuts off a watcher that does not read
+ * (PROTO_ERR_FELL_BEHIND) or whose place was trimmed away. The stream counts it as sent:
+ * the caller must send all of it. The bytes are valid until the next call for any stream
+ * (the streams of a prefix at the same place share them). */
+const struct proto_buf *node_watch_answer(struct node *n, struct node_watcher *w, size_t unsent,
+                                          uint64_t now);
+/* node_watch_answer appended to out: RK_OK (also when there was nothing to say), or
+ * RK_ERR_NOMEM when the answer was made but could not be queued (close the stream). */
+int node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *out,
+                    size_t unsent, uint64_t now);
 void node_watch_stop(struct node *n, struct node_watcher *w);
 
-/* --- watch_index.c: which streams a round of changes concerns (client loop thread) --- */
+/* --- watch_index.c: which streams a round of changes concerns (watch loop thread) --- */
 struct node_watch_index *node_watch_index_new(uint64_t applied);
 void node_watch_index_free(struct node_watch_index *x);
 void node_watch_index_add(struct node_watch_index *x, struct node_watcher *w);
 void node_watch_index_remove(struct node_watch_index *x, struct node_watcher *w);
 /* A round: matches the changes applied since the last one against the watched prefixes
- * (one hash lookup per change and distinct prefix length). */
-void node_watch_scan(struct node *n);
-/* A stream that was caught up, and whose prefix no change of the round touched, moves
- * past the round's changes without reading them. */
+ * (one hash lookup per change and distinct prefix length), then calls visit (if not NULL)
+ * for each stream of a prefix they touched and each stream not indexed. visit must not
+ * stop streams. The others are not visited: node_watch_skip moves them on later. */
+void node_watch_scan(struct node *n, void (*visit)(void *ctx, struct node_watcher *w),
+                     void *ctx);
+/* A stream none of whose unseen changes up to the last round's are for it (no change
+ * scanned since its place touched its prefix) moves past them without reading them. */
 void node_watch_skip(struct node *n, struct node_watcher *w);
-/* The answer last built for a stream of w's prefix at w's place while `applied` was the
- * applied index (its progress in *progress), or NULL; and keeping one. */
-const struct proto_buf *node_watch_cached(const struct node_watcher *w, uint64_t applied,
-                                          uint64_t *progress);
-void node_watch_cache(struct node_watcher *w, uint64_t applied, const struct proto_buf *body,
-                      uint64_t progress);
+/* A batch of events for the streams of a prefix at one place, framed as an answer. */
+struct node_watch_batch {
+    struct proto_buf answer;
+    uint32_t count;        /* events in it */
+    uint64_t progress;     /* every event up to it was looked at */
+};
+/* The batch of w's prefix for w's place while `applied` is the applied index: one already
+ * built (*fresh false) or an empty one to build into (*fresh true; the index's own for a
+ * stream not indexed). NULL when out of memory. A batch whose building failed is dropped
+ * with node_watch_batch_drop. */
+struct node_watch_batch *node_watch_batch(struct node_watch_index *x, const struct node_watcher *w,
+                                          uint64_t applied, bool *fresh);
+void node_watch_batch_drop(const struct node_watcher *w);
 
 /* --- expiry.c: the leader proposes the deletion of keys whose deadline passed --- */
 /* Under mu: when node_expiry_run has work (UINT64_MAX: none; not the leader, or its last

@@ -2,7 +2,9 @@
  * changes (server/kv/kv_history.h) that watchers resume from. kv_apply reports each change
  * as it makes it (kv.h, "Changes"); the applying thread, under n->mu, holds the history's
  * own mutex around each chunk of entries it applies, then records the applied index and
- * wakes the client loop, which copies events to its watchers under that mutex alone. */
+ * wakes the watch loop (server/net/watch_loop.c), which builds its streams' answers from
+ * the history under that mutex alone: one per prefix and place, shared by the streams
+ * there (watch_index.c). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,8 @@ void node_watch_free(struct node *n)
     n->watch.history = NULL;
     node_watch_index_free(n->watch.index);
     n->watch.index = NULL;
+    proto_buf_free(&n->watch.body);
+    proto_buf_free(&n->watch.err);
 }
 
 /* kv_apply's event function: under n->mu and the history's mutex (a chunk is being
@@ -111,31 +115,54 @@ static bool collect(const struct kv_history *h, const struct node_watcher *w,
     return true;
 }
 
-/* Ends the stream with an ERR naming rev. */
-static void end_with(struct node_watcher *w, struct proto_buf *out, const char *prefix,
-                     uint64_t rev)
+/* The ERR that ends the stream, naming rev; the stream is closed once it is sent, or a
+ * heartbeat's time later. */
+static const struct proto_buf *end_with(struct node *n, struct node_watcher *w,
+                                        const char *prefix, uint64_t rev, uint64_t now)
 {
     char why[128];
     snprintf(why, sizeof(why), "%s%" PRIu64, prefix, rev);
-    node_client_error(out, why);
+    n->watch.err.len = 0;
+    if (node_client_error(&n->watch.err, why) != RK_OK)
+        return NULL;
     w->ending = true;
+    w->last_sent_ms = now;
+    return &n->watch.err;
 }
 
-/* The batch in body (its progress written), if it holds events or a heartbeat is due;
- * then w->next moves past progress. */
-static void send_batch(struct node_watcher *w, struct proto_buf *out,
-                       const struct proto_buf *body, uint64_t progress, bool beat, uint64_t now)
+/* Builds into b the answer for w at its place: its events from the history, framed.
+ * false: out of memory, or (*trimmed) its place is no longer in the history. */
+static bool build(struct node *n, const struct node_watcher *w, struct node_watch_batch *b,
+                  bool *trimmed)
 {
-    uint32_t count = (uint32_t)rk_get_be(body->data + 8, 4);
-    if (count > 0 || beat) {
-        if (node_client_reply(out, PROTO_ST_EVENTS, (const char *)body->data,
-                              (uint32_t)body->len) != RK_OK)
-            return; /* out of memory: all of it again next time */
-        w->answered = true;
-        w->last_sent_ms = now;
-    }
-    if (progress + 1 > w->next)
-        w->next = progress + 1;
+    struct proto_buf *body = &n->watch.body;
+    body->len = 0;
+    if (proto_events_begin(body, 0) != RK_OK)
+        return false;
+    pthread_mutex_lock(&n->watch.mu);
+    *trimmed = w->next < kv_history_first_rev(n->watch.history);
+    bool ok = !*trimmed && collect(n->watch.history, w, body, &b->progress);
+    pthread_mutex_unlock(&n->watch.mu);
+    if (!ok)
+        return false;
+    rk_put_be(body->data, b->progress, 8);
+    b->count = (uint32_t)rk_get_be(body->data + 8, 4);
+    return node_client_reply(&b->answer, PROTO_ST_EVENTS, (const char *)body->data,
+                             (uint32_t)body->len) == RK_OK;
+}
+
+/* The batch, if it holds events or a heartbeat is due; either way w moves past its
+ * progress. */
+static const struct proto_buf *take(struct node_watcher *w, const struct node_watch_batch *b,
+                                    bool beat, uint64_t now)
+{
+    if (b->progress + 1 > w->next)
+        w->next = b->progress + 1;
+    if (b->count == 0 && !beat)
+        return NULL;
+    w->answered = true;
+    w->last_sent_ms = now;
+    return &b->answer;
 }
 
 bool node_watch_due(struct node *n, const struct node_watcher *w, size_t unsent, uint64_t now)
@@ -147,38 +174,32 @@ bool node_watch_due(struct node *n, const struct node_watcher *w, size_t unsent,
     return w->next <= atomic_load(&n->watch.applied) && unsent < NODE_WATCH_OUT_BOUND;
 }
 
-void node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *out,
-                     size_t unsent, uint64_t now)
+const struct proto_buf *node_watch_answer(struct node *n, struct node_watcher *w, size_t unsent,
+                                          uint64_t now)
 {
     bool beat = !w->answered || now - w->last_sent_ms >= PROTO_WATCH_HEARTBEAT_MS;
-    bool news = w->next <= atomic_load(&n->watch.applied);
+    uint64_t applied = atomic_load(&n->watch.applied);
+    bool news = w->next <= applied;
     if (!w->active || w->ending || (!news && !beat))
-        return;
-    if (news && unsent >= NODE_WATCH_OUT_BOUND) { /* it does not read what it has */
-        end_with(w, out, PROTO_ERR_FELL_BEHIND, w->next);
-        return;
+        return NULL;
+    if (news && unsent >= NODE_WATCH_OUT_BOUND) /* it does not read what it has */
+        return end_with(n, w, PROTO_ERR_FELL_BEHIND, w->next, now);
+    bool fresh, trimmed = false;
+    struct node_watch_batch *b = node_watch_batch(n->watch.index, w, applied, &fresh);
+    if (b == NULL)
+        return NULL;
+    if (fresh && !build(n, w, b, &trimmed)) {
+        node_watch_batch_drop(w);
+        return trimmed ? end_with(n, w, PROTO_ERR_FELL_BEHIND, w->next, now) : NULL;
     }
-    uint64_t progress = 0, applied = atomic_load(&n->watch.applied);
-    const struct proto_buf *cached = node_watch_cached(w, applied, &progress);
-    if (cached != NULL) { /* another watcher of the prefix, at the same place, built it */
-        send_batch(w, out, cached, progress, beat, now);
-        return;
-    }
-    struct proto_buf body = { 0 };
-    if (proto_events_begin(&body, 0) != RK_OK)
-        return;
-    pthread_mutex_lock(&n->watch.mu);
-    bool trimmed = w->next < kv_history_first_rev(n->watch.history);
-    bool ok = !trimmed && collect(n->watch.history, w, &body, &progress);
-    pthread_mutex_unlock(&n->watch.mu);
-    if (trimmed) {
-        end_with(w, out, PROTO_ERR_FELL_BEHIND, w->next);
-    } else if (ok) {
-        rk_put_be(body.data, progress, 8);
-        node_watch_cache(w, applied, &body, progress);
-        send_batch(w, out, &body, progress, beat, now);
-    }
-    proto_buf_free(&body);
+    return take(w, b, beat, now);
+}
+
+int node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *out,
+                    size_t unsent, uint64_t now)
+{
+    const struct proto_buf *a = node_watch_answer(n, w, unsent, now);
+    return a == NULL ? RK_OK : proto_buf_append(out, a->data, a->len);
 }
 
 /* Why a WATCH cannot start (into why), or NULL; *from is where it starts. */
@@ -207,8 +228,8 @@ static const char *refusal(struct node *n, const struct proto_client_req *req, u
     return why;
 }
 
-bool node_watch_start(struct node *n, struct node_watcher *w, const struct proto_client_req *req,
-                      struct proto_buf *out, uint64_t now)
+bool node_watch_check(struct node *n, struct node_watcher *w, const struct proto_client_req *req,
+                      struct proto_buf *out)
 {
     char why[128];
     uint64_t from = 0;
@@ -223,10 +244,13 @@ bool node_watch_start(struct node *n, struct node_watcher *w, const struct proto
     memcpy(prefix, req->key, req->key_len);
     *w = (struct node_watcher){ .active = true, .prefix = prefix, .prefix_len = req->key_len,
                                 .next = from };
-    node_watch_index_add(n->watch.index, w);
     atomic_fetch_add(&n->watch.n_watchers, 1);
-    node_watch_fill(n, w, out, 0, now);
     return true;
+}
+
+void node_watch_open(struct node *n, struct node_watcher *w)
+{
+    node_watch_index_add(n->watch.index, w);
 }
 
 void node_watch_stop(struct node *n, struct node_watcher *w)
