@@ -301,8 +301,10 @@ static void beat(struct watch_loop *l, uint64_t now)
             close_later(l, c, "answers not read for 5000 ms");
             continue;
         }
-        if (c->w.ending) { /* its ERR went a heartbeat ago, and was not all taken */
-            close_later(l, c, "");
+        if (c->w.ending) { /* its ERR waits for the client to read it: look again later */
+            c->w.last_sent_ms = now;
+            unlink_conn(l, c);
+            append_conn(l, c);
             continue;
         }
         if (!serve(l, c, now)) /* no heartbeat went: out of memory */

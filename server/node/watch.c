@@ -115,8 +115,8 @@ static bool collect(const struct kv_history *h, const struct node_watcher *w,
     return true;
 }
 
-/* The ERR that ends the stream, naming rev; the stream is closed once it is sent, or a
- * heartbeat's time later. */
+/* The ERR that ends the stream, naming rev; the stream is closed once it is sent (or
+ * once its client has taken nothing for 5 s). */
 static const struct proto_buf *end_with(struct node *n, struct node_watcher *w,
                                         const char *prefix, uint64_t rev, uint64_t now)
 {
