@@ -6,7 +6,10 @@
  *                                  first bytes and comes back short, as on a full disk)
  *   RK_FAULT_EIO_AFTER_SYNCS=N     the log's fdatasync fails with EIO after N successes
  *   RK_FAULT_STALL_DIR=DIR         while DIR/stall.<pid> exists, the log's fdatasync hangs
- *                                  (a stalled disk, up to 60 s; tests/integ_membership.c)
+ *                                  (a stalled disk, up to 60 s; tests/integ_membership.c,
+ *                                  tests/integ_warnings.c)
+ *   RK_FAULT_DISK_USE_PCT=P        statvfs of the data directory says the disk is P% full
+ *                                  (tests/integ_warnings.c)
  * Without these variables each call is the libc call. */
 #include "../server/storage/storage_io.h"
 
@@ -15,6 +18,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,4 +104,16 @@ int storage_io_sync_log(int fd)
         return -1;
     }
     return fdatasync(fd);
+}
+
+int storage_io_statvfs(const char *path, struct statvfs *st)
+{
+    long long pct = fault_env("RK_FAULT_DISK_USE_PCT");
+    if (pct < 0 || pct > 100)
+        return statvfs(path, st);
+    memset(st, 0, sizeof(*st));
+    st->f_bsize = st->f_frsize = 4096;
+    st->f_blocks = 1000;
+    st->f_bfree = st->f_bavail = (fsblkcnt_t)(1000 - pct * 10);
+    return 0;
 }

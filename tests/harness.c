@@ -84,6 +84,25 @@ long harness_count_lines(const char *path)
     return lines;
 }
 
+const char *harness_fault_server_bin(void)
+{
+    const char *p = getenv("RK_FAULT_SERVER_BIN");
+    return p != NULL && p[0] != '\0' ? p : "build/default/tests/raft_server_faults";
+}
+
+void harness_stall_disk(struct ctl_cluster *c, int i, bool stall)
+{
+    char path[CTL_PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/stall.%ld", c->dir, (long)c->servers[i].pid);
+    if (stall) {
+        FILE *f = fopen(path, "w");
+        HARNESS_ASSERT(c, f != NULL, "create %s", path);
+        fclose(f);
+    } else {
+        unlink(path);
+    }
+}
+
 int harness_log_lines_with(const struct ctl_cluster *c, int i, const char *a, const char *b)
 {
     char path[CTL_PATH_MAX], line[2048];

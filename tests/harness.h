@@ -35,6 +35,13 @@ struct client_session *harness_session(struct ctl_cluster *c, int i, bool use_re
 int harness_call(struct client_session *s, int op, const char *key, const char *val,
                  char *out, size_t outlen);
 
+/* The test-only server with the disk fault seam (tests/fault_io.c):
+ * $RK_FAULT_SERVER_BIN or build/default/tests/raft_server_faults. */
+const char *harness_fault_server_bin(void);
+/* Makes server i's fdatasync of its log hang (stall) or answer again; the server runs
+ * harness_fault_server_bin() with RK_FAULT_STALL_DIR set to c->dir. */
+void harness_stall_disk(struct ctl_cluster *c, int i, bool stall);
+
 /* Number of lines in a file (-1 if it cannot be read). */
 long harness_count_lines(const char *path);
 /* Counts the lines of server i's log (NAME.err) that hold a and (unless NULL) b. */

@@ -41,7 +41,6 @@
 #define WRITES_AFTER_DOWN 20     /* the cluster must go on without the victim */
 #define MNT_PREFIX "/tmp/rk_disk_"
 #define CASE_TIMEOUT_S 180
-#define FAULT_SERVER_DEFAULT "build/default/tests/raft_server_faults"
 
 /* ---- the mount point: named in the runner, cleaned up by it ---- */
 
@@ -111,12 +110,6 @@ struct disk_test {
     int n_acked;
     bool acked[MAX_WRITES];
 };
-
-static const char *fault_server_bin(void)
-{
-    const char *p = getenv("RK_FAULT_SERVER_BIN");
-    return p != NULL && p[0] != '\0' ? p : FAULT_SERVER_DEFAULT;
-}
 
 /* The harness runs $RK_SERVER_BIN NAME HOST PORT False --dir DIR ...: a script in the
  * cluster's dir passes everything on, giving the victim its own --dir and, for an
@@ -193,9 +186,9 @@ static void disk_test_start(struct disk_test *t, enum fault fault)
     ck_assert_msg(t->c != NULL, "harness_cluster_new: %s", err);
     HARNESS_ASSERT(t->c, realpath(ctl_server_bin(), t->real_bin) != NULL, "no server %s",
                    ctl_server_bin());
-    HARNESS_ASSERT(t->c, realpath(fault_server_bin(), t->fault_bin) != NULL,
+    HARNESS_ASSERT(t->c, realpath(harness_fault_server_bin(), t->fault_bin) != NULL,
                    "no fault server %s (make builds it; RK_FAULT_SERVER_BIN names it)",
-                   fault_server_bin());
+                   harness_fault_server_bin());
     t->fault = fault;
     make_data_dir(t);
     write_wrapper(t, t->fault);

@@ -264,27 +264,6 @@ END_TEST
 
 /* ---- a leader whose disk stalls ---- */
 
-/* The test-only server with its fault seam (tests/fault_io.c). */
-static const char *fault_server_bin(void)
-{
-    const char *p = getenv("RK_FAULT_SERVER_BIN");
-    return p != NULL && p[0] != '\0' ? p : "build/default/tests/raft_server_faults";
-}
-
-/* Makes server i's fdatasync hang (stall) or answer again. */
-static void stall_disk(struct ctl_cluster *c, int i, bool stall)
-{
-    char path[CTL_PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/stall.%ld", c->dir, (long)c->servers[i].pid);
-    if (stall) {
-        FILE *f = fopen(path, "w");
-        HARNESS_ASSERT(c, f != NULL, "create %s", path);
-        fclose(f);
-    } else {
-        unlink(path);
-    }
-}
-
 /* A leader whose fdatasync hangs longer than --disk-stall-ms hands leadership to an
  * up-to-date follower and campaigns no more until its disk answers (hashicorp/raft#503
  * is the failure of this): writes go on through the new leader, and the old one catches
@@ -294,7 +273,7 @@ START_TEST(test_leader_disk_stall_hands_off)
     char err[256];
     struct ctl_cluster *c = harness_cluster_new(3, err, sizeof(err));
     ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    c->server_bin = fault_server_bin();
+    c->server_bin = harness_fault_server_bin();
     c->server_args[c->n_server_args++] = "--disk-stall-ms";
     c->server_args[c->n_server_args++] = "400";
     setenv("RK_FAULT_STALL_DIR", c->dir, 1);
@@ -303,7 +282,7 @@ START_TEST(test_leader_disk_stall_hands_off)
     HARNESS_ASSERT(c, leader >= 0, "no first leader");
     struct client_session *s = session_to(c, -1, true);
     write_keys(c, s, 0, 10);
-    stall_disk(c, leader, true);
+    harness_stall_disk(c, leader, true);
     uint64_t t0 = rk_clock_ms();
     write_keys(c, s, 10, 20); /* the followers' disks still commit them */
     struct ctl_status st;
@@ -317,7 +296,7 @@ START_TEST(test_leader_disk_stall_hands_off)
             c->servers[next].name, (unsigned long long)(rk_clock_ms() - t0),
             c->servers[leader].name);
     write_keys(c, s, 20, 30);
-    stall_disk(c, leader, false);
+    harness_stall_disk(c, leader, false);
     HARNESS_ASSERT(c, ctl_wait_applied(c, leader, st.commit, LEADER_WAIT_MS) == RK_OK,
                    "%s did not catch up once its disk answered", c->servers[leader].name);
     check_keys(c, s, 30);

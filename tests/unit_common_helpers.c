@@ -1,5 +1,6 @@
 /* tests/unit_common_helpers.c - the small helpers of common/ every module shares:
- * rk_grow (grow.h), rk_put_be / rk_get_be (bytes.h) and the clock (clock.h). */
+ * rk_grow (grow.h), rk_put_be / rk_get_be (bytes.h), the clock (clock.h) and the rate
+ * limit of log lines (rate_limit.h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "../common/clock.h"
 #include "../common/errors.h"
 #include "../common/grow.h"
+#include "../common/rate_limit.h"
 #include "check_main.h"
 
 START_TEST(test_grow_doubles_from_first)
@@ -59,6 +61,26 @@ START_TEST(test_big_endian)
 }
 END_TEST
 
+/* The first passes; within the period the rest are held back and counted; the next after
+ * it passes and says how many were held back; the count starts again. */
+START_TEST(test_rate_limit_holds_and_counts)
+{
+    struct rk_rate_limit r = { 0 };
+    unsigned long held = 99;
+    ck_assert(rk_rate_limit_pass(&r, 5000, 1000, &held));
+    ck_assert_uint_eq(held, 0);
+    ck_assert(!rk_rate_limit_pass(&r, 5000, 1000, &held));
+    ck_assert(!rk_rate_limit_pass(&r, 5999, 1000, &held));
+    ck_assert(rk_rate_limit_pass(&r, 6000, 1000, &held));
+    ck_assert_uint_eq(held, 2);
+    ck_assert(!rk_rate_limit_pass(&r, 6500, 1000, &held));
+    ck_assert(rk_rate_limit_pass(&r, 9000, 1000, &held));
+    ck_assert_uint_eq(held, 1);
+    ck_assert(rk_rate_limit_pass(&r, 10000, 1000, &held));
+    ck_assert_uint_eq(held, 0);
+}
+END_TEST
+
 START_TEST(test_clock_units_agree)
 {
     uint64_t ms = rk_clock_ms(), us = rk_clock_us(), ns = rk_clock_ns();
@@ -80,6 +102,7 @@ static Suite *helpers_suite(void)
     tcase_add_test(tc, test_grow_refuses_overflow);
     tcase_add_test(tc, test_big_endian);
     tcase_add_test(tc, test_clock_units_agree);
+    tcase_add_test(tc, test_rate_limit_holds_and_counts);
     suite_add_tcase(s, tc);
     return s;
 }

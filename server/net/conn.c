@@ -18,6 +18,7 @@
 #include "../../common/errors.h"
 #include "../../common/frame_reader.h"
 #include "../../common/net.h"
+#include "../../common/rate_limit.h"
 #include "../node/node.h"
 #include "client_loop.h"
 #include "conn.h"
@@ -49,8 +50,7 @@ struct conn {
  * of refusal gives one line per LOG_QUIET_MS each. */
 struct quiet_slot {
     char why[REASON_LEN];     /* the kind of reason (quiet_kind) */
-    uint64_t last_ms;
-    unsigned long suppressed; /* the same reason, not logged since */
+    struct rk_rate_limit limit;
 };
 
 static pthread_mutex_t quiet_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -74,12 +74,11 @@ static struct quiet_slot *quiet_slot_for(const char *kind)
     for (int i = 0; i < QUIET_SLOTS; i++) {
         if (strcmp(quiet_slots[i].why, kind) == 0)
             return &quiet_slots[i];
-        if (quiet_slots[i].last_ms < oldest->last_ms)
+        if (quiet_slots[i].limit.last_ms < oldest->limit.last_ms)
             oldest = &quiet_slots[i];
     }
     snprintf(oldest->why, sizeof(oldest->why), "%s", kind);
-    oldest->last_ms = 0;
-    oldest->suppressed = 0;
+    oldest->limit = (struct rk_rate_limit){ 0 };
     return oldest;
 }
 
@@ -92,16 +91,11 @@ void conn_log_quietly(struct node *n, const char *what, const char *addr, const 
     quiet_kind(why, kind, sizeof(kind));
     uint64_t now = rk_clock_ms();
     pthread_mutex_lock(&quiet_mu);
-    struct quiet_slot *q = quiet_slot_for(kind);
-    if (q->last_ms != 0 && now - q->last_ms < LOG_QUIET_MS) {
-        q->suppressed++;
-        pthread_mutex_unlock(&quiet_mu);
-        return;
-    }
-    unsigned long left_out = q->suppressed;
-    q->last_ms = now;
-    q->suppressed = 0;
+    unsigned long left_out = 0;
+    bool pass = rk_rate_limit_pass(&quiet_slot_for(kind)->limit, now, LOG_QUIET_MS, &left_out);
     pthread_mutex_unlock(&quiet_mu);
+    if (!pass)
+        return;
     if (left_out > 0)
         node_log(n, "%s from %s: %s (and %lu more like it since the last such line)", what,
                  addr, why, left_out);

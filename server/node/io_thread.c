@@ -28,9 +28,11 @@ static void persist_failed(struct node *n, const char *err)
 }
 
 /* The log steps of a Ready, in order: reset after an installed snapshot (Figure 13
- * step 7), hard state, truncation, entries, sync. Called without the lock. */
-static void persist(struct node *n, const struct raft_ready *rd, const char *vote)
+ * step 7), hard state, truncation, entries, sync. Called without the lock. Returns how
+ * long the fdatasync took, in ms (0: none). */
+static uint64_t persist(struct node *n, const struct raft_ready *rd, const char *vote)
 {
+    uint64_t sync_start;
     char err[IO_ERR_LEN] = "";
     if (rd->reset_log_to != 0 &&
         storage_reset(n->storage, rd->reset_log_to, err, sizeof(err)) != RK_OK)
@@ -45,9 +47,12 @@ static void persist(struct node *n, const struct raft_ready *rd, const char *vot
         storage_append(n->storage, rd->first_index, rd->entries, rd->n_entries, err,
                        sizeof(err)) != RK_OK)
         persist_failed(n, err);
-    if ((rd->truncate_from != 0 || rd->n_entries > 0) &&
-        storage_sync(n->storage, err, sizeof(err)) != RK_OK)
+    if (rd->truncate_from == 0 && rd->n_entries == 0)
+        return 0;
+    sync_start = rk_clock_ms();
+    if (storage_sync(n->storage, err, sizeof(err)) != RK_OK)
         persist_failed(n, err);
+    return rk_clock_ms() - sync_start;
 }
 
 /* ---------- an incoming snapshot (Figure 13, receiver) ---------- */
@@ -144,13 +149,14 @@ static void run_batch(struct node *n, struct node_outbox *ob)
         n->sync_started_ms = rk_clock_ms(); /* the timer watches for a stalled disk */
     pthread_mutex_unlock(&n->mu);
 
-    persist(n, &rd, vote);
+    uint64_t sync_ms = persist(n, &rd, vote);
     struct received_snapshot rs = { 0 };
     receive_chunks(n, &rd, &rs);
 
     pthread_mutex_lock(&n->mu);
     if (writes)
         node_disk_answered(n);
+    node_warn_sync(n, sync_ms);
     struct kv *unused = rs.complete ? install_received(n, &rs) : NULL;
     for (uint32_t i = 0; i < rd.n_msgs; i++)
         node_peer_push(n, &rd.msgs[i], ob);
@@ -192,12 +198,20 @@ static void *io_main(void *arg)
 {
     struct node *n = arg;
     node_name_thread("io", -1);
+    uint64_t next_disk_ms = 0; /* when to look at the disk's free space (warnings.c) */
     pthread_mutex_lock(&n->mu);
     for (;;) {
-        while (!n->shutdown && !raft_has_ready(n->raft) && !compaction_due(n))
-            pthread_cond_wait(&n->io_cond, &n->mu);
+        while (!n->shutdown && !raft_has_ready(n->raft) && !compaction_due(n) &&
+               rk_clock_ms() < next_disk_ms)
+            node_cond_wait_until(&n->io_cond, &n->mu, next_disk_ms);
         if (n->shutdown)
             break;
+        if (rk_clock_ms() >= next_disk_ms) { /* statvfs may wait on the disk: no lock */
+            next_disk_ms = rk_clock_ms() + NODE_WARN_DISK_EVERY_MS;
+            pthread_mutex_unlock(&n->mu);
+            node_warn_disk(n);
+            pthread_mutex_lock(&n->mu);
+        }
         if (compaction_due(n))
             compact_storage(n);
         if (!raft_has_ready(n->raft))

@@ -165,10 +165,12 @@ static void complete_writes(struct node *n, const struct applied_chunk *c)
  * if commitIndex > lastApplied, apply log[lastApplied+1]). */
 static void apply_committed(struct node *n)
 {
-    raft_index_t commit = raft_commit_index(n->raft);
+    raft_index_t commit = raft_commit_index(n->raft), first = n->applied + 1;
     struct applied_chunk c;
-    if (n->applied < commit)
-        kv_set_now(n->kv, rk_clock_ms()); /* deadlines count from here (kv.h) */
+    if (n->applied >= commit)
+        return;
+    uint64_t start_ms = rk_clock_ms();
+    kv_set_now(n->kv, start_ms); /* deadlines count from here (kv.h) */
     while (n->applied < commit) {
         c.first = n->applied + 1;
         c.count = 0;
@@ -193,6 +195,7 @@ static void apply_committed(struct node *n)
         if (n->waiters != NULL)
             complete_writes(n, &c);
     }
+    node_warn_apply(n, n->applied + 1 - first, rk_clock_ms() - start_ms);
 }
 
 static struct node_waiter *find_read(struct node *n, uint64_t id)

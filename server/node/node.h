@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "../../common/proto.h"
+#include "../../common/rate_limit.h"
 #include "../../common/registry.h"
 #include "../core/raft.h"
 
@@ -238,6 +239,23 @@ struct node_watch {
                                        collected, and an ERR that ends a stream */
 };
 
+/* ---------- warnings an operator can act on (issue 18), warnings.c ---------- */
+
+#define NODE_WARN_SYNC_MS 100          /* an fdatasync of the log slower than this */
+#define NODE_WARN_APPLY_MS 100         /* applying one batch slower than this */
+#define NODE_WARN_DISK_PCT 90          /* the data directory's disk fuller than this */
+#define NODE_WARN_PERIOD_MS 30000u     /* at most one line of a kind this often */
+#define NODE_WARN_DISK_EVERY_MS 10000u /* how often the io thread looks at the disk */
+#define NODE_WARN_LAG_EVERY_MS 1000u   /* how often the leader looks at its followers */
+
+/* Under mu, but disk: the io thread's alone. */
+struct node_warnings {
+    struct rk_rate_limit sync, apply, disk;
+    struct rk_rate_limit lag[REGISTRY_MAX_SERVERS];
+    uint64_t next_lag_ms;
+    uint64_t lag_commit;     /* the commit index at the last look at the lag */
+};
+
 /* ---------- what a server is started with (boot.c) ---------- */
 
 #define NODE_DISK_STALL_MS_DEFAULT 2000u
@@ -308,6 +326,7 @@ struct node {
 
     struct node_snap snap;        /* snapshots, see snapshotter.c */
     struct node_watch watch;      /* watch.c */
+    struct node_warnings warn;    /* warnings.c */
     struct client_loop *client_loop; /* serves client connections (server/net/client_loop.c);
                                         set before the listener starts */
     struct watch_loop *watch_loop;   /* serves watch streams (server/net/watch_loop.c); set
@@ -487,6 +506,18 @@ struct node_watch_batch {
 struct node_watch_batch *node_watch_batch(struct node_watch_index *x, const struct node_watcher *w,
                                           uint64_t applied, bool *fresh);
 void node_watch_batch_drop(const struct node_watcher *w);
+
+/* --- warnings.c: rate-limited log lines on what an operator should look at --- */
+/* Under mu: the log's last fdatasync took took_ms (io thread). */
+void node_warn_sync(struct node *n, uint64_t took_ms);
+/* Under mu: applying entries took took_ms. */
+void node_warn_apply(struct node *n, uint64_t entries, uint64_t took_ms);
+/* Under mu, the timer, once a second: as leader, a follower that has not reached, less
+ * --snapshot-keep, what was committed a second ago. */
+void node_warn_lag(struct node *n, uint64_t now);
+/* Without mu (it may wait on the disk), the io thread: how full the data directory's
+ * disk is. */
+void node_warn_disk(struct node *n);
 
 /* --- expiry.c: the leader proposes the deletion of keys whose deadline passed --- */
 /* Under mu: when node_expiry_run has work (UINT64_MAX: none; not the leader, or its last

@@ -3,7 +3,8 @@
  * It also watches the io thread's writes: a leader whose fdatasync has been outstanding
  * longer than --disk-stall-ms hands leadership to an up-to-date follower (Raft thesis
  * §3.10) and campaigns no more until its disk answers. As leader, it proposes the deletion
- * of keys whose deadline passed (expiry.c). */
+ * of keys whose deadline passed (expiry.c), and warns of followers far behind
+ * (warnings.c). */
 #include <inttypes.h>
 
 #include "../../common/clock.h"
@@ -56,6 +57,7 @@ static void *timer_main(void *arg)
         check_disk(n, now);
         raft_tick(n->raft, now);
         node_expiry_run(n, now);
+        node_warn_lag(n, now);
         uint64_t wake = now + TIMER_MAX_SLEEP_MS;
         uint64_t deadline = node_timer_deadline(n);
         if (deadline < wake)

@@ -13,3 +13,8 @@ int storage_io_sync_log(int fd)
 {
     return fdatasync(fd);
 }
+
+int storage_io_statvfs(const char *path, struct statvfs *st)
+{
+    return statvfs(path, st);
+}
