@@ -22,6 +22,7 @@
 #include "../../common/rate_limit.h"
 #include "../../common/registry.h"
 #include "../core/raft.h"
+#include "expiry.h"
 
 struct client_loop;
 struct kv;
@@ -314,9 +315,7 @@ struct node {
     int seen_leader;
 
     uint64_t timer_wake_ms;       /* when the timer thread will next wake */
-    raft_index_t expiry_index;    /* our last EXPIRED entry (expiry.c) ... */
-    raft_term_t expiry_term;      /* ... and its term */
-    uint64_t expiry_retry_ms;     /* no new one before this (after a failed proposal) */
+    struct node_reaper reaper;    /* the leader's proposals of expired keys (expiry.h) */
     struct node_peer *peers;      /* REGISTRY_MAX_SERVERS entries, by node id */
     uint32_t disk_stall_ms;       /* set before node_start */
     uint64_t sync_started_ms;     /* the io thread's write in flight began (0: none) */

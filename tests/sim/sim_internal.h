@@ -12,6 +12,7 @@
 #include "../../common/raft_msg.h"
 #include "../../server/core/raft.h"
 #include "../../server/kv/kv.h"
+#include "../../server/node/expiry.h"
 #include "sim.h"
 
 #define SIM_TRACE_RING 64          /* trace records kept for a failure report */
@@ -266,10 +267,7 @@ struct sim_node {
     uint8_t conf_kind;        /* SIM_REQ_ADD, SIM_REQ_ADD_LEARNER or SIM_REQ_REMOVE */
     int8_t conf_target;
     uint64_t xfer_at;         /* when the transfer was asked for */
-    /* Expiring keys, as server/node/expiry.c: its last EXPIRED entry (in flight while
-     * proposed in this term and not yet applied). */
-    raft_index_t expiry_index;
-    raft_term_t expiry_term;
+    struct node_reaper reaper; /* its proposals of expired keys (server/node/expiry.h) */
     struct sim_watch_log watch; /* what its kv reports to watchers (sim_check_watch.c) */
 };
 

@@ -98,8 +98,7 @@ void sim_node_boot(struct sim *s, struct sim_node *n)
         abort();
     kv_set_now(n->kv, sim_node_clock(s, n)); /* its keys' deadlines count from now */
     sim_watch_attach(n);
-    n->expiry_index = 0;
-    n->expiry_term = 0;
+    n->reaper = (struct node_reaper){ 0 };
     n->applied = d->snap.index;
     n->incarnation++;
     n->io_busy = false;
