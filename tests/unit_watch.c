@@ -277,6 +277,15 @@ static void read_answers(struct proto_buf *out, struct answers *a)
     out->len = 0;
 }
 
+/* node_watch_answer appended to out, as the watch loop queues it: RK_OK (also when there
+ * was nothing to say) or RK_ERR_NOMEM. */
+static int node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *out,
+                           size_t unsent, uint64_t now)
+{
+    const struct proto_buf *a = node_watch_answer(n, w, unsent, now);
+    return a == NULL ? RK_OK : proto_buf_append(out, a->data, a->len);
+}
+
 static bool start(struct fake_node *f, struct node_watcher *w, const char *prefix,
                   const char *from, struct proto_buf *out, uint64_t now)
 {

@@ -472,10 +472,6 @@ bool node_watch_due(struct node *n, const struct node_watcher *w, size_t unsent,
  * (the streams of a prefix at the same place share them). */
 const struct proto_buf *node_watch_answer(struct node *n, struct node_watcher *w, size_t unsent,
                                           uint64_t now);
-/* node_watch_answer appended to out: RK_OK (also when there was nothing to say), or
- * RK_ERR_NOMEM when the answer was made but could not be queued (close the stream). */
-int node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *out,
-                    size_t unsent, uint64_t now);
 void node_watch_stop(struct node *n, struct node_watcher *w);
 
 /* --- watch_index.c: which streams a round of changes concerns (watch loop thread) --- */

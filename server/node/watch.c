@@ -195,13 +195,6 @@ const struct proto_buf *node_watch_answer(struct node *n, struct node_watcher *w
     return take(w, b, beat, now);
 }
 
-int node_watch_fill(struct node *n, struct node_watcher *w, struct proto_buf *out,
-                    size_t unsent, uint64_t now)
-{
-    const struct proto_buf *a = node_watch_answer(n, w, unsent, now);
-    return a == NULL ? RK_OK : proto_buf_append(out, a->data, a->len);
-}
-
 /* Why a WATCH cannot start (into why), or NULL; *from is where it starts. */
 static const char *refusal(struct node *n, const struct proto_client_req *req, uint64_t *from,
                            char *why, size_t len)
