@@ -337,9 +337,17 @@ int harness_raw_answer(int fd, int ms, char **body, uint32_t *body_len)
 
 struct ctl_cluster *harness_start(int n, int leader_wait_ms)
 {
+    return harness_start_with(n, NULL, 0, leader_wait_ms);
+}
+
+struct ctl_cluster *harness_start_with(int n, const char *const *args, int n_args,
+                                       int leader_wait_ms)
+{
     char err[256];
     struct ctl_cluster *c = harness_cluster_new(n, err, sizeof(err));
     ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
+    for (int i = 0; i < n_args; i++)
+        c->server_args[c->n_server_args++] = args[i];
     int rc = ctl_start_all(c);
     HARNESS_ASSERT(c, rc == RK_OK, "starting the servers: %s", rk_strerror(rc));
     HARNESS_ASSERT(c, leader_wait_ms <= 0 || ctl_wait_leader(c, leader_wait_ms, NULL) >= 0,

@@ -52,6 +52,9 @@ int harness_sanitizer_reports(const struct ctl_cluster *c, char *first, size_t f
 /* A cluster of n servers from harness_cluster_new, every one started; with
  * leader_wait_ms > 0, also elected a leader within that time. Fails the test otherwise. */
 struct ctl_cluster *harness_start(int n, int leader_wait_ms);
+/* The same, every server started with the n_args extra arguments args (kept, not copied). */
+struct ctl_cluster *harness_start_with(int n, const char *const *args, int n_args,
+                                       int leader_wait_ms);
 /* The end of an integration test: every server the test did not stop must still be
  * running, no server may have printed a sanitizer report; then destroys c. */
 void harness_finish(struct ctl_cluster *c);

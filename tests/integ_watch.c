@@ -422,18 +422,6 @@ static uint64_t rev_of(struct client_session *s, const char *key, const char *va
     return rev;
 }
 
-/* A 3-server cluster on 127.0.0.1 with extra server arguments, started, a leader elected. */
-static struct ctl_cluster *start_cluster(const char *const *args, int n_args)
-{
-    char err[256];
-    struct ctl_cluster *c = harness_cluster_new(3, err, sizeof(err));
-    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    for (int i = 0; i < n_args; i++)
-        c->server_args[c->n_server_args++] = args[i];
-    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "starting the servers");
-    HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
-    return c;
-}
 
 /* ---- 1: exactly the committed changes under the prefix ---- */
 
@@ -879,7 +867,7 @@ START_TEST(test_from_and_compacted)
     char hist[16];
     snprintf(hist, sizeof(hist), "%d", HISTORY);
     const char *sargs[] = { "--watch-history", hist };
-    struct ctl_cluster *c = start_cluster(sargs, 2);
+    struct ctl_cluster *c = harness_start_with(3, sargs, 2, LEADER_WAIT_MS);
     struct client_session *s = harness_session(c, -1, true, CALL_TIMEOUT_MS);
     HARNESS_ASSERT(c, s != NULL, "session");
     struct evlist all = { 0 }; /* every change, each write exactly one */

@@ -27,17 +27,6 @@
 #endif
 #define CALL_TIMEOUT_MS 10000
 
-static struct ctl_cluster *start_cluster(const char *const *args, int n_args)
-{
-    char err[256];
-    struct ctl_cluster *c = harness_cluster_new(3, err, sizeof(err));
-    ck_assert_msg(c != NULL, "harness_cluster_new: %s", err);
-    for (int i = 0; i < n_args; i++)
-        c->server_args[c->n_server_args++] = args[i];
-    HARNESS_ASSERT(c, ctl_start_all(c) == RK_OK, "starting the servers");
-    HARNESS_ASSERT(c, ctl_wait_leader(c, LEADER_WAIT_MS, NULL) >= 0, "no leader");
-    return c;
-}
 
 /* A raw watch of prefix from `from` ("" = now) on server i; its first answer read. */
 static int raw_watch(struct ctl_cluster *c, int i, const char *prefix, const char *from,
@@ -96,7 +85,7 @@ static void write_values(struct ctl_cluster *c, const char *prefix, int count, s
 START_TEST(test_never_reading_watcher_cut_off)
 {
     const char *args[] = { "--watch-history-bytes", "8388608" };
-    struct ctl_cluster *c = start_cluster(args, 2);
+    struct ctl_cluster *c = harness_start_with(3, args, 2, LEADER_WAIT_MS);
     int leader = ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
     uint64_t progress;
     int fd = raw_watch(c, leader, "", "", &progress);
@@ -157,7 +146,7 @@ END_TEST
 START_TEST(test_watch_not_idle_heartbeats_limit)
 {
     const char *args[] = { "--client-idle-timeout-ms", "500", "--max-watchers", "2" };
-    struct ctl_cluster *c = start_cluster(args, 4);
+    struct ctl_cluster *c = harness_start_with(3, args, 4, LEADER_WAIT_MS);
     int leader = ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
     int follower = (leader + 1) % c->n;
     uint64_t progress;
@@ -205,7 +194,7 @@ END_TEST
 START_TEST(test_compacted_history)
 {
     const char *args[] = { "--watch-history", "100" };
-    struct ctl_cluster *c = start_cluster(args, 2);
+    struct ctl_cluster *c = harness_start_with(3, args, 2, LEADER_WAIT_MS);
     write_values(c, "h/", 300, 10);
     int leader = ctl_wait_leader(c, LEADER_WAIT_MS, NULL);
     int fd = harness_raw_client(c, leader);
